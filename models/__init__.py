@@ -1,0 +1,1 @@
+"""Pattern-sparse model definitions, sparsity methods, training, and the shipped checkpoint."""
