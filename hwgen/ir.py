@@ -27,7 +27,7 @@ class Requant:
     See `hwgen.intmath` for the arithmetic; the arrays have one entry per output channel.
     """
 
-    multiplier: np.ndarray  # int64, 1 <= M < 2**intmath.MULT_BITS
+    multiplier: np.ndarray  # int64, 0 <= M < 2**intmath.MULT_BITS
     shift: np.ndarray  # int64, 1 <= S <= intmath.MAX_SHIFT
     lo: int
     hi: int

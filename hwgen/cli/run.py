@@ -1,0 +1,57 @@
+"""Run the bit-exact integer reference of a quantized checkpoint (.hwq) on inputs.
+
+The input X.npy is a batch (N, C, H, W), or one image (C, H, W). A float array is quantized
+with the input node's scale (round half to even, clamp); an integer array is taken as the input
+node's integers as is (and must lie in its signed A-bit range). The output Y.npy holds int64:
+the graph's output (the integer logits of a classifier), or with --layer the output of that
+node. Arrays are read and written without pickle.
+
+Examples:
+  hwgen run digits_w8a8.hwq --input x.npy --out logits.npy
+  hwgen run digits_w8a8.hwq --input x.npy --out conv2.npy --layer features.3
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import HwgenError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("checkpoint", type=Path, help="quantized checkpoint (.hwq)")
+    parser.add_argument("--input", type=Path, required=True, help="inputs X.npy: float or integer, (N, C, H, W)")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the int64 outputs (.npy)")
+    parser.add_argument("--layer", help="write this node's output instead of the graph's")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import checkpoint, reference
+    from ..quantize import quantize_input
+    from .quantize import load_array
+
+    graph = checkpoint.load(args.checkpoint)
+    if graph.input.quant is None:
+        raise HwgenError(f"{args.checkpoint} is a float checkpoint; quantize it first (hwgen quantize)")
+    node = graph.node(args.layer) if args.layer else graph.node(graph.output)
+    x = load_array(args.input, "input")
+    if x.ndim == len(graph.input_shape):
+        x = x[None]
+    if x.dtype.kind == "f":
+        x_int = quantize_input(graph, x)
+    elif x.dtype.kind in "iu":
+        x_int = x
+    else:
+        raise HwgenError(f"input {args.input}: expected float or integer values, got dtype {x.dtype}")
+    y = reference.run_all(graph, x_int)[node.name] if args.layer else reference.run(graph, x_int)
+    with open(args.out, "wb") as f:  # np.save(path) would append .npy to other names
+        np.save(f, y, allow_pickle=False)
+    what = "logits" if node.quant.requant is None and node.quant.weight is not None else "outputs"
+    extra = f", argmax of the first: {int(y[0].argmax())}" if what == "logits" and len(y) else ""
+    print(f"ran {len(y)} input(s) through '{graph.name}': {what} of '{node.name}' {y.dtype} "
+          f"{tuple(y.shape)} in [{int(y.min()) if y.size else 0}, {int(y.max()) if y.size else 0}] -> {args.out}{extra}")
+    return 0
