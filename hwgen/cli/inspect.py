@@ -1,6 +1,6 @@
 """Show a model's layers: shapes, MACs, effectual MACs (nonzero weights only) and sparsity structure.
 
-MODEL is a torch.export archive (.pt2) or an hwgen checkpoint (.hwq). The table lists every node;
+MODEL is a torch.export archive (.pt2), an ONNX model (.onnx) or an hwgen checkpoint (.hwq). The table lists every node;
 --json FILE writes the same as JSON ('-' for standard output): `layers` (every node, weight fields
 null for ops without weights) and `totals` over the conv2d and linear layers. In a quantized
 checkpoint, nonzeros and effectual MACs count the integer weights (quantization can zero more of
@@ -17,7 +17,7 @@ from ..errors import HwgenError
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="model file: .pt2 (torch.export.save) or .hwq")
+    parser.add_argument("model", metavar="MODEL", help="model file: .pt2 (torch.export.save), .onnx or .hwq")
     parser.add_argument("--input-shape", metavar="C,H,W",
                         help="input shape without batch; needed only when the file does not fix it")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON to FILE ('-' for stdout)")

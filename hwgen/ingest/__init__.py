@@ -3,7 +3,8 @@
 `load_model(path)` reads
   - a `torch.export.save` archive (`.pt2`), parsed from its JSON and raw tensor bytes
     (`hwgen.ingest.pt2`), with batch norm folded and nodes named after their modules;
-  - an hwgen checkpoint (`.hwq`, `hwgen.checkpoint`; recognised by content under any name).
+  - an hwgen checkpoint (`.hwq`, `hwgen.checkpoint`; recognised by content under any name);
+  - an ONNX model (`.onnx`, `hwgen.ingest.onnx`; protobuf, recognised by content under any name).
 Pickled PyTorch checkpoints (`torch.save`: `.pt`, `.pth`, ...) are refused: unpickling runs code.
 """
 
@@ -17,6 +18,8 @@ from ..ir import Graph
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL_OPCODE = 0x80
+# An ONNX ModelProto serializes field 1 (ir_version, a varint) first: tag byte 0x08.
+_ONNX_FIRST_BYTE = 0x08
 PICKLE_REFUSAL = ("is a pickled PyTorch checkpoint, which hwgen will not load (unpickling can run code); "
                   "export the model instead: torch.export.save(torch.export.export(model.eval(), "
                   "(example_input,)), 'model.pt2')")
@@ -46,7 +49,12 @@ def load_model(path: str | Path, input_shape: tuple[int, ...] | None = None) -> 
         return load_pt2(path, input_shape)
     if head[:1] == bytes([_PICKLE_PROTOCOL_OPCODE]):
         raise HwgenError(f"{path}: {PICKLE_REFUSAL}")
-    raise HwgenError(f"{path}: not a model hwgen can read (expected a torch.export .pt2 archive or an hwgen .hwq checkpoint)")
+    if path.suffix.lower() == ".onnx" or head[:1] == bytes([_ONNX_FIRST_BYTE]):
+        from .onnx import load_onnx
+
+        return load_onnx(path, input_shape)
+    raise HwgenError(f"{path}: not a model hwgen can read (expected a torch.export .pt2 archive, an ONNX model "
+                     "or an hwgen .hwq checkpoint)")
 
 
 def _load_hwq(path: Path, input_shape) -> Graph:

@@ -15,14 +15,14 @@ from the op's `nn_module_stack`; ops outside any module keep the program's node 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import HwgenError
-from ..ir import Graph, Node
+from ..ir import Graph
 from .archive import Pt2Archive
+from .builder import Act, Const, GraphBuilder, Unusable
 
 # Ops whose output is their first input (in eval mode); keyed by aten name without overload.
 _IDENTITY_OPS = {"dropout", "dropout_", "feature_dropout", "feature_dropout_", "alpha_dropout", "clone",
@@ -30,28 +30,6 @@ _IDENTITY_OPS = {"dropout", "dropout_", "feature_dropout", "feature_dropout_", "
 # Side-effect-free checks torch.export inserts; they produce nothing hwgen needs.
 _ASSERT_OPS = {"_assert_tensor_metadata", "_assert_scalar", "sym_constrain_range_for_size",
                "_assert_async"}
-
-
-@dataclass
-class _Act:
-    """An activation tensor: the output of IR node `node`."""
-
-    node: str
-
-
-@dataclass
-class _Const:
-    """A constant tensor (parameter, buffer, lifted constant, or a transpose of one)."""
-
-    array: np.ndarray
-    what: str
-
-
-@dataclass
-class _Unusable:
-    """An output hwgen does not model (e.g. batch-norm statistics, max-pool indices)."""
-
-    what: str
 
 
 def load_pt2(path: str | Path, input_shape: tuple[int, ...] | None = None) -> Graph:
@@ -65,21 +43,14 @@ def load_pt2(path: str | Path, input_shape: tuple[int, ...] | None = None) -> Gr
         raise HwgenError(f"{archive.path}: malformed program JSON ({type(e).__name__}: {e})") from None
 
 
-class _Translator:
+class _Translator(GraphBuilder):
     def __init__(self, archive: Pt2Archive, program: dict):
         self.archive = archive
         gm = program["graph_module"]
         self.json_graph = gm["graph"]
         self.signature = gm["signature"]
-        self.name = archive.path.stem
-        self.nodes: list[Node] = []
-        self.values: dict[str, object] = {}
+        super().__init__(archive.path.stem, self._count_uses())
         self.lazy: dict[str, tuple[str, str]] = {}  # value -> (payload kind, fqn), read on first use
-        self.uses = self._count_uses()
-        # Outstanding uses of each IR node's output, across identity aliases; folding batch norm
-        # into a conv is only correct when the batch norm is the conv's single consumer.
-        self.pending: dict[str, int] = {}
-        self.input_shape: tuple[int, ...] | None = None
 
     # -- driver -----------------------------------------------------------------------------------
     def graph(self, input_shape) -> Graph:
@@ -91,7 +62,7 @@ class _Translator:
         out = self._output_value()  # before translating: a training-mode program fails here, clearly
         for jn in self.json_graph["nodes"]:
             self._translate(jn)
-        return Graph(self.name, self.nodes, self._act(out, "the program output").node).infer_shapes(self.input_shape)
+        return self.finish(self._act(out, "the program output"))
 
     def _count_uses(self) -> dict[str, int]:
         uses: dict[str, int] = {}
@@ -123,10 +94,8 @@ class _Translator:
                 raise HwgenError(f"{self.archive.path}: program input of kind '{kind}' is not supported")
         if len(user) != 1:
             raise HwgenError(f"{self.archive.path}: the program takes {len(user)} tensor inputs; hwgen needs exactly one")
-        node = Node(self._unique("input"), "input")
-        self.nodes.append(node)
-        self.values[user[0]] = _Act(node.name)
-        self.pending[node.name] = self.uses.get(user[0], 0)
+        node = self.emit("input", "input", ())
+        self.bind(user[0], node)
         sizes = self.json_graph["tensor_values"][user[0]]["sizes"]
         if all(isinstance(s, dict) and isinstance(s.get("as_int"), int) for s in sizes) and len(sizes) in (2, 4):
             self.input_shape = tuple(int(s["as_int"]) for s in sizes[1:])  # drop the batch dimension
@@ -149,35 +118,17 @@ class _Translator:
     def _value(self, name: str):
         if name not in self.values and name in self.lazy:
             kind, fqn = self.lazy.pop(name)
-            self.values[name] = _Const(self.archive.tensor(kind, fqn), fqn)
+            self.values[name] = Const(self.archive.tensor(kind, fqn), fqn)
         if name not in self.values:
             raise HwgenError(f"{self.archive.path}: tensor '{name}' is used before it is defined")
         return self.values[name]
 
-    def _act(self, name: str, where: str) -> _Act:
+    def _act(self, name: str, where: str) -> Act:
         v = self._value(name)
-        if isinstance(v, _Act):
+        if isinstance(v, Act):
             return v
-        what = v.what if isinstance(v, (_Const, _Unusable)) else name
+        what = v.what if isinstance(v, (Const, Unusable)) else name
         raise HwgenError(f"{where}: expected an activation, got {what}")
-
-    def _unique(self, base: str) -> str:
-        taken = {n.name for n in self.nodes}
-        name, k = base, 1
-        while name in taken:
-            name, k = f"{base}_{k}", k + 1
-        return name
-
-    def _emit(self, base: str, op: str, inputs: tuple[str, ...], **kw) -> Node:
-        node = Node(self._unique(base), op, inputs, **kw)
-        self.nodes.append(node)
-        return node
-
-    def _shape(self, node_name: str) -> tuple[int, ...]:
-        """The output shape of an IR node built so far (for ops whose mapping depends on it)."""
-        g = Graph(self.name, list(self.nodes), node_name)
-        g.infer_shapes(self.input_shape)
-        return g.node(node_name).out_shape
 
     # -- ops --------------------------------------------------------------------------------------
     def _translate(self, jn: dict) -> None:
@@ -211,26 +162,18 @@ class _Translator:
 
     def _is_constant(self, a: dict) -> bool:
         names = _tensor_names(a)
-        return bool(names) and (names[0] in self.lazy or isinstance(self.values.get(names[0]), _Const))
+        return bool(names) and (names[0] in self.lazy or isinstance(self.values.get(names[0]), Const))
 
     def _alias(self, jn: dict, value, where: str) -> None:
-        if isinstance(value, _Act):
-            self.pending[value.node] += self.uses.get(_output_names(jn)[0], 0) - 1
-            self.values[_output_names(jn)[0]] = value
-        elif isinstance(value, (_Const, _Unusable)):
-            self.values[_output_names(jn)[0]] = value
-        else:
-            raise HwgenError(f"{where}: expected a tensor argument")
+        self.alias(_output_names(jn)[0], value, where)
 
-    def _new_act(self, jn: dict, node: Node) -> None:
-        name = _output_names(jn)[0]
-        self.values[name] = _Act(node.name)
-        self.pending[node.name] = self.uses.get(name, 0)
+    def _new_act(self, jn: dict, node) -> None:
+        self.bind(_output_names(jn)[0], node)
         for extra in _output_names(jn)[1:]:
-            self.values[extra] = _Unusable(f"output '{extra}' of {_op_name(jn)[0]}")
+            self.values[extra] = Unusable(f"output '{extra}' of {_op_name(jn)[0]}")
 
     def _const(self, v, where: str, what: str, ndim: int | None = None) -> np.ndarray:
-        if not isinstance(v, _Const):
+        if not isinstance(v, Const):
             raise HwgenError(f"{where}: {what} must be a constant tensor (a parameter)")
         if ndim is not None and v.array.ndim != ndim:
             raise HwgenError(f"{where}: {what} '{v.what}' has shape {v.array.shape}, expected {ndim} dimensions")
@@ -255,7 +198,7 @@ class _Translator:
     def _conv(self, jn, base, where, arg, transposed: bool):
         if transposed:
             raise HwgenError(f"{where}: transposed convolution is not supported by the hwgen IR")
-        x = self._act_arg(arg("input"), where)
+        x = self.act(arg("input"), where)
         w = self._const(arg("weight"), where, "weight", 4)
         stride = _ints(arg("stride", [1]), 2, where, "stride")
         dilation = _ints(arg("dilation", [1]), 2, where, "dilation")
@@ -264,49 +207,49 @@ class _Translator:
         if isinstance(padding, str):
             padding = _string_padding(padding, w.shape[2:], stride, dilation, where)
         padding = _ints(padding, 2, where, "padding", 0)
-        node = self._emit(base, "conv2d", (x.node,),
-                          attrs=dict(kernel=tuple(w.shape[2:]), stride=stride, padding=padding,
-                                     dilation=dilation, groups=int(groups)),
-                          weight=w.copy(), bias=self._bias(arg("bias"), where, w.shape[0]))
+        node = self.emit(base, "conv2d", (x.node,),
+                         attrs=dict(kernel=tuple(w.shape[2:]), stride=stride, padding=padding,
+                                    dilation=dilation, groups=int(groups)),
+                         weight=w.copy(), bias=self._bias(arg("bias"), where, w.shape[0]))
         self._new_act(jn, node)
 
     def _op_linear(self, jn, base, where, arg):
-        x = self._act_arg(arg("input"), where)
+        x = self.act(arg("input"), where)
         w = self._const(arg("weight"), where, "weight", 2)
         self._linear(jn, base, where, x, w, arg("bias"))
 
     def _op_addmm(self, jn, base, where, arg):
         if arg("beta", 1) != 1 or arg("alpha", 1) != 1:
             raise HwgenError(f"{where}: addmm with beta/alpha other than 1 is not supported")
-        x = self._act_arg(arg("mat1"), where)
+        x = self.act(arg("mat1"), where)
         wt = self._const(arg("mat2"), where, "weight", 2)
         self._linear(jn, base, where, x, wt.T, arg("self"))
 
     def _op_mm(self, jn, base, where, arg):
-        x = self._act_arg(arg("self"), where)
+        x = self.act(arg("self"), where)
         wt = self._const(arg("mat2"), where, "weight", 2)
         self._linear(jn, base, where, x, wt.T, None)
 
-    def _linear(self, jn, base, where, x: _Act, w: np.ndarray, bias) -> None:
-        node = self._emit(base, "linear", (x.node,), weight=np.ascontiguousarray(w, dtype=np.float32),
-                          bias=self._bias(bias, where, w.shape[0]))
+    def _linear(self, jn, base, where, x: Act, w: np.ndarray, bias) -> None:
+        node = self.emit(base, "linear", (x.node,), weight=np.ascontiguousarray(w, dtype=np.float32),
+                         bias=self._bias(bias, where, w.shape[0]))
         self._new_act(jn, node)
 
     def _op_t(self, jn, base, where, arg):
         a = self._const(self._decode(jn["inputs"][0]["arg"], where), where, "the transposed tensor", 2)
-        self.values[_output_names(jn)[0]] = _Const(a.T, "transposed constant")
+        self.values[_output_names(jn)[0]] = Const(a.T, "transposed constant")
 
     def _op_permute(self, jn, base, where, arg):
         a = self._const(arg("self"), where, "the permuted tensor")
         dims = arg("dims")
         if not isinstance(dims, list) or sorted(d % max(a.ndim, 1) for d in dims) != list(range(a.ndim)):
             raise HwgenError(f"{where}: bad permutation {dims}")
-        self.values[_output_names(jn)[0]] = _Const(np.transpose(a, [d % a.ndim for d in dims]), "permuted constant")
+        self.values[_output_names(jn)[0]] = Const(np.transpose(a, [d % a.ndim for d in dims]), "permuted constant")
 
     def _op_transpose(self, jn, base, where, arg):
         a = self._const(arg("self"), where, "the transposed tensor")
         d0, d1 = arg("dim0"), arg("dim1")
-        self.values[_output_names(jn)[0]] = _Const(np.swapaxes(a, d0, d1), "transposed constant")
+        self.values[_output_names(jn)[0]] = Const(np.swapaxes(a, d0, d1), "transposed constant")
 
     def _op_batch_norm(self, jn, base, where, arg):
         if arg("training", False):
@@ -320,65 +263,47 @@ class _Translator:
         self._fold_bn(jn, where, arg)
 
     def _fold_bn(self, jn, where, arg) -> None:
-        x = self._act_arg(arg("input"), where)
-        prev = self.nodes[[n.name for n in self.nodes].index(x.node)]
-        if prev.op not in ("conv2d", "linear"):
-            raise HwgenError(f"{where}: batch norm must follow a convolution or linear layer to be folded "
-                             f"(it follows '{prev.name}', a {prev.op})")
-        if self.pending.get(prev.name, 0) != 1:
-            raise HwgenError(f"{where}: cannot fold batch norm into '{prev.name}': its output has other consumers")
-        m = prev.weight.shape[0]
-        mean = self._const(arg("running_mean"), where, "running_mean", 1).astype(np.float64)
-        var = self._const(arg("running_var"), where, "running_var", 1).astype(np.float64)
-        gamma = arg("weight")
-        beta = arg("bias")
-        gamma = np.ones(m) if gamma is None else self._const(gamma, where, "weight", 1).astype(np.float64)
-        beta = np.zeros(m) if beta is None else self._const(beta, where, "bias", 1).astype(np.float64)
-        eps = float(arg("eps", 1e-5))
-        if any(a.shape != (m,) for a in (mean, var, gamma, beta)):
-            raise HwgenError(f"{where}: batch-norm parameters do not have {m} channels like '{prev.name}'")
-        if not math.isfinite(eps) or (var + eps <= 0).any():
-            raise HwgenError(f"{where}: batch-norm variance + eps must be positive")
-        scale = gamma / np.sqrt(var + eps)
-        bias = prev.bias.astype(np.float64) if prev.bias is not None else np.zeros(m)
-        shape = (m,) + (1,) * (prev.weight.ndim - 1)
-        prev.weight = (prev.weight.astype(np.float64) * scale.reshape(shape)).astype(np.float32)
-        prev.bias = ((bias - mean) * scale + beta).astype(np.float32)
-        self.values[_output_names(jn)[0]] = x
-        self.pending[prev.name] = self.uses.get(_output_names(jn)[0], 0)
+        x = self.act(arg("input"), where)
+        gamma, beta = arg("weight"), arg("bias")
+        self.fold_batchnorm(x, _output_names(jn)[0], where,
+                            mean=self._const(arg("running_mean"), where, "running_mean", 1),
+                            var=self._const(arg("running_var"), where, "running_var", 1),
+                            gamma=None if gamma is None else self._const(gamma, where, "weight", 1),
+                            beta=None if beta is None else self._const(beta, where, "bias", 1),
+                            eps=float(arg("eps", 1e-5)))
         for extra in _output_names(jn)[1:]:
-            self.values[extra] = _Unusable(f"batch-norm statistic '{extra}'")
+            self.values[extra] = Unusable(f"batch-norm statistic '{extra}'")
 
     def _op_relu(self, jn, base, where, arg):
-        x = self._act_arg(self._decode(jn["inputs"][0]["arg"], where), where)
-        self._new_act(jn, self._emit(base, "relu", (x.node,)))
+        x = self.act(self._decode(jn["inputs"][0]["arg"], where), where)
+        self._new_act(jn, self.emit(base, "relu", (x.node,)))
 
     def _op_hardtanh(self, jn, base, where, arg):
         lo, hi = float(arg("min_val", -1.0)), float(arg("max_val", 1.0))
-        x = self._act_arg(arg("self"), where)
+        x = self.act(arg("self"), where)
         if lo == -math.inf and hi == math.inf:
             return self._alias(jn, x, where)
         if lo == 0.0 and hi == math.inf:
-            return self._new_act(jn, self._emit(base, "relu", (x.node,)))
+            return self._new_act(jn, self.emit(base, "relu", (x.node,)))
         raise HwgenError(f"{where}: hardtanh({lo:g}, {hi:g}) is a clamp the hwgen IR does not have")
 
     def _op_max_pool2d(self, jn, base, where, arg):
-        x = self._act_arg(arg("self"), where)
+        x = self.act(arg("self"), where)
         kernel = _ints(arg("kernel_size"), 2, where, "kernel_size")
         stride = _ints(arg("stride") or list(kernel), 2, where, "stride")
         if _ints(arg("dilation", [1]), 2, where, "dilation") != (1, 1):
             raise HwgenError(f"{where}: dilated max pooling is not supported")
         if arg("ceil_mode", False):
             raise HwgenError(f"{where}: max pooling with ceil_mode=True is not supported")
-        node = self._emit(base, "maxpool2d", (x.node,),
-                          attrs=dict(kernel=kernel, stride=stride, padding=_ints(arg("padding", [0]), 2, where, "padding", 0)))
+        node = self.emit(base, "maxpool2d", (x.node,),
+                         attrs=dict(kernel=kernel, stride=stride, padding=_ints(arg("padding", [0]), 2, where, "padding", 0)))
         self._new_act(jn, node)
 
     def _op_max_pool2d_with_indices(self, jn, base, where, arg):
         self._op_max_pool2d(jn, base, where, arg)
 
     def _op_avg_pool2d(self, jn, base, where, arg):
-        x = self._act_arg(arg("self"), where)
+        x = self.act(arg("self"), where)
         kernel = _ints(arg("kernel_size"), 2, where, "kernel_size")
         stride = _ints(arg("stride") or list(kernel), 2, where, "stride")
         padding = _ints(arg("padding", [0]), 2, where, "padding", 0)
@@ -388,49 +313,49 @@ class _Translator:
             raise HwgenError(f"{where}: average pooling with divisor_override is not supported")
         if padding != (0, 0) and not arg("count_include_pad", True):
             raise HwgenError(f"{where}: padded average pooling must count the padding (count_include_pad=True)")
-        self._new_act(jn, self._emit(base, "avgpool2d", (x.node,),
-                                     attrs=dict(kernel=kernel, stride=stride, padding=padding)))
+        self._new_act(jn, self.emit(base, "avgpool2d", (x.node,),
+                                    attrs=dict(kernel=kernel, stride=stride, padding=padding)))
 
     def _op_adaptive_avg_pool2d(self, jn, base, where, arg):
-        x = self._act_arg(arg("self") if arg("self") is not None else arg("input"), where)
+        x = self.act(arg("self") if arg("self") is not None else arg("input"), where)
         out = _ints(arg("output_size"), 2, where, "output_size")
-        _, h, w = self._conv_shape(x, where)
+        _, h, w = self.spatial_shape(x, where)
         if out[0] < 1 or out[1] < 1 or h % out[0] or w % out[1]:
             raise HwgenError(f"{where}: adaptive average pooling of {h}x{w} to {out[0]}x{out[1]} is not a fixed-kernel pooling")
         kernel = (h // out[0], w // out[1])
-        self._new_act(jn, self._emit(base, "avgpool2d", (x.node,),
-                                     attrs=dict(kernel=kernel, stride=kernel, padding=(0, 0))))
+        self._new_act(jn, self.emit(base, "avgpool2d", (x.node,),
+                                    attrs=dict(kernel=kernel, stride=kernel, padding=(0, 0))))
 
     def _op_mean(self, jn, base, where, arg):
-        x = self._act_arg(arg("self"), where)
-        _, h, w = self._conv_shape(x, where)
+        x = self.act(arg("self"), where)
+        _, h, w = self.spatial_shape(x, where)
         dims = arg("dim")
         if not isinstance(dims, list) or sorted(d % 4 for d in dims) != [2, 3]:
             raise HwgenError(f"{where}: mean over dims {dims} is not a global average pooling")
-        pool = self._emit(base, "avgpool2d", (x.node,), attrs=dict(kernel=(h, w), stride=(h, w), padding=(0, 0)))
+        pool = self.emit(base, "avgpool2d", (x.node,), attrs=dict(kernel=(h, w), stride=(h, w), padding=(0, 0)))
         if not arg("keepdim", False):
-            pool = self._emit(f"{pool.name}.flatten", "flatten", (pool.name,))
+            pool = self.emit(f"{pool.name}.flatten", "flatten", (pool.name,))
         self._new_act(jn, pool)
 
     def _op_add(self, jn, base, where, arg):
         a, b = arg("self"), arg("other")
         if arg("alpha", 1) != 1:
             raise HwgenError(f"{where}: add with alpha != 1 is not supported")
-        if not isinstance(a, _Act) or not isinstance(b, _Act):
+        if not isinstance(a, Act) or not isinstance(b, Act):
             raise HwgenError(f"{where}: only the addition of two activations (a residual add) is supported")
-        self._new_act(jn, self._emit(base, "add", (a.node, b.node)))
+        self._new_act(jn, self.emit(base, "add", (a.node, b.node)))
 
     def _op_flatten(self, jn, base, where, arg):
-        x = self._act_arg(arg("self"), where)
-        shape = self._shape(x.node)
+        x = self.act(arg("self"), where)
+        shape = self.shape(x.node)
         start, end = arg("start_dim", 0), arg("end_dim", -1)
         if start != 1 or end not in (-1, len(shape)):
             raise HwgenError(f"{where}: flatten({start}, {end}) must flatten everything but the batch")
         self._flatten(jn, base, where, x, shape)
 
     def _op_view(self, jn, base, where, arg):
-        x = self._act_arg(arg("self"), where)
-        shape = self._shape(x.node)
+        x = self.act(arg("self"), where)
+        shape = self.shape(x.node)
         size = arg("size") if arg("size") is not None else arg("shape")
         if not isinstance(size, list) or len(size) != 2 or size[1] not in (-1, int(np.prod(shape))):
             raise HwgenError(f"{where}: reshape of {shape} to {size} is not a flatten (batch, features)")
@@ -439,22 +364,10 @@ class _Translator:
     _op_reshape = _op_view
     _op_unsafe_view = _op_view
 
-    def _flatten(self, jn, base, where, x: _Act, shape) -> None:
+    def _flatten(self, jn, base, where, x: Act, shape) -> None:
         if len(shape) == 1:
             return self._alias(jn, x, where)  # already flat
-        self._new_act(jn, self._emit(base, "flatten", (x.node,)))
-
-    # -- helpers ----------------------------------------------------------------------------------
-    def _act_arg(self, v, where: str) -> _Act:
-        if isinstance(v, _Act):
-            return v
-        raise HwgenError(f"{where}: expected an activation input")
-
-    def _conv_shape(self, x: _Act, where: str) -> tuple[int, int, int]:
-        shape = self._shape(x.node)
-        if len(shape) != 3:
-            raise HwgenError(f"{where}: needs a (C, H, W) input, got {shape}")
-        return shape
+        self._new_act(jn, self.emit(base, "flatten", (x.node,)))
 
     def _decode(self, a: dict, where: str):
         if not isinstance(a, dict) or len(a) != 1:
