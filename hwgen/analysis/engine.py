@@ -1,0 +1,68 @@
+"""The `engine` architecture: counts of the engine `hwgen generate` emits, from its own schedule.
+
+DRAM bytes and cycles are not modelled here: they are `hwgen.gateware.schedule`'s, the model the
+RTL simulation is checked against (weights in the engine's packed layout, descriptor and
+bias/requant tables, inputs and outputs in whole bus beats). The engine keeps a layer's whole input
+in its buffer and streams one lane group of weights at a time, which is the mapping reported:
+M tiles of m_lanes, everything else whole. Buffer, register-file and MAC energy use the same
+array model as every architecture, with the engine's lanes as the MAC array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..errors import HwgenError
+from ..ir import Graph
+from .arch import Architecture
+from .counts import Extents, Mapping, compulsory, evaluate
+from .energy import EnergyTable
+from .formats import smallest, storage
+from .workload import layer_from_node
+
+
+def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight_bits: int, act_bits: int,
+                   dense_only: bool = False, progress: bool = False) -> tuple[Architecture, list]:
+    """(the architecture with the engine's buffer size, one LayerResult per conv2d layer).
+
+    dense_only: the dense engine `hwgen generate --dense-only` emits (every layer dense).
+    """
+    from tqdm import tqdm
+
+    from ..gateware import layout, schedule
+    from ..generate import engine_layers, plan_graph
+    from . import LayerResult
+
+    spec = arch.engine
+    if arch.glb_kib and arch.glb_kib != int(arch.glb_kib):
+        raise HwgenError(f"the engine's buffer size must be a whole number of KiB, got {arch.glb_kib:g}")
+    plans = plan_graph(graph, dense_only=dense_only)
+    params = layout.fit_params(plans, m_lanes=spec.m_lanes, x_lanes=spec.x_lanes, bus_bits=spec.bus_bits,
+                               glb_kib=int(arch.glb_kib) or None, sparse=False if dense_only else None)
+    buffer_kib = params.input_rows * params.row_elems * params.act_bits / 8 / 1024
+    arch = dataclasses.replace(arch, glb_kib=buffer_kib)
+    dram_pj = energy.memory(arch.dram_energy, arch.name).pj_per_bit()
+    results = []
+    nodes = engine_layers(graph)
+    for node, plan, sched in tqdm(list(zip(nodes, plans, schedule.network_schedule(plans, params))),
+                                  desc="analyze engine", unit="layer", disable=not progress, leave=False):
+        layer = layer_from_node(graph, node, weight_bits, act_bits)
+        costs = storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
+        fmt = "dense" if plan.dense else ("periodic" if costs["periodic"] is not None else smallest(costs))
+        mapping = Mapping("MCPQ", min(spec.m_lanes, layer.m), layer.c, layer.p, layer.q)
+        rows, cols = Extents(layer, 0), Extents(layer, 1)
+        r = evaluate(layer, costs[fmt], arch, energy, mapping.order, mapping.m, mapping.c, mapping.p, mapping.q,
+                     rows, cols)
+        b = sched.bytes
+        dram = {"weights": b["weights"], "metadata": b["tables"] + b["descriptor"], "inputs": b["inputs"],
+                "outputs": b["outputs"], "psums": 0}
+        dram["total"] = sum(dram.values())
+        glb_bits = 8 * dram["total"] + int(r["array_bits"])
+        sram_pj = float(r["e_sram"]) + (glb_bits - int(r["glb_bits"])) * energy.memory(
+            arch.glb_energy, arch.name).pj_per_bit(arch.glb_kib)
+        e = {"dram": 8 * dram["total"] * dram_pj, "sram": sram_pj, "mac": float(r["e_mac"])}
+        e["total"] = e["dram"] + e["sram"] + e["mac"]
+        results.append(LayerResult(layer, costs, fmt, mapping, dram,
+                                   compulsory(layer, costs[smallest(costs)], rows, cols), e, int(sched.cycles),
+                                   int(r["macs"]), glb_bits, int(r["rf_bits"])))
+    return arch, results

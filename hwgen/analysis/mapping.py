@@ -1,0 +1,118 @@
+"""Mappings: the search over loop orders and buffer tiles, and user-fixed mappings.
+
+The search space of a layer is every loop order of (M, C, P, Q) at the DRAM level times every
+tile size that divides its dimension (plus the whole dimension); candidates whose tiles do not
+fit the global buffer are dropped, the rest evaluated in closed form, all at once with numpy.
+The objective is DRAM bytes or energy; ties go to the other one, then to the first candidate
+in a fixed enumeration order, so the result is deterministic. More buffer only adds candidates,
+so the searched optimum never gets worse with a bigger buffer.
+
+A fixed mapping is a YAML file:
+    default: {order: MCPQ, tiles: {M: 16, C: 64, P: 56, Q: 56}}   # optional
+    layers:                                                        # optional, by layer name
+      conv2: {order: PQMC, tiles: {M: 64}}
+Missing tiles mean the whole dimension; tiles larger than a dimension are clipped to it.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..errors import HwgenError
+from . import specfile
+from .arch import Architecture
+from .counts import DIMS, Extents, Mapping, evaluate
+from .energy import EnergyTable
+from .formats import FormatCost
+from .workload import Layer
+
+ORDERS = tuple("".join(o) for o in itertools.permutations(DIMS))
+OBJECTIVES = ("dram", "energy")
+
+
+def tile_candidates(n: int) -> np.ndarray:
+    return np.array([d for d in range(1, n + 1) if n % d == 0], dtype=np.int64)
+
+
+def search(layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTable, objective: str,
+           rows: Extents, cols: Extents) -> Mapping:
+    """The best mapping of `layer` whose tiles fit the global buffer."""
+    if objective not in OBJECTIVES:
+        raise HwgenError(f"objective must be one of {', '.join(OBJECTIVES)}, got '{objective}'")
+    grids = np.meshgrid(*(tile_candidates(n) for n in (layer.m, layer.c, layer.p, layer.q)), indexing="ij")
+    m, c, p, q = (g.ravel() for g in grids)
+    first = evaluate(layer, cost, arch, table, ORDERS[0], m, c, p, q, rows, cols)
+    fits = first["need_bits"] <= arch.glb_bits  # buffer needs do not depend on the loop order
+    if not fits.any():
+        raise HwgenError(f"layer '{layer.name}': even the smallest tiles need "
+                         f"{int(first['need_bits'].min()) / 8192:.2f} KiB, more than the {arch.glb_kib:g} KiB global buffer")
+    m, c, p, q = m[fits], c[fits], p[fits], q[fits]
+    primary, secondary = ("dram", "energy") if objective == "dram" else ("energy", "dram")
+    best = None
+    for order in ORDERS:
+        r = evaluate(layer, cost, arch, table, order, m, c, p, q, rows, cols)
+        keys = np.broadcast_to(r[primary], m.shape), np.broadcast_to(r[secondary], m.shape)
+        i = int(np.lexsort((keys[1], keys[0]))[0])
+        cand = (keys[0][i], keys[1][i])
+        if best is None or cand < best[0]:
+            best = (cand, Mapping(order, int(m[i]), int(c[i]), int(p[i]), int(q[i])))
+    return best[1]
+
+
+def check_fits(layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTable, mapping: Mapping,
+               rows: Extents, cols: Extents) -> None:
+    need = int(evaluate(layer, cost, arch, table, mapping.order, mapping.m, mapping.c, mapping.p, mapping.q,
+                        rows, cols)["need_bits"])
+    if need > arch.glb_bits:
+        raise HwgenError(f"layer '{layer.name}': mapping {mapping.order} {mapping.as_dict()['tiles']} needs "
+                         f"{need / 8192:.2f} KiB of buffer, more than the {arch.glb_kib:g} KiB global buffer")
+
+
+class FixedMappings:
+    """User-fixed mappings from a YAML file: a default and per-layer entries."""
+
+    def __init__(self, path: str):
+        data, label = specfile.load(path, "mapping")
+        top = specfile.Section(data, label)
+        self.label = label
+        self.default = self._entry(top.section("default", optional=True))
+        layers = top.section("layers", optional=True)
+        self.layers = {}
+        if layers is not None:
+            for name in layers.data:
+                self.layers[str(name)] = self._entry(layers.section(str(name)))
+            layers.done()
+        top.done()
+        self._unused = set(self.layers)
+
+    def _entry(self, sec: specfile.Section | None):
+        if sec is None:
+            return None
+        order = sec.text("order", "MCPQ")
+        if sorted(order) != sorted(DIMS):
+            raise HwgenError(f"{self.label}: '{sec.path}.order' must be a permutation of {DIMS}, got '{order}'")
+        tiles = sec.section("tiles", optional=True)
+        sizes = {}
+        if tiles is not None:
+            for d in DIMS:
+                if d in tiles.data:
+                    sizes[d] = tiles.number(d, integer=True)
+            tiles.done()
+        sec.done()
+        return order, sizes
+
+    def get(self, layer: Layer) -> Mapping | None:
+        entry = self.layers.get(layer.name, self.default)
+        self._unused.discard(layer.name)
+        if entry is None:
+            return None
+        order, sizes = entry
+        dims = {"M": layer.m, "C": layer.c, "P": layer.p, "Q": layer.q}
+        t = {d: min(sizes.get(d, n), n) for d, n in dims.items()}
+        return Mapping(order, t["M"], t["C"], t["P"], t["Q"])
+
+    def check_all_used(self) -> None:
+        if self._unused:
+            raise HwgenError(f"{self.label}: no layer named '{sorted(self._unused)[0]}' in the model")

@@ -1,0 +1,64 @@
+"""Generate the periodic-sparse convolution engine for a quantized checkpoint, as Verilog.
+
+Writes into --out: hwgen_engine.v (the Amaranth engine), hwgen_top.v (top-level shell with clean
+port names), hwgen_sram_1r1w.v (behavioural SRAM to swap for a macro), dram_image.bin
+(descriptors, packed weights, bias/requant tables), manifest.json (parameters, derived widths,
+address map, per-layer addresses and layouts), hwgen_engine.core (FuseSoC), lint_waivers.vlt
+and model.hwq (the checkpoint, so the folder is all `hwgen simulate` needs).
+Every conv2d layer runs on the engine; other layers (pooling, add, classifier) stay on the host.
+With --synth, Yosys reports LUT/FF/DSP/BRAM counts. See docs/engine.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import HwgenError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="a quantized checkpoint (.hwq, from hwgen quantize or hwgen train)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
+    p.add_argument("--m-lanes", type=int, default=4, metavar="M", help="output channels per cycle (power of 2, default 4)")
+    p.add_argument("--x-lanes", type=int, default=4, metavar="X", help="output pixels per cycle (power of 2, default 4)")
+    p.add_argument("--bus-bits", type=int, default=64, metavar="B", help="DRAM data beat in bits (8..512, default 64)")
+    p.add_argument("--glb-kib", type=int, metavar="N",
+                   help="input buffer size in KiB (default: just enough for the largest layer input)")
+    p.add_argument("--dense-only", action="store_true",
+                   help="generate without the pattern ROM: periodic layers run as dense (for area comparisons)")
+    p.add_argument("--synth", nargs="?", const="xilinx", choices=("xilinx", "ice40"),
+                   help="run Yosys synthesis (synth_xilinx by default, or synth_ice40) and report resources")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a summary table")
+
+
+def run(args) -> int:
+    from ..generate import generate
+    from ..ingest import load_model
+
+    graph = load_model(args.checkpoint)
+    if any(n.quant is None for n in graph.nodes):
+        raise HwgenError(f"{args.checkpoint}: the model is not quantized; run `hwgen quantize` first")
+    if args.synth:
+        print(f"hwgen generate: synthesizing with Yosys (synth_{args.synth}), about a minute", file=sys.stderr)
+    manifest = generate(graph, args.out, m_lanes=args.m_lanes, x_lanes=args.x_lanes, bus_bits=args.bus_bits,
+                        glb_kib=args.glb_kib, dense_only=args.dense_only, synth=args.synth)
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+        return 0
+    p = manifest["params"]
+    print(f"engine: {p['m_lanes']}x{p['x_lanes']} MACs, {p['bus_bits']}-bit bus, W{p['weight_bits']} A{p['act_bits']}, "
+          f"{p['acc_bits']}-bit accumulators, {len(p['patterns'])} ROM patterns -> {args.out}")
+    print(f"{'layer':<16}{'kind':<10}{'P':>3}{'taps':>5}{'in':>14}{'out':>14}{'DRAM bytes':>12}{'cycles':>10}{'util':>7}")
+    for lay in manifest["layers"]:
+        s = lay["schedule"]
+        shape = lambda v: "x".join(map(str, v["shape"]))  # noqa: E731
+        print(f"{lay['name']:<16}{lay['structure']:<10}{lay['period']:>3}{lay['taps']:>5}{shape(lay['input']):>14}"
+              f"{shape(lay['output']):>14}{sum(s['bytes'].values()):>12}{s['cycles']:>10}{s['utilization']:>7.1%}")
+    if manifest["host_ops"]:
+        print("on the host: " + ", ".join(manifest["host_ops"]))
+    if "synth" in manifest:
+        r = manifest["synth"]
+        print(f"synthesis ({r['target']}): " + ", ".join(f"{k} {v}" for k, v in r["resources"].items()))
+    return 0

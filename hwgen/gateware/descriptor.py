@@ -1,0 +1,92 @@
+"""The layer descriptor: what the engine reads from DRAM at `desc_addr` before running a layer.
+
+One `lib.data.StructLayout` defines it for both sides: the gateware views the loaded bits through
+it, and `pack` writes the same fields little-endian for the DRAM image. 64 bytes, fields in order.
+Derived quantities the hardware would otherwise divide for (beats per row, lane groups) are
+precomputed by the generator and carried here.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import signed
+from amaranth.lib import data
+
+from ..errors import HwgenError
+
+DESCRIPTOR_BYTES = 64
+MAGIC = 0x4857  # "HW"
+
+LAYOUT = data.StructLayout({
+    "in_addr": 32,  # byte address of the input activations
+    "out_addr": 32,  # byte address of the output activations
+    "weight_addr": 32,  # byte address of the packed weights (lane group after lane group)
+    "table_addr": 32,  # byte address of the bias/requant table
+    "channels": 16,  # C: input channels
+    "height": 16,  # H: input rows
+    "width": 16,  # W: input columns
+    "out_channels": 16,  # M
+    "out_height": 16,  # OH
+    "out_width": 16,  # OW
+    "in_row_beats": 16,  # beats per input row in DRAM
+    "out_row_beats": 16,  # beats per output row in DRAM
+    "x_groups": 16,  # ceil(OW / x_lanes)
+    "m_groups": 16,  # ceil(M / m_lanes)
+    "weight_group_beats": 16,  # beats of packed weights per lane group
+    "table_group_beats": 16,  # beats of bias/requant table per lane group
+    "id_words": 16,  # weight-buffer words of kernel ids before each group's weights (library layers)
+    "taps": 8,  # tap steps per input channel (9 dense 3x3, 1 for 1x1, n for periodic)
+    "period": 8,  # P (1 for dense layers)
+    "table_base": 8,  # index of the layer's first pattern in the pattern ROM
+    "stride2": 1,
+    "kernel1x1": 1,
+    "dense": 1,  # taps follow raster order instead of the pattern ROM
+    "in_signed": 1,
+    "library": 1,  # a pattern library layer: lanes take their pattern from the kernel ids
+    "_flags_pad": 3,
+    "lo": signed(16),  # output clamp range (requant lo/hi)
+    "hi": signed(16),
+    "magic": 16,
+})
+assert LAYOUT.size <= 8 * DESCRIPTOR_BYTES
+
+SIGNED = ("lo", "hi")
+FIELDS = tuple(name for name, _ in LAYOUT if not name.startswith("_"))
+
+
+def pack(**fields) -> bytes:
+    """The descriptor's 64 bytes; every field of FIELDS except magic must be given."""
+    fields = dict(fields, magic=MAGIC)
+    missing = [f for f in FIELDS if f not in fields]
+    extra = [f for f in fields if f not in FIELDS]
+    if missing or extra:
+        raise HwgenError(f"descriptor: missing fields {missing}, unknown fields {extra}")
+    word = 0
+    for name, fld in LAYOUT:
+        if name.startswith("_"):
+            continue
+        width = fld.width
+        value = int(fields[name])
+        if name in SIGNED:
+            if not -(1 << 15) <= value < 1 << 15:
+                raise HwgenError(f"descriptor: {name}={value} does not fit 16 signed bits")
+            value &= 0xFFFF
+        elif not 0 <= value < 1 << width:
+            raise HwgenError(f"descriptor: {name}={value} does not fit {width} bits")
+        word |= value << fld.offset
+    return word.to_bytes(DESCRIPTOR_BYTES, "little")
+
+
+def unpack(raw: bytes) -> dict:
+    """The fields of a packed descriptor (lo/hi signed), for tools and tests."""
+    word = int.from_bytes(raw[:DESCRIPTOR_BYTES], "little")
+    out = {}
+    for name, fld in LAYOUT:
+        if name.startswith("_"):
+            continue
+        v = (word >> fld.offset) & ((1 << fld.width) - 1)
+        if name in SIGNED and v >= 1 << 15:
+            v -= 1 << 16
+        out[name] = v
+    if out["magic"] != MAGIC:
+        raise HwgenError(f"not an hwgen layer descriptor (magic {out['magic']:#06x})")
+    return out

@@ -1,0 +1,131 @@
+"""The input buffer: the whole input tensor on chip, one padded row per word, and the window fetch.
+
+Filling: DRAM beats of consecutive rows (the activation layout of `layout.py`) are gathered into
+row words and written at row index `c * H + y`.
+
+Fetching: for every pass (output row `oy`, lane group of `x_lanes` outputs, input channel `c`)
+the fetch reads the three input rows of the 3x3 window (only the centre row for 1x1 kernels),
+one per cycle, cuts out the `win_cols` columns the lane group needs, zeroes what lies in the
+padding, and offers the window on a stream. The compute consumes one window per input channel
+while the next is being fetched, so a window costs 3 cycles against `taps` cycles of compute.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .params import EngineParams
+from .sram import Sram
+
+
+class InputBuffer(wiring.Component):
+    def __init__(self, params: EngineParams):
+        self.p = params
+        a = params.act_bits
+        super().__init__({
+            "fill": In(stream.Signature(params.bus_bits)),
+            "fill_start": In(1),  # restart filling at row 0
+            "row_beats": In(16),
+            "channels": In(16),
+            "height": In(16),
+            "width": In(16),
+            "out_height": In(16),
+            "x_groups": In(16),
+            "stride2": In(1),
+            "kernel1x1": In(1),
+            "run": In(1),  # fetch every window of one lane group's passes
+            "window": Out(stream.Signature(3 * params.win_cols * a)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        a, bb, cols = p.act_bits, p.beat_bytes, p.win_cols
+        m.submodules.mem = mem = Sram(p.row_elems * a, p.input_rows, cells=p.sram_cells)
+
+        # -- fill: beats -> row words ------------------------------------------------------------
+        row = Signal(p.row_elems * a)
+        beat_in_row = Signal(16)
+        row_idx = Signal(range(p.input_rows + 1))
+        beat_elems = Cat(self.fill.payload.word_select(i, 8)[:a] for i in range(bb))
+        merged = Cat(Mux(beat_in_row == i, beat_elems, row.word_select(i, bb * a)) for i in range(p.row_beats_max))
+        m.d.comb += [self.fill.ready.eq(1), mem.wr_addr.eq(row_idx), mem.wr_data.eq(merged)]
+        with m.If(self.fill_start):
+            m.d.sync += [beat_in_row.eq(0), row_idx.eq(0)]
+        with m.Elif(self.fill.valid):
+            m.d.sync += row.eq(merged)
+            with m.If(beat_in_row == self.row_beats - 1):
+                m.d.comb += mem.wr_en.eq(1)
+                m.d.sync += [beat_in_row.eq(0), row_idx.eq(row_idx + 1)]
+            with m.Else():
+                m.d.sync += beat_in_row.eq(beat_in_row + 1)
+
+        # -- fetch, stage A: walk (oy, x group, c, ky) and issue row reads -----------------------------
+        active = Signal()
+        oy = Signal(16)
+        xg = Signal(16)
+        c = Signal(16)
+        ky = Signal(2)
+        y_base = Signal(signed(18))  # oy * stride - 1
+        c_base = Signal(32)  # c * H
+        x_base = Signal(16)  # first window column + 1 (column -1 is the left padding)
+        ky_first = Mux(self.kernel1x1, 1, 0)
+        ky_last = Mux(self.kernel1x1, 1, 2)
+        y = Signal(signed(18))
+        m.d.comb += y.eq(y_base + ky)
+        row_ok = (y >= 0) & (y < self.height)
+
+        # stage B: the row read issued last cycle is on mem.rd_data
+        b_valid = Signal()
+        b_ky = Signal(2)
+        b_row_ok = Signal()
+        b_last = Signal()
+        b_x_base = Signal(16)
+
+        stall = b_valid & b_last & self.window.valid & ~self.window.ready
+        advance = ~stall
+        m.d.comb += [mem.rd_en.eq(advance), mem.rd_addr.eq(c_base + y)]
+
+        with m.If(self.run):
+            m.d.sync += [active.eq(1), oy.eq(0), xg.eq(0), c.eq(0), ky.eq(ky_first), y_base.eq(-1),
+                         c_base.eq(0), x_base.eq(0)]
+        with m.Elif(active & advance):
+            with m.If(ky != ky_last):
+                m.d.sync += ky.eq(ky + 1)
+            with m.Else():
+                m.d.sync += [ky.eq(ky_first), c.eq(c + 1), c_base.eq(c_base + self.height)]
+                with m.If(c == self.channels - 1):
+                    m.d.sync += [c.eq(0), c_base.eq(0), xg.eq(xg + 1),
+                                 x_base.eq(x_base + Mux(self.stride2, 2 * p.x_lanes, p.x_lanes))]
+                    with m.If(xg == self.x_groups - 1):
+                        m.d.sync += [xg.eq(0), x_base.eq(0), oy.eq(oy + 1),
+                                     y_base.eq(y_base + Mux(self.stride2, 2, 1))]
+                        with m.If(oy == self.out_height - 1):
+                            m.d.sync += active.eq(0)
+        with m.If(advance):
+            m.d.sync += [b_valid.eq(active & ~self.run), b_ky.eq(ky), b_row_ok.eq(row_ok),
+                         b_last.eq(ky == ky_last), b_x_base.eq(x_base)]
+
+        # stage B: cut the window's columns out of the row, zero the padding
+        padded = Cat(Const(0, a), mem.rd_data, Const(0, cols * a))
+        segment = padded.bit_select(b_x_base * a, cols * a)
+        cut = Signal(cols * a)
+        m.d.comb += cut.eq(Cat(
+            Mux(b_row_ok & (b_x_base + j <= self.width), segment.word_select(j, a), 0) for j in range(cols)))
+        rows = [Signal(cols * a, name=f"row{i}") for i in range(2)]
+        with m.If(self.window.valid & self.window.ready):
+            m.d.sync += self.window.valid.eq(0)
+        with m.If(advance & b_valid):
+            with m.If(b_last):
+                m.d.sync += [
+                    self.window.valid.eq(1),
+                    self.window.payload.eq(Mux(self.kernel1x1, Cat(Const(0, cols * a), cut, Const(0, cols * a)),
+                                               Cat(rows[0], rows[1], cut))),
+                ]
+            with m.Elif(b_ky == 0):
+                m.d.sync += rows[0].eq(cut)
+            with m.Else():
+                m.d.sync += rows[1].eq(cut)
+        return m

@@ -1,0 +1,469 @@
+"""The engine's DRAM layouts, in pure Python: used by the generator, the testbenches and the host.
+
+Activations (`pack_activations` / `unpack_activations`): one byte per element (the low A bits,
+two's complement when signed), channel-major `(C, H, W)`; every row starts on a beat boundary and
+is zero-padded to whole beats, so row `(c, y)` is at `base + (c * H + y) * row_beats * beat_bytes`.
+
+Packed weights (`pack_weights`): lane group after lane group (output channels `g*m_lanes ..`); in a
+group, for each input channel `c`, for each tap step `t < taps`, one word of `m_lanes` bytes (lane
+0 first): lane `m`'s weight at the `t`-th tap of its kernel's pattern, raster order. Only the
+pattern's taps travel (no indices); a lane whose pattern has fewer taps than the layer's step
+count, or an output channel past M, gets a zero byte. Each group is padded to whole beats.
+
+Pattern library layers (PCONV/PatDNN: a small set of kernel shapes) put, before each group's
+weights, the group's kernel ids: for each input channel one word of `m_lanes` bytes, the ROM
+index of each lane's shape, padded to whole weight-buffer words.
+
+Bias/requant table (`pack_table`): per output channel 8 bytes, `bias` int32, `M` uint16, `S`
+uint8, one zero byte; lane groups padded to whole beats.
+
+A periodic layer's patterns come from `periodic_table`: kernel `(m, c)` takes mask
+`table[(m + c) % P]`, where `table[r]` is the union of the nonzero masks of all kernels of
+residue `r`. The union always covers every nonzero weight, so any P is correct; the P chosen
+is the smallest that minimises the step count, then the table's mean taps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import HwgenError
+from . import descriptor
+from .params import MAX_PERIOD, TAPS, EngineParams
+
+TABLE_ENTRY_BYTES = 8
+MAX_LIBRARY = 32  # pattern library masks per layer (ids travel as one byte per kernel)
+LOOSE_TABLE = 1.25  # a periodic table with this many more slots than nonzeros does not explain the zeros
+CENTRE_MASK = 1 << 4
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def row_beats(width: int, params: EngineParams) -> int:
+    return ceil_div(width, params.beat_bytes)
+
+
+def activation_bytes(shape: tuple[int, int, int], params: EngineParams) -> int:
+    c, h, w = shape
+    return c * h * row_beats(w, params) * params.beat_bytes
+
+
+def pack_activations(x: np.ndarray, params: EngineParams) -> bytes:
+    """DRAM bytes of an integer activation tensor `(C, H, W)`."""
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise HwgenError(f"activations must be (C, H, W), got shape {x.shape}")
+    c, h, w = x.shape
+    padded = np.zeros((c, h, row_beats(w, params) * params.beat_bytes), dtype=np.uint8)
+    padded[:, :, :w] = (x.astype(np.int64) & 0xFF).astype(np.uint8)
+    return padded.tobytes()
+
+
+def unpack_activations(raw: bytes, shape: tuple[int, int, int], signed: bool, params: EngineParams) -> np.ndarray:
+    """The int64 tensor `(C, H, W)` stored in `raw` (padding bytes ignored)."""
+    c, h, w = shape
+    need = activation_bytes(shape, params)
+    if len(raw) < need:
+        raise HwgenError(f"activation region holds {len(raw)} bytes, shape {shape} needs {need}")
+    a = np.frombuffer(bytes(raw[:need]), dtype=np.uint8).reshape(c, h, -1)[:, :, :w].astype(np.int64)
+    if signed:
+        a = np.where(a >= 128, a - 256, a)
+    return a
+
+
+def tap_order(mask: int) -> list[int]:
+    """The raster taps (row * 3 + col) a 9-bit mask keeps, in the order weights are packed."""
+    return [t for t in range(TAPS) if mask >> t & 1]
+
+
+def kernel_masks(weight: np.ndarray) -> np.ndarray:
+    """(M, C) 9-bit masks of the nonzero taps of a 3x3 integer weight."""
+    nz = (np.asarray(weight).reshape(weight.shape[0], weight.shape[1], TAPS) != 0).astype(np.int64)
+    return (nz << np.arange(TAPS)).sum(axis=2)
+
+
+def periodic_table(weight: np.ndarray) -> tuple[int, list[int]]:
+    """(P, masks): the smallest period whose residue-union masks need the fewest tap steps."""
+    masks = kernel_masks(weight)
+    m, c = masks.shape
+    residue = np.arange(m)[:, None] + np.arange(c)[None, :]
+    best = None
+    for p in range(1, MAX_PERIOD + 1):
+        table, slots = [], 0
+        for r in range(p):
+            sel = masks[residue % p == r]
+            union = int(np.bitwise_or.reduce(sel)) if sel.size else 0
+            table.append(union or CENTRE_MASK)
+            slots += sel.size * bin(union).count("1")
+        # fewest steps first, then fewest weight slots (PSD: 9 steps at any P, but its P fits tightest)
+        key = (max(bin(t).count("1") for t in table), slots)
+        if best is None or key < best[0]:
+            best = (key, p, table)
+    return best[1], best[2]
+
+
+def table_slots(weight: np.ndarray, period: int, masks: list[int]) -> int:
+    """Weight slots a periodic table gives the layer's kernels (>= its nonzeros)."""
+    m, c = weight.shape[:2]
+    residue = (np.arange(m)[:, None] + np.arange(c)[None, :]) % period
+    counts = np.array([bin(t).count("1") for t in masks])
+    return int(counts[residue].sum())
+
+
+@dataclass
+class LayerPlan:
+    """One conv layer as the engine runs it (everything the DRAM image and descriptor need)."""
+
+    name: str
+    weight: np.ndarray  # int64 (M, C, kh, kw)
+    bias: np.ndarray  # int64 (M,)
+    multiplier: np.ndarray  # int64 (M,)
+    shift: np.ndarray  # int64 (M,)
+    lo: int
+    hi: int
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+    stride: int
+    kernel1x1: bool
+    in_signed: bool
+    dense: bool
+    period: int
+    masks: list[int]  # the P masks (periodic) or [all-ones] (dense)
+    taps: int  # tap steps per input channel
+    weight_bits: int
+    act_bits: int  # bits of the input activations
+    ids: np.ndarray | None = None  # pattern library layers: (M, C) index into masks of every kernel
+
+    @property
+    def structure(self) -> str:
+        return "library" if self.ids is not None else "dense" if self.dense else "periodic"
+
+    def max_taps_per_output(self) -> int:
+        """Nonzero weights of the fullest output channel: the accumulator's worst case."""
+        return int(max(np.count_nonzero(self.weight.reshape(self.weight.shape[0], -1), axis=1).max(), 1))
+
+    def lane_taps(self, mo: int, c: int) -> list[int]:
+        """Raster taps lane of output channel `mo` visits on input channel `c`, step by step."""
+        if self.kernel1x1:
+            return [4]
+        if self.dense:
+            return list(range(TAPS))
+        if self.ids is not None:
+            return tap_order(self.masks[self.ids[mo, c]])
+        return tap_order(self.masks[(mo + c) % self.period])
+
+
+def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_shape, stride: int,
+              padding: int, in_signed: bool, weight_bits: int = 8, act_bits: int = 8,
+              dense_only: bool = False) -> LayerPlan:
+    """Check that the engine can run a conv layer and fix how (raises HwgenError naming the layer)."""
+    weight = np.asarray(weight, dtype=np.int64)
+    if weight.ndim != 4:
+        raise HwgenError(f"layer '{name}': expected a 4-d conv weight, got shape {weight.shape}")
+    m, c, kh, kw = weight.shape
+    if (kh, kw) not in ((3, 3), (1, 1)):
+        raise HwgenError(f"layer '{name}': the engine runs 3x3 and 1x1 kernels only, not {kh}x{kw}")
+    want_pad = 1 if kh == 3 else 0
+    if padding != want_pad:
+        raise HwgenError(f"layer '{name}': a {kh}x{kw} kernel must have padding {want_pad} on the engine, got {padding}")
+    if stride not in (1, 2):
+        raise HwgenError(f"layer '{name}': the engine runs stride 1 and 2 only, got {stride}")
+    if tuple(in_shape)[0] != c:
+        raise HwgenError(f"layer '{name}': weight has {c} input channels, input shape is {tuple(in_shape)}")
+    _, h, w = in_shape
+    oh, ow = (h + 2 * want_pad - kh) // stride + 1, (w + 2 * want_pad - kw) // stride + 1
+    wlo, whi = -(1 << (weight_bits - 1)), (1 << (weight_bits - 1)) - 1
+    if weight.min(initial=0) < wlo or weight.max(initial=0) > whi:
+        raise HwgenError(f"layer '{name}': weights exceed {weight_bits}-bit signed range")
+    kernel1x1 = kh == 1
+    if kernel1x1:
+        period, masks, taps, dense = 1, [CENTRE_MASK], 1, True
+    else:
+        period, masks = periodic_table(weight)
+        taps = max(bin(t).count("1") for t in masks)
+        dense = taps == TAPS or dense_only
+        if dense:
+            period, masks, taps = 1, [(1 << TAPS) - 1], TAPS
+    return LayerPlan(name, weight, np.asarray(bias, dtype=np.int64).reshape(m),
+                     np.asarray(multiplier, dtype=np.int64).reshape(m), np.asarray(shift, dtype=np.int64).reshape(m),
+                     int(lo), int(hi), (c, h, w), (m, oh, ow), stride, kernel1x1, bool(in_signed), dense, period,
+                     masks, taps, int(weight_bits), int(act_bits))
+
+
+def library_plan(plan: LayerPlan, library: list[int]) -> LayerPlan:
+    """`plan` as a pattern-library layer: each kernel gets the id of the first library mask covering it.
+
+    Kernels no library mask covers (weights the detection set aside) add their own mask; a layer
+    needing more than MAX_LIBRARY masks, or whose library keeps all 9 taps, stays dense.
+    """
+    library = [mk for mk in dict.fromkeys(library) if mk]
+    masks = kernel_masks(plan.weight)
+    ids = np.zeros(masks.shape, dtype=np.int64)
+    for (mo, c), km in np.ndenumerate(masks):
+        for k, lib in enumerate(library):
+            if km & ~lib == 0:
+                ids[mo, c] = k
+                break
+        else:
+            library.append(int(km))
+            ids[mo, c] = len(library) - 1
+    taps = max(bin(mk).count("1") for mk in library) if library else TAPS
+    if len(library) > MAX_LIBRARY or taps == TAPS:
+        return plan
+    return dataclasses.replace(plan, dense=False, period=1, masks=library, taps=taps, ids=ids)
+
+
+def plan_node(graph, node, dense_only: bool = False) -> LayerPlan:
+    """The plan of a quantized conv2d node of an hwgen Graph."""
+    a = node.attrs
+    q = node.quant
+    if node.op != "conv2d":
+        raise HwgenError(f"layer '{node.name}': the engine runs conv2d layers only, not {node.op}")
+    if q is None or q.weight is None or q.requant is None:
+        raise HwgenError(f"layer '{node.name}' is not quantized (run hwgen quantize first)")
+    if a.get("groups", 1) != 1:
+        raise HwgenError(f"layer '{node.name}': grouped/depthwise convolution (groups={a['groups']}) is not supported by the engine")
+    if tuple(a.get("dilation", (1, 1))) != (1, 1):
+        raise HwgenError(f"layer '{node.name}': dilated convolution is not supported by the engine")
+    stride, padding = tuple(a["stride"]), tuple(a["padding"])
+    if stride[0] != stride[1] or padding[0] != padding[1]:
+        raise HwgenError(f"layer '{node.name}': the engine needs equal strides and paddings, got {stride}, {padding}")
+    producer = graph.node(node.inputs[0])
+    in_signed = bool(producer.quant.signed) if producer.quant is not None else True
+    bias = q.bias if q.bias is not None else np.zeros(q.weight.shape[0], dtype=np.int64)
+    rq = q.requant
+    act_bits = producer.quant.act_bits if producer.quant is not None else q.act_bits
+    plan = plan_conv(node.name, q.weight, bias, rq.multiplier, rq.shift, rq.lo, rq.hi, graph.in_shape(node),
+                     stride[0], padding[0], in_signed, q.weight_bits, act_bits, dense_only)
+    if not plan.kernel1x1 and not dense_only:
+        # zeros no period explains tightly may be a pattern library: then take whichever needs fewer steps
+        from ..sparsity import detect
+
+        period, masks = periodic_table(plan.weight)
+        loose = table_slots(plan.weight, period, masks) > LOOSE_TABLE * max(1, np.count_nonzero(plan.weight))
+        info = detect(node) if loose else None
+        if info is not None and info.kind == "pattern":
+            library = library_plan(plan, [int((np.asarray(t).reshape(-1) != 0).astype(np.int64)
+                                              @ (1 << np.arange(TAPS))) for t in info.patterns])
+            if library.taps < plan.taps:
+                plan = library
+    return plan
+
+
+def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64,
+               glb_kib: int | None = None, sparse: bool | None = None) -> EngineParams:
+    """The smallest engine of the given lanes and bus that runs every layer of `plans`."""
+    from .. import intmath
+
+    if not plans:
+        raise HwgenError("no conv layers to generate an engine for")
+    weight_bits = {p.weight_bits for p in plans}
+    act_bits = max(p.act_bits for p in plans)
+    if len(weight_bits) != 1:
+        raise HwgenError(f"layers mix weight widths {sorted(weight_bits)}; the engine has one weight width")
+    acc = max(intmath.accumulator_bits(p.weight_bits, p.act_bits, p.in_signed, p.max_taps_per_output(),
+                                       int(np.abs(p.bias).max(initial=0))) for p in plans)
+    rom, _ = rom_tables(plans)
+    params = EngineParams(
+        m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, weight_bits=weight_bits.pop(), act_bits=act_bits,
+        acc_bits=max(acc, 8), max_width=max(p.in_shape[2] for p in plans),
+        max_out_width=max(p.out_shape[2] for p in plans), max_channels=max(p.in_shape[0] for p in plans),
+        input_rows=max(p.in_shape[0] * p.in_shape[1] for p in plans), patterns=tuple(rom),
+        sparse=any(not p.dense for p in plans) if sparse is None else sparse,
+        lane_period=0 if any(p.ids is not None for p in plans) else math.lcm(*(p.period for p in plans)),
+        library=any(p.ids is not None for p in plans),
+    ).validate()
+    if glb_kib is not None:
+        if not isinstance(glb_kib, int) or glb_kib < 1:
+            raise HwgenError(f"glb-kib must be a positive integer, got {glb_kib!r}")
+        rows = glb_kib * 1024 // params.row_elems
+        for p in plans:
+            need = p.in_shape[0] * p.in_shape[1]
+            if need > rows:
+                kib = ceil_div(need * params.row_elems, 1024)
+                raise HwgenError(f"layer '{p.name}': its input ({need} rows of {params.row_elems} B) needs "
+                                 f"--glb-kib {kib} or more, got {glb_kib}")
+        params = dataclasses.replace(params, input_rows=rows)
+    if not params.sparse and any(not p.dense for p in plans):
+        raise HwgenError("a dense-only engine cannot run periodic layers; plan them with dense_only=True")
+    return params
+
+
+def groups(plan: LayerPlan, params: EngineParams) -> int:
+    return ceil_div(plan.out_shape[0], params.m_lanes)
+
+
+def id_words(plan: LayerPlan, params: EngineParams) -> int:
+    """Weight-buffer memory words of a lane group's kernel ids (0 unless a pattern library layer)."""
+    if plan.ids is None:
+        return 0
+    return ceil_div(plan.in_shape[0] * params.m_lanes, params.weight_word_bytes)
+
+
+def weight_group_beats(plan: LayerPlan, params: EngineParams) -> int:
+    ids = id_words(plan, params) * params.weight_word_bytes
+    return ceil_div(ids + plan.in_shape[0] * plan.taps * params.m_lanes, params.beat_bytes)
+
+
+def table_group_beats(params: EngineParams) -> int:
+    return ceil_div(params.m_lanes * TABLE_ENTRY_BYTES, params.beat_bytes)
+
+
+def pack_weights(plan: LayerPlan, params: EngineParams, table_base: int = 0) -> bytes:
+    m, c = plan.weight.shape[:2]
+    flat = plan.weight.reshape(m, c, -1)
+    out = bytearray()
+    id_bytes = id_words(plan, params) * params.weight_word_bytes
+    for g in range(groups(plan, params)):
+        if plan.ids is not None:  # the group's kernel ids first: ROM index per (channel, lane)
+            ids = np.full((c, params.m_lanes), table_base, dtype=np.int64)
+            lanes = min(params.m_lanes, m - g * params.m_lanes)
+            ids[:, :lanes] += plan.ids[g * params.m_lanes:g * params.m_lanes + lanes].T
+            blob = ids.astype(np.uint8).tobytes()
+            out += blob + bytes(id_bytes - len(blob))
+        words = np.zeros((c, plan.taps, params.m_lanes), dtype=np.int64)
+        for lane in range(params.m_lanes):
+            mo = g * params.m_lanes + lane
+            if mo >= m:
+                continue
+            for ci in range(c):
+                for t, tap in enumerate(plan.lane_taps(mo, ci)):
+                    words[ci, t, lane] = flat[mo, ci, 0 if plan.kernel1x1 else tap]
+        blob = (words.reshape(-1) & 0xFF).astype(np.uint8).tobytes()
+        out += blob + bytes(weight_group_beats(plan, params) * params.beat_bytes - id_bytes - len(blob))
+    return bytes(out)
+
+
+def pack_table(plan: LayerPlan, params: EngineParams) -> bytes:
+    m = plan.out_shape[0]
+    out = bytearray()
+    for g in range(groups(plan, params)):
+        blob = bytearray()
+        for lane in range(params.m_lanes):
+            mo = g * params.m_lanes + lane
+            if mo < m:
+                b, mul, s = int(plan.bias[mo]), int(plan.multiplier[mo]), int(plan.shift[mo])
+            else:
+                b, mul, s = 0, 0, 1
+            blob += (b & 0xFFFFFFFF).to_bytes(4, "little") + mul.to_bytes(2, "little") + bytes([s, 0])
+        out += blob + bytes(table_group_beats(params) * params.beat_bytes - len(blob))
+    return bytes(out)
+
+
+def check_weights_covered(plan: LayerPlan) -> None:
+    """Every nonzero weight lies on a tap the engine visits (true by construction; guards edits)."""
+    m, c = plan.weight.shape[:2]
+    flat = plan.weight.reshape(m, c, -1)
+    for mo in range(m):
+        for ci in range(c):
+            kept = set(plan.lane_taps(mo, ci)) if not plan.kernel1x1 else {0}
+            lost = [t for t in np.flatnonzero(flat[mo, ci]) if t not in kept]
+            if lost:
+                raise HwgenError(f"layer '{plan.name}': kernel ({mo}, {ci}) has weights off its pattern")
+
+
+def pack_descriptor(plan: LayerPlan, params: EngineParams, *, in_addr: int, out_addr: int, weight_addr: int,
+                    table_addr: int, table_base: int) -> bytes:
+    c, h, w = plan.in_shape
+    m, oh, ow = plan.out_shape
+    return descriptor.pack(
+        in_addr=in_addr, out_addr=out_addr, weight_addr=weight_addr, table_addr=table_addr,
+        channels=c, height=h, width=w, out_channels=m, out_height=oh, out_width=ow,
+        in_row_beats=row_beats(w, params), out_row_beats=row_beats(ow, params),
+        x_groups=ceil_div(ow, params.x_lanes), m_groups=groups(plan, params),
+        weight_group_beats=weight_group_beats(plan, params), table_group_beats=table_group_beats(params),
+        taps=plan.taps, period=plan.period, table_base=table_base,
+        id_words=id_words(plan, params), library=int(plan.ids is not None),
+        stride2=int(plan.stride == 2), kernel1x1=int(plan.kernel1x1), dense=int(plan.dense),
+        in_signed=int(plan.in_signed), lo=plan.lo, hi=plan.hi,
+    )
+
+
+REGION_ALIGN = 64  # every region starts on a 64-byte boundary (the widest beat)
+
+
+@dataclass
+class LayerRegions:
+    """Byte addresses and sizes of one layer's regions in the DRAM image."""
+
+    name: str
+    descriptor: int
+    weights: int
+    weight_bytes: int
+    table: int
+    table_bytes: int
+    input: int
+    input_bytes: int
+    output: int
+    output_bytes: int
+
+
+@dataclass
+class DramImage:
+    """The generator's DRAM image: descriptors, packed weights and tables; activation regions reserved.
+
+    `data` holds the initialized part (descriptors, weights, tables) and is `size` bytes once the
+    activation regions, left zero, are appended by whoever runs the layers.
+    """
+
+    data: bytes
+    size: int
+    layers: list[LayerRegions]
+    table_bases: list[int]
+
+
+def _align(addr: int) -> int:
+    return ceil_div(addr, REGION_ALIGN) * REGION_ALIGN
+
+
+def rom_tables(plans: list[LayerPlan]) -> tuple[list[int], list[int]]:
+    """(pattern ROM masks, ROM index of each layer's first pattern); layers share identical tables."""
+    rom, bases, seen = [], [], {}
+    for plan in plans:
+        if plan.dense:
+            bases.append(0)
+            continue
+        key = tuple(plan.masks)
+        if key not in seen:
+            seen[key] = len(rom)
+            rom += list(key)
+        bases.append(seen[key])
+    return rom, bases
+
+
+def dram_image(plans: list[LayerPlan], params: EngineParams) -> DramImage:
+    """Lay out every layer: descriptors first, then weights and tables, then activation regions."""
+    _, bases = rom_tables(plans)
+    cursor = _align(len(plans) * descriptor.DESCRIPTOR_BYTES)
+    blobs, regions = {}, []
+    for plan, base in zip(plans, bases):
+        w, t = pack_weights(plan, params, base), pack_table(plan, params)
+        w_addr = cursor
+        t_addr = _align(w_addr + len(w))
+        cursor = _align(t_addr + len(t))
+        blobs[w_addr], blobs[t_addr] = w, t
+        regions.append([plan, w_addr, len(w), t_addr, len(t)])
+    static_end = cursor
+    layers = []
+    for i, (plan, w_addr, w_len, t_addr, t_len) in enumerate(regions):
+        in_bytes, out_bytes = activation_bytes(plan.in_shape, params), activation_bytes(plan.out_shape, params)
+        in_addr = cursor
+        out_addr = _align(in_addr + in_bytes)
+        cursor = _align(out_addr + out_bytes)
+        desc = i * descriptor.DESCRIPTOR_BYTES
+        blobs[desc] = pack_descriptor(plan, params, in_addr=in_addr, out_addr=out_addr, weight_addr=w_addr,
+                                      table_addr=t_addr, table_base=bases[i])
+        layers.append(LayerRegions(plan.name, desc, w_addr, w_len, t_addr, t_len, in_addr, in_bytes, out_addr,
+                                   out_bytes))
+    if cursor >= 1 << 32:
+        raise HwgenError(f"the DRAM image needs {cursor} bytes, more than the 32-bit address space")
+    data = bytearray(static_end)
+    for addr, blob in blobs.items():
+        data[addr:addr + len(blob)] = blob
+    return DramImage(bytes(data), cursor, layers, bases)

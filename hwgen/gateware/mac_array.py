@@ -1,0 +1,142 @@
+"""The MAC array: `m_lanes` output channels x `x_lanes` output pixels, one tap step per cycle.
+
+A pass computes the `m_lanes x x_lanes` outputs of one lane group at one output row: for each
+input channel (one window from the input buffer) it runs `taps` steps; at each step every lane
+reads its packed weight from the weight-buffer word, its tap from the pattern ROM, and selects
+that tap's input pixel out of the window for each of its `x_lanes` pixels. All lanes of a
+periodic layer have the same number of taps, so no lane idles. The first step of a pass adds the
+bias; the last hands the accumulators to write-back on the `result` stream.
+
+Two stages: issue (window taken, weight and ROM addresses) and accumulate (one cycle later,
+when the weight word and taps are out of their memories).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .pattern_rom import CENTRE, select_bits, tap_orders
+from .params import TAPS, EngineParams
+
+
+class MacArray(wiring.Component):
+    def __init__(self, params: EngineParams):
+        self.p = params
+        lanes, xl, a = params.m_lanes, params.x_lanes, params.act_bits
+        super().__init__({
+            "window": In(stream.Signature(3 * params.win_cols * a)),
+            "channels": In(16),
+            "steps": In(8),  # tap steps per channel
+            "stride2": In(1),
+            "in_signed": In(1),
+            "bias": In(data.ArrayLayout(signed(32), lanes)),
+            # weight buffer and pattern ROM, read in the issue stage
+            "weight_addr": Out(range(params.weight_depth)),
+            "weights": In(lanes * 8),
+            "dense": In(1),  # taps in raster order (dense 3x3) ...
+            "kernel1x1": In(1),  # ... or the centre only (1x1), for every lane
+            "issue": Out(1),
+            "chan_done": Out(1),
+            "pass_done": Out(1),
+            "select": In(data.ArrayLayout(unsigned(select_bits(params)), params.select_lanes)),  # ROM pattern
+            "library": In(1),  # lanes take their ROM pattern from the kernel ids instead
+            "id_addr": Out(range(params.max_channels)),
+            "id_en": Out(1),
+            "ids": In(lanes * 8),  # from the weight buffer, one cycle after id_en
+            "result": Out(stream.Signature(data.ArrayLayout(signed(params.acc_bits), lanes * xl))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        lanes, xl, a, cols = p.m_lanes, p.x_lanes, p.act_bits, p.win_cols
+
+        # -- issue --------------------------------------------------------------------------------
+        t = Signal(8)
+        c = Signal(16)
+        waddr = Signal.like(self.weight_addr)
+        first_t = t == 0
+        last_t = t == self.steps - 1
+        last_step = last_t & (c == self.channels - 1)
+        s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
+        # a pass's last step needs the result register free, counting a last step still in flight
+        # (one-step passes: a 1x1 layer with one input channel)
+        can_issue = (~first_t | self.window.valid) & (~last_step | ~(self.result.valid | s2_last))
+        window = Signal(3 * cols * a)
+
+        m.d.comb += [
+            self.window.ready.eq(can_issue & first_t),
+            self.weight_addr.eq(waddr),
+            self.issue.eq(can_issue),
+            self.chan_done.eq(last_t),
+            self.pass_done.eq(last_step),
+            self.id_addr.eq(c),
+            self.id_en.eq(can_issue & first_t),
+        ]
+        s2_step = Signal(4)
+        m.d.sync += [s2_valid.eq(can_issue), s2_first.eq(can_issue & first_t & (c == 0)),
+                     s2_last.eq(can_issue & last_step), s2_step.eq(t)]
+        with m.If(can_issue):
+            with m.If(first_t):
+                m.d.sync += window.eq(self.window.payload)
+            m.d.sync += [t.eq(t + 1), waddr.eq(waddr + 1)]
+            with m.If(last_t):
+                m.d.sync += [t.eq(0), c.eq(c + 1)]
+            with m.If(last_step):
+                m.d.sync += [c.eq(0), waddr.eq(0)]
+
+        # -- accumulate ----------------------------------------------------------------------------
+        def pixel(ky, col):
+            return window.word_select(ky * cols + col, a)
+
+        # Per pixel lane j, shared by all lanes: the pixel at each raster tap, the dense/1x1 tap,
+        # and for every ROM pattern the pixel at its step-th tap (dense layers override them all).
+        fixed_tap = Mux(self.kernel1x1, CENTRE, s2_step)
+        orders = tap_orders(p.patterns) if p.sparse else []
+        candidates = []
+        for j in range(xl):
+            at_tap = []
+            for tap in range(TAPS):
+                ky, kx = divmod(tap, 3)
+                px = Mux(self.stride2, pixel(ky, 2 * j + kx), pixel(ky, j + kx))
+                at_tap.append(Mux(self.in_signed, px.as_signed(), px))
+            fixed = Signal(signed(a + 1), name=f"fixed_px{j}")
+            m.d.comb += fixed.eq(Array(at_tap)[fixed_tap])
+            per_pattern = []
+            for r, order in enumerate(orders):
+                px = Signal(signed(a + 1), name=f"pattern{r}_px{j}")
+                steps = Array(at_tap[tap] for tap in order) if len(order) > 1 else None
+                m.d.comb += px.eq(Mux(self.dense | self.kernel1x1, fixed, steps[s2_step] if steps else at_tap[order[0]]))
+                per_pattern.append(px)
+            candidates.append((fixed, per_pattern))
+
+        with m.If(self.result.valid & self.result.ready):
+            m.d.sync += self.result.valid.eq(0)
+        chosen = {}  # (selection lane, pixel lane) -> the pixel its lanes multiply
+        for lane in range(lanes):
+            w = self.weights.word_select(lane, 8)[:p.weight_bits].as_signed()
+            for j in range(xl):
+                fixed, per_pattern = candidates[j]
+                sel = lane % p.select_lanes
+                if len(per_pattern) > 1:
+                    if (sel, j) not in chosen:
+                        chosen[sel, j] = Signal(signed(a + 1), name=f"px_{sel}_{j}")
+                        index = self.select[sel]
+                        if p.library:  # select_lanes == lanes: every lane has its own kernel id
+                            index = Mux(self.library, self.ids.word_select(lane, 8), index)
+                        m.d.comb += chosen[sel, j].eq(Array(per_pattern)[index])
+                    x_ext = chosen[sel, j]
+                else:  # one pattern (or a dense-only engine): nothing to choose per lane
+                    x_ext = per_pattern[0] if per_pattern else fixed
+                acc = Signal(signed(p.acc_bits), name=f"acc_{lane}_{j}")
+                total = Signal(signed(p.acc_bits), name=f"sum_{lane}_{j}")
+                m.d.comb += total.eq(Mux(s2_first, self.bias[lane], acc) + w * x_ext)
+                with m.If(s2_valid):
+                    m.d.sync += acc.eq(total)
+                    with m.If(s2_last):
+                        m.d.sync += self.result.payload[lane * xl + j].eq(total)
+        with m.If(s2_valid & s2_last):
+            m.d.sync += self.result.valid.eq(1)
+        return m

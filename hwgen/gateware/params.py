@@ -1,0 +1,149 @@
+"""Engine parameters: the generator's knobs, validated, with every width derived from them.
+
+`EngineParams` is what `hwgen generate` specializes the engine with. Widths that follow from the
+knobs (accumulator, buffer address widths, beats per row) are properties, so the gateware, the
+DRAM layout and the schedule model all read them from one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import intmath
+from ..errors import HwgenError
+
+MAX_PERIOD = 16  # longest pattern period the pattern ROM is built for
+MAX_BURST = 256  # beats per DRAM request (the AXI4 limit): the reader splits longer transfers
+LEN_BITS = 16  # width of the request's len field
+ADDR_BITS = 32
+TAPS = 9  # a 3x3 window; 1x1 kernels use its centre
+
+
+def _pow2(v: int) -> bool:
+    return v >= 1 and v & (v - 1) == 0
+
+
+def _log2(v: int) -> int:
+    return v.bit_length() - 1
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """The generator's parameters. Construct, then `validate()` (the generator does both)."""
+
+    m_lanes: int = 4  # output channels computed in parallel
+    x_lanes: int = 4  # output pixels (along a row) computed in parallel
+    bus_bits: int = 64  # DRAM data beat
+    weight_bits: int = 8
+    act_bits: int = 8
+    acc_bits: int = 24  # signed accumulator; the generator derives it from the checkpoint
+    max_width: int = 32  # widest input row (pixels) of any layer
+    max_out_width: int = 32  # widest output row of any layer
+    max_channels: int = 64  # most input channels of any layer
+    input_rows: int = 2048  # input buffer depth in rows (C * H of the largest input)
+    patterns: tuple[int, ...] = field(default=())  # pattern ROM: 9-bit raster masks (bit 4 = centre)
+    sparse: bool = True  # False: a dense-only engine, without the pattern ROM and per-lane muxes
+    library: bool = False  # some layer is a pattern library: build the kernel-id buffer
+    lane_period: int = 0  # lcm of the periodic layers' P: lanes m and m + lane_period share a tap mux (0: none)
+    sram_cells: bool = False  # buffers as hwgen_sram_1r1w instances (generated Verilog) or lib.memory (sim)
+
+    # -- validation ------------------------------------------------------------------------------
+    def validate(self) -> "EngineParams":
+        for name in ("m_lanes", "x_lanes"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not _pow2(v) or v > 64:
+                raise HwgenError(f"{name.replace('_', '-')} must be a power of two from 1 to 64, got {v!r}")
+        if not isinstance(self.bus_bits, int) or not _pow2(self.bus_bits) or not 8 <= self.bus_bits <= 512:
+            raise HwgenError(f"bus-bits must be a power of two from 8 to 512 (whole bytes), got {self.bus_bits!r}")
+        if self.x_lanes > self.beat_bytes:
+            raise HwgenError(f"x-lanes ({self.x_lanes}) must not exceed the bytes per bus beat ({self.beat_bytes}): "
+                             "a lane group's outputs must fall within one beat")
+        intmath.check_bits(self.weight_bits, "weight bits")
+        intmath.check_bits(self.act_bits, "activation bits")
+        if not isinstance(self.acc_bits, int) or not 8 <= self.acc_bits <= 48:
+            raise HwgenError(f"accumulator width must be from 8 to 48 bits, got {self.acc_bits!r}")
+        for name in ("max_width", "max_out_width", "max_channels", "input_rows"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise HwgenError(f"{name.replace('_', ' ')} must be a positive integer, got {v!r}")
+        if self.max_width > 4096:
+            raise HwgenError(f"rows wider than 4096 pixels are not supported (got {self.max_width})")
+        if not isinstance(self.lane_period, int) or self.lane_period < 0:
+            raise HwgenError(f"lane period must be a non-negative integer, got {self.lane_period!r}")
+        if len(self.patterns) > MAX_PERIOD * 4:
+            raise HwgenError(f"the pattern ROM holds at most {MAX_PERIOD * 4} masks, got {len(self.patterns)}")
+        for p in self.patterns:
+            if not isinstance(p, int) or not 0 < p < 1 << TAPS:
+                raise HwgenError(f"pattern masks must be nonzero 9-bit integers, got {p!r}")
+        return self
+
+    # -- derived ----------------------------------------------------------------------------------
+    @property
+    def beat_bytes(self) -> int:
+        return self.bus_bits // 8
+
+    @property
+    def win_cols(self) -> int:
+        """Input columns a window spans: x_lanes outputs at stride up to 2, plus the 3x3 border."""
+        return 2 * (self.x_lanes - 1) + 3
+
+    @property
+    def row_beats_max(self) -> int:
+        return -(-self.max_width // self.beat_bytes)
+
+    @property
+    def out_row_beats_max(self) -> int:
+        return -(-self.max_out_width // self.beat_bytes)
+
+    @property
+    def row_elems(self) -> int:
+        """Elements of one input buffer word: the widest row, rounded up to whole beats."""
+        return self.row_beats_max * self.beat_bytes
+
+    @property
+    def weight_depth(self) -> int:
+        """Weight buffer words: one per (input channel, tap step) of a lane group."""
+        return self.max_channels * TAPS
+
+    @property
+    def weight_word_bytes(self) -> int:
+        """Weight buffer memory word: the wider of a beat and a lane word (both powers of two)."""
+        return max(self.beat_bytes, self.m_lanes)
+
+    @property
+    def weight_mem_depth(self) -> int:
+        return -(-self.weight_depth // (self.weight_word_bytes // self.m_lanes))
+
+    @property
+    def id_mem_depth(self) -> int:
+        """Kernel-id buffer words (pattern library layers): one lane word per input channel."""
+        return -(-self.max_channels // (self.weight_word_bytes // self.m_lanes))
+
+    @property
+    def rom_entries(self) -> int:
+        return max(1, len(self.patterns))
+
+    @property
+    def select_lanes(self) -> int:
+        """Distinct tap selections across the lanes: lanes congruent modulo lane_period share one."""
+        return self.m_lanes if self.lane_period == 0 else min(self.m_lanes, self.lane_period)
+
+    @property
+    def mac_count(self) -> int:
+        return self.m_lanes * self.x_lanes
+
+    def widths(self) -> dict:
+        """The derived widths, for the manifest."""
+        return {
+            "accumulator": self.acc_bits,
+            "product": self.weight_bits + self.act_bits + 1,
+            "requant_product": intmath.product_bits(self.acc_bits),
+            "beat_bytes": self.beat_bytes,
+            "window_columns": self.win_cols,
+            "input_buffer_words": self.input_rows,
+            "input_buffer_word_bits": self.row_elems * self.act_bits,
+            "weight_buffer_words": self.weight_depth,
+            "weight_buffer_word_bits": self.m_lanes * self.weight_bits,
+            "output_row_buffer_words": 2 * self.m_lanes * self.out_row_beats_max,
+            "pattern_rom_entries": len(self.patterns),
+        }

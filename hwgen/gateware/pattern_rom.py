@@ -1,0 +1,78 @@
+"""Per-lane pattern selection: the lane residues, and the patterns' tap orders (the "ROM").
+
+Lane `m` of lane group `g` on input channel `c` uses pattern `table[(g * m_lanes + m + c) % P]`;
+its `t`-th tap step visits the `t`-th tap of that pattern in raster order. Residues are kept per
+lane and stepped, never divided, as ROM indices (`table_base + residue`, wrapping at
+`table_base + P`, so no adder sits between residue and mux): `group_res` for `(g * m_lanes + m) % P`,
+`res` for the current channel's. `select` is a lane's `res` for the step being accumulated
+(one cycle after issue). Lanes `m` and `m + lane_period` (the lcm of the checkpoint's periods)
+always hold the same residue, so only `select_lanes` residues and muxes are built.
+
+The tap orders themselves are constants of the generated engine (`tap_orders`): the MAC array
+builds, per pixel lane, one candidate pixel per ROM pattern (`pattern's t-th tap` at step `t`,
+shared by all lanes) and each lane picks among them with its ROM index. A lane's mux is then
+as wide as the checkpoint's pattern count (4 for PS4_P4), not 9, and the ROM costs no memory.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layout import tap_order
+from .params import EngineParams
+
+CENTRE = 4
+
+
+def tap_orders(patterns) -> list[list[int]]:
+    """Per ROM pattern, its taps in step order."""
+    return [tap_order(mask) for mask in patterns]
+
+
+def select_bits(params: EngineParams) -> int:
+    return max(1, (params.rom_entries - 1).bit_length())
+
+
+class PatternRom(wiring.Component):
+    def __init__(self, params: EngineParams):
+        self.p = params
+        lanes = params.select_lanes
+        super().__init__({
+            "table_base": In(8),
+            "period": In(8),
+            "group_clear": In(1),  # group_res <- 0
+            "group_step": In(lanes),  # per lane: group_res += 1 (mod P)
+            "load": In(1),  # res <- group_res (start of a lane group)
+            "issue": In(1),
+            "chan_done": In(1),  # the issued step is a channel's last: res += 1
+            "pass_done": In(1),  # the issued step is the pass's last: res <- group_res
+            "select": Out(data.ArrayLayout(unsigned(select_bits(params)), lanes)),  # one cycle after issue
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        if not self.p.sparse:
+            return m  # a dense-only engine: every lane takes tap t
+
+        bits = select_bits(self.p)
+        end = Signal(bits + 1)  # one past the layer's last ROM pattern
+        m.d.sync += end.eq(self.table_base + self.period)
+
+        def inc(r):
+            return Mux(r + 1 == end, self.table_base, r + 1)
+
+        for lane in range(self.p.select_lanes):
+            group_res = Signal(bits, name=f"group_res{lane}")
+            res = Signal(bits, name=f"res{lane}")
+            with m.If(self.group_clear):
+                m.d.sync += group_res.eq(self.table_base)
+            with m.Elif(self.group_step[lane]):
+                m.d.sync += group_res.eq(inc(group_res))
+            with m.If(self.load | (self.issue & self.pass_done)):
+                m.d.sync += res.eq(group_res)
+            with m.Elif(self.issue & self.chan_done):
+                m.d.sync += res.eq(inc(res))
+            m.d.sync += self.select[lane].eq(res)
+        return m

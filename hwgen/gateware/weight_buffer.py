@@ -1,0 +1,86 @@
+"""The weight buffer: one lane group's packed weights, read one `m_lanes`-byte word per tap step.
+
+DRAM beats and weight words rarely have the same width; the memory word is the wider of the two
+(both are powers of two), so filling gathers beats into a word, and reading selects a word out
+of a memory word. Weights stay bytes here; each lane keeps the low `weight_bits` bits.
+
+Pattern library layers send `id_words` memory words of kernel ids first; they fill a second
+buffer, read once per input channel (`id_addr`, `id_en`), while the weights fill the first.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .params import EngineParams
+from .sram import Sram
+
+
+class WeightBuffer(wiring.Component):
+    def __init__(self, params: EngineParams):
+        self.p = params
+        self.word_bytes, self.depth = params.weight_word_bytes, params.weight_mem_depth
+        self.beats_per_word = self.word_bytes // params.beat_bytes
+        self.lane_words_per_word = self.word_bytes // params.m_lanes
+        super().__init__({
+            "fill": In(stream.Signature(params.bus_bits)),
+            "fill_start": In(1),
+            "addr": In(range(params.weight_depth)),  # word index: c * taps + t
+            "data": Out(params.m_lanes * 8),  # the word at last cycle's addr
+            "id_words": In(16),  # memory words of kernel ids at the start of the fill
+            "id_addr": In(range(params.max_channels)),  # input channel
+            "id_en": In(1),
+            "ids": Out(params.m_lanes * 8),  # the channel's ROM index per lane, held while id_en is low
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        m.submodules.mem = mem = Sram(self.word_bytes * 8, self.depth, cells=p.sram_cells)
+
+        gathered = Signal(self.word_bytes * 8)
+        beat = Signal(range(self.beats_per_word + 1))
+        waddr = Signal(range(self.depth + 1))
+        # beats arrive low bytes first: shift each new beat in at the top
+        shifted = Cat(gathered[p.bus_bits:], self.fill.payload) if self.beats_per_word > 1 else self.fill.payload
+        ids_left = Signal(16)  # id words still to come in this fill
+        to_ids = ids_left != 0
+        m.d.comb += [self.fill.ready.eq(1), mem.wr_addr.eq(waddr), mem.wr_data.eq(shifted)]
+        if p.library:
+            m.submodules.id_mem = id_mem = Sram(self.word_bytes * 8, p.id_mem_depth, cells=p.sram_cells)
+            m.d.comb += [id_mem.wr_addr.eq(waddr), id_mem.wr_data.eq(shifted)]
+        with m.If(self.fill_start):
+            m.d.sync += [beat.eq(0), waddr.eq(0), ids_left.eq(self.id_words)]
+        with m.Elif(self.fill.valid):
+            m.d.sync += gathered.eq(shifted)
+            with m.If(beat == self.beats_per_word - 1):
+                m.d.sync += [beat.eq(0), waddr.eq(waddr + 1)]
+                if p.library:
+                    with m.If(to_ids):
+                        m.d.comb += id_mem.wr_en.eq(1)
+                        m.d.sync += ids_left.eq(ids_left - 1)
+                        with m.If(ids_left == 1):
+                            m.d.sync += waddr.eq(0)  # weights start at word 0
+                with m.If(~to_ids):
+                    m.d.comb += mem.wr_en.eq(1)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+
+        m.d.comb += self.data.eq(self._read(m, mem, self.addr, 1))
+        if p.library:
+            m.d.comb += self.ids.eq(self._read(m, id_mem, self.id_addr, self.id_en))
+        return m
+
+    def _read(self, m, mem, addr, en):
+        """The lane word at `addr` (lane words per memory word: a sync read, then a select)."""
+        k = self.lane_words_per_word
+        shift = k.bit_length() - 1
+        m.d.comb += [mem.rd_addr.eq(addr >> shift), mem.rd_en.eq(en)]
+        if k == 1:
+            return mem.rd_data
+        sel = Signal(range(k))
+        with m.If(en):
+            m.d.sync += sel.eq(addr[:shift])
+        return mem.rd_data.word_select(sel, self.p.m_lanes * 8)

@@ -1,0 +1,127 @@
+"""Write-back: requantize each pass's accumulators into an output row buffer, write rows to DRAM.
+
+The drain takes one pass's `m_lanes x x_lanes` accumulators from the MAC array and, one lane per
+cycle, requantizes its `x_lanes` values (bias is already in) and writes them as bytes into the
+output row buffer, which holds two output rows of the lane group (double-buffered by row parity,
+so the MAC array keeps computing row `oy + 1` while row `oy` goes out). The writer sends each
+finished row to DRAM: per output channel of the group, one write request of `out_row_beats`
+beats at `out_addr + ((m0 + m) * OH + oy) * row_bytes`. Padding bytes past the row's width are
+written as zeros.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .. import intmath
+from .dma import REQUEST
+from .params import ADDR_BITS, EngineParams
+from .requant import SHIFT_BITS, Requant
+from .sram import Sram
+
+
+class Writeback(wiring.Component):
+    def __init__(self, params: EngineParams):
+        self.p = params
+        lanes, xl = params.m_lanes, params.x_lanes
+        super().__init__({
+            "result": In(stream.Signature(data.ArrayLayout(signed(params.acc_bits), lanes * xl))),
+            "multiplier": In(data.ArrayLayout(unsigned(intmath.MULT_BITS), lanes)),
+            "shift": In(data.ArrayLayout(unsigned(SHIFT_BITS), lanes)),
+            "lo": In(signed(16)),
+            "hi": In(signed(16)),
+            "out_width": In(16),
+            "out_height": In(16),
+            "x_groups": In(16),
+            "row_beats": In(16),
+            "row_bytes": In(ADDR_BITS),
+            "plane_bytes": In(ADDR_BITS),
+            "lanes_valid": In(range(lanes + 1)),  # output channels of this group (the last may be short)
+            "group_addr": In(ADDR_BITS),  # address of row 0 of the group's first output channel
+            "run": In(1),
+            "done": Out(1),  # every row of the group has been written
+            "req": Out(stream.Signature(REQUEST)),
+            "wr": Out(stream.Signature(params.bus_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        lanes, xl, bb = p.m_lanes, p.x_lanes, p.beat_bytes
+        rb_max = p.out_row_beats_max
+        groups_per_beat = bb // xl
+        gshift = groups_per_beat.bit_length() - 1
+        m.submodules.mem = mem = Sram(p.bus_bits, 2 * lanes * rb_max, granularity=8, cells=p.sram_cells)
+        pending = Signal(2)  # row buffer i holds a finished row not yet written
+
+        # -- drain ----------------------------------------------------------------------------------
+        holding = Signal()
+        work = Signal(lanes * xl * p.acc_bits)
+        lane = Signal(range(lanes))
+        xg = Signal(16)
+        oy = Signal(16)
+        buf = oy[0]
+        row_free = (xg != 0) | ~pending.bit_select(buf, 1)
+        m.d.comb += self.result.ready.eq(~holding & row_free)
+        with m.If(self.result.valid & self.result.ready):
+            m.d.sync += [holding.eq(1), lane.eq(0), work.eq(self.result.payload.as_value())]
+
+        mults, shifts = Array(self.multiplier), Array(self.shift)
+        ys = []
+        for j in range(xl):
+            rq = Requant(p.acc_bits)
+            m.submodules[f"requant{j}"] = rq
+            m.d.comb += [rq.acc.eq(work.word_select(j, p.acc_bits).as_signed()), rq.multiplier.eq(mults[lane]),
+                         rq.shift.eq(shifts[lane]), rq.lo.eq(self.lo), rq.hi.eq(self.hi)]
+            ys.append(rq.y[:8])
+        slot = xg[:gshift] if gshift else 0
+        m.d.comb += [
+            mem.wr_addr.eq((buf * lanes + lane) * rb_max + (xg >> gshift)),
+            mem.wr_data.eq(Cat(ys * groups_per_beat)),
+        ]
+        with m.If(holding):
+            m.d.comb += mem.wr_en.eq(((1 << xl) - 1) << (slot * xl))
+            m.d.sync += [lane.eq(lane + 1), work.eq(work >> (xl * p.acc_bits))]
+            with m.If(lane == lanes - 1):
+                m.d.sync += [holding.eq(0), xg.eq(xg + 1)]
+                with m.If(xg == self.x_groups - 1):
+                    m.d.sync += [xg.eq(0), oy.eq(oy + 1), pending.bit_select(buf, 1).eq(1)]
+
+        # -- writer ---------------------------------------------------------------------------------
+        wy = Signal(16)
+        wlane = Signal(range(lanes + 1))
+        row_addr = Signal(ADDR_BITS)  # row wy of the group's first channel
+        lane_addr = Signal(ADDR_BITS)
+        beat = Signal(16)  # next beat to read
+        out_beat = Signal(16)  # beat on the wr stream
+        wbuf = wy[0]
+        sending = Signal()
+        advance = ~self.wr.valid | self.wr.ready
+        m.d.comb += [mem.rd_en.eq(advance), mem.rd_addr.eq((wbuf * lanes + wlane) * rb_max + beat)]
+        cols = Cat((out_beat * bb + b < self.out_width).replicate(8) for b in range(bb))
+        m.d.comb += self.wr.payload.eq(mem.rd_data & cols)
+
+        with m.If(self.run):
+            m.d.sync += [oy.eq(0), xg.eq(0), pending.eq(0), wy.eq(0), wlane.eq(0), sending.eq(0),
+                         row_addr.eq(self.group_addr), lane_addr.eq(self.group_addr), self.done.eq(0)]
+        with m.Elif(~sending):
+            m.d.comb += [self.req.valid.eq(pending.bit_select(wbuf, 1) & ~self.done),
+                         self.req.payload.addr.eq(lane_addr), self.req.payload.len.eq(self.row_beats),
+                         self.req.payload.write.eq(1)]
+            with m.If(self.req.valid & self.req.ready):
+                m.d.sync += [sending.eq(1), beat.eq(0)]
+        with m.Else():
+            with m.If(advance):
+                m.d.sync += self.wr.valid.eq(0)
+                with m.If(beat != self.row_beats):
+                    m.d.sync += [self.wr.valid.eq(1), out_beat.eq(beat), beat.eq(beat + 1)]
+            with m.If(self.wr.valid & self.wr.ready & (out_beat == self.row_beats - 1)):
+                m.d.sync += [sending.eq(0), wlane.eq(wlane + 1), lane_addr.eq(lane_addr + self.plane_bytes)]
+                with m.If(wlane == self.lanes_valid - 1):
+                    m.d.sync += [wlane.eq(0), wy.eq(wy + 1), pending.bit_select(wbuf, 1).eq(0),
+                                 row_addr.eq(row_addr + self.row_bytes), lane_addr.eq(row_addr + self.row_bytes)]
+                    with m.If(wy == self.out_height - 1):
+                        m.d.sync += self.done.eq(1)
+        return m

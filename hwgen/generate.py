@@ -1,0 +1,232 @@
+"""`hwgen generate`'s Python API: a quantized graph in, the specialized engine and its files out.
+
+`generate(graph, out_dir, ...)` plans every conv layer for the engine (refusing, by name, layers
+it cannot run), sizes the engine to the checkpoint (accumulator width, buffers, pattern ROM),
+and writes into `out_dir`:
+  - `hwgen_engine.v`  the Amaranth engine as Verilog (module `hwgen_engine`);
+  - `hwgen_top.v`     the top-level shell with clean port names (from rtl_templates/);
+  - `hwgen_sram_1r1w.v` the behavioural SRAM the engine instantiates (swap it for a macro);
+  - `dram_image.bin`  descriptors, packed weights and bias/requant tables, from address 0;
+  - `manifest.json`   parameters, derived widths, address map, per-layer addresses and layouts;
+  - `hwgen_engine.core` a FuseSoC CAPI2 core of the three Verilog files;
+  - `lint_waivers.vlt` Verilator waivers for the generated engine file only;
+  - `model.hwq`       the quantized checkpoint itself, so the folder is all `hwgen simulate` needs;
+  resource counts from Yosys go into the manifest with `synth=`.
+Every file is a pure function of the graph and the parameters: same inputs, same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import string
+from pathlib import Path
+
+from . import __version__, checkpoint
+from .errors import HwgenError
+from .gateware import descriptor, layout, schedule
+from .gateware.params import EngineParams
+from .gateware.sram import MODULE as SRAM_MODULE
+
+ENGINE_MODULE = "hwgen_engine"
+TOP_MODULE = "hwgen_top"
+TEMPLATES = Path(__file__).resolve().parent.parent / "rtl_templates"
+FILES = {
+    "engine": "hwgen_engine.v",
+    "top": "hwgen_top.v",
+    "sram": "hwgen_sram_1r1w.v",
+    "image": "dram_image.bin",
+    "manifest": "manifest.json",
+    "core": "hwgen_engine.core",
+    "waivers": "lint_waivers.vlt",
+    "checkpoint": "model.hwq",
+}
+
+
+def engine_layers(graph) -> list:
+    """The conv2d nodes the engine runs (every one of them; linear layers stay on the host)."""
+    return [n for n in graph.nodes if n.op == "conv2d"]
+
+
+def plan_graph(graph, dense_only: bool = False) -> list[layout.LayerPlan]:
+    plans = [layout.plan_node(graph, n, dense_only=dense_only) for n in engine_layers(graph)]
+    if not plans:
+        raise HwgenError(f"graph '{graph.name}' has no conv2d layer for the engine to run")
+    for p in plans:
+        layout.check_weights_covered(p)
+    return plans
+
+
+def engine_verilog(params: EngineParams) -> str:
+    from amaranth.back import verilog
+
+    from .gateware.engine import Engine
+
+    return verilog.convert(Engine(params), name=ENGINE_MODULE, emit_src=False)
+
+
+def _template(name: str, **values) -> str:
+    text = (TEMPLATES / name).read_text(encoding="utf-8")
+    return string.Template(text).substitute(values)
+
+
+def _core(name: str) -> str:
+    files = "\n".join(f"      - {FILES[k]}" for k in ("sram", "engine", "top"))
+    return (
+        "CAPI=2:\n"
+        f"name: hwgen:generated:{name}:{__version__}\n"
+        "description: hwgen periodic-sparse convolution engine (generated; see manifest.json)\n"
+        "filesets:\n"
+        "  rtl:\n"
+        "    files:\n"
+        f"{files}\n"
+        "    file_type: verilogSource\n"
+        "  waivers:\n"
+        "    files:\n"
+        f"      - {FILES['waivers']}\n"
+        "    file_type: vlt\n"
+        "targets:\n"
+        "  default:\n"
+        "    filesets: [rtl]\n"
+        f"    toplevel: {TOP_MODULE}\n"
+        "  lint:\n"
+        "    default_tool: verilator\n"
+        "    filesets: [rtl, waivers]\n"
+        "    tools:\n"
+        "      verilator:\n"
+        "        mode: lint-only\n"
+        "        verilator_options: [-Wall]\n"
+        f"    toplevel: {TOP_MODULE}\n"
+    )
+
+
+# Each waiver names the warning and the generated module it applies to, and why it is harmless.
+WAIVERS = [
+    ("UNUSEDSIGNAL", "Amaranth names every intermediate net; consumers often read a slice of a bus"),
+    ("WIDTHEXPAND", "Amaranth's operators extend operands explicitly by its own rules; Yosys's Verilog keeps "
+                    "the narrower operand"),
+    ("WIDTHTRUNC", "Amaranth's assignments truncate by definition"),
+    ("PROCASSINIT", "Amaranth gives every register an initial value and also resets it synchronously"),
+    ("CASEINCOMPLETE", "Amaranth's FSMs decode only the states that exist; the state register holds no other"),
+    ("DECLFILENAME", "Amaranth writes the engine's submodules into the engine's file"),
+]
+
+
+def _waivers() -> str:
+    lines = ["`verilator_config",
+             "// Lint waivers (-Wall) for the generated engine only (hwgen_engine.v, emitted by Amaranth).",
+             "// The hand-written templates (hwgen_top.v, hwgen_sram_1r1w.v) are lint-clean without waivers."]
+    for rule, why in WAIVERS:
+        lines.append(f"// {rule}: {why}")
+        lines.append(f'lint_off -rule {rule} -file "*{FILES["engine"]}"')
+    return "\n".join(lines) + "\n"
+
+
+def _layer_entry(graph, plan: layout.LayerPlan, regs: layout.LayerRegions, table_base: int,
+                 params: EngineParams) -> dict:
+    node = graph.node(plan.name)
+    sched = schedule.layer_schedule(plan, params)
+    return {
+        "name": plan.name,
+        "descriptor_addr": regs.descriptor,
+        "input": {"addr": regs.input, "bytes": regs.input_bytes, "shape": list(plan.in_shape),
+                  "signed": plan.in_signed, "bits": plan.act_bits, "row_beats": layout.row_beats(plan.in_shape[2], params)},
+        "output": {"addr": regs.output, "bytes": regs.output_bytes, "shape": list(plan.out_shape),
+                   "signed": bool(node.quant.signed), "bits": int(node.quant.act_bits), "lo": plan.lo, "hi": plan.hi,
+                   "row_beats": layout.row_beats(plan.out_shape[2], params)},
+        "weights": {"addr": regs.weights, "bytes": regs.weight_bytes},
+        "table": {"addr": regs.table, "bytes": regs.table_bytes},
+        "kernel": 1 if plan.kernel1x1 else 3,
+        "stride": plan.stride,
+        "structure": plan.structure,
+        "period": plan.period,
+        "taps": plan.taps,
+        "masks": list(plan.masks),
+        "table_base": table_base,
+        "schedule": {"bytes": sched.bytes, "cycles": sched.cycles, "utilization": round(sched.utilization, 4)},
+    }
+
+
+def build_manifest(graph, plans, params: EngineParams, image: layout.DramImage, srams: dict) -> dict:
+    engine_names = {p.name for p in plans}
+    return {
+        "hwgen_version": __version__,
+        "graph": graph.name,
+        "modules": {"top": TOP_MODULE, "engine": ENGINE_MODULE, "sram": SRAM_MODULE},
+        "files": dict(FILES),
+        "checkpoint": FILES["checkpoint"],
+        "params": {
+            "m_lanes": params.m_lanes, "x_lanes": params.x_lanes, "bus_bits": params.bus_bits,
+            "weight_bits": params.weight_bits, "act_bits": params.act_bits, "acc_bits": params.acc_bits,
+            "max_width": params.max_width, "max_out_width": params.max_out_width,
+            "max_channels": params.max_channels, "input_rows": params.input_rows,
+            "patterns": list(params.patterns), "sparse": params.sparse, "library": params.library,
+            "lane_period": params.lane_period,
+        },
+        "widths": params.widths(),
+        "srams": srams,
+        "ports": {
+            "clk": 1, "rst": 1, "desc_addr": 32, "start": 1, "busy": 1, "done": 1,
+            "req": {"addr": 32, "len": 16, "write": 1}, "rd": params.bus_bits, "wr": params.bus_bits,
+        },
+        "descriptor": {
+            "bytes": descriptor.DESCRIPTOR_BYTES,
+            "fields": [{"name": n, "offset_bits": f.offset, "bits": f.width, "signed": n in descriptor.SIGNED}
+                       for n, f in descriptor.LAYOUT],
+            "magic": descriptor.MAGIC,
+        },
+        "dram": {
+            "size": image.size,
+            "image_bytes": len(image.data),
+            "region_align": layout.REGION_ALIGN,
+            "little_endian": True,
+            "activation_layout": "C,H,W; one byte per element (low A bits, two's complement if signed); "
+                                 "each row zero-padded to whole beats",
+        },
+        "layers": [_layer_entry(graph, p, r, b, params) for p, r, b in zip(plans, image.layers, image.table_bases)],
+        "host_ops": [n.name for n in graph.nodes[1:] if n.name not in engine_names],
+    }
+
+
+def sram_instances(params: EngineParams) -> dict:
+    """WIDTH, DEPTH and GRAN of each hwgen_sram_1r1w instance, for users who swap in macros."""
+    word_bytes, depth = params.weight_word_bytes, params.weight_mem_depth
+    row_bits = params.row_elems * params.act_bits
+    srams = {
+        "input_buffer": {"width": row_bits, "depth": params.input_rows, "granularity": row_bits},
+        "weight_buffer": {"width": word_bytes * 8, "depth": depth, "granularity": word_bytes * 8},
+        "output_rows": {"width": params.bus_bits, "depth": 2 * params.m_lanes * params.out_row_beats_max, "granularity": 8},
+    }
+    if params.library:
+        srams["kernel_ids"] = {"width": word_bytes * 8, "depth": params.id_mem_depth, "granularity": word_bytes * 8}
+    return srams
+
+
+def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64, glb_kib: int | None = None,
+             dense_only: bool = False, synth: str | None = None) -> dict:
+    """Write the engine for `graph` (a quantized hwgen Graph) into `out_dir`; returns the manifest."""
+    plans = plan_graph(graph, dense_only=dense_only)
+    params = layout.fit_params(plans, m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
+                               sparse=False if dense_only else None)
+    params = dataclasses.replace(params, sram_cells=True)
+    image = layout.dram_image(plans, params)
+    manifest = build_manifest(graph, plans, params, image, sram_instances(params))
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / FILES["engine"]).write_text(engine_verilog(params), encoding="utf-8")
+        (out / FILES["top"]).write_text(_template("hwgen_top.v", TOP=TOP_MODULE, ENGINE=ENGINE_MODULE,
+                                                  BUS_BITS=params.bus_bits), encoding="utf-8")
+        (out / FILES["sram"]).write_text((TEMPLATES / FILES["sram"]).read_text(encoding="utf-8"), encoding="utf-8")
+        (out / FILES["image"]).write_bytes(image.data)
+        (out / FILES["core"]).write_text(_core(graph.name.replace(" ", "_").lower() or "engine"), encoding="utf-8")
+        (out / FILES["waivers"]).write_text(_waivers(), encoding="utf-8")
+        (out / FILES["checkpoint"]).write_bytes(checkpoint.to_bytes(graph))
+        if synth:
+            from .gateware.synth import synthesize
+
+            manifest["synth"] = synthesize([out / FILES[k] for k in ("sram", "engine")], ENGINE_MODULE, synth)
+        (out / FILES["manifest"]).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise HwgenError(f"cannot write to {out}: {e.strerror}") from None
+    return manifest

