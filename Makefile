@@ -18,7 +18,7 @@ setup: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	@# Icarus is the second simulator; Debian's package, installed where we may (root + apt).
 	@command -v iverilog >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog) >/dev/null 2>&1; } || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog liblz4-dev) >/dev/null 2>&1; } || \
 	  echo "note: iverilog not installed; Icarus runs will be skipped"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt

@@ -1,0 +1,87 @@
+"""Verify a generated engine in cocotb against the bit-exact integer reference.
+
+Builds the Verilog that `hwgen generate` wrote to DIR (Verilator by default), runs N input images
+through the network layer by layer on the simulated engine (the host runs pooling and the
+classifier in the integer reference) with a hostile simulated DRAM, and prints per engine layer:
+PASS/FAIL (every output element equal to the reference's), cycles, MAC utilization (effectual MACs
+/ (lanes x cycles)), DRAM bytes measured vs predicted by the engine's schedule model, and cycles
+predicted; then whether the logits equal the reference's. Exit status 1 if anything differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", type=Path, metavar="DIR", help="folder written by `hwgen generate`")
+    p.add_argument("--images", type=int, default=4, metavar="N", help="input images to run (default 4)")
+    p.add_argument("--layers", default=None, metavar="NAMES",
+                   help="comma-separated engine layers to run on the engine (default: all; others run on the host)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the DRAM stalls and random inputs")
+    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator", help="simulator (default verilator)")
+    p.add_argument("--timing", choices=("hostile", "ideal"), default="hostile",
+                   help="DRAM behaviour: random stalls and latency (default), or always ready")
+    p.add_argument("--waves", type=Path, default=None, metavar="FILE.fst",
+                   help="write a waveform trace (.fst, or .vcd with Verilator)")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--checkpoint", type=Path, default=None, metavar="CKPT",
+                   help="the quantized checkpoint DIR was generated from (default: DIR/model.hwq)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _fmt_int(v) -> str:
+    return "-" if v is None else f"{v:,}"
+
+
+def format_table(report) -> str:
+    rows = [("layer", "result", "cycles", "util", "DRAM B meas", "DRAM B pred", "bytes", "cycles pred", "cyc err")]
+    for lr in report.layers:
+        # The schedule model assumes an ideal memory: its error means something only against one.
+        comparable = report.timing == "ideal" and lr.cycles_predicted and lr.cycles
+        cyc_err = f"{(lr.cycles_predicted - lr.cycles) / lr.cycles:+.1%}" if comparable else "-"
+        match = {None: "-", True: "equal", False: "DIFFER"}[lr.bytes_match]
+        result = "PASS" if lr.passed else ("ERROR" if lr.error else f"FAIL {lr.mismatches}")
+        rows.append((lr.name, result, _fmt_int(lr.cycles), f"{lr.utilization:.1%}", _fmt_int(lr.dram_bytes_measured),
+                     _fmt_int(lr.dram_bytes_predicted), match, _fmt_int(lr.cycles_predicted), cyc_err))
+    t = report.totals()
+    rows.append(("total", "PASS" if t["mismatches"] == 0 else f"FAIL {t['mismatches']}", _fmt_int(t["cycles"]),
+                 f"{t['utilization']:.1%}", _fmt_int(t["dram_bytes_measured"]), _fmt_int(t["dram_bytes_predicted"]),
+                 "", _fmt_int(t["cycles_predicted"]), ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary_lines(report) -> list[str]:
+    j = report.to_json()["network"]
+    lines = [f"logits: {'bit-exact' if report.logits_match else f'{report.logit_mismatches} DIFFER'} "
+             f"on {report.images} image(s) ({report.sim}, {report.timing} DRAM, seed {report.seed})"]
+    if report.timing != "ideal":
+        lines.append("cycles predicted assume an ideal DRAM; compare them with --timing ideal")
+    if j["labels"]:
+        lines.append(f"accuracy: engine {j['engine_accuracy']:.1%}, reference {j['reference_accuracy']:.1%}")
+    for lr in report.layers:
+        for note in lr.notes:
+            lines.append(f"{lr.name}: {note}")
+        if lr.error:
+            lines.append(f"{lr.name}: {lr.error}")
+    if report.error:
+        lines.append(f"aborted: {report.error}")
+    return lines
+
+
+def run(args) -> int:
+    from ..simulate import simulate, write_json
+
+    layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else None
+    report = simulate(args.dir, images=args.images, layers=layers, seed=args.seed, sim=args.sim,
+                      timing=args.timing, waves=args.waves, checkpoint=args.checkpoint,
+                      progress=not args.no_progress)
+    print(format_table(report))
+    print("\n".join(summary_lines(report)))
+    if args.json:
+        write_json(report, args.json)
+    return 0 if report.passed else 1

@@ -1,0 +1,135 @@
+"""The end-to-end demonstration `make demo` runs: checkpoint -> analysis -> Verilog -> verified in cocotb.
+
+    python -m hwgen.demo models/digits_ps4p4_w8a8.hwq --out demo-out [--images 8]
+
+Steps, each the real command with its output kept in the folder:
+  1. `hwgen inspect`                          -> inspect.txt
+  2. `hwgen analyze --arch engine` (+ PNG)    -> analyze.txt, analyze.json, analyze.png
+  3. `hwgen generate`                         -> engine/ (Verilog, DRAM image, manifest, model.hwq)
+  4. `hwgen simulate` of digits test images, hostile DRAM  -> simulate.txt, simulate.json
+     and one image with an ideal DRAM, for cycles vs the model -> simulate_ideal.txt, .json
+  5. a summary (printed and summary.md): bit-exact yes/no, accuracy engine vs reference, cycles,
+     MAC utilization, DRAM bytes measured vs predicted (schedule model and `hwgen analyze`'s
+     engine preset), energy dense vs sparse.
+Exit status 0 only if the engine is bit-exact and the measured bytes equal the predicted ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import HwgenError
+
+
+def _step(title: str, argv: list[str], log: Path) -> int:
+    """Run one hwgen command in-process, echoing and keeping its standard output."""
+    from .cli import main
+
+    print(f"\n== {title}: hwgen {' '.join(argv)}", flush=True)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(argv)
+    log.write_text(buf.getvalue())
+    print(buf.getvalue(), end="", flush=True)
+    if code not in (0, 1):
+        raise HwgenError(f"step '{title}' failed (exit {code}); see the message above")
+    return code
+
+
+def _energy_dense_vs_sparse(graph) -> tuple[float, float]:
+    from .analysis import analyze
+
+    dense = analyze(graph, arch="engine", fmt="dense")
+    native = analyze(graph, arch="engine")
+    return dense.totals["energy_pj"]["total"], native.totals["energy_pj"]["total"]
+
+
+def summarize(out: Path, sim: dict, ideal: dict, analysis: dict, energy: tuple[float, float]) -> str:
+    net, tot = sim["network"], sim["totals"]
+    analyzed = {lay["name"]: lay["dram_bytes"]["total"] for lay in analysis["layers"]}
+    rows = ["| layer | result | cycles (hostile) | cycles (ideal) | predicted | MAC util (ideal) | DRAM B measured "
+            "| predicted (schedule) | predicted (`analyze`) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for lay, lid in zip(sim["layers"], ideal["layers"]):
+        rows.append(f"| {lay['name']} | {'PASS' if lay['passed'] else 'FAIL ' + str(lay['mismatches'])} | "
+                    f"{lay['cycles']:,} | {lid['cycles']:,} | {lid['cycles_predicted']:,} | {lid['utilization']:.1%} | "
+                    f"{lay['dram_bytes_measured']:,} | {lay['dram_bytes_predicted']:,} | "
+                    f"{analyzed.get(lay['name'], 0):,} |")
+    bytes_equal = all(lay["bytes_match"] for lay in sim["layers"]) and \
+        all(lay["dram_bytes_measured"] == analyzed.get(lay["name"]) for lay in sim["layers"])
+    t_ideal = ideal["totals"]
+    cyc_err = (t_ideal["cycles_predicted"] - t_ideal["cycles"]) / t_ideal["cycles"]
+    acc = (f"engine {net['engine_accuracy']:.1%}, reference {net['reference_accuracy']:.1%} on {sim['images']} "
+           "digits test images" if net["labels"] else "n/a (not a digits model)")
+    lines = [
+        f"# hwgen demo: {analysis['model']}",
+        "",
+        f"- bit-exact: **{'yes' if sim['passed'] else 'NO'}** - {sim['images']} images through the engine's Verilog "
+        f"(Verilator, hostile DRAM, seed {sim['seed']}); {tot['mismatches']} differing activations, "
+        f"logits {'equal' if net['logits_match'] else 'DIFFERENT'} to the integer reference",
+        f"- accuracy: {acc}",
+        f"- cycles per image: {tot['cycles']:,} with a hostile DRAM, {t_ideal['cycles']:,} with an ideal one; "
+        f"model {t_ideal['cycles_predicted']:,} ({cyc_err:+.1%})",
+        f"- MAC utilization (effectual MACs / (lanes x cycles)): {t_ideal['utilization']:.1%} ideal DRAM, "
+        f"{tot['utilization']:.1%} hostile",
+        f"- DRAM bytes per image: measured {tot['dram_bytes_measured']:,}, predicted {tot['dram_bytes_predicted']:,} "
+        f"(`hwgen analyze --arch engine`: {analysis['totals']['dram_bytes']['total']:,}): "
+        f"**{'equal' if bytes_equal else 'DIFFERENT'}**",
+        f"- energy per image (`hwgen analyze --arch engine`, {analysis['energy_table']}): dense weights "
+        f"{energy[0] / 1e6:.2f} uJ, pattern-sparse {energy[1] / 1e6:.2f} uJ ({1 - energy[1] / energy[0]:.1%} less)",
+        "",
+        *rows,
+        "",
+        f"Files in `{out}`: inspect.txt, analyze.txt/.json/.png, engine/ (generated Verilog, DRAM image, "
+        "manifest), simulate.txt/.json, simulate_ideal.txt/.json, summary.md.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_demo(ckpt: Path, out: Path, images: int = 8, seed: int = 0) -> int:
+    from . import checkpoint
+
+    start = time.perf_counter()
+    graph = checkpoint.load(ckpt)
+    out.mkdir(parents=True, exist_ok=True)
+    gen = out / "engine"
+    _step("inspect", ["inspect", str(ckpt)], out / "inspect.txt")
+    _step("analyze", ["analyze", str(ckpt), "--arch", "engine", "--json", str(out / "analyze.json"),
+                      "--plot", str(out / "analyze.png")], out / "analyze.txt")
+    _step("generate", ["generate", str(ckpt), "--out", str(gen)], out / "generate.txt")
+    common = ["--seed", str(seed), "--no-progress"] if not sys.stderr.isatty() else ["--seed", str(seed)]
+    _step("simulate", ["simulate", str(gen), "--images", str(images), "--json", str(out / "simulate.json"), *common],
+          out / "simulate.txt")
+    _step("simulate, ideal DRAM", ["simulate", str(gen), "--images", "1", "--timing", "ideal",
+                                   "--json", str(out / "simulate_ideal.json"), *common], out / "simulate_ideal.txt")
+    sim = json.loads((out / "simulate.json").read_text())
+    ideal = json.loads((out / "simulate_ideal.json").read_text())
+    analysis = json.loads((out / "analyze.json").read_text())
+    summary = summarize(out, sim, ideal, analysis, _energy_dense_vs_sparse(graph))
+    (out / "summary.md").write_text(summary)
+    print("\n" + summary + f"(demo took {time.perf_counter() - start:.0f} s)")
+    ok = sim["passed"] and ideal["passed"] and "**equal**" in summary
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hwgen.demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", type=Path, help="a quantized .hwq checkpoint (the shipped one: models/digits_ps4p4_w8a8.hwq)")
+    p.add_argument("--out", type=Path, required=True, help="folder for every output")
+    p.add_argument("--images", type=int, default=8, help="digits test images to run through the engine (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the DRAM stalls (default 0)")
+    args = p.parse_args(argv)
+    try:
+        return run_demo(args.checkpoint, args.out, args.images, args.seed)
+    except HwgenError as e:
+        print(f"hwgen demo: error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""What a simulation of the engine needs to know: the Verilog, the DRAM image and where each layer lives.
+
+An `EngineTarget` is read from a folder `hwgen generate` wrote (`load_generated`: its manifest.json
+names the Verilog files, the DRAM image, each layer's addresses and the schedule model's predicted
+bytes and cycles); `from_graph` runs `hwgen generate` on a quantized graph first (tests and
+benchmarks of single layers with chosen engine parameters). The simulated top level is the
+generated `hwgen_top` shell around the engine, so the shipped files are what is verified.
+
+DRAM regions are named `<layer>.<tensor>` with the tensor names of the schedule model
+(descriptor, weights, tables, inputs, outputs), so measured traffic is compared with the
+prediction tensor by tensor.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import HwgenError
+
+DESCRIPTOR_BYTES = 64  # hwgen.gateware.descriptor.DESCRIPTOR_BYTES, without importing Amaranth
+# The hwgen_top shell's ports (rtl_templates/hwgen_top.v), by the DRAM model's logical names.
+TOP_PORTS = {"req_valid": "req_valid", "req_ready": "req_ready", "req_addr": "req_addr", "req_len": "req_len",
+             "req_write": "req_write", "rd_valid": "rd_valid", "rd_ready": "rd_ready", "rd_data": "rd_data",
+             "wr_valid": "wr_valid", "wr_ready": "wr_ready", "wr_data": "wr_data"}
+
+
+@dataclass
+class EngineLayer:
+    name: str
+    desc_addr: int
+    in_addr: int
+    out_addr: int
+    bytes_predicted: dict  # tensor -> bytes, from the schedule model
+    cycles_predicted: int
+
+
+@dataclass
+class EngineTarget:
+    graph: object  # hwgen.ir.Graph, quantized
+    checkpoint: Path  # the graph as .hwq, for the host program inside the simulator
+    params: dict  # the manifest's engine parameters (m_lanes, x_lanes, bus_bits, ...)
+    sources: dict[str, str]  # Verilog file name -> text
+    toplevel: str
+    image_path: Path  # initialized DRAM contents from address 0
+    dram_size: int
+    regions: list[dict]
+    ports: dict  # sim.dram port map of the top level
+    layers: list[EngineLayer]
+
+
+CHECKPOINT_FILE = "model.hwq"  # where `hwgen generate` saves the checkpoint (manifest "checkpoint")
+
+
+def _regions(layers: list[dict]) -> list[dict]:
+    out = []
+    for lay in layers:
+        for tensor, base, size in (("descriptor", lay["descriptor_addr"], DESCRIPTOR_BYTES),
+                                   ("weights", lay["weights"]["addr"], lay["weights"]["bytes"]),
+                                   ("tables", lay["table"]["addr"], lay["table"]["bytes"]),
+                                   ("inputs", lay["input"]["addr"], lay["input"]["bytes"]),
+                                   ("outputs", lay["output"]["addr"], lay["output"]["bytes"])):
+            out.append({"name": f"{lay['name']}.{tensor}", "base": int(base), "size": int(size)})
+    return out
+
+
+def from_graph(graph, out_dir: Path, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64,
+               dense_only: bool = False) -> EngineTarget:
+    """`hwgen generate` for a quantized graph into `out_dir` (which saves the graph there too)."""
+    from .generate import generate
+
+    generate(graph, out_dir, m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, dense_only=dense_only)
+    return load_generated(out_dir)
+
+
+def _find_checkpoint(gen_dir: Path, manifest: dict, override) -> Path:
+    if override is not None:
+        return Path(override).resolve()
+    named = manifest.get("checkpoint")
+    for cand in ([gen_dir / named] if named else []) + [gen_dir / CHECKPOINT_FILE]:
+        if cand.exists():
+            return cand
+    raise HwgenError(f"'{gen_dir}' holds no checkpoint ({CHECKPOINT_FILE}) to compare the engine with; "
+                     "pass the quantized checkpoint it was generated from with --checkpoint")
+
+
+def load_generated(gen_dir, checkpoint_path=None) -> EngineTarget:
+    """The target `hwgen generate` wrote to `gen_dir` (its manifest.json names every file)."""
+    from . import checkpoint
+
+    gen_dir = Path(gen_dir).resolve()  # the simulator runs in its own folder: every path absolute
+    manifest_path = gen_dir / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files, params_j, layers_j = manifest["files"], manifest["params"], manifest["layers"]
+        top = manifest["modules"]["top"]
+        params = {k: int(params_j[k]) for k in ("m_lanes", "x_lanes", "bus_bits")}
+        sources = {files[k]: (gen_dir / files[k]).read_text() for k in ("sram", "engine", "top")}
+        layers = [EngineLayer(lay["name"], int(lay["descriptor_addr"]), int(lay["input"]["addr"]),
+                              int(lay["output"]["addr"]), {k: int(v) for k, v in lay["schedule"]["bytes"].items()},
+                              int(lay["schedule"]["cycles"])) for lay in layers_j]
+        regions = _regions(layers_j)
+        dram_size = int(manifest["dram"]["size"])
+        image_path = gen_dir / files["image"]
+    except FileNotFoundError as e:
+        raise HwgenError(f"'{gen_dir}' is not a complete `hwgen generate` folder: {Path(e.filename).name} is missing") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise HwgenError(f"'{manifest_path}': not a manifest hwgen simulate can read ({type(e).__name__}: {e})") from None
+    ckpt = _find_checkpoint(gen_dir, manifest, checkpoint_path)
+    graph = checkpoint.load(ckpt)
+    missing = [lay.name for lay in layers if lay.name not in {n.name for n in graph.nodes}]
+    if missing:
+        raise HwgenError(f"checkpoint '{ckpt}' has no layer {', '.join(missing)} of the generated engine")
+    if int(manifest.get("descriptor", {}).get("bytes", DESCRIPTOR_BYTES)) != DESCRIPTOR_BYTES:
+        raise HwgenError(f"'{manifest_path}': descriptors of {manifest['descriptor']['bytes']} bytes are not supported")
+    bb = params["bus_bits"] // 8
+    return EngineTarget(graph, ckpt, params, sources, top, image_path, -(-dram_size // bb) * bb, regions,
+                        TOP_PORTS, layers)

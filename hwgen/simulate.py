@@ -1,0 +1,292 @@
+"""Verify a generated engine: run its Verilog in cocotb on real inputs, compare with the reference.
+
+`simulate(gen_dir, ...)` takes the folder `hwgen generate` wrote (engine Verilog, DRAM image,
+descriptors, manifest, checkpoint), builds the Verilog with Verilator (or Icarus), and runs the
+network image by image inside the simulator (sim/engine_host.py): the engine computes every layer
+it was generated for, the host computes the rest in the integer reference, and the memory is the
+hostile DRAM model of sim/dram.py. It returns a `SimReport`:
+- per engine layer: elements that differ from the reference's output for the same input (over
+  all images), cycles, MAC utilization (effectual MACs / (lanes x cycles)), DRAM bytes measured
+  by the DRAM model and predicted by the engine's schedule model, cycles predicted;
+- the network: logits equal to the reference's (element by element), and top-1 agreement.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import simrunner
+from .errors import HwgenError
+
+HOST_PROGRAM = "sim.engine_host:network_host"
+TIMEOUT_FACTOR = 20  # a layer may take this many times its predicted cycles before it is a hang
+TIMEOUT_MIN = 100_000
+TIMINGS = ("hostile", "ideal")
+
+
+@dataclass
+class LayerResult:
+    name: str
+    images: int = 0
+    mismatches: int = 0
+    notes: list[str] = field(default_factory=list)
+    cycles: int = 0  # the first image's run (every image's is in cycles_all)
+    cycles_all: list[int] = field(default_factory=list)
+    utilization: float = 0.0
+    effectual_macs: int = 0
+    lanes: int = 0
+    dram_bytes_measured: int = 0  # per image, every region
+    dram_bytes_predicted: int | None = None
+    cycles_predicted: int | None = None
+    tensor_bytes_measured: dict = field(default_factory=dict)  # tensor -> bytes in this layer's own regions
+    tensor_bytes_predicted: dict = field(default_factory=dict)
+    traffic: dict = field(default_factory=dict)  # per region (bytes and bursts), per image
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.mismatches == 0 and self.images > 0
+
+    @property
+    def bytes_match(self) -> bool | None:
+        """Measured equals predicted tensor by tensor, and nothing outside the layer's regions moved."""
+        if self.dram_bytes_predicted is None or not self.images:
+            return None
+        return (self.dram_bytes_measured == self.dram_bytes_predicted
+                and self.tensor_bytes_measured == self.tensor_bytes_predicted)
+
+
+@dataclass
+class SimReport:
+    sim: str
+    seed: int
+    timing: str
+    images: int
+    layers: list[LayerResult]
+    logits_match: bool
+    logit_mismatches: int
+    engine_top1: list[int]
+    reference_top1: list[int]
+    labels: list[int] | None
+    wall_seconds: float
+    cycles_simulated: int
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.logits_match and all(lr.passed for lr in self.layers)
+
+    def accuracy(self, top1: list[int]) -> float | None:
+        if not self.labels:
+            return None
+        return float(np.mean(np.asarray(top1) == np.asarray(self.labels)))
+
+    def totals(self) -> dict:
+        ls = self.layers
+        pred_bytes = [lr.dram_bytes_predicted for lr in ls]
+        pred_cycles = [lr.cycles_predicted for lr in ls]
+        cycles = sum(lr.cycles for lr in ls)
+        macs = sum(lr.effectual_macs for lr in ls)
+        lanes = ls[0].lanes if ls else 0
+        return {
+            "mismatches": sum(lr.mismatches for lr in ls),
+            "cycles": cycles,
+            "utilization": macs / (lanes * cycles) if lanes and cycles else 0.0,
+            "dram_bytes_measured": sum(lr.dram_bytes_measured for lr in ls),
+            "dram_bytes_predicted": None if None in pred_bytes else sum(pred_bytes),
+            "cycles_predicted": None if None in pred_cycles else sum(pred_cycles),
+        }
+
+    def to_json(self) -> dict:
+        layers = [{"name": lr.name, "mismatches": lr.mismatches, "cycles": lr.cycles,
+                   "utilization": lr.utilization, "dram_bytes_measured": lr.dram_bytes_measured,
+                   "dram_bytes_predicted": lr.dram_bytes_predicted, "cycles_predicted": lr.cycles_predicted,
+                   "passed": lr.passed, "images": lr.images, "cycles_per_image": lr.cycles_all,
+                   "effectual_macs": lr.effectual_macs,
+                   "bytes_match": lr.bytes_match, "tensor_bytes_measured": lr.tensor_bytes_measured,
+                   "tensor_bytes_predicted": lr.tensor_bytes_predicted,
+                   "traffic": lr.traffic, "notes": lr.notes, "error": lr.error} for lr in self.layers]
+        return {
+            "sim": self.sim, "seed": self.seed, "timing": self.timing, "images": self.images,
+            "passed": self.passed, "error": self.error,
+            "layers": layers, "totals": self.totals(),
+            "network": {"logits_match": self.logits_match, "logit_mismatches": self.logit_mismatches,
+                        "engine_top1": self.engine_top1, "reference_top1": self.reference_top1,
+                        "labels": self.labels, "engine_accuracy": self.accuracy(self.engine_top1),
+                        "reference_accuracy": self.accuracy(self.reference_top1)},
+            "cycles_simulated": self.cycles_simulated,
+        }
+
+
+def _own_tensor_bytes(layer: str, traffic: dict) -> dict:
+    """Bytes per tensor in the layer's own regions (`<layer>.<tensor>`), from the DRAM model's counts."""
+    out = {}
+    for region, t in traffic.items():
+        owner, _, tensor = region.rpartition(".")
+        if owner == layer:
+            out[tensor] = out.get(tensor, 0) + t["read_bytes"] + t["write_bytes"]
+    return out
+
+
+def sample_inputs(graph, images: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Integer inputs: the first test digits when the network takes digits, else seeded random."""
+    from . import datasets
+    from .quantize import quantize_input
+
+    if images < 1:
+        raise HwgenError(f"--images must be at least 1, got {images}")
+    if tuple(graph.input_shape) == datasets.INPUT_SHAPE:
+        _, _, x_test, y_test = datasets.load_digits_split()
+        if images > len(x_test):
+            raise HwgenError(f"--images {images}: the digits test set has {len(x_test)} images")
+        return quantize_input(graph, x_test[:images]), y_test[:images]
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, size=(images, *graph.input_shape)).astype(np.float32)
+    return quantize_input(graph, x), None
+
+
+class _Progress:
+    """Follows the host program's progress file from a thread and moves a tqdm bar."""
+
+    def __init__(self, path: Path, total: int, enabled: bool):
+        self.path, self.total, self.enabled = path, total, enabled
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self):
+        self.path.write_text("")
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self.enabled:
+            self._thread.join()
+
+    def _follow(self):
+        from tqdm import tqdm
+
+        with tqdm(total=self.total, desc="simulating", unit="layer") as bar:
+            seen = 0
+            while True:
+                stopping = self._stop.wait(0.2)
+                n = self.path.read_text().count("\n")
+                bar.update(n - seen)
+                seen = n
+                if stopping:
+                    return
+
+
+def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", seed: int = 0,
+                timing: str = "hostile", layers: list[str] | None = None, waves: Path | None = None,
+                workdir: Path, cache_dir: Path | None = None, progress: bool = False) -> SimReport:
+    """Simulate `engine` (a `hwgen.sim_target.EngineTarget`) on `inputs`; compare with the reference."""
+    simrunner.import_path()
+    from sim.dram import BusTiming
+
+    from . import reference
+    from .ir import effectual_macs
+
+    if timing not in TIMINGS:
+        raise HwgenError(f"unknown bus timing '{timing}' (choose from {', '.join(TIMINGS)})")
+    graph = engine.graph
+    names = [lay.name for lay in engine.layers]
+    if layers:
+        unknown = [n for n in layers if n not in names]
+        if unknown:
+            raise HwgenError(f"no engine layer named {', '.join(unknown)} (engine layers: {', '.join(names)})")
+        names = [n for n in names if n in layers]
+    chosen = [lay for lay in engine.layers if lay.name in names]
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    inputs_path = workdir / "inputs.npy"
+    np.save(inputs_path, np.asarray(inputs, dtype=np.int64), allow_pickle=False)
+    predicted_cycles = max([lay.cycles_predicted or 0 for lay in chosen] + [0])
+    net = {"checkpoint": str(engine.checkpoint), "inputs": str(inputs_path), "bus_bits": engine.params['bus_bits'],
+           "timeout": max(TIMEOUT_MIN, TIMEOUT_FACTOR * predicted_cycles), "progress": str(workdir / "progress.txt"),
+           "layers": {lay.name: {"desc_addr": lay.desc_addr, "in_addr": lay.in_addr, "out_addr": lay.out_addr}
+                      for lay in chosen}}
+    job = simrunner.make_job(bus_bits=engine.params['bus_bits'], dram_size=engine.dram_size, ports=engine.ports,
+                             timing=BusTiming.profile(timing, seed).as_dict(),
+                             regions=engine.regions, preload=[{"addr": 0, "file": str(engine.image_path)}],
+                             host=HOST_PROGRAM, network=net)
+    wall = time.perf_counter()
+    if progress:
+        print(f"compiling {engine.toplevel} with {sim} (kept in a cache: only the first run of a design waits)",
+              file=sys.stderr, flush=True)
+    b = simrunner.build(engine.sources, engine.toplevel, sim=sim,
+                        waves=simrunner.waves_format(waves) if waves else None, cache_dir=cache_dir)
+    with _Progress(workdir / "progress.txt", len(chosen) * len(inputs), progress):
+        results = simrunner.run_job(b, job, workdir, waves_file=waves)
+    wall = time.perf_counter() - wall
+
+    host = results["host"]
+    lanes = engine.params['m_lanes'] * engine.params['x_lanes']
+    by_name = {}
+    for lay in chosen:
+        node = graph.node(lay.name)
+        by_name[lay.name] = LayerResult(lay.name, lanes=lanes, effectual_macs=effectual_macs(graph, node),
+                                        dram_bytes_predicted=sum(lay.bytes_predicted.values()),
+                                        tensor_bytes_predicted=dict(lay.bytes_predicted),
+                                        cycles_predicted=lay.cycles_predicted)
+    for img in host["images"]:
+        for name, run in img["layers"].items():
+            lr = by_name[name]
+            if run["error"]:
+                lr.error = run["error"]
+                continue
+            lr.images += 1
+            lr.mismatches += run["mismatches"]
+            if run["notes"] and not lr.notes:
+                lr.notes = [f"image {lr.images - 1}: {n}" for n in run["notes"]]
+            lr.cycles_all.append(run["cycles"])
+            if lr.images == 1:
+                lr.cycles = run["cycles"]
+                lr.traffic = run["traffic"]
+                lr.dram_bytes_measured = sum(t["read_bytes"] + t["write_bytes"] for t in run["traffic"].values())
+                lr.tensor_bytes_measured = _own_tensor_bytes(name, run["traffic"])
+    for lr in by_name.values():
+        lr.utilization = lr.effectual_macs / (lanes * lr.cycles) if lr.cycles else 0.0
+
+    ref_logits = reference.run(graph, inputs)
+    done = [img for img in host["images"] if img["logits"] is not None]
+    eng_logits = np.asarray([img["logits"] for img in done], dtype=np.int64).reshape(len(done), *ref_logits.shape[1:])
+    logit_mismatches = int(np.count_nonzero(eng_logits != ref_logits[:len(done)])) + \
+        int(np.prod(ref_logits.shape[1:])) * (len(inputs) - len(done))
+    flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
+    return SimReport(sim=sim, seed=seed, timing=timing, images=len(inputs), layers=list(by_name.values()),
+                     logits_match=logit_mismatches == 0, logit_mismatches=logit_mismatches,
+                     engine_top1=[int(v) for v in flat(eng_logits).argmax(1)] if len(done) else [],
+                     reference_top1=[int(v) for v in flat(ref_logits).argmax(1)],
+                     labels=None if labels is None else [int(v) for v in labels],
+                     wall_seconds=wall, cycles_simulated=int(results.get("cycles_simulated", 0)),
+                     error=host.get("aborted"))
+
+
+def simulate(gen_dir, *, images: int = 4, layers: list[str] | None = None, seed: int = 0, sim: str = "verilator",
+             timing: str = "hostile", waves: Path | None = None, checkpoint: Path | None = None,
+             workdir: Path | None = None, cache_dir: Path | None = None, progress: bool = False) -> SimReport:
+    """Verify the engine `hwgen generate` wrote to `gen_dir` on `images` inputs (see module doc).
+
+    `checkpoint` is the quantized graph the engine was generated from, if the folder lacks one.
+    """
+    from .sim_target import load_generated
+
+    engine = load_generated(gen_dir, checkpoint)
+    inputs, labels = sample_inputs(engine.graph, images, seed)
+    return run_network(engine, inputs, labels, sim=sim, seed=seed, timing=timing, layers=layers, waves=waves,
+                       workdir=workdir or Path(gen_dir) / "sim", cache_dir=cache_dir, progress=progress)
+
+
+def write_json(report: SimReport, path: Path) -> None:
+    Path(path).write_text(json.dumps(report.to_json(), indent=1, sort_keys=True) + "\n")
+
+

@@ -1,0 +1,73 @@
+"""The host program that runs a whole quantized network through the simulated engine.
+
+It executes inside the simulator process (the job names it as `host`, see sim/engine_tb.py). For
+each input image it walks the graph in order: every layer the engine runs is packed into DRAM,
+started, waited for, and read back; every other node (pooling, flatten, add, the classifier) runs
+on the host in the integer reference. The engine's output, not the reference's, feeds the next
+node, so the final logits are the network as the hardware computes it. Each engine output is also
+compared element by element with the reference's output of that layer for the same input.
+
+Job fields under `network`: checkpoint (.hwq), inputs (.npy, int64 (N, *input_shape)),
+bus_bits, timeout (cycles per layer), progress (a file that gets one line per finished layer run),
+layers {name: {desc_addr, in_addr, out_addr}}.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hwgen import checkpoint, reference
+from hwgen.gateware.layout import activation_bytes, pack_activations, unpack_activations
+from hwgen.gateware.params import EngineParams
+
+MAX_REPORTED = 5  # mismatching elements listed per layer run
+
+
+def compare(expected: np.ndarray, got: np.ndarray) -> tuple[int, list[str]]:
+    """(number of differing elements, the first few as 'index: got g, expected e')."""
+    if expected.shape != got.shape:
+        return int(expected.size), [f"shape {got.shape}, expected {expected.shape}"]
+    diff = np.argwhere(expected != got)
+    notes = [f"{tuple(int(i) for i in idx)}: got {int(got[tuple(idx)])}, expected {int(expected[tuple(idx)])}"
+             for idx in diff[:MAX_REPORTED]]
+    return int(len(diff)), notes
+
+
+async def network_host(bench, job: dict) -> dict:
+    net = job["network"]
+    graph = checkpoint.load(net["checkpoint"])
+    inputs = np.load(net["inputs"], allow_pickle=False)
+    layout = EngineParams(bus_bits=int(net["bus_bits"]))  # the layout functions read the beat size only
+    engine_layers = net["layers"]
+    progress = Path(net["progress"]) if net.get("progress") else None
+    images = []
+    for i, x in enumerate(inputs):
+        values = {graph.input.name: x[None]}
+        runs = {}
+        for node in graph.nodes[1:]:
+            ins = [values[p] for p in node.inputs]
+            arg = ins if node.op == "add" else ins[0]
+            expected = reference.run_layer(graph, node.name, arg)
+            if node.name not in engine_layers:
+                values[node.name] = expected
+                continue
+            lay = engine_layers[node.name]
+            bench.dram.load(int(lay["in_addr"]), pack_activations(ins[0][0], layout))
+            record = await bench.run(f"{node.name}#{i}", int(lay["desc_addr"]), int(net["timeout"]))
+            if record["error"]:
+                runs[node.name] = dict(record, mismatches=None, notes=[])
+                images.append({"layers": runs, "logits": None})
+                return {"images": images, "aborted": f"{node.name} on image {i}: {record['error']}"}
+            shape = node.out_shape
+            raw = bench.dram.dump(int(lay["out_addr"]), activation_bytes(shape, layout))
+            got = unpack_activations(raw, shape, bool(node.quant.signed), layout)[None]
+            mismatches, notes = compare(expected, got)
+            runs[node.name] = dict(record, mismatches=mismatches, notes=notes)
+            values[node.name] = got
+            if progress is not None:
+                with progress.open("a") as f:
+                    f.write(f"{node.name} {i}\n")
+        images.append({"layers": runs, "logits": values[graph.output][0].tolist()})
+    return {"images": images, "aborted": None}

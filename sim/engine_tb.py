@@ -1,0 +1,104 @@
+"""The cocotb test that runs a bus master (the generated engine, or the test DMA) against `sim.dram`.
+
+It is driven by a job file (JSON, path in the environment variable `HWGEN_SIM_JOB`) that
+`hwgen.simrunner.make_job` builds:
+
+    bus_bits, dram_size, ports (logical -> HDL port names, see sim.dram.STREAM_PORTS),
+    req_layout {addr|len|write: [lsb, width]} (with a req_payload port), timing (sim.dram.BusTiming),
+    regions [{name, base, size}], preload [{addr, file}],
+    runs [{name, desc_addr, timeout, loads [{addr, file}], dumps [{addr, size, file}]}],
+    host "module:function" (optional), results (path of the results JSON)
+
+Without `host`, the runs are replayed in order: load the inputs, pulse start, wait for done,
+dump the outputs. With `host`, that async function `host(bench, job) -> dict` is the program
+(e.g. a whole network, the host computing between layers) and calls `bench.run(...)` itself.
+
+The test itself passes whenever the job could be executed; what the master computed, how long it
+took, and any contract violation it made are in the results file, judged by the caller. So a
+wrong engine shows up as mismatches, never as a lost run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import time
+from pathlib import Path
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge
+from cocotb.utils import get_sim_steps
+
+from sim.dram import BusTiming, Dram, DramAgent, DramError, Region, ReqLayout
+
+JOB_ENV = "HWGEN_SIM_JOB"
+RESET_CYCLES = 4
+CLOCK_NS = 10
+
+
+class Bench:
+    """What a host program sees: the DRAM (uncounted host access) and `run` of the master."""
+
+    def __init__(self, dut, job: dict):
+        self.dut = dut
+        self.job = job
+        self.dram = Dram(int(job["dram_size"]), int(job["bus_bits"]) // 8,
+                         [Region(r["name"], int(r["base"]), int(r["size"])) for r in job.get("regions", [])])
+        for item in job.get("preload", []):
+            self.dram.load(int(item["addr"]), Path(item["file"]).read_bytes())
+        layout = ReqLayout.from_dict(job["req_layout"]) if job.get("req_layout") else None
+        self.agent = DramAgent(dut, self.dram, job["ports"], BusTiming.from_dict(job["timing"]), layout)
+        self.records: list[dict] = []
+
+    async def run(self, name: str, desc_addr: int, timeout: int) -> dict:
+        record = (await self.agent.run(name, desc_addr, timeout)).as_dict()
+        self.records.append(record)
+        return record
+
+
+async def replay(bench: Bench, job: dict) -> dict:
+    """The default host program: the job's runs in order; stops at the first failed run."""
+    for run in job["runs"]:
+        for item in run.get("loads", []):
+            bench.dram.load(int(item["addr"]), Path(item["file"]).read_bytes())
+        record = await bench.run(run["name"], int(run["desc_addr"]), int(run["timeout"]))
+        if record["error"]:
+            break
+        for item in run.get("dumps", []):
+            Path(item["file"]).write_bytes(bench.dram.dump(int(item["addr"]), int(item["size"])))
+    return {}
+
+
+def _host_program(job: dict):
+    spec = job.get("host")
+    if not spec:
+        return replay
+    module, _, func = spec.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+@cocotb.test()
+async def run_job(dut):
+    job = json.loads(Path(os.environ[JOB_ENV]).read_text())
+    results: dict = {"runs": [], "host": None, "error": None}
+    wall = time.perf_counter()
+    try:
+        bench = Bench(dut, job)
+        bench.agent.drive_idle()
+        dut.rst.value = 1
+        Clock(dut.clk, CLOCK_NS, unit="ns").start()
+        await ClockCycles(dut.clk, RESET_CYCLES)
+        await FallingEdge(dut.clk)
+        dut.rst.value = 0
+        cocotb.start_soon(bench.agent.loop(get_sim_steps(CLOCK_NS, "ns")))
+        try:
+            results["host"] = await _host_program(job)(bench, job)
+        finally:
+            results["runs"] = bench.records
+            results["cycles_simulated"] = bench.agent.cycle
+    except (DramError, OSError, KeyError, ValueError) as e:
+        results["error"] = f"{type(e).__name__}: {e}"
+    results["wall_seconds"] = time.perf_counter() - wall
+    Path(job["results"]).write_text(json.dumps(results, indent=1, sort_keys=True))
