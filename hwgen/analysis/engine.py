@@ -48,7 +48,7 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
                                   desc="analyze engine", unit="layer", disable=not progress, leave=False):
         layer = layer_from_node(graph, node, weight_bits, act_bits)
         costs = storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
-        fmt = "dense" if plan.dense else ("periodic" if costs["periodic"] is not None else smallest(costs))
+        fmt = _engine_format(plan.structure, costs)
         mapping = Mapping("MCPQ", min(spec.m_lanes, layer.m), layer.c, layer.p, layer.q)
         rows, cols = Extents(layer, 0), Extents(layer, 1)
         r = evaluate(layer, costs[fmt], arch, energy, mapping.order, mapping.m, mapping.c, mapping.p, mapping.q,
@@ -66,3 +66,16 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
                                    compulsory(layer, costs[smallest(costs)], rows, cols), e, int(sched.cycles),
                                    int(r["macs"]), glb_bits, int(r["rf_bits"])))
     return arch, results
+
+
+# the storage format each engine layer structure keeps its weights in (pattern ids or residue masks)
+_STRUCTURE_FORMATS = {"dense": ("dense",), "periodic": ("periodic", "pattern"), "library": ("pattern",)}
+
+
+def _engine_format(structure: str, costs: dict) -> str:
+    """The analysis format of an engine layer: its structure's own, else the smallest that applies.
+
+    The engine may find a period or library the analysis's detection did not classify (its table
+    covers any weights), and then the layer is costed in the smallest format that applies.
+    """
+    return next((f for f in _STRUCTURE_FORMATS[structure] if costs[f] is not None), None) or smallest(costs)
