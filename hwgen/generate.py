@@ -48,8 +48,9 @@ def engine_layers(graph) -> list:
     return [n for n in graph.nodes if n.op == "conv2d"]
 
 
-def plan_graph(graph, dense_only: bool = False) -> list[layout.LayerPlan]:
-    plans = [layout.plan_node(graph, n, dense_only=dense_only) for n in engine_layers(graph)]
+def plan_graph(graph, dense_only: bool = False, m_lanes: int = 4) -> list[layout.LayerPlan]:
+    """Every conv layer's plan for an engine of `m_lanes` output-channel lanes."""
+    plans = [layout.plan_node(graph, n, dense_only=dense_only, m_lanes=m_lanes) for n in engine_layers(graph)]
     if not plans:
         raise HwgenError(f"graph '{graph.name}' has no conv2d layer for the engine to run")
     for p in plans:
@@ -139,6 +140,7 @@ def _layer_entry(graph, plan: layout.LayerPlan, regs: layout.LayerRegions, table
         "kernel": 1 if plan.kernel1x1 else 3,
         "stride": plan.stride,
         "structure": plan.structure,
+        "grouping": "residue" if plan.residue_groups else "contiguous",
         "period": plan.period,
         "taps": plan.taps,
         "masks": list(plan.masks),
@@ -205,7 +207,7 @@ def sram_instances(params: EngineParams) -> dict:
 def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64, glb_kib: int | None = None,
              dense_only: bool = False, synth: str | None = None) -> dict:
     """Write the engine for `graph` (a quantized hwgen Graph) into `out_dir`; returns the manifest."""
-    plans = plan_graph(graph, dense_only=dense_only)
+    plans = plan_graph(graph, dense_only=dense_only, m_lanes=m_lanes)
     params = layout.fit_params(plans, m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
                                sparse=False if dense_only else None)
     params = dataclasses.replace(params, sram_cells=True)

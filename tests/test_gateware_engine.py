@@ -14,7 +14,7 @@ from hwgen.gateware.sim_memory import run_layer
 
 
 def run_case(graph, seed, *, m_lanes=4, x_lanes=4, bus_bits=64, stall=0.3, dense_only=False):
-    plan = layout.plan_node(graph, graph.node("conv"), dense_only=dense_only)
+    plan = layout.plan_node(graph, graph.node("conv"), dense_only=dense_only, m_lanes=m_lanes)
     params = layout.fit_params([plan], m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits,
                                sparse=False if dense_only else None)
     img = layout.dram_image([plan], params)

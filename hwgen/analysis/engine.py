@@ -36,7 +36,7 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
     spec = arch.engine
     if arch.glb_kib and arch.glb_kib != int(arch.glb_kib):
         raise HwgenError(f"the engine's buffer size must be a whole number of KiB, got {arch.glb_kib:g}")
-    plans = plan_graph(graph, dense_only=dense_only)
+    plans = plan_graph(graph, dense_only=dense_only, m_lanes=spec.m_lanes)
     params = layout.fit_params(plans, m_lanes=spec.m_lanes, x_lanes=spec.x_lanes, bus_bits=spec.bus_bits,
                                glb_kib=int(arch.glb_kib) or None, sparse=False if dense_only else None)
     buffer_kib = params.input_rows * params.row_elems * params.act_bits / 8 / 1024

@@ -42,10 +42,13 @@ LAYOUT = data.StructLayout({
     "dense": 1,  # taps follow raster order instead of the pattern ROM
     "in_signed": 1,
     "library": 1,  # a pattern library layer: lanes take their pattern from the kernel ids
-    "_flags_pad": 3,
+    "residue_groups": 1,  # lane groups hold one residue class mod P each; steps follow each channel's pattern
+    "_flags_pad": 2,
     "lo": signed(16),  # output clamp range (requant lo/hi)
     "hi": signed(16),
     "magic": 16,
+    "class_channels": 16,  # residue groups: M // P (output channels of a class, plus one if r < class_extra)
+    "class_extra": 8,  # residue groups: M % P
 })
 assert LAYOUT.size <= 8 * DESCRIPTOR_BYTES
 

@@ -5,7 +5,9 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
   2. read the whole input tensor into the input buffer (the generator checks it fits);
   3. per lane group of `m_lanes` output channels: read its bias/requant table and its packed
      weights, step the lane residues, then run every pass (output row x lane group of pixels);
-     write-back streams finished rows out while the next are computed;
+     write-back streams finished rows out while the next are computed. Groups are contiguous
+     channels, or (`residue_groups`) channels `r + (k0 + m) * P` of one residue class `r` after
+     the other: then every lane shares the residue and each channel steps its pattern's taps;
   4. one-cycle `done` after the last write beat is accepted.
 So every tensor crosses the DRAM interface exactly once; `schedule.py` counts the same bytes.
 """
@@ -63,12 +65,17 @@ class Engine(wiring.Component):
         input_beats = Signal(32)
         row_bytes = Signal(ADDR_BITS)
         plane_bytes = Signal(ADDR_BITS)
+        lane_bytes = Signal(ADDR_BITS)  # output address stride between the lanes of a group
         # lane group state
         group = Signal(16)
         lanes_left = Signal(16)
         weight_ptr = Signal(ADDR_BITS)
         table_ptr = Signal(ADDR_BITS)
         out_ptr = Signal(ADDR_BITS)
+        # residue groups: the current class, its first output plane, and whether this group starts it
+        res_class = Signal(8)
+        class_ptr = Signal(ADDR_BITS)
+        class_start = Signal()
         got = Signal(32)  # data beats received in the current load
         k = Signal(range(lanes + 1))
 
@@ -79,12 +86,14 @@ class Engine(wiring.Component):
             inbuf.fill.payload.eq(self.rd.payload), wbuf.fill.payload.eq(self.rd.payload),
             inbuf.row_beats.eq(d.in_row_beats), inbuf.channels.eq(d.channels), inbuf.height.eq(d.height),
             inbuf.width.eq(d.width), inbuf.out_height.eq(d.out_height), inbuf.x_groups.eq(d.x_groups),
-            inbuf.stride2.eq(d.stride2), inbuf.kernel1x1.eq(d.kernel1x1),
+            inbuf.stride2.eq(d.stride2), inbuf.kernel1x1.eq(d.kernel1x1), inbuf.residue_groups.eq(d.residue_groups),
+            inbuf.group_index.eq(rom.group_index), inbuf.table_base.eq(d.table_base), inbuf.period.eq(d.period),
         ]
         wiring.connect(m, inbuf.window, mac.window)
         wiring.connect(m, mac.result, wb.result)
         m.d.comb += [
-            mac.channels.eq(d.channels), mac.steps.eq(d.taps), mac.stride2.eq(d.stride2),
+            mac.channels.eq(d.channels), mac.stride2.eq(d.stride2),
+            mac.steps.eq(Mux(d.residue_groups, rom.steps, d.taps) if p.sparse else d.taps),
             mac.in_signed.eq(d.in_signed),
             wbuf.addr.eq(mac.weight_addr), mac.weights.eq(wbuf.data),
             mac.dense.eq(d.dense), mac.kernel1x1.eq(d.kernel1x1), mac.library.eq(d.library),
@@ -94,7 +103,7 @@ class Engine(wiring.Component):
             rom.chan_done.eq(mac.chan_done), rom.pass_done.eq(mac.pass_done), mac.select.eq(rom.select),
             wb.lo.eq(d.lo), wb.hi.eq(d.hi), wb.out_width.eq(d.out_width), wb.out_height.eq(d.out_height),
             wb.x_groups.eq(d.x_groups), wb.row_beats.eq(d.out_row_beats), wb.row_bytes.eq(row_bytes),
-            wb.plane_bytes.eq(plane_bytes), wb.group_addr.eq(out_ptr),
+            wb.plane_bytes.eq(lane_bytes), wb.group_addr.eq(out_ptr),
             wb.lanes_valid.eq(Mux(lanes_left < lanes, lanes_left, lanes)),
             wb.wr.ready.eq(self.wr.ready), self.wr.valid.eq(wb.wr.valid), self.wr.payload.eq(wb.wr.payload),
         ]
@@ -134,8 +143,11 @@ class Engine(wiring.Component):
                     input_beats.eq(d.channels * d.height * d.in_row_beats),
                     row_bytes.eq(d.out_row_beats * bb),
                     plane_bytes.eq(d.out_height * d.out_row_beats * bb),
-                    group.eq(0), lanes_left.eq(d.out_channels), weight_ptr.eq(d.weight_addr),
+                    lane_bytes.eq(d.out_height * d.out_row_beats * bb * Mux(d.residue_groups, d.period, 1)),
+                    group.eq(0), weight_ptr.eq(d.weight_addr),
                     table_ptr.eq(d.table_addr), out_ptr.eq(d.out_addr),
+                    res_class.eq(0), class_ptr.eq(d.out_addr), class_start.eq(0),
+                    lanes_left.eq(Mux(d.residue_groups, d.class_channels + (d.class_extra != 0), d.out_channels)),
                 ]
                 m.d.comb += [inbuf.fill_start.eq(1), rom.group_clear.eq(1)]
                 m.next = "INPUT_REQ"
@@ -152,11 +164,14 @@ class Engine(wiring.Component):
                         m.next = "RESIDUES"
             with m.State("RESIDUES"):
                 # lane m's group residue must become (group * lanes + m) % P: the first group
-                # steps lane m m times (a staircase), later groups step every lane `lanes` times
+                # steps lane m m times (a staircase), later groups step every lane `lanes` times;
+                # residue groups share one residue: every lane steps once when a group starts a class
                 m.d.comb += self.busy.eq(1)
                 sl = p.select_lanes
                 stair = Cat(Const(0, 1), *(k < lane for lane in range(1, sl)))
-                m.d.comb += rom.group_step.eq(Mux(group == 0, stair, (1 << sl) - 1))
+                contiguous = Mux(group == 0, stair, (1 << sl) - 1)
+                m.d.comb += rom.group_step.eq(Mux(d.residue_groups, Mux(class_start & (k == 0), (1 << sl) - 1, 0),
+                                                  contiguous))
                 m.d.sync += k.eq(k + 1)
                 with m.If(k == lanes - 1):
                     read(table_ptr, tgb)
@@ -188,8 +203,14 @@ class Engine(wiring.Component):
                     m.d.sync += [
                         running.eq(0), group.eq(group + 1), lanes_left.eq(lanes_left - lanes), k.eq(0),
                         weight_ptr.eq(weight_ptr + d.weight_group_beats * bb), table_ptr.eq(table_ptr + tgb * bb),
-                        out_ptr.eq(out_ptr + plane_bytes * lanes),
+                        out_ptr.eq(out_ptr + lane_bytes * lanes), class_start.eq(0),
                     ]
+                    with m.If(d.residue_groups & (lanes_left <= lanes)):  # the class is done: the next one
+                        m.d.sync += [
+                            res_class.eq(res_class + 1), class_ptr.eq(class_ptr + plane_bytes),
+                            out_ptr.eq(class_ptr + plane_bytes), class_start.eq(1),
+                            lanes_left.eq(d.class_channels + (res_class + 1 < d.class_extra)),
+                        ]
                     with m.If(group == d.m_groups - 1):
                         m.next = "DONE"
                     with m.Else():

@@ -8,15 +8,20 @@ the fetch reads the three input rows of the 3x3 window (only the centre row for 
 one per cycle, cuts out the `win_cols` columns the lane group needs, zeroes what lies in the
 padding, and offers the window on a stream. The compute consumes one window per input channel
 while the next is being fetched, so a window costs 3 cycles against `taps` cycles of compute.
+A residue-grouped layer's lanes share one pattern per channel, so the fetch reads only the rows
+that pattern touches (its ROM index walks the channels like the lanes' residues; rows outside
+the span hold stale data no tap selects): a PSD layer's 1-tap kernels cost 1 read, not 3.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .layout import row_span
 from .params import EngineParams
+from .pattern_rom import select_bits
 from .sram import Sram
 
 
@@ -35,6 +40,10 @@ class InputBuffer(wiring.Component):
             "x_groups": In(16),
             "stride2": In(1),
             "kernel1x1": In(1),
+            "residue_groups": In(1),  # read only the rows of each channel's pattern (see the module doc)
+            "group_index": In(select_bits(params)),  # ROM index of the group's pattern on channel 0
+            "table_base": In(8),
+            "period": In(8),
             "run": In(1),  # fetch every window of one lane group's passes
             "window": Out(stream.Signature(3 * params.win_cols * a)),
         })
@@ -71,8 +80,20 @@ class InputBuffer(wiring.Component):
         y_base = Signal(signed(18))  # oy * stride - 1
         c_base = Signal(32)  # c * H
         x_base = Signal(16)  # first window column + 1 (column -1 is the left padding)
-        ky_first = Mux(self.kernel1x1, 1, 0)
-        ky_last = Mux(self.kernel1x1, 1, 2)
+        # the ROM index of the channel being fetched, walked like the lanes' residues
+        f_index = Signal.like(self.group_index)
+        f_end = Signal(len(self.group_index) + 1)
+        m.d.sync += f_end.eq(self.table_base + self.period)
+        f_next = Mux(f_index + 1 == f_end, self.table_base, f_index + 1)
+        spans = [row_span(mask) for mask in p.patterns] if p.sparse and p.patterns else [(0, 2)]
+        firsts, lasts = Array(Const(f, 2) for f, _ in spans), Array(Const(la, 2) for _, la in spans)
+
+        def ky_first(index):
+            return Mux(self.kernel1x1, 1, Mux(self.residue_groups, firsts[index], 0))
+
+        ky_last = Mux(self.kernel1x1, 1, Mux(self.residue_groups, lasts[f_index], 2))
+        # the channel after the one being fetched: the next in the pass, or the next pass's first
+        next_index = Mux(c == self.channels - 1, self.group_index, f_next)
         y = Signal(signed(18))
         m.d.comb += y.eq(y_base + ky)
         row_ok = (y >= 0) & (y < self.height)
@@ -89,13 +110,14 @@ class InputBuffer(wiring.Component):
         m.d.comb += [mem.rd_en.eq(advance), mem.rd_addr.eq(c_base + y)]
 
         with m.If(self.run):
-            m.d.sync += [active.eq(1), oy.eq(0), xg.eq(0), c.eq(0), ky.eq(ky_first), y_base.eq(-1),
-                         c_base.eq(0), x_base.eq(0)]
+            m.d.sync += [active.eq(1), oy.eq(0), xg.eq(0), c.eq(0), y_base.eq(-1), c_base.eq(0), x_base.eq(0),
+                         f_index.eq(self.group_index), ky.eq(ky_first(self.group_index))]
         with m.Elif(active & advance):
             with m.If(ky != ky_last):
                 m.d.sync += ky.eq(ky + 1)
             with m.Else():
-                m.d.sync += [ky.eq(ky_first), c.eq(c + 1), c_base.eq(c_base + self.height)]
+                m.d.sync += [ky.eq(ky_first(next_index)), c.eq(c + 1), c_base.eq(c_base + self.height),
+                             f_index.eq(next_index)]
                 with m.If(c == self.channels - 1):
                     m.d.sync += [c.eq(0), c_base.eq(0), xg.eq(xg + 1),
                                  x_base.eq(x_base + Mux(self.stride2, 2 * p.x_lanes, p.x_lanes))]
@@ -122,7 +144,8 @@ class InputBuffer(wiring.Component):
                 m.d.sync += [
                     self.window.valid.eq(1),
                     self.window.payload.eq(Mux(self.kernel1x1, Cat(Const(0, cols * a), cut, Const(0, cols * a)),
-                                               Cat(rows[0], rows[1], cut))),
+                                               Cat(Mux(b_ky == 0, cut, rows[0]), Mux(b_ky == 1, cut, rows[1]),
+                                                   Mux(b_ky == 2, cut, 0)))),
                 ]
             with m.Elif(b_ky == 0):
                 m.d.sync += rows[0].eq(cut)

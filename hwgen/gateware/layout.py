@@ -4,11 +4,19 @@ Activations (`pack_activations` / `unpack_activations`): one byte per element (t
 two's complement when signed), channel-major `(C, H, W)`; every row starts on a beat boundary and
 is zero-padded to whole beats, so row `(c, y)` is at `base + (c * H + y) * row_beats * beat_bytes`.
 
-Packed weights (`pack_weights`): lane group after lane group (output channels `g*m_lanes ..`); in a
-group, for each input channel `c`, for each tap step `t < taps`, one word of `m_lanes` bytes (lane
-0 first): lane `m`'s weight at the `t`-th tap of its kernel's pattern, raster order. Only the
-pattern's taps travel (no indices); a lane whose pattern has fewer taps than the layer's step
-count, or an output channel past M, gets a zero byte. Each group is padded to whole beats.
+Packed weights (`pack_weights`): lane group after lane group (`group_channels`: output channels
+`g*m_lanes ..`, or, for residue-grouped layers, `r + (k0 + m) * P`, one residue class after the
+other); in a group, for each input channel `c`, for each tap step `t < channel_steps`, one word
+of `m_lanes` bytes (lane 0 first): lane `m`'s weight at the `t`-th tap of its kernel's pattern,
+raster order. Only the pattern's taps travel (no indices); a lane whose pattern has fewer taps
+than the step count, or a lane without an output channel, gets a zero byte. Each group is padded
+to whole beats (the same count for every group of a layer).
+
+Residue grouping: when every lane of a group holds an output channel of one residue class
+`r (mod P)`, all its kernels on input channel `c` share the pattern `table[(r + c) % P]`, so the
+group steps exactly that pattern's taps on `c` (9 on the dense residue of a PSD layer, n on the
+others) and every step is effectual. `plan_conv` takes it when the passes need fewer cycles
+than contiguous groups (`pass_cycles`), i.e. for tables whose tap counts differ (PSD).
 
 Pattern library layers (PCONV/PatDNN: a small set of kernel shapes) put, before each group's
 weights, the group's kernel ids: for each input channel one word of `m_lanes` bytes, the ROM
@@ -82,6 +90,12 @@ def tap_order(mask: int) -> list[int]:
     return [t for t in range(TAPS) if mask >> t & 1]
 
 
+def row_span(mask: int) -> tuple[int, int]:
+    """(first, last) kernel row a 9-bit mask touches: the rows a residue group's window fetch reads."""
+    rows = [t // 3 for t in tap_order(mask)] or [1]
+    return min(rows), max(rows)
+
+
 def kernel_masks(weight: np.ndarray) -> np.ndarray:
     """(M, C) 9-bit masks of the nonzero taps of a 3x3 integer weight."""
     nz = (np.asarray(weight).reshape(weight.shape[0], weight.shape[1], TAPS) != 0).astype(np.int64)
@@ -90,17 +104,9 @@ def kernel_masks(weight: np.ndarray) -> np.ndarray:
 
 def periodic_table(weight: np.ndarray) -> tuple[int, list[int]]:
     """(P, masks): the smallest period whose residue-union masks need the fewest tap steps."""
-    masks = kernel_masks(weight)
-    m, c = masks.shape
-    residue = np.arange(m)[:, None] + np.arange(c)[None, :]
     best = None
     for p in range(1, MAX_PERIOD + 1):
-        table, slots = [], 0
-        for r in range(p):
-            sel = masks[residue % p == r]
-            union = int(np.bitwise_or.reduce(sel)) if sel.size else 0
-            table.append(union or CENTRE_MASK)
-            slots += sel.size * bin(union).count("1")
+        table, slots = _residue_table(weight, p)
         # fewest steps first, then fewest weight slots (PSD: 9 steps at any P, but its P fits tightest)
         key = (max(bin(t).count("1") for t in table), slots)
         if best is None or key < best[0]:
@@ -139,6 +145,7 @@ class LayerPlan:
     weight_bits: int
     act_bits: int  # bits of the input activations
     ids: np.ndarray | None = None  # pattern library layers: (M, C) index into masks of every kernel
+    residue_groups: bool = False  # lane groups hold one residue class mod P each (see the module doc)
 
     @property
     def structure(self) -> str:
@@ -147,6 +154,21 @@ class LayerPlan:
     def max_taps_per_output(self) -> int:
         """Nonzero weights of the fullest output channel: the accumulator's worst case."""
         return int(max(np.count_nonzero(self.weight.reshape(self.weight.shape[0], -1), axis=1).max(), 1))
+
+    def channel_steps(self, mo: int, c: int) -> int:
+        """Tap steps the lane group holding output channel `mo` runs on input channel `c`."""
+        if self.residue_groups:
+            return bin(self.masks[(mo + c) % self.period]).count("1")
+        return self.taps
+
+    def channel_rows(self, mo: int, c: int) -> int:
+        """Input rows the window fetch reads for that group on input channel `c` (`row_span`)."""
+        if self.kernel1x1:
+            return 1
+        if self.residue_groups:
+            first, last = row_span(self.masks[(mo + c) % self.period])
+            return last - first + 1
+        return 3
 
     def lane_taps(self, mo: int, c: int) -> list[int]:
         """Raster taps lane of output channel `mo` visits on input channel `c`, step by step."""
@@ -161,8 +183,11 @@ class LayerPlan:
 
 def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_shape, stride: int,
               padding: int, in_signed: bool, weight_bits: int = 8, act_bits: int = 8,
-              dense_only: bool = False) -> LayerPlan:
-    """Check that the engine can run a conv layer and fix how (raises HwgenError naming the layer)."""
+              dense_only: bool = False, m_lanes: int = 4) -> LayerPlan:
+    """Check that the engine can run a conv layer and fix how (raises HwgenError naming the layer).
+
+    `m_lanes`: the engine's output-channel lanes, which decide between contiguous and residue groups.
+    """
     weight = np.asarray(weight, dtype=np.int64)
     if weight.ndim != 4:
         raise HwgenError(f"layer '{name}': expected a 4-d conv weight, got shape {weight.shape}")
@@ -190,10 +215,101 @@ def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_s
         dense = taps == TAPS or dense_only
         if dense:
             period, masks, taps = 1, [(1 << TAPS) - 1], TAPS
-    return LayerPlan(name, weight, np.asarray(bias, dtype=np.int64).reshape(m),
+    plan = LayerPlan(name, weight, np.asarray(bias, dtype=np.int64).reshape(m),
                      np.asarray(multiplier, dtype=np.int64).reshape(m), np.asarray(shift, dtype=np.int64).reshape(m),
                      int(lo), int(hi), (c, h, w), (m, oh, ow), stride, kernel1x1, bool(in_signed), dense, period,
                      masks, taps, int(weight_bits), int(act_bits))
+    if kernel1x1 or dense_only:
+        return plan
+    residue = residue_plan(plan)
+    if residue is not None and pass_cycles(residue, m_lanes) < pass_cycles(plan, m_lanes):
+        return residue
+    return plan
+
+
+def residue_plan(plan: LayerPlan) -> LayerPlan | None:
+    """`plan` with residue-grouped lanes, under the period whose table gives the fewest weight slots.
+
+    None when no such period leaves a kernel sparse, or when a residue class would be empty (P > M).
+    """
+    m = plan.out_shape[0]
+    best = None
+    for p in range(2, min(MAX_PERIOD, m) + 1):
+        table, _ = _residue_table(plan.weight, p)
+        slots = table_slots(plan.weight, p, table)
+        if best is None or slots < best[0]:
+            best = (slots, p, table)
+    if best is None or all(t == (1 << TAPS) - 1 for t in best[2]):
+        return None
+    _, period, table = best
+    return dataclasses.replace(plan, dense=False, period=period, masks=table,
+                               taps=max(bin(t).count("1") for t in table), residue_groups=True)
+
+
+def _residue_table(weight: np.ndarray, period: int) -> tuple[list[int], int]:
+    """(masks, slots): per residue mod `period`, the union of its kernels' nonzero masks."""
+    masks = kernel_masks(weight)
+    m, c = masks.shape
+    residue = (np.arange(m)[:, None] + np.arange(c)[None, :]) % period
+    table, slots = [], 0
+    for r in range(period):
+        sel = masks[residue == r]
+        union = int(np.bitwise_or.reduce(sel)) if sel.size else 0
+        table.append(union or CENTRE_MASK)
+        slots += sel.size * bin(union).count("1")
+    return table, slots
+
+
+def group_channels(plan: LayerPlan, m_lanes: int) -> list[list[int]]:
+    """The output channels of each lane group, lane 0 first (the last group of a class may be short)."""
+    m = plan.out_shape[0]
+    if not plan.residue_groups:
+        return [list(range(g, min(g + m_lanes, m))) for g in range(0, m, m_lanes)]
+    out = []
+    for r in range(plan.period):
+        cls = list(range(r, m, plan.period))
+        out += [cls[i:i + m_lanes] for i in range(0, len(cls), m_lanes)]
+    return out
+
+
+def pass_cycles(plan: LayerPlan, m_lanes: int) -> int:
+    """MAC-array cycles of one pass (output row x pixel group) summed over the lane groups.
+
+    Per input channel a group takes its tap steps, but about at least the window fetch (3 row
+    reads, 1 for a 1x1 kernel, the rows its pattern touches for a residue group); a pass lasts at
+    least the drain of the previous one (m_lanes + 1).
+    """
+    return sum(group_pass_cycles(plan, chans[0], m_lanes) for chans in group_channels(plan, m_lanes))
+
+
+def group_pass_cycles(plan: LayerPlan, first_channel: int, m_lanes: int) -> int:
+    channels = range(plan.in_shape[0])
+    steps = [plan.channel_steps(first_channel, c) for c in channels]
+    fetch = [plan.channel_rows(first_channel, c) for c in channels]
+    if not plan.residue_groups:  # the same steps and fetch on every channel: the slower of the two paces it
+        return max(len(steps) * max(steps[0], fetch[0]), m_lanes + 1)
+    return max(_fetch_bound_pass(steps, fetch), m_lanes + 1)
+
+
+def _fetch_bound_pass(steps: list[int], fetch: list[int]) -> int:
+    """Cycles of a pass in steady state when some channels take fewer steps than a window's fetch.
+
+    The input buffer's fetch (`input_buffer.py`) reads a window's rows one per cycle (`fetch[c]`
+    reads) and holds one finished window ahead of the array: it may start window i's reads once
+    window i-2 is taken and its stage holds window i-1's last row. Window i is offered the cycle
+    after that stage passes it on (window i-1 taken), and the array takes it after the previous
+    channel's steps. Walked over three passes (the fetch runs on across passes), the third's
+    duration is the steady state's.
+    """
+    seq, rows = steps * 3, fetch * 3
+    last_row, taken = [], []  # per window: cycle its last row is in stage B, cycle the array takes it
+    for i in range(len(seq)):
+        first_read = 0 if i == 0 else max(last_row[i - 1], taken[i - 2] if i >= 2 else 0)
+        last_row.append(first_read + rows[i])
+        offered = max(last_row[i], taken[i - 1] if i >= 1 else 0) + 1
+        taken.append(max(offered, taken[i - 1] + seq[i - 1]) if i >= 1 else offered)
+    c = len(steps)
+    return taken[2 * c] - taken[c]
 
 
 def library_plan(plan: LayerPlan, library: list[int]) -> LayerPlan:
@@ -219,7 +335,7 @@ def library_plan(plan: LayerPlan, library: list[int]) -> LayerPlan:
     return dataclasses.replace(plan, dense=False, period=1, masks=library, taps=taps, ids=ids)
 
 
-def plan_node(graph, node, dense_only: bool = False) -> LayerPlan:
+def plan_node(graph, node, dense_only: bool = False, m_lanes: int = 4) -> LayerPlan:
     """The plan of a quantized conv2d node of an hwgen Graph."""
     a = node.attrs
     q = node.quant
@@ -240,7 +356,7 @@ def plan_node(graph, node, dense_only: bool = False) -> LayerPlan:
     rq = q.requant
     act_bits = producer.quant.act_bits if producer.quant is not None else q.act_bits
     plan = plan_conv(node.name, q.weight, bias, rq.multiplier, rq.shift, rq.lo, rq.hi, graph.in_shape(node),
-                     stride[0], padding[0], in_signed, q.weight_bits, act_bits, dense_only)
+                     stride[0], padding[0], in_signed, q.weight_bits, act_bits, dense_only, m_lanes)
     if not plan.kernel1x1 and not dense_only:
         # zeros no period explains tightly may be a pattern library: then take whichever needs fewer steps
         from ..sparsity import detect
@@ -296,7 +412,7 @@ def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bu
 
 
 def groups(plan: LayerPlan, params: EngineParams) -> int:
-    return ceil_div(plan.out_shape[0], params.m_lanes)
+    return len(group_channels(plan, params.m_lanes))
 
 
 def id_words(plan: LayerPlan, params: EngineParams) -> int:
@@ -306,9 +422,17 @@ def id_words(plan: LayerPlan, params: EngineParams) -> int:
     return ceil_div(plan.in_shape[0] * params.m_lanes, params.weight_word_bytes)
 
 
+def group_steps(plan: LayerPlan, first_channel: int) -> int:
+    """Weight words (tap steps over all input channels) of the lane group holding `first_channel`."""
+    return sum(plan.channel_steps(first_channel, c) for c in range(plan.in_shape[0]))
+
+
 def weight_group_beats(plan: LayerPlan, params: EngineParams) -> int:
+    """Beats of one lane group's packed weights: the largest group's, so groups sit at a fixed stride."""
     ids = id_words(plan, params) * params.weight_word_bytes
-    return ceil_div(ids + plan.in_shape[0] * plan.taps * params.m_lanes, params.beat_bytes)
+    firsts = range(plan.period) if plan.residue_groups else [0]
+    words = max(group_steps(plan, r) for r in firsts)
+    return ceil_div(ids + words * params.m_lanes, params.beat_bytes)
 
 
 def table_group_beats(params: EngineParams) -> int:
@@ -320,34 +444,30 @@ def pack_weights(plan: LayerPlan, params: EngineParams, table_base: int = 0) -> 
     flat = plan.weight.reshape(m, c, -1)
     out = bytearray()
     id_bytes = id_words(plan, params) * params.weight_word_bytes
-    for g in range(groups(plan, params)):
+    for chans in group_channels(plan, params.m_lanes):
         if plan.ids is not None:  # the group's kernel ids first: ROM index per (channel, lane)
             ids = np.full((c, params.m_lanes), table_base, dtype=np.int64)
-            lanes = min(params.m_lanes, m - g * params.m_lanes)
-            ids[:, :lanes] += plan.ids[g * params.m_lanes:g * params.m_lanes + lanes].T
+            ids[:, :len(chans)] += plan.ids[chans].T
             blob = ids.astype(np.uint8).tobytes()
             out += blob + bytes(id_bytes - len(blob))
-        words = np.zeros((c, plan.taps, params.m_lanes), dtype=np.int64)
-        for lane in range(params.m_lanes):
-            mo = g * params.m_lanes + lane
-            if mo >= m:
-                continue
-            for ci in range(c):
+        blob = bytearray()
+        for ci in range(c):
+            words = np.zeros((plan.channel_steps(chans[0], ci), params.m_lanes), dtype=np.int64)
+            for lane, mo in enumerate(chans):
                 for t, tap in enumerate(plan.lane_taps(mo, ci)):
-                    words[ci, t, lane] = flat[mo, ci, 0 if plan.kernel1x1 else tap]
-        blob = (words.reshape(-1) & 0xFF).astype(np.uint8).tobytes()
+                    words[t, lane] = flat[mo, ci, 0 if plan.kernel1x1 else tap]
+            blob += (words.reshape(-1) & 0xFF).astype(np.uint8).tobytes()
         out += blob + bytes(weight_group_beats(plan, params) * params.beat_bytes - id_bytes - len(blob))
     return bytes(out)
 
 
 def pack_table(plan: LayerPlan, params: EngineParams) -> bytes:
-    m = plan.out_shape[0]
     out = bytearray()
-    for g in range(groups(plan, params)):
+    for chans in group_channels(plan, params.m_lanes):
         blob = bytearray()
         for lane in range(params.m_lanes):
-            mo = g * params.m_lanes + lane
-            if mo < m:
+            if lane < len(chans):
+                mo = chans[lane]
                 b, mul, s = int(plan.bias[mo]), int(plan.multiplier[mo]), int(plan.shift[mo])
             else:
                 b, mul, s = 0, 0, 1
@@ -381,7 +501,9 @@ def pack_descriptor(plan: LayerPlan, params: EngineParams, *, in_addr: int, out_
         taps=plan.taps, period=plan.period, table_base=table_base,
         id_words=id_words(plan, params), library=int(plan.ids is not None),
         stride2=int(plan.stride == 2), kernel1x1=int(plan.kernel1x1), dense=int(plan.dense),
-        in_signed=int(plan.in_signed), lo=plan.lo, hi=plan.hi,
+        in_signed=int(plan.in_signed), lo=plan.lo, hi=plan.hi, residue_groups=int(plan.residue_groups),
+        class_channels=m // plan.period if plan.residue_groups else 0,
+        class_extra=m % plan.period if plan.residue_groups else 0,
     )
 
 

@@ -8,6 +8,9 @@ lane and stepped, never divided, as ROM indices (`table_base + residue`, wrappin
 (one cycle after issue). Lanes `m` and `m + lane_period` (the lcm of the checkpoint's periods)
 always hold the same residue, so only `select_lanes` residues and muxes are built.
 
+In a residue-grouped layer every lane of a group holds the same residue, so the group steps the
+current channel's pattern's own tap count: `steps`, lane 0's pattern's taps, at issue time.
+
 The tap orders themselves are constants of the generated engine (`tap_orders`): the MAC array
 builds, per pixel lane, one candidate pixel per ROM pattern (`pattern's t-th tap` at step `t`,
 shared by all lanes) and each lane picks among them with its ROM index. A lane's mux is then
@@ -16,7 +19,7 @@ as wide as the checkpoint's pattern count (4 for PS4_P4), not 9, and the ROM cos
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -49,6 +52,8 @@ class PatternRom(wiring.Component):
             "chan_done": In(1),  # the issued step is a channel's last: res += 1
             "pass_done": In(1),  # the issued step is the pass's last: res <- group_res
             "select": Out(data.ArrayLayout(unsigned(select_bits(params)), lanes)),  # one cycle after issue
+            "steps": Out(4),  # taps of lane 0's pattern for the channel being issued
+            "group_index": Out(select_bits(params)),  # lane 0's ROM index for the group's channel 0
         })
 
     def elaborate(self, platform):
@@ -63,6 +68,7 @@ class PatternRom(wiring.Component):
         def inc(r):
             return Mux(r + 1 == end, self.table_base, r + 1)
 
+        taps = Array(Const(bin(mask).count("1"), 4) for mask in self.p.patterns)  # per ROM index
         for lane in range(self.p.select_lanes):
             group_res = Signal(bits, name=f"group_res{lane}")
             res = Signal(bits, name=f"res{lane}")
@@ -75,4 +81,6 @@ class PatternRom(wiring.Component):
             with m.Elif(self.issue & self.chan_done):
                 m.d.sync += res.eq(inc(res))
             m.d.sync += self.select[lane].eq(res)
+            if lane == 0 and self.p.patterns:
+                m.d.comb += [self.steps.eq(taps[res]), self.group_index.eq(group_res)]
         return m

@@ -6,9 +6,10 @@ group's weights and table once, and writes each output row once, in the layouts 
 analysis preset reports them.
 
 The cycles follow the engine's loops: loads (one beat per cycle after a request latency), then
-per lane group the passes (output row x pixel-lane group), each `C * max(taps, fetch)` cycles,
-where fetch is the 3 row reads of a window (1 for 1x1), and at least the drain of the previous
-pass; output rows go out while the next are computed unless write-back is the slower of the
+per lane group the passes (output row x pixel-lane group), each the sum over input channels of
+`max(steps, fetch)` cycles (`layout.group_pass_cycles`: steps are the layer's taps, or a residue
+group's pattern's taps on that channel; fetch is the 3 row reads of a window, 1 for 1x1), and at
+least the drain of the previous pass; output rows go out while the next are computed unless write-back is the slower of the
 two. The model assumes memory that answers every request after `latency` cycles and never
 stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).
 """
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import descriptor
-from .layout import LayerPlan, ceil_div, groups, row_beats, table_group_beats, weight_group_beats
+from .layout import (LayerPlan, ceil_div, group_channels, group_pass_cycles, row_beats, table_group_beats,
+                     weight_group_beats)
 from .params import EngineParams
 
 DEFAULT_LATENCY = 1  # cycles from a request's acceptance to its first data beat (sim_memory's model)
@@ -63,7 +65,8 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     bb = params.beat_bytes
     c, h, w = plan.in_shape
     m, oh, ow = plan.out_shape
-    g = groups(plan, params)
+    chans = group_channels(plan, params.m_lanes)
+    g = len(chans)
     rbi, rbo = row_beats(w, params), row_beats(ow, params)
     desc_beats = ceil_div(descriptor.DESCRIPTOR_BYTES, bb)
     wgb, tgb = weight_group_beats(plan, params), table_group_beats(params)
@@ -75,14 +78,11 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         "outputs": m * oh * rbo * bb,
     }
     xg = ceil_div(ow, params.x_lanes)
-    fetch = 1 if plan.kernel1x1 else 3
-    per_pass = max(c * max(plan.taps, fetch), params.m_lanes + 1)
     cycles = 1 + _load_cycles(desc_beats, latency) + 2 + _load_cycles(c * h * rbi, latency)
     compute = 0
-    for grp in range(g):
-        lanes_valid = min(params.m_lanes, m - grp * params.m_lanes)
-        row_out = lanes_valid * (rbo + 2)
-        row_compute = xg * per_pass
+    for lanes in chans:
+        row_out = len(lanes) * (rbo + 2)
+        row_compute = xg * group_pass_cycles(plan, lanes[0], params.m_lanes)
         # compute-bound: the last row drains and goes out after the passes; write-bound: the
         # first row is computed before the writes that pace the rest
         run = 5 + max(oh * row_compute + params.m_lanes + row_out, row_compute + params.m_lanes + oh * row_out)
