@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sim_helpers import session_cache
 
 from hwgen import checkpoint, sim_target, simrunner, simulate
 from hwgen.cli import main
@@ -22,11 +21,6 @@ from hwgen.errors import HwgenError
 
 CKPT = Path(__file__).resolve().parents[1] / "models" / "digits_ps4p4_w8a8.hwq"
 CYCLE_TOLERANCE = 0.05
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return session_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

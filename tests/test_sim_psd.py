@@ -11,16 +11,10 @@ import json
 
 import pytest
 from gateware_helpers import conv_graph
-from sim_helpers import session_cache
 
 from hwgen import sim_target, simulate
 
 CYCLE_TOLERANCE = 0.03
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return session_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

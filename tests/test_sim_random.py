@@ -10,17 +10,12 @@ many more in `make soak`.
 from __future__ import annotations
 
 import pytest
-from sim_helpers import random_chain, session_cache
+from sim_helpers import random_chain
 
 from hwgen import sim_target, simulate
 
 DEFAULT_SEEDS = [11, 12]
 SOAK_SEEDS = list(range(100, 124))
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return session_cache(tmp_path_factory)
 
 
 def check_chain(seed: int, tmp_path, cache, timing: str = "hostile"):
