@@ -25,7 +25,7 @@ from pathlib import Path
 from . import __version__, checkpoint
 from .errors import HwgenError
 from .gateware import descriptor, layout, schedule
-from .gateware.params import EngineParams
+from .gateware.params import EngineParams, check_lanes
 from .gateware.sram import MODULE as SRAM_MODULE
 
 ENGINE_MODULE = "hwgen_engine"
@@ -50,6 +50,7 @@ def engine_layers(graph) -> list:
 
 def plan_graph(graph, dense_only: bool = False, m_lanes: int = 4) -> list[layout.LayerPlan]:
     """Every conv layer's plan for an engine of `m_lanes` output-channel lanes."""
+    check_lanes(m_lanes, 1)
     plans = [layout.plan_node(graph, n, dense_only=dense_only, m_lanes=m_lanes) for n in engine_layers(graph)]
     if not plans:
         raise HwgenError(f"graph '{graph.name}' has no conv2d layer for the engine to run")

@@ -135,6 +135,8 @@ def test_refuses_input_that_does_not_fit_the_buffer(tmp_path):
 
 @pytest.mark.parametrize("option, value, message", [
     ("--m-lanes", "3", "m-lanes must be a power of two"),
+    ("--m-lanes", "0", "m-lanes must be a power of two"),
+    ("--x-lanes", "0", "x-lanes must be a power of two"),
     ("--bus-bits", "48", "bus-bits must be a power of two"),
     ("--x-lanes", "16", "x-lanes (16) must not exceed the bytes per bus beat (8)"),
 ])

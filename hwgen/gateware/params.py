@@ -27,6 +27,13 @@ def _log2(v: int) -> int:
     return v.bit_length() - 1
 
 
+def check_lanes(m_lanes, x_lanes) -> None:
+    """Lane counts are checked before anything is planned for them (planning divides by them)."""
+    for name, v in (("m-lanes", m_lanes), ("x-lanes", x_lanes)):
+        if not isinstance(v, int) or not _pow2(v) or v > 64:
+            raise HwgenError(f"{name} must be a power of two from 1 to 64, got {v!r}")
+
+
 @dataclass(frozen=True)
 class EngineParams:
     """The generator's parameters. Construct, then `validate()` (the generator does both)."""
@@ -49,10 +56,7 @@ class EngineParams:
 
     # -- validation ------------------------------------------------------------------------------
     def validate(self) -> "EngineParams":
-        for name in ("m_lanes", "x_lanes"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or not _pow2(v) or v > 64:
-                raise HwgenError(f"{name.replace('_', '-')} must be a power of two from 1 to 64, got {v!r}")
+        check_lanes(self.m_lanes, self.x_lanes)
         if not isinstance(self.bus_bits, int) or not _pow2(self.bus_bits) or not 8 <= self.bus_bits <= 512:
             raise HwgenError(f"bus-bits must be a power of two from 8 to 512 (whole bytes), got {self.bus_bits!r}")
         if self.x_lanes > self.beat_bytes:
