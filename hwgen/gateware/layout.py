@@ -9,8 +9,10 @@ Packed weights (`pack_weights`): lane group after lane group (`group_channels`: 
 other); in a group, for each input channel `c`, for each tap step `t < channel_steps`, one word
 of `m_lanes` bytes (lane 0 first): lane `m`'s weight at the `t`-th tap of its kernel's pattern,
 raster order. Only the pattern's taps travel (no indices); a lane whose pattern has fewer taps
-than the step count, or a lane without an output channel, gets a zero byte. Each group is padded
-to whole beats (the same count for every group of a layer).
+than the step count, or a lane without an output channel, gets a zero byte. For W = 2 and 4
+(`params.weight_pack` = 8 // W weights per byte) these bytes travel packed: weight `i` of the
+group's stream at bits `(i % pack) * W ..` of byte `i // pack`. Each group is padded to whole
+beats (the same count for every group of a layer).
 
 Residue grouping: when every lane of a group holds an output channel of one residue class
 `r (mod P)`, all its kernels on input channel `c` share the pattern `table[(r + c) % P]`, so the
@@ -432,7 +434,7 @@ def weight_group_beats(plan: LayerPlan, params: EngineParams) -> int:
     ids = id_words(plan, params) * params.weight_word_bytes
     firsts = range(plan.period) if plan.residue_groups else [0]
     words = max(group_steps(plan, r) for r in firsts)
-    return ceil_div(ids + words * params.m_lanes, params.beat_bytes)
+    return ceil_div(ids + words * params.m_lanes, params.beat_bytes * params.weight_pack)
 
 
 def table_group_beats(params: EngineParams) -> int:
@@ -457,8 +459,18 @@ def pack_weights(plan: LayerPlan, params: EngineParams, table_base: int = 0) -> 
                 for t, tap in enumerate(plan.lane_taps(mo, ci)):
                     words[t, lane] = flat[mo, ci, 0 if plan.kernel1x1 else tap]
             blob += (words.reshape(-1) & 0xFF).astype(np.uint8).tobytes()
+        blob = _pack_fields(bytes(blob), params.weight_pack)
         out += blob + bytes(weight_group_beats(plan, params) * params.beat_bytes - id_bytes - len(blob))
     return bytes(out)
+
+
+def _pack_fields(blob: bytes, pack: int) -> bytes:
+    """`pack` weights per byte at 8 // pack bits each, the first in the low bits (1: bytes as they are)."""
+    if pack == 1:
+        return blob
+    bits = 8 // pack
+    fields = np.frombuffer(blob + bytes(-len(blob) % pack), dtype=np.uint8).reshape(-1, pack) & ((1 << bits) - 1)
+    return (fields.astype(np.int64) << (bits * np.arange(pack))).sum(axis=1).astype(np.uint8).tobytes()
 
 
 def pack_table(plan: LayerPlan, params: EngineParams) -> bytes:

@@ -110,9 +110,18 @@ class EngineParams:
         return self.max_channels * TAPS
 
     @property
+    def weight_pack(self) -> int:
+        """Weights per DRAM byte: 8 // W for W = 2 and 4, else 1 (one byte per weight).
+
+        Only W dividing 8 packs, so a beat unpacks into whole bytes with fixed wiring; kernel ids
+        travel in the same stream as bytes, so engines with a pattern-library layer keep bytes.
+        """
+        return 8 // self.weight_bits if self.weight_bits in (2, 4) and not self.library else 1
+
+    @property
     def weight_word_bytes(self) -> int:
-        """Weight buffer memory word: the wider of a beat and a lane word (both powers of two)."""
-        return max(self.beat_bytes, self.m_lanes)
+        """Weight buffer memory word: the wider of an unpacked beat and a lane word (powers of two)."""
+        return max(self.weight_pack * self.beat_bytes, self.m_lanes)
 
     @property
     def weight_mem_depth(self) -> int:
@@ -148,6 +157,7 @@ class EngineParams:
             "input_buffer_word_bits": self.row_elems * self.act_bits,
             "weight_buffer_words": self.weight_depth,
             "weight_buffer_word_bits": self.m_lanes * self.weight_bits,
+            "weight_dram_bits": 8 // self.weight_pack,
             "output_row_buffer_words": 2 * self.m_lanes * self.out_row_beats_max,
             "pattern_rom_entries": len(self.patterns),
         }

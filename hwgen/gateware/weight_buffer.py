@@ -4,13 +4,17 @@ DRAM beats and weight words rarely have the same width; the memory word is the w
 (both are powers of two), so filling gathers beats into a word, and reading selects a word out
 of a memory word. Weights stay bytes here; each lane keeps the low `weight_bits` bits.
 
+Packed weights (`params.weight_pack` = 8 // W > 1, for W = 2 and 4): a beat carries `weight_pack`
+times as many weights, field `i` at bits `i*W ..`; the fill path spreads field `i` to byte `i`
+(plain wiring, one beat per cycle), so the memory word holds at least one unpacked beat.
+
 Pattern library layers send `id_words` memory words of kernel ids first; they fill a second
 buffer, read once per input channel (`id_addr`, `id_en`), while the weights fill the first.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import C, Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -22,7 +26,8 @@ class WeightBuffer(wiring.Component):
     def __init__(self, params: EngineParams):
         self.p = params
         self.word_bytes, self.depth = params.weight_word_bytes, params.weight_mem_depth
-        self.beats_per_word = self.word_bytes // params.beat_bytes
+        self.unpacked_bits = params.bus_bits * params.weight_pack  # a fill beat spread to one byte per weight
+        self.beats_per_word = self.word_bytes * 8 // self.unpacked_bits
         self.lane_words_per_word = self.word_bytes // params.m_lanes
         super().__init__({
             "fill": In(stream.Signature(params.bus_bits)),
@@ -43,8 +48,11 @@ class WeightBuffer(wiring.Component):
         gathered = Signal(self.word_bytes * 8)
         beat = Signal(range(self.beats_per_word + 1))
         waddr = Signal(range(self.depth + 1))
+        w = 8 // p.weight_pack
+        unpacked = Cat(*(Cat(self.fill.payload[i * w:(i + 1) * w], C(0, 8 - w))
+                         for i in range(self.unpacked_bits // 8))) if p.weight_pack > 1 else self.fill.payload
         # beats arrive low bytes first: shift each new beat in at the top
-        shifted = Cat(gathered[p.bus_bits:], self.fill.payload) if self.beats_per_word > 1 else self.fill.payload
+        shifted = Cat(gathered[self.unpacked_bits:], unpacked) if self.beats_per_word > 1 else unpacked
         ids_left = Signal(16)  # id words still to come in this fill
         to_ids = ids_left != 0
         m.d.comb += [self.fill.ready.eq(1), mem.wr_addr.eq(waddr), mem.wr_data.eq(shifted)]
