@@ -102,7 +102,9 @@ def detect(node: Node) -> SparsityInfo:
         return _periodic_info(periodic, shape, base)
     distinct = _distinct_masks(nz, kept) if taps > 1 else None
     library = _library(nz, kept, distinct, base["nonzeros"], exact_only=True) if distinct else None
-    if library is not None:
+    # An exact library larger than the period's table is the table plus the subsets that weights
+    # quantized to zero carve out of it: the period is then the simpler explanation, decided below.
+    if library is not None and (periodic is None or len(library[0]) <= len(np.unique(periodic[1], axis=0))):
         return _library_info(library, shape, base)
     library = _library(nz, kept, distinct, base["nonzeros"], exact_only=False) if distinct else None
     if periodic is not None and (library is None or periodic[2] >= library[2]):

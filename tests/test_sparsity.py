@@ -85,6 +85,18 @@ def test_periodic_tolerates_weights_quantized_to_zero():
     _assert_periodic_rule(info, kernel_masks(_conv(w)))
 
 
+def test_periodic_with_few_quantized_zeros_is_not_a_library():
+    # A handful of zeros inside the patterns makes the kept masks an exact library of the four
+    # quadrants plus a few subsets of them; the period is still the structure.
+    sch = parse_scheme("PS4_P4")
+    rng = np.random.default_rng(11)
+    w = _weights(rng, 64, 64) * layer_mask(sch.table(), 64, 64)
+    w[rng.random(w.shape) < 0.004] = 0.0
+    info = detect(_conv(w))
+    assert info.kind == "periodic" and info.period == 4 and not info.exact
+    assert info.patterns == sch.table().tolist()
+
+
 def test_periodic_depthwise_uses_local_channel_index():
     sch = parse_scheme("PS4_P4")
     w = _weights(np.random.default_rng(5), 32, 1) * layer_mask(sch.table(), 32, 1)
