@@ -79,8 +79,7 @@ def test_residue_grouped_traffic_and_cycles_match_schedule(name):
 
 
 @pytest.mark.parametrize("make, structure, fmt", [
-    # the analysis's detection sees this lone layer's 17 shapes as a pattern library, not a period
-    (lambda: conv_graph(8, cin=16, cout=64, h=4, w=4, scheme="PSD1_P16"), "periodic", "pattern"),
+    (lambda: conv_graph(8, cin=16, cout=64, h=4, w=4, scheme="PSD1_P16"), "periodic", "periodic"),
     (lambda: pattern_library_graph(9, cin=8, cout=8, h=4, w=4), "library", "pattern"),
 ])
 def test_engine_analysis_reports_the_layers_own_structure_and_schedule(make, structure, fmt):
