@@ -57,12 +57,18 @@ def measure(graph, x, dense_only: bool, m_lanes: int, x_lanes: int, bus_bits: in
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def engine_arguments(doc: str) -> argparse.ArgumentParser:
+    """The options every engine benchmark takes: the layer size and the engine's shape."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--size", type=int, default=8, help="input height and width (default 8)")
     ap.add_argument("--m-lanes", type=int, default=8)
     ap.add_argument("--x-lanes", type=int, default=4)
     ap.add_argument("--bus-bits", type=int, default=64)
+    return ap
+
+
+def main() -> None:
+    ap = engine_arguments(__doc__)
     ap.add_argument("--schemes", default="PS4_P4,PSD1_P16,PSD4_P8", help="comma-separated periodic schemes")
     args = ap.parse_args()
     print(f"64->64 3x3 at {args.size}x{args.size}, {args.m_lanes}x{args.x_lanes} MACs, {args.bus_bits}-bit bus, "

@@ -13,7 +13,6 @@ schedule's, with cycles beside the model's (the weight fill takes one cycle per 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from engine_utilization import measure  # noqa: E402
+from engine_utilization import engine_arguments, measure  # noqa: E402
 from gateware_helpers import conv_graph, random_input  # noqa: E402
 
 from hwgen.analysis import formats  # noqa: E402
@@ -30,11 +29,7 @@ from hwgen.gateware import layout, schedule  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=8, help="input height and width (default 8)")
-    ap.add_argument("--m-lanes", type=int, default=8)
-    ap.add_argument("--x-lanes", type=int, default=4)
-    ap.add_argument("--bus-bits", type=int, default=64)
+    ap = engine_arguments(__doc__)
     args = ap.parse_args()
     print(f"64->64 3x3 at {args.size}x{args.size}, {args.m_lanes}x{args.x_lanes} MACs, {args.bus_bits}-bit bus; "
           "weight bytes in DRAM per layer")

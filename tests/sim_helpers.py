@@ -107,3 +107,14 @@ def random_chain(seed: int, images: int = 3) -> Chain:
     shape = graph.input_shape
     xs = [np.full(shape, hi), np.full(shape, lo)] + [rng.integers(lo, hi + 1, size=shape) for _ in range(images)]
     return Chain(seed, graph, engine, np.stack(xs).astype(np.int64), "; ".join(desc))
+
+
+def assert_single_layer_exact(report, images: int, timing: str, cycle_tolerance: float) -> None:
+    """A one-layer run is bit-exact; with ideal memory its bytes and cycles are the schedule's."""
+    assert report.error is None, report.error
+    (lr,) = report.layers
+    assert lr.mismatches == 0 and lr.images == images, lr.notes
+    assert lr.bytes_match and report.logits_match
+    if timing == "ideal":
+        assert lr.dram_bytes_measured == lr.dram_bytes_predicted
+        assert abs(lr.cycles - lr.cycles_predicted) <= cycle_tolerance * lr.cycles, (lr.cycles, lr.cycles_predicted)

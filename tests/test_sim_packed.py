@@ -11,6 +11,7 @@ import json
 
 import pytest
 from gateware_helpers import conv_graph
+from sim_helpers import assert_single_layer_exact
 
 from hwgen import sim_target, simulate
 
@@ -36,10 +37,4 @@ def test_packed_layer_is_bit_exact_with_predicted_bytes_and_cycles(packed, tmp_p
     inputs, _ = simulate.sample_inputs(packed.graph, 2, 7)
     report = simulate.run_network(packed, inputs, None, seed=7, timing=timing, workdir=tmp_path / "sim",
                                   cache_dir=cache)
-    assert report.error is None, report.error
-    (lr,) = report.layers
-    assert lr.mismatches == 0 and lr.images == 2, lr.notes
-    assert lr.bytes_match and report.logits_match
-    if timing == "ideal":
-        assert lr.dram_bytes_measured == lr.dram_bytes_predicted
-        assert abs(lr.cycles - lr.cycles_predicted) <= CYCLE_TOLERANCE * lr.cycles, (lr.cycles, lr.cycles_predicted)
+    assert_single_layer_exact(report, 2, timing, CYCLE_TOLERANCE)

@@ -11,6 +11,7 @@ import json
 
 import pytest
 from gateware_helpers import conv_graph
+from sim_helpers import assert_single_layer_exact
 
 from hwgen import sim_target, simulate
 
@@ -37,10 +38,4 @@ def test_manifest_says_residue_grouped(psd):
 @pytest.mark.parametrize("timing", ["ideal", "hostile"])
 def test_psd_layer_is_bit_exact_with_predicted_bytes_and_cycles(psd, tmp_path, cache, timing):
     report = run(psd, tmp_path, cache, timing, seed=5)
-    assert report.error is None, report.error
-    (lr,) = report.layers
-    assert lr.mismatches == 0 and lr.images == 2, lr.notes
-    assert lr.bytes_match and report.logits_match
-    if timing == "ideal":
-        assert lr.dram_bytes_measured == lr.dram_bytes_predicted
-        assert abs(lr.cycles - lr.cycles_predicted) <= CYCLE_TOLERANCE * lr.cycles, (lr.cycles, lr.cycles_predicted)
+    assert_single_layer_exact(report, 2, timing, CYCLE_TOLERANCE)
