@@ -376,7 +376,11 @@ def plan_node(graph, node, dense_only: bool = False, m_lanes: int = 4) -> LayerP
 
 def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64,
                glb_kib: int | None = None, sparse: bool | None = None) -> EngineParams:
-    """The smallest engine of the given lanes and bus that runs every layer of `plans`."""
+    """The smallest engine of the given lanes and bus that runs every layer of `plans`.
+
+    `glb_kib`: the input buffer's size; layers whose input does not fit run in row bands
+    (`layer_tiling`). Without it the buffer holds the largest input whole.
+    """
     from .. import intmath
 
     if not plans:
@@ -392,25 +396,101 @@ def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bu
         m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, weight_bits=weight_bits.pop(), act_bits=act_bits,
         acc_bits=max(acc, 8), max_width=max(p.in_shape[2] for p in plans),
         max_out_width=max(p.out_shape[2] for p in plans), max_channels=max(p.in_shape[0] for p in plans),
-        input_rows=max(p.in_shape[0] * p.in_shape[1] for p in plans), patterns=tuple(rom),
-        sparse=any(not p.dense for p in plans) if sparse is None else sparse,
+        patterns=tuple(rom), sparse=any(not p.dense for p in plans) if sparse is None else sparse,
         lane_period=0 if any(p.ids is not None for p in plans) else math.lcm(*(p.period for p in plans)),
         library=any(p.ids is not None for p in plans),
     ).validate()
-    if glb_kib is not None:
+    if glb_kib is None:
+        words = max(_band_words(p, params, p.out_shape[1]) for p in plans)
+    else:
         if not isinstance(glb_kib, int) or glb_kib < 1:
             raise HwgenError(f"glb-kib must be a positive integer, got {glb_kib!r}")
-        rows = glb_kib * 1024 // params.row_elems
-        for p in plans:
-            need = p.in_shape[0] * p.in_shape[1]
-            if need > rows:
-                kib = ceil_div(need * params.row_elems, 1024)
-                raise HwgenError(f"layer '{p.name}': its input ({need} rows of {params.row_elems} B) needs "
-                                 f"--glb-kib {kib} or more, got {glb_kib}")
-        params = dataclasses.replace(params, input_rows=rows)
+        words = glb_kib * 1024 * 8 // (params.row_elems * params.act_bits)
+    params = dataclasses.replace(params, input_words=max(words, 1))
+    for p in plans:
+        layer_tiling(p, params, glb_kib)  # refuses a layer whose smallest band does not fit
     if not params.sparse and any(not p.dense for p in plans):
         raise HwgenError("a dense-only engine cannot run periodic layers; plan them with dense_only=True")
     return params
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How a layer runs on the engine's input buffer: row bands and the loop order.
+
+    Band `b` computes output rows `b * band_rows ..` (the last band may be shorter) from the input
+    rows `band_inputs[b] = (lo, hi)` its windows read (halo rows included, rows outside the tensor
+    left out). Each input channel gets `chan_rows` buffer slots, `2**slot_shift` rows per word.
+    `groups_outer`: lane groups outside bands (weights read once, every band once per group);
+    else bands outside groups (input rows read once, every group's weights once per band).
+    """
+
+    band_rows: int
+    chan_rows: int
+    slot_shift: int
+    groups_outer: bool
+    band_inputs: tuple[tuple[int, int], ...]
+
+    @property
+    def bands(self) -> int:
+        return len(self.band_inputs)
+
+
+def band_inputs(plan: LayerPlan, band_rows: int) -> list[tuple[int, int]]:
+    """(lo, hi): the input rows each band of `band_rows` output rows reads (the engine's BAND_ROWS state)."""
+    h, oh, s = plan.in_shape[1], plan.out_shape[1], plan.stride
+    rows, pad = (1, 0) if plan.kernel1x1 else (3, 1)
+    out = []
+    for oy0 in range(0, oh, band_rows):
+        y0 = oy0 * s - pad
+        out.append((max(y0, 0), min(y0 + (min(band_rows, oh - oy0) - 1) * s + rows, h)))
+    return out
+
+
+def _band_words(plan: LayerPlan, params: EngineParams, band_rows: int) -> int:
+    chan_rows = max(hi - lo for lo, hi in band_inputs(plan, band_rows))
+    return ceil_div(plan.in_shape[0] * chan_rows, 1 << params.slot_shift(plan.in_shape[2]))
+
+
+def tiled_bytes(plan: LayerPlan, params: EngineParams, tiling: Tiling) -> dict:
+    """DRAM bytes per tensor of a layer run with `tiling`: what its loop nest reads and writes."""
+    bb = params.beat_bytes
+    c, _, w = plan.in_shape
+    m, oh, ow = plan.out_shape
+    g = groups(plan, params)
+    once = c * sum(hi - lo for lo, hi in tiling.band_inputs) * row_beats(w, params) * bb
+    weight_reads = 1 if tiling.groups_outer else tiling.bands
+    return {
+        "descriptor": ceil_div(descriptor.DESCRIPTOR_BYTES, bb) * bb,
+        "weights": weight_reads * g * weight_group_beats(plan, params) * bb,
+        "tables": weight_reads * g * table_group_beats(params) * bb,
+        "inputs": (g if tiling.groups_outer else 1) * once,
+        "outputs": m * oh * row_beats(ow, params) * bb,
+    }
+
+
+def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = None) -> Tiling:
+    """The row bands and loop order of `plan` on `params`' input buffer with the fewest DRAM bytes.
+
+    The tallest band that fits needs the fewest halo rows and weight re-reads in either order;
+    then the order that moves fewer bytes (ties: bands outside, the untiled engine's order).
+    """
+    c, oh = plan.in_shape[0], plan.out_shape[1]
+    shift = params.slot_shift(plan.in_shape[2])
+    capacity = params.input_words << shift
+    start = min(oh, capacity // c // plan.stride + 3)
+    band_rows = next((b for b in range(start, 0, -1) if _band_words(plan, params, b) <= params.input_words), None)
+    if band_rows is None:
+        need = _band_words(plan, params, 1) * params.row_elems * params.act_bits
+        raise HwgenError(f"layer '{plan.name}': its smallest row band (one output row of {c} channels) needs "
+                         f"--glb-kib {ceil_div(need, 8 * 1024)} or more, got {glb_kib}")
+    rows = tuple(band_inputs(plan, band_rows))
+    chan_rows = max(hi - lo for lo, hi in rows)
+    bands_outer = Tiling(band_rows, chan_rows, shift, False, rows)
+    groups_outer = dataclasses.replace(bands_outer, groups_outer=True)
+    if sum(tiled_bytes(plan, params, groups_outer).values()) < sum(tiled_bytes(plan, params, bands_outer).values()):
+        return groups_outer
+    return bands_outer
 
 
 def groups(plan: LayerPlan, params: EngineParams) -> int:
@@ -504,7 +584,10 @@ def pack_descriptor(plan: LayerPlan, params: EngineParams, *, in_addr: int, out_
                     table_addr: int, table_base: int) -> bytes:
     c, h, w = plan.in_shape
     m, oh, ow = plan.out_shape
+    tiling = layer_tiling(plan, params)
     return descriptor.pack(
+        band_rows=tiling.band_rows, bands=tiling.bands, chan_rows=tiling.chan_rows, slot_shift=tiling.slot_shift,
+        groups_outer=int(tiling.groups_outer),
         in_addr=in_addr, out_addr=out_addr, weight_addr=weight_addr, table_addr=table_addr,
         channels=c, height=h, width=w, out_channels=m, out_height=oh, out_width=ow,
         in_row_beats=row_beats(w, params), out_row_beats=row_beats(ow, params),
