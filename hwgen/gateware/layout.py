@@ -401,7 +401,7 @@ def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bu
         library=any(p.ids is not None for p in plans),
     ).validate()
     if glb_kib is None:
-        words = max(_band_words(p, params, p.out_shape[1]) for p in plans)
+        words = max(band_words(p, params, p.out_shape[1]) for p in plans)
     else:
         if not isinstance(glb_kib, int) or glb_kib < 1:
             raise HwgenError(f"glb-kib must be a positive integer, got {glb_kib!r}")
@@ -447,7 +447,7 @@ def band_inputs(plan: LayerPlan, band_rows: int) -> list[tuple[int, int]]:
     return out
 
 
-def _band_words(plan: LayerPlan, params: EngineParams, band_rows: int) -> int:
+def band_words(plan: LayerPlan, params: EngineParams, band_rows: int) -> int:
     chan_rows = max(hi - lo for lo, hi in band_inputs(plan, band_rows))
     return ceil_div(plan.in_shape[0] * chan_rows, 1 << params.slot_shift(plan.in_shape[2]))
 
@@ -479,9 +479,9 @@ def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = No
     shift = params.slot_shift(plan.in_shape[2])
     capacity = params.input_words << shift
     start = min(oh, capacity // c // plan.stride + 3)
-    band_rows = next((b for b in range(start, 0, -1) if _band_words(plan, params, b) <= params.input_words), None)
+    band_rows = next((b for b in range(start, 0, -1) if band_words(plan, params, b) <= params.input_words), None)
     if band_rows is None:
-        need = _band_words(plan, params, 1) * params.row_elems * params.act_bits
+        need = band_words(plan, params, 1) * params.row_elems * params.act_bits
         raise HwgenError(f"layer '{plan.name}': its smallest row band (one output row of {c} channels) needs "
                          f"--glb-kib {ceil_div(need, 8 * 1024)} or more, got {glb_kib}")
     rows = tuple(band_inputs(plan, band_rows))

@@ -74,10 +74,10 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     wgb, tgb = weight_group_beats(plan, params), table_group_beats(params)
     xg = ceil_div(ow, params.x_lanes)
 
-    def band_load(lo: int, hi: int) -> int:  # BAND, BAND_ROWS, BAND_ADDR, then the reads
+    def band_load(lo: int, hi: int) -> int:  # BAND, BAND_ROWS, BAND_ADDR, then a read per channel
         if (lo, hi) == (0, h) and tiling.chan_rows == h:
-            return 3 + 1 + _load_cycles(c * h * rbi, latency)
-        return 3 + c * (1 + _load_cycles((hi - lo) * rbi, latency))
+            return 3 + _load_cycles(c * h * rbi, latency)
+        return 3 + c * _load_cycles((hi - lo) * rbi, latency)
 
     def group_load() -> int:  # RESIDUES, the table, WEIGHTS_REQ, the weights
         return params.m_lanes + _load_cycles(tgb, latency) + 1 + _load_cycles(wgb, latency)
