@@ -109,11 +109,15 @@ def test_pattern_library_layer_runs_with_kernel_ids(m_lanes, x_lanes, bus_bits, 
 
 
 TILED = {
-    # name: (conv_graph kwargs, engine kwargs, loop order the compiler must pick)
-    # 2 lane groups, inputs heavier than weights: bands outside, each group's weights once per band
-    "ps4p4_bands_outer": (dict(cin=6, cout=16, h=9, w=7, scheme="PS4_P4"), dict(input_words=6 * 4), False),
-    # one lane group: groups outside (weights read once), input bands once
-    "dense_groups_outer": (dict(cin=5, cout=3, h=8, w=5), dict(input_words=5 * 3), True),
+    # name: (conv_graph kwargs, engine kwargs, resident lane groups the compiler must pick (None: any))
+    # inputs heavier than weights, one group's weights fit: weights streamed once per band
+    "ps4p4_streamed": (dict(cin=6, cout=16, h=9, w=30, scheme="PS4_P4"), dict(input_words=6 * 4), 0),
+    # one lane group: its weights stay while the bands run
+    "dense_one_group_resident": (dict(cin=5, cout=3, h=8, w=5), dict(input_words=5 * 3), 1),
+    # a weight buffer for 16 channels holds all three groups: weights and input rows read once
+    "ps4p4_resident_set": (dict(cin=4, cout=12, h=8, w=6, scheme="PS4_P4"), dict(input_words=4 * 4, max_channels=16), 3),
+    # two sets of resident groups: every band read twice
+    "dense_two_sets": (dict(cin=3, cout=16, h=7, w=5), dict(m_lanes=4, input_words=3 * 3, max_channels=8), 2),
     # stride 2, four rows per word (as for a narrow layer of a wider network), bands of 2 output rows
     "ps4p4_stride2_packed_rows": (dict(cin=4, cout=8, h=11, w=6, scheme="PS4_P4", stride=2),
                                   dict(bus_bits=32, max_width=24, input_words=5), None),
@@ -127,13 +131,13 @@ def test_tiled_layer_matches_reference_and_schedule(name):
     """Row bands on a small input buffer: bit-exact under stalls; bytes and cycles as the compiler says."""
     from hwgen.gateware import schedule
 
-    kwargs, engine, groups_outer = TILED[name]
+    kwargs, engine, resident = TILED[name]
     graph = conv_graph(seed=zlib.crc32(name.encode()) % 1000, **kwargs)
     plan, params, _ = run_case(graph, seed=len(name), **engine)
     tiling = layout.layer_tiling(plan, params)
     assert tiling.bands > 1
-    if groups_outer is not None:
-        assert tiling.groups_outer == groups_outer
+    if resident is not None:
+        assert tiling.resident_groups == resident
     _, _, traffic = run_case(graph, seed=len(name), stall=0.0, **engine)
     model = schedule.layer_schedule(plan, params)
     assert traffic.read_bytes == model.read_bytes
@@ -160,7 +164,8 @@ def random_tiled_case(seed):
     full = layout.fit_params([plan], m_lanes=m_lanes, x_lanes=2, bus_bits=bus_bits)
     smallest = layout.band_words(plan, full, 1)
     words = int(rng.integers(smallest, full.input_words + 1))
-    run_case(graph, seed, m_lanes=m_lanes, x_lanes=2, bus_bits=bus_bits, input_words=words,
+    channels = full.max_channels * int(rng.integers(1, 4))  # a weight buffer for 1 to 3 groups
+    run_case(graph, seed, m_lanes=m_lanes, x_lanes=2, bus_bits=bus_bits, input_words=words, max_channels=channels,
              stall=float(rng.choice([0.3, 0.6])))
 
 

@@ -53,8 +53,8 @@ LAYOUT = data.StructLayout({
     "bands": 16,  # row bands: ceil(OH / band_rows)
     "chan_rows": 16,  # input buffer rows per input channel in a band: (band_rows - 1) * stride + kernel rows
     "slot_shift": 4,  # log2 of the input rows one input buffer word holds
-    "groups_outer": 1,  # loop order: lane groups outside bands (weights stay, input bands are re-read)
-    "_tiling_pad": 3,
+    "resident_groups": 8,  # 0: weights streamed per band; k: k lane groups' weights stay while every band runs
+    "_tiling_pad": 4,
 })
 assert LAYOUT.size <= 8 * DESCRIPTOR_BYTES
 

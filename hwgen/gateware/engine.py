@@ -3,17 +3,19 @@
 Sequence per layer (started by a one-cycle `start` with `desc_addr`):
   1. read the 64-byte descriptor;
   2. walk the layer's row bands (`bands` bands of `band_rows` output rows) and lane groups (of
-     `m_lanes` output channels) in the descriptor's loop order: bands outside groups (each band's
-     input rows are read once, every group's weights once per band) or, with `groups_outer`,
-     groups outside bands (each group's weights are read once, the input bands once per group);
-  3. for a band: read, channel by channel, the input rows its windows need (halo included, rows
-     outside the tensor skipped) into the input buffer; for a lane group: read its bias/requant
-     table and its packed weights and step the lane residues; then run every pass of the band
+     `m_lanes` output channels) in one of two loop nests the compiler chose:
+     - streamed weights (`resident_groups` = 0): for every band, read its input rows, then for
+       every lane group read its bias/requant table and weights and run the band;
+     - resident lane groups (`resident_groups` = k): for every k lane groups, read their weights
+       into the weight buffer side by side, then for every band read its input rows and run each
+       of the k groups (reading its table) on it; k = all groups reads weights and input once;
+  3. a band's input is read channel by channel: the rows its windows need (halo included, rows
+     outside the tensor skipped) go into the input buffer; a run is every pass of the band
      (output row x lane group of pixels) while write-back streams finished rows out. Groups are
      contiguous channels, or (`residue_groups`) channels `r + (k0 + m) * P` of one residue class
      `r` after the other: then every lane shares the residue and each channel steps its pattern's taps;
   4. one-cycle `done` after the last write beat is accepted.
-`hwgen.engine` (the compiler) chooses the bands and the order and counts the same bytes.
+`hwgen.gateware.layout.layer_tiling` chooses bands and nest, and counts the same bytes.
 """
 
 from __future__ import annotations
@@ -95,6 +97,15 @@ class Engine(wiring.Component):
         in_c = Signal(16)
         in_ptr = Signal(ADDR_BITS)
         slot_ptr = Signal(32)
+        # resident lane groups: the group within the resident set, its weight-buffer offsets, and
+        # the lane group state at the set's first group (restored for every band)
+        j = Signal(8)
+        set_size = Signal(8)
+        group_words = Signal(16)  # weight-buffer memory words per group
+        fill_base = Signal(range(wbuf.depth))
+        lane_base = Signal.like(wbuf.read_base)
+        saved = [Signal.like(v, name=f"saved_{v.name}")
+                 for v in (group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start)]
         got = Signal(32)  # data beats received in the current load
         k = Signal(range(lanes + 1))
 
@@ -116,7 +127,8 @@ class Engine(wiring.Component):
             mac.channels.eq(d.channels), mac.stride2.eq(d.stride2),
             mac.steps.eq(Mux(d.residue_groups, rom.steps, d.taps) if p.sparse else d.taps),
             mac.in_signed.eq(d.in_signed),
-            wbuf.addr.eq(mac.weight_addr), mac.weights.eq(wbuf.data),
+            wbuf.addr.eq(mac.weight_addr), wbuf.read_base.eq(lane_base), wbuf.fill_base.eq(fill_base),
+            mac.weights.eq(wbuf.data),
             mac.dense.eq(d.dense), mac.kernel1x1.eq(d.kernel1x1), mac.library.eq(d.library),
             wbuf.id_words.eq(d.id_words), wbuf.id_addr.eq(mac.id_addr), wbuf.id_en.eq(mac.id_en),
             mac.ids.eq(wbuf.ids),
@@ -146,6 +158,8 @@ class Engine(wiring.Component):
             m.d.comb += [reader.start.eq(1), reader.addr.eq(addr), reader.beats.eq(beats)]
             m.d.sync += got.eq(0)
 
+        resident = d.resident_groups != 0
+
         def reset_groups():
             m.d.sync += [group.eq(0), weight_ptr.eq(d.weight_addr), table_ptr.eq(d.table_addr),
                          out_ptr.eq(d.out_addr), res_class.eq(0), class_ptr.eq(d.out_addr), class_start.eq(0), k.eq(0),
@@ -154,10 +168,11 @@ class Engine(wiring.Component):
 
         def next_group():
             m.d.sync += [
-                group.eq(group + 1), lanes_left.eq(lanes_left - lanes), k.eq(0),
-                weight_ptr.eq(weight_ptr + d.weight_group_beats * bb), table_ptr.eq(table_ptr + tgb * bb),
+                group.eq(group + 1), lanes_left.eq(lanes_left - lanes), k.eq(0), table_ptr.eq(table_ptr + tgb * bb),
                 out_ptr.eq(out_ptr + lane_bytes * lanes), class_start.eq(0),
             ]
+            with m.If(~resident):  # resident groups' weights were read when their set started
+                m.d.sync += weight_ptr.eq(weight_ptr + d.weight_group_beats * bb)
             with m.If(d.residue_groups & (lanes_left <= lanes)):  # the class is done: the next one
                 m.d.sync += [
                     res_class.eq(res_class + 1), class_ptr.eq(class_ptr + plane_bytes),
@@ -173,8 +188,11 @@ class Engine(wiring.Component):
                          band_y0.eq(band_y0 + Mux(d.stride2, d.band_rows << 1, d.band_rows)),
                          band_out_off.eq(band_out_off + band_out_step)]
 
+        group_state = [group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start]
         last_group = group == d.m_groups - 1
         last_band = band == d.bands - 1
+        bpw_log = wbuf.beats_per_word.bit_length() - 1
+        lw_log = wbuf.lane_words_per_word.bit_length() - 1
 
         with m.FSM():
             with m.State("IDLE"):
@@ -197,13 +215,39 @@ class Engine(wiring.Component):
                     in_plane_bytes.eq(d.height * d.in_row_beats * bb),
                     input_beats.eq(d.channels * d.height * d.in_row_beats),
                     band_out_step.eq(d.band_rows * d.out_row_beats * bb),
+                    group_words.eq((d.weight_group_beats + (1 << bpw_log) - 1) >> bpw_log),
+                    fill_base.eq(0), lane_base.eq(0),
                 ]
                 reset_groups()
                 reset_bands()
-                with m.If(d.groups_outer):
-                    m.next = "RESIDUES"
+                with m.If(resident):
+                    m.next = "SET_START"
                 with m.Else():
                     m.next = "BAND"
+            # -- resident lane groups: their weights side by side in the weight buffer -------------------
+            with m.State("SET_START"):
+                m.d.comb += [self.busy.eq(1), rom.save.eq(1)]
+                m.d.sync += [sv.eq(v) for sv, v in zip(saved, group_state)]
+                m.d.sync += [j.eq(0), fill_base.eq(0),
+                             set_size.eq(Mux(d.m_groups - group < d.resident_groups, d.m_groups - group,
+                                             d.resident_groups))]
+                m.next = "SET_WEIGHTS_REQ"
+            with m.State("SET_WEIGHTS_REQ"):
+                m.d.comb += [self.busy.eq(1), wbuf.fill_start.eq(1)]
+                read(weight_ptr, d.weight_group_beats)
+                m.next = "SET_WEIGHTS"
+            with m.State("SET_WEIGHTS"):
+                m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), wbuf.fill.valid.eq(self.rd.valid)]
+                with m.If(rd_beat):
+                    m.d.sync += got.eq(got + 1)
+                    with m.If(got == d.weight_group_beats - 1):
+                        m.d.sync += [j.eq(j + 1), fill_base.eq(fill_base + group_words),
+                                     weight_ptr.eq(weight_ptr + d.weight_group_beats * bb)]
+                        with m.If(j == set_size - 1):
+                            reset_bands()
+                            m.next = "BAND"
+                        with m.Else():
+                            m.next = "SET_WEIGHTS_REQ"
             # -- a row band's input: the rows [lo, hi) of every channel its windows read ----------------
             with m.State("BAND"):
                 m.d.comb += self.busy.eq(1)
@@ -241,15 +285,19 @@ class Engine(wiring.Component):
                                      slot_ptr.eq(slot_ptr + d.chan_rows)]
                         with m.If(in_c != d.channels - 1):
                             m.next = "INPUT_REQ"
-                        with m.Elif(d.groups_outer):
-                            m.next = "RUN_START"
                         with m.Else():
                             m.next = "GROUPS"
             with m.State("GROUPS"):
+                # the band's first lane group: the layer's first (streamed) or the resident set's first
                 m.d.comb += self.busy.eq(1)
-                reset_groups()
+                with m.If(resident):
+                    m.d.sync += [v.eq(sv) for v, sv in zip(group_state, saved)]
+                    m.d.sync += [j.eq(0), lane_base.eq(0), k.eq(0)]
+                    m.d.comb += rom.restore.eq(1)
+                with m.Else():
+                    reset_groups()
                 m.next = "RESIDUES"
-            # -- a lane group: its residues, bias/requant table and weights ----------------------------
+            # -- a lane group: its residues, bias/requant table (and streamed weights) -------------------
             with m.State("RESIDUES"):
                 # lane m's group residue must become (group * lanes + m) % P: the first group
                 # steps lane m m times (a staircase), later groups step every lane `lanes` times;
@@ -270,7 +318,10 @@ class Engine(wiring.Component):
                     m.d.sync += [got.eq(got + 1), table.eq(Cat(table[p.bus_bits:], self.rd.payload)
                                                            if tgb > 1 else self.rd.payload)]
                     with m.If(got == tgb - 1):
-                        m.next = "WEIGHTS_REQ"
+                        with m.If(resident):
+                            m.next = "RUN_START"
+                        with m.Else():
+                            m.next = "WEIGHTS_REQ"
             with m.State("WEIGHTS_REQ"):
                 m.d.comb += [self.busy.eq(1), wbuf.fill_start.eq(1)]
                 read(weight_ptr, d.weight_group_beats)
@@ -280,10 +331,7 @@ class Engine(wiring.Component):
                 with m.If(rd_beat):
                     m.d.sync += got.eq(got + 1)
                     with m.If(got == d.weight_group_beats - 1):
-                        with m.If(d.groups_outer):
-                            m.next = "BAND"
-                        with m.Else():
-                            m.next = "RUN_START"
+                        m.next = "RUN_START"
             # -- the passes of one band and one lane group ------------------------------------------------
             with m.State("RUN_START"):
                 m.d.comb += [self.busy.eq(1), inbuf.run.eq(1), wb.run.eq(1)]
@@ -293,24 +341,23 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(wb.done):
                     m.d.sync += running.eq(0)
-                    with m.If(d.groups_outer):
+                    next_group()
+                    m.next = "RESIDUES"
+                    with m.If(resident):
+                        m.d.sync += [j.eq(j + 1), lane_base.eq(lane_base + (group_words << lw_log))]
+                        with m.If(j == set_size - 1):
+                            with m.If(~last_band):
+                                next_band()
+                                m.next = "BAND"
+                            with m.Elif(last_group):
+                                m.next = "DONE"
+                            with m.Else():
+                                m.next = "SET_START"
+                    with m.Elif(last_group):
+                        next_band()
+                        m.next = "BAND"
                         with m.If(last_band):
-                            next_group()
-                            reset_bands()
-                            m.next = "RESIDUES"
-                            with m.If(last_group):
-                                m.next = "DONE"
-                        with m.Else():
-                            next_band()
-                            m.next = "BAND"
-                    with m.Else():
-                        next_group()
-                        m.next = "RESIDUES"
-                        with m.If(last_group):
-                            next_band()
-                            m.next = "BAND"
-                            with m.If(last_band):
-                                m.next = "DONE"
+                            m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"

@@ -416,19 +416,21 @@ def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bu
 
 @dataclass(frozen=True)
 class Tiling:
-    """How a layer runs on the engine's input buffer: row bands and the loop order.
+    """How a layer runs on the engine's buffers: row bands and the loop nest.
 
     Band `b` computes output rows `b * band_rows ..` (the last band may be shorter) from the input
     rows `band_inputs[b] = (lo, hi)` its windows read (halo rows included, rows outside the tensor
-    left out). Each input channel gets `chan_rows` buffer slots, `2**slot_shift` rows per word.
-    `groups_outer`: lane groups outside bands (weights read once, every band once per group);
-    else bands outside groups (input rows read once, every group's weights once per band).
+    left out). Each input channel gets `chan_rows` input buffer slots, `2**slot_shift` rows per word.
+    `resident_groups` = 0: weights streamed, bands outside lane groups (input rows read once, every
+    group's weights and table once per band); k > 0: k lane groups' weights stay in the weight
+    buffer while every band runs on them (weights read once, input rows once per k groups, tables
+    once per band).
     """
 
     band_rows: int
     chan_rows: int
     slot_shift: int
-    groups_outer: bool
+    resident_groups: int
     band_inputs: tuple[tuple[int, int], ...]
 
     @property
@@ -448,8 +450,14 @@ def band_inputs(plan: LayerPlan, band_rows: int) -> list[tuple[int, int]]:
 
 
 def band_words(plan: LayerPlan, params: EngineParams, band_rows: int) -> int:
+    """Input buffer words a band of `band_rows` output rows needs."""
     chan_rows = max(hi - lo for lo, hi in band_inputs(plan, band_rows))
     return ceil_div(plan.in_shape[0] * chan_rows, 1 << params.slot_shift(plan.in_shape[2]))
+
+
+def group_buffer_words(plan: LayerPlan, params: EngineParams) -> int:
+    """Weight buffer memory words one lane group's weights take (a fill beat per word part)."""
+    return ceil_div(weight_group_beats(plan, params), params.weight_word_bytes * 8 // (params.bus_bits * params.weight_pack))
 
 
 def tiled_bytes(plan: LayerPlan, params: EngineParams, tiling: Tiling) -> dict:
@@ -459,21 +467,26 @@ def tiled_bytes(plan: LayerPlan, params: EngineParams, tiling: Tiling) -> dict:
     m, oh, ow = plan.out_shape
     g = groups(plan, params)
     once = c * sum(hi - lo for lo, hi in tiling.band_inputs) * row_beats(w, params) * bb
-    weight_reads = 1 if tiling.groups_outer else tiling.bands
+    k = tiling.resident_groups
     return {
         "descriptor": ceil_div(descriptor.DESCRIPTOR_BYTES, bb) * bb,
-        "weights": weight_reads * g * weight_group_beats(plan, params) * bb,
-        "tables": weight_reads * g * table_group_beats(params) * bb,
-        "inputs": (g if tiling.groups_outer else 1) * once,
+        "weights": (1 if k else tiling.bands) * g * weight_group_beats(plan, params) * bb,
+        "tables": tiling.bands * g * table_group_beats(params) * bb,
+        "inputs": (ceil_div(g, k) if k else 1) * once,
         "outputs": m * oh * row_beats(ow, params) * bb,
     }
 
 
-def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = None) -> Tiling:
-    """The row bands and loop order of `plan` on `params`' input buffer with the fewest DRAM bytes.
+MAX_RESIDENT = 255  # lane groups whose weights stay at once (the descriptor's 8-bit field)
 
-    The tallest band that fits needs the fewest halo rows and weight re-reads in either order;
-    then the order that moves fewer bytes (ties: bands outside, the untiled engine's order).
+
+def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = None) -> Tiling:
+    """The row bands and loop nest of `plan` on `params`' buffers with the fewest DRAM bytes.
+
+    The tallest band that fits the input buffer needs the fewest halo rows and re-reads in either
+    nest; then as many lane groups as the weight buffer holds stay resident, if that moves fewer
+    bytes than streaming the weights (ties: streamed, the untiled engine's nest). Pattern library
+    layers keep one group resident at most (the kernel-id buffer holds one group's ids).
     """
     c, oh = plan.in_shape[0], plan.out_shape[1]
     shift = params.slot_shift(plan.in_shape[2])
@@ -485,12 +498,13 @@ def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = No
         raise HwgenError(f"layer '{plan.name}': its smallest row band (one output row of {c} channels) needs "
                          f"--glb-kib {ceil_div(need, 8 * 1024)} or more, got {glb_kib}")
     rows = tuple(band_inputs(plan, band_rows))
-    chan_rows = max(hi - lo for lo, hi in rows)
-    bands_outer = Tiling(band_rows, chan_rows, shift, False, rows)
-    groups_outer = dataclasses.replace(bands_outer, groups_outer=True)
-    if sum(tiled_bytes(plan, params, groups_outer).values()) < sum(tiled_bytes(plan, params, bands_outer).values()):
-        return groups_outer
-    return bands_outer
+    streamed = Tiling(band_rows, max(hi - lo for lo, hi in rows), shift, 0, rows)
+    k = min(groups(plan, params), MAX_RESIDENT, 1 if plan.ids is not None else
+            params.weight_mem_depth // group_buffer_words(plan, params))
+    resident = dataclasses.replace(streamed, resident_groups=k)
+    if sum(tiled_bytes(plan, params, resident).values()) < sum(tiled_bytes(plan, params, streamed).values()):
+        return resident
+    return streamed
 
 
 def groups(plan: LayerPlan, params: EngineParams) -> int:
@@ -587,7 +601,7 @@ def pack_descriptor(plan: LayerPlan, params: EngineParams, *, in_addr: int, out_
     tiling = layer_tiling(plan, params)
     return descriptor.pack(
         band_rows=tiling.band_rows, bands=tiling.bands, chan_rows=tiling.chan_rows, slot_shift=tiling.slot_shift,
-        groups_outer=int(tiling.groups_outer),
+        resident_groups=tiling.resident_groups,
         in_addr=in_addr, out_addr=out_addr, weight_addr=weight_addr, table_addr=table_addr,
         channels=c, height=h, width=w, out_channels=m, out_height=oh, out_width=ow,
         in_row_beats=row_beats(w, params), out_row_beats=row_beats(ow, params),

@@ -79,8 +79,11 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
             return 3 + _load_cycles(c * h * rbi, latency)
         return 3 + c * _load_cycles((hi - lo) * rbi, latency)
 
-    def group_load() -> int:  # RESIDUES, the table, WEIGHTS_REQ, the weights
-        return params.m_lanes + _load_cycles(tgb, latency) + 1 + _load_cycles(wgb, latency)
+    def weights_load() -> int:  # WEIGHTS_REQ / SET_WEIGHTS_REQ, then the beats
+        return 1 + _load_cycles(wgb, latency)
+
+    def group_start() -> int:  # RESIDUES, the table
+        return params.m_lanes + _load_cycles(tgb, latency)
 
     def run(lanes: list[int], rows: int) -> tuple[int, int]:
         """(cycles from RUN_START to write-back done, MAC-array pass cycles) of one band and group."""
@@ -94,18 +97,17 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     cycles = 1 + _load_cycles(desc_beats, latency) + 1
     compute = 0
     bands = [(b, min(tiling.band_rows, oh - b * tiling.band_rows)) for b in range(tiling.bands)]
-    if tiling.groups_outer:
-        nest = [(lanes, b, bi == 0) for lanes in chans for bi, b in enumerate(bands)]
-    else:
-        nest = [(lanes, b, gi == 0) for b in bands for gi, lanes in enumerate(chans)]
-    for lanes, (b, rows), first in nest:
-        if tiling.groups_outer:
-            cycles += band_load(*tiling.band_inputs[b]) + (group_load() if first else 0)
-        else:
-            cycles += (band_load(*tiling.band_inputs[b]) + 1 if first else 0) + group_load()
-        t, k = run(lanes, rows)
-        cycles += t
-        compute += k
+    k = tiling.resident_groups
+    sets = [chans[i:i + k] for i in range(0, len(chans), k)] if k else [chans]
+    for members in sets:
+        if k:
+            cycles += 1 + len(members) * weights_load()  # SET_START, the set's weights
+        for b, rows in bands:
+            cycles += band_load(*tiling.band_inputs[b]) + 1  # the band's input, GROUPS
+            for lanes in members:
+                t, steps = run(lanes, rows)
+                cycles += group_start() + (0 if k else weights_load()) + t
+                compute += steps
     return LayerSchedule(plan.name, tiled_bytes(plan, params, tiling), cycles, compute,
                          int(np.count_nonzero(plan.weight)) * oh * ow, params.mac_count, tiling)
 
