@@ -148,7 +148,7 @@ def _layer_entry(graph, plan: layout.LayerPlan, regs: layout.LayerRegions, table
         "table_base": table_base,
         "tiling": {"band_rows": sched.tiling.band_rows, "bands": sched.tiling.bands,
                    "chan_rows": sched.tiling.chan_rows, "rows_per_word": 1 << sched.tiling.slot_shift,
-                   "loop_order": "groups>bands" if sched.tiling.groups_outer else "bands>groups",
+                   "resident_groups": sched.tiling.resident_groups,
                    "band_inputs": [list(r) for r in sched.tiling.band_inputs]},
         "schedule": {"bytes": sched.bytes, "cycles": sched.cycles, "utilization": round(sched.utilization, 4)},
     }
