@@ -36,12 +36,14 @@ is the smallest that minimises the step count, then the table's mean taps.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import HwgenError
+from ..sparsity import ResidueStats
 from . import descriptor
 from .params import MAX_PERIOD, TAPS, EngineParams
 
@@ -100,15 +102,16 @@ def row_span(mask: int) -> tuple[int, int]:
 
 def kernel_masks(weight: np.ndarray) -> np.ndarray:
     """(M, C) 9-bit masks of the nonzero taps of a 3x3 integer weight."""
-    nz = (np.asarray(weight).reshape(weight.shape[0], weight.shape[1], TAPS) != 0).astype(np.int64)
-    return (nz << np.arange(TAPS)).sum(axis=2)
+    w = np.asarray(weight)
+    nz = (w.reshape(w.shape[0], w.shape[1], TAPS) != 0).astype(np.int64)
+    return nz @ (1 << np.arange(TAPS, dtype=np.int64))
 
 
-def periodic_table(weight: np.ndarray) -> tuple[int, list[int]]:
+def periodic_table(stats: ResidueStats) -> tuple[int, list[int]]:
     """(P, masks): the smallest period whose residue-union masks need the fewest tap steps."""
     best = None
     for p in range(1, MAX_PERIOD + 1):
-        table, slots = _residue_table(weight, p)
+        table, slots = _residue_table(stats, p)
         # fewest steps first, then fewest weight slots (PSD: 9 steps at any P, but its P fits tightest)
         key = (max(bin(t).count("1") for t in table), slots)
         if best is None or key < best[0]:
@@ -116,12 +119,10 @@ def periodic_table(weight: np.ndarray) -> tuple[int, list[int]]:
     return best[1], best[2]
 
 
-def table_slots(weight: np.ndarray, period: int, masks: list[int]) -> int:
+def table_slots(stats: ResidueStats, period: int, masks: list[int]) -> int:
     """Weight slots a periodic table gives the layer's kernels (>= its nonzeros)."""
-    m, c = weight.shape[:2]
-    residue = (np.arange(m)[:, None] + np.arange(c)[None, :]) % period
-    counts = np.array([bin(t).count("1") for t in masks])
-    return int(counts[residue].sum())
+    size, _ = stats.residues(period)
+    return int(sum(int(n) * bin(t).count("1") for n, t in zip(size, masks)))
 
 
 @dataclass
@@ -185,10 +186,11 @@ class LayerPlan:
 
 def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_shape, stride: int,
               padding: int, in_signed: bool, weight_bits: int = 8, act_bits: int = 8,
-              dense_only: bool = False, m_lanes: int = 4) -> LayerPlan:
+              dense_only: bool = False, m_lanes: int = 4, stats: ResidueStats | None = None) -> LayerPlan:
     """Check that the engine can run a conv layer and fix how (raises HwgenError naming the layer).
 
     `m_lanes`: the engine's output-channel lanes, which decide between contiguous and residue groups.
+    `stats`: the weight's `residue_stats`, if the caller has them.
     """
     weight = np.asarray(weight, dtype=np.int64)
     if weight.ndim != 4:
@@ -212,7 +214,8 @@ def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_s
     if kernel1x1:
         period, masks, taps, dense = 1, [CENTRE_MASK], 1, True
     else:
-        period, masks = periodic_table(weight)
+        stats = stats or residue_stats(weight)
+        period, masks = periodic_table(stats)
         taps = max(bin(t).count("1") for t in masks)
         dense = taps == TAPS or dense_only
         if dense:
@@ -223,13 +226,13 @@ def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_s
                      masks, taps, int(weight_bits), int(act_bits))
     if kernel1x1 or dense_only:
         return plan
-    residue = residue_plan(plan)
+    residue = residue_plan(plan, stats)
     if residue is not None and pass_cycles(residue, m_lanes) < pass_cycles(plan, m_lanes):
         return residue
     return plan
 
 
-def residue_plan(plan: LayerPlan) -> LayerPlan | None:
+def residue_plan(plan: LayerPlan, stats: ResidueStats) -> LayerPlan | None:
     """`plan` with residue-grouped lanes, under the period whose table gives the fewest weight slots.
 
     None when no such period leaves a kernel sparse, or when a residue class would be empty (P > M).
@@ -237,8 +240,9 @@ def residue_plan(plan: LayerPlan) -> LayerPlan | None:
     m = plan.out_shape[0]
     best = None
     for p in range(2, min(MAX_PERIOD, m) + 1):
-        table, _ = _residue_table(plan.weight, p)
-        slots = table_slots(plan.weight, p, table)
+        table, _ = _residue_table(stats, p)
+        size, _ = stats.residues(p)
+        slots = int(sum(int(n) * bin(t).count("1") for n, t in zip(size, table)))
         if best is None or slots < best[0]:
             best = (slots, p, table)
     if best is None or all(t == (1 << TAPS) - 1 for t in best[2]):
@@ -248,17 +252,18 @@ def residue_plan(plan: LayerPlan) -> LayerPlan | None:
                                taps=max(bin(t).count("1") for t in table), residue_groups=True)
 
 
-def _residue_table(weight: np.ndarray, period: int) -> tuple[list[int], int]:
-    """(masks, slots): per residue mod `period`, the union of its kernels' nonzero masks."""
-    masks = kernel_masks(weight)
-    m, c = masks.shape
-    residue = (np.arange(m)[:, None] + np.arange(c)[None, :]) % period
-    table, slots = [], 0
-    for r in range(period):
-        sel = masks[residue == r]
-        union = int(np.bitwise_or.reduce(sel)) if sel.size else 0
-        table.append(union or CENTRE_MASK)
-        slots += sel.size * bin(union).count("1")
+def residue_stats(weight: np.ndarray) -> ResidueStats:
+    w = np.asarray(weight)
+    return ResidueStats(w.reshape(w.shape[0], w.shape[1], -1) != 0)
+
+
+def _residue_table(stats: ResidueStats, period: int) -> tuple[list[int], int]:
+    """(masks, slots): per residue mod `period`, the union of its kernels' nonzero masks (the centre
+    tap for a residue without kernels or without weights), and the weight slots that gives."""
+    size, count = stats.residues(period)
+    unions = ((count > 0).astype(np.int64) << np.arange(count.shape[1])).sum(1)
+    table = [int(u) or CENTRE_MASK for u in unions]
+    slots = int(sum(int(n) * bin(int(u)).count("1") for n, u in zip(size, unions)))
     return table, slots
 
 
@@ -285,12 +290,22 @@ def pass_cycles(plan: LayerPlan, m_lanes: int) -> int:
 
 
 def group_pass_cycles(plan: LayerPlan, first_channel: int, m_lanes: int) -> int:
-    channels = range(plan.in_shape[0])
-    steps = [plan.channel_steps(first_channel, c) for c in channels]
-    fetch = [plan.channel_rows(first_channel, c) for c in channels]
     if not plan.residue_groups:  # the same steps and fetch on every channel: the slower of the two paces it
-        return max(len(steps) * max(steps[0], fetch[0]), m_lanes + 1)
+        return max(plan.in_shape[0] * max(plan.taps, plan.channel_rows(first_channel, 0)), m_lanes + 1)
+    return _residue_pass_cycles(plan, first_channel % plan.period, m_lanes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _residue_pass_cycles_of(masks: tuple[int, ...], residue: int, channels: int, m_lanes: int) -> int:
+    patterns = [masks[(residue + c) % len(masks)] for c in range(channels)]
+    steps = [bin(mk).count("1") for mk in patterns]
+    fetch = [row_span(mk)[1] - row_span(mk)[0] + 1 for mk in patterns]
     return max(_fetch_bound_pass(steps, fetch), m_lanes + 1)
+
+
+def _residue_pass_cycles(plan: LayerPlan, residue: int, m_lanes: int) -> int:
+    """A residue group's pass: every group of one class walks the same patterns, so it is cached."""
+    return _residue_pass_cycles_of(tuple(plan.masks), residue, plan.in_shape[0], m_lanes)
 
 
 def _fetch_bound_pass(steps: list[int], fetch: list[int]) -> int:
@@ -357,14 +372,15 @@ def plan_node(graph, node, dense_only: bool = False, m_lanes: int = 4) -> LayerP
     bias = q.bias if q.bias is not None else np.zeros(q.weight.shape[0], dtype=np.int64)
     rq = q.requant
     act_bits = producer.quant.act_bits if producer.quant is not None else q.act_bits
+    stats = residue_stats(q.weight) if np.asarray(q.weight).shape[2:] == (3, 3) else None
     plan = plan_conv(node.name, q.weight, bias, rq.multiplier, rq.shift, rq.lo, rq.hi, graph.in_shape(node),
-                     stride[0], padding[0], in_signed, q.weight_bits, act_bits, dense_only, m_lanes)
+                     stride[0], padding[0], in_signed, q.weight_bits, act_bits, dense_only, m_lanes, stats)
     if not plan.kernel1x1 and not dense_only:
         # zeros no period explains tightly may be a pattern library: then take whichever needs fewer steps
         from ..sparsity import detect
 
-        period, masks = periodic_table(plan.weight)
-        loose = table_slots(plan.weight, period, masks) > LOOSE_TABLE * max(1, np.count_nonzero(plan.weight))
+        period, masks = periodic_table(stats)
+        loose = table_slots(stats, period, masks) > LOOSE_TABLE * max(1, np.count_nonzero(plan.weight))
         info = detect(node) if loose else None
         if info is not None and info.kind == "pattern":
             library = library_plan(plan, [int((np.asarray(t).reshape(-1) != 0).astype(np.int64)
@@ -584,14 +600,16 @@ def pack_table(plan: LayerPlan, params: EngineParams) -> bytes:
 
 def check_weights_covered(plan: LayerPlan) -> None:
     """Every nonzero weight lies on a tap the engine visits (true by construction; guards edits)."""
+    if plan.kernel1x1 or plan.dense:
+        return
     m, c = plan.weight.shape[:2]
-    flat = plan.weight.reshape(m, c, -1)
-    for mo in range(m):
-        for ci in range(c):
-            kept = set(plan.lane_taps(mo, ci)) if not plan.kernel1x1 else {0}
-            lost = [t for t in np.flatnonzero(flat[mo, ci]) if t not in kept]
-            if lost:
-                raise HwgenError(f"layer '{plan.name}': kernel ({mo}, {ci}) has weights off its pattern")
+    masks = np.asarray(plan.masks, dtype=np.int64)
+    visited = masks[plan.ids] if plan.ids is not None else \
+        masks[(np.arange(m)[:, None] + np.arange(c)[None, :]) % plan.period]
+    lost = np.argwhere(kernel_masks(plan.weight) & ~visited)
+    if len(lost):
+        mo, ci = lost[0]
+        raise HwgenError(f"layer '{plan.name}': kernel ({mo}, {ci}) has weights off its pattern")
 
 
 def pack_descriptor(plan: LayerPlan, params: EngineParams, *, in_addr: int, out_addr: int, weight_addr: int,
