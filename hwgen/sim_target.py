@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import HwgenError
 
-DESCRIPTOR_BYTES = 64  # hwgen.gateware.descriptor.DESCRIPTOR_BYTES, without importing Amaranth
+DESCRIPTOR_BYTES = 64  # hwgen.engine.descriptor.DESCRIPTOR_BYTES, without importing Amaranth
 # The hwgen_top shell's ports (rtl_templates/hwgen_top.v), by the DRAM model's logical names.
 TOP_PORTS = {"req_valid": "req_valid", "req_ready": "req_ready", "req_addr": "req_addr", "req_len": "req_len",
              "req_write": "req_write", "rd_valid": "rd_valid", "rd_ready": "rd_ready", "rd_data": "rd_data",

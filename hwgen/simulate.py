@@ -189,7 +189,6 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
                 timing: str = "hostile", layers: list[str] | None = None, waves: Path | None = None,
                 workdir: Path, cache_dir: Path | None = None, progress: bool = False) -> SimReport:
     """Simulate `engine` (a `hwgen.sim_target.EngineTarget`) on `inputs`; compare with the reference."""
-    simrunner.import_path()
     from sim.dram import BusTiming
 
     from . import reference

@@ -9,10 +9,10 @@ import pytest
 from amaranth.sim import Simulator
 
 from hwgen import intmath
-from hwgen.gateware import layout
+from hwgen import engine
 from hwgen.gateware.dma import Reader
 from hwgen.gateware.input_buffer import InputBuffer
-from hwgen.gateware.params import MAX_BURST, EngineParams
+from hwgen.engine.params import MAX_BURST, EngineParams
 from hwgen.gateware.pattern_rom import PatternRom
 from hwgen.gateware.requant import Requant
 from hwgen.gateware.weight_buffer import WeightBuffer
@@ -139,7 +139,7 @@ def test_input_buffer_windows(stride, kernel1x1, bus_bits, max_width, band):
     c, h, w = 3, 7, 11
     params = EngineParams(x_lanes=4, bus_bits=bus_bits, act_bits=6, max_width=max_width, input_words=c * (h + 1)).validate()
     x = rng.integers(0, 64, size=(c, h, w))
-    rb = layout.row_beats(w, params)
+    rb = engine.row_beats(w, params)
     bb = params.beat_bytes
     k = 1 if kernel1x1 else 3
     oh, ow = (h + 2 * (k // 2) - k) // stride + 1, (w + 2 * (k // 2) - k) // stride + 1
@@ -165,7 +165,7 @@ def test_input_buffer_windows(stride, kernel1x1, bus_bits, max_width, band):
             ctx.set(dut.fill_start, 1)
             await ctx.tick()
             ctx.set(dut.fill_start, 0)
-            raw = layout.pack_activations(x[ci:ci + 1, lo:hi], params)
+            raw = engine.pack_activations(x[ci:ci + 1, lo:hi], params)
             for i in range(0, len(raw), bb):
                 ctx.set(dut.fill.valid, 1)
                 ctx.set(dut.fill.payload, int.from_bytes(raw[i:i + bb], "little"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gateware_helpers import conv_graph, expected, load_image, pattern_library_graph, random_input
 
-from hwgen.gateware import layout
+from hwgen import engine
 from hwgen.gateware.engine import Engine
 from hwgen.gateware.sim_memory import run_layer
 
@@ -17,17 +17,17 @@ from hwgen.gateware.sim_memory import run_layer
 def run_case(graph, seed, *, m_lanes=4, x_lanes=4, bus_bits=64, stall=0.3, dense_only=False, **buffer):
     """One conv layer in amaranth.sim; `buffer`: input buffer parameters (input_words, max_width) to force
     row bands and several rows per word."""
-    plan = layout.plan_node(graph, graph.node("conv"), dense_only=dense_only, m_lanes=m_lanes)
-    params = layout.fit_params([plan], m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits,
+    plan = engine.plan_node(graph, graph.node("conv"), dense_only=dense_only, m_lanes=m_lanes)
+    params = engine.fit_params([plan], m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits,
                                sparse=False if dense_only else None)
     params = dataclasses.replace(params, **buffer)
-    img = layout.dram_image([plan], params)
+    img = engine.dram_image([plan], params)
     x = random_input(graph, seed)
     image = load_image(img, x, params)
     before = bytes(image)
     traffic = run_layer(Engine(params), image, img.layers[0].descriptor, stall=stall, seed=seed, max_cycles=200_000)
     reg = img.layers[0]
-    got = layout.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape,
+    got = engine.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape,
                                     graph.node("conv").quant.signed, params)
     np.testing.assert_array_equal(got, expected(graph, x))
     # nothing outside the output region was written
@@ -37,7 +37,7 @@ def run_case(graph, seed, *, m_lanes=4, x_lanes=4, bus_bits=64, stall=0.3, dense
 
 
 CASES = {
-    # name: (conv_graph kwargs, engine kwargs)
+    # name: (conv_graph kwargs, knobs kwargs)
     "ps4p4": (dict(cin=6, cout=8, h=6, w=7, scheme="PS4_P4"), {}),
     "ps4p4_stride2": (dict(cin=5, cout=6, h=7, w=9, scheme="PS4_P4", stride=2), {}),
     "first_layer_signed_dense": (dict(cin=1, cout=5, h=5, w=6, in_signed=True), dict(x_lanes=2)),
@@ -55,8 +55,8 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_layer_matches_reference(name):
-    kwargs, engine = CASES[name]
-    run_case(conv_graph(seed=zlib.crc32(name.encode()) % 1000, **kwargs), seed=len(name), **engine)
+    kwargs, knobs = CASES[name]
+    run_case(conv_graph(seed=zlib.crc32(name.encode()) % 1000, **kwargs), seed=len(name), **knobs)
 
 
 def test_dense_only_engine_runs_periodic_layer_as_dense():
@@ -65,15 +65,15 @@ def test_dense_only_engine_runs_periodic_layer_as_dense():
     assert plan.dense and plan.taps == 9 and not params.sparse
 
 
-@pytest.mark.parametrize("make, engine", [
+@pytest.mark.parametrize("make, knobs", [
     (lambda: conv_graph(5, cin=8, cout=8, h=6, w=8, scheme="PS4_P4"), {}),
     (lambda: conv_graph(6, cin=6, cout=12, h=7, w=9, kernel=1, stride=2), dict(m_lanes=8, x_lanes=2, bus_bits=32)),
     (lambda: pattern_library_graph(7, cin=8, cout=8, h=5, w=5), dict(bus_bits=128)),
 ])
-def test_traffic_and_cycles_match_schedule(make, engine):
-    from hwgen.gateware import schedule
+def test_traffic_and_cycles_match_schedule(make, knobs):
+    from hwgen.engine import schedule
 
-    plan, params, traffic = run_case(make(), 5, stall=0.0, **engine)
+    plan, params, traffic = run_case(make(), 5, stall=0.0, **knobs)
     model = schedule.layer_schedule(plan, params)
     assert traffic.read_bytes == model.read_bytes
     assert traffic.write_bytes == model.write_bytes
@@ -84,19 +84,19 @@ def test_traffic_and_cycles_match_schedule(make, engine):
 def test_layers_with_different_periods_share_one_engine():
     graphs = [conv_graph(21, cin=3, cout=8, h=4, w=5, scheme="PS2_P2"),
               conv_graph(22, cin=5, cout=8, h=5, w=4, scheme="PS4_P4", stride=2)]
-    plans = [layout.plan_node(g, g.node("conv")) for g in graphs]
-    params = layout.fit_params(plans, m_lanes=8, x_lanes=2, bus_bits=32)
+    plans = [engine.plan_node(g, g.node("conv")) for g in graphs]
+    params = engine.fit_params(plans, m_lanes=8, x_lanes=2, bus_bits=32)
     assert params.lane_period == 4 and params.select_lanes == 4 and len(params.patterns) == 6
-    img = layout.dram_image(plans, params)
+    img = engine.dram_image(plans, params)
     assert img.table_bases == [0, 2]
     image = bytearray(img.size)
     image[:len(img.data)] = img.data
     for i, (graph, plan, reg) in enumerate(zip(graphs, plans, img.layers)):
         x = random_input(graph, i)
-        blob = layout.pack_activations(x, params)
+        blob = engine.pack_activations(x, params)
         image[reg.input:reg.input + len(blob)] = blob
         run_layer(Engine(params), image, reg.descriptor, stall=0.3, seed=i)
-        got = layout.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape, False, params)
+        got = engine.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape, False, params)
         np.testing.assert_array_equal(got, expected(graph, x))
 
 
@@ -109,7 +109,7 @@ def test_pattern_library_layer_runs_with_kernel_ids(m_lanes, x_lanes, bus_bits, 
 
 
 TILED = {
-    # name: (conv_graph kwargs, engine kwargs, resident lane groups the compiler must pick (None: any))
+    # name: (conv_graph kwargs, knobs kwargs, resident lane groups the compiler must pick (None: any))
     # inputs heavier than weights, one group's weights fit: weights streamed once per band
     "ps4p4_streamed": (dict(cin=6, cout=16, h=9, w=30, scheme="PS4_P4"), dict(input_words=6 * 4), 0),
     # one lane group: its weights stay while the bands run
@@ -129,16 +129,16 @@ TILED = {
 @pytest.mark.parametrize("name", sorted(TILED))
 def test_tiled_layer_matches_reference_and_schedule(name):
     """Row bands on a small input buffer: bit-exact under stalls; bytes and cycles as the compiler says."""
-    from hwgen.gateware import schedule
+    from hwgen.engine import schedule
 
-    kwargs, engine, resident = TILED[name]
+    kwargs, knobs, resident = TILED[name]
     graph = conv_graph(seed=zlib.crc32(name.encode()) % 1000, **kwargs)
-    plan, params, _ = run_case(graph, seed=len(name), **engine)
-    tiling = layout.layer_tiling(plan, params)
+    plan, params, _ = run_case(graph, seed=len(name), **knobs)
+    tiling = engine.layer_tiling(plan, params)
     assert tiling.bands > 1
     if resident is not None:
         assert tiling.resident_groups == resident
-    _, _, traffic = run_case(graph, seed=len(name), stall=0.0, **engine)
+    _, _, traffic = run_case(graph, seed=len(name), stall=0.0, **knobs)
     model = schedule.layer_schedule(plan, params)
     assert traffic.read_bytes == model.read_bytes
     assert traffic.write_bytes == model.write_bytes
@@ -160,9 +160,9 @@ def random_tiled_case(seed):
                        weight_bits=int(rng.integers(2, 9)), act_bits=int(rng.integers(2, 9)))
     m_lanes = int(rng.choice([1, 2, 4, 8]))
     bus_bits = int(rng.choice([16, 32, 64]))
-    plan = layout.plan_node(graph, graph.node("conv"), m_lanes=m_lanes)
-    full = layout.fit_params([plan], m_lanes=m_lanes, x_lanes=2, bus_bits=bus_bits)
-    smallest = layout.band_words(plan, full, 1)
+    plan = engine.plan_node(graph, graph.node("conv"), m_lanes=m_lanes)
+    full = engine.fit_params([plan], m_lanes=m_lanes, x_lanes=2, bus_bits=bus_bits)
+    smallest = engine.band_words(plan, full, 1)
     words = int(rng.integers(smallest, full.input_words + 1))
     channels = full.max_channels * int(rng.integers(1, 4))  # a weight buffer for 1 to 3 groups
     run_case(graph, seed, m_lanes=m_lanes, x_lanes=2, bus_bits=bus_bits, input_words=words, max_channels=channels,

@@ -16,7 +16,8 @@ from gateware_helpers import conv_graph, pattern_library_graph
 from hwgen import checkpoint
 from hwgen.cli import main
 from hwgen.errors import HwgenError
-from hwgen.gateware import descriptor, layout
+from hwgen import engine
+from hwgen.engine import descriptor
 from hwgen.generate import FILES, generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,16 +116,16 @@ def test_refuses_unsupported_layers():
     node = graph.node("conv")
     node.attrs["groups"] = 4
     with pytest.raises(HwgenError, match="layer 'conv': grouped/depthwise convolution"):
-        layout.plan_node(graph, node)
+        engine.plan_node(graph, node)
     node.attrs["groups"] = 1
     node.attrs["stride"] = (3, 3)
     with pytest.raises(HwgenError, match="stride 1 and 2 only"):
-        layout.plan_node(graph, node)
+        engine.plan_node(graph, node)
     five = conv_graph(1, cin=2, cout=2, h=6, w=6)
     n5 = five.node("conv")
     n5.quant.weight = np.zeros((2, 2, 5, 5), dtype=np.int64)
     with pytest.raises(HwgenError, match="3x3 and 1x1 kernels only, not 5x5"):
-        layout.plan_node(five, n5)
+        engine.plan_node(five, n5)
 
 
 def test_small_buffer_tiles_and_too_small_is_refused(tmp_path):

@@ -1,6 +1,6 @@
 """The `engine` architecture: counts of the engine `hwgen generate` emits, from its own schedule.
 
-DRAM bytes and cycles are not modelled here: they are `hwgen.gateware.schedule`'s, the model the
+DRAM bytes and cycles are not modelled here: they are `hwgen.engine.schedule`'s, the model the
 RTL simulation is checked against (weights in the engine's packed layout, descriptor and
 bias/requant tables, inputs and outputs in whole bus beats). The engine keeps a layer's whole input
 in its buffer and streams one lane group of weights at a time, which is the mapping reported:
@@ -29,22 +29,21 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
     """
     from tqdm import tqdm
 
-    from ..gateware import layout, schedule
-    from ..generate import engine_layers, plan_graph
+    from .. import engine
     from . import LayerResult
 
     spec = arch.engine
     if arch.glb_kib and arch.glb_kib != int(arch.glb_kib):
         raise HwgenError(f"the engine's buffer size must be a whole number of KiB, got {arch.glb_kib:g}")
-    plans = plan_graph(graph, dense_only=dense_only, m_lanes=spec.m_lanes)
-    params = layout.fit_params(plans, m_lanes=spec.m_lanes, x_lanes=spec.x_lanes, bus_bits=spec.bus_bits,
-                               glb_kib=int(arch.glb_kib) or None, sparse=False if dense_only else None)
+    built = engine.build(graph, engine.EngineConfig(m_lanes=spec.m_lanes, x_lanes=spec.x_lanes, bus_bits=spec.bus_bits,
+                                                    glb_kib=int(arch.glb_kib) or None, dense_only=dense_only))
+    params = built.params
     buffer_kib = params.input_buffer_bytes / 1024
     arch = dataclasses.replace(arch, glb_kib=buffer_kib)
     dram_pj = energy.memory(arch.dram_energy, arch.name).pj_per_bit()
     results = []
-    nodes = engine_layers(graph)
-    for node, plan, sched in tqdm(list(zip(nodes, plans, schedule.network_schedule(plans, params))),
+    nodes = engine.engine_layers(graph)
+    for node, plan, sched in tqdm(list(zip(nodes, built.plans, built.schedules)),
                                   desc="analyze engine", unit="layer", disable=not progress, leave=False):
         layer = layer_from_node(graph, node, weight_bits, act_bits)
         costs = storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)

@@ -15,7 +15,7 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
      contiguous channels, or (`residue_groups`) channels `r + (k0 + m) * P` of one residue class
      `r` after the other: then every lane shares the residue and each channel steps its pattern's taps;
   4. one-cycle `done` after the last write beat is accepted.
-`hwgen.gateware.layout.layer_tiling` chooses bands and nest, and counts the same bytes.
+`hwgen.engine.tiling.layer_tiling` chooses bands and nest, and counts the same bytes.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from . import descriptor
+from ..engine import descriptor
+from ..engine.memory_map import TABLE_ENTRY_BYTES, ceil_div, table_group_beats
+from ..engine.params import ADDR_BITS, EngineParams
 from .dma import REQUEST, Reader
 from .input_buffer import InputBuffer
-from .layout import TABLE_ENTRY_BYTES, ceil_div, table_group_beats
 from .mac_array import MacArray
-from .params import ADDR_BITS, EngineParams
 from .pattern_rom import PatternRom
 from .weight_buffer import WeightBuffer
 from .writeback import Writeback

@@ -23,8 +23,8 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layout import row_span
-from .params import EngineParams
+from ..engine.params import EngineParams
+from ..engine.plan import row_span
 from .pattern_rom import select_bits
 from .sram import Sram
 

@@ -23,8 +23,8 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layout import tap_order
-from .params import EngineParams
+from ..engine.params import EngineParams
+from ..engine.plan import tap_order
 
 CENTRE = 4
 

@@ -21,7 +21,7 @@ from amaranth.hdl import C, Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import EngineParams
+from ..engine.params import EngineParams
 from .sram import Sram
 
 

@@ -1,15 +1,15 @@
 """The engine's analytical model: exact DRAM bytes per tensor and the cycle count of a layer.
 
-The bytes follow the layer's loop nest (`layout.layer_tiling`): the descriptor once, every row
+The bytes follow the layer's loop nest (`tiling.layer_tiling`): the descriptor once, every row
 band's input rows (halo included) once, or once per lane group when groups are the outer loop,
 every group's weights and table once, or once per band when bands are the outer loop, and each
-output row once, in the layouts of `layout.py`.
+output row once, in the layouts of `memory_map.py`.
 `hwgen simulate` checks them against the bytes counted in RTL simulation, and the `engine`
 analysis preset reports them.
 
 The cycles follow the engine's loops: loads (one beat per cycle after a request latency), then
 per lane group the passes (output row x pixel-lane group), each the sum over input channels of
-`max(steps, fetch)` cycles (`layout.group_pass_cycles`: steps are the layer's taps, or a residue
+`max(steps, fetch)` cycles (`plan.group_pass_cycles`: steps are the layer's taps, or a residue
 group's pattern's taps on that channel; fetch is the 3 row reads of a window, 1 for 1x1), and at
 least the drain of the previous pass; output rows go out while the next are computed unless write-back is the slower of the
 two. The model assumes memory that answers every request after `latency` cycles and never
@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import descriptor
-from .layout import (LayerPlan, Tiling, ceil_div, group_channels, group_pass_cycles, layer_tiling, row_beats,
-                     table_group_beats, tiled_bytes, weight_group_beats)
+from .memory_map import ceil_div, row_beats, table_group_beats, weight_group_beats
 from .params import EngineParams
+from .plan import LayerPlan, group_channels, group_pass_cycles
+from .tiling import Tiling, layer_tiling, tiled_bytes
 
 DEFAULT_LATENCY = 1  # cycles from a request's acceptance to its first data beat (sim_memory's model)
 
