@@ -26,6 +26,7 @@ from . import __version__, checkpoint
 from .errors import HwgenError
 from . import engine
 from .engine import EngineBuild, EngineConfig, EngineParams, descriptor
+from .analysis.engine import engine_compulsory
 from .gateware.sram import MODULE as SRAM_MODULE
 
 ENGINE_MODULE = "hwgen_engine"
@@ -134,6 +135,7 @@ def _layer_entry(graph, plan: engine.LayerPlan, regs: engine.LayerRegions, table
                    "resident_groups": sched.tiling.resident_groups,
                    "band_inputs": [list(r) for r in sched.tiling.band_inputs]},
         "schedule": {"bytes": sched.bytes, "cycles": sched.cycles, "utilization": round(sched.utilization, 4)},
+        "compulsory_bytes": engine_compulsory(graph, node)["total"],
     }
 
 

@@ -2,10 +2,11 @@
 
 DRAM bytes and cycles are not modelled here: they are `hwgen.engine.schedule`'s, the model the
 RTL simulation is checked against (weights in the engine's packed layout, descriptor and
-bias/requant tables, inputs and outputs in whole bus beats). The engine keeps a layer's whole input
-in its buffer and streams one lane group of weights at a time, which is the mapping reported:
-M tiles of m_lanes, everything else whole. Buffer, register-file and MAC energy use the same
-array model as every architecture, with the engine's lanes as the MAC array.
+bias/requant tables, inputs and outputs in whole bus beats). The engine runs a layer in row bands
+on its input buffer and streams or keeps lane groups of weights (`hwgen.engine.tiling`); the
+mapping reported is M tiles of m_lanes, everything else whole. Its compulsory traffic counts the
+bias/requant tables too, which the engine moves through DRAM. Buffer, register-file and MAC
+energy use the same array model as every architecture, with the engine's lanes as the MAC array.
 """
 
 from __future__ import annotations
@@ -62,9 +63,18 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
         e = {"dram": 8 * dram["total"] * dram_pj, "sram": sram_pj, "mac": float(r["e_mac"])}
         e["total"] = e["dram"] + e["sram"] + e["mac"]
         results.append(LayerResult(layer, costs, fmt, mapping, dram,
-                                   compulsory(layer, costs[smallest(costs)], rows, cols), e, int(sched.cycles),
+                                   engine_compulsory(graph, node, weight_bits, act_bits), e, int(sched.cycles),
                                    int(r["macs"]), glb_bits, int(r["rf_bits"])))
     return arch, results
+
+
+def engine_compulsory(graph: Graph, node, weight_bits: int = 8, act_bits: int = 8) -> dict:
+    """A conv layer's compulsory DRAM bytes on the engine: each nonzero weight in its smallest format,
+    each input and output once, each output channel's bias/requant once (the lower bound the
+    engine's measured bytes are reported against)."""
+    layer = layer_from_node(graph, node, weight_bits, act_bits)
+    costs = storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
+    return compulsory(layer, costs[smallest(costs)], Extents(layer, 0), Extents(layer, 1), tables=True)
 
 
 # the storage format each engine layer structure keeps its weights in (pattern ids or residue masks)
