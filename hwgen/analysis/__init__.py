@@ -11,6 +11,7 @@ Timeloop's separation: workload (hwgen.analysis.workload) x architecture (arch) 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from ..errors import HwgenError
@@ -104,6 +105,9 @@ def _totals(layers: list[LayerResult]) -> dict:
     return out
 
 
+ENGINE_FORMATS = ("dense", "periodic", "pattern")  # the engine's own: dense-only, or periodic tables / pattern ids
+
+
 def analyze(graph: Graph, arch: str | Architecture = "generic", energy: str | EnergyTable = "horowitz45",
             objective: str = "dram", weight_bits: int = 8, act_bits: int = 8, glb_kib: float | None = None,
             mapping: str | FixedMappings | None = None, fmt: str | None = None, progress: bool = False) -> Analysis:
@@ -120,10 +124,17 @@ def analyze(graph: Graph, arch: str | Architecture = "generic", energy: str | En
         raise HwgenError(f"objective must be one of {', '.join(OBJECTIVES)}, got '{objective}'")
     arch, energy = _resolve(arch, energy)
     arch = arch.with_glb_kib(glb_kib)
+    if arch.engine is not None and mapping is not None:
+        raise HwgenError(f"architecture '{arch.name}' is the generated engine: it runs its own tiling, so it takes "
+                         "no mapping")
+    if arch.engine is not None and fmt not in (None, *ENGINE_FORMATS):
+        # a format the engine has no datapath for: the generic model on the engine's memory hierarchy,
+        # with the input buffer the engine would have
+        from .engine import engine_buffer_kib
+
+        kib = arch.glb_kib or engine_buffer_kib(graph, arch)
+        arch = dataclasses.replace(arch, engine=None, glb_kib=kib, name=f"{arch.name} ({fmt}, generic model)")
     if arch.engine is not None:
-        if fmt not in (None, "dense") or mapping is not None:
-            raise HwgenError(f"architecture '{arch.name}' is the generated engine: it moves weights in its own "
-                             "packed format (or dense) with its own tiling, so it takes no other format nor a mapping")
         from .engine import engine_results
 
         arch, results = engine_results(graph, arch, energy, weight_bits, act_bits, dense_only=fmt == "dense",

@@ -22,6 +22,21 @@ from .formats import smallest, storage
 from .workload import layer_from_node
 
 
+def _build(graph: Graph, arch: Architecture, dense_only: bool = False):
+    from .. import engine
+
+    spec = arch.engine
+    if arch.glb_kib and arch.glb_kib != int(arch.glb_kib):
+        raise HwgenError(f"the engine's buffer size must be a whole number of KiB, got {arch.glb_kib:g}")
+    return engine.build(graph, engine.EngineConfig(m_lanes=spec.m_lanes, x_lanes=spec.x_lanes, bus_bits=spec.bus_bits,
+                                                   glb_kib=int(arch.glb_kib) or None, dense_only=dense_only))
+
+
+def engine_buffer_kib(graph: Graph, arch: Architecture) -> float:
+    """The input buffer (KiB) of the engine `arch` describes, sized to `graph` when the arch gives none."""
+    return _build(graph, arch).params.input_buffer_bytes / 1024
+
+
 def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight_bits: int, act_bits: int,
                    dense_only: bool = False, progress: bool = False) -> tuple[Architecture, list]:
     """(the architecture with the engine's buffer size, one LayerResult per conv2d layer).
@@ -34,10 +49,7 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
     from . import LayerResult
 
     spec = arch.engine
-    if arch.glb_kib and arch.glb_kib != int(arch.glb_kib):
-        raise HwgenError(f"the engine's buffer size must be a whole number of KiB, got {arch.glb_kib:g}")
-    built = engine.build(graph, engine.EngineConfig(m_lanes=spec.m_lanes, x_lanes=spec.x_lanes, bus_bits=spec.bus_bits,
-                                                    glb_kib=int(arch.glb_kib) or None, dense_only=dense_only))
+    built = _build(graph, arch, dense_only)
     params = built.params
     buffer_kib = params.input_buffer_bytes / 1024
     arch = dataclasses.replace(arch, glb_kib=buffer_kib)
