@@ -153,6 +153,8 @@ class MaskHook(TrainHook):
 class TrainingStopped(HwgenError):
     """Raised by `fit` when `checkpointing(stop_after_epochs=N)` has run its N epochs."""
 
+    exit_code = 75  # EX_TEMPFAIL: nothing is wrong; run again to continue
+
 
 class _Checkpointer:
     def __init__(self, directory: Path, stop_after_epochs: int | None):
