@@ -122,7 +122,7 @@ def budget_of(args):
     return budget
 
 
-def load_data(args, arch, channels: int | None = None):
+def load_data(args, arch):
     """(Data, description) for --data, or the digits upscaled to the model's native input size."""
     from hwgen import datasets
     from models.train import Data
@@ -134,7 +134,7 @@ def load_data(args, arch, channels: int | None = None):
         ds = datasets.digits_dataset(side)
         what = DIGITS + ("" if side == datasets.INPUT_SHAPE[-1] else f", upscaled to {side}x{side}")
     else:
-        ds = datasets.load_dataset(args.data, channels, side)
+        ds = datasets.load_dataset(args.data, None, side)
         what = f"{args.data}: {len(ds.y_train)} train / {len(ds.y_test)} test, {len(ds.classes)} classes"
     return Data.from_numpy(*ds.arrays()), what
 
