@@ -3,8 +3,9 @@
 (`hwgen eval`), for the digits CNN and ResNet-18-CIFAR at reduced and full width.
 
 Each figure times `models.train.fit` for one epoch over `--images` random images (batch 64, the
-thread count of --threads), after one untimed warm-up step. The load average is printed with the
-figures: the machine is shared, and a loaded machine gives proportionally lower numbers.
+thread count of --threads), after one untimed warm-up step, in CPU seconds of this process
+(`time.process_time`): on a shared, loaded machine wall time measures the neighbours, CPU time
+measures the code. With one thread, images per CPU second are images per second on an idle core.
 
     .venv/bin/python benchmarks/train_speed.py [--threads 1] [--images 256] [--models digits,resnet18-cifar:16,...]
 """
@@ -29,16 +30,16 @@ NATIVE = {"digits-cnn": (1, 8), "resnet18-cifar": (3, 32)}
 def images_per_second(model, data: Data, options: FitOptions) -> float:
     warm = Data(data.x_train[:options.batch_size], data.y_train[:options.batch_size], data.x_test, data.y_test)
     fit(model, warm, 1, 1e-3, options=options, progress=False)
-    start = time.perf_counter()
+    start = time.process_time()
     fit(model, data, 1, 1e-3, options=options, progress=False)
-    return len(data.x_train) / (time.perf_counter() - start)
+    return len(data.x_train) / (time.process_time() - start)
 
 
 def reference_images_per_second(net: QATNet, x: torch.Tensor) -> float:
     graph = net.quantized_graph()
-    start = time.perf_counter()
+    start = time.process_time()
     ex.reference_logits(graph, x.numpy())
-    return len(x) / (time.perf_counter() - start)
+    return len(x) / (time.process_time() - start)
 
 
 def main() -> None:
@@ -50,7 +51,7 @@ def main() -> None:
     options = FitOptions(device="cpu", threads=args.threads)
     print(f"CPU, {args.threads} thread(s), batch {options.batch_size}, {args.images} images per figure; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print("| model | width | MMACs / image | float training img/s | QAT img/s | integer reference img/s |")
+    print("| model | width | MMACs / image | float training img/s | QAT img/s | integer reference img/s |  (per CPU second)")
     print("|---|---:|---:|---:|---:|---:|")
     for spec in args.models.split(","):
         name, _, width = spec.partition(":")
