@@ -156,3 +156,13 @@ def test_eval_reports_the_reference_accuracy_and_refuses_foreign_labels(tmp_path
     np.savez(tmp_path / "d.npz", x=x, y=y, x_test=x, y_test=y)
     assert main(["eval", str(SHIPPED), "--data", str(tmp_path / "d.npz"), "--no-progress"]) == 2
     assert "labels go up to 10 but" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_rtl_agrees_with_the_reference(capsys):
+    """The engine's Verilog (Verilator) on 2 digits: logits equal, so the same top-1 (about 1 CPU-minute)."""
+    from models.experiments import SHIPPED
+
+    assert main(["eval", str(SHIPPED), "--rtl", "2", "--json", "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rtl_logits_equal_reference"] and report["top1_rtl"] == report["top1_reference_same_images"]
