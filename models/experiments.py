@@ -5,7 +5,8 @@
 
 (the same as `hwgen train --table` and `hwgen train --method periodic --scheme PS4_P4 --bits 8`).
 
-Each row is one method on the DigitsCNN: dense, periodic (pre-defined masks from initialisation),
+Each row is one method on a zoo model (`Arch`; the DigitsCNN by default, where every method runs;
+other models run dense and periodic by default): dense, periodic (pre-defined masks from initialisation),
 pattern-pruned (ADMM and iterative projection, from the trained dense model) and unstructured
 magnitude pruning (from the same dense model, to the density of the pattern-pruned one). Each is
 measured in float and, after quantization-aware training at W = A = 8 and 4 bits, by the integer
