@@ -134,7 +134,8 @@ def load_data(args, arch):
         ds = datasets.digits_dataset(side)
         what = DIGITS + ("" if side == datasets.INPUT_SHAPE[-1] else f", upscaled to {side}x{side}")
     else:
-        ds = datasets.load_dataset(args.data, None, side)
+        # folder images are resized to the model's native size; an .npz's images size the model
+        ds = datasets.load_dataset(args.data, None, side if args.data.is_dir() else None)
         what = f"{args.data}: {len(ds.y_train)} train / {len(ds.y_test)} test, {len(ds.classes)} classes"
     return Data.from_numpy(*ds.arrays()), what
 
