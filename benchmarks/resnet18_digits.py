@@ -4,7 +4,7 @@ integer reference on the written checkpoint), with the CPU and wall time the tab
 Runs `hwgen train --table --model resnet18-cifar --width W --scheme PSD1_P16 --epochs E --qat-epochs Q`
 and exits 1 when the PSD1_P16 integer accuracy is more than 1.5 points below the dense float twin,
 or when QAT's accuracy is not the checkpoint's. Width 16 (a 16x cheaper ResNet-18) takes about 10
-CPU-minutes; the paper's width 64 is about 16x that on a CPU.
+CPU-minutes; the paper's width 64 is about 10x that on a CPU (benchmarks/train_speed.py).
 
     .venv/bin/python benchmarks/resnet18_digits.py [--width 16] [--epochs 8] [--qat-epochs 2]
 """
