@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .periodic import CENTRE, sparse_convs
-from .train import Data, TrainHook, fit
+from .train import Data, FitOptions, TrainHook, fit
 
 KERNEL_TAPS = 9
 
@@ -47,7 +47,7 @@ def candidate_patterns(taps: int = 4) -> np.ndarray:
 
 def _kernels(conv: nn.Conv2d) -> np.ndarray:
     """The layer's kernels as float64 (M * C, 9)."""
-    return conv.weight.detach().double().reshape(-1, KERNEL_TAPS).numpy()
+    return conv.weight.detach().double().reshape(-1, KERNEL_TAPS).cpu().numpy()
 
 
 def pattern_library(convs: list[nn.Conv2d], k: int = 8, taps: int = 4) -> np.ndarray:
@@ -105,11 +105,11 @@ def project_weight(weight: np.ndarray, library: np.ndarray, connectivity: float)
 
 def project(convs: list[nn.Conv2d], library: np.ndarray, connectivity: float) -> dict:
     """{conv: Projection} of the current weights of `convs`."""
-    return {conv: project_weight(conv.weight.detach().numpy(), library, connectivity) for conv in convs}
+    return {conv: project_weight(conv.weight.detach().cpu().numpy(), library, connectivity) for conv in convs}
 
 
 def masks_of(projections: dict) -> dict:
-    return {conv: torch.from_numpy(p.mask) for conv, p in projections.items()}
+    return {conv: torch.from_numpy(p.mask).to(conv.weight.device) for conv, p in projections.items()}
 
 
 class ADMMHook(TrainHook):
@@ -124,8 +124,8 @@ class ADMMHook(TrainHook):
         z = {}
         for c in self.convs:
             v = (c.weight.detach() + self.u[c])
-            p = project_weight(v.numpy(), self.library, self.connectivity)
-            z[c] = v * torch.from_numpy(p.mask)
+            p = project_weight(v.cpu().numpy(), self.library, self.connectivity)
+            z[c] = v * torch.from_numpy(p.mask).to(v.device)
         return z
 
     def penalty(self, model):
@@ -135,6 +135,13 @@ class ADMMHook(TrainHook):
         self.z = self._project_plus_u()
         for c in self.convs:
             self.u[c] = self.u[c] + c.weight.detach() - self.z[c]
+
+    def state_dict(self) -> dict:
+        return {"z": [self.z[c] for c in self.convs], "u": [self.u[c] for c in self.convs]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.z = dict(zip(self.convs, state["z"]))
+        self.u = dict(zip(self.convs, state["u"]))
 
 
 def _hard_prune(convs, library, connectivity) -> dict:
@@ -148,7 +155,8 @@ def _hard_prune(convs, library, connectivity) -> dict:
 
 def admm_prune(model: nn.Module, data: Data, *, k: int = 8, taps: int = 4, connectivity: float = 0.25,
                rho: float = 1e-2, admm_epochs: int = 10, retrain_epochs: int = 10, lr: float = 1e-3,
-               seed: int = 0, progress: bool = True) -> tuple[dict, np.ndarray]:
+               seed: int = 0, progress: bool = True,
+               options: FitOptions = FitOptions()) -> tuple[dict, np.ndarray]:
     """Pattern- and connectivity-prune a trained `model` in place by ADMM, then retrain with masks.
 
     Returns ({conv: mask}, library). The masks are fixed: pass them to later `fit` calls (e.g. QAT).
@@ -156,15 +164,17 @@ def admm_prune(model: nn.Module, data: Data, *, k: int = 8, taps: int = 4, conne
     convs = sparse_convs(model)
     library = pattern_library(convs, k, taps)
     admm = ADMMHook(convs, library, connectivity, rho)
-    fit(model, data, admm_epochs, lr, seed, hooks=[admm], progress=progress, desc="pattern admm")
+    fit(model, data, admm_epochs, lr, seed, hooks=[admm], progress=progress, options=options,
+        desc="pattern admm")
     masks = _hard_prune(convs, library, connectivity)
-    fit(model, data, retrain_epochs, lr, seed + 1, masks=masks, progress=progress, desc="pattern retrain")
+    fit(model, data, retrain_epochs, lr, seed + 1, masks=masks, progress=progress, options=options,
+        desc="pattern retrain")
     return masks, library
 
 
 def iterative_prune(model: nn.Module, data: Data, *, k: int = 8, taps: int = 4, connectivity: float = 0.25,
                     rounds: int = 3, epochs_per_round: int = 5, lr: float = 1e-3, seed: int = 0,
-                    progress: bool = True) -> tuple[dict, np.ndarray]:
+                    progress: bool = True, options: FitOptions = FitOptions()) -> tuple[dict, np.ndarray]:
     """Pattern- and connectivity-prune a trained `model` in place by iterative magnitude projection."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
@@ -173,6 +183,6 @@ def iterative_prune(model: nn.Module, data: Data, *, k: int = 8, taps: int = 4, 
     masks = {}
     for r in range(rounds):
         masks = _hard_prune(convs, library, connectivity * (r + 1) / rounds)
-        fit(model, data, epochs_per_round, lr, seed + r, masks=masks, progress=progress,
+        fit(model, data, epochs_per_round, lr, seed + r, masks=masks, progress=progress, options=options,
             desc=f"pattern round {r + 1}/{rounds}")
     return masks, library

@@ -82,7 +82,7 @@ def apply_periodic(model, scheme: str | Scheme) -> dict:
     table = sch.table()
     masks = {}
     for conv in sparse_convs(model):
-        mask = torch.from_numpy(layer_mask(table, conv.out_channels, conv.in_channels)).to(conv.weight.dtype)
+        mask = torch.from_numpy(layer_mask(table, conv.out_channels, conv.in_channels)).to(conv.weight.device, conv.weight.dtype)
         with torch.no_grad():
             conv.weight.mul_(mask)
         conv.weight.register_hook(lambda g, mask=mask: g * mask)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .periodic import sparse_convs
-from .train import Data, fit
+from .train import Data, FitOptions, fit
 
 SCOPES = ("global", "layer")
 
@@ -24,7 +24,7 @@ def magnitude_masks(convs: list[nn.Conv2d], sparsity: float, scope: str = "globa
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got '{scope}'")
-    mags = [c.weight.detach().abs().double().flatten().numpy() for c in convs]
+    mags = [c.weight.detach().abs().double().flatten().cpu().numpy() for c in convs]
     groups = [mags] if scope == "global" else [[m] for m in mags]
     keeps = []
     for group in groups:
@@ -32,12 +32,12 @@ def magnitude_masks(convs: list[nn.Conv2d], sparsity: float, scope: str = "globa
         keep = np.ones(flat.size, dtype=np.float32)
         keep[np.argsort(flat, kind="stable")[:int(round(sparsity * flat.size))]] = 0.0
         keeps += np.split(keep, np.cumsum([m.size for m in group])[:-1])
-    return {c: torch.from_numpy(k.reshape(c.weight.shape)) for c, k in zip(convs, keeps)}
+    return {c: torch.from_numpy(k.reshape(c.weight.shape)).to(c.weight.device) for c, k in zip(convs, keeps)}
 
 
 def magnitude_prune(model: nn.Module, data: Data, sparsity: float, *, scope: str = "global", rounds: int = 3,
                     epochs_per_round: int = 5, lr: float = 1e-3, seed: int = 0,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, options: FitOptions = FitOptions()) -> dict:
     """Prune a trained `model` in place to `sparsity` over its sparse convs; returns {conv: mask}."""
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
@@ -48,6 +48,6 @@ def magnitude_prune(model: nn.Module, data: Data, sparsity: float, *, scope: str
         with torch.no_grad():
             for conv, mask in masks.items():
                 conv.weight.mul_(mask)
-        fit(model, data, epochs_per_round, lr, seed + r, masks=masks, progress=progress,
+        fit(model, data, epochs_per_round, lr, seed + r, masks=masks, progress=progress, options=options,
             desc=f"unstructured round {r + 1}/{rounds}")
     return masks

@@ -49,20 +49,23 @@ VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
 
 
 class VGG16(nn.Module):
-    """VGG-16 with batch norm; for 64x64 Tiny ImageNet the last pool leaves 512 x 2 x 2."""
+    """VGG-16 with batch norm; for 64x64 Tiny ImageNet the last pool leaves 512 x 2 x 2.
 
-    def __init__(self, num_classes: int = 200, in_channels: int = 3, image_size: int = 64):
+    `width` is the channel count of the first layer (64 in the paper); every layer scales with it.
+    """
+
+    def __init__(self, num_classes: int = 200, in_channels: int = 3, image_size: int = 64, width: int = 64):
         super().__init__()
         layers, cin = [], in_channels
         for v in VGG16_CFG:
             if v == "M":
                 layers.append(nn.MaxPool2d(2))
             else:
-                layers += [*conv_bn(cin, v), nn.ReLU()]
-                cin = v
+                layers += [*conv_bn(cin, v * width // 64), nn.ReLU()]
+                cin = v * width // 64
         self.features = nn.Sequential(*layers)
         side = image_size // 32
-        self.classifier = nn.Sequential(nn.Linear(512 * side * side, 512), nn.ReLU(), nn.Linear(512, num_classes))
+        self.classifier = nn.Sequential(nn.Linear(cin * side * side, cin), nn.ReLU(), nn.Linear(cin, num_classes))
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.features(x), 1))
@@ -71,18 +74,19 @@ class VGG16(nn.Module):
 class DigitsCNN(nn.Module):
     """A small CNN for the 8x8 digits of scikit-learn: four 3x3 convolutions, two pools, a classifier."""
 
-    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (16, 32, 32, 64)):
+    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (16, 32, 32, 64), in_channels: int = 1,
+                 image_size: int = 8):
         super().__init__()
         c1, c2, c3, c4 = widths
         self.features = nn.Sequential(
-            *conv_bn(1, c1), nn.ReLU(),
+            *conv_bn(in_channels, c1), nn.ReLU(),
             *conv_bn(c1, c2), nn.ReLU(),
             nn.MaxPool2d(2),
             *conv_bn(c2, c3), nn.ReLU(),
             *conv_bn(c3, c4), nn.ReLU(),
             nn.MaxPool2d(2),
         )
-        self.classifier = nn.Linear(c4 * 2 * 2, num_classes)
+        self.classifier = nn.Linear(c4 * (image_size // 4) ** 2, num_classes)
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.features(x), 1))
@@ -97,9 +101,51 @@ MODELS = {
 }
 
 
+# Short names the command line accepts as well.
+ALIASES = {"vgg16": "vgg16-tiny", "digits": "digits-cnn"}
+
+
 def build(name: str) -> tuple[nn.Module, tuple[int, int, int]]:
     ctor, shape = MODELS[name]
     return ctor(), shape
+
+
+def canonical(name: str) -> str:
+    """The zoo name of `name` (an alias or a zoo name)."""
+    from hwgen.errors import HwgenError
+
+    name = ALIASES.get(name, name)
+    if name not in MODELS:
+        raise HwgenError(f"unknown model '{name}' (choose from {', '.join(sorted(set(MODELS) | set(ALIASES)))})")
+    return name
+
+
+def make(name: str, num_classes: int, input_shape: tuple[int, int, int], width: int | None = None) -> nn.Module:
+    """Architecture `name` for `num_classes` classes and (C, H, W) inputs, optionally narrower.
+
+    `width` is the first stage's channel count (ResNet-18 and VGG-16: 64, the digits CNN: 16);
+    every later stage scales with it, so `width=16` is a 16x cheaper ResNet-18 for quick runs.
+    """
+    from hwgen.errors import HwgenError
+
+    name = canonical(name)
+    c, h, w = input_shape
+    if h != w:
+        raise HwgenError(f"{name}: square images expected, got {h}x{w}")
+    if width is not None and width < 1:
+        raise HwgenError(f"width must be >= 1, got {width}")
+    if name.startswith("resnet18"):
+        if h % 8:
+            raise HwgenError(f"{name}: image side must be a multiple of 8, got {h}")
+        return ResNet18(num_classes, c, width or 64)
+    if name == "vgg16-tiny":
+        if h % 32:
+            raise HwgenError(f"{name}: image side must be a multiple of 32, got {h}")
+        return VGG16(num_classes, c, h, width or 64)
+    if h % 4:
+        raise HwgenError(f"{name}: image side must be a multiple of 4, got {h}")
+    k = width or 16
+    return DigitsCNN(num_classes, (k, 2 * k, 2 * k, 4 * k), c, h)
 
 
 def export_pt2(model: nn.Module, input_shape: tuple[int, ...], path) -> None:

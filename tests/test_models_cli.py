@@ -49,8 +49,24 @@ def test_train_writes_a_deterministic_checkpoint_whose_reference_accuracy_is_rep
     (["--method", "periodic", "--scheme", "PS4_Q4", "--out", "x.hwq"], "unknown periodic scheme"),
     (["--method", "pattern", "--connectivity", "1.5", "--out", "x.hwq"], "connectivity rate"),
     (["--method", "dense", "--epochs", "-1", "--out", "x.hwq"], "--epochs must be >= 0"),
+    (["--method", "dense", "--model", "resnet50", "--out", "x.hwq"], "unknown model 'resnet50'"),
+    (["--method", "dense", "--preset", "imagenet", "--out", "x.hwq"], "unknown preset 'imagenet'"),
+    (["--method", "dense", "--schedule", "multistep", "--out", "x.hwq"], "--schedule multistep needs --milestones"),
+    (["--method", "dense", "--schedule", "multistep", "--milestones", "0.8,0.5", "--out", "x.hwq"],
+     "milestones must be increasing fractions"),
+    (["--method", "dense", "--stop-after-epochs", "1", "--out", "x.hwq"], "needs --checkpoint-dir"),
+    (["--method", "dense", "--model", "vgg16", "--width", "0", "--out", "x.hwq"], "width must be >= 1"),
 ])
 def test_bad_arguments_give_one_line_errors(tmp_path, capsys, argv, message):
     assert main(["train", "--no-progress", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_cuda_without_a_gpu_is_one_line(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main(["train", "--method", "dense", "--device", "cuda", "--out", "x.hwq"]) == 2
+    assert capsys.readouterr().err.strip() == "hwgen train: error: --device cuda: no CUDA device is available"

@@ -9,7 +9,7 @@ from hwgen.errors import HwgenError
 from hwgen.quantize import quantize_input
 from models import periodic
 from models.experiments import new_model
-from models.qat import QATNet, fold_batchnorm
+from models.qat import QATNet
 from models.train import Data, fit
 from models.zoo import ResNet18
 
@@ -28,17 +28,6 @@ def trained(data):
     return model, masks
 
 
-def test_fold_batchnorm_matches_eval_forward():
-    torch.manual_seed(0)
-    conv, bn = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4)
-    with torch.no_grad():
-        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.uniform_(0.5, 2)
-        bn.bias.uniform_(-1, 1)
-    bn.eval()
-    x = torch.randn(2, 3, 5, 5)
-    torch.testing.assert_close(fold_batchnorm(conv, bn)(x), bn(conv(x)), rtol=1e-5, atol=1e-5)
-
-
 @pytest.mark.parametrize("bits", [8, 4])
 def test_qat_forward_equals_integer_reference(data, trained, bits):
     model, masks = trained
@@ -54,14 +43,9 @@ def test_qat_forward_equals_integer_reference(data, trained, bits):
         if orig in masks:
             zero = masks[orig].numpy() == 0
             assert not mine.weight.detach().numpy()[zero].any()
-            assert not qg.node(_node_of(net, mine)).quant.weight[zero].any()
+            assert not qg.node(net.layer_names[list(net.layers).index(mine)]).quant.weight[zero].any()
     # and QAT moved the weights and learned scales (the test could fail if it were a no-op)
     assert any(not torch.equal(mine.weight, orig.weight) for mine, orig in net.source.items())
-
-
-def _node_of(net: QATNet, layer) -> str:
-    i = list(net.layers).index(layer)
-    return net.graph().nodes[i + 1].name
 
 
 def test_qat_gradients_flow_to_every_layer(data, trained):
@@ -73,11 +57,27 @@ def test_qat_gradients_flow_to_every_layer(data, trained):
         assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
 
 
-def test_qat_rejects_non_chain_models(data):
-    with pytest.raises(HwgenError, match="unsupported layer BasicBlock"):
-        QATNet(ResNet18(10, in_channels=1, width=4), 8, 8, data.x_train)
+def test_qat_rejects_bad_bits(data):
     with pytest.raises(HwgenError, match="weight bits"):
         QATNet(new_model(0), 9, 8, data.x_train)
+
+
+@pytest.mark.parametrize("bits", [8, 3])
+def test_residual_qat_equals_integer_reference_including_the_add(bits):
+    """ResNet-18 (width 4): the QAT forward, residual adds included, is the integer reference."""
+    torch.manual_seed(5)
+    model = ResNet18(4, in_channels=3, width=4)
+    masks = periodic.apply_periodic(model, "PSD1_P16")
+    x, y = torch.rand(48, 3, 16, 16), torch.randint(0, 4, (48,))
+    net = QATNet(model, bits, bits, x)
+    fit(net, Data(x, y, x, y), 1, lr=1e-3, seed=1, masks=net.carry_masks(masks), progress=False)
+    qg = net.quantized_graph()
+    adds = [n for n in qg.nodes if n.op == "add"]
+    assert len(adds) == 8 and all(n.quant.input_multipliers[0] != n.quant.input_multipliers[1] for n in adds)
+    every = reference.run_all(qg, quantize_input(qg, x.numpy()))
+    assert np.array_equal(net.integer_logits(x), every[qg.output])
+    assert any(every[n.name].max() == n.quant.requant.hi for n in adds)  # the add's clamp is exercised
+    assert len(net.carry_masks(masks)) == len(masks) == 16  # every 3x3 conv after the first
 
 
 def test_exported_checkpoint_computes_what_qat_computes(tmp_path, data, trained):

@@ -5,7 +5,7 @@ import torch
 
 from models import periodic
 from models.experiments import new_model
-from models.train import Data, evaluate, fit
+from models.train import Data, FitOptions, evaluate, fit
 
 
 def tiny_data() -> Data:
@@ -30,7 +30,7 @@ def test_periodic_masks_follow_the_rule_after_training():
     model = new_model(0)
     scheme = periodic.parse_scheme("PSD4_P8")
     masks = periodic.apply_periodic(model, scheme)
-    fit(model, data, 2, seed=0, masks=masks, progress=False, weight_decay=1e-2)
+    fit(model, data, 2, seed=0, masks=masks, progress=False, options=FitOptions(weight_decay=1e-2))
     convs = periodic.sparse_convs(model)
     assert len(convs) == 3 and set(masks) == set(convs)
     table = scheme.table()
