@@ -11,6 +11,7 @@ from analysis_helpers import export_sparse
 from hwgen.analysis import analyze
 from hwgen.analysis.formats import FORMATS
 from hwgen.cli import main
+from hwgen.errors import HwgenError
 from hwgen.ingest import load_model
 
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "digits_ps4p4_w8a8.hwq"
@@ -77,8 +78,7 @@ def test_compare_mode(tmp_path, capsys):
 
 def test_engine_preset_reports_the_engine_schedule(tmp_path, capsys):
     from hwgen import engine
-    from hwgen.engine import schedule
-    from hwgen.engine import plan_graph
+    from hwgen.engine import plan_graph, schedule
 
     graph = load_model(SHIPPED)
     a = analyze(graph, arch="engine")
@@ -91,8 +91,14 @@ def test_engine_preset_reports_the_engine_schedule(tmp_path, capsys):
         assert r.dram_bytes["total"] == sum(s.bytes.values()) and r.cycles == s.cycles
     dense = analyze(graph, arch="engine", fmt="dense")
     assert dense.totals["dram_bytes"]["weights"] > a.totals["dram_bytes"]["weights"]
-    assert main(["analyze", str(SHIPPED), "--arch", "engine", "--compare", "csr8"]) == 2
-    assert "generated engine" in capsys.readouterr().err
+    with pytest.raises(HwgenError, match="generated engine: it runs its own tiling, so it takes no mapping"):
+        analyze(graph, arch="engine", mapping="m.yaml")
+    # a format without an engine datapath: the generic model on the engine's memories
+    csr8 = analyze(graph, arch="engine", fmt="csr8")
+    assert csr8.arch.engine is None and "generic model" in csr8.arch.name
+    assert csr8.arch.glb_kib == a.arch.glb_kib  # the engine's own input buffer
+    assert main(["analyze", str(SHIPPED), "--arch", "engine", "--compare", "dense,csr8,pattern,periodic"]) == 0
+    assert "csr8" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, message", [
