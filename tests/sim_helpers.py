@@ -118,3 +118,14 @@ def assert_single_layer_exact(report, images: int, timing: str, cycle_tolerance:
     if timing == "ideal":
         assert lr.dram_bytes_measured == lr.dram_bytes_predicted
         assert abs(lr.cycles - lr.cycles_predicted) <= cycle_tolerance * lr.cycles, (lr.cycles, lr.cycles_predicted)
+
+
+def check_single_layer(target, tmp_path, cache, timing: str, seed: int, cycle_tolerance: float, images: int = 2):
+    """Simulate a one-layer target on `images` seeded inputs and `assert_single_layer_exact`."""
+    from hwgen import simulate
+
+    inputs, _ = simulate.sample_inputs(target.graph, images, seed)
+    report = simulate.run_network(target, inputs, None, seed=seed, timing=timing, workdir=tmp_path / "sim",
+                                  cache_dir=cache)
+    assert_single_layer_exact(report, images, timing, cycle_tolerance)
+    return report

@@ -11,9 +11,9 @@ import json
 
 import pytest
 from gateware_helpers import conv_graph
-from sim_helpers import assert_single_layer_exact
+from sim_helpers import check_single_layer
 
-from hwgen import sim_target, simulate
+from hwgen import sim_target
 
 CYCLE_TOLERANCE = 0.03
 
@@ -34,7 +34,4 @@ def test_manifest_says_weights_packed(packed):
 
 @pytest.mark.parametrize("timing", ["ideal", "hostile"])
 def test_packed_layer_is_bit_exact_with_predicted_bytes_and_cycles(packed, tmp_path, cache, timing):
-    inputs, _ = simulate.sample_inputs(packed.graph, 2, 7)
-    report = simulate.run_network(packed, inputs, None, seed=7, timing=timing, workdir=tmp_path / "sim",
-                                  cache_dir=cache)
-    assert_single_layer_exact(report, 2, timing, CYCLE_TOLERANCE)
+    check_single_layer(packed, tmp_path, cache, timing, 7, CYCLE_TOLERANCE)

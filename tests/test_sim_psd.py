@@ -11,9 +11,9 @@ import json
 
 import pytest
 from gateware_helpers import conv_graph
-from sim_helpers import assert_single_layer_exact
+from sim_helpers import check_single_layer
 
-from hwgen import sim_target, simulate
+from hwgen import sim_target
 
 CYCLE_TOLERANCE = 0.03
 
@@ -24,12 +24,6 @@ def psd(tmp_path_factory):
     return sim_target.from_graph(graph, tmp_path_factory.mktemp("psd-engine"), m_lanes=2, x_lanes=2, bus_bits=64)
 
 
-def run(target, tmp_path, cache, timing, seed=0):
-    inputs, _ = simulate.sample_inputs(target.graph, 2, seed)
-    return simulate.run_network(target, inputs, None, seed=seed, timing=timing, workdir=tmp_path / "sim",
-                                cache_dir=cache)
-
-
 def test_manifest_says_residue_grouped(psd):
     layer = json.loads((psd.image_path.parent / "manifest.json").read_text())["layers"][0]
     assert (layer["structure"], layer["grouping"], layer["period"], layer["taps"]) == ("periodic", "residue", 16, 9)
@@ -37,5 +31,4 @@ def test_manifest_says_residue_grouped(psd):
 
 @pytest.mark.parametrize("timing", ["ideal", "hostile"])
 def test_psd_layer_is_bit_exact_with_predicted_bytes_and_cycles(psd, tmp_path, cache, timing):
-    report = run(psd, tmp_path, cache, timing, seed=5)
-    assert_single_layer_exact(report, 2, timing, CYCLE_TOLERANCE)
+    check_single_layer(psd, tmp_path, cache, timing, 5, CYCLE_TOLERANCE)

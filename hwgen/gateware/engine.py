@@ -231,23 +231,7 @@ class Engine(wiring.Component):
                 m.d.sync += [j.eq(0), fill_base.eq(0),
                              set_size.eq(Mux(d.m_groups - group < d.resident_groups, d.m_groups - group,
                                              d.resident_groups))]
-                m.next = "SET_WEIGHTS_REQ"
-            with m.State("SET_WEIGHTS_REQ"):
-                m.d.comb += [self.busy.eq(1), wbuf.fill_start.eq(1)]
-                read(weight_ptr, d.weight_group_beats)
-                m.next = "SET_WEIGHTS"
-            with m.State("SET_WEIGHTS"):
-                m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), wbuf.fill.valid.eq(self.rd.valid)]
-                with m.If(rd_beat):
-                    m.d.sync += got.eq(got + 1)
-                    with m.If(got == d.weight_group_beats - 1):
-                        m.d.sync += [j.eq(j + 1), fill_base.eq(fill_base + group_words),
-                                     weight_ptr.eq(weight_ptr + d.weight_group_beats * bb)]
-                        with m.If(j == set_size - 1):
-                            reset_bands()
-                            m.next = "BAND"
-                        with m.Else():
-                            m.next = "SET_WEIGHTS_REQ"
+                m.next = "WEIGHTS_REQ"
             # -- a row band's input: the rows [lo, hi) of every channel its windows read ----------------
             with m.State("BAND"):
                 m.d.comb += self.busy.eq(1)
@@ -327,11 +311,21 @@ class Engine(wiring.Component):
                 read(weight_ptr, d.weight_group_beats)
                 m.next = "WEIGHTS"
             with m.State("WEIGHTS"):
+                # streamed: the group's weights, then its run; resident: the set's groups side by side
                 m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), wbuf.fill.valid.eq(self.rd.valid)]
                 with m.If(rd_beat):
                     m.d.sync += got.eq(got + 1)
                     with m.If(got == d.weight_group_beats - 1):
-                        m.next = "RUN_START"
+                        with m.If(~resident):
+                            m.next = "RUN_START"
+                        with m.Else():
+                            m.d.sync += [j.eq(j + 1), fill_base.eq(fill_base + group_words),
+                                         weight_ptr.eq(weight_ptr + d.weight_group_beats * bb)]
+                            with m.If(j == set_size - 1):
+                                reset_bands()
+                                m.next = "BAND"
+                            with m.Else():
+                                m.next = "WEIGHTS_REQ"
             # -- the passes of one band and one lane group ------------------------------------------------
             with m.State("RUN_START"):
                 m.d.comb += [self.busy.eq(1), inbuf.run.eq(1), wb.run.eq(1)]
