@@ -1,4 +1,4 @@
-"""Randomized engines and layers (tests/sim_helpers.py) in cocotb/Verilator against the reference.
+"""Randomized engines and layers (hwgen.randomnet) in cocotb/Verilator against the reference.
 
 Every seed draws bit widths, lanes, bus width, channel counts, sizes, strides, kernels, periodic
 schemes (PS, PSD) or dense, signed or ReLU outputs and worst-case operands, generates the engine,
@@ -10,9 +10,9 @@ many more in `make soak`.
 from __future__ import annotations
 
 import pytest
-from sim_helpers import random_chain
 
 from hwgen import sim_target, simulate
+from hwgen.randomnet import random_chain
 
 DEFAULT_SEEDS = [11, 12]
 SOAK_SEEDS = list(range(100, 124))
