@@ -83,7 +83,7 @@ def _chunk(n_points: int, workers: int) -> int:
     return max(1, min(64, math.ceil(n_points / (4 * workers))))
 
 
-def plan(spec: Spec, out: Path, workers: int) -> tuple[list[Task], int, int]:
+def plan(spec: Spec, out: Path, workers: int, cache: str) -> tuple[list[Task], int, int]:
     """(tasks for the rows not yet `ok`, rows to run, rows already done)."""
     done = {r["key"] for r in store.load(out) if r["status"] == "ok"}
     stages = spec.stages.names()
@@ -116,7 +116,7 @@ def plan(spec: Spec, out: Path, workers: int) -> tuple[list[Task], int, int]:
         groups = [light[i:i + size] for i in range(0, len(light), size)] + heavy
         for g in groups:
             tasks.append(Task(str(out), paths[input_key], spec.stages, g,
-                              {(p.key, s): keys[(p.key, s)] for p, todo in g for s in todo}))
+                              {(p.key, s): keys[(p.key, s)] for p, todo in g for s in todo}, cache))
     return tasks, todo_rows, skipped
 
 
@@ -144,16 +144,21 @@ def execute(ex, fn, tasks: list, out: Path, total: int, desc: str, progress: boo
 
 
 def run_sweep(spec: Spec, out, *, executor: str = "local", workers: int | None = None, address: str | None = None,
-              progress: bool = True) -> dict:
-    """Run the rows of `spec` not yet done in `out`; returns a summary (counts by status, times)."""
-    out = Path(out)
+              cache_dir=None, progress: bool = True) -> dict:
+    """Run the rows of `spec` not yet done in `out`; returns a summary (counts by status, times).
+
+    `cache_dir`: where Verilator builds are kept (default OUT/sim-cache), one per engine
+    configuration, shared by every simulation of it (on a cluster: put it on a shared filesystem).
+    """
+    out = Path(out).resolve()  # workers may run elsewhere (Ray)
     out.mkdir(parents=True, exist_ok=True)
     (out / STATE).write_text(json.dumps({"name": spec.name, "spec": spec.path, "points": len(spec.points),
                                          "stages": spec.stages.names(), "grid": spec.grid}, indent=1) + "\n")
     t0 = time.perf_counter()
     ex = executors.make(executor, workers, address)
     try:
-        tasks, todo_rows, skipped = plan(spec, out, workers or ex.workers)
+        cache = str(Path(cache_dir).resolve() if cache_dir else (out / "sim-cache").resolve())
+        tasks, todo_rows, skipped = plan(spec, out, workers or ex.workers, cache)
         counts = execute(ex, run_task, tasks, out, todo_rows, f"sweep {spec.name}", progress)
         total = store.compact(out)
     finally:

@@ -159,13 +159,16 @@ def write_pareto(points: list[dict], path: Path, title: str = "") -> list[str]:
             for x, y, p in front[:12]:
                 ax.annotate(" ".join(f"{p['params'][k]}" for k in params), (x, y), fontsize=6,
                             xytext=(3, 3), textcoords="offset points")
+        xs_all = [p[xk] for p in points if p.get(xk)]
+        if xs_all and max(xs_all) > 20 * min(xs_all):
+            ax.set_xscale("log")
         ax.set_xlabel(LABELS[xk])
         ax.set_ylabel(LABELS[yk])
         ax.set_title(ptitle, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     if title:
-        fig.suptitle(f"{title} ({len(points)} points; labels: {' '.join(params) or '-'})", fontsize=9)
+        fig.suptitle(f"{title}: {len(points)} points\nfront labels: {' '.join(params) or '-'}", fontsize=8)
     fig.savefig(path, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
     return [t for _, _, t in panels]

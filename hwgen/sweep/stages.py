@@ -34,6 +34,7 @@ class Task:
     stages: Stages
     points: list[tuple[Point, list[str]]]  # each point with the stages to run, in order
     row_keys: dict[tuple[str, str], str]  # (point key, stage) -> row key
+    cache: str  # the Verilator build cache the simulations share (keyed by the Verilog's hash)
 
     cpus = 1  # every stage is single-threaded: Python, Yosys, one Verilator simulation
 
@@ -178,14 +179,14 @@ def generate_point(point: Point, graph, out: Path, synth: str | None) -> tuple[d
     return figures, manifest
 
 
-def simulate_point(point: Point, out: Path, stages: Stages, row_key: str) -> tuple[dict, dict, str]:
+def simulate_point(point: Point, out: Path, stages: Stages, row_key: str, cache: str) -> tuple[dict, dict, str]:
     from ..simulate import simulate
 
     gen = engine_dir(out, point)
     if not (gen / "manifest.json").exists():
         raise HwgenError("no generated engine to simulate (the generate stage failed)")
     report = simulate(gen, images=stages.images, seed=point.seed, timing=stages.timing,
-                      workdir=out / "sims" / row_key, cache_dir=out / "sim-cache")
+                      workdir=out / "sims" / row_key, cache_dir=Path(cache))
     doc = report.to_json()
     t = doc["totals"]
     figures = {"mismatches": t["mismatches"] + report.logit_mismatches, "sim_cycles": t["cycles"],
@@ -224,7 +225,8 @@ def run_task(task: Task) -> list[dict]:
                 elif stage == "generate":
                     figures, doc = generate_point(point, graph, out, task.stages.synth)
                 else:
-                    figures, doc, status = simulate_point(point, out, task.stages, task.row_keys[(point.key, stage)])
+                    figures, doc, status = simulate_point(point, out, task.stages, task.row_keys[(point.key, stage)],
+                                                            task.cache)
             except Exception as e:  # noqa: BLE001 - a failure is recorded, never stops the sweep
                 status, error = "error", error_text(e)
             rows.append(make_row(point_row(task.row_keys[(point.key, stage)], point, stage), status, error,

@@ -38,7 +38,7 @@ class Case:
     out: str
     seed: int
     timing: str
-    cache: str
+    cache: str | None  # a shared Verilator build cache; None: the case's own, deleted when it passes
     cpus = 1
 
     def base(self, engine: dict | None = None, label: str | None = None) -> dict:
@@ -65,7 +65,8 @@ def run_case(case: Case) -> list[dict]:
         doc["description"] = chain.description
         target = sim_target.from_graph(chain.graph, folder / "gen", **chain.engine)
         report = simulate.run_network(target, chain.inputs, None, seed=case.seed, timing=case.timing,
-                                      workdir=folder / "sim", cache_dir=Path(case.cache))
+                                      workdir=folder / "sim",
+                                      cache_dir=Path(case.cache) if case.cache else folder / "sim-cache")
         doc["report"] = report.to_json()
         t = report.totals()
         figures = {"mismatches": t["mismatches"] + report.logit_mismatches, "sim_cycles": t["cycles"],
@@ -83,7 +84,7 @@ def run_case(case: Case) -> list[dict]:
     except Exception as e:  # noqa: BLE001 - recorded with its seed, never stops the campaign
         status, error = "error", error_text(e)
     if status == "ok":
-        shutil.rmtree(folder, ignore_errors=True)  # only failures keep their files
+        shutil.rmtree(folder, ignore_errors=True)  # only failures keep their files (and their build)
     return [make_row(base, status, error, time.perf_counter() - t0, figures, doc)]
 
 
@@ -97,12 +98,13 @@ def run_campaign(cases: int, out, *, seed: int = 0, timing: str = "hostile", exe
         raise HwgenError(f"--random must be at least 1, got {cases}")
     if seed < 0:
         raise HwgenError(f"--seed must be non-negative, got {seed}")
-    out = Path(out)
+    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     seeds = range(seed, seed + cases)
     done = {r["key"] for r in store.load(out) if r["status"] == "ok"}
     todo = [s for s in seeds if case_key(s, timing) not in done]
-    cache = str(Path(cache_dir) if cache_dir else out / "sim-cache")
+    # Every case is a different design: a build (about 150 MB) is worth keeping only for a failure.
+    cache = str(cache_dir) if cache_dir else None
     t0 = time.perf_counter()
     ex = executors.make(executor, workers, address)
     try:
