@@ -8,8 +8,6 @@ the report plots into columns of their own (see hwgen.sweep.store).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import time
 import traceback
@@ -17,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import HwgenError
+from ..simrunner import locked
 from .spec import GENERIC_ONLY, Point, Stages, digest
 
 # Per worker process: a graph is loaded and an architecture written once, then reused by every
@@ -146,17 +145,6 @@ def analyze_point(point: Point, graph, path: str, out: Path) -> tuple[dict, dict
     return figures, doc
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def engine_dir(out: Path, point: Point) -> Path:
     """One folder per engine configuration, shared by every point (and stage) that needs it."""
     return out / "engines" / point.engine_key
@@ -167,7 +155,7 @@ def generate_point(point: Point, graph, out: Path, synth: str | None) -> tuple[d
 
     gen = engine_dir(out, point)
     manifest_path = gen / "manifest.json"
-    with _locked(gen.with_suffix(".lock")):
+    with locked(gen.with_suffix(".lock")):  # points of one engine wait for the first to write it
         manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else None
         if manifest is None or (synth and manifest.get("synth", {}).get("target") != synth):
             manifest = generate(graph, gen, synth=synth, **point.engine)
