@@ -206,7 +206,16 @@ def _inputs(top: specfile.Section, base: Path, label: str) -> list[Input]:
     return out
 
 
-def _grid(top: specfile.Section, label: str) -> tuple[dict, int | None]:
+def _spec_file(base: Path, label: str, key: str, value: str) -> str:
+    if not value.endswith((".yaml", ".yml")):
+        return value  # a preset name
+    path = (base / value).resolve()
+    if not path.is_file():
+        raise HwgenError(f"{label}: 'parameters.grid.{key}': no such file {path}")
+    return str(path)
+
+
+def _grid(top: specfile.Section, label: str, base: Path) -> tuple[dict, int | None]:
     par = top.section("parameters", optional=True)
     if par is None:
         return {}, None
@@ -221,6 +230,8 @@ def _grid(top: specfile.Section, label: str) -> tuple[dict, int | None]:
                 raise HwgenError(f"{label}: 'parameters.grid.{key}' is an empty list: the grid has no point")
             for x in vs:
                 _check_value(label, key, x)
+            if key in ("arch", "energy"):  # a user's YAML file is relative to the spec, like inputs
+                vs = [_spec_file(base, label, key, x) for x in vs]
             if len(set(map(repr, vs))) != len(vs):
                 raise HwgenError(f"{label}: 'parameters.grid.{key}' lists a value twice")
             values[key] = vs
@@ -285,7 +296,7 @@ def load(path) -> Spec:
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise HwgenError(f"{label}: 'seed' must be a non-negative integer, got {seed!r}")
     inputs = _inputs(top, path.resolve().parent, label)
-    values, sample = _grid(top, label)
+    values, sample = _grid(top, label, path.resolve().parent)
     stages = _stages(top, label)
     top.done()
     keys = list(values)

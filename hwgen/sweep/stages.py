@@ -71,9 +71,13 @@ def _arch(params: dict, out: Path):
                 data[section][field] = v
         path = out / "archs" / f"{key}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
+        import os
+
         import yaml
 
-        path.write_text(yaml.safe_dump(data, sort_keys=True))
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # workers may write the same file at once
+        tmp.write_text(yaml.safe_dump(data, sort_keys=True))
+        tmp.replace(path)
         _ARCHS[key] = load_arch(str(path))
     return _ARCHS[key]
 
