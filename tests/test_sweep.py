@@ -165,3 +165,11 @@ def test_ray_executor_gives_the_local_rows(tmp_path):
     assert summary["executor"] == "ray" and summary["ok"] == 4
     strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
     assert strip(store.load(tmp_path / "ray")) == strip(store.load(tmp_path / "local"))
+
+
+def test_unreachable_ray_cluster_is_one_line(tmp_path, capsys):
+    path = write(tmp_path / "g.yaml", GENERIC)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--executor", "ray", "--address", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "could not reach the Ray cluster at 127.0.0.1:1" in err
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--address", "127.0.0.1:1"]) == 2  # local + address

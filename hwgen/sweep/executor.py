@@ -55,6 +55,7 @@ class RayExecutor:
         self.workers = workers or 1  # how finely to batch tasks; Ray itself schedules by CPUs
         kwargs = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
         if address:
+            _check_reachable(address)
             kwargs["address"] = address
         elif workers:
             kwargs["num_cpus"] = workers
@@ -88,6 +89,20 @@ class RayExecutor:
     def close(self) -> None:
         if self._owned:
             self.ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """An unreachable cluster is one line now, not minutes of Ray retrying and logging."""
+    import socket
+
+    hostport = address.removeprefix("ray://")
+    if hostport == "auto" or ":" not in hostport:
+        return
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise HwgenError(f"could not reach the Ray cluster at {address}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def make(name: str, workers: int | None = None, address: str | None = None):
