@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import HwgenError
 from . import executor as executors
 from . import store
-from .spec import Input, Spec, digest
+from .spec import Input, Spec
 from .stages import Task, run_task
 
 FLUSH_ROWS = 256  # rows buffered before they are written as a part file
@@ -102,10 +102,16 @@ def plan(spec: Spec, out: Path, workers: int, cache: str) -> tuple[list[Task], i
         if todo:
             by_input.setdefault(p.input_key, []).append((p, todo))
             todo_rows += len(todo)
-    paths = {}
+    from .stages import error_text
+
+    paths, failed = {}, {}
     for p in spec.points:
         if p.input_key in by_input and p.input_key not in paths:
-            paths[p.input_key] = str(prepare_input(p.input, p.input_key, spec.seed, out))
+            try:
+                paths[p.input_key] = str(prepare_input(p.input, p.input_key, spec.seed, out))
+            except Exception as e:  # noqa: BLE001 - a model that cannot be built fails its rows only
+                paths[p.input_key] = ""
+                failed[p.input_key] = error_text(e)
     tasks = []
     for input_key, items in by_input.items():
         # The analysis of every point runs in batches, apart from its RTL stages, so its rows are
@@ -116,7 +122,8 @@ def plan(spec: Spec, out: Path, workers: int, cache: str) -> tuple[list[Task], i
         groups = [light[i:i + size] for i in range(0, len(light), size)] + heavy
         for g in groups:
             tasks.append(Task(str(out), paths[input_key], spec.stages, g,
-                              {(p.key, s): keys[(p.key, s)] for p, todo in g for s in todo}, cache))
+                              {(p.key, s): keys[(p.key, s)] for p, todo in g for s in todo}, cache,
+                              failed.get(input_key)))
     return tasks, todo_rows, skipped
 
 
@@ -167,4 +174,4 @@ def run_sweep(spec: Spec, out, *, executor: str = "local", workers: int | None =
             **counts, "executor": ex.name, "wall_s": round(time.perf_counter() - t0, 3)}
 
 
-__all__ = ["run_sweep", "plan", "prepare_input", "digest"]
+__all__ = ["run_sweep", "plan", "prepare_input", "execute"]

@@ -34,6 +34,7 @@ class Task:
     points: list[tuple[Point, list[str]]]  # each point with the stages to run, in order
     row_keys: dict[tuple[str, str], str]  # (point key, stage) -> row key
     cache: str  # the Verilator build cache the simulations share (keyed by the Verilog's hash)
+    input_error: str | None = None  # the input model could not be built: every row fails with this
 
     cpus = 1  # every stage is single-threaded: Python, Yosys, one Verilator simulation
 
@@ -200,11 +201,12 @@ def run_task(task: Task) -> list[dict]:
     """Run every (point, stage) of `task`; one row each, failures included."""
     out = Path(task.out)
     rows = []
-    graph, graph_error = None, None
-    try:
-        graph = _graph(task.input_path)
-    except Exception as e:  # noqa: BLE001 - recorded in every row of the task
-        graph_error = error_text(e)
+    graph, graph_error = None, task.input_error
+    if graph_error is None:
+        try:
+            graph = _graph(task.input_path)
+        except Exception as e:  # noqa: BLE001 - recorded in every row of the task
+            graph_error = error_text(e)
     for point, todo in task.points:
         for stage in todo:
             t0 = time.perf_counter()
