@@ -173,3 +173,15 @@ def test_unreachable_ray_cluster_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "could not reach the Ray cluster at 127.0.0.1:1" in err
     assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--address", "127.0.0.1:1"]) == 2  # local + address
+
+
+def test_an_input_that_cannot_be_built_fails_only_its_rows(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "cal.npy", np.zeros((4, 3, 8, 8), dtype=np.float32))  # the model takes (1, 8, 8)
+    zoo = "  - zoo: digits-cnn\n    weight_bits: 8\n    act_bits: 8\n    calibration: cal.npy\n"
+    text = GENERIC.replace("parameters:", zoo + "parameters:", 1)
+    summary = run_sweep(spec.load(write(tmp_path / "in.yaml", text)), tmp_path / "out", workers=2, progress=False)
+    assert (summary["ok"], summary["error"]) == (4, 4)
+    errors = [r["error"] for r in store.load(tmp_path / "out") if r["status"] == "error"]
+    assert all("cal.npy" in e and "(1, 8, 8)" in e for e in errors), errors[0]
