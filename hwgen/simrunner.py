@@ -126,8 +126,9 @@ class Build:
 
 
 @contextlib.contextmanager
-def _locked(path: Path):
-    # Parallel test workers may ask for the same design: one builds, the others wait and reuse it.
+def locked(path: Path):
+    """An exclusive lock on `path`: parallel workers that need the same design (or, in a sweep, the
+    same generated engine) wait while the first one makes it, then reuse it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -173,7 +174,7 @@ def build(verilog: str | dict[str, str], toplevel: str, sim: str = "verilator", 
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
     build_dir = Path(cache_dir or default_cache()) / f"{toplevel}-{sim}{'-' + waves if waves else ''}-{key}"
     stamp = build_dir / "hwgen-built"
-    with _locked(build_dir.with_suffix(".lock")):
+    with locked(build_dir.with_suffix(".lock")):
         if not stamp.exists():
             shutil.rmtree(build_dir, ignore_errors=True)
             build_dir.mkdir(parents=True)

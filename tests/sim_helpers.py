@@ -1,26 +1,13 @@
-"""Random quantized conv chains for the engine simulation tests, built with hwgen.ir directly.
+"""Shared helpers of the engine simulation tests: the session's build cache, single-layer checks.
 
-`random_chain(seed)` draws a network of 3 or 4 conv layers whose every knob is random: weight and
-activation bits, the engine's lanes and bus, channel counts (odd ones included), input sizes,
-stride 1 or 2, 3x3 or 1x1, periodic schemes (PS and PSD, several periods) or dense, ReLU or a
-signed output (the next layer then takes signed inputs), a first layer with 1 or 3 channels and
-signed input. Two layers are the accumulator's worst case: every kept weight at the most negative
-value and the bias at its extreme: the first layer (whose inputs include an all-maximum and an
-all-minimum image, so its accumulator reaches the bound the generator sized it for) and one more.
-The graph's output is the last conv, so the "logits" compared are that layer's integers.
+Random conv chains live in hwgen.randomnet (they are `hwgen verify --random`'s cases too).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from hwgen import intmath
-from hwgen.ir import Graph, Node, QuantInfo, Requant
-from models.periodic import layer_mask, parse_scheme
 
 def session_cache(tmp_path_factory) -> Path:
     """One Verilator build cache for the test session, shared by pytest-xdist workers.
@@ -32,81 +19,6 @@ def session_cache(tmp_path_factory) -> Path:
     path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "hwgen-sim-cache"
     path.mkdir(exist_ok=True)
     return path
-
-
-SCHEMES = (None, "PS4_P4", "PSD4_P8", "PS2_P2", "PS3_P3", "PSD1_P16", "PS4_P2")
-
-
-@dataclass
-class Chain:
-    seed: int
-    graph: Graph
-    engine: dict  # m_lanes, x_lanes, bus_bits for hwgen generate
-    inputs: np.ndarray  # int64 (N, C, H, W)
-    description: str
-
-
-def _requant(rng, channels: int, acc_mag: int, act_bits: int, relu: bool) -> Requant:
-    """Per-channel M, S mapping accumulators of about acc_mag onto the output range."""
-    mults, shifts = [], []
-    for _ in range(channels):
-        m, s = intmath.quantize_multiplier(float(rng.uniform(0.4, 2.5)) * (1 << act_bits) / (2 * max(acc_mag, 1)))
-        mults.append(m)
-        shifts.append(s)
-    lo, hi = intmath.qrange(act_bits, not relu)
-    return Requant(np.array(mults, dtype=np.int64), np.array(shifts, dtype=np.int64), lo, hi)
-
-
-def random_chain(seed: int, images: int = 3) -> Chain:
-    rng = np.random.default_rng(seed)
-    w_bits, a_bits = int(rng.integers(3, 9)), int(rng.integers(3, 9))
-    bus_bits = int(rng.choice([32, 64, 128]))
-    engine = {"m_lanes": int(rng.choice([1, 2, 4, 8])), "x_lanes": int(rng.choice([1, 2, 4])), "bus_bits": bus_bits}
-    c, h, w = int(rng.choice([1, 3])), int(rng.integers(5, 12)), int(rng.integers(5, 12))
-    x = Node("x", "input", out_shape=(c, h, w))
-    x.quant = QuantInfo(act_bits=a_bits, out_scale=1.0, signed=True)
-    nodes, prev, signed = [x], "x", True
-    n_layers = int(rng.integers(3, 5))
-    # The first layer sees the all-maximum / all-minimum images: its accumulator reaches its bound.
-    worst = {0, int(rng.integers(1, n_layers))}
-    desc = [f"W{w_bits}A{a_bits} lanes {engine['m_lanes']}x{engine['x_lanes']} bus {bus_bits}, input {c}x{h}x{w}"]
-    for i in range(n_layers):
-        first = i == 0
-        cout = int(rng.integers(2, 13))
-        kernel = 3 if first or rng.random() < 0.75 else 1
-        stride = 2 if not first and min(h, w) >= 5 and rng.random() < 0.3 else 1
-        scheme = None if first or kernel == 1 else SCHEMES[int(rng.integers(len(SCHEMES)))]
-        relu = bool(rng.random() < 0.7)
-        wlo, whi = intmath.qrange(w_bits, True)
-        if i in worst:
-            wq = np.full((cout, c, kernel, kernel), wlo, dtype=np.int64)
-        else:
-            wq = rng.integers(wlo, whi + 1, size=(cout, c, kernel, kernel))
-        if scheme is not None:
-            wq = wq * layer_mask(parse_scheme(scheme).table(), cout, c)
-        xlo, xhi = intmath.qrange(a_bits, signed)
-        taps = max(int(np.count_nonzero(wq.reshape(cout, -1), axis=1).max()), 1)
-        acc_mag = taps * max(abs(wlo), whi) * max(abs(xlo), xhi)
-        if i in worst:
-            bias = np.full(cout, acc_mag // 2, dtype=np.int64)
-        else:
-            bias = rng.integers(-acc_mag // 8, acc_mag // 8 + 1, size=cout)
-        name = f"conv{i + 1}"
-        node = Node(name, "conv2d", (prev,), {"stride": stride, "padding": 1 if kernel == 3 else 0},
-                    wq.astype(np.float32))
-        node.quant = QuantInfo(act_bits=a_bits, out_scale=1.0, signed=not relu, weight_bits=w_bits,
-                               weight=wq.astype(np.int64), weight_scale=np.ones(cout), bias=bias.astype(np.int64),
-                               requant=_requant(rng, cout, acc_mag // (1 if i in worst else 4), a_bits, relu))
-        nodes.append(node)
-        desc.append(f"{name}: {c}->{cout} {kernel}x{kernel}/s{stride} {scheme or 'dense'}"
-                    f"{' relu' if relu else ' signed-out'}{' worst-case' if i in worst else ''}")
-        prev, signed, c = name, not relu, cout
-        h, w = (h + 2 * (kernel // 2) - kernel) // stride + 1, (w + 2 * (kernel // 2) - kernel) // stride + 1
-    graph = Graph(f"chain{seed}", nodes, prev).infer_shapes()
-    lo, hi = intmath.qrange(a_bits, True)
-    shape = graph.input_shape
-    xs = [np.full(shape, hi), np.full(shape, lo)] + [rng.integers(lo, hi + 1, size=shape) for _ in range(images)]
-    return Chain(seed, graph, engine, np.stack(xs).astype(np.int64), "; ".join(desc))
 
 
 def assert_single_layer_exact(report, images: int, timing: str, cycle_tolerance: float) -> None:

@@ -1,4 +1,4 @@
-"""Randomized engines and layers (tests/sim_helpers.py) in cocotb/Verilator against the reference.
+"""Randomized engines and layers (hwgen.randomnet) in cocotb/Verilator against the reference.
 
 Every seed draws bit widths, lanes, bus width, channel counts, sizes, strides, kernels, periodic
 schemes (PS, PSD) or dense, signed or ReLU outputs and worst-case operands, generates the engine,
@@ -9,10 +9,14 @@ many more in `make soak`.
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from sim_helpers import random_chain
 
 from hwgen import sim_target, simulate
+from hwgen.randomnet import random_chain
+from hwgen.sweep import store
+from hwgen.sweep.verify import Case, run_campaign, run_case
 
 DEFAULT_SEEDS = [11, 12]
 SOAK_SEEDS = list(range(100, 124))
@@ -34,9 +38,36 @@ def check_chain(seed: int, tmp_path, cache, timing: str = "hostile"):
     return report
 
 
-@pytest.mark.parametrize("seed", DEFAULT_SEEDS)
-def test_random_chain_is_bit_exact(seed, tmp_path, cache):
-    check_chain(seed, tmp_path, cache)
+def test_random_campaign_is_bit_exact_and_resumes(tmp_path, cache):
+    """`hwgen verify --random` on the default seeds: every case bit-exact; a rerun runs nothing."""
+    out = tmp_path / "campaign"
+    s = run_campaign(len(DEFAULT_SEEDS), out, seed=DEFAULT_SEEDS[0], workers=2, cache_dir=cache, progress=False)
+    assert s["failed"] == [], [(r["seed"], r["error"]) for r in s["failed"]]
+    assert (s["passed"], s["ran"], s["cases_per_hour"] > 0) == (len(DEFAULT_SEEDS), len(DEFAULT_SEEDS), True)
+    rows = store.load(out)
+    assert sorted(r["seed"] for r in rows) == DEFAULT_SEEDS
+    assert all(r["mismatches"] == 0 and r["sim_cycles"] > 0 for r in rows)
+    assert not (out / "cases").exists() or not any((out / "cases").iterdir())  # passing cases leave nothing
+    again = run_campaign(len(DEFAULT_SEEDS), out, seed=DEFAULT_SEEDS[0], workers=2, cache_dir=cache, progress=False)
+    assert (again["ran"], again["skipped"], again["passed"]) == (0, len(DEFAULT_SEEDS), len(DEFAULT_SEEDS))
+
+
+def test_a_failing_case_keeps_its_seed_files_and_replay_command(tmp_path):
+    """A case that cannot run (here: its build cache is not a folder) is a row, not an exception."""
+    (tmp_path / "not-a-folder").write_text("")
+    (row,) = run_case(Case(str(tmp_path), 5, "hostile", str(tmp_path / "not-a-folder" / "cache")))
+    assert row["status"] == "error" and row["seed"] == 5 and row["error"]
+    doc = json.loads(row["result"])
+    assert doc["replay"] == f"hwgen verify --random 1 --seed 5 --out {tmp_path}"
+    assert doc["description"] == random_chain(5).description
+    assert (tmp_path / "cases" / "5" / "gen" / "hwgen_engine.v").exists()
+
+
+def test_verify_cli_refuses_an_empty_campaign(tmp_path, capsys):
+    from hwgen.cli import main
+
+    assert main(["verify", "--random", "0", "--out", str(tmp_path)]) == 2
+    assert "--random" in capsys.readouterr().err
 
 
 @pytest.mark.slow

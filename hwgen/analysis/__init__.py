@@ -89,7 +89,8 @@ def analyze_layer(layer: Layer, arch: Architecture, energy: EnergyTable, objecti
                        int(r["cycles"]), int(r["macs"]), int(r["glb_bits"]), int(r["rf_bits"]))
 
 
-def _totals(layers: list[LayerResult]) -> dict:
+def totals(layers: list[LayerResult]) -> dict:
+    """The network's sums of its layers' results (Analysis.totals)."""
     out = {
         "dram_bytes": {k: sum(l.dram_bytes[k] for l in layers) for k in DRAM_KEYS},
         "compulsory_bytes": {k: sum(l.compulsory_bytes[k] for l in layers) for k in COMPULSORY_KEYS},
@@ -139,7 +140,7 @@ def analyze(graph: Graph, arch: str | Architecture = "generic", energy: str | En
 
         arch, results = engine_results(graph, arch, energy, weight_bits, act_bits, dense_only=fmt == "dense",
                                        progress=progress)
-        return Analysis(graph.name, arch, energy, objective, fmt, results, _totals(results))
+        return Analysis(graph.name, arch, energy, objective, fmt, results, totals(results))
     fixed = FixedMappings(mapping) if isinstance(mapping, str) else mapping
     results = []
     for layer in tqdm(workload(graph, weight_bits, act_bits), desc=f"analyze {fmt or 'smallest'}", unit="layer",
@@ -147,7 +148,7 @@ def analyze(graph: Graph, arch: str | Architecture = "generic", energy: str | En
         results.append(analyze_layer(layer, arch, energy, objective, fmt, fixed.get(layer) if fixed else None))
     if fixed is not None:
         fixed.check_all_used()
-    return Analysis(graph.name, arch, energy, objective, fmt, results, _totals(results))
+    return Analysis(graph.name, arch, energy, objective, fmt, results, totals(results))
 
 
-__all__ = ["analyze", "analyze_layer", "Analysis", "LayerResult", "load_arch", "load_energy", "workload", "FORMATS"]
+__all__ = ["analyze", "analyze_layer", "totals", "Analysis", "LayerResult", "load_arch", "load_energy", "workload", "FORMATS"]

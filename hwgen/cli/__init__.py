@@ -22,6 +22,8 @@ COMMANDS = [
     ("analyze", "analyze", "weight formats, DRAM traffic and energy on a memory hierarchy"),
     ("generate", "generate", "generate the periodic-sparse convolution engine as Verilog"),
     ("simulate", "simulate", "verify the generated Verilog in cocotb against the reference"),
+    ("sweep", "sweep", "design-space exploration: a resumable sweep of engines and analyses, Pareto fronts"),
+    ("verify", "verify", "a randomized verification campaign: random layers, engines and stalls, bit for bit"),
 ]
 
 
