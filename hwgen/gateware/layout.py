@@ -25,7 +25,8 @@ weights, the group's kernel ids: for each input channel one word of `m_lanes` by
 index of each lane's shape, padded to whole weight-buffer words.
 
 Bias/requant table (`pack_table`): per output channel 8 bytes, `bias` int32, `M` uint16, `S`
-uint8, one zero byte; lane groups padded to whole beats.
+uint8, one flags byte (bit 0: round ties to even, `Requant.rounding == "half_even"`); lane groups
+padded to whole beats.
 
 A periodic layer's patterns come from `periodic_table`: kernel `(m, c)` takes mask
 `table[(m + c) % P]`, where `table[r]` is the union of the nonzero masks of all kernels of
@@ -148,6 +149,7 @@ class LayerPlan:
     act_bits: int  # bits of the input activations
     ids: np.ndarray | None = None  # pattern library layers: (M, C) index into masks of every kernel
     residue_groups: bool = False  # lane groups hold one residue class mod P each (see the module doc)
+    half_even: bool = False  # requant rounds ties to even (`Requant.rounding`)
 
     @property
     def structure(self) -> str:
@@ -185,7 +187,7 @@ class LayerPlan:
 
 def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_shape, stride: int,
               padding: int, in_signed: bool, weight_bits: int = 8, act_bits: int = 8,
-              dense_only: bool = False, m_lanes: int = 4) -> LayerPlan:
+              dense_only: bool = False, m_lanes: int = 4, half_even: bool = False) -> LayerPlan:
     """Check that the engine can run a conv layer and fix how (raises HwgenError naming the layer).
 
     `m_lanes`: the engine's output-channel lanes, which decide between contiguous and residue groups.
@@ -220,7 +222,7 @@ def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_s
     plan = LayerPlan(name, weight, np.asarray(bias, dtype=np.int64).reshape(m),
                      np.asarray(multiplier, dtype=np.int64).reshape(m), np.asarray(shift, dtype=np.int64).reshape(m),
                      int(lo), int(hi), (c, h, w), (m, oh, ow), stride, kernel1x1, bool(in_signed), dense, period,
-                     masks, taps, int(weight_bits), int(act_bits))
+                     masks, taps, int(weight_bits), int(act_bits), half_even=bool(half_even))
     if kernel1x1 or dense_only:
         return plan
     residue = residue_plan(plan)
@@ -358,7 +360,8 @@ def plan_node(graph, node, dense_only: bool = False, m_lanes: int = 4) -> LayerP
     rq = q.requant
     act_bits = producer.quant.act_bits if producer.quant is not None else q.act_bits
     plan = plan_conv(node.name, q.weight, bias, rq.multiplier, rq.shift, rq.lo, rq.hi, graph.in_shape(node),
-                     stride[0], padding[0], in_signed, q.weight_bits, act_bits, dense_only, m_lanes)
+                     stride[0], padding[0], in_signed, q.weight_bits, act_bits, dense_only, m_lanes,
+                     rq.rounding == "half_even")
     if not plan.kernel1x1 and not dense_only:
         # zeros no period explains tightly may be a pattern library: then take whichever needs fewer steps
         from ..sparsity import detect
@@ -483,7 +486,7 @@ def pack_table(plan: LayerPlan, params: EngineParams) -> bytes:
                 b, mul, s = int(plan.bias[mo]), int(plan.multiplier[mo]), int(plan.shift[mo])
             else:
                 b, mul, s = 0, 0, 1
-            blob += (b & 0xFFFFFFFF).to_bytes(4, "little") + mul.to_bytes(2, "little") + bytes([s, 0])
+            blob += (b & 0xFFFFFFFF).to_bytes(4, "little") + mul.to_bytes(2, "little") + bytes([s, int(plan.half_even)])
         out += blob + bytes(table_group_beats(params) * params.beat_bytes - len(blob))
     return bytes(out)
 
