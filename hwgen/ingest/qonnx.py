@@ -146,6 +146,8 @@ class _QuantTranslator(_Translator):
                 return self._clip_ints(node, where)
         before = len(self.nodes)
         super()._translate(node)
+        if len(self.nodes) > before and ".act_quant." in self.nodes[-1].name:
+            self._rename(self.nodes[-1], self.nodes[-1].name.split(".act_quant.")[0])
         if kind in ("Conv", "Gemm", "MatMul") and len(self.nodes) > before:
             self.layer_inputs[self.nodes[-1].name] = (node.input[1], node.input[2] if len(node.input) > 2 else "")
         elif kind == "Add" and len(self.nodes) == before:  # the bias of the MatMul before it
@@ -153,6 +155,16 @@ class _QuantTranslator(_Translator):
             x = self.values[node.output[0]]
             weight, _ = self.layer_inputs[x.node]
             self.layer_inputs[x.node] = (weight, b if isinstance(self.values.get(b), Const) else a)
+
+    def _rename(self, ir_node: Node, base: str) -> None:
+        """Brevitas's QuantReLU exports its Relu inside `<module>.act_quant.activation_impl`: name
+        the IR node after the module, as for a plain nn.ReLU."""
+        old, ir_node.name = ir_node.name, "\0"  # out of the way of `unique`
+        ir_node.name = self.unique(base)
+        self.pending[ir_node.name] = self.pending.pop(old)
+        for k, v in self.values.items():
+            if isinstance(v, Act) and v.node == old:
+                self.values[k] = Act(ir_node.name)
 
     # -- QONNX --------------------------------------------------------------------------------------
     def _scalar_const(self, node, k: int, where: str, what: str) -> np.ndarray:
