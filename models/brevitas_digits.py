@@ -93,9 +93,9 @@ def run_qonnx(path, x: np.ndarray, names: list[str] | None = None) -> dict[str, 
     """qonnx's executor on each image of `x`: the graph output (key "output") and the named tensors."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
-    from qonnx.util.cleanup import cleanup_model
+    from qonnx.transformation.infer_shapes import InferShapes
 
-    model = cleanup_model(ModelWrapper(str(path)))
+    model = ModelWrapper(str(path)).transform(InferShapes())  # keeps the file's tensor names
     inp, out = model.graph.input[0].name, model.graph.output[0].name
     keep = {"output": out, **{n: n for n in names or []}}
     rows = {k: [] for k in keep}
