@@ -117,3 +117,29 @@ def run_onnxruntime(path, x: np.ndarray) -> np.ndarray:
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: np.ascontiguousarray(x[i:i + 1], dtype=np.float32)})[0]
                            for i in range(len(x))])
+
+
+def layer_lsb_diffs(graph, tensors: dict[str, str], oracle: dict[str, np.ndarray]) -> dict[str, int]:
+    """Per requantized layer, the largest |hwgen - model| of its output integers when both are fed
+    the model's own input to that layer (so differences do not accumulate from layer to layer).
+
+    `tensors` maps IR nodes to ONNX tensors (`hwgen.ingest.qonnx.load_quantized(..., tensors=)`),
+    `oracle` holds those tensors as the model's executor computed them.
+    """
+    from hwgen import reference
+
+    def ints(name):
+        return np.round(oracle[tensors[name]].astype(np.float64) / graph.node(name).quant.out_scale).astype(np.int64)
+
+    out = {}
+    for node in graph.layers():
+        if node.name not in tensors:  # the classifier's raw logits are compared by the caller
+            continue
+        chain = [node.inputs[0]]  # back to the nearest node whose output the model quantized
+        while chain[-1] not in tensors:
+            chain.append(graph.node(chain[-1]).inputs[0])
+        x = ints(chain[-1])
+        for name in reversed(chain[:-1]):  # max pools, flatten: integers moved exactly
+            x = reference.run_layer(graph, name, x)
+        out[node.name] = int(np.abs(reference.run_layer(graph, node.name, x) - ints(node.name)).max(initial=0))
+    return out
