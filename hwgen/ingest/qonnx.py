@@ -448,7 +448,9 @@ def _weighted(g: Graph, node: Node, t: _QuantTranslator, src: QuantInfo, qz: Qua
     # The IR weight is the dequantized float (transposed as the op reads it): its integers are exact.
     q_w = np.round(node.weight.astype(np.float64) / s_w.reshape(shape))
     if np.abs(q_w * s_w.reshape(shape) - node.weight).max(initial=0) > 1e-6 * np.abs(node.weight).max(initial=1):
-        raise HwgenError(f"{where}: the weight scale does not run along the output channels")
+        raise HwgenError(f"{where}: its weights are not the quantizer's integers times its scales (a batch norm "
+                         "folded after a quantized layer, or a scale along another axis); fold batch norm before "
+                         "quantization-aware training or export")
     q_w = q_w.astype(np.int64)
     acc_scale = src.out_scale * s_w
     b = np.zeros(m) if node.bias is None else node.bias.astype(np.float64)
