@@ -61,11 +61,12 @@ def build(pow2: bool = True, scheme: str | None = "PS4_P4", seed: int = 0, **kw)
     return model, masks
 
 
-def train(model, masks: dict, epochs: int, seed: int = 0, progress: bool = False) -> None:
+def train(model, masks: dict, epochs: int, lr: float = 1e-2, seed: int = 0, progress: bool = False) -> None:
     """QAT on the digits training split (models.train.fit), masks held."""
     from .train import Data, fit
 
-    fit(model, Data.digits(), epochs, seed=seed, masks=masks or None, progress=progress, desc="brevitas qat")
+    fit(model, Data.digits(), epochs, lr=lr, seed=seed, masks=masks or None, progress=progress,
+        desc="brevitas qat")
     model.eval()
 
 
