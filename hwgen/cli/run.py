@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     graph = load_model(args.checkpoint)
     if graph.input.quant is None:
-        raise HwgenError(f"{args.checkpoint} is a float model; quantize it first (hwgen quantize)")
+        kind = "checkpoint" if args.checkpoint.suffix.lower() == ".hwq" else "model"
+        raise HwgenError(f"{args.checkpoint} is a float {kind}; quantize it first (hwgen quantize)")
     node = graph.node(args.layer) if args.layer else graph.node(graph.output)
     x = load_array(args.input, "input")
     if x.ndim == len(graph.input_shape):
