@@ -8,7 +8,9 @@ node, when every scale is a power of two, and stay within 1 LSB per layer with f
 from __future__ import annotations
 
 import dataclasses
+import io
 import random
+import zipfile
 from fractions import Fraction
 
 import numpy as np
@@ -149,6 +151,17 @@ def test_checkpoint_keeps_the_learned_quantization(exports, tmp_path):
     np.testing.assert_array_equal(reference.run(back, quantize_input(back, X)), reference.run(g, quantize_input(g, X)))
     checkpoint.save(back, tmp_path / "b.hwq")
     assert (tmp_path / "a.hwq").read_bytes() == (tmp_path / "b.hwq").read_bytes()
+    data = checkpoint.to_bytes(g)
+    for bad in ('"half_up"', '"banana"'):
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        members["graph.json"] = members["graph.json"].replace(b'"half_even"', bad.encode(), 1)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for n, blob in members.items():
+                z.writestr(n, blob)
+        with pytest.raises(HwgenError, match="requant rounding must be one of 'half_even' when given"):
+            checkpoint.from_bytes(buf.getvalue())
 
 
 def test_cli_run_and_quantize_take_the_onnx_model(exports, tmp_path, capsys):
