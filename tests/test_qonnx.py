@@ -304,3 +304,44 @@ def test_engine_runs_the_learned_network_bit_exact(exports):
         got = layout.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape,
                                         node.quant.signed, params)
         np.testing.assert_array_equal(got, values[plan.name][0], err_msg=plan.name)
+
+
+class _TruncPoolNet(torch.nn.Module):
+    """Brevitas's truncated average pooling (exports as AveragePool -> Trunc) between quantized layers."""
+
+    def __init__(self):
+        import brevitas.nn as qnn
+        from brevitas import quant
+
+        super().__init__()
+        self.inp = qnn.QuantIdentity(act_quant=quant.Int8ActPerTensorFixedPoint, return_quant_tensor=True)
+        self.conv = qnn.QuantConv2d(1, 8, 3, padding=1, weight_bit_width=4, weight_quant=quant.Int8WeightPerTensorFixedPoint,
+                                    bias=True, bias_quant=quant.Int32Bias, return_quant_tensor=True)
+        self.relu = qnn.QuantReLU(bit_width=4, act_quant=quant.Uint8ActPerTensorFixedPoint, return_quant_tensor=True)
+        self.pool = qnn.TruncAvgPool2d(2, bit_width=4, return_quant_tensor=True)
+        self.fc = qnn.QuantLinear(8 * 4 * 4, 10, weight_bit_width=4, weight_quant=quant.Int8WeightPerTensorFixedPoint,
+                                  bias=True, bias_quant=quant.Int32Bias)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.relu(self.conv(self.inp(x)))).flatten(1))
+
+
+def test_trunc_average_pool_is_bit_exact(tmp_path):
+    from brevitas.export import export_qonnx
+
+    torch.manual_seed(0)
+    net = _TruncPoolNet()
+    net.train()
+    net(torch.from_numpy(load_digits_split()[0][:64]))  # activation statistics move the scales off their init
+    net.eval()
+    path = tmp_path / "trunc.onnx"
+    export_qonnx(net, torch.zeros(1, 1, 8, 8), str(path), dynamo=False)
+    tensors = {}
+    g = _load(path, tensors)
+    pool = next(n for n in g.nodes if n.op == "avgpool2d")
+    assert pool.quant.requant.rounding == "half_even" and pool.name in tensors and exactness(g) == []
+    oracle = bd.run_qonnx(path, X, names=[tensors[pool.name]])
+    ours = dequantize(pool.quant, reference.run_all(g, quantize_input(g, X))[pool.name]).astype(np.float32)
+    np.testing.assert_array_equal(ours, oracle[tensors[pool.name]])
+    assert np.count_nonzero(ours) > 0
+    np.testing.assert_array_equal(_dequantized_logits(g, X), oracle["output"])

@@ -3,9 +3,9 @@
 Two encodings are read, both as Brevitas writes them (`export_qonnx`, `export_onnx_qcdq`), raw or
 after `qonnx-cleanup`:
 
-- **QONNX**: `Quant(x, scale, zeropt, bitwidth)` with `signed`, `narrow`, `rounding_mode`, and
-  `BipolarQuant(x, scale)` (weights only), in the domains `qonnx.custom_op.general` or
-  `finn.custom_op.general`;
+- **QONNX**: `Quant(x, scale, zeropt, bitwidth)` with `signed`, `narrow`, `rounding_mode`,
+  `BipolarQuant(x, scale)` (weights only) and `Trunc` (version 2, after an average pool), in the
+  domains `qonnx.custom_op.general` or `finn.custom_op.general`;
 - **QDQ / QCDQ**: `QuantizeLinear` -> optional `Clip` on the integers -> `DequantizeLinear`,
   per-tensor or per-axis, on activations; `DequantizeLinear` (after an optional `Clip`) of an
   integer initializer, or the whole chain on a float one, for weights and biases.
@@ -121,6 +121,7 @@ class _QuantTranslator(_Translator):
         self.const_quant: dict[str, tuple[np.ndarray, Quantizer]] = {}  # tensor -> (integers, quantizer)
         self.layer_inputs: dict[str, tuple[str, str]] = {}  # IR layer -> (weight tensor, bias tensor)
         self.tensor_of: dict[str, str] = {}  # IR node -> the ONNX tensor holding its quantized output
+        self.truncs: dict[str, tuple[float, float]] = {}  # avgpool2d IR node -> (Trunc input scale, 2^t)
         self.tensor_types = {t.name: t.data_type for t in model.graph.initializer}
         for n in model.graph.node:
             if n.op_type == "Constant" and n.output and n.attribute and n.attribute[0].name == "value":
@@ -134,8 +135,9 @@ class _QuantTranslator(_Translator):
                 return self._quant(node, where)
             if kind == "BipolarQuant":
                 return self._bipolar(node, where)
-            self._fail(where, f"op {node.domain}.{kind} is not supported by the hwgen IR"
-                       + (" (Trunc: average pooling with truncation is not supported yet)" if kind == "Trunc" else ""))
+            if kind == "Trunc":
+                return self._trunc(node, where)
+            self._fail(where, f"op {node.domain}.{kind} is not supported by the hwgen IR")
         if node.domain in ("", "ai.onnx"):
             if kind == "QuantizeLinear":
                 return self._quantize_linear(node, where)
@@ -195,6 +197,41 @@ class _QuantTranslator(_Translator):
         lo = -(1 << (bits - 1)) + narrow if signed else 0
         hi = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1 - narrow
         self._quantized(node, where, Quantizer(scale, lo, hi, mode, where), self._input(node, 0, where))
+
+    def _trunc(self, node, where):
+        """QONNX Trunc (version 2, Brevitas's TruncAvgPool2d) after an AveragePool:
+        `round(clamp(round(x / scale) / 2^t, lo, hi)) * out_scale`, `2^t` the power of two nearest
+        `out_scale / scale`. With `scale = s_in / (kh * kw)`, `round(x / scale)` is the window sum."""
+        from .onnx import _Attrs
+
+        attrs = _Attrs(node, self.path, where)
+        if len(node.input) != 6:
+            self._fail(where, "only Trunc version 2 (x, scale, zeropt, input bit width, output scale, output bit "
+                       "width) is supported")
+        x = self._input(node, 0, where)
+        prev = next((n for n in self.nodes if isinstance(x, Act) and n.name == x.node), None)
+        if prev is None or prev.op != "avgpool2d" or self.pending.get(prev.name, 0) != 1:
+            self._fail(where, "Trunc is supported only right after an average pool it alone reads")
+        scale = self._scale(node, 1, where)
+        if np.any(self._scalar_const(node, 2, where, "a zero point") != 0):
+            self._fail(where, "non-zero zero points are not supported (hwgen's integers are symmetric)")
+        out_scale = self._scale(node, 4, where)
+        bits = self._scalar_const(node, 5, where, "an output bit width")
+        if scale.size != 1 or out_scale.size != 1 or bits.size != 1 or bits.reshape(()) != round(float(bits.reshape(()))):
+            self._fail(where, "scales and bit widths must be scalars (bit width an integer)")
+        bits = int(bits.reshape(()))
+        signed, narrow = attrs.int("signed", 1), attrs.int("narrow", 0)
+        mode = attrs.str("rounding_mode", "FLOOR").upper()
+        if mode not in ("ROUND", "HALF_EVEN"):
+            self._fail(where, f"Trunc with rounding_mode {mode} is not supported (hwgen requantizes with ROUND = "
+                       "half to even)")
+        if not 2 <= bits <= intmath.MAX_BITS:
+            self._fail(where, f"a {bits}-bit output is outside hwgen's 2..{intmath.MAX_BITS} bits")
+        lo = -(1 << (bits - 1)) + narrow if signed else 0
+        hi = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1 - narrow
+        trunc = 2.0 ** round(math.log2(float(out_scale.reshape(())) / float(scale.reshape(()))))
+        self.truncs[prev.name] = (float(scale.reshape(())), trunc)
+        self._quantized(node, where, Quantizer(out_scale.reshape(-1), lo, hi, mode, where), x)
 
     def _bipolar(self, node, where):
         x = self._input(node, 0, where)
@@ -383,7 +420,14 @@ def _assign(g: Graph, t: _QuantTranslator) -> None:
             if qz is None:
                 raise HwgenError(f"{where}: average pooling needs an output quantizer in the model")
             kh, kw = node.attrs["kernel"]
-            m, s = intmath.quantize_multiplier(ins[0].out_scale / (kh * kw * qz.scalar))
+            ratio = ins[0].out_scale / (kh * kw * qz.scalar)
+            if node.name in t.truncs:  # the model divides the window sum by a power of two
+                scale, trunc = t.truncs[node.name]
+                if np.float32(scale) != np.float32(ins[0].out_scale / (kh * kw)):
+                    raise HwgenError(f"{where}: Trunc's input scale {scale:g} is not the pool's input scale / "
+                                     f"{kh * kw} (the window sum); not supported")
+                ratio = 1.0 / trunc
+            m, s = intmath.quantize_multiplier(ratio)
             node.quant = QuantInfo(act_bits=_act_bits(qz, where), out_scale=qz.scalar, signed=qz.signed,
                                    requant=_requant(node.out_shape[0], [m], [s], qz, False))
         elif node.op == "add":
