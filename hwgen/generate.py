@@ -146,6 +146,10 @@ def _layer_entry(graph, plan: layout.LayerPlan, regs: layout.LayerRegions, table
         "taps": plan.taps,
         "masks": list(plan.masks),
         "table_base": table_base,
+        "tiling": {"band_rows": sched.tiling.band_rows, "bands": sched.tiling.bands,
+                   "chan_rows": sched.tiling.chan_rows, "rows_per_word": 1 << sched.tiling.slot_shift,
+                   "resident_groups": sched.tiling.resident_groups,
+                   "band_inputs": [list(r) for r in sched.tiling.band_inputs]},
         "schedule": {"bytes": sched.bytes, "cycles": sched.cycles, "utilization": round(sched.utilization, 4)},
     }
 
@@ -162,7 +166,8 @@ def build_manifest(graph, plans, params: EngineParams, image: layout.DramImage, 
             "m_lanes": params.m_lanes, "x_lanes": params.x_lanes, "bus_bits": params.bus_bits,
             "weight_bits": params.weight_bits, "act_bits": params.act_bits, "acc_bits": params.acc_bits,
             "max_width": params.max_width, "max_out_width": params.max_out_width,
-            "max_channels": params.max_channels, "input_rows": params.input_rows,
+            "max_channels": params.max_channels, "input_words": params.input_words,
+            "input_buffer_bytes": params.input_buffer_bytes,
             "patterns": list(params.patterns), "sparse": params.sparse, "library": params.library,
             "lane_period": params.lane_period, "weight_pack": params.weight_pack,
         },
@@ -196,7 +201,7 @@ def sram_instances(params: EngineParams) -> dict:
     word_bytes, depth = params.weight_word_bytes, params.weight_mem_depth
     row_bits = params.row_elems * params.act_bits
     srams = {
-        "input_buffer": {"width": row_bits, "depth": params.input_rows, "granularity": row_bits},
+        "input_buffer": {"width": row_bits, "depth": params.input_words, "granularity": params.beat_bytes * params.act_bits},
         "weight_buffer": {"width": word_bytes * 8, "depth": depth, "granularity": word_bytes * 8},
         "output_rows": {"width": params.bus_bits, "depth": 2 * params.m_lanes * params.out_row_beats_max, "granularity": 8},
     }

@@ -127,10 +127,15 @@ def test_refuses_unsupported_layers():
         layout.plan_node(five, n5)
 
 
-def test_refuses_input_that_does_not_fit_the_buffer(tmp_path):
+def test_small_buffer_tiles_and_too_small_is_refused(tmp_path):
     graph = conv_graph(2, cin=16, cout=4, h=32, w=32)
-    with pytest.raises(HwgenError, match="needs --glb-kib 16 or more, got 4"):
-        generate(graph, tmp_path, glb_kib=4)
+    lay = generate(graph, tmp_path, glb_kib=4)["layers"][0]
+    # 4 KiB = 128 rows of 32 B: 8 rows per channel, bands of 6 output rows (one halo row each side)
+    assert lay["tiling"]["band_rows"] == 6 and lay["tiling"]["bands"] == 6
+    assert lay["tiling"]["band_inputs"][1] == [5, 13]
+    # one output row needs 3 rows of each of the 16 channels: 1.5 KiB
+    with pytest.raises(HwgenError, match="layer 'conv': its smallest row band .* needs --glb-kib 2 or more, got 1"):
+        generate(graph, tmp_path / "small", glb_kib=1)
 
 
 @pytest.mark.parametrize("option, value, message", [

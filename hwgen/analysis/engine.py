@@ -39,7 +39,7 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
     plans = plan_graph(graph, dense_only=dense_only, m_lanes=spec.m_lanes)
     params = layout.fit_params(plans, m_lanes=spec.m_lanes, x_lanes=spec.x_lanes, bus_bits=spec.bus_bits,
                                glb_kib=int(arch.glb_kib) or None, sparse=False if dense_only else None)
-    buffer_kib = params.input_rows * params.row_elems * params.act_bits / 8 / 1024
+    buffer_kib = params.input_buffer_bytes / 1024
     arch = dataclasses.replace(arch, glb_kib=buffer_kib)
     dram_pj = energy.memory(arch.dram_energy, arch.name).pj_per_bit()
     results = []

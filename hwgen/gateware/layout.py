@@ -37,12 +37,14 @@ is the smallest that minimises the step count, then the table's mean taps.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import HwgenError
+from ..sparsity import ResidueStats
 from . import descriptor
 from .params import MAX_PERIOD, TAPS, EngineParams
 
@@ -101,15 +103,16 @@ def row_span(mask: int) -> tuple[int, int]:
 
 def kernel_masks(weight: np.ndarray) -> np.ndarray:
     """(M, C) 9-bit masks of the nonzero taps of a 3x3 integer weight."""
-    nz = (np.asarray(weight).reshape(weight.shape[0], weight.shape[1], TAPS) != 0).astype(np.int64)
-    return (nz << np.arange(TAPS)).sum(axis=2)
+    w = np.asarray(weight)
+    nz = (w.reshape(w.shape[0], w.shape[1], TAPS) != 0).astype(np.int64)
+    return nz @ (1 << np.arange(TAPS, dtype=np.int64))
 
 
-def periodic_table(weight: np.ndarray) -> tuple[int, list[int]]:
+def periodic_table(stats: ResidueStats) -> tuple[int, list[int]]:
     """(P, masks): the smallest period whose residue-union masks need the fewest tap steps."""
     best = None
     for p in range(1, MAX_PERIOD + 1):
-        table, slots = _residue_table(weight, p)
+        table, slots = _residue_table(stats, p)
         # fewest steps first, then fewest weight slots (PSD: 9 steps at any P, but its P fits tightest)
         key = (max(bin(t).count("1") for t in table), slots)
         if best is None or key < best[0]:
@@ -117,12 +120,10 @@ def periodic_table(weight: np.ndarray) -> tuple[int, list[int]]:
     return best[1], best[2]
 
 
-def table_slots(weight: np.ndarray, period: int, masks: list[int]) -> int:
+def table_slots(stats: ResidueStats, period: int, masks: list[int]) -> int:
     """Weight slots a periodic table gives the layer's kernels (>= its nonzeros)."""
-    m, c = weight.shape[:2]
-    residue = (np.arange(m)[:, None] + np.arange(c)[None, :]) % period
-    counts = np.array([bin(t).count("1") for t in masks])
-    return int(counts[residue].sum())
+    size, _ = stats.residues(period)
+    return int(sum(int(n) * bin(t).count("1") for n, t in zip(size, masks)))
 
 
 @dataclass
@@ -187,10 +188,12 @@ class LayerPlan:
 
 def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_shape, stride: int,
               padding: int, in_signed: bool, weight_bits: int = 8, act_bits: int = 8,
-              dense_only: bool = False, m_lanes: int = 4, half_even: bool = False) -> LayerPlan:
+              dense_only: bool = False, m_lanes: int = 4, stats: ResidueStats | None = None,
+              half_even: bool = False) -> LayerPlan:
     """Check that the engine can run a conv layer and fix how (raises HwgenError naming the layer).
 
     `m_lanes`: the engine's output-channel lanes, which decide between contiguous and residue groups.
+    `stats`: the weight's `residue_stats`, if the caller has them.
     """
     weight = np.asarray(weight, dtype=np.int64)
     if weight.ndim != 4:
@@ -214,7 +217,8 @@ def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_s
     if kernel1x1:
         period, masks, taps, dense = 1, [CENTRE_MASK], 1, True
     else:
-        period, masks = periodic_table(weight)
+        stats = stats or residue_stats(weight)
+        period, masks = periodic_table(stats)
         taps = max(bin(t).count("1") for t in masks)
         dense = taps == TAPS or dense_only
         if dense:
@@ -225,13 +229,13 @@ def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_s
                      masks, taps, int(weight_bits), int(act_bits), half_even=bool(half_even))
     if kernel1x1 or dense_only:
         return plan
-    residue = residue_plan(plan)
+    residue = residue_plan(plan, stats)
     if residue is not None and pass_cycles(residue, m_lanes) < pass_cycles(plan, m_lanes):
         return residue
     return plan
 
 
-def residue_plan(plan: LayerPlan) -> LayerPlan | None:
+def residue_plan(plan: LayerPlan, stats: ResidueStats) -> LayerPlan | None:
     """`plan` with residue-grouped lanes, under the period whose table gives the fewest weight slots.
 
     None when no such period leaves a kernel sparse, or when a residue class would be empty (P > M).
@@ -239,8 +243,9 @@ def residue_plan(plan: LayerPlan) -> LayerPlan | None:
     m = plan.out_shape[0]
     best = None
     for p in range(2, min(MAX_PERIOD, m) + 1):
-        table, _ = _residue_table(plan.weight, p)
-        slots = table_slots(plan.weight, p, table)
+        table, _ = _residue_table(stats, p)
+        size, _ = stats.residues(p)
+        slots = int(sum(int(n) * bin(t).count("1") for n, t in zip(size, table)))
         if best is None or slots < best[0]:
             best = (slots, p, table)
     if best is None or all(t == (1 << TAPS) - 1 for t in best[2]):
@@ -250,17 +255,18 @@ def residue_plan(plan: LayerPlan) -> LayerPlan | None:
                                taps=max(bin(t).count("1") for t in table), residue_groups=True)
 
 
-def _residue_table(weight: np.ndarray, period: int) -> tuple[list[int], int]:
-    """(masks, slots): per residue mod `period`, the union of its kernels' nonzero masks."""
-    masks = kernel_masks(weight)
-    m, c = masks.shape
-    residue = (np.arange(m)[:, None] + np.arange(c)[None, :]) % period
-    table, slots = [], 0
-    for r in range(period):
-        sel = masks[residue == r]
-        union = int(np.bitwise_or.reduce(sel)) if sel.size else 0
-        table.append(union or CENTRE_MASK)
-        slots += sel.size * bin(union).count("1")
+def residue_stats(weight: np.ndarray) -> ResidueStats:
+    w = np.asarray(weight)
+    return ResidueStats(w.reshape(w.shape[0], w.shape[1], -1) != 0)
+
+
+def _residue_table(stats: ResidueStats, period: int) -> tuple[list[int], int]:
+    """(masks, slots): per residue mod `period`, the union of its kernels' nonzero masks (the centre
+    tap for a residue without kernels or without weights), and the weight slots that gives."""
+    size, count = stats.residues(period)
+    unions = ((count > 0).astype(np.int64) << np.arange(count.shape[1])).sum(1)
+    table = [int(u) or CENTRE_MASK for u in unions]
+    slots = int(sum(int(n) * bin(int(u)).count("1") for n, u in zip(size, unions)))
     return table, slots
 
 
@@ -287,12 +293,22 @@ def pass_cycles(plan: LayerPlan, m_lanes: int) -> int:
 
 
 def group_pass_cycles(plan: LayerPlan, first_channel: int, m_lanes: int) -> int:
-    channels = range(plan.in_shape[0])
-    steps = [plan.channel_steps(first_channel, c) for c in channels]
-    fetch = [plan.channel_rows(first_channel, c) for c in channels]
     if not plan.residue_groups:  # the same steps and fetch on every channel: the slower of the two paces it
-        return max(len(steps) * max(steps[0], fetch[0]), m_lanes + 1)
+        return max(plan.in_shape[0] * max(plan.taps, plan.channel_rows(first_channel, 0)), m_lanes + 1)
+    return _residue_pass_cycles(plan, first_channel % plan.period, m_lanes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _residue_pass_cycles_of(masks: tuple[int, ...], residue: int, channels: int, m_lanes: int) -> int:
+    patterns = [masks[(residue + c) % len(masks)] for c in range(channels)]
+    steps = [bin(mk).count("1") for mk in patterns]
+    fetch = [row_span(mk)[1] - row_span(mk)[0] + 1 for mk in patterns]
     return max(_fetch_bound_pass(steps, fetch), m_lanes + 1)
+
+
+def _residue_pass_cycles(plan: LayerPlan, residue: int, m_lanes: int) -> int:
+    """A residue group's pass: every group of one class walks the same patterns, so it is cached."""
+    return _residue_pass_cycles_of(tuple(plan.masks), residue, plan.in_shape[0], m_lanes)
 
 
 def _fetch_bound_pass(steps: list[int], fetch: list[int]) -> int:
@@ -359,15 +375,16 @@ def plan_node(graph, node, dense_only: bool = False, m_lanes: int = 4) -> LayerP
     bias = q.bias if q.bias is not None else np.zeros(q.weight.shape[0], dtype=np.int64)
     rq = q.requant
     act_bits = producer.quant.act_bits if producer.quant is not None else q.act_bits
+    stats = residue_stats(q.weight) if np.asarray(q.weight).shape[2:] == (3, 3) else None
     plan = plan_conv(node.name, q.weight, bias, rq.multiplier, rq.shift, rq.lo, rq.hi, graph.in_shape(node),
-                     stride[0], padding[0], in_signed, q.weight_bits, act_bits, dense_only, m_lanes,
+                     stride[0], padding[0], in_signed, q.weight_bits, act_bits, dense_only, m_lanes, stats,
                      rq.rounding == "half_even")
     if not plan.kernel1x1 and not dense_only:
         # zeros no period explains tightly may be a pattern library: then take whichever needs fewer steps
         from ..sparsity import detect
 
-        period, masks = periodic_table(plan.weight)
-        loose = table_slots(plan.weight, period, masks) > LOOSE_TABLE * max(1, np.count_nonzero(plan.weight))
+        period, masks = periodic_table(stats)
+        loose = table_slots(stats, period, masks) > LOOSE_TABLE * max(1, np.count_nonzero(plan.weight))
         info = detect(node) if loose else None
         if info is not None and info.kind == "pattern":
             library = library_plan(plan, [int((np.asarray(t).reshape(-1) != 0).astype(np.int64)
@@ -379,7 +396,11 @@ def plan_node(graph, node, dense_only: bool = False, m_lanes: int = 4) -> LayerP
 
 def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64,
                glb_kib: int | None = None, sparse: bool | None = None) -> EngineParams:
-    """The smallest engine of the given lanes and bus that runs every layer of `plans`."""
+    """The smallest engine of the given lanes and bus that runs every layer of `plans`.
+
+    `glb_kib`: the input buffer's size; layers whose input does not fit run in row bands
+    (`layer_tiling`). Without it the buffer holds the largest input whole.
+    """
     from .. import intmath
 
     if not plans:
@@ -395,25 +416,115 @@ def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bu
         m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, weight_bits=weight_bits.pop(), act_bits=act_bits,
         acc_bits=max(acc, 8), max_width=max(p.in_shape[2] for p in plans),
         max_out_width=max(p.out_shape[2] for p in plans), max_channels=max(p.in_shape[0] for p in plans),
-        input_rows=max(p.in_shape[0] * p.in_shape[1] for p in plans), patterns=tuple(rom),
-        sparse=any(not p.dense for p in plans) if sparse is None else sparse,
+        patterns=tuple(rom), sparse=any(not p.dense for p in plans) if sparse is None else sparse,
         lane_period=0 if any(p.ids is not None for p in plans) else math.lcm(*(p.period for p in plans)),
         library=any(p.ids is not None for p in plans),
     ).validate()
-    if glb_kib is not None:
+    if glb_kib is None:
+        words = max(band_words(p, params, p.out_shape[1]) for p in plans)
+    else:
         if not isinstance(glb_kib, int) or glb_kib < 1:
             raise HwgenError(f"glb-kib must be a positive integer, got {glb_kib!r}")
-        rows = glb_kib * 1024 // params.row_elems
-        for p in plans:
-            need = p.in_shape[0] * p.in_shape[1]
-            if need > rows:
-                kib = ceil_div(need * params.row_elems, 1024)
-                raise HwgenError(f"layer '{p.name}': its input ({need} rows of {params.row_elems} B) needs "
-                                 f"--glb-kib {kib} or more, got {glb_kib}")
-        params = dataclasses.replace(params, input_rows=rows)
+        words = glb_kib * 1024 * 8 // (params.row_elems * params.act_bits)
+    params = dataclasses.replace(params, input_words=max(words, 1))
+    for p in plans:
+        layer_tiling(p, params, glb_kib)  # refuses a layer whose smallest band does not fit
     if not params.sparse and any(not p.dense for p in plans):
         raise HwgenError("a dense-only engine cannot run periodic layers; plan them with dense_only=True")
     return params
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How a layer runs on the engine's buffers: row bands and the loop nest.
+
+    Band `b` computes output rows `b * band_rows ..` (the last band may be shorter) from the input
+    rows `band_inputs[b] = (lo, hi)` its windows read (halo rows included, rows outside the tensor
+    left out). Each input channel gets `chan_rows` input buffer slots, `2**slot_shift` rows per word.
+    `resident_groups` = 0: weights streamed, bands outside lane groups (input rows read once, every
+    group's weights and table once per band); k > 0: k lane groups' weights stay in the weight
+    buffer while every band runs on them (weights read once, input rows once per k groups, tables
+    once per band).
+    """
+
+    band_rows: int
+    chan_rows: int
+    slot_shift: int
+    resident_groups: int
+    band_inputs: tuple[tuple[int, int], ...]
+
+    @property
+    def bands(self) -> int:
+        return len(self.band_inputs)
+
+
+def band_inputs(plan: LayerPlan, band_rows: int) -> list[tuple[int, int]]:
+    """(lo, hi): the input rows each band of `band_rows` output rows reads (the engine's BAND_ROWS state)."""
+    h, oh, s = plan.in_shape[1], plan.out_shape[1], plan.stride
+    rows, pad = (1, 0) if plan.kernel1x1 else (3, 1)
+    out = []
+    for oy0 in range(0, oh, band_rows):
+        y0 = oy0 * s - pad
+        out.append((max(y0, 0), min(y0 + (min(band_rows, oh - oy0) - 1) * s + rows, h)))
+    return out
+
+
+def band_words(plan: LayerPlan, params: EngineParams, band_rows: int) -> int:
+    """Input buffer words a band of `band_rows` output rows needs."""
+    chan_rows = max(hi - lo for lo, hi in band_inputs(plan, band_rows))
+    return ceil_div(plan.in_shape[0] * chan_rows, 1 << params.slot_shift(plan.in_shape[2]))
+
+
+def group_buffer_words(plan: LayerPlan, params: EngineParams) -> int:
+    """Weight buffer memory words one lane group's weights take (a fill beat per word part)."""
+    return ceil_div(weight_group_beats(plan, params), params.weight_word_bytes * 8 // (params.bus_bits * params.weight_pack))
+
+
+def tiled_bytes(plan: LayerPlan, params: EngineParams, tiling: Tiling) -> dict:
+    """DRAM bytes per tensor of a layer run with `tiling`: what its loop nest reads and writes."""
+    bb = params.beat_bytes
+    c, _, w = plan.in_shape
+    m, oh, ow = plan.out_shape
+    g = groups(plan, params)
+    once = c * sum(hi - lo for lo, hi in tiling.band_inputs) * row_beats(w, params) * bb
+    k = tiling.resident_groups
+    return {
+        "descriptor": ceil_div(descriptor.DESCRIPTOR_BYTES, bb) * bb,
+        "weights": (1 if k else tiling.bands) * g * weight_group_beats(plan, params) * bb,
+        "tables": tiling.bands * g * table_group_beats(params) * bb,
+        "inputs": (ceil_div(g, k) if k else 1) * once,
+        "outputs": m * oh * row_beats(ow, params) * bb,
+    }
+
+
+MAX_RESIDENT = 255  # lane groups whose weights stay at once (the descriptor's 8-bit field)
+
+
+def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = None) -> Tiling:
+    """The row bands and loop nest of `plan` on `params`' buffers with the fewest DRAM bytes.
+
+    The tallest band that fits the input buffer needs the fewest halo rows and re-reads in either
+    nest; then as many lane groups as the weight buffer holds stay resident, if that moves fewer
+    bytes than streaming the weights (ties: streamed, the untiled engine's nest). Pattern library
+    layers keep one group resident at most (the kernel-id buffer holds one group's ids).
+    """
+    c, oh = plan.in_shape[0], plan.out_shape[1]
+    shift = params.slot_shift(plan.in_shape[2])
+    capacity = params.input_words << shift
+    start = min(oh, capacity // c // plan.stride + 3)
+    band_rows = next((b for b in range(start, 0, -1) if band_words(plan, params, b) <= params.input_words), None)
+    if band_rows is None:
+        need = band_words(plan, params, 1) * params.row_elems * params.act_bits
+        raise HwgenError(f"layer '{plan.name}': its smallest row band (one output row of {c} channels) needs "
+                         f"--glb-kib {ceil_div(need, 8 * 1024)} or more, got {glb_kib}")
+    rows = tuple(band_inputs(plan, band_rows))
+    streamed = Tiling(band_rows, max(hi - lo for lo, hi in rows), shift, 0, rows)
+    k = min(groups(plan, params), MAX_RESIDENT, 1 if plan.ids is not None else
+            params.weight_mem_depth // group_buffer_words(plan, params))
+    resident = dataclasses.replace(streamed, resident_groups=k)
+    if sum(tiled_bytes(plan, params, resident).values()) < sum(tiled_bytes(plan, params, streamed).values()):
+        return resident
+    return streamed
 
 
 def groups(plan: LayerPlan, params: EngineParams) -> int:
@@ -493,21 +604,26 @@ def pack_table(plan: LayerPlan, params: EngineParams) -> bytes:
 
 def check_weights_covered(plan: LayerPlan) -> None:
     """Every nonzero weight lies on a tap the engine visits (true by construction; guards edits)."""
+    if plan.kernel1x1 or plan.dense:
+        return
     m, c = plan.weight.shape[:2]
-    flat = plan.weight.reshape(m, c, -1)
-    for mo in range(m):
-        for ci in range(c):
-            kept = set(plan.lane_taps(mo, ci)) if not plan.kernel1x1 else {0}
-            lost = [t for t in np.flatnonzero(flat[mo, ci]) if t not in kept]
-            if lost:
-                raise HwgenError(f"layer '{plan.name}': kernel ({mo}, {ci}) has weights off its pattern")
+    masks = np.asarray(plan.masks, dtype=np.int64)
+    visited = masks[plan.ids] if plan.ids is not None else \
+        masks[(np.arange(m)[:, None] + np.arange(c)[None, :]) % plan.period]
+    lost = np.argwhere(kernel_masks(plan.weight) & ~visited)
+    if len(lost):
+        mo, ci = lost[0]
+        raise HwgenError(f"layer '{plan.name}': kernel ({mo}, {ci}) has weights off its pattern")
 
 
 def pack_descriptor(plan: LayerPlan, params: EngineParams, *, in_addr: int, out_addr: int, weight_addr: int,
                     table_addr: int, table_base: int) -> bytes:
     c, h, w = plan.in_shape
     m, oh, ow = plan.out_shape
+    tiling = layer_tiling(plan, params)
     return descriptor.pack(
+        band_rows=tiling.band_rows, bands=tiling.bands, chan_rows=tiling.chan_rows, slot_shift=tiling.slot_shift,
+        resident_groups=tiling.resident_groups,
         in_addr=in_addr, out_addr=out_addr, weight_addr=weight_addr, table_addr=table_addr,
         channels=c, height=h, width=w, out_channels=m, out_height=oh, out_width=ow,
         in_row_beats=row_beats(w, params), out_row_beats=row_beats(ow, params),
