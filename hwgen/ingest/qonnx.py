@@ -99,6 +99,7 @@ class _QInt:
     source: object  # Act (an activation) or np.ndarray (float constant before quantization, or integers)
     quantizer: Quantizer | None  # None for an integer initializer: DequantizeLinear gives the scale
     axis: int | None
+    bounds: tuple[int, int] | None = None  # an integer initializer's range: its type's, or its Clip's
 
 
 def _broadcast(a: np.ndarray, ndim: int, axis: int | None) -> np.ndarray:
@@ -119,7 +120,7 @@ class _QuantTranslator(_Translator):
         super().__init__(path, model)
         self.act_quant: dict[str, Quantizer] = {}  # IR node -> quantizer of its output
         self.const_quant: dict[str, tuple[np.ndarray, Quantizer]] = {}  # tensor -> (integers, quantizer)
-        self.layer_inputs: dict[str, tuple[str, str]] = {}  # IR layer -> (weight tensor, bias tensor)
+        self.layer_weight: dict[str, str] = {}  # IR conv2d / linear -> the ONNX tensor of its weight
         self.tensor_of: dict[str, str] = {}  # IR node -> the ONNX tensor holding its quantized output
         self.truncs: dict[str, tuple[float, float]] = {}  # avgpool2d IR node -> (Trunc input scale, 2^t)
         self.tensor_types = {t.name: t.data_type for t in model.graph.initializer}
@@ -151,12 +152,7 @@ class _QuantTranslator(_Translator):
         if len(self.nodes) > before and ".act_quant." in self.nodes[-1].name:
             self._rename(self.nodes[-1], self.nodes[-1].name.split(".act_quant.")[0])
         if kind in ("Conv", "Gemm", "MatMul") and len(self.nodes) > before:
-            self.layer_inputs[self.nodes[-1].name] = (node.input[1], node.input[2] if len(node.input) > 2 else "")
-        elif kind == "Add" and len(self.nodes) == before:  # the bias of the MatMul before it
-            a, b = node.input[0], node.input[1]
-            x = self.values[node.output[0]]
-            weight, _ = self.layer_inputs[x.node]
-            self.layer_inputs[x.node] = (weight, b if isinstance(self.values.get(b), Const) else a)
+            self.layer_weight[self.nodes[-1].name] = node.input[1]
 
     def _rename(self, ir_node: Node, base: str) -> None:
         """Brevitas's QuantReLU exports its Relu inside `<module>.act_quant.activation_impl`: name
@@ -311,31 +307,37 @@ class _QuantTranslator(_Translator):
     def _clip_ints(self, node, where):
         q = self._input(node, 0, where)
         if isinstance(q, Const):  # an integer initializer (QCDQ weights)
-            q = _QInt(q.array, None, None)
+            q = self._int_const(node.input[0], q, where)
         bounds = [self._const(node, k, where, f"the {b} bound") for k, b in ((1, "min"), (2, "max"))]
         if any(b is None or b.size != 1 for b in bounds):
             self._fail(where, "a Clip of integers needs constant scalar min and max")
         lo, hi = (int(b.reshape(())) for b in bounds)
         if q.quantizer is None:  # an integer initializer: clipped here, its scale comes with the DequantizeLinear
-            self.values[node.output[0]] = _QInt(np.clip(q.source, lo, hi), None, None)
+            lo, hi = max(q.bounds[0], lo), min(q.bounds[1], hi)
+            self.values[node.output[0]] = _QInt(np.clip(q.source, lo, hi), None, None, (lo, hi))
             return
         qz = q.quantizer
         narrowed = Quantizer(qz.scale, max(qz.lo, lo), min(qz.hi, hi), qz.rounding, qz.what)
         self.values[node.output[0]] = _QInt(q.source, narrowed, q.axis)
 
+    def _int_const(self, name: str, c: Const, where: str) -> _QInt:
+        kind = self.tensor_types.get(name)
+        if kind not in _QDQ_RANGES:
+            self._fail(where, f"integer tensor '{name}' must be an int8, uint8, int16, uint16 or int32 initializer")
+        return _QInt(c.array, None, None, _QDQ_RANGES[kind])
+
     def _dequantize_linear(self, node, where):
         q = self._input(node, 0, where)
         scale = self._scale(node, 1, where)
         if isinstance(q, Const) and q.array.dtype == np.int64:  # an integer initializer
-            q = _QInt(q.array, None, None)
+            q = self._int_const(node.input[0], q, where)
         if not isinstance(q, _QInt):
             self._fail(where, "DequantizeLinear must read a QuantizeLinear, a Clip of one, or integer constants")
         self._qdq_range(node, where)
         if q.quantizer is None:
             ints = q.source
             axis = self._axis(node, where, scale, ints.ndim)
-            return self._const_result(node, ints, Quantizer(scale.reshape(-1), int(ints.min(initial=0)),
-                                                            int(ints.max(initial=0)), "ROUND", where), axis)
+            return self._const_result(node, ints, Quantizer(scale.reshape(-1), *q.bounds, "ROUND", where), axis)
         qz = q.quantizer
         rank = q.source.ndim if isinstance(q.source, np.ndarray) else 1 + len(self.shape(q.source.node))
         if not np.array_equal(scale.reshape(-1), qz.scale) or self._axis(node, where, scale, rank) != q.axis:
@@ -400,7 +402,7 @@ def _assign(g: Graph, t: _QuantTranslator) -> None:
         if node.op == "input":
             if qz is None:
                 raise HwgenError(f"{where}: the model's input is not quantized (a quantizer must follow the input)")
-            if qz.lo not in (0, -(1 << (qz.bits - 1))):
+            if (qz.lo, qz.hi) != intmath.qrange(qz.bits, qz.signed):
                 raise HwgenError(f"{where}: a narrow-range input quantizer is not supported")
             node.quant = QuantInfo(act_bits=_act_bits(qz, where), out_scale=qz.scalar, signed=qz.signed)
         elif node.op in ("conv2d", "linear"):
@@ -477,7 +479,7 @@ def _requant(channels: int, multipliers, shifts, qz: Quantizer, relu: bool) -> R
 def _weighted(g: Graph, node: Node, t: _QuantTranslator, src: QuantInfo, qz: Quantizer | None, head: bool,
               relu: bool, where: str) -> QuantInfo:
     """A conv2d / linear layer's QuantInfo from its weight (and bias) quantizers and its output's."""
-    w_name, b_name = t.layer_inputs.get(node.name, ("", ""))
+    w_name = t.layer_weight.get(node.name, "")
     if w_name not in t.const_quant:
         raise HwgenError(f"{where}: its weights are not quantized in the model (no Quant / DequantizeLinear on them)")
     ints, wq = t.const_quant[w_name]
