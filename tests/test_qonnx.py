@@ -114,6 +114,7 @@ def test_qonnx_cleanup_keeps_the_same_integers(exports):
 def test_qcdq_power_of_two_equals_onnxruntime(exports):
     g = load_model(exports["pow2.qcdq"])
     assert exactness(g) == []
+    assert [n.quant.weight_bits for n in g.layers()] == [4] * 5  # from the Clip's bounds, not the values
     np.testing.assert_array_equal(_dequantized_logits(g, X), bd.run_onnxruntime(exports["pow2.qcdq"], X))
     # the same learned integers as the QONNX export of the same network
     q = _load(exports["pow2.qonnx"])
