@@ -346,3 +346,18 @@ def test_trunc_average_pool_is_bit_exact(tmp_path):
     np.testing.assert_array_equal(ours, oracle[tensors[pool.name]])
     assert np.count_nonzero(ours) > 0
     np.testing.assert_array_equal(_dequantized_logits(g, X), oracle["output"])
+
+
+def _bipolar_first_conv(model):
+    q = next(n for n in model.graph.node if n.op_type == "Quant" and "weight_quant" in n.name)
+    q.op_type = "BipolarQuant"
+    del q.input[2:]
+    del q.attribute[:]
+
+
+def test_bipolar_weights_equal_qonnx(exports, tmp_path):
+    path = _edited(exports["pow2.qonnx"], tmp_path / "bipolar.onnx", _bipolar_first_conv)
+    g = _load(path)
+    first = g.layers()[0]
+    assert first.quant.weight_bits == 2 and set(np.unique(first.quant.weight)) == {-1, 1}
+    np.testing.assert_array_equal(_dequantized_logits(g, X), bd.run_qonnx(path, X)["output"])
