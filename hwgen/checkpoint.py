@@ -77,7 +77,10 @@ def _quant_json(q: QuantInfo, w: _Writer) -> dict:
         "bias": w.array(q.bias, _STORE["q_bias"]),
         "requant": None if r is None else {"multiplier": w.array(r.multiplier, _STORE["multiplier"]),
                                            "shift": w.array(r.shift, _STORE["shift"]),
-                                           "lo": int(r.lo), "hi": int(r.hi)},
+                                           "lo": int(r.lo), "hi": int(r.hi),
+                                           # written only when not the default, so files of
+                                           # `hwgen quantize` keep their bytes
+                                           **({} if r.rounding == "half_up" else {"rounding": r.rounding})},
         "input_multipliers": None if q.input_multipliers is None else [int(m) for m in q.input_multipliers],
     }
 
@@ -235,13 +238,20 @@ def _attrs(r: _Reader, op: str, attrs) -> dict:
 
 
 def _requant(r: _Reader, obj, q_bits: int, signed: bool, channels: int) -> Requant:
+    rounding = "half_up"  # the default is never written, so an explicit one must be another
+    if isinstance(obj, dict) and "rounding" in obj:
+        obj = dict(obj)
+        rounding = obj.pop("rounding")
+        if rounding not in intmath.ROUNDINGS[1:]:
+            r.fail(f"requant rounding must be one of {', '.join(map(repr, intmath.ROUNDINGS[1:]))} when given, "
+                   f"got {rounding!r}")
     obj = r.keys(obj, _REQUANT_KEYS, "requant")
     m = r.int_array(obj["multiplier"], "requant multiplier", (channels,), 0, (1 << intmath.MULT_BITS) - 1)
     s = r.int_array(obj["shift"], "requant shift", (channels,), 1, intmath.MAX_SHIFT)
     lo_a, hi_a = intmath.qrange(q_bits, signed)
     lo = r.int_(obj["lo"], "requant lo", lo_a, hi_a)
     hi = r.int_(obj["hi"], "requant hi", lo, hi_a)
-    return Requant(m, s, lo, hi)
+    return Requant(m, s, lo, hi, rounding)
 
 
 def _quant(r: _Reader, obj, node: Node, is_head: bool) -> QuantInfo:

@@ -5,7 +5,10 @@
 - bias: int32 in accumulator units;
 - accumulator: signed, `accumulator_bits(...)` wide, so no input can overflow it;
 - requantization per output channel: `y = clamp((acc * M + (1 << (S - 1))) >> S, lo, hi)`,
-  `>>` arithmetic (so it rounds half up), `0 <= M < 2**MULT_BITS`, `1 <= S <= MAX_SHIFT`.
+  `>>` arithmetic (so it rounds half up), `0 <= M < 2**MULT_BITS`, `1 <= S <= MAX_SHIFT`;
+  or, for models whose own quantizers round half to even (QONNX `ROUND`, ONNX `QuantizeLinear`),
+  `y = clamp((p + (1 << (S - 1)) - 1 + ((p >> S) & 1)) >> S, lo, hi)` with `p = acc * M`
+  (`rounding = "half_even"`: a tie goes to the even neighbour, anything else as before).
 
 All functions take and return numpy int64 arrays (or Python ints); no float enters the contract.
 """
@@ -59,12 +62,25 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
     return m, shift
 
 
-def requantize(acc, multiplier, shift, lo: int, hi: int) -> np.ndarray:
-    """`clamp((acc * M + (1 << (S - 1))) >> S, lo, hi)`, broadcasting M and S over acc."""
+ROUNDINGS = ("half_up", "half_even")
+
+
+def requantize(acc, multiplier, shift, lo: int, hi: int, rounding: str = "half_up") -> np.ndarray:
+    """`clamp((acc * M + (1 << (S - 1))) >> S, lo, hi)`, broadcasting M and S over acc.
+
+    `rounding="half_even"` sends a product exactly halfway between two outputs to the even one:
+    the rounding constant is one less, plus the lowest bit of the truncated result.
+    """
     acc = np.asarray(acc, dtype=np.int64)
     m = np.asarray(multiplier, dtype=np.int64)
     s = np.asarray(shift, dtype=np.int64)
-    return np.clip((acc * m + (np.int64(1) << (s - 1))) >> s, lo, hi)
+    p = acc * m
+    half = np.int64(1) << (s - 1)
+    if rounding == "half_even":
+        return np.clip((p + half - 1 + ((p >> s) & 1)) >> s, lo, hi)
+    if rounding != "half_up":
+        raise HwgenError(f"unknown rounding {rounding!r} (hwgen rounds {' or '.join(ROUNDINGS)})")
+    return np.clip((p + half) >> s, lo, hi)
 
 
 def accumulator_bits(weight_bits: int, act_bits: int, act_signed: bool, taps: int, bias_max: int = 0) -> int:

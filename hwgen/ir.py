@@ -25,12 +25,15 @@ class Requant:
     """Per-output-channel requantization `y = clamp((acc * M + (1 << (S - 1))) >> S, lo, hi)`.
 
     See `hwgen.intmath` for the arithmetic; the arrays have one entry per output channel.
+    `rounding` is "half_up" (the shift above; what `hwgen quantize` uses) or "half_even" (ties to
+    the even neighbour: how QONNX and ONNX quantizers round, kept for models loaded with theirs).
     """
 
     multiplier: np.ndarray  # int64, 0 <= M < 2**intmath.MULT_BITS
     shift: np.ndarray  # int64, 1 <= S <= intmath.MAX_SHIFT
     lo: int
     hi: int
+    rounding: str = "half_up"
 
 
 @dataclass

@@ -93,11 +93,14 @@ def _weight_scales(w: np.ndarray, bits: int, per_channel: bool) -> np.ndarray:
     return np.where(amax > 0, amax, fallback) / qmax
 
 
+GRANULARITIES = ("channel", "tensor")
+
+
 def _quantize_weighted(graph: Graph, node: Node, src: QuantInfo, w_bits: int, a_bits: int,
-                       out_scale: float | None) -> QuantInfo:
+                       out_scale: float | None, granularity: str = "channel") -> QuantInfo:
     head = node is classifier(graph)
     w = node.weight.astype(np.float64)
-    s_w = _weight_scales(w, w_bits, per_channel=not head)
+    s_w = _weight_scales(w, w_bits, per_channel=not head and granularity == "channel")
     lo_w, hi_w = intmath.qrange(w_bits, True)
     shape = (-1,) + (1,) * (w.ndim - 1)
     q_w = np.clip(np.round(w / s_w.reshape(shape)), lo_w, hi_w).astype(np.int64)
@@ -144,12 +147,16 @@ def _quantize_add(graph: Graph, node: Node, a: QuantInfo, b: QuantInfo, a_bits: 
 
 
 def quantize_graph(graph: Graph, calib_x, weight_bits: int, act_bits: int,
-                   act_scales: dict[str, float] | None = None) -> Graph:
+                   act_scales: dict[str, float] | None = None, weight_granularity: str = "channel") -> Graph:
     """A copy of `graph` with a `QuantInfo` on every node.
 
     `calib_x` is a float batch (N, *input_shape); it may be None when `act_scales` names every node
     of `scale_nodes(graph)`. Scales in `act_scales` take precedence over calibration.
+    `weight_granularity` "channel" gives every output channel its own weight scale, "tensor" one
+    scale per layer (what a source model that learned one per-tensor scale had).
     """
+    if weight_granularity not in GRANULARITIES:
+        raise HwgenError(f"weight granularity must be one of {', '.join(GRANULARITIES)}, got {weight_granularity!r}")
     w_bits = intmath.check_bits(weight_bits, "weight bits")
     a_bits = intmath.check_bits(act_bits, "activation bits")
     g = graph.copy().infer_shapes()
@@ -179,7 +186,7 @@ def quantize_graph(graph: Graph, calib_x, weight_bits: int, act_bits: int,
         elif node.op in ("conv2d", "linear"):
             head = node is classifier(g)
             scale = None if head else out_scale(node, not fused_relu(g, node))
-            node.quant = _quantize_weighted(g, node, ins[0], w_bits, a_bits, scale)
+            node.quant = _quantize_weighted(g, node, ins[0], w_bits, a_bits, scale, weight_granularity)
         elif node.op == "avgpool2d":
             node.quant = _quantize_avgpool(node, ins[0], a_bits, out_scale(node, ins[0].signed))
         elif node.op == "add":

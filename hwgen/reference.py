@@ -113,7 +113,8 @@ def _per_channel(a: np.ndarray, ndim: int) -> np.ndarray:
 
 def _requant(acc: np.ndarray, q) -> np.ndarray:
     r = q.requant
-    return intmath.requantize(acc, _per_channel(r.multiplier, acc.ndim), _per_channel(r.shift, acc.ndim), r.lo, r.hi)
+    return intmath.requantize(acc, _per_channel(r.multiplier, acc.ndim), _per_channel(r.shift, acc.ndim), r.lo, r.hi,
+                               r.rounding)
 
 
 def _eval_int(graph: Graph, node: Node, ins: list[np.ndarray]) -> np.ndarray:

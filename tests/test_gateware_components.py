@@ -26,7 +26,8 @@ def simulate(dut, bench, clocked: bool = True):
     sim.run()
 
 
-def test_requant_matches_intmath():
+@pytest.mark.parametrize("rounding", intmath.ROUNDINGS)
+def test_requant_matches_intmath(rounding):
     acc_bits = 30
     dut = Requant(acc_bits)
     rng = random.Random(1)
@@ -37,12 +38,20 @@ def test_requant_matches_intmath():
         lo = rng.randint(-200, 50)
         vectors.append((rng.randrange(-lim, lim), rng.randrange(1 << 15), rng.randint(1, intmath.MAX_SHIFT), lo,
                         lo + rng.randint(0, 300)))
+    # exact ties, where the two roundings differ: M a power of two, acc an odd multiple of 2^(S-1)/M
+    for _ in range(200):
+        shift = rng.randint(1, 20)
+        k = rng.randint(0, min(shift - 1, 14))
+        acc = (2 * rng.randint(-1000, 1000) + 1) << (shift - 1 - k)
+        vectors.append((acc, 1 << k, shift, -32768, 32767))
 
     async def bench(ctx):
+        ctx.set(dut.half_even, int(rounding == "half_even"))
         for acc, mult, shift, lo, hi in vectors:
             for sig, v in ((dut.acc, acc), (dut.multiplier, mult), (dut.shift, shift), (dut.lo, lo), (dut.hi, hi)):
                 ctx.set(sig, v)
-            assert ctx.get(dut.y) == int(intmath.requantize(acc, mult, shift, lo, hi)), (acc, mult, shift, lo, hi)
+            want = int(intmath.requantize(acc, mult, shift, lo, hi, rounding))
+            assert ctx.get(dut.y) == want, (acc, mult, shift, lo, hi)
 
     simulate(dut, bench, clocked=False)
 

@@ -9,6 +9,14 @@ Examples:
   hwgen quantize dense.pt2 --calib digits --weight-bits 8 --act-bits 8 --out dense_w8a8.hwq
   hwgen quantize model.pt2 --calib images.npy --calib-count 256 --weight-bits 4 --act-bits 4 --out m.hwq
 
+A model that learned its own quantization (an ONNX file with QONNX Quant nodes or QDQ nodes, from
+Brevitas or FINN) keeps it: its integer weights, bit widths and scales are written to the checkpoint
+as they are, without calibration (see docs/ingest-and-sparsity.md):
+  hwgen quantize brevitas_qonnx.onnx --out m.hwq
+
+`--weight-granularity tensor` gives each layer one weight scale instead of one per output channel
+(keep it when the source model learned per-tensor scales).
+
 `--calib digits` uses the training split of scikit-learn's digits (1437 images of 1x8x8);
 `FILE.npy` is a float array (N, C, H, W) read without pickle. The same arguments write a
 byte-identical checkpoint.
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +36,14 @@ from ..errors import HwgenError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("model", type=Path, help="float model: torch.export .pt2 or float .hwq")
-    parser.add_argument("--calib", required=True, help="calibration images: 'digits' or a .npy file (N, C, H, W)")
-    parser.add_argument("--weight-bits", type=int, default=8, help="weight bits, 2..8 (default 8)")
-    parser.add_argument("--act-bits", type=int, default=8, help="activation bits, 2..8 (default 8)")
+    parser.add_argument("model", type=Path, help="float model: torch.export .pt2, ONNX or float .hwq; "
+                        "or an ONNX model with learned quantization (kept as it is)")
+    parser.add_argument("--calib", help="calibration images: 'digits' or a .npy file (N, C, H, W); "
+                        "required unless the model carries its own quantization")
+    parser.add_argument("--weight-bits", type=int, help="weight bits, 2..8 (default 8)")
+    parser.add_argument("--act-bits", type=int, help="activation bits, 2..8 (default 8)")
+    parser.add_argument("--weight-granularity", choices=("channel", "tensor"), default="channel",
+                        help="one weight scale per output channel (default) or per layer")
     parser.add_argument("--out", type=Path, required=True, help="output checkpoint (.hwq)")
     parser.add_argument("--calib-count", type=int, help="use only the first N calibration images (default: all)")
     parser.add_argument("--input-shape", help="C,H,W, if the model file does not fix it")
@@ -115,17 +128,48 @@ def run(args: argparse.Namespace) -> int:
     from ..quantize import quantize_graph
 
     graph = load_model(args.model, _parse_shape(args.input_shape))
+    learned = graph.input.quant is not None and not zipfile.is_zipfile(args.model)  # not an .hwq
+    if learned:
+        return _keep_learned(graph, args)
     if any(n.quant is not None for n in graph.nodes):
         print(f"note: {args.model} is already quantized; quantizing again from its float weights")
+    if args.calib is None:
+        raise HwgenError("--calib is required to quantize a float model")
+    w_bits, a_bits = args.weight_bits or 8, args.act_bits or 8
     calib = load_calibration(args.calib, args.calib_count)
-    q = quantize_graph(graph, calib, args.weight_bits, args.act_bits)
+    q = quantize_graph(graph, calib, w_bits, a_bits, weight_granularity=args.weight_granularity)
     checkpoint.save(q, args.out)
     rows = summary(q)
     print(format_table(rows))
-    if args.json:
-        args.json.write_text(json.dumps({"model": str(args.model), "weight_bits": args.weight_bits,
-                                         "act_bits": args.act_bits, "calib_images": len(calib), "nodes": rows},
-                                        indent=1) + "\n")
-    print(f"quantized {len(q.layers())} layers of '{q.name}' to W{args.weight_bits}/A{args.act_bits} "
+    _write_json(args, rows, weight_bits=w_bits, act_bits=a_bits, calib_images=len(calib))
+    print(f"quantized {len(q.layers())} layers of '{q.name}' to W{w_bits}/A{a_bits} "
           f"with {len(calib)} calibration images -> {args.out}")
+    return 0
+
+
+def _write_json(args, rows: list[dict], **info) -> None:
+    if args.json:
+        args.json.write_text(json.dumps({"model": str(args.model), **info, "nodes": rows}, indent=1) + "\n")
+
+
+def _keep_learned(graph, args) -> int:
+    """Save a model's own learned quantization as a checkpoint, after checking nothing asks to change it."""
+    from .. import checkpoint
+    from ..ingest.qonnx import exactness
+
+    given = [f"--{k.replace('_', '-')}" for k in ("calib", "weight_bits", "act_bits", "calib_count")
+             if getattr(args, k) is not None]
+    if args.weight_granularity != "channel":
+        given.append("--weight-granularity")
+    if given:
+        raise HwgenError(f"{args.model} carries its own learned quantization, which is kept as it is; "
+                         f"{', '.join(given)} would change it (remove them)")
+    checkpoint.save(graph, args.out)
+    rows = summary(graph)
+    print(format_table(rows))
+    inexact = exactness(graph)
+    _write_json(args, rows, learned=True, inexact_nodes=inexact)
+    print(f"kept the learned quantization of {len(graph.layers())} layers of '{graph.name}' -> {args.out}; "
+          + (f"not bit-exact with the model's own arithmetic at: {', '.join(inexact)} (within 1 LSB per layer)"
+             if inexact else "bit-exact with the model's own arithmetic"))
     return 0

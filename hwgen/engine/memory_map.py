@@ -19,7 +19,8 @@ channel one word of `m_lanes` bytes, the ROM index of each lane's shape, padded 
 weight-buffer words.
 
 Bias/requant table (`pack_table`): per output channel 8 bytes, `bias` int32, `M` uint16, `S`
-uint8, one zero byte; lane groups padded to whole beats.
+uint8, one flags byte (bit 0: round ties to even, `Requant.rounding == "half_even"`); lane groups
+padded to whole beats.
 """
 
 from __future__ import annotations
@@ -139,6 +140,6 @@ def pack_table(plan: LayerPlan, params: EngineParams) -> bytes:
                 b, mul, s = int(plan.bias[mo]), int(plan.multiplier[mo]), int(plan.shift[mo])
             else:
                 b, mul, s = 0, 0, 1
-            blob += (b & 0xFFFFFFFF).to_bytes(4, "little") + mul.to_bytes(2, "little") + bytes([s, 0])
+            blob += (b & 0xFFFFFFFF).to_bytes(4, "little") + mul.to_bytes(2, "little") + bytes([s, int(plan.half_even)])
         out += blob + bytes(table_group_beats(params) * params.beat_bytes - len(blob))
     return bytes(out)

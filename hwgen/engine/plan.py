@@ -97,6 +97,7 @@ class LayerPlan:
     act_bits: int  # bits of the input activations
     ids: np.ndarray | None = None  # pattern library layers: (M, C) index into masks of every kernel
     residue_groups: bool = False  # lane groups hold one residue class mod P each (see the module doc)
+    half_even: bool = False  # requant rounds ties to even (`Requant.rounding`)
 
     @property
     def structure(self) -> str:
@@ -134,7 +135,8 @@ class LayerPlan:
 
 def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_shape, stride: int,
               padding: int, in_signed: bool, weight_bits: int = 8, act_bits: int = 8,
-              dense_only: bool = False, m_lanes: int = 4, stats: ResidueStats | None = None) -> LayerPlan:
+              dense_only: bool = False, m_lanes: int = 4, stats: ResidueStats | None = None,
+              half_even: bool = False) -> LayerPlan:
     """Check that the engine can run a conv layer and fix how (raises HwgenError naming the layer).
 
     `m_lanes`: the engine's output-channel lanes, which decide between contiguous and residue groups.
@@ -171,7 +173,7 @@ def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_s
     plan = LayerPlan(name, weight, np.asarray(bias, dtype=np.int64).reshape(m),
                      np.asarray(multiplier, dtype=np.int64).reshape(m), np.asarray(shift, dtype=np.int64).reshape(m),
                      int(lo), int(hi), (c, h, w), (m, oh, ow), stride, kernel1x1, bool(in_signed), dense, period,
-                     masks, taps, int(weight_bits), int(act_bits))
+                     masks, taps, int(weight_bits), int(act_bits), half_even=bool(half_even))
     if kernel1x1 or dense_only:
         return plan
     residue = residue_plan(plan, stats)
@@ -322,7 +324,8 @@ def plan_node(graph, node, dense_only: bool = False, m_lanes: int = 4) -> LayerP
     act_bits = producer.quant.act_bits if producer.quant is not None else q.act_bits
     stats = residue_stats(q.weight) if np.asarray(q.weight).shape[2:] == (3, 3) else None
     plan = plan_conv(node.name, q.weight, bias, rq.multiplier, rq.shift, rq.lo, rq.hi, graph.in_shape(node),
-                     stride[0], padding[0], in_signed, q.weight_bits, act_bits, dense_only, m_lanes, stats)
+                     stride[0], padding[0], in_signed, q.weight_bits, act_bits, dense_only, m_lanes, stats,
+                     rq.rounding == "half_even")
     if not plan.kernel1x1 and not dense_only:
         # zeros no period explains tightly may be a pattern library: then take whichever needs fewer steps
         from ..sparsity import detect

@@ -143,7 +143,7 @@ class Engine(wiring.Component):
         for lane in range(lanes):
             entry = table.word_select(lane, TABLE_ENTRY_BYTES * 8)
             m.d.comb += [mac.bias[lane].eq(entry[0:32]), wb.multiplier[lane].eq(entry[32:47]),
-                         wb.shift[lane].eq(entry[48:54])]
+                         wb.shift[lane].eq(entry[48:54]), wb.half_even[lane].eq(entry[56])]
 
         # the request stream belongs to write-back while a lane group runs, else to the reader
         running = Signal()

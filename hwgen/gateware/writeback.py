@@ -30,6 +30,7 @@ class Writeback(wiring.Component):
             "result": In(stream.Signature(data.ArrayLayout(signed(params.acc_bits), lanes * xl))),
             "multiplier": In(data.ArrayLayout(unsigned(intmath.MULT_BITS), lanes)),
             "shift": In(data.ArrayLayout(unsigned(SHIFT_BITS), lanes)),
+            "half_even": In(data.ArrayLayout(unsigned(1), lanes)),
             "lo": In(signed(16)),
             "hi": In(signed(16)),
             "out_width": In(16),
@@ -68,13 +69,14 @@ class Writeback(wiring.Component):
         with m.If(self.result.valid & self.result.ready):
             m.d.sync += [holding.eq(1), lane.eq(0), work.eq(self.result.payload.as_value())]
 
-        mults, shifts = Array(self.multiplier), Array(self.shift)
+        mults, shifts, evens = Array(self.multiplier), Array(self.shift), Array(self.half_even)
         ys = []
         for j in range(xl):
             rq = Requant(p.acc_bits)
             m.submodules[f"requant{j}"] = rq
             m.d.comb += [rq.acc.eq(work.word_select(j, p.acc_bits).as_signed()), rq.multiplier.eq(mults[lane]),
-                         rq.shift.eq(shifts[lane]), rq.lo.eq(self.lo), rq.hi.eq(self.hi)]
+                         rq.shift.eq(shifts[lane]), rq.half_even.eq(evens[lane]), rq.lo.eq(self.lo),
+                         rq.hi.eq(self.hi)]
             ys.append(rq.y[:8])
         slot = xg[:gshift] if gshift else 0
         m.d.comb += [

@@ -46,6 +46,10 @@ def load_onnx(path: str | Path, input_shape: tuple[int, ...] | None = None) -> G
     path = Path(path)
     model = _parse(path)
     try:
+        from .qonnx import has_quantizers, load_quantized
+
+        if has_quantizers(model):  # learned quantization (QONNX, QDQ): a quantized graph
+            return load_quantized(path, model, input_shape)
         return _Translator(path, model).graph(input_shape)
     except HwgenError as e:  # names from the file may hold line breaks or control characters
         raise HwgenError(_printable(str(e))) from None
@@ -72,6 +76,8 @@ def _parse(path: Path):
 
 
 class _Translator(GraphBuilder):
+    int_types = _INT_TYPES  # integer tensor types read (hwgen.ingest.qonnx adds the QDQ ones)
+
     def __init__(self, path: Path, model):
         self.path = path
         self.g = model.graph
@@ -206,7 +212,7 @@ class _Translator(GraphBuilder):
 
     def _tensor(self, t, what: str) -> np.ndarray:
         """A TensorProto as a numpy array (float32 for float types, int64 for integer types)."""
-        dtype = _FLOAT_TYPES.get(t.data_type) or _INT_TYPES.get(t.data_type)
+        dtype = _FLOAT_TYPES.get(t.data_type) or self.int_types.get(t.data_type)
         if dtype is None:
             raise HwgenError(f"{self.path}: {what} has element type {_type_name(t.data_type)}; "
                              "hwgen reads float tensors (and int32/int64/bool ones for shapes and flags)")
