@@ -10,6 +10,7 @@ Shapes omit the batch dimension: activations are `(C, H, W)` after convolutions 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,10 @@ from .errors import HwgenError
 
 OPS = ("input", "conv2d", "linear", "relu", "maxpool2d", "avgpool2d", "add", "flatten")
 WEIGHTED_OPS = ("conv2d", "linear")
+# Sizes past these are not a network anyone runs, but a corrupt or hostile file: refused before any
+# count or buffer is derived from them (2**28 float32 values are 1 GiB for one activation).
+MAX_DIM = 1 << 16
+MAX_ELEMENTS = 1 << 28
 
 
 @dataclass
@@ -148,6 +153,7 @@ class Graph:
                 if i not in seen:
                     raise HwgenError(f"node '{n.name}': input '{i}' is not defined before it")
             n.out_shape = self._shape_of(n) if n.op != "input" else n.out_shape
+            _check_size(n)
             seen.add(n.name)
         if self.output not in seen:
             raise HwgenError(f"graph '{self.name}': output node '{self.output}' does not exist")
@@ -166,7 +172,7 @@ class Graph:
                 raise HwgenError(f"node '{n.name}': add of mismatched shapes {ins[0]} and {ins[1]}")
             return x
         if n.op == "flatten":
-            return (int(np.prod(x)),)
+            return (math.prod(x),)
         if n.op == "linear":
             if len(x) != 1:
                 raise HwgenError(f"node '{n.name}': linear needs a flat input, got shape {x}")
@@ -207,15 +213,25 @@ class Graph:
         raise HwgenError(f"node '{n.name}': unsupported op '{n.op}'")
 
 
+def _check_size(n: Node) -> None:
+    shape = n.out_shape
+    if any(not isinstance(d, (int, np.integer)) or d < 1 for d in shape):
+        raise HwgenError(f"node '{n.name}': shape {shape} must be positive integers")
+    if len(shape) == 3 and max(shape) > MAX_DIM:
+        raise HwgenError(f"node '{n.name}': shape {shape} has a dimension over the limit of {MAX_DIM}")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise HwgenError(f"node '{n.name}': shape {shape} has {math.prod(shape):,} values, over the limit of "
+                         f"{MAX_ELEMENTS:,} per activation")
+
+
 # -- counts -----------------------------------------------------------------------------------------
 def macs(graph: Graph, node: Node) -> int:
     """Multiply-accumulates of the dense layer (every weight, zero or not)."""
     if node.op == "conv2d":
-        m, cg, kh, kw = node.weight.shape
         _, oh, ow = node.out_shape
-        return int(m * cg * kh * kw * oh * ow)
+        return math.prod(int(d) for d in node.weight.shape) * int(oh) * int(ow)
     if node.op == "linear":
-        return int(node.weight.size)
+        return math.prod(int(d) for d in node.weight.shape)
     return 0
 
 
@@ -224,7 +240,7 @@ def effectual_macs(graph: Graph, node: Node) -> int:
     w = node.quant.weight if node.quant is not None and node.quant.weight is not None else node.weight
     if node.op == "conv2d":
         _, oh, ow = node.out_shape
-        return int(np.count_nonzero(w) * oh * ow)
+        return int(np.count_nonzero(w)) * int(oh) * int(ow)
     if node.op == "linear":
         return int(np.count_nonzero(w))
     return 0

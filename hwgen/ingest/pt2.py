@@ -60,9 +60,30 @@ class _Translator(GraphBuilder):
         if self.input_shape is None:
             raise HwgenError(f"{self.archive.path}: the program's input shape is not fixed (symbolic); pass --input-shape C,H,W")
         out = self._output_value()  # before translating: a training-mode program fails here, clearly
+        self._check_definitions(out)
         for jn in self.json_graph["nodes"]:
             self._translate(jn)
         return self.finish(self._act(out, "the program output"))
+
+    def _check_definitions(self, out: str) -> None:
+        """Every tensor is defined once, and the graph's own output list names the program output.
+
+        A second definition would leave a dead copy behind that inspect and analyze would count.
+        """
+        defined = set(self.lazy) | set(self.values)
+        for jn in self.json_graph["nodes"]:
+            names = [t["name"] for o in jn["outputs"] for t in
+                     ([o["as_tensor"]] if "as_tensor" in o else o.get("as_tensors", []))]
+            for name in names:
+                if name in defined:
+                    raise HwgenError(f"{self.archive.path}: node '{jn.get('name')}' defines tensor '{name}', "
+                                     "which is already defined")
+                defined.add(name)
+        outputs = self.json_graph["outputs"]
+        if not isinstance(outputs, list) or not outputs:
+            raise HwgenError(f"{self.archive.path}: the program's graph has an empty output list")
+        if [_tensor_names(o) for o in outputs] != [[out]]:
+            raise HwgenError(f"{self.archive.path}: the graph's outputs disagree with the signature's output '{out}'")
 
     def _count_uses(self) -> dict[str, int]:
         uses: dict[str, int] = {}
