@@ -56,6 +56,13 @@ class Seed(nn.Module):
         return self.fc(torch.cat([x, torch.relu(self.c(x))], 1).mean((2, 3)))
 
 
+class Seeds(dict):
+    """The seed files by kind; a short repr keeps hypothesis's failure reports readable."""
+
+    def __repr__(self):
+        return "seeds"
+
+
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory):
     d = tmp_path_factory.mktemp("fuzz-seeds")
@@ -69,7 +76,7 @@ def seeds(tmp_path_factory):
     graph = load_model(pt2)
     hwq = d / "seed.hwq"
     checkpoint.save(quantize.quantize_graph(graph, np.random.default_rng(0).normal(size=(8, 1, 8, 8)), 8, 8), hwq)
-    return {"pt2": pt2.read_bytes(), "onnx": onnx_path.read_bytes(), "hwq": hwq.read_bytes()}
+    return Seeds(pt2=pt2.read_bytes(), onnx=onnx_path.read_bytes(), hwq=hwq.read_bytes())
 
 
 @pytest.fixture(scope="module")
@@ -307,6 +314,17 @@ def test_corrupted_file_exits_0_or_2_in_one_line(seeds, workdir, kind, strategy,
 @given(data=st.data())
 def test_soak_corrupted_file_exits_0_or_2_in_one_line(seeds, workdir, kind, strategy, data):
     check_case(workdir, kind, mutate(seeds, kind, strategy, data.draw))
+
+
+def test_unknown_compression_method_is_one_line(seeds, workdir):
+    # found by the soak: a member's method field set to 1 (shrink), which zipfile cannot read
+    data = seeds["pt2"]
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        central = z.start_dir  # zipfile reads each member's method from its central-directory entry
+    at = data.find(b"PK\x01\x02", central)
+    while at >= 0:
+        check_case(workdir, "pt2", data[:at + 10] + (1).to_bytes(2, "little") + data[at + 12:])
+        at = data.find(b"PK\x01\x02", at + 1)
 
 
 def test_zip_header_fields_are_found(seeds):

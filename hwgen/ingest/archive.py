@@ -77,7 +77,8 @@ class Pt2Archive:
             raise HwgenError(f"{self.path}: archive member '{member}' is missing")
         try:
             return self._zip.read(name)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
+            # NotImplementedError: an unknown compression method; RuntimeError: an encrypted member
             raise HwgenError(f"{self.path}: archive member '{member}' is corrupt ({e})") from None
 
     def text(self, member: str) -> str:
