@@ -481,6 +481,8 @@ class _Translator(GraphBuilder):
 
     def _op_Concat(self, node, base, where, attrs):
         acts = [self._input(node, k, where) for k in range(len(node.input))]
+        if len(acts) == 1 and isinstance(acts[0], Act):  # a concatenation of one tensor is that tensor
+            return self.alias(node.output[0], acts[0], where)
         if acts and all(isinstance(v, Act) for v in acts):
             rank = len(self.shape(acts[0].node)) + 1
             if attrs.int("axis") not in (1, 1 - rank):

@@ -334,6 +334,8 @@ class _Translator(GraphBuilder):
         xs = arg("tensors")
         if not isinstance(xs, list) or not all(isinstance(v, Act) for v in xs):
             raise HwgenError(f"{where}: concatenation of anything but activations is not supported")
+        if len(xs) == 1:  # DenseNet's first layer concatenates a list of one: the tensor itself
+            return self._alias(jn, xs[0], where)
         rank = len(self.shape(xs[0].node)) + 1
         if arg("dim", 0) not in (1, 1 - rank):
             raise HwgenError(f"{where}: concatenation along dim {arg('dim', 0)} is not supported (only channels, dim 1)")
