@@ -27,21 +27,22 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from gateware_helpers import conv_graph, expected, load_image, random_input  # noqa: E402
 
-from hwgen.gateware import layout, schedule  # noqa: E402
+from hwgen import engine  # noqa: E402
+from hwgen.engine import schedule  # noqa: E402
 from hwgen.gateware.engine import Engine  # noqa: E402
 from hwgen.gateware.sim_memory import run_layer  # noqa: E402
 
 
 def measure(graph, x, dense_only: bool, m_lanes: int, x_lanes: int, bus_bits: int) -> dict:
-    plan = layout.plan_node(graph, graph.node("conv"), dense_only=dense_only, m_lanes=m_lanes)
-    params = layout.fit_params([plan], m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits,
+    plan = engine.plan_node(graph, graph.node("conv"), dense_only=dense_only, m_lanes=m_lanes)
+    params = engine.fit_params([plan], m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits,
                                sparse=False if dense_only else None)
-    img = layout.dram_image([plan], params)
+    img = engine.dram_image([plan], params)
     image = load_image(img, x, params)
     t0 = time.time()
     traffic = run_layer(Engine(params), image, img.layers[0].descriptor)
     reg = img.layers[0]
-    got = layout.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape, False, params)
+    got = engine.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape, False, params)
     if not np.array_equal(got, expected(graph, x)):
         raise SystemExit("engine output differs from hwgen.reference")
     model = schedule.layer_schedule(plan, params)

@@ -25,7 +25,8 @@ from engine_utilization import engine_arguments, measure  # noqa: E402
 from gateware_helpers import conv_graph, random_input  # noqa: E402
 
 from hwgen.analysis import formats  # noqa: E402
-from hwgen.gateware import layout, schedule  # noqa: E402
+from hwgen import engine  # noqa: E402
+from hwgen.engine import schedule  # noqa: E402
 
 
 def main() -> None:
@@ -38,8 +39,8 @@ def main() -> None:
     for scheme in ("PS4_P4", None):
         for bits in (8, 4, 2):
             graph = conv_graph(11, cin=64, cout=64, h=args.size, w=args.size, scheme=scheme, weight_bits=bits)
-            plan = layout.plan_node(graph, graph.node("conv"), m_lanes=args.m_lanes)
-            params = layout.fit_params([plan], m_lanes=args.m_lanes, x_lanes=args.x_lanes, bus_bits=args.bus_bits)
+            plan = engine.plan_node(graph, graph.node("conv"), m_lanes=args.m_lanes)
+            params = engine.fit_params([plan], m_lanes=args.m_lanes, x_lanes=args.x_lanes, bus_bits=args.bus_bits)
             packed = schedule.layer_schedule(plan, params)
             unpacked = schedule.layer_schedule(plan, dataclasses.replace(params, weight_bits=8))
             mask = plan.weight != 0

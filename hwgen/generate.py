@@ -24,8 +24,9 @@ from pathlib import Path
 
 from . import __version__, checkpoint
 from .errors import HwgenError
-from .gateware import descriptor, layout, schedule
-from .gateware.params import EngineParams, check_lanes
+from . import engine
+from .engine import EngineBuild, EngineConfig, EngineParams, descriptor
+from .analysis.engine import engine_compulsory
 from .gateware.sram import MODULE as SRAM_MODULE
 
 ENGINE_MODULE = "hwgen_engine"
@@ -41,22 +42,6 @@ FILES = {
     "waivers": "lint_waivers.vlt",
     "checkpoint": "model.hwq",
 }
-
-
-def engine_layers(graph) -> list:
-    """The conv2d nodes the engine runs (every one of them; linear layers stay on the host)."""
-    return [n for n in graph.nodes if n.op == "conv2d"]
-
-
-def plan_graph(graph, dense_only: bool = False, m_lanes: int = 4) -> list[layout.LayerPlan]:
-    """Every conv layer's plan for an engine of `m_lanes` output-channel lanes."""
-    check_lanes(m_lanes, 1)
-    plans = [layout.plan_node(graph, n, dense_only=dense_only, m_lanes=m_lanes) for n in engine_layers(graph)]
-    if not plans:
-        raise HwgenError(f"graph '{graph.name}' has no conv2d layer for the engine to run")
-    for p in plans:
-        layout.check_weights_covered(p)
-    return plans
 
 
 def engine_verilog(params: EngineParams) -> str:
@@ -124,18 +109,17 @@ def _waivers() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _layer_entry(graph, plan: layout.LayerPlan, regs: layout.LayerRegions, table_base: int,
-                 params: EngineParams) -> dict:
+def _layer_entry(graph, plan: engine.LayerPlan, regs: engine.LayerRegions, table_base: int,
+                 params: EngineParams, sched: engine.LayerSchedule) -> dict:
     node = graph.node(plan.name)
-    sched = schedule.layer_schedule(plan, params)
     return {
         "name": plan.name,
         "descriptor_addr": regs.descriptor,
         "input": {"addr": regs.input, "bytes": regs.input_bytes, "shape": list(plan.in_shape),
-                  "signed": plan.in_signed, "bits": plan.act_bits, "row_beats": layout.row_beats(plan.in_shape[2], params)},
+                  "signed": plan.in_signed, "bits": plan.act_bits, "row_beats": engine.row_beats(plan.in_shape[2], params)},
         "output": {"addr": regs.output, "bytes": regs.output_bytes, "shape": list(plan.out_shape),
                    "signed": bool(node.quant.signed), "bits": int(node.quant.act_bits), "lo": plan.lo, "hi": plan.hi,
-                   "row_beats": layout.row_beats(plan.out_shape[2], params)},
+                   "row_beats": engine.row_beats(plan.out_shape[2], params)},
         "weights": {"addr": regs.weights, "bytes": regs.weight_bytes},
         "table": {"addr": regs.table, "bytes": regs.table_bytes},
         "kernel": 1 if plan.kernel1x1 else 3,
@@ -146,11 +130,17 @@ def _layer_entry(graph, plan: layout.LayerPlan, regs: layout.LayerRegions, table
         "taps": plan.taps,
         "masks": list(plan.masks),
         "table_base": table_base,
+        "tiling": {"band_rows": sched.tiling.band_rows, "bands": sched.tiling.bands,
+                   "chan_rows": sched.tiling.chan_rows, "rows_per_word": 1 << sched.tiling.slot_shift,
+                   "resident_groups": sched.tiling.resident_groups,
+                   "band_inputs": [list(r) for r in sched.tiling.band_inputs]},
         "schedule": {"bytes": sched.bytes, "cycles": sched.cycles, "utilization": round(sched.utilization, 4)},
+        "compulsory_bytes": engine_compulsory(graph, node)["total"],
     }
 
 
-def build_manifest(graph, plans, params: EngineParams, image: layout.DramImage, srams: dict) -> dict:
+def build_manifest(b: EngineBuild, params: EngineParams, srams: dict) -> dict:
+    graph, plans, image = b.graph, b.plans, b.image
     engine_names = {p.name for p in plans}
     return {
         "hwgen_version": __version__,
@@ -162,7 +152,8 @@ def build_manifest(graph, plans, params: EngineParams, image: layout.DramImage, 
             "m_lanes": params.m_lanes, "x_lanes": params.x_lanes, "bus_bits": params.bus_bits,
             "weight_bits": params.weight_bits, "act_bits": params.act_bits, "acc_bits": params.acc_bits,
             "max_width": params.max_width, "max_out_width": params.max_out_width,
-            "max_channels": params.max_channels, "input_rows": params.input_rows,
+            "max_channels": params.max_channels, "input_words": params.input_words,
+            "input_buffer_bytes": params.input_buffer_bytes,
             "patterns": list(params.patterns), "sparse": params.sparse, "library": params.library,
             "lane_period": params.lane_period, "weight_pack": params.weight_pack,
         },
@@ -181,12 +172,13 @@ def build_manifest(graph, plans, params: EngineParams, image: layout.DramImage, 
         "dram": {
             "size": image.size,
             "image_bytes": len(image.data),
-            "region_align": layout.REGION_ALIGN,
+            "region_align": engine.REGION_ALIGN,
             "little_endian": True,
             "activation_layout": "C,H,W; one byte per element (low A bits, two's complement if signed); "
                                  "each row zero-padded to whole beats",
         },
-        "layers": [_layer_entry(graph, p, r, b, params) for p, r, b in zip(plans, image.layers, image.table_bases)],
+        "layers": [_layer_entry(graph, p, r, base, params, sched)
+                   for p, r, base, sched in zip(plans, image.layers, image.table_bases, b.schedules)],
         "host_ops": [n.name for n in graph.nodes[1:] if n.name not in engine_names],
     }
 
@@ -196,7 +188,7 @@ def sram_instances(params: EngineParams) -> dict:
     word_bytes, depth = params.weight_word_bytes, params.weight_mem_depth
     row_bits = params.row_elems * params.act_bits
     srams = {
-        "input_buffer": {"width": row_bits, "depth": params.input_rows, "granularity": row_bits},
+        "input_buffer": {"width": row_bits, "depth": params.input_words, "granularity": params.beat_bytes * params.act_bits},
         "weight_buffer": {"width": word_bytes * 8, "depth": depth, "granularity": word_bytes * 8},
         "output_rows": {"width": params.bus_bits, "depth": 2 * params.m_lanes * params.out_row_beats_max, "granularity": 8},
     }
@@ -208,12 +200,11 @@ def sram_instances(params: EngineParams) -> dict:
 def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64, glb_kib: int | None = None,
              dense_only: bool = False, synth: str | None = None) -> dict:
     """Write the engine for `graph` (a quantized hwgen Graph) into `out_dir`; returns the manifest."""
-    plans = plan_graph(graph, dense_only=dense_only, m_lanes=m_lanes)
-    params = layout.fit_params(plans, m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
-                               sparse=False if dense_only else None)
-    params = dataclasses.replace(params, sram_cells=True)
-    image = layout.dram_image(plans, params)
-    manifest = build_manifest(graph, plans, params, image, sram_instances(params))
+    b = engine.build(graph, EngineConfig(m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
+                                         dense_only=dense_only))
+    params = dataclasses.replace(b.params, sram_cells=True)  # the Verilog instantiates the SRAM template
+    image = b.image
+    manifest = build_manifest(b, params, sram_instances(params))
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)

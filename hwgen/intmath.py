@@ -21,6 +21,8 @@ from .errors import HwgenError
 MIN_BITS, MAX_BITS = 2, 8
 MULT_BITS = 15  # M is an unsigned 15-bit integer: it fits a signed 16-bit DSP operand
 MAX_SHIFT = 47  # keeps acc * M + round inside int64 for any 32-bit accumulator
+# One output channel's bias and requantization in their smallest form: int32 bias, M, S (<= 47)
+REQUANT_ENTRY_BITS = 32 + MULT_BITS + MAX_SHIFT.bit_length()
 BIAS_BITS = 32
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import HwgenError
 
-DESCRIPTOR_BYTES = 64  # hwgen.gateware.descriptor.DESCRIPTOR_BYTES, without importing Amaranth
+DESCRIPTOR_BYTES = 64  # hwgen.engine.descriptor.DESCRIPTOR_BYTES, without importing Amaranth
 # The hwgen_top shell's ports (rtl_templates/hwgen_top.v), by the DRAM model's logical names.
 TOP_PORTS = {"req_valid": "req_valid", "req_ready": "req_ready", "req_addr": "req_addr", "req_len": "req_len",
              "req_write": "req_write", "rd_valid": "rd_valid", "rd_ready": "rd_ready", "rd_data": "rd_data",
@@ -34,6 +34,7 @@ class EngineLayer:
     out_addr: int
     bytes_predicted: dict  # tensor -> bytes, from the schedule model
     cycles_predicted: int
+    bytes_compulsory: int | None  # the analysis's lower bound (each tensor once in its smallest format)
 
 
 @dataclass
@@ -66,11 +67,12 @@ def _regions(layers: list[dict]) -> list[dict]:
 
 
 def from_graph(graph, out_dir: Path, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64,
-               dense_only: bool = False) -> EngineTarget:
+               glb_kib: int | None = None, dense_only: bool = False) -> EngineTarget:
     """`hwgen generate` for a quantized graph into `out_dir` (which saves the graph there too)."""
     from .generate import generate
 
-    generate(graph, out_dir, m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, dense_only=dense_only)
+    generate(graph, out_dir, m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
+             dense_only=dense_only)
     return load_generated(out_dir)
 
 
@@ -99,7 +101,8 @@ def load_generated(gen_dir, checkpoint_path=None) -> EngineTarget:
         sources = {files[k]: (gen_dir / files[k]).read_text() for k in ("sram", "engine", "top")}
         layers = [EngineLayer(lay["name"], int(lay["descriptor_addr"]), int(lay["input"]["addr"]),
                               int(lay["output"]["addr"]), {k: int(v) for k, v in lay["schedule"]["bytes"].items()},
-                              int(lay["schedule"]["cycles"])) for lay in layers_j]
+                              int(lay["schedule"]["cycles"]),
+                              int(lay["compulsory_bytes"]) if "compulsory_bytes" in lay else None) for lay in layers_j]
         regions = _regions(layers_j)
         dram_size = int(manifest["dram"]["size"])
         image_path = gen_dir / files["image"]

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,6 @@ WAVE_FORMATS = ("fst", "vcd")
 TB_MODULE = "sim.engine_tb"
 JOB_ENV = "HWGEN_SIM_JOB"
 # The folder holding the `sim` package (the repository root in a checkout / editable install).
-SIM_PARENT = Path(__file__).resolve().parents[1]
 CACHE_ENV = "HWGEN_SIM_CACHE"  # where compiled designs are kept (default ~/.cache/hwgen/sim)
 LOG_TAIL_LINES = 12
 ICARUS_DUMP = """module hwgen_dump();
@@ -83,17 +81,10 @@ def _check_sim(sim: str) -> None:
         raise HwgenError(f"simulator '{sim}' is not installed ({hint})")
 
 
-def import_path() -> None:
-    """Make the `sim` testbench package importable here and, through sys.path, in the simulator."""
-    if str(SIM_PARENT) not in sys.path:  # the runner hands sys.path to the simulator's Python
-        sys.path.append(str(SIM_PARENT))
-
-
 def _runner(sim: str):
     from cocotb_tools.runner import get_runner
 
     _check_sim(sim)
-    import_path()
     return get_runner(sim)
 
 

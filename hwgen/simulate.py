@@ -44,6 +44,7 @@ class LayerResult:
     lanes: int = 0
     dram_bytes_measured: int = 0  # per image, every region
     dram_bytes_predicted: int | None = None
+    dram_bytes_compulsory: int | None = None  # the lower bound: each tensor once in its smallest format
     cycles_predicted: int | None = None
     tensor_bytes_measured: dict = field(default_factory=dict)  # tensor -> bytes in this layer's own regions
     tensor_bytes_predicted: dict = field(default_factory=dict)
@@ -91,6 +92,7 @@ class SimReport:
     def totals(self) -> dict:
         ls = self.layers
         pred_bytes = [lr.dram_bytes_predicted for lr in ls]
+        bound = [lr.dram_bytes_compulsory for lr in ls]
         pred_cycles = [lr.cycles_predicted for lr in ls]
         cycles = sum(lr.cycles for lr in ls)
         macs = sum(lr.effectual_macs for lr in ls)
@@ -101,13 +103,15 @@ class SimReport:
             "utilization": macs / (lanes * cycles) if lanes and cycles else 0.0,
             "dram_bytes_measured": sum(lr.dram_bytes_measured for lr in ls),
             "dram_bytes_predicted": None if None in pred_bytes else sum(pred_bytes),
+            "dram_bytes_compulsory": None if None in bound else sum(bound),
             "cycles_predicted": None if None in pred_cycles else sum(pred_cycles),
         }
 
     def to_json(self) -> dict:
         layers = [{"name": lr.name, "mismatches": lr.mismatches, "cycles": lr.cycles,
                    "utilization": lr.utilization, "dram_bytes_measured": lr.dram_bytes_measured,
-                   "dram_bytes_predicted": lr.dram_bytes_predicted, "cycles_predicted": lr.cycles_predicted,
+                   "dram_bytes_predicted": lr.dram_bytes_predicted, "dram_bytes_compulsory": lr.dram_bytes_compulsory,
+                   "cycles_predicted": lr.cycles_predicted,
                    "passed": lr.passed, "images": lr.images, "cycles_per_image": lr.cycles_all,
                    "effectual_macs": lr.effectual_macs,
                    "bytes_match": lr.bytes_match, "tensor_bytes_measured": lr.tensor_bytes_measured,
@@ -189,7 +193,6 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
                 timing: str = "hostile", layers: list[str] | None = None, waves: Path | None = None,
                 workdir: Path, cache_dir: Path | None = None, progress: bool = False) -> SimReport:
     """Simulate `engine` (a `hwgen.sim_target.EngineTarget`) on `inputs`; compare with the reference."""
-    simrunner.import_path()
     from sim.dram import BusTiming
 
     from . import reference
@@ -235,6 +238,7 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
         node = graph.node(lay.name)
         by_name[lay.name] = LayerResult(lay.name, lanes=lanes, effectual_macs=effectual_macs(graph, node),
                                         dram_bytes_predicted=sum(lay.bytes_predicted.values()),
+                                        dram_bytes_compulsory=lay.bytes_compulsory,
                                         tensor_bytes_predicted=dict(lay.bytes_predicted),
                                         cycles_predicted=lay.cycles_predicted)
     for img in host["images"]:

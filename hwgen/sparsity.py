@@ -114,23 +114,41 @@ def detect(node: Node) -> SparsityInfo:
     return SparsityInfo("unstructured", None, None, [], taps_per_kernel=int(nz.sum(-1).max()), **base)
 
 
+class ResidueStats:
+    """Kernel statistics per residue `(m + c) % P`, for any period P, from one pass over the kernels.
+
+    Residue classes are sums of anti-diagonals `d = m + c`, so after counting per anti-diagonal
+    (how many kernels, how many keep each tap) each candidate P costs O((M + C) * T), not
+    O(M * C * T). The sparsity detection and the engine compiler's pattern tables both use it.
+    """
+
+    def __init__(self, nz: np.ndarray):
+        m, cg, taps = nz.shape
+        diagonal = (np.arange(m)[:, None] + np.arange(cg)[None, :]).ravel()
+        self.diagonals = m + cg - 1
+        flat = nz.reshape(-1, taps)
+        self.diag_size = np.bincount(diagonal, minlength=self.diagonals)
+        self.diag_taps = np.stack([np.bincount(diagonal, weights=flat[:, t], minlength=self.diagonals)
+                                   for t in range(taps)], 1)
+
+    def residues(self, p: int) -> tuple[np.ndarray, np.ndarray]:
+        """(kernels per residue (P,), kernels keeping each tap per residue (P, T)) for period `p`."""
+        rows = -(-self.diagonals // p) * p
+        size = np.zeros(rows, dtype=self.diag_size.dtype)
+        size[:self.diagonals] = self.diag_size
+        count = np.zeros((rows, self.diag_taps.shape[1]))
+        count[:self.diagonals] = self.diag_taps
+        return size.reshape(-1, p).sum(0), count.reshape(-1, p, count.shape[1]).sum(0)
+
+
 def _periodic(nz: np.ndarray, nonzeros: int):
     """(P, structural masks (P, T) indexed by (m + c) % P, fill) of the best period, or None."""
-    m, cg, taps = nz.shape
-    diagonal = (np.arange(m)[:, None] + np.arange(cg)[None, :]).ravel()
-    n_diag = m + cg - 1
-    flat = nz.reshape(-1, taps)
-    # Per anti-diagonal d = m + c: how many kernels, and how many have each tap. Residue classes
-    # are sums of anti-diagonals, so each candidate P costs O(n_diag * T), not O(M * C * T).
-    diag_size = np.bincount(diagonal, minlength=n_diag)
-    diag_taps = np.stack([np.bincount(diagonal, weights=flat[:, t], minlength=n_diag) for t in range(taps)], 1)
+    stats = ResidueStats(nz)
     candidates = []
-    for p in range(1, min(MAX_PERIOD, n_diag) + 1):
-        pad = (-n_diag) % p
-        size = np.pad(diag_size, (0, pad)).reshape(-1, p).sum(0)
+    for p in range(1, min(MAX_PERIOD, stats.diagonals) + 1):
+        size, count = stats.residues(p)
         if size.min() < 2:
             continue  # a class of one kernel is no evidence of a period
-        count = np.pad(diag_taps, ((0, pad), (0, 0))).reshape(-1, p, taps).sum(0)
         struct = count > 0
         if struct.all():
             continue

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from hwgen import checkpoint, reference
-from hwgen.gateware.layout import activation_bytes, pack_activations, unpack_activations
-from hwgen.gateware.params import EngineParams
+from hwgen.engine import EngineParams, activation_bytes, pack_activations, unpack_activations
 
 MAX_REPORTED = 5  # mismatching elements listed per layer run
 

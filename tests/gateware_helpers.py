@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hwgen import intmath, reference
-from hwgen.gateware import layout
+from hwgen import engine
 from hwgen.ir import Graph, Node, QuantInfo, Requant
 from models.periodic import layer_mask, parse_scheme
 
@@ -64,10 +64,10 @@ def expected(graph: Graph, x: np.ndarray) -> np.ndarray:
     return reference.run_layer(graph, "conv", x[None])[0]
 
 
-def load_image(plan_image: layout.DramImage, x: np.ndarray, params, layer: int = 0) -> bytearray:
+def load_image(plan_image: engine.DramImage, x: np.ndarray, params, layer: int = 0) -> bytearray:
     image = bytearray(plan_image.size)
     image[:len(plan_image.data)] = plan_image.data
     reg = plan_image.layers[layer]
-    blob = layout.pack_activations(x, params)
+    blob = engine.pack_activations(x, params)
     image[reg.input:reg.input + len(blob)] = blob
     return image

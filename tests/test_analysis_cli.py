@@ -76,13 +76,14 @@ def test_compare_mode(tmp_path, capsys):
 
 
 def test_engine_preset_reports_the_engine_schedule(tmp_path, capsys):
-    from hwgen.gateware import layout, schedule
-    from hwgen.generate import plan_graph
+    from hwgen import engine
+    from hwgen.engine import schedule
+    from hwgen.engine import plan_graph
 
     graph = load_model(SHIPPED)
     a = analyze(graph, arch="engine")
     plans = plan_graph(graph)
-    scheds = schedule.network_schedule(plans, layout.fit_params(plans))
+    scheds = schedule.network_schedule(plans, engine.fit_params(plans))
     assert [r.layer.name for r in a.layers] == [p.name for p in plans]  # conv layers; the classifier is on the host
     for r, s in zip(a.layers, scheds):
         assert r.dram_bytes["weights"] == s.bytes["weights"] and r.dram_bytes["inputs"] == s.bytes["inputs"]

@@ -9,10 +9,10 @@ import pytest
 from amaranth.sim import Simulator
 
 from hwgen import intmath
-from hwgen.gateware import layout
+from hwgen import engine
 from hwgen.gateware.dma import Reader
 from hwgen.gateware.input_buffer import InputBuffer
-from hwgen.gateware.params import MAX_BURST, EngineParams
+from hwgen.engine.params import MAX_BURST, EngineParams
 from hwgen.gateware.pattern_rom import PatternRom
 from hwgen.gateware.requant import Requant
 from hwgen.gateware.weight_buffer import WeightBuffer
@@ -127,39 +127,52 @@ def window_model(x, oy, xg, c, stride, x_lanes, kernel1x1):
     return win
 
 
-@pytest.mark.parametrize("stride, kernel1x1, bus_bits", [(1, False, 64), (2, False, 32), (2, True, 64)])
-def test_input_buffer_windows(stride, kernel1x1, bus_bits):
-    rng = np.random.default_rng(stride + 2 * kernel1x1)
+@pytest.mark.parametrize("stride, kernel1x1, bus_bits, max_width, band", [
+    (1, False, 64, 16, None), (2, False, 32, 16, None), (2, True, 64, 16, None),
+    (1, False, 64, 32, (2, 5)),  # two rows per word, a middle band (halo above and below)
+    (2, False, 32, 64, (0, 2)),  # four rows per word, the top band (no row above the tensor)
+    (1, True, 64, 32, (4, 7)),  # the bottom band of a 1x1 layer
+])
+def test_input_buffer_windows(stride, kernel1x1, bus_bits, max_width, band):
+    """Rows of one band loaded into their slots, channel by channel; every window of the band."""
+    rng = np.random.default_rng(stride + 2 * kernel1x1 + max_width)
     c, h, w = 3, 7, 11
-    params = EngineParams(x_lanes=4, bus_bits=bus_bits, act_bits=6, max_width=16, input_rows=c * h).validate()
+    params = EngineParams(x_lanes=4, bus_bits=bus_bits, act_bits=6, max_width=max_width, input_words=c * (h + 1)).validate()
     x = rng.integers(0, 64, size=(c, h, w))
-    raw = layout.pack_activations(x, params)
+    rb = engine.row_beats(w, params)
     bb = params.beat_bytes
-    beats = [int.from_bytes(raw[i:i + bb], "little") for i in range(0, len(raw), bb)]
     k = 1 if kernel1x1 else 3
     oh, ow = (h + 2 * (k // 2) - k) // stride + 1, (w + 2 * (k // 2) - k) // stride + 1
+    oy0, oy1 = band or (0, oh)
+    y0 = oy0 * stride - k // 2
+    lo, hi = max(y0, 0), min(y0 + (oy1 - oy0 - 1) * stride + k, h)
+    chan_rows = hi - lo + 1  # a spare slot per channel: the fetch must not rely on a tight stride
     xg = -(-ow // params.x_lanes)
     want = [window_model(x, oy, g, ci, stride, params.x_lanes, kernel1x1)
-            for oy in range(oh) for g in range(xg) for ci in range(c)]
+            for oy in range(oy0, oy1) for g in range(xg) for ci in range(c)]
     dut = InputBuffer(params)
     a, cols = params.act_bits, params.win_cols
     pick = random.Random(3)
 
     async def bench(ctx):
-        for sig, v in ((dut.row_beats, layout.row_beats(w, params)), (dut.channels, c), (dut.height, h),
-                       (dut.width, w), (dut.out_height, oh), (dut.x_groups, xg), (dut.stride2, stride == 2),
-                       (dut.kernel1x1, kernel1x1)):
+        for sig, v in ((dut.row_beats, rb), (dut.channels, c), (dut.height, h), (dut.width, w),
+                       (dut.out_height, oy1 - oy0), (dut.x_groups, xg), (dut.stride2, stride == 2),
+                       (dut.kernel1x1, kernel1x1), (dut.slot_shift, params.slot_shift(w)),
+                       (dut.chan_rows, chan_rows), (dut.y_start, oy0 * stride - 1), (dut.row_origin, lo)):
             ctx.set(sig, v)
-        ctx.set(dut.fill_start, 1)
-        await ctx.tick()
-        ctx.set(dut.fill_start, 0)
-        for beat in beats:
-            ctx.set(dut.fill.valid, 1)
-            ctx.set(dut.fill.payload, beat)
+        for ci in range(c):
+            ctx.set(dut.fill_slot, ci * chan_rows)
+            ctx.set(dut.fill_start, 1)
             await ctx.tick()
-            ctx.set(dut.fill.valid, 0)
-            if pick.random() < 0.3:
+            ctx.set(dut.fill_start, 0)
+            raw = engine.pack_activations(x[ci:ci + 1, lo:hi], params)
+            for i in range(0, len(raw), bb):
+                ctx.set(dut.fill.valid, 1)
+                ctx.set(dut.fill.payload, int.from_bytes(raw[i:i + bb], "little"))
                 await ctx.tick()
+                ctx.set(dut.fill.valid, 0)
+                if pick.random() < 0.3:
+                    await ctx.tick()
         ctx.set(dut.run, 1)
         await ctx.tick()
         ctx.set(dut.run, 0)

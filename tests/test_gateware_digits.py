@@ -12,10 +12,10 @@ import numpy as np
 
 from hwgen import checkpoint, reference
 from hwgen.datasets import load_digits_split
-from hwgen.gateware import layout
+from hwgen import engine
 from hwgen.gateware.engine import Engine
 from hwgen.gateware.sim_memory import run_layer
-from hwgen.generate import plan_graph
+from hwgen.engine import plan_graph
 from hwgen.quantize import quantize_input
 
 DIGITS = Path(__file__).resolve().parent.parent / "models" / "digits_ps4p4_w8a8.hwq"
@@ -24,8 +24,8 @@ DIGITS = Path(__file__).resolve().parent.parent / "models" / "digits_ps4p4_w8a8.
 def test_digits_convs_bit_exact_under_stalls():
     graph = checkpoint.load(DIGITS)
     plans = plan_graph(graph)
-    params = layout.fit_params(plans, m_lanes=8, x_lanes=4, bus_bits=64)
-    img = layout.dram_image(plans, params)
+    params = engine.fit_params(plans, m_lanes=8, x_lanes=4, bus_bits=64)
+    img = engine.dram_image(plans, params)
     x_test = load_digits_split()[2]
     x = quantize_input(graph, x_test[:1])
     values = reference.run_all(graph, x)
@@ -34,10 +34,10 @@ def test_digits_convs_bit_exact_under_stalls():
     for plan, reg in zip(plans, img.layers):
         node = graph.node(plan.name)
         layer_in = values[node.inputs[0]][0]
-        blob = layout.pack_activations(layer_in, params)
+        blob = engine.pack_activations(layer_in, params)
         image[reg.input:reg.input + len(blob)] = blob
         run_layer(Engine(params), image, reg.descriptor, stall=0.2, seed=len(plan.name))
-        got = layout.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape,
+        got = engine.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape,
                                         node.quant.signed, params)
         np.testing.assert_array_equal(got, values[plan.name][0], err_msg=plan.name)
         assert np.count_nonzero(got) > 0  # a real image lights up every layer

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import numpy as np
 import pytest
 from gateware_helpers import conv_graph, expected, load_image, pattern_library_graph, random_input
 
-from hwgen.gateware import layout
+from hwgen import engine
 from hwgen.gateware.engine import Engine
 from hwgen.gateware.sim_memory import run_layer
 
 
-def run_case(graph, seed, *, m_lanes=4, x_lanes=4, bus_bits=64, stall=0.3, dense_only=False):
-    plan = layout.plan_node(graph, graph.node("conv"), dense_only=dense_only, m_lanes=m_lanes)
-    params = layout.fit_params([plan], m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits,
+def run_case(graph, seed, *, m_lanes=4, x_lanes=4, bus_bits=64, stall=0.3, dense_only=False, **buffer):
+    """One conv layer in amaranth.sim; `buffer`: input buffer parameters (input_words, max_width) to force
+    row bands and several rows per word."""
+    plan = engine.plan_node(graph, graph.node("conv"), dense_only=dense_only, m_lanes=m_lanes)
+    params = engine.fit_params([plan], m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits,
                                sparse=False if dense_only else None)
-    img = layout.dram_image([plan], params)
+    params = dataclasses.replace(params, **buffer)
+    img = engine.dram_image([plan], params)
     x = random_input(graph, seed)
     image = load_image(img, x, params)
     before = bytes(image)
     traffic = run_layer(Engine(params), image, img.layers[0].descriptor, stall=stall, seed=seed, max_cycles=200_000)
     reg = img.layers[0]
-    got = layout.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape,
+    got = engine.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape,
                                     graph.node("conv").quant.signed, params)
     np.testing.assert_array_equal(got, expected(graph, x))
     # nothing outside the output region was written
@@ -33,7 +37,7 @@ def run_case(graph, seed, *, m_lanes=4, x_lanes=4, bus_bits=64, stall=0.3, dense
 
 
 CASES = {
-    # name: (conv_graph kwargs, engine kwargs)
+    # name: (conv_graph kwargs, knobs kwargs)
     "ps4p4": (dict(cin=6, cout=8, h=6, w=7, scheme="PS4_P4"), {}),
     "ps4p4_stride2": (dict(cin=5, cout=6, h=7, w=9, scheme="PS4_P4", stride=2), {}),
     "first_layer_signed_dense": (dict(cin=1, cout=5, h=5, w=6, in_signed=True), dict(x_lanes=2)),
@@ -51,8 +55,8 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_layer_matches_reference(name):
-    kwargs, engine = CASES[name]
-    run_case(conv_graph(seed=zlib.crc32(name.encode()) % 1000, **kwargs), seed=len(name), **engine)
+    kwargs, knobs = CASES[name]
+    run_case(conv_graph(seed=zlib.crc32(name.encode()) % 1000, **kwargs), seed=len(name), **knobs)
 
 
 def test_dense_only_engine_runs_periodic_layer_as_dense():
@@ -61,15 +65,15 @@ def test_dense_only_engine_runs_periodic_layer_as_dense():
     assert plan.dense and plan.taps == 9 and not params.sparse
 
 
-@pytest.mark.parametrize("make, engine", [
+@pytest.mark.parametrize("make, knobs", [
     (lambda: conv_graph(5, cin=8, cout=8, h=6, w=8, scheme="PS4_P4"), {}),
     (lambda: conv_graph(6, cin=6, cout=12, h=7, w=9, kernel=1, stride=2), dict(m_lanes=8, x_lanes=2, bus_bits=32)),
     (lambda: pattern_library_graph(7, cin=8, cout=8, h=5, w=5), dict(bus_bits=128)),
 ])
-def test_traffic_and_cycles_match_schedule(make, engine):
-    from hwgen.gateware import schedule
+def test_traffic_and_cycles_match_schedule(make, knobs):
+    from hwgen.engine import schedule
 
-    plan, params, traffic = run_case(make(), 5, stall=0.0, **engine)
+    plan, params, traffic = run_case(make(), 5, stall=0.0, **knobs)
     model = schedule.layer_schedule(plan, params)
     assert traffic.read_bytes == model.read_bytes
     assert traffic.write_bytes == model.write_bytes
@@ -80,19 +84,19 @@ def test_traffic_and_cycles_match_schedule(make, engine):
 def test_layers_with_different_periods_share_one_engine():
     graphs = [conv_graph(21, cin=3, cout=8, h=4, w=5, scheme="PS2_P2"),
               conv_graph(22, cin=5, cout=8, h=5, w=4, scheme="PS4_P4", stride=2)]
-    plans = [layout.plan_node(g, g.node("conv")) for g in graphs]
-    params = layout.fit_params(plans, m_lanes=8, x_lanes=2, bus_bits=32)
+    plans = [engine.plan_node(g, g.node("conv")) for g in graphs]
+    params = engine.fit_params(plans, m_lanes=8, x_lanes=2, bus_bits=32)
     assert params.lane_period == 4 and params.select_lanes == 4 and len(params.patterns) == 6
-    img = layout.dram_image(plans, params)
+    img = engine.dram_image(plans, params)
     assert img.table_bases == [0, 2]
     image = bytearray(img.size)
     image[:len(img.data)] = img.data
     for i, (graph, plan, reg) in enumerate(zip(graphs, plans, img.layers)):
         x = random_input(graph, i)
-        blob = layout.pack_activations(x, params)
+        blob = engine.pack_activations(x, params)
         image[reg.input:reg.input + len(blob)] = blob
         run_layer(Engine(params), image, reg.descriptor, stall=0.3, seed=i)
-        got = layout.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape, False, params)
+        got = engine.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape, False, params)
         np.testing.assert_array_equal(got, expected(graph, x))
 
 
@@ -102,6 +106,73 @@ def test_pattern_library_layer_runs_with_kernel_ids(m_lanes, x_lanes, bus_bits, 
     plan, params, _ = run_case(graph, 31, m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits)
     assert plan.structure == "library" and plan.taps == 4 and len(plan.masks) == 3
     assert params.library and params.select_lanes == params.m_lanes
+
+
+TILED = {
+    # name: (conv_graph kwargs, knobs kwargs, resident lane groups the compiler must pick (None: any))
+    # inputs heavier than weights, one group's weights fit: weights streamed once per band
+    "ps4p4_streamed": (dict(cin=6, cout=16, h=9, w=30, scheme="PS4_P4"), dict(input_words=6 * 4), 0),
+    # one lane group: its weights stay while the bands run
+    "dense_one_group_resident": (dict(cin=5, cout=3, h=8, w=5), dict(input_words=5 * 3), 1),
+    # a weight buffer for 16 channels holds all three groups: weights and input rows read once
+    "ps4p4_resident_set": (dict(cin=4, cout=12, h=8, w=6, scheme="PS4_P4"), dict(input_words=4 * 4, max_channels=16), 3),
+    # two sets of resident groups: every band read twice
+    "dense_two_sets": (dict(cin=3, cout=16, h=7, w=5), dict(m_lanes=4, input_words=3 * 3, max_channels=8), 2),
+    # stride 2, four rows per word (as for a narrow layer of a wider network), bands of 2 output rows
+    "ps4p4_stride2_packed_rows": (dict(cin=4, cout=8, h=11, w=6, scheme="PS4_P4", stride=2),
+                                  dict(bus_bits=32, max_width=24, input_words=5), None),
+    "pointwise_stride2": (dict(cin=7, cout=9, h=9, w=6, kernel=1, stride=2), dict(input_words=7 * 2), None),
+    "psd4p8_residue": (dict(cin=9, cout=16, h=7, w=5, scheme="PSD4_P8"), dict(m_lanes=4, input_words=9 * 4), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TILED))
+def test_tiled_layer_matches_reference_and_schedule(name):
+    """Row bands on a small input buffer: bit-exact under stalls; bytes and cycles as the compiler says."""
+    from hwgen.engine import schedule
+
+    kwargs, knobs, resident = TILED[name]
+    graph = conv_graph(seed=zlib.crc32(name.encode()) % 1000, **kwargs)
+    plan, params, _ = run_case(graph, seed=len(name), **knobs)
+    tiling = engine.layer_tiling(plan, params)
+    assert tiling.bands > 1
+    if resident is not None:
+        assert tiling.resident_groups == resident
+    _, _, traffic = run_case(graph, seed=len(name), stall=0.0, **knobs)
+    model = schedule.layer_schedule(plan, params)
+    assert traffic.read_bytes == model.read_bytes
+    assert traffic.write_bytes == model.write_bytes
+    assert abs(traffic.cycles - model.cycles) <= 0.03 * traffic.cycles, (traffic.cycles, model.cycles)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_band_sizes(seed):
+    """Random layers on random input buffer sizes, from the smallest band that fits to the whole input."""
+    random_tiled_case(seed)
+
+
+def random_tiled_case(seed):
+    rng = np.random.default_rng(4000 + seed)
+    kernel = int(rng.choice([3, 3, 1]))
+    graph = conv_graph(seed, cin=int(rng.integers(1, 9)), cout=int(rng.integers(1, 12)), h=int(rng.integers(3, 13)),
+                       w=int(rng.integers(1, 17)), kernel=kernel, stride=int(rng.integers(1, 3)),
+                       scheme=None if kernel == 1 else rng.choice([None, "PS4_P4", "PSD4_P8"]),
+                       weight_bits=int(rng.integers(2, 9)), act_bits=int(rng.integers(2, 9)))
+    m_lanes = int(rng.choice([1, 2, 4, 8]))
+    bus_bits = int(rng.choice([16, 32, 64]))
+    plan = engine.plan_node(graph, graph.node("conv"), m_lanes=m_lanes)
+    full = engine.fit_params([plan], m_lanes=m_lanes, x_lanes=2, bus_bits=bus_bits)
+    smallest = engine.band_words(plan, full, 1)
+    words = int(rng.integers(smallest, full.input_words + 1))
+    channels = full.max_channels * int(rng.integers(1, 4))  # a weight buffer for 1 to 3 groups
+    run_case(graph, seed, m_lanes=m_lanes, x_lanes=2, bus_bits=bus_bits, input_words=words, max_channels=channels,
+             stall=float(rng.choice([0.3, 0.6])))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(60))
+def test_random_band_sizes_soak(seed):
+    random_tiled_case(100 + seed)
 
 
 @pytest.mark.slow

@@ -10,13 +10,14 @@ from gateware_helpers import conv_graph, pattern_library_graph
 from test_gateware_engine import run_case
 from test_generate import lint
 
-from hwgen.gateware import layout, schedule
+from hwgen import engine
+from hwgen.engine import schedule
 from hwgen.generate import generate
 
 
-def _plan_params(graph, **engine):
-    plan = layout.plan_node(graph, graph.node("conv"), m_lanes=engine.get("m_lanes", 4))
-    return plan, layout.fit_params([plan], **engine)
+def _plan_params(graph, **knobs):
+    plan = engine.plan_node(graph, graph.node("conv"), m_lanes=knobs.get("m_lanes", 4))
+    return plan, engine.fit_params([plan], **knobs)
 
 
 @pytest.mark.parametrize("bits, pack", [(8, 1), (6, 1), (4, 2), (2, 4)])
@@ -38,11 +39,11 @@ def test_packed_stream_holds_the_byte_stream(bits, scheme):
     plan, params = _plan_params(conv_graph(3, cin=7, cout=6, h=4, w=4, scheme=scheme, weight_bits=bits))
     wide = dataclasses.replace(params, weight_bits=8)  # same plan, bytes in DRAM
     assert wide.weight_pack == 1
-    packed, plain = layout.pack_weights(plan, params), layout.pack_weights(plan, wide)
+    packed, plain = engine.pack_weights(plan, params), engine.pack_weights(plan, wide)
     pack, bb = params.weight_pack, params.beat_bytes
-    gp, gb = layout.weight_group_beats(plan, params) * bb, layout.weight_group_beats(plan, wide) * bb
-    assert gp == layout.ceil_div(gb, pack * bb) * bb < gb
-    groups = layout.groups(plan, params)
+    gp, gb = engine.weight_group_beats(plan, params) * bb, engine.weight_group_beats(plan, wide) * bb
+    assert gp == engine.ceil_div(gb, pack * bb) * bb < gb
+    groups = engine.groups(plan, params)
     assert len(packed) == groups * gp and len(plain) == groups * gb
     raw = np.frombuffer(packed, dtype=np.uint8).astype(np.int64)
     fields = (raw[:, None] >> (bits * np.arange(pack))) & ((1 << bits) - 1)
@@ -52,7 +53,7 @@ def test_packed_stream_holds_the_byte_stream(bits, scheme):
 
 
 CASES = {
-    # name: (conv_graph kwargs, engine kwargs); the engine kwargs cover an unpacked beat narrower
+    # name: (conv_graph kwargs, knobs kwargs); the engine kwargs cover an unpacked beat narrower
     # than, equal to and wider than the weight buffer's lane word
     "ps4p4_w4": (dict(cin=6, cout=8, h=5, w=7, scheme="PS4_P4", weight_bits=4), {}),
     "ps4p4_w2_stride2": (dict(cin=5, cout=6, h=7, w=9, scheme="PS4_P4", weight_bits=2, stride=2), {}),
@@ -67,15 +68,15 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_packed_layer_bit_exact_with_schedule_bytes(name):
-    kwargs, engine = CASES[name]
+    kwargs, knobs = CASES[name]
     graph = conv_graph(sum(map(ord, name)) % 997, **kwargs)
-    plan, params, _ = run_case(graph, 11, stall=0.3, **engine)  # bit-exact under stalls
+    plan, params, _ = run_case(graph, 11, stall=0.3, **knobs)  # bit-exact under stalls
     assert params.weight_pack == 8 // kwargs["weight_bits"]
-    plan, params, traffic = run_case(graph, 12, stall=0.0, **engine)
+    plan, params, traffic = run_case(graph, 12, stall=0.0, **knobs)
     model = schedule.layer_schedule(plan, params)
     assert traffic.read_bytes == model.read_bytes
     assert traffic.write_bytes == model.write_bytes
-    assert model.bytes["weights"] == len(layout.pack_weights(plan, params))
+    assert model.bytes["weights"] == len(engine.pack_weights(plan, params))
     assert abs(traffic.cycles - model.cycles) <= 0.03 * traffic.cycles
 
 

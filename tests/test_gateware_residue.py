@@ -14,11 +14,12 @@ import pytest
 from gateware_helpers import conv_graph, pattern_library_graph
 from test_gateware_engine import run_case
 
-from hwgen.gateware import descriptor, layout, schedule
+from hwgen import engine
+from hwgen.engine import descriptor, schedule
 
 
 def plan_of(graph, m_lanes, dense_only=False):
-    return layout.plan_node(graph, graph.node("conv"), dense_only=dense_only, m_lanes=m_lanes)
+    return engine.plan_node(graph, graph.node("conv"), dense_only=dense_only, m_lanes=m_lanes)
 
 
 @pytest.mark.parametrize("scheme, cout, m_lanes, residue", [
@@ -32,28 +33,28 @@ def test_grouping_is_chosen_by_predicted_pass_cycles(scheme, cout, m_lanes, resi
     assert plan.residue_groups == residue
     if residue:
         contiguous = plan_of(conv_graph(1, cin=12, cout=cout, h=3, w=3, scheme=scheme), m_lanes, dense_only=True)
-        assert layout.pass_cycles(plan, m_lanes) < layout.pass_cycles(contiguous, m_lanes)
+        assert engine.pass_cycles(plan, m_lanes) < engine.pass_cycles(contiguous, m_lanes)
         assert not plan.dense and plan.taps == 9 and plan.structure == "periodic"
 
 
 def test_residue_groups_cover_each_channel_once_within_one_class():
     plan = plan_of(conv_graph(2, cin=10, cout=19, h=3, w=3, scheme="PSD4_P8"), 2)
-    groups = layout.group_channels(plan, 2)
+    groups = engine.group_channels(plan, 2)
     assert sorted(mo for g in groups for mo in g) == list(range(19))
     assert all(len({mo % plan.period for mo in g}) == 1 and 1 <= len(g) <= 2 for g in groups)
     # 19 = 2*8 + 3: classes 0-2 hold 3 channels (two groups, one short), classes 3-7 hold 2
     assert [len(g) for g in groups] == [2, 1] * 3 + [2] * 5
-    params = layout.fit_params([plan], m_lanes=2, x_lanes=2, bus_bits=32)
-    raw = layout.pack_descriptor(plan, params, in_addr=0, out_addr=0, weight_addr=0, table_addr=0, table_base=0)
+    params = engine.fit_params([plan], m_lanes=2, x_lanes=2, bus_bits=32)
+    raw = engine.pack_descriptor(plan, params, in_addr=0, out_addr=0, weight_addr=0, table_addr=0, table_base=0)
     d = descriptor.unpack(raw)
     assert (d["residue_groups"], d["class_channels"], d["class_extra"], d["m_groups"]) == (1, 2, 3, 11)
     # every group's weights hold exactly its pattern's taps per channel (padded to the largest group)
-    assert len(layout.pack_weights(plan, params)) == 11 * layout.weight_group_beats(plan, params) * 4
-    assert layout.group_steps(plan, 0) == sum(len(layout.tap_order(plan.masks[c % 8])) for c in range(10))
+    assert len(engine.pack_weights(plan, params)) == 11 * engine.weight_group_beats(plan, params) * 4
+    assert engine.group_steps(plan, 0) == sum(len(engine.tap_order(plan.masks[c % 8])) for c in range(10))
 
 
 CASES = {
-    # name: (conv_graph kwargs, engine kwargs)
+    # name: (conv_graph kwargs, knobs kwargs)
     "psd1p16": (dict(cin=16, cout=32, h=3, w=3, scheme="PSD1_P16"), dict(m_lanes=2, x_lanes=2)),
     "psd4p8_partial_groups_stride2": (dict(cin=10, cout=19, h=5, w=6, scheme="PSD4_P8", stride=2),
                                       dict(m_lanes=2, x_lanes=2, bus_bits=32)),
@@ -64,15 +65,15 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_residue_grouped_layer_is_bit_exact_under_stalls(name):
-    kwargs, engine = CASES[name]
-    plan, _, _ = run_case(conv_graph(seed=len(name), **kwargs), seed=3, stall=0.3, **engine)
+    kwargs, knobs = CASES[name]
+    plan, _, _ = run_case(conv_graph(seed=len(name), **kwargs), seed=3, stall=0.3, **knobs)
     assert plan.residue_groups
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_residue_grouped_traffic_and_cycles_match_schedule(name):
-    kwargs, engine = CASES[name]
-    plan, params, traffic = run_case(conv_graph(seed=len(name) + 1, **kwargs), seed=4, stall=0.0, **engine)
+    kwargs, knobs = CASES[name]
+    plan, params, traffic = run_case(conv_graph(seed=len(name) + 1, **kwargs), seed=4, stall=0.0, **knobs)
     model = schedule.layer_schedule(plan, params)
     assert traffic.read_bytes == model.read_bytes and traffic.write_bytes == model.write_bytes
     assert abs(traffic.cycles - model.cycles) <= 0.03 * traffic.cycles, (traffic.cycles, model.cycles)
@@ -84,14 +85,14 @@ def test_residue_grouped_traffic_and_cycles_match_schedule(name):
 ])
 def test_engine_analysis_reports_the_layers_own_structure_and_schedule(make, structure, fmt):
     from hwgen.analysis import analyze
-    from hwgen.generate import plan_graph
+    from hwgen.engine import plan_graph
 
     graph = make()
     a = analyze(graph, arch="engine")
     (r,) = a.layers
     (plan,) = plan_graph(graph, m_lanes=a.arch.engine.m_lanes)
     assert plan.structure == structure and r.format == fmt
-    params = layout.fit_params([plan], m_lanes=a.arch.engine.m_lanes, x_lanes=a.arch.engine.x_lanes,
+    params = engine.fit_params([plan], m_lanes=a.arch.engine.m_lanes, x_lanes=a.arch.engine.x_lanes,
                                bus_bits=a.arch.engine.bus_bits)
     sched = schedule.layer_schedule(plan, params)
     assert r.cycles == sched.cycles and r.dram_bytes["weights"] == sched.bytes["weights"]

@@ -16,7 +16,8 @@ from gateware_helpers import conv_graph, pattern_library_graph
 from hwgen import checkpoint
 from hwgen.cli import main
 from hwgen.errors import HwgenError
-from hwgen.gateware import descriptor, layout
+from hwgen import engine
+from hwgen.engine import descriptor
 from hwgen.generate import FILES, generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,22 +116,27 @@ def test_refuses_unsupported_layers():
     node = graph.node("conv")
     node.attrs["groups"] = 4
     with pytest.raises(HwgenError, match="layer 'conv': grouped/depthwise convolution"):
-        layout.plan_node(graph, node)
+        engine.plan_node(graph, node)
     node.attrs["groups"] = 1
     node.attrs["stride"] = (3, 3)
     with pytest.raises(HwgenError, match="stride 1 and 2 only"):
-        layout.plan_node(graph, node)
+        engine.plan_node(graph, node)
     five = conv_graph(1, cin=2, cout=2, h=6, w=6)
     n5 = five.node("conv")
     n5.quant.weight = np.zeros((2, 2, 5, 5), dtype=np.int64)
     with pytest.raises(HwgenError, match="3x3 and 1x1 kernels only, not 5x5"):
-        layout.plan_node(five, n5)
+        engine.plan_node(five, n5)
 
 
-def test_refuses_input_that_does_not_fit_the_buffer(tmp_path):
+def test_small_buffer_tiles_and_too_small_is_refused(tmp_path):
     graph = conv_graph(2, cin=16, cout=4, h=32, w=32)
-    with pytest.raises(HwgenError, match="needs --glb-kib 16 or more, got 4"):
-        generate(graph, tmp_path, glb_kib=4)
+    lay = generate(graph, tmp_path, glb_kib=4)["layers"][0]
+    # 4 KiB = 128 rows of 32 B: 8 rows per channel, bands of 6 output rows (one halo row each side)
+    assert lay["tiling"]["band_rows"] == 6 and lay["tiling"]["bands"] == 6
+    assert lay["tiling"]["band_inputs"][1] == [5, 13]
+    # one output row needs 3 rows of each of the 16 channels: 1.5 KiB
+    with pytest.raises(HwgenError, match="layer 'conv': its smallest row band .* needs --glb-kib 2 or more, got 1"):
+        generate(graph, tmp_path / "small", glb_kib=1)
 
 
 @pytest.mark.parametrize("option, value, message", [

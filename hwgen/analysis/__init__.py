@@ -23,7 +23,7 @@ from .mapping import OBJECTIVES, FixedMappings, check_fits, search
 from .workload import Layer, workload
 
 DRAM_KEYS = ("weights", "metadata", "inputs", "outputs", "psums", "total")
-COMPULSORY_KEYS = ("weights", "inputs", "outputs", "total", "inputs_padded")
+COMPULSORY_KEYS = ("weights", "inputs", "outputs", "tables", "total", "inputs_padded")
 ENERGY_KEYS = ("dram", "sram", "mac", "total")
 
 

@@ -28,6 +28,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..intmath import REQUANT_ENTRY_BITS
 from .arch import Architecture
 from .energy import EnergyTable
 from .formats import FormatCost
@@ -147,8 +148,12 @@ def evaluate(layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTa
     }
 
 
-def compulsory(layer: Layer, smallest: FormatCost, rows: Extents, cols: Extents) -> dict:
-    """Each tensor moved once, weights in their smallest format, inputs without padding."""
+def compulsory(layer: Layer, smallest: FormatCost, rows: Extents, cols: Extents, tables: bool = False) -> dict:
+    """Each tensor moved once, weights in their smallest format, inputs without padding.
+
+    `tables`: the architecture moves each output channel's bias and requantization through DRAM
+    too (the generated engine), counted once at `intmath.REQUANT_ENTRY_BITS`.
+    """
     inputs = _ceil_div(layer.in_channels * rows.total() * cols.total() * layer.in_bits, 8)
     padded_h = layer.h + 2 * layer.padding[0]
     padded_w = layer.w + 2 * layer.padding[1]
@@ -156,7 +161,8 @@ def compulsory(layer: Layer, smallest: FormatCost, rows: Extents, cols: Extents)
         "weights": _ceil_div(smallest.data_bits, 8) + _ceil_div(smallest.meta_bits, 8),
         "inputs": inputs,
         "outputs": _ceil_div(layer.m * layer.p * layer.q * layer.out_bits, 8),
+        "tables": _ceil_div(layer.m * REQUANT_ENTRY_BITS, 8) if tables else 0,
     }
-    out["total"] = out["weights"] + out["inputs"] + out["outputs"]
+    out["total"] = out["weights"] + out["inputs"] + out["outputs"] + out["tables"]
     out["inputs_padded"] = _ceil_div(layer.in_channels * padded_h * padded_w * layer.in_bits, 8)
     return out

@@ -1,11 +1,12 @@
 """The `engine` architecture: counts of the engine `hwgen generate` emits, from its own schedule.
 
-DRAM bytes and cycles are not modelled here: they are `hwgen.gateware.schedule`'s, the model the
+DRAM bytes and cycles are not modelled here: they are `hwgen.engine.schedule`'s, the model the
 RTL simulation is checked against (weights in the engine's packed layout, descriptor and
-bias/requant tables, inputs and outputs in whole bus beats). The engine keeps a layer's whole input
-in its buffer and streams one lane group of weights at a time, which is the mapping reported:
-M tiles of m_lanes, everything else whole. Buffer, register-file and MAC energy use the same
-array model as every architecture, with the engine's lanes as the MAC array.
+bias/requant tables, inputs and outputs in whole bus beats). The engine runs a layer in row bands
+on its input buffer and streams or keeps lane groups of weights (`hwgen.engine.tiling`); the
+mapping reported is M tiles of m_lanes, everything else whole. Its compulsory traffic counts the
+bias/requant tables too, which the engine moves through DRAM. Buffer, register-file and MAC
+energy use the same array model as every architecture, with the engine's lanes as the MAC array.
 """
 
 from __future__ import annotations
@@ -29,22 +30,21 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
     """
     from tqdm import tqdm
 
-    from ..gateware import layout, schedule
-    from ..generate import engine_layers, plan_graph
+    from .. import engine
     from . import LayerResult
 
     spec = arch.engine
     if arch.glb_kib and arch.glb_kib != int(arch.glb_kib):
         raise HwgenError(f"the engine's buffer size must be a whole number of KiB, got {arch.glb_kib:g}")
-    plans = plan_graph(graph, dense_only=dense_only, m_lanes=spec.m_lanes)
-    params = layout.fit_params(plans, m_lanes=spec.m_lanes, x_lanes=spec.x_lanes, bus_bits=spec.bus_bits,
-                               glb_kib=int(arch.glb_kib) or None, sparse=False if dense_only else None)
-    buffer_kib = params.input_rows * params.row_elems * params.act_bits / 8 / 1024
+    built = engine.build(graph, engine.EngineConfig(m_lanes=spec.m_lanes, x_lanes=spec.x_lanes, bus_bits=spec.bus_bits,
+                                                    glb_kib=int(arch.glb_kib) or None, dense_only=dense_only))
+    params = built.params
+    buffer_kib = params.input_buffer_bytes / 1024
     arch = dataclasses.replace(arch, glb_kib=buffer_kib)
     dram_pj = energy.memory(arch.dram_energy, arch.name).pj_per_bit()
     results = []
-    nodes = engine_layers(graph)
-    for node, plan, sched in tqdm(list(zip(nodes, plans, schedule.network_schedule(plans, params))),
+    nodes = engine.engine_layers(graph)
+    for node, plan, sched in tqdm(list(zip(nodes, built.plans, built.schedules)),
                                   desc="analyze engine", unit="layer", disable=not progress, leave=False):
         layer = layer_from_node(graph, node, weight_bits, act_bits)
         costs = storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
@@ -63,9 +63,18 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
         e = {"dram": 8 * dram["total"] * dram_pj, "sram": sram_pj, "mac": float(r["e_mac"])}
         e["total"] = e["dram"] + e["sram"] + e["mac"]
         results.append(LayerResult(layer, costs, fmt, mapping, dram,
-                                   compulsory(layer, costs[smallest(costs)], rows, cols), e, int(sched.cycles),
+                                   engine_compulsory(graph, node, weight_bits, act_bits), e, int(sched.cycles),
                                    int(r["macs"]), glb_bits, int(r["rf_bits"])))
     return arch, results
+
+
+def engine_compulsory(graph: Graph, node, weight_bits: int = 8, act_bits: int = 8) -> dict:
+    """A conv layer's compulsory DRAM bytes on the engine: each nonzero weight in its smallest format,
+    each input and output once, each output channel's bias/requant once (the lower bound the
+    engine's measured bytes are reported against)."""
+    layer = layer_from_node(graph, node, weight_bits, act_bits)
+    costs = storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
+    return compulsory(layer, costs[smallest(costs)], Extents(layer, 0), Extents(layer, 1), tables=True)
 
 
 # the storage format each engine layer structure keeps its weights in (pattern ids or residue masks)

@@ -35,8 +35,13 @@ def _fmt_int(v) -> str:
     return "-" if v is None else f"{v:,}"
 
 
+def _bound_ratio(measured: int, bound) -> str:
+    return f"{measured / bound:.3f}" if bound else "-"
+
+
 def format_table(report) -> str:
-    rows = [("layer", "result", "cycles", "util", "DRAM B meas", "DRAM B pred", "bytes", "cycles pred", "cyc err")]
+    rows = [("layer", "result", "cycles", "util", "DRAM B meas", "DRAM B pred", "bytes", "x bound", "cycles pred",
+             "cyc err")]
     for lr in report.layers:
         # The schedule model assumes an ideal memory: its error means something only against one.
         comparable = report.timing == "ideal" and lr.cycles_predicted and lr.cycles
@@ -44,11 +49,14 @@ def format_table(report) -> str:
         match = {None: "-", True: "equal", False: "DIFFER"}[lr.bytes_match]
         result = "PASS" if lr.passed else ("ERROR" if lr.error else f"FAIL {lr.mismatches}")
         rows.append((lr.name, result, _fmt_int(lr.cycles), f"{lr.utilization:.1%}", _fmt_int(lr.dram_bytes_measured),
-                     _fmt_int(lr.dram_bytes_predicted), match, _fmt_int(lr.cycles_predicted), cyc_err))
+                     _fmt_int(lr.dram_bytes_predicted), match,
+                     _bound_ratio(lr.dram_bytes_measured, lr.dram_bytes_compulsory), _fmt_int(lr.cycles_predicted),
+                     cyc_err))
     t = report.totals()
     rows.append(("total", "PASS" if t["mismatches"] == 0 else f"FAIL {t['mismatches']}", _fmt_int(t["cycles"]),
                  f"{t['utilization']:.1%}", _fmt_int(t["dram_bytes_measured"]), _fmt_int(t["dram_bytes_predicted"]),
-                 "", _fmt_int(t["cycles_predicted"]), ""))
+                 "", _bound_ratio(t["dram_bytes_measured"], t["dram_bytes_compulsory"]),
+                 _fmt_int(t["cycles_predicted"]), ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -1,7 +1,7 @@
 """The Amaranth gateware of the periodic-sparse convolution engine (one module per block).
 
-`params` (EngineParams), `descriptor` and `layout` (the DRAM formats), `schedule` (the engine's
-analytical traffic and cycle model), the components `dma`, `input_buffer`, `weight_buffer`,
-`pattern_rom`, `mac_array`, `requant`, `writeback` and `sram`, assembled by `engine`; plus
-`sim_memory` (a DRAM model for amaranth.sim) and `synth` (Yosys resource counts).
+The components `dma`, `input_buffer`, `weight_buffer`, `pattern_rom`, `mac_array`, `requant`,
+`writeback` and `sram`, assembled by `engine` from the compiler's `hwgen.engine.EngineParams`;
+plus `sim_memory` (a DRAM model for amaranth.sim) and `synth` (Yosys resource counts). The DRAM
+formats, tiling and schedule model are the compiler's (`hwgen.engine`).
 """

@@ -10,7 +10,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import ADDR_BITS, LEN_BITS, MAX_BURST
+from ..engine.params import ADDR_BITS, LEN_BITS, MAX_BURST
 
 REQUEST = data.StructLayout({"addr": ADDR_BITS, "len": LEN_BITS, "write": 1})
 COUNT_BITS = 32

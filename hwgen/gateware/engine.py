@@ -2,28 +2,34 @@
 
 Sequence per layer (started by a one-cycle `start` with `desc_addr`):
   1. read the 64-byte descriptor;
-  2. read the whole input tensor into the input buffer (the generator checks it fits);
-  3. per lane group of `m_lanes` output channels: read its bias/requant table and its packed
-     weights, step the lane residues, then run every pass (output row x lane group of pixels);
-     write-back streams finished rows out while the next are computed. Groups are contiguous
-     channels, or (`residue_groups`) channels `r + (k0 + m) * P` of one residue class `r` after
-     the other: then every lane shares the residue and each channel steps its pattern's taps;
+  2. walk the layer's row bands (`bands` bands of `band_rows` output rows) and lane groups (of
+     `m_lanes` output channels) in one of two loop nests the compiler chose:
+     - streamed weights (`resident_groups` = 0): for every band, read its input rows, then for
+       every lane group read its bias/requant table and weights and run the band;
+     - resident lane groups (`resident_groups` = k): for every k lane groups, read their weights
+       into the weight buffer side by side, then for every band read its input rows and run each
+       of the k groups (reading its table) on it; k = all groups reads weights and input once;
+  3. a band's input is read channel by channel: the rows its windows need (halo included, rows
+     outside the tensor skipped) go into the input buffer; a run is every pass of the band
+     (output row x lane group of pixels) while write-back streams finished rows out. Groups are
+     contiguous channels, or (`residue_groups`) channels `r + (k0 + m) * P` of one residue class
+     `r` after the other: then every lane shares the residue and each channel steps its pattern's taps;
   4. one-cycle `done` after the last write beat is accepted.
-So every tensor crosses the DRAM interface exactly once; `schedule.py` counts the same bytes.
+`hwgen.engine.tiling.layer_tiling` chooses bands and nest, and counts the same bytes.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from . import descriptor
+from ..engine import descriptor
+from ..engine.memory_map import TABLE_ENTRY_BYTES, ceil_div, table_group_beats
+from ..engine.params import ADDR_BITS, EngineParams
 from .dma import REQUEST, Reader
 from .input_buffer import InputBuffer
-from .layout import TABLE_ENTRY_BYTES, ceil_div, table_group_beats
 from .mac_array import MacArray
-from .params import ADDR_BITS, EngineParams
 from .pattern_rom import PatternRom
 from .weight_buffer import WeightBuffer
 from .writeback import Writeback
@@ -62,10 +68,12 @@ class Engine(wiring.Component):
         table = Signal(tgb * p.bus_bits)
 
         # layer constants, computed once after the descriptor arrives
-        input_beats = Signal(32)
         row_bytes = Signal(ADDR_BITS)
         plane_bytes = Signal(ADDR_BITS)
         lane_bytes = Signal(ADDR_BITS)  # output address stride between the lanes of a group
+        in_plane_bytes = Signal(ADDR_BITS)  # input address stride between channels
+        input_beats = Signal(32)  # the whole input tensor's beats
+        band_out_step = Signal(ADDR_BITS)  # output address advance per band
         # lane group state
         group = Signal(16)
         lanes_left = Signal(16)
@@ -76,6 +84,28 @@ class Engine(wiring.Component):
         res_class = Signal(8)
         class_ptr = Signal(ADDR_BITS)
         class_start = Signal()
+        # row band state: first output row, its first window's top input row, output rows, the input
+        # rows [lo, hi) it loads (row lo in each channel's first buffer slot), the channel being loaded
+        band = Signal(16)
+        band_oy0 = Signal(16)
+        band_y0 = Signal(signed(18))
+        band_rows_now = Signal(16)
+        band_lo = Signal(signed(18))
+        band_hi = Signal(signed(18))
+        band_out_off = Signal(ADDR_BITS)
+        chan_beats = Signal(32)
+        in_c = Signal(16)
+        in_ptr = Signal(ADDR_BITS)
+        slot_ptr = Signal(32)
+        # resident lane groups: the group within the resident set, its weight-buffer offsets, and
+        # the lane group state at the set's first group (restored for every band)
+        j = Signal(8)
+        set_size = Signal(8)
+        group_words = Signal(16)  # weight-buffer memory words per group
+        fill_base = Signal(range(wbuf.depth))
+        lane_base = Signal.like(wbuf.read_base)
+        saved = [Signal.like(v, name=f"saved_{v.name}")
+                 for v in (group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start)]
         got = Signal(32)  # data beats received in the current load
         k = Signal(range(lanes + 1))
 
@@ -85,7 +115,9 @@ class Engine(wiring.Component):
         m.d.comb += [
             inbuf.fill.payload.eq(self.rd.payload), wbuf.fill.payload.eq(self.rd.payload),
             inbuf.row_beats.eq(d.in_row_beats), inbuf.channels.eq(d.channels), inbuf.height.eq(d.height),
-            inbuf.width.eq(d.width), inbuf.out_height.eq(d.out_height), inbuf.x_groups.eq(d.x_groups),
+            inbuf.width.eq(d.width), inbuf.out_height.eq(band_rows_now), inbuf.x_groups.eq(d.x_groups),
+            inbuf.slot_shift.eq(d.slot_shift), inbuf.chan_rows.eq(d.chan_rows), inbuf.fill_slot.eq(slot_ptr),
+            inbuf.y_start.eq(Mux(d.stride2, band_oy0 << 1, band_oy0) - 1), inbuf.row_origin.eq(band_lo),
             inbuf.stride2.eq(d.stride2), inbuf.kernel1x1.eq(d.kernel1x1), inbuf.residue_groups.eq(d.residue_groups),
             inbuf.group_index.eq(rom.group_index), inbuf.table_base.eq(d.table_base), inbuf.period.eq(d.period),
         ]
@@ -95,15 +127,16 @@ class Engine(wiring.Component):
             mac.channels.eq(d.channels), mac.stride2.eq(d.stride2),
             mac.steps.eq(Mux(d.residue_groups, rom.steps, d.taps) if p.sparse else d.taps),
             mac.in_signed.eq(d.in_signed),
-            wbuf.addr.eq(mac.weight_addr), mac.weights.eq(wbuf.data),
+            wbuf.addr.eq(mac.weight_addr), wbuf.read_base.eq(lane_base), wbuf.fill_base.eq(fill_base),
+            mac.weights.eq(wbuf.data),
             mac.dense.eq(d.dense), mac.kernel1x1.eq(d.kernel1x1), mac.library.eq(d.library),
             wbuf.id_words.eq(d.id_words), wbuf.id_addr.eq(mac.id_addr), wbuf.id_en.eq(mac.id_en),
             mac.ids.eq(wbuf.ids),
             rom.table_base.eq(d.table_base), rom.period.eq(d.period), rom.issue.eq(mac.issue),
             rom.chan_done.eq(mac.chan_done), rom.pass_done.eq(mac.pass_done), mac.select.eq(rom.select),
-            wb.lo.eq(d.lo), wb.hi.eq(d.hi), wb.out_width.eq(d.out_width), wb.out_height.eq(d.out_height),
+            wb.lo.eq(d.lo), wb.hi.eq(d.hi), wb.out_width.eq(d.out_width), wb.out_height.eq(band_rows_now),
             wb.x_groups.eq(d.x_groups), wb.row_beats.eq(d.out_row_beats), wb.row_bytes.eq(row_bytes),
-            wb.plane_bytes.eq(lane_bytes), wb.group_addr.eq(out_ptr),
+            wb.plane_bytes.eq(lane_bytes), wb.group_addr.eq(out_ptr + band_out_off),
             wb.lanes_valid.eq(Mux(lanes_left < lanes, lanes_left, lanes)),
             wb.wr.ready.eq(self.wr.ready), self.wr.valid.eq(wb.wr.valid), self.wr.payload.eq(wb.wr.payload),
         ]
@@ -125,6 +158,42 @@ class Engine(wiring.Component):
             m.d.comb += [reader.start.eq(1), reader.addr.eq(addr), reader.beats.eq(beats)]
             m.d.sync += got.eq(0)
 
+        resident = d.resident_groups != 0
+
+        def reset_groups():
+            m.d.sync += [group.eq(0), weight_ptr.eq(d.weight_addr), table_ptr.eq(d.table_addr),
+                         out_ptr.eq(d.out_addr), res_class.eq(0), class_ptr.eq(d.out_addr), class_start.eq(0), k.eq(0),
+                         lanes_left.eq(Mux(d.residue_groups, d.class_channels + (d.class_extra != 0), d.out_channels))]
+            m.d.comb += rom.group_clear.eq(1)
+
+        def next_group():
+            m.d.sync += [
+                group.eq(group + 1), lanes_left.eq(lanes_left - lanes), k.eq(0), table_ptr.eq(table_ptr + tgb * bb),
+                out_ptr.eq(out_ptr + lane_bytes * lanes), class_start.eq(0),
+            ]
+            with m.If(~resident):  # resident groups' weights were read when their set started
+                m.d.sync += weight_ptr.eq(weight_ptr + d.weight_group_beats * bb)
+            with m.If(d.residue_groups & (lanes_left <= lanes)):  # the class is done: the next one
+                m.d.sync += [
+                    res_class.eq(res_class + 1), class_ptr.eq(class_ptr + plane_bytes),
+                    out_ptr.eq(class_ptr + plane_bytes), class_start.eq(1),
+                    lanes_left.eq(d.class_channels + (res_class + 1 < d.class_extra)),
+                ]
+
+        def reset_bands():
+            m.d.sync += [band.eq(0), band_oy0.eq(0), band_y0.eq(Mux(d.kernel1x1, 0, -1)), band_out_off.eq(0)]
+
+        def next_band():
+            m.d.sync += [band.eq(band + 1), band_oy0.eq(band_oy0 + d.band_rows),
+                         band_y0.eq(band_y0 + Mux(d.stride2, d.band_rows << 1, d.band_rows)),
+                         band_out_off.eq(band_out_off + band_out_step)]
+
+        group_state = [group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start]
+        last_group = group == d.m_groups - 1
+        last_band = band == d.bands - 1
+        bpw_log = wbuf.beats_per_word.bit_length() - 1
+        lw_log = wbuf.lane_words_per_word.bit_length() - 1
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -140,28 +209,95 @@ class Engine(wiring.Component):
             with m.State("SETUP"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [
-                    input_beats.eq(d.channels * d.height * d.in_row_beats),
                     row_bytes.eq(d.out_row_beats * bb),
                     plane_bytes.eq(d.out_height * d.out_row_beats * bb),
                     lane_bytes.eq(d.out_height * d.out_row_beats * bb * Mux(d.residue_groups, d.period, 1)),
-                    group.eq(0), weight_ptr.eq(d.weight_addr),
-                    table_ptr.eq(d.table_addr), out_ptr.eq(d.out_addr),
-                    res_class.eq(0), class_ptr.eq(d.out_addr), class_start.eq(0),
-                    lanes_left.eq(Mux(d.residue_groups, d.class_channels + (d.class_extra != 0), d.out_channels)),
+                    in_plane_bytes.eq(d.height * d.in_row_beats * bb),
+                    input_beats.eq(d.channels * d.height * d.in_row_beats),
+                    band_out_step.eq(d.band_rows * d.out_row_beats * bb),
+                    group_words.eq((d.weight_group_beats + (1 << bpw_log) - 1) >> bpw_log),
+                    fill_base.eq(0), lane_base.eq(0),
                 ]
-                m.d.comb += [inbuf.fill_start.eq(1), rom.group_clear.eq(1)]
+                reset_groups()
+                reset_bands()
+                with m.If(resident):
+                    m.next = "SET_START"
+                with m.Else():
+                    m.next = "BAND"
+            # -- resident lane groups: their weights side by side in the weight buffer -------------------
+            with m.State("SET_START"):
+                m.d.comb += [self.busy.eq(1), rom.save.eq(1)]
+                m.d.sync += [sv.eq(v) for sv, v in zip(saved, group_state)]
+                m.d.sync += [j.eq(0), fill_base.eq(0),
+                             set_size.eq(Mux(d.m_groups - group < d.resident_groups, d.m_groups - group,
+                                             d.resident_groups))]
+                m.next = "SET_WEIGHTS_REQ"
+            with m.State("SET_WEIGHTS_REQ"):
+                m.d.comb += [self.busy.eq(1), wbuf.fill_start.eq(1)]
+                read(weight_ptr, d.weight_group_beats)
+                m.next = "SET_WEIGHTS"
+            with m.State("SET_WEIGHTS"):
+                m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), wbuf.fill.valid.eq(self.rd.valid)]
+                with m.If(rd_beat):
+                    m.d.sync += got.eq(got + 1)
+                    with m.If(got == d.weight_group_beats - 1):
+                        m.d.sync += [j.eq(j + 1), fill_base.eq(fill_base + group_words),
+                                     weight_ptr.eq(weight_ptr + d.weight_group_beats * bb)]
+                        with m.If(j == set_size - 1):
+                            reset_bands()
+                            m.next = "BAND"
+                        with m.Else():
+                            m.next = "SET_WEIGHTS_REQ"
+            # -- a row band's input: the rows [lo, hi) of every channel its windows read ----------------
+            with m.State("BAND"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += band_rows_now.eq(Mux(d.out_height - band_oy0 < d.band_rows, d.out_height - band_oy0,
+                                                 d.band_rows))
+                m.next = "BAND_ROWS"
+            with m.State("BAND_ROWS"):
+                m.d.comb += self.busy.eq(1)
+                rows_in = Signal(signed(18))
+                m.d.comb += rows_in.eq(band_y0 + Mux(d.stride2, (band_rows_now - 1) << 1, band_rows_now - 1)
+                                       + Mux(d.kernel1x1, 1, 3))
+                m.d.sync += [band_lo.eq(Mux(band_y0 < 0, 0, band_y0)),
+                             band_hi.eq(Mux(rows_in > d.height, d.height, rows_in))]
+                m.next = "BAND_ADDR"
+            with m.State("BAND_ADDR"):
+                # a band of every row of the tensor is one read: its channels lie back to back in
+                # DRAM and in the buffer
+                m.d.comb += self.busy.eq(1)
+                whole = (band_lo == 0) & (band_hi == d.height) & (d.chan_rows == d.height)
+                m.d.sync += [chan_beats.eq(Mux(whole, input_beats,
+                                               (band_hi - band_lo).as_unsigned()[:16] * d.in_row_beats)),
+                             in_ptr.eq(d.in_addr + band_lo.as_unsigned()[:16] * d.in_row_beats * bb),
+                             slot_ptr.eq(0), in_c.eq(Mux(whole, d.channels - 1, 0))]
                 m.next = "INPUT_REQ"
             with m.State("INPUT_REQ"):
-                m.d.comb += self.busy.eq(1)
-                read(d.in_addr, input_beats)
+                m.d.comb += [self.busy.eq(1), inbuf.fill_start.eq(1)]
+                read(in_ptr, chan_beats)
                 m.next = "INPUT"
             with m.State("INPUT"):
                 m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), inbuf.fill.valid.eq(self.rd.valid)]
                 with m.If(rd_beat):
                     m.d.sync += got.eq(got + 1)
-                    with m.If(got == input_beats - 1):
-                        m.d.sync += k.eq(0)
-                        m.next = "RESIDUES"
+                    with m.If(got == chan_beats - 1):
+                        m.d.sync += [in_c.eq(in_c + 1), in_ptr.eq(in_ptr + in_plane_bytes),
+                                     slot_ptr.eq(slot_ptr + d.chan_rows)]
+                        with m.If(in_c != d.channels - 1):
+                            m.next = "INPUT_REQ"
+                        with m.Else():
+                            m.next = "GROUPS"
+            with m.State("GROUPS"):
+                # the band's first lane group: the layer's first (streamed) or the resident set's first
+                m.d.comb += self.busy.eq(1)
+                with m.If(resident):
+                    m.d.sync += [v.eq(sv) for v, sv in zip(group_state, saved)]
+                    m.d.sync += [j.eq(0), lane_base.eq(0), k.eq(0)]
+                    m.d.comb += rom.restore.eq(1)
+                with m.Else():
+                    reset_groups()
+                m.next = "RESIDUES"
+            # -- a lane group: its residues, bias/requant table (and streamed weights) -------------------
             with m.State("RESIDUES"):
                 # lane m's group residue must become (group * lanes + m) % P: the first group
                 # steps lane m m times (a staircase), later groups step every lane `lanes` times;
@@ -182,7 +318,10 @@ class Engine(wiring.Component):
                     m.d.sync += [got.eq(got + 1), table.eq(Cat(table[p.bus_bits:], self.rd.payload)
                                                            if tgb > 1 else self.rd.payload)]
                     with m.If(got == tgb - 1):
-                        m.next = "WEIGHTS_REQ"
+                        with m.If(resident):
+                            m.next = "RUN_START"
+                        with m.Else():
+                            m.next = "WEIGHTS_REQ"
             with m.State("WEIGHTS_REQ"):
                 m.d.comb += [self.busy.eq(1), wbuf.fill_start.eq(1)]
                 read(weight_ptr, d.weight_group_beats)
@@ -193,6 +332,7 @@ class Engine(wiring.Component):
                     m.d.sync += got.eq(got + 1)
                     with m.If(got == d.weight_group_beats - 1):
                         m.next = "RUN_START"
+            # -- the passes of one band and one lane group ------------------------------------------------
             with m.State("RUN_START"):
                 m.d.comb += [self.busy.eq(1), inbuf.run.eq(1), wb.run.eq(1)]
                 m.d.sync += running.eq(1)
@@ -200,21 +340,24 @@ class Engine(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(wb.done):
-                    m.d.sync += [
-                        running.eq(0), group.eq(group + 1), lanes_left.eq(lanes_left - lanes), k.eq(0),
-                        weight_ptr.eq(weight_ptr + d.weight_group_beats * bb), table_ptr.eq(table_ptr + tgb * bb),
-                        out_ptr.eq(out_ptr + lane_bytes * lanes), class_start.eq(0),
-                    ]
-                    with m.If(d.residue_groups & (lanes_left <= lanes)):  # the class is done: the next one
-                        m.d.sync += [
-                            res_class.eq(res_class + 1), class_ptr.eq(class_ptr + plane_bytes),
-                            out_ptr.eq(class_ptr + plane_bytes), class_start.eq(1),
-                            lanes_left.eq(d.class_channels + (res_class + 1 < d.class_extra)),
-                        ]
-                    with m.If(group == d.m_groups - 1):
-                        m.next = "DONE"
-                    with m.Else():
-                        m.next = "RESIDUES"
+                    m.d.sync += running.eq(0)
+                    next_group()
+                    m.next = "RESIDUES"
+                    with m.If(resident):
+                        m.d.sync += [j.eq(j + 1), lane_base.eq(lane_base + (group_words << lw_log))]
+                        with m.If(j == set_size - 1):
+                            with m.If(~last_band):
+                                next_band()
+                                m.next = "BAND"
+                            with m.Elif(last_group):
+                                m.next = "DONE"
+                            with m.Else():
+                                m.next = "SET_START"
+                    with m.Elif(last_group):
+                        next_band()
+                        m.next = "BAND"
+                        with m.If(last_band):
+                            m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"

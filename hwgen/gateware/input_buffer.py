@@ -1,12 +1,16 @@
-"""The input buffer: the whole input tensor on chip, one padded row per word, and the window fetch.
+"""The input buffer: one row band of the input tensor on chip, rows packed into words, and the window fetch.
 
-Filling: DRAM beats of consecutive rows (the activation layout of `layout.py`) are gathered into
-row words and written at row index `c * H + y`.
+Storage: a word holds `2**slot_shift` rows of the layer (each in a power-of-two slot of beats; one
+row per word for the widest layer). Row `(c, y)` of a band sits in slot `c * chan_rows + (y -
+row_origin)`, `row_origin` being the band's first loaded row: every input channel gets
+`chan_rows` slots, and the engine fills them channel by channel (`fill_start` with the channel's
+first slot, then the beats of its rows, one SRAM write per beat). Rows above or below the tensor
+are never loaded: the fetch reads some other slot for them and zeroes the row as padding.
 
-Fetching: for every pass (output row `oy`, lane group of `x_lanes` outputs, input channel `c`)
-the fetch reads the three input rows of the 3x3 window (only the centre row for 1x1 kernels),
-one per cycle, cuts out the `win_cols` columns the lane group needs, zeroes what lies in the
-padding, and offers the window on a stream. The compute consumes one window per input channel
+Fetching: for every pass (output row `oy` of the band, lane group of `x_lanes` outputs, input
+channel `c`) the fetch reads the three input rows of the 3x3 window (only the centre row for 1x1
+kernels), one per cycle, cuts out the `win_cols` columns the lane group needs, zeroes what lies in
+the padding, and offers the window on a stream. The compute consumes one window per input channel
 while the next is being fetched, so a window costs 3 cycles against `taps` cycles of compute.
 A residue-grouped layer's lanes share one pattern per channel, so the fetch reads only the rows
 that pattern touches (its ROM index walks the channels like the lanes' residues; rows outside
@@ -19,8 +23,8 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layout import row_span
-from .params import EngineParams
+from ..engine.params import EngineParams
+from ..engine.plan import row_span
 from .pattern_rom import select_bits
 from .sram import Sram
 
@@ -31,12 +35,17 @@ class InputBuffer(wiring.Component):
         a = params.act_bits
         super().__init__({
             "fill": In(stream.Signature(params.bus_bits)),
-            "fill_start": In(1),  # restart filling at row 0
+            "fill_start": In(1),  # restart filling at slot `fill_slot`
+            "fill_slot": In(32),
             "row_beats": In(16),
+            "slot_shift": In(4),  # log2 rows per word
+            "chan_rows": In(16),  # slots per input channel
+            "y_start": In(signed(18)),  # first output row of the band * stride - 1 (the window's top row)
+            "row_origin": In(signed(18)),  # the input row in each channel's first slot (the band's first loaded row)
             "channels": In(16),
             "height": In(16),
             "width": In(16),
-            "out_height": In(16),
+            "out_height": In(16),  # output rows of the band
             "x_groups": In(16),
             "stride2": In(1),
             "kernel1x1": In(1),
@@ -52,22 +61,26 @@ class InputBuffer(wiring.Component):
         m = Module()
         p = self.p
         a, bb, cols = p.act_bits, p.beat_bytes, p.win_cols
-        m.submodules.mem = mem = Sram(p.row_elems * a, p.input_rows, cells=p.sram_cells)
+        wbl = p.word_beats.bit_length() - 1
+        m.submodules.mem = mem = Sram(p.row_elems * a, p.input_words, granularity=bb * a, cells=p.sram_cells)
 
-        # -- fill: beats -> row words ------------------------------------------------------------
-        row = Signal(p.row_elems * a)
+        # -- fill: each beat is one write into its row's slot ------------------------------------------
         beat_in_row = Signal(16)
-        row_idx = Signal(range(p.input_rows + 1))
+        slot = Signal(32)
+        slot_beat = Signal(wbl + 1)  # the row's first beat within its word
+        slot_mask = Signal(16)
+        slot_log2 = Signal(4)  # log2 of a slot's beats
+        m.d.comb += [slot_mask.eq((1 << self.slot_shift) - 1), slot_log2.eq(wbl - self.slot_shift),
+                     slot_beat.eq((slot & slot_mask) << slot_log2)]
         beat_elems = Cat(self.fill.payload.word_select(i, 8)[:a] for i in range(bb))
-        merged = Cat(Mux(beat_in_row == i, beat_elems, row.word_select(i, bb * a)) for i in range(p.row_beats_max))
-        m.d.comb += [self.fill.ready.eq(1), mem.wr_addr.eq(row_idx), mem.wr_data.eq(merged)]
+        m.d.comb += [self.fill.ready.eq(1), mem.wr_addr.eq(slot >> self.slot_shift),
+                     mem.wr_data.eq(beat_elems.replicate(p.word_beats))]
         with m.If(self.fill_start):
-            m.d.sync += [beat_in_row.eq(0), row_idx.eq(0)]
+            m.d.sync += [beat_in_row.eq(0), slot.eq(self.fill_slot)]
         with m.Elif(self.fill.valid):
-            m.d.sync += row.eq(merged)
+            m.d.comb += mem.wr_en.eq(1 << (slot_beat + beat_in_row)[:wbl + 1])
             with m.If(beat_in_row == self.row_beats - 1):
-                m.d.comb += mem.wr_en.eq(1)
-                m.d.sync += [beat_in_row.eq(0), row_idx.eq(row_idx + 1)]
+                m.d.sync += [beat_in_row.eq(0), slot.eq(slot + 1)]
             with m.Else():
                 m.d.sync += beat_in_row.eq(beat_in_row + 1)
 
@@ -78,7 +91,7 @@ class InputBuffer(wiring.Component):
         c = Signal(16)
         ky = Signal(2)
         y_base = Signal(signed(18))  # oy * stride - 1
-        c_base = Signal(32)  # c * H
+        c_base = Signal(32)  # c * chan_rows
         x_base = Signal(16)  # first window column + 1 (column -1 is the left padding)
         # the ROM index of the channel being fetched, walked like the lanes' residues
         f_index = Signal.like(self.group_index)
@@ -104,19 +117,22 @@ class InputBuffer(wiring.Component):
         b_row_ok = Signal()
         b_last = Signal()
         b_x_base = Signal(16)
+        b_slot_elems = Signal(range(p.row_elems))  # the row's first element within the word
 
         stall = b_valid & b_last & self.window.valid & ~self.window.ready
         advance = ~stall
-        m.d.comb += [mem.rd_en.eq(advance), mem.rd_addr.eq(c_base + y)]
+        rd_slot = Signal(32)
+        m.d.comb += [rd_slot.eq(c_base + (y - self.row_origin)),
+                     mem.rd_en.eq(advance), mem.rd_addr.eq(rd_slot >> self.slot_shift)]
 
         with m.If(self.run):
-            m.d.sync += [active.eq(1), oy.eq(0), xg.eq(0), c.eq(0), y_base.eq(-1), c_base.eq(0), x_base.eq(0),
+            m.d.sync += [active.eq(1), oy.eq(0), xg.eq(0), c.eq(0), y_base.eq(self.y_start), c_base.eq(0), x_base.eq(0),
                          f_index.eq(self.group_index), ky.eq(ky_first(self.group_index))]
         with m.Elif(active & advance):
             with m.If(ky != ky_last):
                 m.d.sync += ky.eq(ky + 1)
             with m.Else():
-                m.d.sync += [ky.eq(ky_first(next_index)), c.eq(c + 1), c_base.eq(c_base + self.height),
+                m.d.sync += [ky.eq(ky_first(next_index)), c.eq(c + 1), c_base.eq(c_base + self.chan_rows),
                              f_index.eq(next_index)]
                 with m.If(c == self.channels - 1):
                     m.d.sync += [c.eq(0), c_base.eq(0), xg.eq(xg + 1),
@@ -128,14 +144,17 @@ class InputBuffer(wiring.Component):
                             m.d.sync += active.eq(0)
         with m.If(advance):
             m.d.sync += [b_valid.eq(active & ~self.run), b_ky.eq(ky), b_row_ok.eq(row_ok),
-                         b_last.eq(ky == ky_last), b_x_base.eq(x_base)]
+                         b_last.eq(ky == ky_last), b_x_base.eq(x_base),
+                         b_slot_elems.eq(((rd_slot & slot_mask) << slot_log2) * bb)]
 
         # stage B: cut the window's columns out of the row, zero the padding
         padded = Cat(Const(0, a), mem.rd_data, Const(0, cols * a))
-        segment = padded.bit_select(b_x_base * a, cols * a)
+        segment = padded.bit_select((b_slot_elems + b_x_base) * a, cols * a)
         cut = Signal(cols * a)
+        # column x_base + j - 1 of the row; outside 0 .. width-1 it is padding (or a neighbouring slot)
         m.d.comb += cut.eq(Cat(
-            Mux(b_row_ok & (b_x_base + j <= self.width), segment.word_select(j, a), 0) for j in range(cols)))
+            Mux(b_row_ok & (b_x_base + j >= 1) & (b_x_base + j <= self.width), segment.word_select(j, a), 0)
+            for j in range(cols)))
         rows = [Signal(cols * a, name=f"row{i}") for i in range(2)]
         with m.If(self.window.valid & self.window.ready):
             m.d.sync += self.window.valid.eq(0)

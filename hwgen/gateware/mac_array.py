@@ -17,8 +17,8 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..engine.params import TAPS, EngineParams
 from .pattern_rom import CENTRE, select_bits, tap_orders
-from .params import TAPS, EngineParams
 
 
 class MacArray(wiring.Component):

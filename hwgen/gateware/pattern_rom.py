@@ -23,8 +23,8 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layout import tap_order
-from .params import EngineParams
+from ..engine.params import EngineParams
+from ..engine.plan import tap_order
 
 CENTRE = 4
 
@@ -47,6 +47,8 @@ class PatternRom(wiring.Component):
             "period": In(8),
             "group_clear": In(1),  # group_res <- 0
             "group_step": In(lanes),  # per lane: group_res += 1 (mod P)
+            "save": In(1),  # saved <- group_res (the first group of resident lane groups)
+            "restore": In(1),  # group_res <- saved (their next row band)
             "load": In(1),  # res <- group_res (start of a lane group)
             "issue": In(1),
             "chan_done": In(1),  # the issued step is a channel's last: res += 1
@@ -72,8 +74,13 @@ class PatternRom(wiring.Component):
         for lane in range(self.p.select_lanes):
             group_res = Signal(bits, name=f"group_res{lane}")
             res = Signal(bits, name=f"res{lane}")
+            saved = Signal(bits, name=f"saved{lane}")
+            with m.If(self.save):
+                m.d.sync += saved.eq(group_res)
             with m.If(self.group_clear):
                 m.d.sync += group_res.eq(self.table_base)
+            with m.Elif(self.restore):
+                m.d.sync += group_res.eq(saved)
             with m.Elif(self.group_step[lane]):
                 m.d.sync += group_res.eq(inc(group_res))
             with m.If(self.load | (self.issue & self.pass_done)):

@@ -1,4 +1,7 @@
-"""The weight buffer: one lane group's packed weights, read one `m_lanes`-byte word per tap step.
+"""The weight buffer: lane groups' packed weights, read one `m_lanes`-byte word per tap step.
+
+It holds one lane group (streamed weights) or several (resident lane groups, see the engine): a
+fill starts at memory word `fill_base` and reads are offset by `read_base` lane words.
 
 DRAM beats and weight words rarely have the same width; the memory word is the wider of the two
 (both are powers of two), so filling gathers beats into a word, and reading selects a word out
@@ -18,7 +21,7 @@ from amaranth.hdl import C, Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import EngineParams
+from ..engine.params import EngineParams
 from .sram import Sram
 
 
@@ -32,7 +35,10 @@ class WeightBuffer(wiring.Component):
         super().__init__({
             "fill": In(stream.Signature(params.bus_bits)),
             "fill_start": In(1),
-            "addr": In(range(params.weight_depth)),  # word index: c * taps + t
+            "fill_base": In(range(self.depth)),  # memory word of the group's first weights
+            "addr": In(range(params.weight_depth)),  # word index within the group: c * taps + t
+            "read_base": In(range(params.weight_mem_depth * (params.weight_word_bytes // params.m_lanes))),  # lane
+            # word of the group's first weights
             "data": Out(params.m_lanes * 8),  # the word at last cycle's addr
             "id_words": In(16),  # memory words of kernel ids at the start of the fill
             "id_addr": In(range(params.max_channels)),  # input channel
@@ -60,7 +66,7 @@ class WeightBuffer(wiring.Component):
             m.submodules.id_mem = id_mem = Sram(self.word_bytes * 8, p.id_mem_depth, cells=p.sram_cells)
             m.d.comb += [id_mem.wr_addr.eq(waddr), id_mem.wr_data.eq(shifted)]
         with m.If(self.fill_start):
-            m.d.sync += [beat.eq(0), waddr.eq(0), ids_left.eq(self.id_words)]
+            m.d.sync += [beat.eq(0), waddr.eq(self.fill_base), ids_left.eq(self.id_words)]
         with m.Elif(self.fill.valid):
             m.d.sync += gathered.eq(shifted)
             with m.If(beat == self.beats_per_word - 1):
@@ -70,13 +76,15 @@ class WeightBuffer(wiring.Component):
                         m.d.comb += id_mem.wr_en.eq(1)
                         m.d.sync += ids_left.eq(ids_left - 1)
                         with m.If(ids_left == 1):
-                            m.d.sync += waddr.eq(0)  # weights start at word 0
+                            m.d.sync += waddr.eq(self.fill_base)  # weights start at the base
                 with m.If(~to_ids):
                     m.d.comb += mem.wr_en.eq(1)
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
 
-        m.d.comb += self.data.eq(self._read(m, mem, self.addr, 1))
+        addr = Signal(range(self.depth * self.lane_words_per_word))
+        m.d.comb += addr.eq(self.addr + self.read_base)
+        m.d.comb += self.data.eq(self._read(m, mem, addr, 1))
         if p.library:
             m.d.comb += self.ids.eq(self._read(m, id_mem, self.id_addr, self.id_en))
         return m

@@ -16,8 +16,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import intmath
+from ..engine.params import ADDR_BITS, EngineParams
 from .dma import REQUEST
-from .params import ADDR_BITS, EngineParams
 from .requant import SHIFT_BITS, Requant
 from .sram import Sram
 

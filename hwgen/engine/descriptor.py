@@ -49,6 +49,12 @@ LAYOUT = data.StructLayout({
     "magic": 16,
     "class_channels": 16,  # residue groups: M // P (output channels of a class, plus one if r < class_extra)
     "class_extra": 8,  # residue groups: M % P
+    "band_rows": 16,  # output rows per row band (the last band may be shorter)
+    "bands": 16,  # row bands: ceil(OH / band_rows)
+    "chan_rows": 16,  # input buffer rows per input channel in a band: (band_rows - 1) * stride + kernel rows
+    "slot_shift": 4,  # log2 of the input rows one input buffer word holds
+    "resident_groups": 8,  # 0: weights streamed per band; k: k lane groups' weights stay while every band runs
+    "_tiling_pad": 4,
 })
 assert LAYOUT.size <= 8 * DESCRIPTOR_BYTES
 

@@ -1,13 +1,15 @@
 """The engine's analytical model: exact DRAM bytes per tensor and the cycle count of a layer.
 
-The bytes are exact by construction: the engine reads the descriptor, the whole input, each lane
-group's weights and table once, and writes each output row once, in the layouts of `layout.py`.
+The bytes follow the layer's loop nest (`tiling.layer_tiling`): the descriptor once, every row
+band's input rows (halo included) once, or once per lane group when groups are the outer loop,
+every group's weights and table once, or once per band when bands are the outer loop, and each
+output row once, in the layouts of `memory_map.py`.
 `hwgen simulate` checks them against the bytes counted in RTL simulation, and the `engine`
 analysis preset reports them.
 
 The cycles follow the engine's loops: loads (one beat per cycle after a request latency), then
 per lane group the passes (output row x pixel-lane group), each the sum over input channels of
-`max(steps, fetch)` cycles (`layout.group_pass_cycles`: steps are the layer's taps, or a residue
+`max(steps, fetch)` cycles (`plan.group_pass_cycles`: steps are the layer's taps, or a residue
 group's pattern's taps on that channel; fetch is the 3 row reads of a window, 1 for 1x1), and at
 least the drain of the previous pass; output rows go out while the next are computed unless write-back is the slower of the
 two. The model assumes memory that answers every request after `latency` cycles and never
@@ -21,9 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import descriptor
-from .layout import (LayerPlan, ceil_div, group_channels, group_pass_cycles, row_beats, table_group_beats,
-                     weight_group_beats)
+from .memory_map import ceil_div, row_beats, table_group_beats, weight_group_beats
 from .params import EngineParams
+from .plan import LayerPlan, group_channels, group_pass_cycles
+from .tiling import Tiling, layer_tiling, tiled_bytes
 
 DEFAULT_LATENCY = 1  # cycles from a request's acceptance to its first data beat (sim_memory's model)
 
@@ -36,6 +39,7 @@ class LayerSchedule:
     compute_cycles: int = 0  # cycles the MAC array spends in passes
     effectual_macs: int = 0  # MACs with a nonzero weight (padding taps count, as in the field)
     mac_count: int = 1  # m_lanes * x_lanes
+    tiling: Tiling | None = None
 
     @property
     def read_bytes(self) -> int:
@@ -62,34 +66,51 @@ def _load_cycles(beats: int, latency: int) -> int:
 
 
 def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT_LATENCY) -> LayerSchedule:
-    bb = params.beat_bytes
+    tiling = layer_tiling(plan, params)
     c, h, w = plan.in_shape
     m, oh, ow = plan.out_shape
     chans = group_channels(plan, params.m_lanes)
-    g = len(chans)
     rbi, rbo = row_beats(w, params), row_beats(ow, params)
-    desc_beats = ceil_div(descriptor.DESCRIPTOR_BYTES, bb)
+    desc_beats = ceil_div(descriptor.DESCRIPTOR_BYTES, params.beat_bytes)
     wgb, tgb = weight_group_beats(plan, params), table_group_beats(params)
-    nbytes = {
-        "descriptor": desc_beats * bb,
-        "weights": g * wgb * bb,
-        "tables": g * tgb * bb,
-        "inputs": c * h * rbi * bb,
-        "outputs": m * oh * rbo * bb,
-    }
     xg = ceil_div(ow, params.x_lanes)
-    cycles = 1 + _load_cycles(desc_beats, latency) + 2 + _load_cycles(c * h * rbi, latency)
-    compute = 0
-    for lanes in chans:
+
+    def band_load(lo: int, hi: int) -> int:  # BAND, BAND_ROWS, BAND_ADDR, then a read per channel
+        if (lo, hi) == (0, h) and tiling.chan_rows == h:
+            return 3 + _load_cycles(c * h * rbi, latency)
+        return 3 + c * _load_cycles((hi - lo) * rbi, latency)
+
+    def weights_load() -> int:  # WEIGHTS_REQ / SET_WEIGHTS_REQ, then the beats
+        return 1 + _load_cycles(wgb, latency)
+
+    def group_start() -> int:  # RESIDUES, the table
+        return params.m_lanes + _load_cycles(tgb, latency)
+
+    def run(lanes: list[int], rows: int) -> tuple[int, int]:
+        """(cycles from RUN_START to write-back done, MAC-array pass cycles) of one band and group."""
         row_out = len(lanes) * (rbo + 2)
         row_compute = xg * group_pass_cycles(plan, lanes[0], params.m_lanes)
         # compute-bound: the last row drains and goes out after the passes; write-bound: the
         # first row is computed before the writes that pace the rest
-        run = 5 + max(oh * row_compute + params.m_lanes + row_out, row_compute + params.m_lanes + oh * row_out)
-        compute += oh * row_compute
-        cycles += params.m_lanes + _load_cycles(tgb, latency) + 1 + _load_cycles(wgb, latency) + 1 + run
-    return LayerSchedule(plan.name, nbytes, cycles, compute, int(np.count_nonzero(plan.weight)) * oh * ow,
-                         params.mac_count)
+        return (1 + 5 + max(rows * row_compute + params.m_lanes + row_out,
+                            row_compute + params.m_lanes + rows * row_out), rows * row_compute)
+
+    cycles = 1 + _load_cycles(desc_beats, latency) + 1
+    compute = 0
+    bands = [(b, min(tiling.band_rows, oh - b * tiling.band_rows)) for b in range(tiling.bands)]
+    k = tiling.resident_groups
+    sets = [chans[i:i + k] for i in range(0, len(chans), k)] if k else [chans]
+    for members in sets:
+        if k:
+            cycles += 1 + len(members) * weights_load()  # SET_START, the set's weights
+        for b, rows in bands:
+            cycles += band_load(*tiling.band_inputs[b]) + 1  # the band's input, GROUPS
+            for lanes in members:
+                t, steps = run(lanes, rows)
+                cycles += group_start() + (0 if k else weights_load()) + t
+                compute += steps
+    return LayerSchedule(plan.name, tiled_bytes(plan, params, tiling), cycles, compute,
+                         int(np.count_nonzero(plan.weight)) * oh * ow, params.mac_count, tiling)
 
 
 def network_schedule(plans: list[LayerPlan], params: EngineParams, latency: int = DEFAULT_LATENCY) -> list[LayerSchedule]:

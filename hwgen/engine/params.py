@@ -47,7 +47,7 @@ class EngineParams:
     max_width: int = 32  # widest input row (pixels) of any layer
     max_out_width: int = 32  # widest output row of any layer
     max_channels: int = 64  # most input channels of any layer
-    input_rows: int = 2048  # input buffer depth in rows (C * H of the largest input)
+    input_words: int = 2048  # input buffer depth in words (each word holds one or more rows, see row_slots)
     patterns: tuple[int, ...] = field(default=())  # pattern ROM: 9-bit raster masks (bit 4 = centre)
     sparse: bool = True  # False: a dense-only engine, without the pattern ROM and per-lane muxes
     library: bool = False  # some layer is a pattern library: build the kernel-id buffer
@@ -66,7 +66,7 @@ class EngineParams:
         intmath.check_bits(self.act_bits, "activation bits")
         if not isinstance(self.acc_bits, int) or not 8 <= self.acc_bits <= 48:
             raise HwgenError(f"accumulator width must be from 8 to 48 bits, got {self.acc_bits!r}")
-        for name in ("max_width", "max_out_width", "max_channels", "input_rows"):
+        for name in ("max_width", "max_out_width", "max_channels", "input_words"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise HwgenError(f"{name.replace('_', ' ')} must be a positive integer, got {v!r}")
@@ -100,9 +100,25 @@ class EngineParams:
         return -(-self.max_out_width // self.beat_bytes)
 
     @property
+    def word_beats(self) -> int:
+        """Beats of one input buffer word: the widest row's, rounded up to a power of two, so narrower
+        rows pack into power-of-two slots and a slot's position is a shift of the row index."""
+        return 1 << (self.row_beats_max - 1).bit_length()
+
+    @property
     def row_elems(self) -> int:
-        """Elements of one input buffer word: the widest row, rounded up to whole beats."""
-        return self.row_beats_max * self.beat_bytes
+        """Elements of one input buffer word."""
+        return self.word_beats * self.beat_bytes
+
+    def slot_shift(self, width: int) -> int:
+        """log2 of the rows of `width` pixels one input buffer word holds (each in a power-of-two slot)."""
+        slot_beats = 1 << (-(-width // self.beat_bytes) - 1).bit_length()
+        return (self.word_beats // slot_beats).bit_length() - 1
+
+    @property
+    def input_buffer_bytes(self) -> int:
+        """The input buffer's capacity in bytes of SRAM (A bits per element)."""
+        return self.input_words * self.row_elems * self.act_bits // 8
 
     @property
     def weight_depth(self) -> int:
@@ -153,7 +169,7 @@ class EngineParams:
             "requant_product": intmath.product_bits(self.acc_bits),
             "beat_bytes": self.beat_bytes,
             "window_columns": self.win_cols,
-            "input_buffer_words": self.input_rows,
+            "input_buffer_words": self.input_words,
             "input_buffer_word_bits": self.row_elems * self.act_bits,
             "weight_buffer_words": self.weight_depth,
             "weight_buffer_word_bits": self.m_lanes * self.weight_bits,

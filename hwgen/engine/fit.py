@@ -1,0 +1,52 @@
+"""Sizing the engine: the smallest engine of given lanes and bus that runs every planned layer."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from ..errors import HwgenError
+from .params import EngineParams
+from .plan import LayerPlan, rom_tables
+from .tiling import band_words, layer_tiling
+
+def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64,
+               glb_kib: int | None = None, sparse: bool | None = None) -> EngineParams:
+    """The smallest engine of the given lanes and bus that runs every layer of `plans`.
+
+    `glb_kib`: the input buffer's size; layers whose input does not fit run in row bands
+    (`layer_tiling`). Without it the buffer holds the largest input whole.
+    """
+    from .. import intmath
+
+    if not plans:
+        raise HwgenError("no conv layers to generate an engine for")
+    weight_bits = {p.weight_bits for p in plans}
+    act_bits = max(p.act_bits for p in plans)
+    if len(weight_bits) != 1:
+        raise HwgenError(f"layers mix weight widths {sorted(weight_bits)}; the engine has one weight width")
+    acc = max(intmath.accumulator_bits(p.weight_bits, p.act_bits, p.in_signed, p.max_taps_per_output(),
+                                       int(np.abs(p.bias).max(initial=0))) for p in plans)
+    rom, _ = rom_tables(plans)
+    params = EngineParams(
+        m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, weight_bits=weight_bits.pop(), act_bits=act_bits,
+        acc_bits=max(acc, 8), max_width=max(p.in_shape[2] for p in plans),
+        max_out_width=max(p.out_shape[2] for p in plans), max_channels=max(p.in_shape[0] for p in plans),
+        patterns=tuple(rom), sparse=any(not p.dense for p in plans) if sparse is None else sparse,
+        lane_period=0 if any(p.ids is not None for p in plans) else math.lcm(*(p.period for p in plans)),
+        library=any(p.ids is not None for p in plans),
+    ).validate()
+    if glb_kib is None:
+        words = max(band_words(p, params, p.out_shape[1]) for p in plans)
+    else:
+        if not isinstance(glb_kib, int) or glb_kib < 1:
+            raise HwgenError(f"glb-kib must be a positive integer, got {glb_kib!r}")
+        words = glb_kib * 1024 * 8 // (params.row_elems * params.act_bits)
+    params = dataclasses.replace(params, input_words=max(words, 1))
+    for p in plans:
+        layer_tiling(p, params, glb_kib)  # refuses a layer whose smallest band does not fit
+    if not params.sparse and any(not p.dense for p in plans):
+        raise HwgenError("a dense-only engine cannot run periodic layers; plan them with dense_only=True")
+    return params
