@@ -44,7 +44,9 @@ _QUANT_KEYS = {"act_bits", "out_scale", "signed", "weight_bits", "weight", "weig
 _REQUANT_KEYS = {"multiplier", "shift", "lo", "hi"}
 _REF_KEYS = {"member", "dtype", "shape"}
 _ATTRS = {"conv2d": {"kernel", "stride", "padding", "dilation", "groups"},
-          "maxpool2d": {"kernel", "stride", "padding"}, "avgpool2d": {"kernel", "stride", "padding"}}
+          "maxpool2d": {"kernel", "stride", "padding", "ceil_mode"}, "avgpool2d": {"kernel", "stride", "padding"},
+          "clip": {"lo", "hi"}}
+_REQUANT_OPS = ("conv2d", "linear", "avgpool2d", "add", "concat", "clip")
 
 
 # -- saving ---------------------------------------------------------------------------------------
@@ -63,8 +65,16 @@ class _Writer:
         return {"member": name, "dtype": dtype, "shape": list(data.shape)}
 
 
+def _json_attr(key: str, v):
+    if key in ("lo", "hi"):  # clip bounds; JSON has no infinity: an open side is null
+        return float(v) if math.isfinite(v) else None
+    if key == "ceil_mode":
+        return bool(v)
+    return list(map(int, v)) if isinstance(v, (tuple, list)) else int(v)
+
+
 def _json_attrs(attrs: dict) -> dict:
-    return {k: (list(map(int, v)) if isinstance(v, (tuple, list)) else int(v)) for k, v in attrs.items()}
+    return {k: _json_attr(k, v) for k, v in attrs.items()}
 
 
 def _quant_json(q: QuantInfo, w: _Writer) -> dict:
@@ -226,9 +236,19 @@ def _attrs(r: _Reader, op: str, attrs) -> dict:
     if op in ("maxpool2d", "avgpool2d") and "kernel" not in attrs:
         r.fail(f"{op} needs a kernel attr")
     out = {}
+    if op == "clip" and set(attrs) != _ATTRS["clip"]:
+        r.fail("clip needs lo and hi attrs")
     for k, v in attrs.items():
         low = 0 if k == "padding" else 1
-        if k == "groups":
+        if k in ("lo", "hi"):
+            if v is not None and (type(v) not in (int, float) or not math.isfinite(v)):
+                r.fail(f"attr {k} must be a finite number or null, got {v!r}")
+            out[k] = float(v) if v is not None else (-math.inf if k == "lo" else math.inf)
+        elif k == "ceil_mode":
+            if v is not True:
+                r.fail(f"attr ceil_mode must be true when given, got {v!r}")
+            out[k] = True
+        elif k == "groups":
             out[k] = r.int_(v, f"attr {k}", 1)
         elif isinstance(v, list) and len(v) == 2:
             out[k] = tuple(r.int_(d, f"attr {k}", low) for d in v)
@@ -275,7 +295,7 @@ def _quant(r: _Reader, obj, node: Node, is_head: bool) -> QuantInfo:
             r.fail("weight_scale must be positive")
         q.bias = r.int_array(obj["bias"], "integer bias", (channels,), *intmath.qrange(intmath.BIAS_BITS, True))
     # Only the classifier may leave its accumulators unrequantized (they are the logits).
-    can_requant = node.op in ("conv2d", "linear", "avgpool2d", "add")
+    can_requant = node.op in _REQUANT_OPS
     if obj["requant"] is None and can_requant and not is_head:
         r.fail(f"requant is missing for {node.op}")
     if obj["requant"] is not None and not can_requant:

@@ -10,14 +10,22 @@ Shapes omit the batch dimension: activations are `(C, H, W)` after convolutions 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import HwgenError
 
-OPS = ("input", "conv2d", "linear", "relu", "maxpool2d", "avgpool2d", "add", "flatten")
+OPS = ("input", "conv2d", "linear", "relu", "clip", "maxpool2d", "avgpool2d", "add", "concat", "flatten",
+       "sigmoid", "silu")
+# Elementwise ops whose output has their input's shape.
+ELEMENTWISE_OPS = ("relu", "clip", "sigmoid", "silu")
 WEIGHTED_OPS = ("conv2d", "linear")
+# Sizes past these are not a network anyone runs, but a corrupt or hostile file: refused before any
+# count or buffer is derived from them (2**28 float32 values are 1 GiB for one activation).
+MAX_DIM = 1 << 16
+MAX_ELEMENTS = 1 << 28
 
 
 @dataclass
@@ -61,10 +69,14 @@ class Node:
 
     attrs by op:
       conv2d:    kernel (kh, kw), stride (sh, sw), padding (ph, pw), dilation (dh, dw), groups
+                 (a batch norm that follows no conv is a depthwise 1x1 conv2d: a per-channel affine)
       linear:    (none)
-      maxpool2d: kernel, stride, padding (pairs)
+      clip:      lo, hi (floats; -inf / inf for an open side): ReLU6, hardtanh, Clip
+      maxpool2d: kernel, stride, padding (pairs), ceil_mode (bool, torch's rule: the last window
+                 may overhang the padded input, but must start inside it)
       avgpool2d: kernel, stride, padding (pairs); global average pooling has kernel = (H, W)
-      input, relu, add, flatten: (none)
+      concat:    (none): two or more inputs joined along channels (C, H, W) or features (F,)
+      input, relu, add, flatten, sigmoid, silu: (none)
     weight: float32 `(M, C/groups, kh, kw)` for conv2d, `(N, F)` for linear; bias `(M,)` or None.
     """
 
@@ -88,6 +100,17 @@ def _pair(v) -> tuple[int, int]:
 
 def conv_out_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def pool_out_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool = False) -> int:
+    """torch's pooling output size: with ceil_mode a last, partial window counts if it starts
+    inside the input or its left padding."""
+    if not ceil_mode:
+        return conv_out_size(size, kernel, stride, padding)
+    out = -(-(size + 2 * padding - kernel) // stride) + 1
+    if (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
 
 
 @dataclass
@@ -151,6 +174,7 @@ class Graph:
                 if i not in seen:
                     raise HwgenError(f"node '{n.name}': input '{i}' is not defined before it")
             n.out_shape = self._shape_of(n) if n.op != "input" else n.out_shape
+            _check_size(n)
             seen.add(n.name)
         if self.output not in seen:
             raise HwgenError(f"graph '{self.name}': output node '{self.output}' does not exist")
@@ -158,18 +182,25 @@ class Graph:
 
     def _shape_of(self, n: Node) -> tuple[int, ...]:
         ins = [self.node(i).out_shape for i in n.inputs]
+        if n.op == "concat":
+            return self._concat_shape(n, ins)
         want_inputs = 2 if n.op == "add" else 1
         if len(ins) != want_inputs:
             raise HwgenError(f"node '{n.name}': {n.op} takes {want_inputs} input(s), got {len(ins)}")
         x = ins[0]
-        if n.op in ("relu",):
+        if n.op == "clip":
+            lo, hi = n.attrs.get("lo"), n.attrs.get("hi")
+            if not all(isinstance(v, (int, float)) and not math.isnan(v) for v in (lo, hi)) or not lo < hi:
+                raise HwgenError(f"node '{n.name}': clip needs float bounds lo < hi, got {lo!r}, {hi!r}")
+            return x
+        if n.op in ELEMENTWISE_OPS:
             return x
         if n.op == "add":
             if ins[0] != ins[1]:
                 raise HwgenError(f"node '{n.name}': add of mismatched shapes {ins[0]} and {ins[1]}")
             return x
         if n.op == "flatten":
-            return (int(np.prod(x)),)
+            return (math.prod(x),)
         if n.op == "linear":
             if len(x) != 1:
                 raise HwgenError(f"node '{n.name}': linear needs a flat input, got shape {x}")
@@ -202,23 +233,46 @@ class Graph:
             a["kernel"] = _pair(a["kernel"])
             a["stride"] = _pair(a.get("stride") or a["kernel"])
             a["padding"] = _pair(a.get("padding", 0))
-            oh = conv_out_size(h, a["kernel"][0], a["stride"][0], a["padding"][0])
-            ow = conv_out_size(w_, a["kernel"][1], a["stride"][1], a["padding"][1])
+            ceil = bool(a.pop("ceil_mode", False))  # kept only when set: the attrs of floor pooling stay as they were
+            if ceil and n.op != "maxpool2d":
+                raise HwgenError(f"node '{n.name}': ceil_mode is for max pooling only")
+            if ceil:
+                a["ceil_mode"] = True
+            oh = pool_out_size(h, a["kernel"][0], a["stride"][0], a["padding"][0], ceil)
+            ow = pool_out_size(w_, a["kernel"][1], a["stride"][1], a["padding"][1], ceil)
             if oh < 1 or ow < 1:
                 raise HwgenError(f"node '{n.name}': pooling output would be empty for input {x}")
             return (c, oh, ow)
         raise HwgenError(f"node '{n.name}': unsupported op '{n.op}'")
+
+    @staticmethod
+    def _concat_shape(n: Node, ins: list[tuple[int, ...]]) -> tuple[int, ...]:
+        if len(ins) < 2:
+            raise HwgenError(f"node '{n.name}': concat takes two or more inputs, got {len(ins)}")
+        if len({len(x) for x in ins}) != 1 or len({x[1:] for x in ins}) != 1:
+            raise HwgenError(f"node '{n.name}': concat of shapes {ins} that differ beyond the channels")
+        return (sum(x[0] for x in ins),) + ins[0][1:]
+
+
+def _check_size(n: Node) -> None:
+    shape = n.out_shape
+    if any(not isinstance(d, (int, np.integer)) or d < 1 for d in shape):
+        raise HwgenError(f"node '{n.name}': shape {shape} must be positive integers")
+    if len(shape) == 3 and max(shape) > MAX_DIM:
+        raise HwgenError(f"node '{n.name}': shape {shape} has a dimension over the limit of {MAX_DIM}")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise HwgenError(f"node '{n.name}': shape {shape} has {math.prod(shape):,} values, over the limit of "
+                         f"{MAX_ELEMENTS:,} per activation")
 
 
 # -- counts -----------------------------------------------------------------------------------------
 def macs(graph: Graph, node: Node) -> int:
     """Multiply-accumulates of the dense layer (every weight, zero or not)."""
     if node.op == "conv2d":
-        m, cg, kh, kw = node.weight.shape
         _, oh, ow = node.out_shape
-        return int(m * cg * kh * kw * oh * ow)
+        return math.prod(int(d) for d in node.weight.shape) * int(oh) * int(ow)
     if node.op == "linear":
-        return int(node.weight.size)
+        return math.prod(int(d) for d in node.weight.shape)
     return 0
 
 
@@ -227,7 +281,7 @@ def effectual_macs(graph: Graph, node: Node) -> int:
     w = node.quant.weight if node.quant is not None and node.quant.weight is not None else node.weight
     if node.op == "conv2d":
         _, oh, ow = node.out_shape
-        return int(np.count_nonzero(w) * oh * ow)
+        return int(np.count_nonzero(w)) * int(oh) * int(ow)
     if node.op == "linear":
         return int(np.count_nonzero(w))
     return 0

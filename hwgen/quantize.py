@@ -4,13 +4,18 @@
 
 - input: signed A-bit, scale `max|x| / (2^(A-1) - 1)` over the calibration batch;
 - conv2d / linear: signed W-bit weights with one symmetric scale per output channel, int32 bias in
-  accumulator units, requant `M, S = quantize_multiplier(s_in * s_w[m] / s_out)`; a ReLU that is
-  the layer's only consumer is fused (output unsigned, `lo = 0`);
+  accumulator units, requant `M, S = quantize_multiplier(s_in * s_w[m] / s_out)`; a ReLU or clip
+  that is the layer's only consumer is fused (ReLU: output unsigned, `lo = 0`);
 - the classifier (a linear graph output): one weight scale for all channels and no requant, so
   its int accumulators are the logits (real value `acc * s_in * s_w`);
 - relu, maxpool2d, flatten: move integers, keep their input's scale;
 - avgpool2d: window sum requantized by `s_in / (kh * kw * s_out)`;
-- add: both inputs rescaled to the output by multipliers sharing one shift.
+- add: both inputs rescaled to the output by multipliers sharing one shift;
+- concat: each input's channels rescaled to the output scale by their own per-channel M, S;
+- clip (ReLU6, hardtanh): its bounds at its input's scale, rounded, become a requant's lo/hi; a
+  clip that is the only consumer of a conv2d, linear, add or concat is fused into that requant
+  (output unsigned when lo >= 0), as a ReLU is;
+- sigmoid, silu: refused (no integer form).
 
 Output scales come from calibration statistics (max |y| over `calib_x`) unless `act_scales` gives
 them (quantization-aware training learns them); `scale_nodes(graph)` names the nodes that take one.
@@ -27,7 +32,8 @@ from .errors import HwgenError
 from .ir import Graph, Node, QuantInfo, Requant
 from .reference import as_float_input, float_forward_all
 
-CALIB_BATCH = 256  # calibration runs in batches of this size to bound memory on big models
+CALIB_BATCH = 256
+FLOAT_ONLY_OPS = ("sigmoid", "silu")  # calibration runs in batches of this size to bound memory on big models
 
 
 def classifier(graph: Graph) -> Node | None:
@@ -36,19 +42,43 @@ def classifier(graph: Graph) -> Node | None:
     return out if out.op == "linear" and not graph.consumers(out.name) else None
 
 
-def fused_relu(graph: Graph, node: Node) -> bool:
-    """A ReLU that is the only consumer of a conv2d, linear or add is fused into its requant."""
-    if node.op not in ("conv2d", "linear", "add") or node.name == graph.output:
-        return False
+# Ops whose output goes through a requant, so a ReLU or clip after them can be fused into its lo/hi.
+REQUANT_OPS = ("conv2d", "linear", "add", "concat")
+# quantize_multiplier(1.0): the requant of a clip node, which only clamps.
+IDENTITY_M, IDENTITY_S = 1 << (intmath.MULT_BITS - 1), intmath.MULT_BITS - 1
+
+
+def fused_activation(graph: Graph, node: Node) -> Node | None:
+    """The ReLU or clip that is the only consumer of a conv2d, linear, add or concat: fused into its requant."""
+    if node.op not in REQUANT_OPS or node.name == graph.output:
+        return None
     users = graph.consumers(node.name)
-    return len(users) == 1 and users[0].op == "relu"
+    return users[0] if len(users) == 1 and users[0].op in ("relu", "clip") else None
+
+
+def activation_bounds(act: Node | None) -> tuple[float, float]:
+    """The float range a fused activation lets through."""
+    if act is None:
+        return -math.inf, math.inf
+    if act.op == "relu":
+        return 0.0, math.inf
+    return float(act.attrs["lo"]), float(act.attrs["hi"])
+
+
+def clamp_bounds(lo: float, hi: float, scale: float, bits: int, signed: bool) -> tuple[int, int]:
+    """A float clamp range as integers at `scale`, each bound rounded to nearest and kept inside the
+    `bits`-wide range; an empty range (both bounds past one end) keeps its nearest point."""
+    q_lo, q_hi = intmath.qrange(bits, signed)
+    lo_i = q_lo if lo == -math.inf else min(max(round(lo / scale), q_lo), q_hi)
+    hi_i = q_hi if hi == math.inf else max(min(round(hi / scale), q_hi), lo_i)
+    return lo_i, hi_i
 
 
 def scale_nodes(graph: Graph) -> list[str]:
     """Names of the nodes whose output scale is chosen (calibrated or given); the others inherit."""
     head = classifier(graph)
     return [n.name for n in graph.nodes
-            if n.op in ("input", "conv2d", "linear", "avgpool2d", "add") and n is not head]
+            if n.op in ("input", "avgpool2d") + REQUANT_OPS and n is not head]
 
 
 def _qmax(bits: int, signed: bool) -> int:
@@ -66,8 +96,9 @@ def _calibrate(graph: Graph, calib_x, names: list[str]) -> dict[str, float]:
         values = float_forward_all(graph, x[start:start + CALIB_BATCH])
         for name in names:
             y = values[name]
-            if fused_relu(graph, graph.node(name)):
-                y = np.maximum(y, 0)
+            act = fused_activation(graph, graph.node(name))
+            if act is not None:
+                y = np.clip(y, *activation_bounds(act))
             amax[name] = max(amax[name], float(np.abs(y).max(initial=0.0)))
     return amax
 
@@ -115,12 +146,23 @@ def _quantize_weighted(graph: Graph, node: Node, src: QuantInfo, w_bits: int, a_
     if head:
         return QuantInfo(act_bits=a_bits, out_scale=float(acc_scale[0]), signed=True, weight_bits=w_bits,
                          weight=q_w, weight_scale=s_w, bias=q_b, requant=None)
-    signed = not fused_relu(graph, node)
-    m_s = [intmath.quantize_multiplier(float(r)) for r in acc_scale / out_scale]
-    requant = Requant(np.array([m for m, _ in m_s], dtype=np.int64), np.array([s for _, s in m_s], dtype=np.int64),
-                      *intmath.qrange(a_bits, signed))
+    signed = output_signed(graph, node)
+    requant = _requant(acc_scale / out_scale, graph, node, a_bits, out_scale)
     return QuantInfo(act_bits=a_bits, out_scale=out_scale, signed=signed, weight_bits=w_bits,
                      weight=q_w, weight_scale=s_w, bias=q_b, requant=requant)
+
+
+def output_signed(graph: Graph, node: Node) -> bool:
+    """Whether a requantizing node's output is signed: not when a fused activation cuts at 0 or above."""
+    return activation_bounds(fused_activation(graph, node))[0] < 0
+
+
+def _requant(ratios: np.ndarray, graph: Graph, node: Node, a_bits: int, out_scale: float) -> Requant:
+    """Per-channel M, S for `ratios` (input scale / output scale), lo/hi from a fused activation."""
+    m_s = [intmath.quantize_multiplier(float(r)) for r in ratios]
+    lo, hi = activation_bounds(fused_activation(graph, node))
+    return Requant(np.array([m for m, _ in m_s], dtype=np.int64), np.array([s for _, s in m_s], dtype=np.int64),
+                   *clamp_bounds(lo, hi, out_scale, a_bits, output_signed(graph, node)))
 
 
 def _uniform_requant(channels: int, multiplier: int, shift: int, bits: int, signed: bool) -> Requant:
@@ -140,10 +182,28 @@ def _quantize_add(graph: Graph, node: Node, a: QuantInfo, b: QuantInfo, a_bits: 
     # The shift that gives the larger ratio all MULT_BITS bits also keeps the smaller one in range.
     _, shift = intmath.quantize_multiplier(max(ra, rb))
     ma, mb = int(round(ra * (1 << shift))), int(round(rb * (1 << shift)))
-    signed = not fused_relu(graph, node)
+    signed = output_signed(graph, node)
     requant = _uniform_requant(node.out_shape[0], 1, shift, a_bits, signed)
+    requant.lo, requant.hi = clamp_bounds(*activation_bounds(fused_activation(graph, node)), out_scale, a_bits, signed)
     return QuantInfo(act_bits=a_bits, out_scale=out_scale, signed=signed, requant=requant,
                      input_multipliers=[ma, mb])
+
+
+def _quantize_concat(graph: Graph, node: Node, ins: list[QuantInfo], a_bits: int, out_scale: float) -> QuantInfo:
+    """Each input's channels rescaled to the output scale by their own M, S (one requant per channel)."""
+    ratios = np.concatenate([np.full(graph.node(name).out_shape[0], q.out_scale / out_scale)
+                             for name, q in zip(node.inputs, ins)])
+    return QuantInfo(act_bits=a_bits, out_scale=out_scale, signed=output_signed(graph, node),
+                     requant=_requant(ratios, graph, node, a_bits, out_scale))
+
+
+def _quantize_clip(node: Node, src: QuantInfo) -> QuantInfo:
+    """The clip's bounds at its input's scale; a clip fused into its producer repeats its lo/hi."""
+    lo, hi = clamp_bounds(node.attrs["lo"], node.attrs["hi"], src.out_scale, src.act_bits, src.signed)
+    signed = src.signed and lo < 0
+    requant = _uniform_requant(node.out_shape[0], IDENTITY_M, IDENTITY_S, src.act_bits, signed)
+    requant.lo, requant.hi = lo, hi
+    return QuantInfo(act_bits=src.act_bits, out_scale=src.out_scale, signed=signed, requant=requant)
 
 
 def quantize_graph(graph: Graph, calib_x, weight_bits: int, act_bits: int,
@@ -163,6 +223,10 @@ def quantize_graph(graph: Graph, calib_x, weight_bits: int, act_bits: int,
     for node in g.layers():
         if not np.isfinite(node.weight).all() or (node.bias is not None and not np.isfinite(node.bias).all()):
             raise HwgenError(f"node '{node.name}': weights or bias contain NaN or infinite values")
+    for node in g.nodes:
+        if node.op in FLOAT_ONLY_OPS:
+            raise HwgenError(f"node '{node.name}': {node.op} has no integer form in the hwgen contract "
+                             "(inspect and analyze take it; quantization does not)")
     wanted = scale_nodes(g)
     given = dict(act_scales or {})
     for name in given:
@@ -185,12 +249,16 @@ def quantize_graph(graph: Graph, calib_x, weight_bits: int, act_bits: int,
             node.quant = QuantInfo(act_bits=a_bits, out_scale=out_scale(node, True), signed=True)
         elif node.op in ("conv2d", "linear"):
             head = node is classifier(g)
-            scale = None if head else out_scale(node, not fused_relu(g, node))
+            scale = None if head else out_scale(node, output_signed(g, node))
             node.quant = _quantize_weighted(g, node, ins[0], w_bits, a_bits, scale, weight_granularity)
         elif node.op == "avgpool2d":
             node.quant = _quantize_avgpool(node, ins[0], a_bits, out_scale(node, ins[0].signed))
         elif node.op == "add":
-            node.quant = _quantize_add(g, node, ins[0], ins[1], a_bits, out_scale(node, not fused_relu(g, node)))
+            node.quant = _quantize_add(g, node, ins[0], ins[1], a_bits, out_scale(node, output_signed(g, node)))
+        elif node.op == "concat":
+            node.quant = _quantize_concat(g, node, ins, a_bits, out_scale(node, output_signed(g, node)))
+        elif node.op == "clip":
+            node.quant = _quantize_clip(node, ins[0])
         else:  # relu, maxpool2d, flatten move integers: same scale; relu clears the sign
             src = ins[0]
             node.quant = QuantInfo(act_bits=src.act_bits, out_scale=src.out_scale,

@@ -9,7 +9,11 @@ contract of `hwgen.intmath` and the `QuantInfo` of every node (see docs/quantiza
 - maxpool2d: max over the window (padding never wins); flatten: reshape, (C, H, W) order;
 - avgpool2d: sum over the window with zero padding counted (torch's `count_include_pad=True`),
   then requant with one M, S for all channels;
-- add: `clamp((a * Ma + b * Mb + (1 << (S - 1))) >> S, lo, hi)`.
+- add: `clamp((a * Ma + b * Mb + (1 << (S - 1))) >> S, lo, hi)`;
+- clip: a requant by one (`M = 2**14, S = 14`) whose lo, hi are the clip's bounds in integers;
+- concat: the inputs joined along channels, then one requant with each channel's M, S rescaling
+  its input's scale to the output's;
+- sigmoid, silu: no integer form (float analysis only); quantization refuses them.
 
 Arrays are batch-first, `(N, C, H, W)` or `(N, F)`. Every accumulator is checked at run time
 against the width `accumulator_bits` derives for it: exceeding it would be a bug.
@@ -24,7 +28,7 @@ import numpy as np
 
 from . import intmath
 from .errors import HwgenError
-from .ir import Graph, Node
+from .ir import Graph, Node, pool_out_size
 
 # -- window extraction, shared by the integer and the float paths ----------------------------------
 
@@ -65,6 +69,10 @@ def _conv(x: np.ndarray, weight: np.ndarray, attrs: dict) -> np.ndarray:
 
 
 def _pool_windows(x: np.ndarray, attrs: dict, pad_value) -> np.ndarray:
+    if attrs.get("ceil_mode"):  # the last window may overhang the padded input: extend it there
+        extra = [max(0, (pool_out_size(size, k, s, p, True) - 1) * s + k - (size + 2 * p))
+                 for size, k, s, p in zip(x.shape[2:], attrs["kernel"], attrs["stride"], attrs["padding"])]
+        x = np.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])), constant_values=pad_value)
     return _windows(x, attrs["kernel"], attrs["stride"], attrs["padding"], (1, 1), pad_value)
 
 
@@ -133,6 +141,10 @@ def _eval_int(graph: Graph, node: Node, ins: list[np.ndarray]) -> np.ndarray:
     if node.op == "add":
         ma, mb = q.input_multipliers
         return _requant(ins[0] * np.int64(ma) + ins[1] * np.int64(mb), q)
+    if node.op == "clip":
+        return _requant(x, q)
+    if node.op == "concat":
+        return _requant(np.concatenate(ins, axis=1), q)
     if node.op == "conv2d":
         acc = _conv(x, q.weight, node.attrs) + _per_channel(q.bias, 4)
     elif node.op == "linear":
@@ -181,11 +193,11 @@ def run(graph: Graph, x_int) -> np.ndarray:
 
 
 def run_layer(graph: Graph, node_name: str, x_int) -> np.ndarray:
-    """One node from its integer input(s): an array, or a pair of arrays for `add`."""
+    """One node from its integer input(s): an array, or a list of arrays for `add` and `concat`."""
     node = graph.node(node_name)
     if node.op == "input":
         return _check_int_input(graph, node.name, x_int, f"node '{node_name}'")
-    arrays = list(x_int) if node.op == "add" else [x_int]
+    arrays = list(x_int) if node.op in ("add", "concat") else [x_int]
     if len(arrays) != len(node.inputs):
         raise HwgenError(f"node '{node_name}': {node.op} takes {len(node.inputs)} input(s), got {len(arrays)}")
     ins = [_check_int_input(graph, p, a, f"node '{node_name}' input '{p}'") for p, a in zip(node.inputs, arrays)]
@@ -208,6 +220,15 @@ def _eval_float(node: Node, ins: list[np.ndarray]) -> np.ndarray:
         return _pool_windows(x, node.attrs, 0).sum(axis=2, dtype=np.float32) / np.float32(kh * kw)
     if node.op == "add":
         return ins[0] + ins[1]
+    if node.op == "clip":
+        return np.clip(x, np.float32(node.attrs["lo"]), np.float32(node.attrs["hi"]))
+    if node.op == "concat":
+        return np.concatenate(ins, axis=1)
+    if node.op in ("sigmoid", "silu"):
+        # exp of a large negative x overflows to inf, and 1 / (1 + inf) = 0 is the right limit
+        with np.errstate(over="ignore"):
+            sig = np.float32(1) / (np.float32(1) + np.exp(-x))
+        return sig if node.op == "sigmoid" else x * sig
     bias = node.bias if node.bias is not None else np.zeros(node.weight.shape[0], np.float32)
     if node.op == "conv2d":
         return _conv(x, node.weight.astype(np.float32), node.attrs) + _per_channel(bias.astype(np.float32), 4)

@@ -181,8 +181,8 @@ def _one_line(exc: pytest.ExceptionInfo) -> str:
 
 
 @pytest.mark.parametrize("module, op", [
-    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid()), "sigmoid"),
-    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU6()), "hardtanh"),
+    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh()), "tanh"),
+    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.GELU()), "gelu"),
     (nn.Sequential(nn.ConvTranspose2d(1, 2, 3)), "conv_transpose2d"),
 ])
 def test_unknown_op_is_refused_naming_node(tmp_path, module, op):
@@ -202,13 +202,15 @@ def test_training_mode_export_is_refused(tmp_path):
         load_model(tmp_path / "train.pt2")
 
 
-def test_batchnorm_without_conv_is_refused(tmp_path):
-    path = export(nn.Sequential(nn.BatchNorm2d(1), nn.Conv2d(1, 2, 3)), (1, 6, 6), tmp_path / "m.pt2")
-    with pytest.raises(HwgenError, match="batch norm must follow"):
-        load_model(path)
+def test_batchnorm_without_conv_is_a_per_channel_affine(tmp_path):
+    model = randomize_batchnorm(nn.Sequential(nn.BatchNorm2d(2), nn.Conv2d(2, 3, 3)))
+    graph = load_model(export(model, (2, 6, 6), tmp_path / "m.pt2"))
+    affine = graph.node("0")
+    assert (affine.op, affine.attrs["groups"], affine.weight.shape) == ("conv2d", 2, (2, 1, 1, 1))
+    assert_same_output(model, graph)
 
 
-def test_batchnorm_on_shared_conv_output_is_refused(tmp_path):
+def test_batchnorm_on_shared_conv_output_is_its_own_affine(tmp_path):
     class Shared(nn.Module):
         def __init__(self):
             super().__init__()
@@ -218,8 +220,11 @@ def test_batchnorm_on_shared_conv_output_is_refused(tmp_path):
             y = self.conv(x)
             return self.bn(y) + y
 
-    with pytest.raises(HwgenError, match="other consumers"):
-        load_model(export(Shared(), (1, 6, 6), tmp_path / "m.pt2"))
+    model = randomize_batchnorm(Shared())
+    graph = load_model(export(model, (1, 6, 6), tmp_path / "m.pt2"))
+    assert [n.op for n in graph.nodes] == ["input", "conv2d", "conv2d", "add"]
+    assert graph.node("bn").attrs["groups"] == 2
+    assert_same_output(model, graph)
 
 
 class _Payload:

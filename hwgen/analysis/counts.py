@@ -7,6 +7,8 @@ The model, two levels (DRAM <-> global buffer <-> MAC array):
   on advances; a loop it does not depend on that sits *outside* its innermost relevant loop (of
   more than one trip) re-fetches it that many times (weights depend on M, C; inputs on C, P, Q;
   outputs on M, P, Q).
+- A grouped convolution's input tile holds the C-tile channels of each group its M tile covers,
+  and is fetched again for every M tile (the trips of C, P, Q are in its sum already).
 - Inputs are the rows/cols of the input a tile actually reads, without padding (generated on
   chip); neighbouring tiles re-read their shared halo, so halos cost traffic only when P or Q
   is tiled. Weights move in their storage format, metadata with them.
@@ -110,7 +112,10 @@ def evaluate(layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTa
     w_mult = refetches(order, trips, "weights")
     weights = _ceil_div(cost.data_bits, 8) * w_mult
     metadata = _ceil_div(cost.meta_bits, 8) * w_mult
-    inputs = _ceil_div(layer.c * row_sum * col_sum * layer.in_bits * refetches(order, trips, "inputs"), 8)
+    if layer.groups == 1:
+        inputs = _ceil_div(layer.c * row_sum * col_sum * layer.in_bits * refetches(order, trips, "inputs"), 8)
+    else:  # each output-channel tile reads its own groups' inputs: the input tile depends on M too
+        inputs = _ceil_div(trips["M"] * layer.group_span(m) * row_sum * col_sum * layer.in_bits, 8)
     outputs = np.full_like(weights, _ceil_div(outputs_n * layer.out_bits, 8))
     visits = refetches(order, trips, "outputs")
     psums = _ceil_div(2 * (visits - 1) * outputs_n * arch.psum_bits, 8)
@@ -118,7 +123,7 @@ def evaluate(layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTa
 
     c_tiled = trips["C"] > 1
     need = (_ceil_div(cost.bits * m * c, layer.m * layer.c)
-            + c * row_max * col_max * layer.in_bits
+            + c * (layer.group_span(m) // layer.c) * row_max * col_max * layer.in_bits
             + m * p * q * np.where(c_tiled, arch.psum_bits, layer.out_bits))
 
     # Buffer traffic: fills from and drains to DRAM, array reads, output writes, partial sums.
@@ -149,7 +154,7 @@ def compulsory(layer: Layer, smallest: FormatCost, rows: Extents, cols: Extents,
     `tables`: the architecture moves each output channel's bias and requantization through DRAM
     too (the generated engine), counted once at `intmath.REQUANT_ENTRY_BITS`.
     """
-    inputs = _ceil_div(layer.c * rows.total() * cols.total() * layer.in_bits, 8)
+    inputs = _ceil_div(layer.in_channels * rows.total() * cols.total() * layer.in_bits, 8)
     padded_h = layer.h + 2 * layer.padding[0]
     padded_w = layer.w + 2 * layer.padding[1]
     out = {
@@ -159,5 +164,5 @@ def compulsory(layer: Layer, smallest: FormatCost, rows: Extents, cols: Extents,
         "tables": _ceil_div(layer.m * REQUANT_ENTRY_BITS, 8) if tables else 0,
     }
     out["total"] = out["weights"] + out["inputs"] + out["outputs"] + out["tables"]
-    out["inputs_padded"] = _ceil_div(layer.c * padded_h * padded_w * layer.in_bits, 8)
+    out["inputs_padded"] = _ceil_div(layer.in_channels * padded_h * padded_w * layer.in_bits, 8)
     return out

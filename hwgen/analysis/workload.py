@@ -2,6 +2,8 @@
 
 Every layer becomes a convolution `M x C x R x S` over a `P x Q` output (a linear layer is a 1x1
 convolution on a 1x1 image), so formats, mapping and counts need one code path. Batch size is 1.
+A grouped (or depthwise) convolution keeps C as the input channels of one group: its weights are
+`M x C x R x S`, and a tile of output channels reads only its own groups' input channels.
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ class Layer:
     kind: str  # one of KINDS
     period: int | None  # P of a periodic layer
     patterns: np.ndarray | None = None  # (K, R, S) library; periodic: table by (m + c) mod P
+    groups: int = 1  # grouped convolution: c is the input channels of one group, m the outputs of all
+
+    @property
+    def in_channels(self) -> int:
+        return self.c * self.groups
+
+    def group_span(self, m_tile):
+        """Input channels an output-channel tile of `m_tile` reads: its groups' (all C when not grouped)."""
+        if self.groups == 1:
+            return self.c
+        return self.c * -(-np.asarray(m_tile) // (self.m // self.groups))
 
     @property
     def n_weights(self) -> int:
@@ -83,10 +96,10 @@ def layer_from_node(graph: Graph, node: Node, weight_bits: int = 8, act_bits: in
     else:
         w, wbits, out_bits = node.weight, weight_bits, act_bits
     in_bits = _producer_bits(graph, node, act_bits)
+    groups = 1
     if node.op == "conv2d":
         a = node.attrs
-        if a.get("groups", 1) != 1:
-            raise HwgenError(f"layer '{node.name}': grouped convolution (groups={a['groups']}) is not supported by analyze")
+        groups = int(a.get("groups", 1))
         m, c, r, s = w.shape
         ci, h, wi = graph.in_shape(node)
         _, p, qq = node.out_shape
@@ -102,7 +115,7 @@ def layer_from_node(graph: Graph, node: Node, weight_bits: int = 8, act_bits: in
         raise HwgenError(f"node '{node.name}': analyze covers conv2d and linear layers, not {node.op}")
     kind, period, patterns = _structure(node, mask)
     return Layer(node.name, node.op, int(m), int(c), int(r), int(s), int(h), int(wi), int(p), int(qq),
-                 stride, padding, dilation, wbits, int(in_bits), int(out_bits), mask, kind, period, patterns)
+                 stride, padding, dilation, wbits, int(in_bits), int(out_bits), mask, kind, period, patterns, groups)
 
 
 def _structure(node: Node, mask: np.ndarray) -> tuple[str, int | None, np.ndarray | None]:

@@ -4,7 +4,8 @@ MODEL is a torch.export archive (.pt2), an ONNX model (.onnx) or an hwgen checkp
 --json FILE writes the same as JSON ('-' for standard output): `layers` (every node, weight fields
 null for ops without weights) and `totals` over the conv2d and linear layers. In a quantized
 checkpoint, nonzeros and effectual MACs count the integer weights (quantization can zero more of
-them); the sparsity structure is always detected on the float weights.
+them); the sparsity structure is always detected on the float weights. Sizes past the IR's limits
+(an activation dimension over 65,536, or an activation over 2^28 values) are refused in one line.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 A `.pt2` is a zip whose members live under one folder (the archive's stem):
   archive_format                               "pt2"
+  archive_version                              "0" (absent in older archives)
   byteorder                                    "little" or "big"
   models/<model>.json                          the serialized program (graph, signature)
   data/weights/<model>_weights_config.json     parameter/buffer name -> raw file, dtype, sizes, strides
@@ -29,6 +30,7 @@ from ..errors import HwgenError
 _DTYPES = {1: "u1", 2: "i1", 3: "i2", 4: "i4", 5: "i8", 6: "f2", 7: "f4", 8: "f8", 12: "b1", 13: "bf16"}
 _FLOAT_DTYPES = {6, 7, 8, 13}
 _STRIDED_LAYOUT = 7
+KNOWN_ARCHIVE_VERSIONS = ("0",)
 MAX_JSON_BYTES = 256 << 20  # a program description, not data: anything larger is not a real export
 
 
@@ -49,6 +51,11 @@ class Pt2Archive:
         self.root = formats[0][: -len("archive_format")]
         if self.text("archive_format").strip() != "pt2":
             raise HwgenError(f"{self.path}: archive_format is not 'pt2'")
+        # torch writes "0", the only version of the archive spec there is; older archives have none.
+        version = self.text("archive_version").strip() if self.root + "archive_version" in self._names else "0"
+        if version not in KNOWN_ARCHIVE_VERSIONS:
+            raise HwgenError(f"{self.path}: unknown archive_version {version[:20]!r} (hwgen reads "
+                             f"{', '.join(KNOWN_ARCHIVE_VERSIONS)})")
         order = self.text("byteorder").strip() if self.root + "byteorder" in self._names else "little"
         if order not in ("little", "big"):
             raise HwgenError(f"{self.path}: unknown byteorder '{order[:20]}'")
@@ -70,7 +77,8 @@ class Pt2Archive:
             raise HwgenError(f"{self.path}: archive member '{member}' is missing")
         try:
             return self._zip.read(name)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as e:
+            # NotImplementedError: an unknown compression method; RuntimeError: an encrypted member
             raise HwgenError(f"{self.path}: archive member '{member}' is corrupt ({e})") from None
 
     def text(self, member: str) -> str:

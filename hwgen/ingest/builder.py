@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import HwgenError
-from ..ir import Graph, Node
+from ..ir import Graph, Node, pool_out_size
 
 
 @dataclass
@@ -98,31 +98,56 @@ class GraphBuilder:
             raise HwgenError(f"{where}: needs a (C, H, W) input, got {shape}")
         return shape
 
+    def clip(self, tensor: str, x: Act, lo: float, hi: float, base: str, where: str) -> None:
+        """`tensor` = clamp(x, lo, hi): a ReLU for [0, inf), x itself for (-inf, inf), else a clip node."""
+        if math.isnan(lo) or math.isnan(hi) or not lo < hi:
+            raise HwgenError(f"{where}: clamp bounds ({lo:g}, {hi:g}) are not an interval")
+        if (lo, hi) == (-math.inf, math.inf):
+            return self.alias(tensor, x, where)
+        if (lo, hi) == (0.0, math.inf):
+            return self.bind(tensor, self.emit(base, "relu", (x.node,)))
+        self.bind(tensor, self.emit(base, "clip", (x.node,), attrs=dict(lo=lo, hi=hi)))
+
+    def check_floor_pooling(self, x: Act, kernel, stride, padding, where: str) -> None:
+        """Average pooling with ceil_mode, accepted where it has the floor mode's shape: a partial
+        last window would have its own divisor, which no single integer requant reproduces."""
+        _, h, w = self.spatial_shape(x, where)
+        if any(pool_out_size(n, k, s, p, True) != pool_out_size(n, k, s, p)
+               for n, k, s, p in zip((h, w), kernel, stride, padding)):
+            raise HwgenError(f"{where}: average pooling with ceil_mode whose last window overhangs {h}x{w} "
+                             "is not supported (max pooling is)")
+
     def finish(self, output: Act) -> Graph:
         return Graph(self.name, self.nodes, output.node).infer_shapes(self.input_shape)
 
     def fold_batchnorm(self, x: Act, tensor: str, where: str, mean: np.ndarray, var: np.ndarray,
-                       gamma: np.ndarray | None, beta: np.ndarray | None, eps: float) -> None:
+                       gamma: np.ndarray | None, beta: np.ndarray | None, eps: float, name: str = "batchnorm") -> None:
         """Fold an eval-mode batch norm of `x` into the conv/linear layer that produced it.
 
         In float64, stored as float32: `W' = W * g / sqrt(v + eps)`, `b' = (b - mean) * g / sqrt(v + eps) + beta`.
-        `tensor` (the batch norm's output) becomes another name for the layer's output.
+        `tensor` (the batch norm's output) becomes another name for the layer's output. A batch norm
+        that follows no conv/linear layer, or one whose output other ops read too, becomes its own
+        per-channel affine node instead: a depthwise 1x1 conv2d named `name`.
         """
         prev = self.nodes[[n.name for n in self.nodes].index(x.node)]
-        if prev.op not in ("conv2d", "linear"):
-            raise HwgenError(f"{where}: batch norm must follow a convolution or linear layer to be folded "
-                             f"(it follows '{prev.name}', a {prev.op})")
-        if self.pending.get(prev.name, 0) != 1:
-            raise HwgenError(f"{where}: cannot fold batch norm into '{prev.name}': its output has other consumers")
-        m = prev.weight.shape[0]
+        foldable = prev.op in ("conv2d", "linear") and self.pending.get(prev.name, 0) == 1
+        m = prev.weight.shape[0] if foldable else self.shape(x.node)[0]
         gamma = np.ones(m) if gamma is None else gamma
         beta = np.zeros(m) if beta is None else beta
         mean, var, gamma, beta = (np.asarray(a, dtype=np.float64) for a in (mean, var, gamma, beta))
         if any(a.shape != (m,) for a in (mean, var, gamma, beta)):
-            raise HwgenError(f"{where}: batch-norm parameters do not have {m} channels like '{prev.name}'")
+            raise HwgenError(f"{where}: batch-norm parameters do not have the {m} channels of '{prev.name}'")
         if not math.isfinite(eps) or (var + eps <= 0).any():
             raise HwgenError(f"{where}: batch-norm variance + eps must be positive")
         scale = gamma / np.sqrt(var + eps)
+        if not foldable:
+            if len(self.shape(x.node)) != 3:
+                raise HwgenError(f"{where}: a batch norm of flat features must follow a linear layer to be folded")
+            affine = self.emit(name, "conv2d", (x.node,),
+                               attrs=dict(kernel=(1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=m),
+                               weight=scale.reshape(m, 1, 1, 1).astype(np.float32),
+                               bias=(beta - mean * scale).astype(np.float32))
+            return self.bind(tensor, affine)
         bias = prev.bias.astype(np.float64) if prev.bias is not None else np.zeros(m)
         shape = (m,) + (1,) * (prev.weight.ndim - 1)
         prev.weight = (prev.weight.astype(np.float64) * scale.reshape(shape)).astype(np.float32)

@@ -395,7 +395,8 @@ class _Translator(GraphBuilder):
         eps = attrs.float("epsilon", 1e-5)
         gamma, beta, mean, var = params
         try:
-            self.fold_batchnorm(x, node.output[0], where, mean=mean, var=var, gamma=gamma, beta=beta, eps=eps)
+            self.fold_batchnorm(x, node.output[0], where, mean=mean, var=var, gamma=gamma, beta=beta, eps=eps,
+                                name=base)
         except HwgenError as e:
             raise HwgenError(f"{self.path}: {e}") from None
 
@@ -403,7 +404,7 @@ class _Translator(GraphBuilder):
         self._out(node, self.emit(base, "relu", (self._x(node, where).node,)))
 
     def _op_Clip(self, node, base, where, attrs):
-        """Clip(0, inf) is a ReLU and Clip(-inf, inf) passes through; other clamps are not in the IR."""
+        """Clip(0, inf) is a ReLU and Clip(-inf, inf) passes through; other ranges are clip nodes."""
         x = self._x(node, where)
         bounds = []
         for k, attr, default in ((1, "min", -math.inf), (2, "max", math.inf)):
@@ -411,11 +412,40 @@ class _Translator(GraphBuilder):
             if v is not None and (not isinstance(v, Const) or v.array.size != 1):
                 self._fail(where, f"the {attr} bound must be a constant scalar")
             bounds.append(float(v.array.reshape(())) if v is not None else attrs.float(attr, default))
-        if bounds == [-math.inf, math.inf]:
-            return self.alias(node.output[0], x, where)
-        if bounds == [0.0, math.inf]:
-            return self._out(node, self.emit(base, "relu", (x.node,)))
-        self._fail(where, f"Clip({bounds[0]:g}, {bounds[1]:g}) is a clamp the hwgen IR does not have")
+        try:
+            self.clip(node.output[0], x, *bounds, base, where)
+        except HwgenError as e:
+            raise HwgenError(f"{self.path}: {e}") from None
+
+    def _op_Sigmoid(self, node, base, where, attrs):
+        self._out(node, self.emit(base, "sigmoid", (self._x(node, where).node,)))
+
+    def _op_Mul(self, node, base, where, attrs):
+        """x * Sigmoid(x), how exporters write SiLU: the sigmoid node becomes a silu node."""
+        a, b = self._input(node, 0, where), self._input(node, 1, where)
+        for x, s in ((a, b), (b, a)):
+            sig = self.nodes[-1] if isinstance(x, Act) and isinstance(s, Act) and self.nodes else None
+            if sig is not None and sig.name == s.node and sig.op == "sigmoid" and sig.inputs == (x.node,) \
+                    and self.pending.get(sig.name) == 1:
+                self.nodes.pop()
+                return self._out(node, self.emit(base, "silu", (x.node,)))
+        self._fail(where, "Mul is supported only as x * Sigmoid(x) (SiLU)")
+
+    def _op_ReduceMean(self, node, base, where, attrs):
+        """The mean over H and W: a global average pooling (flattened unless keepdims)."""
+        x = self._x(node, where)
+        axes = self._const(node, 1, where, "the axes", 1)
+        if axes is None:
+            given = attrs.get("axes", AttributeProto.INTS)
+            axes = [] if given is None else list(given.ints)
+        axes = [int(a) for a in axes]
+        if attrs.int("noop_with_empty_axes", 0) or sorted(a % 4 for a in axes) != [2, 3]:
+            self._fail(where, f"ReduceMean over axes {axes} is not a global average pooling (axes 2, 3)")
+        _, h, w = self.spatial_shape(x, where)
+        pool = self.emit(base, "avgpool2d", (x.node,), attrs=dict(kernel=(h, w), stride=(h, w), padding=(0, 0)))
+        if not attrs.int("keepdims", 1):
+            pool = self.emit(f"{pool.name}.flatten", "flatten", (pool.name,))
+        self._out(node, pool)
 
     # Shape arithmetic on constants (`x.view(x.size(0), -1)` exports as Shape/Gather/Unsqueeze/Concat):
     # evaluated here so the Reshape that consumes it sees a constant target shape.
@@ -456,6 +486,14 @@ class _Translator(GraphBuilder):
         self._fold(node, np.expand_dims(ins[0], [a % rank for a in axes]))
 
     def _op_Concat(self, node, base, where, attrs):
+        acts = [self._input(node, k, where) for k in range(len(node.input))]
+        if len(acts) == 1 and isinstance(acts[0], Act):  # a concatenation of one tensor is that tensor
+            return self.alias(node.output[0], acts[0], where)
+        if acts and all(isinstance(v, Act) for v in acts):
+            rank = len(self.shape(acts[0].node)) + 1
+            if attrs.int("axis") not in (1, 1 - rank):
+                self._fail(where, f"concatenation along axis {attrs.int('axis')} is not supported (only channels, axis 1)")
+            return self._out(node, self.emit(base, "concat", tuple(v.node for v in acts)))
         ins = self._const_inputs(node, where)
         axis = attrs.int("axis")
         if not ins or len({a.ndim for a in ins}) != 1 or not -ins[0].ndim <= axis < ins[0].ndim:
@@ -468,12 +506,16 @@ class _Translator(GraphBuilder):
     def _pool_attrs(self, node, x: Act, attrs: _Attrs, where: str) -> dict:
         kernel = attrs.ints("kernel_shape", 2)
         stride = attrs.ints("strides", 2, (1, 1))
-        if attrs.int("ceil_mode", 0):
-            self._fail(where, "pooling with ceil_mode=1 is not supported")
         if attrs.ints("dilations", 2, (1, 1)) != (1, 1):
             self._fail(where, "dilated pooling is not supported")
         padding = self._padding(x, attrs, kernel, stride, (1, 1), where)
-        return dict(kernel=kernel, stride=stride, padding=padding)
+        ceil_mode = bool(attrs.int("ceil_mode", 0))
+        if ceil_mode and node.op_type != "MaxPool":
+            try:
+                self.check_floor_pooling(x, kernel, stride, padding, where)
+            except HwgenError as e:
+                raise HwgenError(f"{self.path}: {e}") from None
+        return dict(kernel=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode and node.op_type == "MaxPool")
 
     def _op_MaxPool(self, node, base, where, attrs):
         x = self._x(node, where)

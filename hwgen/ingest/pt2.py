@@ -60,9 +60,30 @@ class _Translator(GraphBuilder):
         if self.input_shape is None:
             raise HwgenError(f"{self.archive.path}: the program's input shape is not fixed (symbolic); pass --input-shape C,H,W")
         out = self._output_value()  # before translating: a training-mode program fails here, clearly
+        self._check_definitions(out)
         for jn in self.json_graph["nodes"]:
             self._translate(jn)
         return self.finish(self._act(out, "the program output"))
+
+    def _check_definitions(self, out: str) -> None:
+        """Every tensor is defined once, and the graph's own output list names the program output.
+
+        A second definition would leave a dead copy behind that inspect and analyze would count.
+        """
+        defined = set(self.lazy) | set(self.values)
+        for jn in self.json_graph["nodes"]:
+            names = [t["name"] for o in jn["outputs"] for t in
+                     ([o["as_tensor"]] if "as_tensor" in o else o.get("as_tensors", []))]
+            for name in names:
+                if name in defined:
+                    raise HwgenError(f"{self.archive.path}: node '{jn.get('name')}' defines tensor '{name}', "
+                                     "which is already defined")
+                defined.add(name)
+        outputs = self.json_graph["outputs"]
+        if not isinstance(outputs, list) or not outputs:
+            raise HwgenError(f"{self.archive.path}: the program's graph has an empty output list")
+        if [_tensor_names(o) for o in outputs] != [[out]]:
+            raise HwgenError(f"{self.archive.path}: the graph's outputs disagree with the signature's output '{out}'")
 
     def _count_uses(self) -> dict[str, int]:
         uses: dict[str, int] = {}
@@ -254,15 +275,15 @@ class _Translator(GraphBuilder):
     def _op_batch_norm(self, jn, base, where, arg):
         if arg("training", False):
             raise HwgenError(f"{where}: batch norm in training mode; export the model in eval mode")
-        self._fold_bn(jn, where, arg)
+        self._fold_bn(jn, base, where, arg)
 
     def _op_native_batch_norm(self, jn, base, where, arg):
         self._op_batch_norm(jn, base, where, arg)
 
     def _op_native_batch_norm_legit_no_training(self, jn, base, where, arg):
-        self._fold_bn(jn, where, arg)
+        self._fold_bn(jn, base, where, arg)
 
-    def _fold_bn(self, jn, where, arg) -> None:
+    def _fold_bn(self, jn, base, where, arg) -> None:
         x = self.act(arg("input"), where)
         gamma, beta = arg("weight"), arg("bias")
         self.fold_batchnorm(x, _output_names(jn)[0], where,
@@ -270,7 +291,7 @@ class _Translator(GraphBuilder):
                             var=self._const(arg("running_var"), where, "running_var", 1),
                             gamma=None if gamma is None else self._const(gamma, where, "weight", 1),
                             beta=None if beta is None else self._const(beta, where, "bias", 1),
-                            eps=float(arg("eps", 1e-5)))
+                            eps=float(arg("eps", 1e-5)), name=base)
         for extra in _output_names(jn)[1:]:
             self.values[extra] = Unusable(f"batch-norm statistic '{extra}'")
 
@@ -279,13 +300,46 @@ class _Translator(GraphBuilder):
         self._new_act(jn, self.emit(base, "relu", (x.node,)))
 
     def _op_hardtanh(self, jn, base, where, arg):
-        lo, hi = float(arg("min_val", -1.0)), float(arg("max_val", 1.0))
-        x = self.act(arg("self"), where)
-        if lo == -math.inf and hi == math.inf:
-            return self._alias(jn, x, where)
-        if lo == 0.0 and hi == math.inf:
-            return self._new_act(jn, self.emit(base, "relu", (x.node,)))
-        raise HwgenError(f"{where}: hardtanh({lo:g}, {hi:g}) is a clamp the hwgen IR does not have")
+        self._clip(jn, base, where, self.act(arg("self"), where), arg("min_val", -1.0), arg("max_val", 1.0))
+
+    def _op_clamp(self, jn, base, where, arg):
+        self._clip(jn, base, where, self.act(arg("self"), where), arg("min"), arg("max"))
+
+    def _op_clamp_min(self, jn, base, where, arg):
+        self._clip(jn, base, where, self.act(arg("self"), where), arg("min"), None)
+
+    def _op_clamp_max(self, jn, base, where, arg):
+        self._clip(jn, base, where, self.act(arg("self"), where), None, arg("max"))
+
+    def _clip(self, jn, base, where, x: Act, lo, hi) -> None:
+        """ReLU6, hardtanh, clamp: a ReLU when the range is [0, inf), else a clip node."""
+        bounds = []
+        for v, default in ((lo, -math.inf), (hi, math.inf)):
+            if v in ("Infinity", "-Infinity"):  # how the serializer writes infinite floats
+                v = float(v)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v)):
+                raise HwgenError(f"{where}: clamp bounds must be constant numbers, got {v!r}")
+            bounds.append(default if v is None else float(v))
+        self.clip(_output_names(jn)[0], x, *bounds, base, where)
+
+    def _op_sigmoid(self, jn, base, where, arg):
+        x = self.act(self._decode(jn["inputs"][0]["arg"], where), where)
+        self._new_act(jn, self.emit(base, "sigmoid", (x.node,)))
+
+    def _op_silu(self, jn, base, where, arg):
+        x = self.act(self._decode(jn["inputs"][0]["arg"], where), where)
+        self._new_act(jn, self.emit(base, "silu", (x.node,)))
+
+    def _op_cat(self, jn, base, where, arg):
+        xs = arg("tensors")
+        if not isinstance(xs, list) or not all(isinstance(v, Act) for v in xs):
+            raise HwgenError(f"{where}: concatenation of anything but activations is not supported")
+        if len(xs) == 1:  # DenseNet's first layer concatenates a list of one: the tensor itself
+            return self._alias(jn, xs[0], where)
+        rank = len(self.shape(xs[0].node)) + 1
+        if arg("dim", 0) not in (1, 1 - rank):
+            raise HwgenError(f"{where}: concatenation along dim {arg('dim', 0)} is not supported (only channels, dim 1)")
+        self._new_act(jn, self.emit(base, "concat", tuple(v.node for v in xs)))
 
     def _op_max_pool2d(self, jn, base, where, arg):
         x = self.act(arg("self"), where)
@@ -293,10 +347,9 @@ class _Translator(GraphBuilder):
         stride = _ints(arg("stride") or list(kernel), 2, where, "stride")
         if _ints(arg("dilation", [1]), 2, where, "dilation") != (1, 1):
             raise HwgenError(f"{where}: dilated max pooling is not supported")
-        if arg("ceil_mode", False):
-            raise HwgenError(f"{where}: max pooling with ceil_mode=True is not supported")
         node = self.emit(base, "maxpool2d", (x.node,),
-                         attrs=dict(kernel=kernel, stride=stride, padding=_ints(arg("padding", [0]), 2, where, "padding", 0)))
+                         attrs=dict(kernel=kernel, stride=stride, padding=_ints(arg("padding", [0]), 2, where, "padding", 0),
+                                    ceil_mode=bool(arg("ceil_mode", False))))
         self._new_act(jn, node)
 
     def _op_max_pool2d_with_indices(self, jn, base, where, arg):
@@ -308,7 +361,7 @@ class _Translator(GraphBuilder):
         stride = _ints(arg("stride") or list(kernel), 2, where, "stride")
         padding = _ints(arg("padding", [0]), 2, where, "padding", 0)
         if arg("ceil_mode", False):
-            raise HwgenError(f"{where}: average pooling with ceil_mode=True is not supported")
+            self.check_floor_pooling(x, kernel, stride, padding, where)
         if arg("divisor_override") is not None:
             raise HwgenError(f"{where}: average pooling with divisor_override is not supported")
         if padding != (0, 0) and not arg("count_include_pad", True):
