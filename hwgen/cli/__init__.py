@@ -21,6 +21,7 @@ COMMANDS = [
     ("analyze", "analyze", "weight formats, DRAM traffic and energy on a memory hierarchy"),
     ("generate", "generate", "generate the periodic-sparse convolution engine as Verilog"),
     ("simulate", "simulate", "verify the generated Verilog in cocotb against the reference"),
+    ("implement", "implement", "FPGA place-and-route (Fmax, utilization) or an ASIC estimate of a generated engine"),
 ]
 
 
