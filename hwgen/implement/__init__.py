@@ -26,7 +26,7 @@ RESULT_FILE = "implement.json"
 REPORT_FILE = "implement.txt"
 WORK_DIR = "implement"
 # what the flow leaves in DIR/implement/: logs, the tools' reports, the wrapper, a bitstream
-KEEP = ("yosys.log", "nextpnr.log", "pack.log", "nextpnr-report.json", "asic.ys", f"{fpga.WRAPPER_MODULE}.v")
+KEEP = ("yosys.log", "stat.json", "nextpnr.log", "pack.log", "nextpnr-report.json", "asic.ys", f"{fpga.WRAPPER_MODULE}.v")
 
 
 def load_manifest(out_dir: Path) -> dict:

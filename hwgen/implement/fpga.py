@@ -126,30 +126,38 @@ def summarize(report: dict, target: Target, freq_mhz: float, yosys_cells: dict) 
     }
 
 
-def implement(src: Path, work: Path, manifest: dict, target: Target, *, freq_mhz: float, seed: int,
-              bitstream: bool, progress) -> tuple[dict, dict]:
-    """Run the flow in `work`; returns (deterministic result, wall seconds per step)."""
-    fam = target.family
+def synthesize(src: Path, work: Path, manifest: dict, target: Target) -> dict:
+    """Yosys on the engine behind the wrapper, in `work`: writes netlist.json, returns the cell counts."""
     yosys = tools.command("yosys", f"hwgen implement --target {target.name}")
-    pnr = tools.command(fam.pnr, f"hwgen implement --target {target.name}", f"yowasp-{fam.pnr}")
-    pack = tools.command(fam.pack, "--bitstream", f"yowasp-{fam.pnr}") if bitstream else None
     files = manifest["files"]
     sources = [files["sram"], files["engine"], files["top"]]
     for name in sources:
         shutil.copy(src / name, work / name)
     (work / f"{WRAPPER_MODULE}.v").write_text(wrapper_verilog(manifest["modules"]["top"], manifest["params"]["bus_bits"]),
                                               encoding="utf-8")
-    synth_cmd = fam.synth.format(top=WRAPPER_MODULE, netlist="netlist.json")
-    script = "; ".join(["read_verilog -sv " + " ".join(sources + [f"{WRAPPER_MODULE}.v"]), synth_cmd,
+    script = "; ".join(["read_verilog -sv " + " ".join(sources + [f"{WRAPPER_MODULE}.v"]),
+                        target.family.synth.format(top=WRAPPER_MODULE, netlist="netlist.json"),
                         "tee -q -o stat.json stat -json"])
+    run_tool(yosys + ["-q", "-p", script], work, "Yosys", "yosys.log")
+    stat = json.loads((work / "stat.json").read_text())
+    design = stat.get("design") or next(iter(stat["modules"].values()))
+    return {k: int(v) for k, v in sorted(design.get("num_cells_by_type", {}).items()) if not k.startswith("$scope")}
+
+
+def implement(src: Path, work: Path, manifest: dict, target: Target, *, freq_mhz: float, seed: int,
+              bitstream: bool, progress) -> tuple[dict, dict]:
+    """Run the flow in `work`; returns (deterministic result, wall seconds per step)."""
+    fam = target.family
+    purpose = f"hwgen implement --target {target.name}"
+    yosys = tools.command("yosys", purpose)
+    pnr = tools.command(fam.pnr, purpose, f"yowasp-{fam.pnr}")
+    pack = tools.command(fam.pack, "--bitstream", f"yowasp-{fam.pnr}") if bitstream else None
+    synth_cmd = fam.synth.format(top=WRAPPER_MODULE, netlist="netlist.json")
     wall = {}
     t0 = time.monotonic()
     progress(f"synthesizing ({synth_cmd.split(' -')[0]})")
-    run_tool(yosys + ["-q", "-p", script], work, "Yosys", "yosys.log")
+    cells = synthesize(src, work, manifest, target)
     wall["synthesis"] = round(time.monotonic() - t0, 1)
-    stat = json.loads((work / "stat.json").read_text())
-    design = stat.get("design") or next(iter(stat["modules"].values()))
-    cells = {k: int(v) for k, v in sorted(design.get("num_cells_by_type", {}).items()) if not k.startswith("$scope")}
     out = f"{WRAPPER_MODULE}.{'config' if fam.pack == 'ecppack' else 'asc'}"
     pnr_args = [*target.pnr_args, "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--timing-allow-fail"]
     if fam.pnr == "nextpnr-ice40":
