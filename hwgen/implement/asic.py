@@ -2,9 +2,10 @@
 
 The engine (module hwgen_engine) is flattened and synthesized with its SRAM instances kept as
 black boxes (they become memory macros on a chip; their bits are counted from the manifest), its
-flip-flops legalized to plain D flip-flops (enables and synchronous resets become gates), and its
-logic mapped by ABC to static CMOS gates (NAND, NOR, NOT, AOI3, OAI3). From that netlist:
-  - transistors: Yosys `stat -tech cmos`;
+logic mapped by ABC to Yosys's internal gates (AND, NAND, OR, NOR, XOR, XNOR, ANDNOT, ORNOT,
+MUX, NOT), its flip-flops legalized to plain D flip-flops (enables and synchronous resets become
+gates). From that netlist:
+  - transistors: Yosys `stat -tech cmos`, the static CMOS transistor count of each gate;
   - NAND2 equivalents (GE): transistors / 4, a NAND2 being four transistors, so GE counts the
     flip-flops and complex gates by their transistor cost too;
   - logic levels: Yosys `ltp -noff`, the longest chain of gates between flip-flops or ports.
@@ -24,7 +25,6 @@ from .. import tools
 from ..errors import HwgenError
 from .fpga import run_tool
 
-CMOS_GATES = "cmos3"
 TRANSISTORS_PER_GE = 4  # a static CMOS NAND2
 
 
@@ -34,18 +34,16 @@ def script(engine_file: str, sram_file: str, top: str, liberty: str | None) -> s
         f"read_verilog -sv -lib {sram_file}",
         f"read_verilog -sv {engine_file}",
         f"hierarchy -top {top}",
-        f"synth -flatten -noabc -top {top}",
+        f"synth -flatten -top {top}",
         "dfflegalize -cell $_DFF_P_ 01",
         "opt_clean",
-        "design -save legal",
-        f"abc -g {CMOS_GATES}",
-        "opt_clean",
         f"tee -q -o cmos.json stat -json -tech cmos {gates}",
-        f"tee -q -o ltp.txt ltp -noff {gates}",
+        # the SRAM macros go: their pins become the ends of paths (ltp ignores a cell selection)
+        f"delete c:* {gates} %d",
+        "tee -q -o ltp.txt ltp -noff",
     ]
     if liberty:
         lines += [
-            "design -load legal",
             f"dfflibmap -liberty {liberty}",
             f"abc -liberty {liberty}",
             "opt_clean",
@@ -88,7 +86,7 @@ def implement(src: Path, work: Path, manifest: dict, *, liberty: Path | None, pr
     (work / "asic.ys").write_text(script(files["engine"], files["sram"], manifest["modules"]["engine"], lib_name),
                                   encoding="utf-8")
     t0 = time.monotonic()
-    progress(f"synthesizing to generic CMOS gates (Yosys synth, abc -g {CMOS_GATES})"
+    progress("synthesizing to generic gates (Yosys synth -flatten)"
              + (" and to the Liberty cells" if liberty else ""))
     run_tool(yosys + ["-q", "-s", "asic.ys"], work, "Yosys", "yosys.log")
     wall = {"synthesis": round(time.monotonic() - t0, 1)}
@@ -97,7 +95,7 @@ def implement(src: Path, work: Path, manifest: dict, *, liberty: Path | None, pr
     transistors = parse_transistors(cmos)
     srams = manifest["srams"]
     result = {
-        "flow": {"synthesis": f"synth -flatten; dfflegalize $_DFF_P_; abc -g {CMOS_GATES}",
+        "flow": {"synthesis": "synth -flatten; dfflegalize -cell $_DFF_P_ 01",
                  "tools": {"yosys": tools.version(yosys, "-V")}},
         "kge": round(transistors / TRANSISTORS_PER_GE / 1000, 2),
         "transistors": transistors,

@@ -126,8 +126,10 @@ def summarize(report: dict, target: Target, freq_mhz: float, yosys_cells: dict) 
     }
 
 
-def synthesize(src: Path, work: Path, manifest: dict, target: Target) -> dict:
-    """Yosys on the engine behind the wrapper, in `work`: writes netlist.json, returns the cell counts."""
+def synthesize(src: Path, work: Path, manifest: dict, target: Target) -> tuple[dict, str]:
+    """Yosys on the engine behind the wrapper, in `work`: writes netlist.json; returns the cell counts and
+    the synthesis command that produced them."""
+    fam = target.family
     yosys = tools.command("yosys", f"hwgen implement --target {target.name}")
     files = manifest["files"]
     sources = [files["sram"], files["engine"], files["top"]]
@@ -135,13 +137,20 @@ def synthesize(src: Path, work: Path, manifest: dict, target: Target) -> dict:
         shutil.copy(src / name, work / name)
     (work / f"{WRAPPER_MODULE}.v").write_text(wrapper_verilog(manifest["modules"]["top"], manifest["params"]["bus_bits"]),
                                               encoding="utf-8")
-    script = "; ".join(["read_verilog -sv " + " ".join(sources + [f"{WRAPPER_MODULE}.v"]),
-                        target.family.synth.format(top=WRAPPER_MODULE, netlist="netlist.json"),
-                        "tee -q -o stat.json stat -json"])
-    run_tool(yosys + ["-q", "-p", script], work, "Yosys", "yosys.log")
+    synth = fam.synth.format(top=WRAPPER_MODULE, netlist="netlist.json")
+    for attempt in (synth, f"{synth} {fam.fallback}" if fam.fallback else None):
+        script = "; ".join(["read_verilog -sv " + " ".join(sources + [f"{WRAPPER_MODULE}.v"]), attempt,
+                            "tee -q -o stat.json stat -json"])
+        try:
+            run_tool(yosys + ["-q", "-p", script], work, "Yosys", "yosys.log")
+            break
+        except HwgenError as e:
+            if "Assert" not in str(e) or attempt != synth or not fam.fallback:
+                raise
     stat = json.loads((work / "stat.json").read_text())
     design = stat.get("design") or next(iter(stat["modules"].values()))
-    return {k: int(v) for k, v in sorted(design.get("num_cells_by_type", {}).items()) if not k.startswith("$scope")}
+    cells = {k: int(v) for k, v in sorted(design.get("num_cells_by_type", {}).items()) if not k.startswith("$scope")}
+    return cells, attempt.replace(" -json netlist.json", "")
 
 
 def implement(src: Path, work: Path, manifest: dict, target: Target, *, freq_mhz: float, seed: int,
@@ -152,11 +161,10 @@ def implement(src: Path, work: Path, manifest: dict, target: Target, *, freq_mhz
     yosys = tools.command("yosys", purpose)
     pnr = tools.command(fam.pnr, purpose, f"yowasp-{fam.pnr}")
     pack = tools.command(fam.pack, "--bitstream", f"yowasp-{fam.pnr}") if bitstream else None
-    synth_cmd = fam.synth.format(top=WRAPPER_MODULE, netlist="netlist.json")
     wall = {}
     t0 = time.monotonic()
-    progress(f"synthesizing ({synth_cmd.split(' -')[0]})")
-    cells = synthesize(src, work, manifest, target)
+    progress(f"synthesizing ({fam.synth.split(' -')[0]})")
+    cells, synth_cmd = synthesize(src, work, manifest, target)
     wall["synthesis"] = round(time.monotonic() - t0, 1)
     out = f"{WRAPPER_MODULE}.{'config' if fam.pack == 'ecppack' else 'asc'}"
     pnr_args = [*target.pnr_args, "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--timing-allow-fail"]
@@ -171,7 +179,7 @@ def implement(src: Path, work: Path, manifest: dict, target: Target, *, freq_mhz
     result = {
         "flow": {
             "wrapper": WRAPPER_MODULE, "wrapper_ff": wrapper_ff(manifest["params"]["bus_bits"]),
-            "synthesis": synth_cmd.replace(" -json netlist.json", ""), "place_and_route": [fam.pnr, *pnr_args],
+            "synthesis": synth_cmd, "place_and_route": [fam.pnr, *pnr_args],
             "tools": {"yosys": tools.version(yosys, "-V"), fam.pnr: tools.version(pnr)},
         },
         **summarize(report, target, freq_mhz, cells),

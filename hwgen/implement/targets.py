@@ -22,6 +22,9 @@ class Family:
     pack_args: tuple           # packer arguments, {asc}/{bit} filled in
     bitstream_ext: str
     resources: dict            # LUT / FF / DSP / BRAM -> nextpnr bel type counted for it
+    # Yosys option to retry with when its default mapper hits an internal assertion (Yosys 0.70's
+    # ABC9 does on the 8x8 digits engine); the result records that it was used
+    fallback: str = ""
 
 
 ECP5 = Family(
@@ -29,6 +32,7 @@ ECP5 = Family(
     pnr="nextpnr-ecp5", pack="ecppack",
     pnr_netlist=("--textcfg", "{out}"), pack_args=("{out}", "{bit}"), bitstream_ext="bit",
     resources={"LUT": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D", "BRAM": "DP16KD"},
+    fallback="-noabc9",
 )
 ICE40 = Family(
     synth="synth_ice40 -dsp -top {top} -json {netlist}",
