@@ -141,12 +141,14 @@ def test_asic_estimate_with_liberty(tiny, tmp_path):
     assert json.loads((folder / RESULT_FILE).read_text()) == r
     assert r["kge"] == round(r["transistors"] / 4 / 1000, 2) and r["transistors"] > 10_000
     assert r["flip_flops"] == r["gates"]["_DFF_P_"] > 100
-    assert set(r["gates"]) <= {"_NAND_", "_NOR_", "_NOT_", "_AOI3_", "_OAI3_", "_DFF_P_", "_BUF_"}
+    # Yosys's internal gates, and plain D flip-flops only (enables and resets became gates)
+    assert all(re.fullmatch(r"_[A-Z0-9]+_", k) for k in r["gates"])
+    assert [k for k in r["gates"] if "DFF" in k] == ["_DFF_P_"]
     assert 5 < r["logic_levels"] < 1000
     manifest = json.loads((folder / "manifest.json").read_text())
     assert r["memory_bits"] == sum(s["width"] * s["depth"] for s in manifest["srams"].values())
     lib = r["liberty"]
-    assert set(lib["cells"]) <= {"INV", "BUF", "NAND2", "NOR2", "XOR2", "DFF", "hwgen_sram_1r1w"}
+    assert set(lib["cells"]) <= {"INV", "BUF", "NAND2", "NOR2", "XOR2", "DFF"}
     # flip-flops map one to one onto the library's DFF (area 5.67)
     assert lib["cells"]["DFF"] == r["flip_flops"] and lib["area"] > 5.67 * r["flip_flops"]
     text = (folder / REPORT_FILE).read_text()

@@ -57,7 +57,7 @@ TARGETS = {t.name: t for t in (
     Target("ecp5-85k", ECP5, "LFE5U-85F, CABGA381, speed 6", ("--85k", "--package", "CABGA381", "--speed", "6")),
     Target("ice40-up5k", ICE40, "iCE40UP5K, SG48", ("--up5k", "--package", "sg48")),
     Target("ice40-hx8k", ICE40, "iCE40HX8K, CT256", ("--hx8k", "--package", "ct256")),
-    Target("asic", None, "generic CMOS gates (Yosys), or a standard-cell library with --liberty"),
+    Target("asic", None, "generic gates, no PDK; a standard-cell library with --liberty"),
 )}
 
 
