@@ -142,7 +142,7 @@ def test_asic_estimate_with_liberty(tiny, tmp_path):
     assert r["kge"] == round(r["transistors"] / 4 / 1000, 2) and r["transistors"] > 10_000
     assert r["flip_flops"] == r["gates"]["_DFF_P_"] > 100
     # Yosys's internal gates, and plain D flip-flops only (enables and resets became gates)
-    assert all(re.fullmatch(r"_[A-Z0-9]+_", k) for k in r["gates"])
+    assert all(re.fullmatch(r"_[A-Z0-9_]+_", k) for k in r["gates"])
     assert [k for k in r["gates"] if "DFF" in k] == ["_DFF_P_"]
     assert 5 < r["logic_levels"] < 1000
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -156,16 +156,16 @@ def test_asic_estimate_with_liberty(tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_place_and_route_ice40_deterministic(tiny, tmp_path):
-    """nextpnr-ice40 on the small engine, twice with the same seed: identical results, a bitstream."""
+def test_place_and_route_ecp5_deterministic(tiny, tmp_path):
+    """nextpnr-ecp5 on the small engine, twice with the same seed: identical results, a bitstream."""
     runs = []
     for i in range(2):
         folder = tmp_path / f"run{i}"
         shutil.copytree(tiny, folder)
-        r = implement(folder, "ice40-up5k", freq_mhz=40, seed=3, bitstream=True, progress=lambda msg: None)
+        r = implement(folder, "ecp5-25k", freq_mhz=40, seed=3, bitstream=True, progress=lambda msg: None)
         runs.append((r, (folder / REPORT_FILE).read_text()))
         assert (folder / r["bitstream"]).stat().st_size > 100_000
-        assert r["fmax_mhz"] > 5 and r["resources"]["LUT"]["available"] == 5280
+        assert r["fmax_mhz"] > 5 and r["resources"]["LUT"]["available"] > 20_000
         assert r["resources"]["FF"]["used"] >= fpga.wrapper_ff(32)
         assert r["critical_paths"] and r["critical_paths"][0]["start"] and r["critical_paths"][0]["end"]
     (a, ta), (b, tb) = runs
