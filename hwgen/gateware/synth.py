@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from ..errors import HwgenError
 TARGETS = {
     "xilinx": "synth_xilinx -flatten -top {top}",
     "ice40": "synth_ice40 -dsp -top {top}",
-    "ecp5": "synth_ecp5 -top {top}",
+    # Yosys 0.70's default ABC9 mapping trips an internal assertion on some generated engines
+    "ecp5": "synth_ecp5 -noabc9 -top {top}",
 }
 GROUPS = {
     "LUT": ("LUT", "SB_LUT4", "MUXF", "CCU2C"),
@@ -58,12 +58,8 @@ def synthesize(files, top: str, target: str = "xilinx") -> dict:
             TARGETS[target].format(top=top),
             "tee -q -o stat.json stat -json",
         ])
-        proc = subprocess.run(tools.command("yosys", "--synth") + ["-q", "-p", script], capture_output=True, text=True, cwd=tmp)
-        stat = Path(tmp) / "stat.json"
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise HwgenError(f"Yosys failed: {tail[0]}")
-        report = json.loads(stat.read_text())
+        tools.yosys_run(tools.command("yosys", "--synth"), ["-p", script], Path(tmp))
+        report = json.loads((Path(tmp) / "stat.json").read_text())
     design = report.get("design") or next(iter(report["modules"].values()))
     cells = {k: int(v) for k, v in sorted(design.get("num_cells_by_type", {}).items())}
     return {"target": target, "tool": "yosys", "resources": group_cells(cells), "cells": cells}

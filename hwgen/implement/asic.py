@@ -23,7 +23,6 @@ from pathlib import Path
 
 from .. import tools
 from ..errors import HwgenError
-from .fpga import run_tool
 
 TRANSISTORS_PER_GE = 4  # a static CMOS NAND2
 
@@ -88,7 +87,7 @@ def implement(src: Path, work: Path, manifest: dict, *, liberty: Path | None, pr
     t0 = time.monotonic()
     progress("synthesizing to generic gates (Yosys synth -flatten)"
              + (" and to the Liberty cells" if liberty else ""))
-    run_tool(yosys + ["-q", "-s", "asic.ys"], work, "Yosys", "yosys.log")
+    tools.yosys_run(yosys, ["-s", "asic.ys"], work)
     wall = {"synthesis": round(time.monotonic() - t0, 1)}
     cmos = _design(work / "cmos.json")
     gates = {k.strip("$"): int(v) for k, v in sorted(cmos.get("num_cells_by_type", {}).items())}

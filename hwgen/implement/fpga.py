@@ -12,7 +12,6 @@ import json
 import re
 import shutil
 import string
-import subprocess
 import time
 from pathlib import Path
 
@@ -37,17 +36,6 @@ def wrapper_verilog(top_module: str, bus_bits: int) -> str:
     return string.Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
         WRAPPER=WRAPPER_MODULE, TOP=top_module, IN_BITS=IN_FIXED_BITS + bus_bits,
         OUT_BITS=OUT_FIXED_BITS + bus_bits, WRAPPER_FF=wrapper_ff(bus_bits))
-
-
-def run_tool(cmd: list[str], cwd: Path, what: str, log: str) -> None:
-    """Run one tool in `cwd` (YoWASP tools see only their working directory), its output into `log`."""
-    with open(cwd / log, "w", encoding="utf-8") as out:
-        proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode != 0:
-        lines = [ln for ln in (cwd / log).read_text(encoding="utf-8", errors="replace").splitlines()
-                 if ln.strip()]
-        errors = [ln for ln in lines if "ERROR" in ln] or lines[-1:] or ["no output"]
-        raise HwgenError(f"{what} failed: {errors[0].strip()}")
 
 
 def clock_name(net: str) -> str:
@@ -142,7 +130,7 @@ def synthesize(src: Path, work: Path, manifest: dict, target: Target) -> tuple[d
         script = "; ".join(["read_verilog -sv " + " ".join(sources + [f"{WRAPPER_MODULE}.v"]), attempt,
                             "tee -q -o stat.json stat -json"])
         try:
-            run_tool(yosys + ["-q", "-p", script], work, "Yosys", "yosys.log")
+            tools.yosys_run(yosys, ["-p", script], work)
             break
         except HwgenError as e:
             if "Assert" not in str(e) or attempt != synth or not fam.fallback:
@@ -172,7 +160,7 @@ def implement(src: Path, work: Path, manifest: dict, target: Target, *, freq_mhz
         pnr_args.append("--pcf-allow-unconstrained")
     t0 = time.monotonic()
     progress(f"placing and routing ({fam.pnr} {' '.join(pnr_args)}), minutes")
-    run_tool(pnr + ["--json", "netlist.json", *[a.format(out=out) for a in fam.pnr_netlist],
+    tools.run(pnr + ["--json", "netlist.json", *[a.format(out=out) for a in fam.pnr_netlist],
                     "--report", "nextpnr-report.json", *pnr_args], work, fam.pnr, "nextpnr.log")
     wall["place_and_route"] = round(time.monotonic() - t0, 1)
     report = json.loads((work / "nextpnr-report.json").read_text())
@@ -189,7 +177,7 @@ def implement(src: Path, work: Path, manifest: dict, target: Target, *, freq_mhz
         bit = f"{WRAPPER_MODULE}.{fam.bitstream_ext}"
         t0 = time.monotonic()
         progress(f"packing the bitstream ({fam.pack})")
-        run_tool(pack + [a.format(out=out, bit=bit) for a in fam.pack_args], work, fam.pack, "pack.log")
+        tools.run(pack + [a.format(out=out, bit=bit) for a in fam.pack_args], work, fam.pack, "pack.log")
         wall["pack"] = round(time.monotonic() - t0, 1)
         result["bitstream"] = bit
     return result, wall
