@@ -20,8 +20,10 @@ from ..errors import HwgenError
 TARGETS = {
     "xilinx": "synth_xilinx -flatten -top {top}",
     "ice40": "synth_ice40 -dsp -top {top}",
-    # Yosys 0.70's default ABC9 mapping trips an internal assertion on some generated engines
-    "ecp5": "synth_ecp5 -noabc9 -top {top}",
+    # synth_ecp5 with its LUT mapping (map_luts: ABC9, which trips an internal assertion of Yosys 0.70
+    # on some generated engines) replaced by classic ABC
+    "ecp5": "synth_ecp5 -top {top} -run :map_luts; techmap -map +/lattice/latches_map.v; abc -lut 4 -dress; "
+            "clean; synth_ecp5 -top {top} -run map_cells:",
 }
 GROUPS = {
     "LUT": ("LUT", "SB_LUT4", "MUXF", "CCU2C"),

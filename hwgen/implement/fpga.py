@@ -125,15 +125,15 @@ def synthesize(src: Path, work: Path, manifest: dict, target: Target) -> tuple[d
         shutil.copy(src / name, work / name)
     (work / f"{WRAPPER_MODULE}.v").write_text(wrapper_verilog(manifest["modules"]["top"], manifest["params"]["bus_bits"]),
                                               encoding="utf-8")
-    synth = fam.synth.format(top=WRAPPER_MODULE, netlist="netlist.json")
-    for attempt in (synth, f"{synth} {fam.fallback}" if fam.fallback else None):
+    synth, fallback = (cmd.format(top=WRAPPER_MODULE, netlist="netlist.json") for cmd in (fam.synth, fam.fallback))
+    for attempt in (synth, fallback):
         script = "; ".join(["read_verilog -sv " + " ".join(sources + [f"{WRAPPER_MODULE}.v"]), attempt,
                             "tee -q -o stat.json stat -json"])
         try:
             tools.yosys_run(yosys, ["-p", script], work)
             break
         except HwgenError as e:
-            if "Assert" not in str(e) or attempt != synth or not fam.fallback:
+            if "Assert" not in str(e) or attempt != synth or not fallback:
                 raise
     stat = json.loads((work / "stat.json").read_text())
     design = stat.get("design") or next(iter(stat["modules"].values()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import HwgenError
+from ..gateware.synth import TARGETS as SYNTH_TARGETS
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,8 @@ class Family:
     pack_args: tuple           # packer arguments, {asc}/{bit} filled in
     bitstream_ext: str
     resources: dict            # LUT / FF / DSP / BRAM -> nextpnr bel type counted for it
-    # Yosys option to retry with when its default mapper hits an internal assertion (Yosys 0.70's
-    # ABC9 does on the 8x8 digits engine); the result records that it was used
+    # synthesis to retry with when the default one hits a Yosys internal assertion (Yosys 0.70's ABC9
+    # does on the 8x8 digits engine); the result records which one was used
     fallback: str = ""
 
 
@@ -32,7 +33,7 @@ ECP5 = Family(
     pnr="nextpnr-ecp5", pack="ecppack",
     pnr_netlist=("--textcfg", "{out}"), pack_args=("{out}", "{bit}"), bitstream_ext="bit",
     resources={"LUT": "TRELLIS_COMB", "FF": "TRELLIS_FF", "DSP": "MULT18X18D", "BRAM": "DP16KD"},
-    fallback="-noabc9",
+    fallback=SYNTH_TARGETS["ecp5"] + " -json {netlist}",
 )
 ICE40 = Family(
     synth="synth_ice40 -dsp -top {top} -json {netlist}",
