@@ -93,7 +93,7 @@ def test_wrapper_keeps_all_logic(tiny, tmp_path):
     (The engine alone is also what `hwgen generate --synth ecp5` reports.)"""
     manifest = json.loads((tiny / "manifest.json").read_text())
     cells, command = fpga.synthesize(tiny, tmp_path, manifest, targets.get("ecp5-85k"))
-    assert command.startswith("synth_ecp5 -top hwgen_pinlight")  # -noabc9 where Yosys's ABC9 asserts
+    assert command.startswith("synth_ecp5 -top hwgen_pinlight")  # plus classic ABC where ABC9 asserts
     wrapped = group_cells(cells)
     alone = synthesize([tiny / manifest["files"][k] for k in ("sram", "engine")], "hwgen_engine", "ecp5")
     assert wrapped["FF"] == alone["resources"]["FF"] + fpga.wrapper_ff(32)
