@@ -163,11 +163,11 @@ def test_place_and_route_ecp5_deterministic(tiny, tmp_path):
         folder = tmp_path / f"run{i}"
         shutil.copytree(tiny, folder)
         r = implement(folder, "ecp5-25k", freq_mhz=40, seed=3, bitstream=True, progress=lambda msg: None)
-        runs.append((r, (folder / REPORT_FILE).read_text()))
+        runs.append((r, (folder / REPORT_FILE).read_text(), (folder / r["bitstream"]).read_bytes()))
         assert (folder / r["bitstream"]).stat().st_size > 100_000
         assert r["fmax_mhz"] > 5 and r["resources"]["LUT"]["available"] > 20_000
         assert r["resources"]["FF"]["used"] >= fpga.wrapper_ff(32)
         assert r["critical_paths"] and r["critical_paths"][0]["start"] and r["critical_paths"][0]["end"]
-    (a, ta), (b, tb) = runs
+    (a, ta, bit_a), (b, tb, bit_b) = runs
     a.pop("wall_seconds"), b.pop("wall_seconds")
-    assert a == b and ta == tb
+    assert a == b and ta == tb and bit_a == bit_b
