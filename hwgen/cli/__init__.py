@@ -24,6 +24,7 @@ COMMANDS = [
     ("simulate", "simulate", "verify the generated Verilog in cocotb against the reference"),
     ("sweep", "sweep", "design-space exploration: a resumable sweep of engines and analyses, Pareto fronts"),
     ("verify", "verify", "a randomized verification campaign: random layers, engines and stalls, bit for bit"),
+    ("implement", "implement", "FPGA place-and-route (Fmax, utilization) or an ASIC estimate of a generated engine"),
 ]
 
 

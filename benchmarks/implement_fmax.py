@@ -1,0 +1,65 @@
+"""Fmax and utilization of the shipped checkpoint's engines on ECP5-85k (nextpnr), and the ASIC estimate.
+
+Generates the digits engine (models/digits_ps4p4_w8a8.hwq) at 4x4 and 8x8 MACs (64-bit bus), runs
+`hwgen implement --target ecp5-85k` (LFE5U-85F speed 6, seed 1, 100 MHz target) on each, one after
+the other, and prints Fmax against the 38.7 MHz baseline of the first engine (the one-cycle
+requantization in the write-back), LUT / FF / DSP / BRAM use and the critical path; then the ASIC
+estimate (kGE, transistors, logic levels, SRAM bits) of the 4x4 engine. Each P&R takes minutes.
+
+    .venv/bin/python benchmarks/implement_fmax.py [--engines 4x4,8x8] [--freq 100] [--seed 1] [--no-asic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from hwgen.checkpoint import load
+from hwgen.generate import generate
+from hwgen.implement import implement
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT = ROOT / "models" / "digits_ps4p4_w8a8.hwq"
+BASELINE_MHZ = 38.7  # the 4x4 engine before issue 10 (docs/implement.md)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--engines", default="4x4,8x8", help="MxX lane counts, comma separated")
+    ap.add_argument("--freq", type=float, default=100.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--target", default="ecp5-85k")
+    ap.add_argument("--no-asic", action="store_true", help="skip the ASIC estimate")
+    args = ap.parse_args()
+    graph = load(CHECKPOINT)
+    rows, asic = [], None
+    with tempfile.TemporaryDirectory(prefix="hwgen-bench-") as tmp:
+        for spec in args.engines.split(","):
+            m, x = (int(v) for v in spec.split("x"))
+            out = Path(tmp) / spec
+            generate(graph, out, m_lanes=m, x_lanes=x, bus_bits=64)
+            r = implement(out, args.target, freq_mhz=args.freq, seed=args.seed)
+            rows.append((spec, r))
+            if spec == "4x4" and not args.no_asic:
+                asic = implement(out, "asic")
+    print(f"digits engine (models/digits_ps4p4_w8a8.hwq), {args.target}, seed {args.seed}, "
+          f"target {args.freq:g} MHz; baseline 4x4: {BASELINE_MHZ} MHz")
+    print(f"{'engine':<8}{'Fmax MHz':>10}{'vs base':>9}{'LUT':>8}{'FF':>8}{'DSP':>6}{'BRAM':>6}  critical path")
+    for spec, r in rows:
+        res = r["resources"]
+        path = r["critical_paths"][0]
+        via = " -> ".join(dict.fromkeys(t["block"] for t in path["through"]))
+        print(f"{spec:<8}{r['fmax_mhz']:>10.2f}{r['fmax_mhz'] / BASELINE_MHZ:>8.2f}x{res['LUT']['used']:>8}"
+              f"{res['FF']['used']:>8}{res['DSP']['used']:>6}{res['BRAM']['used']:>6}  "
+              f"{path['delay_ns']:.2f} ns: {via}")
+        print(f"{'':<8}P&R wall time {r['wall_seconds']['place_and_route']:.0f} s, "
+              f"synthesis {r['wall_seconds']['synthesis']:.0f} s")
+    if asic:
+        print(f"ASIC estimate, 4x4 engine: {asic['kge']:.1f} kGE, {asic['transistors']} transistors, "
+              f"{asic['flip_flops']} flip-flops, {asic['logic_levels']} logic levels, "
+              f"{asic['memory_bits']} SRAM bits")
+
+
+if __name__ == "__main__":
+    main()

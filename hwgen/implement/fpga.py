@@ -1,0 +1,183 @@
+"""Synthesis, place-and-route and bitstream packing of a generated engine on an FPGA.
+
+The engine goes behind the pin-light wrapper (`rtl_templates/hwgen_pinlight.v`: four pins, every
+engine port registered and kept live), Yosys `synth_ecp5` / `synth_ice40` maps it, nextpnr places
+and routes it with a fixed seed and writes its JSON report, from which `summarize` takes the Fmax
+per clock, the utilization against the device and the critical paths.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import string
+import time
+from pathlib import Path
+
+from .. import tools
+from ..errors import HwgenError
+from ..gateware.synth import group_cells
+from .targets import Target
+
+WRAPPER_MODULE = "hwgen_pinlight"
+TEMPLATE = Path(__file__).resolve().parent.parent.parent / "rtl_templates" / f"{WRAPPER_MODULE}.v"
+# Engine ports through the wrapper (hwgen_top): desc_addr 32, start, req_ready, rd_valid, wr_ready, rd_data
+# in; busy, done, req_valid, req_write, rd_ready, wr_valid, req_addr 32, req_len 16, wr_data out.
+IN_FIXED_BITS, OUT_FIXED_BITS = 36, 54
+
+
+def wrapper_ff(bus_bits: int) -> int:
+    """Flip-flops the wrapper adds: the reset register, the input shift chain, output and signature registers."""
+    return 1 + (IN_FIXED_BITS + bus_bits) + 2 * (OUT_FIXED_BITS + bus_bits)
+
+
+def wrapper_verilog(top_module: str, bus_bits: int) -> str:
+    return string.Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
+        WRAPPER=WRAPPER_MODULE, TOP=top_module, IN_BITS=IN_FIXED_BITS + bus_bits,
+        OUT_BITS=OUT_FIXED_BITS + bus_bits, WRAPPER_FF=wrapper_ff(bus_bits))
+
+
+def clock_name(net: str) -> str:
+    """nextpnr's global clock net ('$glbnet$clk$TRELLIS_IO_IN') as the design's clock ('clk')."""
+    m = re.match(r"^\$glbnet\$(.+?)(\$[A-Z0-9_]+)?$", net)
+    return m.group(1) if m else net
+
+
+def block(cell: str) -> str:
+    """The hierarchy a nextpnr cell belongs to: the leading lower-case components of its dotted name.
+
+    Amaranth names are lower case; Yosys and the techmappers append `$...`, `_TRELLIS_FF_Q`, `_LUT4_Z`
+    and memory bit indices, which are cut off.
+    """
+    parts = []
+    for part in cell.split("."):
+        if not re.fullmatch(r"[a-z0-9_]+", part):
+            break
+        parts.append(part)
+    while parts and parts[-1].isdigit():
+        parts.pop()
+    return ".".join(parts) or cell.split("$", 1)[0] or cell
+
+
+def summarize_path(path: dict) -> dict:
+    steps = path["path"]
+    logic = [s for s in steps if s["type"] == "logic"]
+    through: list[list] = []
+    for s in steps:
+        b = block(s["to"]["cell"])
+        if through and through[-1][0] == b:
+            through[-1][1] += s["delay"]
+        else:
+            through.append([b, s["delay"]])
+    first, last = steps[0]["from"], steps[-1]["to"]
+    return {
+        "from_clock": clock_name(path["from"].split(" ", 1)[-1]) if path["from"] else "",
+        "to_clock": clock_name(path["to"].split(" ", 1)[-1]) if path["to"] else "",
+        "delay_ns": round(sum(s["delay"] for s in steps), 3),
+        "logic_ns": round(sum(s["delay"] for s in logic), 3),
+        "routing_ns": round(sum(s["delay"] for s in steps if s["type"] == "routing"), 3),
+        "cells": len(logic),
+        "start": f"{first['cell']}.{first['port']}",
+        "end": f"{last['cell']}.{last['port']}",
+        "through": [{"block": b, "delay_ns": round(d, 3)} for b, d in through],
+    }
+
+
+def summarize(report: dict, target: Target, freq_mhz: float, yosys_cells: dict) -> dict:
+    """The implement.json body for one nextpnr report: clocks, resources, critical paths."""
+    clocks = []
+    for net, f in sorted(report.get("fmax", {}).items()):
+        achieved = round(float(f["achieved"]), 2)
+        clocks.append({"clock": clock_name(net), "net": net, "fmax_mhz": achieved,
+                       "target_mhz": float(f.get("constraint", freq_mhz)), "met": achieved >= freq_mhz})
+    if not clocks:
+        raise HwgenError("nextpnr reported no clock: the design has no clocked logic left")
+    util = {bel: {"used": int(u["used"]), "available": int(u["available"])}
+            for bel, u in sorted(report.get("utilization", {}).items()) if u["used"]}
+    avail = {bel: int(u["available"]) for bel, u in report.get("utilization", {}).items()}
+    groups = group_cells(yosys_cells)
+    resources = {}
+    for group, bel in target.family.resources.items():
+        # dedicated bels are counted by nextpnr after packing; an iCE40 flip-flop shares its logic cell
+        used = groups[group] if group == "FF" and bel == target.family.resources["LUT"] else util.get(bel, {}).get("used", 0)
+        resources[group] = {"used": used, "available": avail.get(bel, 0), "bel": bel}
+    paths = sorted((summarize_path(p) for p in report.get("critical_paths", []) if p.get("path")),
+                   key=lambda p: -p["delay_ns"])
+    return {
+        "fmax_mhz": min(c["fmax_mhz"] for c in clocks),
+        "met": all(c["met"] for c in clocks),
+        "clocks": clocks,
+        "resources": resources,
+        "utilization": util,
+        "critical_paths": paths,
+    }
+
+
+def synthesize(src: Path, work: Path, manifest: dict, target: Target) -> tuple[dict, str]:
+    """Yosys on the engine behind the wrapper, in `work`: writes netlist.json; returns the cell counts and
+    the synthesis command that produced them."""
+    fam = target.family
+    yosys = tools.command("yosys", f"hwgen implement --target {target.name}")
+    files = manifest["files"]
+    sources = [files["sram"], files["engine"], files["top"]]
+    for name in sources:
+        shutil.copy(src / name, work / name)
+    (work / f"{WRAPPER_MODULE}.v").write_text(wrapper_verilog(manifest["modules"]["top"], manifest["params"]["bus_bits"]),
+                                              encoding="utf-8")
+    synth, fallback = (cmd.format(top=WRAPPER_MODULE, netlist="netlist.json") for cmd in (fam.synth, fam.fallback))
+    for attempt in (synth, fallback):
+        script = "; ".join(["read_verilog -sv " + " ".join(sources + [f"{WRAPPER_MODULE}.v"]), attempt,
+                            "tee -q -o stat.json stat -json"])
+        try:
+            tools.yosys_run(yosys, ["-p", script], work)
+            break
+        except HwgenError as e:
+            if "Assert" not in str(e) or attempt != synth or not fallback:
+                raise
+    stat = json.loads((work / "stat.json").read_text())
+    design = stat.get("design") or next(iter(stat["modules"].values()))
+    cells = {k: int(v) for k, v in sorted(design.get("num_cells_by_type", {}).items()) if not k.startswith("$scope")}
+    return cells, attempt.replace(" -json netlist.json", "")
+
+
+def implement(src: Path, work: Path, manifest: dict, target: Target, *, freq_mhz: float, seed: int,
+              bitstream: bool, progress) -> tuple[dict, dict]:
+    """Run the flow in `work`; returns (deterministic result, wall seconds per step)."""
+    fam = target.family
+    purpose = f"hwgen implement --target {target.name}"
+    yosys = tools.command("yosys", purpose)
+    pnr = tools.command(fam.pnr, purpose, f"yowasp-{fam.pnr}")
+    pack = tools.command(fam.pack, "--bitstream", f"yowasp-{fam.pnr}") if bitstream else None
+    wall = {}
+    t0 = time.monotonic()
+    progress(f"synthesizing ({fam.synth.split(' -')[0]})")
+    cells, synth_cmd = synthesize(src, work, manifest, target)
+    wall["synthesis"] = round(time.monotonic() - t0, 1)
+    out = f"{WRAPPER_MODULE}.{'config' if fam.pack == 'ecppack' else 'asc'}"
+    pnr_args = [*target.pnr_args, "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--timing-allow-fail"]
+    if fam.pnr == "nextpnr-ice40":
+        pnr_args.append("--pcf-allow-unconstrained")
+    t0 = time.monotonic()
+    progress(f"placing and routing ({fam.pnr} {' '.join(pnr_args)}), minutes")
+    tools.run(pnr + ["--json", "netlist.json", *[a.format(out=out) for a in fam.pnr_netlist],
+                    "--report", "nextpnr-report.json", *pnr_args], work, fam.pnr, "nextpnr.log")
+    wall["place_and_route"] = round(time.monotonic() - t0, 1)
+    report = json.loads((work / "nextpnr-report.json").read_text())
+    result = {
+        "flow": {
+            "wrapper": WRAPPER_MODULE, "wrapper_ff": wrapper_ff(manifest["params"]["bus_bits"]),
+            "synthesis": synth_cmd, "place_and_route": [fam.pnr, *pnr_args],
+            "tools": {"yosys": tools.version(yosys, "-V"), fam.pnr: tools.version(pnr)},
+        },
+        **summarize(report, target, freq_mhz, cells),
+        "cells": cells,
+    }
+    if bitstream:
+        bit = f"{WRAPPER_MODULE}.{fam.bitstream_ext}"
+        t0 = time.monotonic()
+        progress(f"packing the bitstream ({fam.pack})")
+        tools.run(pack + [a.format(out=out, bit=bit) for a in fam.pack_args], work, fam.pack, "pack.log")
+        wall["pack"] = round(time.monotonic() - t0, 1)
+        result["bitstream"] = bit
+    return result, wall
