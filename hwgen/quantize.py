@@ -56,6 +56,12 @@ def fused_activation(graph: Graph, node: Node) -> Node | None:
     return users[0] if len(users) == 1 and users[0].op in ("relu", "clip") else None
 
 
+def fused_relu(graph: Graph, node: Node) -> bool:
+    """Whether a ReLU (not a clip) is fused into `node`'s requant: its output is unsigned, from 0."""
+    act = fused_activation(graph, node)
+    return act is not None and act.op == "relu"
+
+
 def activation_bounds(act: Node | None) -> tuple[float, float]:
     """The float range a fused activation lets through."""
     if act is None:

@@ -104,7 +104,8 @@ def test_wrapper_keeps_all_logic(tiny, tmp_path):
     for group in ("DSP", "BRAM", "LUTRAM"):
         assert wrapped[group] == alone["resources"][group]
     assert alone["resources"]["DSP"] >= 1 and alone["resources"]["BRAM"] + alone["resources"]["LUTRAM"] >= 1
-    assert wrapped["LUT"] >= alone["resources"]["LUT"]
+    if "abc -lut" in command:  # the wrapper fell back to --synth ecp5's mapping: LUTs compare too
+        assert wrapped["LUT"] >= alone["resources"]["LUT"]
 
 
 @pytest.mark.parametrize("argv, message", [
