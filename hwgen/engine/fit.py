@@ -7,10 +7,12 @@ import math
 
 import numpy as np
 
+from .. import intmath
 from ..errors import HwgenError
 from .params import EngineParams
 from .plan import LayerPlan, rom_tables
 from .tiling import band_words, layer_tiling
+
 
 def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64,
                glb_kib: int | None = None, sparse: bool | None = None) -> EngineParams:
@@ -19,8 +21,6 @@ def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bu
     `glb_kib`: the input buffer's size; layers whose input does not fit run in row bands
     (`layer_tiling`). Without it the buffer holds the largest input whole.
     """
-    from .. import intmath
-
     if not plans:
         raise HwgenError("no conv layers to generate an engine for")
     weight_bits = {p.weight_bits for p in plans}

@@ -12,6 +12,7 @@ from .params import EngineParams
 from .plan import LayerPlan, rom_tables
 from .tiling import layer_tiling
 
+
 def pack_descriptor(plan: LayerPlan, params: EngineParams, *, in_addr: int, out_addr: int, weight_addr: int,
                     table_addr: int, table_base: int) -> bytes:
     c, h, w = plan.in_shape

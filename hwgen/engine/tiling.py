@@ -18,6 +18,7 @@ from .memory_map import ceil_div, groups, row_beats, table_group_beats, weight_g
 from .params import EngineParams
 from .plan import LayerPlan
 
+
 @dataclass(frozen=True)
 class Tiling:
     """How a layer runs on the engine's buffers: row bands and the loop nest.
@@ -61,7 +62,8 @@ def band_words(plan: LayerPlan, params: EngineParams, band_rows: int) -> int:
 
 def group_buffer_words(plan: LayerPlan, params: EngineParams) -> int:
     """Weight buffer memory words one lane group's weights take (a fill beat per word part)."""
-    return ceil_div(weight_group_beats(plan, params), params.weight_word_bytes * 8 // (params.bus_bits * params.weight_pack))
+    beats_per_word = params.weight_word_bytes * 8 // (params.bus_bits * params.weight_pack)
+    return ceil_div(weight_group_beats(plan, params), beats_per_word)
 
 
 def tiled_bytes(plan: LayerPlan, params: EngineParams, tiling: Tiling) -> dict:
