@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--x-lanes", type=int, default=4, metavar="X", help="output pixels per cycle (power of 2, default 4)")
     p.add_argument("--bus-bits", type=int, default=64, metavar="B", help="DRAM data beat in bits (8..512, default 64)")
     p.add_argument("--glb-kib", type=int, metavar="N",
-                   help="input buffer size in KiB (default: just enough for the largest layer input)")
+                   help="input buffer size in KiB; layers whose input does not fit run in row bands "
+                        "(default: just enough for the largest layer input whole)")
     p.add_argument("--dense-only", action="store_true",
                    help="generate without the pattern ROM: periodic layers run as dense (for area comparisons)")
     p.add_argument("--synth", nargs="?", const="xilinx", choices=tuple(SYNTH_TARGETS),
