@@ -140,6 +140,11 @@ class EngineParams:
         return max(self.weight_pack * self.beat_bytes, self.m_lanes)
 
     @property
+    def weight_beats_per_word(self) -> int:
+        """Fill beats (each spread to one byte per weight) one weight buffer memory word gathers."""
+        return self.weight_word_bytes // (self.weight_pack * self.beat_bytes)
+
+    @property
     def weight_mem_depth(self) -> int:
         return -(-self.weight_depth // (self.weight_word_bytes // self.m_lanes))
 

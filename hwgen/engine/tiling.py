@@ -62,8 +62,7 @@ def band_words(plan: LayerPlan, params: EngineParams, band_rows: int) -> int:
 
 def group_buffer_words(plan: LayerPlan, params: EngineParams) -> int:
     """Weight buffer memory words one lane group's weights take (a fill beat per word part)."""
-    beats_per_word = params.weight_word_bytes * 8 // (params.bus_bits * params.weight_pack)
-    return ceil_div(weight_group_beats(plan, params), beats_per_word)
+    return ceil_div(weight_group_beats(plan, params), params.weight_beats_per_word)
 
 
 def tiled_bytes(plan: LayerPlan, params: EngineParams, tiling: Tiling) -> dict:

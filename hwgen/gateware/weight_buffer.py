@@ -30,7 +30,7 @@ class WeightBuffer(wiring.Component):
         self.p = params
         self.word_bytes, self.depth = params.weight_word_bytes, params.weight_mem_depth
         self.unpacked_bits = params.bus_bits * params.weight_pack  # a fill beat spread to one byte per weight
-        self.beats_per_word = self.word_bytes * 8 // self.unpacked_bits
+        self.beats_per_word = params.weight_beats_per_word
         self.lane_words_per_word = self.word_bytes // params.m_lanes
         super().__init__({
             "fill": In(stream.Signature(params.bus_bits)),
