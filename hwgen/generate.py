@@ -11,6 +11,9 @@ and writes into `out_dir`:
   - `hwgen_engine.core` a FuseSoC CAPI2 core of the three Verilog files;
   - `lint_waivers.vlt` Verilator waivers for the generated engine file only;
   - `model.hwq`       the quantized checkpoint itself, so the folder is all `hwgen simulate` needs;
+  - `arch.yaml`, `mapping.yaml`  the engine and each layer's loop nest in the generic analytical
+                      model's terms (`hwgen analyze model.hwq --arch arch.yaml --mapping mapping.yaml`
+                      predicts the DRAM bytes `hwgen simulate` measures);
   resource counts from Yosys go into the manifest with `synth=`.
 Every file is a pure function of the graph and the parameters: same inputs, same bytes.
 """
@@ -22,10 +25,12 @@ import json
 import string
 from pathlib import Path
 
+import yaml
+
 from . import __version__, checkpoint
 from .errors import HwgenError
 from . import engine
-from .engine import EngineBuild, EngineConfig, EngineParams, descriptor
+from .engine import EngineBuild, EngineConfig, EngineParams, describe, descriptor
 from .analysis.engine import engine_compulsory
 from .gateware.sram import MODULE as SRAM_MODULE
 
@@ -41,6 +46,8 @@ FILES = {
     "core": "hwgen_engine.core",
     "waivers": "lint_waivers.vlt",
     "checkpoint": "model.hwq",
+    "arch": "arch.yaml",
+    "mapping": "mapping.yaml",
 }
 
 
@@ -216,6 +223,8 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
         (out / FILES["core"]).write_text(_core(graph.name.replace(" ", "_").lower() or "engine"), encoding="utf-8")
         (out / FILES["waivers"]).write_text(_waivers(), encoding="utf-8")
         (out / FILES["checkpoint"]).write_bytes(checkpoint.to_bytes(graph))
+        for key, spec in (("arch", describe.arch_spec(b)), ("mapping", describe.mapping_spec(b))):
+            (out / FILES[key]).write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
         if synth:
             from .gateware.synth import synthesize
 

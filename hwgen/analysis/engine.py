@@ -66,8 +66,8 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
         r = evaluate(layer, costs[fmt], arch, energy, mapping.order, mapping.m, mapping.c, mapping.p, mapping.q,
                      rows, cols)
         b = sched.bytes
-        dram = {"weights": b["weights"], "metadata": b["tables"] + b["descriptor"], "inputs": b["inputs"],
-                "outputs": b["outputs"], "psums": 0}
+        dram = {"weights": b["weights"], "metadata": 0, "tables": b["tables"], "descriptor": b["descriptor"],
+                "inputs": b["inputs"], "outputs": b["outputs"], "psums": 0}
         dram["total"] = sum(dram.values())
         glb_bits = 8 * dram["total"] + int(r["array_bits"])
         sram_pj = float(r["e_sram"]) + (glb_bits - int(r["glb_bits"])) * energy.memory(
