@@ -94,7 +94,8 @@ def analyze_layer(layer: Layer, arch: Architecture, energy: EnergyTable, objecti
     dram["total"] = sum(dram.values())
     e = {"dram": float(r["e_dram"]), "sram": float(r["e_sram"]), "mac": float(r["e_mac"])}
     e["total"] = e["dram"] + e["sram"] + e["mac"]
-    return LayerResult(layer, costs, used, mapping, dram, compulsory(layer, costs[smallest(costs)], rows, cols), e,
+    bound = compulsory(layer, costs[smallest(costs)], rows, cols, tables=arch.channel_bytes > 0)
+    return LayerResult(layer, costs, used, mapping, dram, bound, e,
                        int(r["cycles"]), int(r["macs"]), int(r["glb_bits"]), int(r["rf_bits"]))
 
 
@@ -155,7 +156,7 @@ def analyze(graph: Graph, arch: str | Architecture = "generic", energy: str | En
     layers = [l for l in workload(graph, weight_bits, act_bits) if l.op in arch.runs]
     for layer in tqdm(layers, desc=f"analyze {fmt or 'smallest'}", unit="layer", disable=not progress, leave=False):
         results.append(analyze_layer(layer, arch, energy, objective, fmt, fixed.get(layer) if fixed else None,
-                                     fixed.format_cost(layer) if fixed else None))
+                                     fixed.format_cost(layer) if fixed and fmt is None else None))
     if fixed is not None:
         fixed.check_all_used()
     return Analysis(graph.name, arch, energy, objective, fmt, results, totals(results))

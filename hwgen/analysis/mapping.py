@@ -11,8 +11,8 @@ A fixed mapping is a YAML file:
     default: {order: MCPQ, tiles: {M: 16, C: 64, P: 56, Q: 56}}   # optional
     layers:                                                        # optional, by layer name
       conv2: {order: PQMC, tiles: {M: 64}}
-Missing tiles mean the whole dimension; tiles larger than a dimension are clipped to it (the
-evaluator clips M, whose tile counts lane slots when weights move in lane steps).
+Missing tiles mean the whole dimension; tiles larger than a dimension are clipped to it (but with
+residue lanes the M tile counts lane slots, k lane groups x rows, which may exceed M).
 An entry may also fix
     bypass: [outputs]        # outputs go straight to DRAM (then C is not tiled)
     lanes: residue           # lane groups of one residue class mod the format's period
@@ -153,7 +153,8 @@ class FixedMappings:
         order, sizes, bypass, lanes, fmt = entry
         dims = {"M": layer.m, "C": layer.c, "P": layer.p, "Q": layer.q}
         t = {d: min(sizes.get(d, n), n) for d, n in dims.items()}
-        t["M"] = sizes.get("M", layer.m)  # M tiles count lane slots under lane_steps: evaluate clips it
+        if lanes == "residue":  # residue classes may leave lanes empty: the tile counts lane slots, unclipped
+            t["M"] = sizes.get("M", layer.m)
         if bypass and t["C"] < layer.c:
             raise HwgenError(f"{self.label}: layer '{layer.name}': outputs bypass the buffer, so C cannot be tiled")
         return Mapping(order, t["M"], t["C"], t["P"], t["Q"], lanes, fmt[1] if fmt else 1, bypass)
