@@ -32,6 +32,7 @@ from .errors import HwgenError
 from . import engine
 from .engine import EngineBuild, EngineConfig, EngineParams, describe, descriptor
 from .analysis.engine import engine_compulsory
+from .analysis.workload import layer_from_node
 from .gateware.sram import MODULE as SRAM_MODULE
 
 ENGINE_MODULE = "hwgen_engine"
@@ -142,7 +143,7 @@ def _layer_entry(graph, plan: engine.LayerPlan, regs: engine.LayerRegions, table
                    "resident_groups": sched.tiling.resident_groups,
                    "band_inputs": [list(r) for r in sched.tiling.band_inputs]},
         "schedule": {"bytes": sched.bytes, "cycles": sched.cycles, "utilization": round(sched.utilization, 4)},
-        "compulsory_bytes": engine_compulsory(graph, node)["total"],
+        "compulsory_bytes": engine_compulsory(layer_from_node(graph, node))["total"],
     }
 
 

@@ -94,8 +94,10 @@ def csr(mask: np.ndarray, wbits: int, index_bits: int, runs: tuple[np.ndarray, n
 def _kernel_codes(mask: np.ndarray) -> np.ndarray:
     """Each kernel's mask as an integer (bit i = tap i in raster order), shape (M, C)."""
     m, c = mask.shape[:2]
-    taps = mask.reshape(m, c, -1).astype(np.int64)
-    return (taps << np.arange(taps.shape[2], dtype=np.int64)).sum(axis=2)
+    packed = np.packbits(mask.reshape(m, c, -1).astype(bool), axis=2, bitorder="little")
+    wide = np.zeros((m, c, 8), dtype=np.uint8)  # kernels up to 8x8 taps: one little-endian int64 each
+    wide[:, :, :packed.shape[2]] = packed
+    return wide.view("<i8")[:, :, 0]
 
 
 def _popcount(codes: np.ndarray) -> np.ndarray:
