@@ -7,7 +7,9 @@ input whole and once with `--glb-kib 16`. Per conv layer: the band size, the ban
 (resident lane groups or streamed weights), the engine's DRAM bytes, the compulsory bytes (each
 nonzero weight at W bits in its smallest format with its metadata, each input and output once at
 A bits, and the bias/requant table at the contract's 53 bits per output channel: `hwgen.analysis`'s
-lower bound), their ratio, and the schedule's utilization tiled beside untiled.
+lower bound), their ratio, and the schedule's utilization tiled beside untiled. The engine
+compiler's bytes are checked against the generic analytical model's prediction from the
+`arch.yaml` + `mapping.yaml` that `hwgen generate` writes (tensor by tensor, every layer).
 
 With `--simulate N` the 16 KiB engine is also generated and every conv layer simulated in
 Verilator on N images under a hostile DRAM (random latency and stalls on every stream): outputs
@@ -23,8 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from hwgen import engine
+from hwgen import engine, sim_target
 from hwgen.analysis import analyze
+from hwgen.engine import describe
 from models.synthetic import quantized_zoo
 
 
@@ -62,6 +65,17 @@ def main() -> None:
               f"{dram_t / b:>7.3f}{dram_w / b:>8.3f}{s_t.utilization:>7.1%}{s_w.utilization:>8.1%}")
     print(f"{'network':<22}{'':>34}{totals['tiled']:>10}{totals['bound']:>10}"
           f"{totals['tiled'] / totals['bound']:>7.3f}{totals['whole'] / totals['bound']:>8.3f}")
+    for name, build in (("untiled", whole), (f"{args.glb_kib} KiB", tiled)):
+        with tempfile.TemporaryDirectory() as tmp:
+            arch, mapping = Path(tmp) / "arch.yaml", Path(tmp) / "mapping.yaml"
+            describe.write(build, arch, mapping)
+            t0 = time.time()
+            generic = sim_target.generic_prediction(graph, arch, mapping)
+        same = sum(generic[s.name] == s.bytes for s in build.schedules)
+        print(f"{name}: generic model (arch.yaml + mapping.yaml, {time.time() - t0:.1f} s) = engine compiler's bytes, "
+              f"tensor by tensor, on {same} of {len(build.schedules)} layers")
+        if same != len(build.schedules):
+            raise SystemExit("the generic model's prediction differs from the engine compiler's count")
     cyc_t = sum(s.cycles for s in tiled.schedules)
     cyc_w = sum(s.cycles for s in whole.schedules)
     print(f"cycles per image (schedule model): {cyc_t} tiled, {cyc_w} untiled ({cyc_t / cyc_w - 1:+.1%})")

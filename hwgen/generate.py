@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import string
 from pathlib import Path
 
-import yaml
-
-from . import __version__, checkpoint
+from . import __version__, checkpoint, templates
 from .errors import HwgenError
 from . import engine
 from .engine import EngineBuild, EngineConfig, EngineParams, describe, descriptor
@@ -37,7 +34,6 @@ from .gateware.sram import MODULE as SRAM_MODULE
 
 ENGINE_MODULE = "hwgen_engine"
 TOP_MODULE = "hwgen_top"
-TEMPLATES = Path(__file__).resolve().parent.parent / "rtl_templates"
 FILES = {
     "engine": "hwgen_engine.v",
     "top": "hwgen_top.v",
@@ -58,11 +54,6 @@ def engine_verilog(params: EngineParams) -> str:
     from .gateware.engine import Engine
 
     return verilog.convert(Engine(params), name=ENGINE_MODULE, emit_src=False)
-
-
-def _template(name: str, **values) -> str:
-    text = (TEMPLATES / name).read_text(encoding="utf-8")
-    return string.Template(text).substitute(values)
 
 
 def _core(name: str) -> str:
@@ -217,15 +208,14 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / FILES["engine"]).write_text(engine_verilog(params), encoding="utf-8")
-        (out / FILES["top"]).write_text(_template("hwgen_top.v", TOP=TOP_MODULE, ENGINE=ENGINE_MODULE,
+        (out / FILES["top"]).write_text(templates.fill("hwgen_top.v", TOP=TOP_MODULE, ENGINE=ENGINE_MODULE,
                                                   BUS_BITS=params.bus_bits), encoding="utf-8")
-        (out / FILES["sram"]).write_text((TEMPLATES / FILES["sram"]).read_text(encoding="utf-8"), encoding="utf-8")
+        (out / FILES["sram"]).write_text(templates.text(FILES["sram"]), encoding="utf-8")
         (out / FILES["image"]).write_bytes(image.data)
         (out / FILES["core"]).write_text(_core(graph.name.replace(" ", "_").lower() or "engine"), encoding="utf-8")
         (out / FILES["waivers"]).write_text(_waivers(), encoding="utf-8")
         (out / FILES["checkpoint"]).write_bytes(checkpoint.to_bytes(graph))
-        for key, spec in (("arch", describe.arch_spec(b)), ("mapping", describe.mapping_spec(b))):
-            (out / FILES[key]).write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        describe.write(b, out / FILES["arch"], out / FILES["mapping"])
         if synth:
             from .gateware.synth import synthesize
 

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import yaml
-
 from gateware_helpers import conv_graph, pattern_library_graph
-from hwgen import engine
-from hwgen.analysis import analyze
+from hwgen import engine, sim_target
 from hwgen.engine import describe
 from hwgen.errors import HwgenError
 
 
-def generic_prediction(build, tmp_path) -> list[dict]:
+def generic_prediction(build, tmp_path) -> dict[str, dict]:
     arch, mapping = tmp_path / "arch.yaml", tmp_path / "mapping.yaml"
-    arch.write_text(yaml.safe_dump(describe.arch_spec(build), sort_keys=False))
-    mapping.write_text(yaml.safe_dump(describe.mapping_spec(build), sort_keys=False))
-    result = analyze(build.graph, arch=str(arch), mapping=str(mapping))
-    return [describe.region_bytes(r.dram_bytes) for r in result.layers]
+    describe.write(build, arch, mapping)
+    return sim_target.generic_prediction(build.graph, arch, mapping)
 
 
 def random_build(seed: int):
@@ -53,5 +48,6 @@ def test_generic_model_predicts_tiled_bytes(seed, tmp_path):
         assert "needs --glb-kib" in str(e)
         return
     predicted = generic_prediction(build, tmp_path)
-    for sched, pred in zip(build.schedules, predicted):
-        assert pred == sched.bytes, (sched.name, sched.tiling)
+    assert list(predicted) == [s.name for s in build.schedules]
+    for sched in build.schedules:
+        assert predicted[sched.name] == sched.bytes, (sched.name, sched.tiling)

@@ -9,6 +9,10 @@ them in its own way, and `hwgen simulate` compares the bytes measured in RTL wit
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
 from .descriptor import DESCRIPTOR_BYTES
 from .memory_map import TABLE_ENTRY_BYTES
 
@@ -74,3 +78,9 @@ def region_bytes(dram_bytes: dict) -> dict:
     if dram_bytes.get("psums"):
         out["psums"] = int(dram_bytes["psums"])
     return out
+
+
+def write(build, arch_path: Path, mapping_path: Path) -> None:
+    """Write `arch_spec` and `mapping_spec` of `build` as YAML (deterministic)."""
+    Path(arch_path).write_text(yaml.safe_dump(arch_spec(build), sort_keys=False), encoding="utf-8")
+    Path(mapping_path).write_text(yaml.safe_dump(mapping_spec(build), sort_keys=False), encoding="utf-8")
