@@ -197,10 +197,10 @@ def sram_instances(params: EngineParams) -> dict:
 
 
 def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64, glb_kib: int | None = None,
-             dense_only: bool = False, synth: str | None = None) -> dict:
+             weight_kib: int | None = None, dense_only: bool = False, synth: str | None = None) -> dict:
     """Write the engine for `graph` (a quantized hwgen Graph) into `out_dir`; returns the manifest."""
     b = engine.build(graph, EngineConfig(m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
-                                         dense_only=dense_only))
+                                         weight_kib=weight_kib, dense_only=dense_only))
     params = dataclasses.replace(b.params, sram_cells=True)  # the Verilog instantiates the SRAM template
     image = b.image
     manifest = build_manifest(b, params, sram_instances(params))

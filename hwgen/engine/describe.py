@@ -25,7 +25,6 @@ REGION_TENSORS = {"descriptor": ("descriptor",), "weights": ("weights", "metadat
 def arch_spec(build) -> dict:
     """The architecture file of `build`'s engine (generic model keys, see hwgen.analysis.arch)."""
     p = build.params
-    weight_buffer_bytes = p.weight_mem_depth * p.weight_word_bytes * p.weight_bits // 8
     return {
         "name": "hwgen-engine",
         "description": (f"The generated engine ({p.m_lanes}x{p.x_lanes} lanes, {p.bus_bits}-bit bus) in the generic "
@@ -34,7 +33,7 @@ def arch_spec(build) -> dict:
         "dram": {"bytes_per_cycle": p.beat_bytes, "energy": "dram", "beat_bytes": p.beat_bytes,
                  "layer_bytes": DESCRIPTOR_BYTES, "transfers": "rows", "act_fields": [8],
                  "weight_fields": sorted({8 // p.weight_pack, 8})},
-        "glb": {"kib": (p.input_buffer_bytes + weight_buffer_bytes) / 1024, "width_bits": p.bus_bits,
+        "glb": {"kib": (p.input_buffer_bytes + p.weight_buffer_bytes) / 1024, "width_bits": p.bus_bits,
                 "energy": "sram"},
         "pe": {"rf_bytes": 4, "energy": "rf"},
         "mac_array": {"rows": p.m_lanes, "cols": p.x_lanes, "energy": "mac", "weights": "lane_steps",
