@@ -76,12 +76,13 @@ def chosen_format(costs: dict[str, FormatCost | None], fmt: str | None) -> str:
 
 def analyze_layer(layer: Layer, arch: Architecture, energy: EnergyTable, objective: str = "dram",
                   fmt: str | None = None, mapping: Mapping | None = None,
-                  fixed_format: tuple[str, FormatCost] | None = None) -> LayerResult:
+                  fixed_format: tuple[str, FormatCost] | None = None, costs: dict | None = None) -> LayerResult:
     """One layer: its formats, the searched (or given) mapping, counts and energy.
 
     `fixed_format`: (name, cost) of the format a fixed mapping stores the layer's weights in.
+    `costs`: the layer's `storage`, if already computed.
     """
-    costs = storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
+    costs = costs or storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
     if fixed_format is not None:
         used, cost = fixed_format
     else:

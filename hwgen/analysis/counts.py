@@ -96,39 +96,41 @@ class Extents:
     def __init__(self, layer: Layer, axis: int, span: bool = False):
         self.layer, self.axis, self.span = layer, axis, span
         self.size = layer.p if axis == 0 else layer.q
-        k, stride, dil = (layer.r, layer.s)[axis], layer.stride[axis], layer.dilation[axis]
-        # a window's rows are contiguous and overlap the next window's: a tile reads one run of rows
-        self._runs = dil == 1 and stride <= k
-        self._lookup = lru_cache(maxsize=None)(self._compute)
+        # what the counts depend on: equal layers (a sweep's many points) share them
+        self.geometry = ((layer.r, layer.s)[axis], (layer.h, layer.w)[axis], self.size, layer.stride[axis],
+                         layer.padding[axis], layer.dilation[axis], span)
         self._last = (None, None)  # the mapping search asks for the same tiles once per loop order
-
-    def _read(self, start: int, stop: int) -> int:
-        t = self.layer.touched(self.axis, start, stop)
-        return int(t[-1] - t[0] + 1) if self.span and t.size else t.size
-
-    def _compute(self, tile: int) -> tuple[int, int]:
-        if self._runs:
-            lay, a = self.layer, self.axis
-            starts = np.arange(0, self.size, tile)
-            stops = np.minimum(starts + tile, self.size)
-            extent = (lay.h, lay.w)[a]
-            lo = np.maximum(starts * lay.stride[a] - lay.padding[a], 0)
-            hi = np.minimum((stops - 1) * lay.stride[a] - lay.padding[a] + (lay.r, lay.s)[a] - 1, extent - 1)
-            counts = np.maximum(hi - lo + 1, 0)
-            return int(counts.sum()), int(counts.max())
-        counts = [self._read(s, min(s + tile, self.size)) for s in range(0, self.size, tile)]
-        return sum(counts), max(counts)
 
     def __call__(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         key = (tiles.shape, tiles.tobytes())
         if self._last[0] != key:
             uniq, inv = np.unique(tiles, return_inverse=True)
-            table = np.array([self._lookup(int(t)) for t in uniq], dtype=np.int64).reshape(-1, 2)
+            table = np.array([_extent(self.geometry, int(t)) for t in uniq], dtype=np.int64).reshape(-1, 2)
             self._last = (key, (table[inv, 0].reshape(tiles.shape), table[inv, 1].reshape(tiles.shape)))
         return self._last[1]
 
     def total(self) -> int:
         return self.layer.touched(self.axis, 0, self.size).size
+
+
+@lru_cache(maxsize=None)
+def _extent(geometry: tuple, tile: int) -> tuple[int, int]:
+    """(sum, max) over the tiles of `tile` output rows of the input rows each reads (see Extents)."""
+    k, extent, size, stride, pad, dil, span = geometry
+    starts = np.arange(0, size, tile)
+    stops = np.minimum(starts + tile, size)
+    if dil == 1 and stride <= k:  # a window's rows are contiguous and overlap the next's: one run per tile
+        lo = np.maximum(starts * stride - pad, 0)
+        hi = np.minimum((stops - 1) * stride - pad + k - 1, extent - 1)
+        counts = np.maximum(hi - lo + 1, 0)
+    else:
+        counts = []
+        for a, b in zip(starts, stops):
+            pos = (np.arange(a, b)[:, None] * stride - pad + np.arange(k)[None, :] * dil).ravel()
+            t = np.unique(pos[(pos >= 0) & (pos < extent)])
+            counts.append(int(t[-1] - t[0] + 1) if span and t.size else t.size)
+        counts = np.asarray(counts)
+    return int(counts.sum()), int(counts.max())
 
 
 def compute_steps(layer: Layer, cost: FormatCost, arch: Architecture) -> int:
@@ -164,87 +166,106 @@ def evaluate(layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTa
     Returns arrays: DRAM bytes per tensor, the buffer bits the tiles need, buffer and register
     file bits moved, energy per level (pJ), cycles.
     """
-    m, c, p, q = (np.asarray(x, dtype=np.int64) for x in (m, c, p, q))
-    lane_slots, m = m, np.minimum(m, layer.m)
+    return Candidates(layer, cost, arch, table, m, c, p, q, rows, cols, lanes, period, bypass).counts(order)
 
-    def beats(bits):  # bytes of one transfer of `bits`, in whole beats
-        return _ceil_div(_ceil_div(bits, 8), arch.beat_bytes) * arch.beat_bytes
 
-    in_field, out_field = arch.act_field(layer.in_bits), arch.act_field(layer.out_bits)
-    w_field = arch.weight_field(layer.weight_bits)
-    if arch.lane_steps:
-        if cost.kernel_values is None:
-            raise HwgenError(f"layer '{layer.name}': its weight format does not store whole kernels, so it cannot "
-                             f"move in lane steps")
-        steps = lane_group_steps(cost, arch.rows, lanes, period)
-        n_groups, tile_groups = steps.size, _ceil_div(lane_slots, arch.rows)
-        group_bytes = beats(int(steps.max(initial=0)) * arch.rows * w_field)
-        id_bytes = beats(layer.c * arch.rows * arch.id_bits) if cost.kernel_ids else 0
-        m_trips = _ceil_div(n_groups, tile_groups)
-    else:
-        n_groups = _ceil_div(layer.m, arch.rows)
-        m_trips = _ceil_div(layer.m, m)
-    trips = {"M": m_trips, "C": _ceil_div(layer.c, c), "P": _ceil_div(layer.p, p), "Q": _ceil_div(layer.q, q)}
-    row_sum, row_max = rows(p)
-    col_sum, col_max = cols(q)
-    outputs_n = layer.m * layer.p * layer.q
+class Candidates:
+    """Tile-size candidates of one layer: what does not depend on the loop order is computed once,
+    `counts(order)` adds the order's refetches (the mapping search tries every order on them)."""
 
-    w_mult = refetches(order, trips, "weights")
-    if arch.lane_steps:
-        weights, metadata = n_groups * group_bytes * w_mult, n_groups * id_bytes * w_mult
-        # on chip a weight and an id take their own bits, not their DRAM fields
-        weight_tile_bits = np.minimum(tile_groups, n_groups) * (int(steps.max(initial=0)) * layer.weight_bits
-                                                                 + (layer.c * arch.id_bits if cost.kernel_ids else 0)) * arch.rows
-    else:
-        weights = beats(cost.values * w_field) * w_mult
-        metadata = beats(cost.meta_bits) * w_mult
-        weight_tile_bits = _ceil_div(cost.bits * m * c, layer.m * layer.c)
-    if arch.row_transfers:  # whole rows: every column, each row in whole beats, per column tile
-        channel_bits = row_sum * 8 * beats(layer.w * in_field) * trips["Q"]
-        row_bits = layer.w * layer.in_bits
-    else:
-        channel_bits = row_sum * col_sum * in_field
-        row_bits = col_max * layer.in_bits
-    if layer.groups == 1:
-        inputs = _ceil_div(layer.c * channel_bits * refetches(order, trips, "inputs"), 8)
-    else:  # each output-channel tile reads its own groups' inputs: the input tile depends on M too
-        inputs = _ceil_div(trips["M"] * layer.group_span(m) * channel_bits, 8)
-    if arch.row_transfers:
-        out_bytes = layer.m * layer.p * beats(layer.q * out_field)
-    else:
-        out_bytes = _ceil_div(outputs_n * out_field, 8)
-    outputs = np.full_like(weights, out_bytes)
-    visits = refetches(order, trips, "outputs")
-    psums = _ceil_div(2 * (visits - 1) * outputs_n * arch.psum_bits, 8)
-    tables = np.full_like(weights, n_groups * beats(8 * arch.rows * arch.channel_bytes)) * trips["P"] * trips["Q"] \
-        if arch.channel_bytes else np.zeros_like(weights)
-    descriptor = np.full_like(weights, beats(8 * arch.layer_bytes) if arch.layer_bytes else 0)
-    dram = weights + metadata + tables + descriptor + inputs + outputs + psums
+    def __init__(self, layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTable, m, c, p, q,
+                 rows: Extents, cols: Extents, lanes: str = "contiguous", period: int = 1, bypass: tuple[str, ...] = ()):
+        m, c, p, q = (np.asarray(x, dtype=np.int64) for x in (m, c, p, q))
+        lane_slots, m = m, np.minimum(m, layer.m)
+        self.layer, self.arch = layer, arch
 
-    c_tiled = trips["C"] > 1
-    out_need = 0 if "outputs" in bypass else m * p * q * np.where(c_tiled, arch.psum_bits, layer.out_bits)
-    need = weight_tile_bits + c * (layer.group_span(m) // layer.c) * row_max * row_bits + out_need
+        def beats(bits):  # bytes of one transfer of `bits`, in whole beats
+            return _ceil_div(_ceil_div(bits, 8), arch.beat_bytes) * arch.beat_bytes
 
-    # Buffer traffic: fills from and drains to DRAM, array reads, output writes, partial sums.
-    steps = compute_steps(layer, cost, arch)
-    pixel_blocks = _ceil_div(layer.p * layer.q, arch.cols)
-    array_reads = cost.bits * pixel_blocks + (steps // pixel_blocks) * layer.p * layer.q * layer.in_bits
-    glb_psums = 2 * (trips["C"] - 1) * outputs_n * arch.psum_bits
-    array_bits = array_reads + outputs_n * layer.out_bits + glb_psums  # buffer <-> array, not DRAM fills
-    glb_bits = 8 * dram + array_bits
-    executed = cost.values * layer.p * layer.q
-    rf_bits = executed * (layer.weight_bits + layer.in_bits + 2 * arch.psum_bits)
+        in_field, out_field = arch.act_field(layer.in_bits), arch.act_field(layer.out_bits)
+        w_field = arch.weight_field(layer.weight_bits)
+        if arch.lane_steps:
+            if cost.kernel_values is None:
+                raise HwgenError(f"layer '{layer.name}': its weight format does not store whole kernels, so it "
+                                 f"cannot move in lane steps")
+            steps = lane_group_steps(cost, arch.rows, lanes, period)
+            n_groups, tile_groups = steps.size, _ceil_div(lane_slots, arch.rows)
+            group_bytes = beats(int(steps.max(initial=0)) * arch.rows * w_field)
+            id_bytes = beats(layer.c * arch.rows * arch.id_bits) if cost.kernel_ids else 0
+            m_trips = _ceil_div(n_groups, tile_groups)
+            self.weights_once, self.metadata_once = n_groups * group_bytes, n_groups * id_bytes
+            # on chip a weight and an id take their own bits, not their DRAM fields
+            weight_tile_bits = np.minimum(tile_groups, n_groups) * arch.rows * (
+                int(steps.max(initial=0)) * layer.weight_bits + (layer.c * arch.id_bits if cost.kernel_ids else 0))
+        else:
+            n_groups = _ceil_div(layer.m, arch.rows)
+            m_trips = _ceil_div(layer.m, m)
+            self.weights_once, self.metadata_once = beats(cost.values * w_field), beats(cost.meta_bits)
+            weight_tile_bits = _ceil_div(cost.bits * m * c, layer.m * layer.c)
+        trips = {"M": m_trips, "C": _ceil_div(layer.c, c), "P": _ceil_div(layer.p, p), "Q": _ceil_div(layer.q, q)}
+        self.trips = trips
+        row_sum, row_max = rows(p)
+        col_sum, col_max = cols(q)
+        outputs_n = layer.m * layer.p * layer.q
+        if arch.row_transfers:  # whole rows: every column, each row in whole beats, per column tile
+            channel_bits = row_sum * 8 * beats(layer.w * in_field) * trips["Q"]
+            row_bits = layer.w * layer.in_bits
+        else:
+            channel_bits = row_sum * col_sum * in_field
+            row_bits = col_max * layer.in_bits
+        self.input_bits_once = layer.c * channel_bits  # every input tile fetched once
+        if layer.groups > 1:  # each output-channel tile reads its own groups' inputs: the input tile depends on M too
+            self.grouped_inputs = _ceil_div(trips["M"] * layer.group_span(m) * channel_bits, 8)
+        if arch.row_transfers:
+            self.outputs = layer.m * layer.p * beats(layer.q * out_field)
+        else:
+            self.outputs = _ceil_div(outputs_n * out_field, 8)
+        self.psum_bits_per_visit = 2 * outputs_n * arch.psum_bits
+        self.tables = (n_groups * beats(8 * arch.rows * arch.channel_bytes) * trips["P"] * trips["Q"]
+                       if arch.channel_bytes else 0)
+        self.descriptor = beats(8 * arch.layer_bytes) if arch.layer_bytes else 0
 
-    e_dram = 8 * dram * table.memory(arch.dram_energy, arch.name).pj_per_bit()
-    e_sram = (glb_bits * table.memory(arch.glb_energy, arch.name).pj_per_bit(arch.glb_kib)
-              + rf_bits * table.memory(arch.rf_energy, arch.name).pj_per_bit(arch.rf_bytes / 1024))
-    e_mac = executed * table.mac(arch.mac_energy, arch.name).pj(layer.weight_bits, layer.in_bits)
-    cycles = np.maximum(steps, np.ceil(dram / arch.dram_bytes_per_cycle).astype(np.int64))
-    return {
-        "weights": weights, "metadata": metadata, "tables": tables, "descriptor": descriptor, "inputs": inputs, "outputs": outputs, "psums": psums,
-        "dram": dram, "need_bits": need, "glb_bits": glb_bits, "array_bits": array_bits, "rf_bits": rf_bits, "macs": executed,
-        "e_dram": e_dram, "e_sram": e_sram, "e_mac": e_mac, "energy": e_dram + e_sram + e_mac, "cycles": cycles,
-    }
+        c_tiled = trips["C"] > 1
+        out_need = 0 if "outputs" in bypass else m * p * q * np.where(c_tiled, arch.psum_bits, layer.out_bits)
+        self.need_bits = weight_tile_bits + c * (layer.group_span(m) // layer.c) * row_max * row_bits + out_need
+
+        # Buffer traffic: fills from and drains to DRAM, array reads, output writes, partial sums.
+        self.steps = compute_steps(layer, cost, arch)
+        pixel_blocks = _ceil_div(layer.p * layer.q, arch.cols)
+        array_reads = cost.bits * pixel_blocks + (self.steps // pixel_blocks) * layer.p * layer.q * layer.in_bits
+        glb_psums = 2 * (trips["C"] - 1) * outputs_n * arch.psum_bits
+        self.array_bits = array_reads + outputs_n * layer.out_bits + glb_psums  # buffer <-> array, not DRAM fills
+        self.executed = cost.values * layer.p * layer.q
+        self.rf_bits = self.executed * (layer.weight_bits + layer.in_bits + 2 * arch.psum_bits)
+        self.dram_pj = table.memory(arch.dram_energy, arch.name).pj_per_bit()
+        self.glb_pj = table.memory(arch.glb_energy, arch.name).pj_per_bit(arch.glb_kib)
+        self.e_rf = self.rf_bits * table.memory(arch.rf_energy, arch.name).pj_per_bit(arch.rf_bytes / 1024)
+        self.e_mac = self.executed * table.mac(arch.mac_energy, arch.name).pj(layer.weight_bits, layer.in_bits)
+
+    def counts(self, order: str) -> dict:
+        """The counts of every candidate in loop `order` (see `evaluate`)."""
+        trips = self.trips
+        w_mult = refetches(order, trips, "weights")
+        weights, metadata = self.weights_once * w_mult, self.metadata_once * w_mult
+        if self.layer.groups == 1:
+            inputs = _ceil_div(self.input_bits_once * refetches(order, trips, "inputs"), 8)
+        else:
+            inputs = self.grouped_inputs
+        outputs = np.full_like(weights, self.outputs)
+        psums = _ceil_div((refetches(order, trips, "outputs") - 1) * self.psum_bits_per_visit, 8)
+        tables = np.zeros_like(weights) + self.tables
+        descriptor = np.full_like(weights, self.descriptor)
+        dram = weights + metadata + tables + descriptor + inputs + outputs + psums
+        glb_bits = 8 * dram + self.array_bits
+        e_dram = 8 * dram * self.dram_pj
+        e_sram = glb_bits * self.glb_pj + self.e_rf
+        cycles = np.maximum(self.steps, np.ceil(dram / self.arch.dram_bytes_per_cycle).astype(np.int64))
+        return {
+            "weights": weights, "metadata": metadata, "tables": tables, "descriptor": descriptor, "inputs": inputs,
+            "outputs": outputs, "psums": psums, "dram": dram, "need_bits": self.need_bits, "glb_bits": glb_bits,
+            "array_bits": self.array_bits, "rf_bits": self.rf_bits, "macs": self.executed, "e_dram": e_dram,
+            "e_sram": e_sram, "e_mac": self.e_mac, "energy": e_dram + e_sram + self.e_mac, "cycles": cycles,
+        }
 
 
 def compulsory(layer: Layer, smallest: FormatCost, rows: Extents, cols: Extents, tables: bool = False) -> dict:

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import HwgenError
 from . import specfile
 from .arch import Architecture
-from .counts import DIMS, LANES, Extents, Mapping, evaluate
+from .counts import DIMS, LANES, Candidates, Extents, Mapping, evaluate
 from .energy import EnergyTable
 from . import formats
 from .formats import FormatCost
@@ -57,15 +57,16 @@ def search_all(layer: Layer, cost: FormatCost, arch: Architecture, table: Energy
     """The best mapping for each objective, from one evaluation of every candidate."""
     grids = np.meshgrid(*(tile_candidates(n) for n in (layer.m, layer.c, layer.p, layer.q)), indexing="ij")
     m, c, p, q = (g.ravel() for g in grids)
-    first = evaluate(layer, cost, arch, table, ORDERS[0], m, c, p, q, rows, cols)
-    fits = first["need_bits"] <= arch.glb_bits  # buffer needs do not depend on the loop order
+    need = np.broadcast_to(Candidates(layer, cost, arch, table, m, c, p, q, rows, cols).need_bits, m.shape)
+    fits = need <= arch.glb_bits  # buffer needs do not depend on the loop order
     if not fits.any():
         raise HwgenError(f"layer '{layer.name}': even the smallest tiles need "
-                         f"{int(first['need_bits'].min()) / 8192:.2f} KiB, more than the {arch.glb_kib:g} KiB global buffer")
+                         f"{int(need.min()) / 8192:.2f} KiB, more than the {arch.glb_kib:g} KiB global buffer")
     m, c, p, q = m[fits], c[fits], p[fits], q[fits]
     best = {}
+    candidates = Candidates(layer, cost, arch, table, m, c, p, q, rows, cols)
     for order in ORDERS:
-        r = evaluate(layer, cost, arch, table, order, m, c, p, q, rows, cols)
+        r = candidates.counts(order)
         for primary, secondary in (("dram", "energy"), ("energy", "dram")):
             keys = np.broadcast_to(r[primary], m.shape), np.broadcast_to(r[secondary], m.shape)
             i = int(np.lexsort((keys[1], keys[0]))[0])

@@ -22,7 +22,7 @@ from .spec import GENERIC_ONLY, Point, Stages, digest
 # point of the same input the worker runs.
 _GRAPHS: dict = {}
 _ARCHS: dict = {}
-_LAYERS: dict = {}  # (layer signature, arch, energy, objective, format) -> LayerResult
+_LAYERS: dict = {}  # (layer signature, arch, energy, objective, format) -> LayerResult; ("storage", signature) -> costs
 _MAPPINGS: dict = {}  # the same, DRAM bandwidth left out -> the searched Mapping
 
 
@@ -129,13 +129,16 @@ def _searched(path: str, graph, arch, energy_name: str, objective: str, fmt: str
         key = (sig, arch, energy_name, objective, fmt)
         r = _LAYERS.get(key)
         if r is None:
+            if ("storage", sig) not in _LAYERS:
+                _LAYERS[("storage", sig)] = storage(layer.mask, layer.weight_bits, layer.kind, layer.period,
+                                                    layer.patterns)
+            costs = _LAYERS[("storage", sig)]
             skey = (sig, search_arch, energy_name, fmt)
             if skey not in _MAPPINGS:  # one evaluation of the candidates serves both objectives
-                costs = storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
-                used = chosen_format(costs, fmt)
-                _MAPPINGS[skey] = search_all(layer, costs[used], search_arch, energy, Extents(layer, 0),
-                                             Extents(layer, 1))
-            r = _LAYERS[key] = analyze_layer(layer, arch, energy, objective, fmt, _MAPPINGS[skey][objective])
+                _MAPPINGS[skey] = search_all(layer, costs[chosen_format(costs, fmt)], search_arch, energy,
+                                             Extents(layer, 0), Extents(layer, 1))
+            r = _LAYERS[key] = analyze_layer(layer, arch, energy, objective, fmt, _MAPPINGS[skey][objective],
+                                             costs=costs)
         results.append(dataclasses.replace(r, layer=layer))
     return Analysis(graph.name, arch, energy, objective, fmt, results, totals(results))
 
