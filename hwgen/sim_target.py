@@ -97,7 +97,7 @@ def load_generated(gen_dir, checkpoint_path=None) -> EngineTarget:
         manifest = json.loads(manifest_path.read_text())
         files, params_j, layers_j = manifest["files"], manifest["params"], manifest["layers"]
         top = manifest["modules"]["top"]
-        params = {k: int(params_j[k]) for k in ("m_lanes", "x_lanes", "bus_bits")}
+        params = {k: int(params_j[k]) for k in ("m_lanes", "x_lanes", "bus_bits", "act_bits")}
         sources = {files[k]: (gen_dir / files[k]).read_text() for k in ("sram", "engine", "top")}
         layers = [EngineLayer(lay["name"], int(lay["descriptor_addr"]), int(lay["input"]["addr"]),
                               int(lay["output"]["addr"]), {k: int(v) for k, v in lay["schedule"]["bytes"].items()},
