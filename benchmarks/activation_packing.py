@@ -8,7 +8,8 @@ byte (`EngineParams.act_pack`): it unpacks input rows on read and packs output r
 Per precision: the input and output bytes measured in simulation beside the compiler's
 prediction (`tiling.tiled_bytes`) and the compulsory bytes (each element once at A bits), the
 layer's total DRAM bytes against its compulsory bytes, then the A4 / A8 ratio of the measured
-activation bytes. Exit 1 on any mismatching output element or any measured count that differs
+activation bytes and, for comparison, the A4 layer's DRAM bytes with one byte per activation (the
+engine before packing, by the schedule model). Exit 1 on any mismatching output element or any measured count that differs
 from the prediction.
 
     .venv/bin/python benchmarks/activation_packing.py [--size 16] [--scheme PS4_P4] [--images 1] [--timing hostile]
@@ -17,13 +18,15 @@ from the prediction.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from hwgen import sim_target, simulate
+from hwgen import engine, sim_target, simulate
 from hwgen.analysis.engine import engine_compulsory
+from hwgen.engine import schedule
 from models.synthetic import quantized_graph
 
 
@@ -42,7 +45,10 @@ def measure(act_bits: int, args, work: Path) -> dict:
                                   workdir=work / f"a{act_bits}" / "sim", cache_dir=work / "cache")
     (lay,) = report.layers
     bound = engine_compulsory(graph, graph.node(lay.name))
-    return {"report": report, "layer": lay, "bound": bound}
+    # the same layer with one byte per activation (the engine before packing), by the schedule model
+    built = engine.build(graph, engine.EngineConfig())
+    bytewise = schedule.layer_schedule(built.plans[0], dataclasses.replace(built.params, act_bits=8))
+    return {"report": report, "layer": lay, "bound": bound, "bytewise": sum(bytewise.bytes.values())}
 
 
 def main() -> int:
@@ -59,7 +65,7 @@ def main() -> int:
           f"{args.images} image(s), {args.timing} DRAM")
     print(f"{'A':>2}{'in meas':>10}{'in pred':>10}{'in comp':>10}{'out meas':>10}{'out pred':>10}{'out comp':>10}"
           f"{'DRAM meas':>11}{'DRAM pred':>11}{'DRAM comp':>11}{'ratio':>7}{'mismatch':>10}{'cycles':>9}{'wall s':>8}")
-    ok, act = True, {}
+    ok, act, bytewise = True, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for bits in (8, 4):
             t0 = time.time()
@@ -67,6 +73,7 @@ def main() -> int:
             lay, bound = r["layer"], r["bound"]
             meas, pred = lay.tensor_bytes_measured, lay.tensor_bytes_predicted
             act[bits] = meas.get("inputs", 0) + meas.get("outputs", 0)
+            bytewise[bits] = (r["bytewise"], r["bytewise"] / lay.dram_bytes_compulsory)
             good = r["report"].error is None and lay.passed and lay.bytes_match
             ok &= bool(good)
             print(f"{bits:>2}{meas.get('inputs', 0):>10,}{pred['inputs']:>10,}{bound['inputs']:>10,}"
@@ -76,6 +83,8 @@ def main() -> int:
                   f"{time.time() - t0:>8.0f}" + ("" if good else f"  FAILED: {r['report'].error or lay.notes}"))
     print(f"activation bytes (inputs + outputs) measured: A4 / A8 = {act[4]:,} / {act[8]:,} = {act[4] / act[8]:.3f} "
           "(packing two per byte: 0.5)")
+    print(f"A4 at one byte per activation (the engine before packing; schedule model): DRAM {bytewise[4][0]:,} B, "
+          f"{bytewise[4][1]:.3f} x compulsory")
     if not ok:
         print("FAILED: a mismatch, or measured bytes differ from the prediction", file=sys.stderr)
     return 0 if ok else 1
