@@ -48,6 +48,7 @@ class EngineParams:
     max_out_width: int = 32  # widest output row of any layer
     max_channels: int = 64  # most input channels of any layer
     input_words: int = 2048  # input buffer depth in words (each word holds one or more rows, see row_slots)
+    weight_words: int = 0  # weight buffer depth in memory words; 0: one lane group of the widest layer
     patterns: tuple[int, ...] = field(default=())  # pattern ROM: 9-bit raster masks (bit 4 = centre)
     sparse: bool = True  # False: a dense-only engine, without the pattern ROM and per-lane muxes
     library: bool = False  # some layer is a pattern library: build the kernel-id buffer
@@ -66,6 +67,8 @@ class EngineParams:
         intmath.check_bits(self.act_bits, "activation bits")
         if not isinstance(self.acc_bits, int) or not 8 <= self.acc_bits <= 48:
             raise HwgenError(f"accumulator width must be from 8 to 48 bits, got {self.acc_bits!r}")
+        if not isinstance(self.weight_words, int) or self.weight_words < 0:
+            raise HwgenError(f"weight words must be a non-negative integer, got {self.weight_words!r}")
         for name in ("max_width", "max_out_width", "max_channels", "input_words"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -169,7 +172,13 @@ class EngineParams:
 
     @property
     def weight_mem_depth(self) -> int:
-        return -(-self.weight_depth // (self.weight_word_bytes // self.m_lanes))
+        """Weight buffer memory words: `weight_words`, and at least one lane group of the widest layer."""
+        return max(-(-self.weight_depth // (self.weight_word_bytes // self.m_lanes)), self.weight_words)
+
+    @property
+    def weight_buffer_bytes(self) -> int:
+        """The weight buffer's capacity in bytes of SRAM (W bits per weight)."""
+        return self.weight_mem_depth * self.weight_word_bytes * self.weight_bits // 8
 
     @property
     def id_mem_depth(self) -> int:
