@@ -1,9 +1,10 @@
 """Sub-byte activations in DRAM: the same 64->64 3x3 layer at A8 and A4, activation bytes measured in RTL.
 
 A 64 -> 64 3x3 convolution with ReLU (`--scheme` on its weights, W8, seeded random weights
-quantized on synthetic images: `models.synthetic.quantized_graph`) at A = 8 and at A = 4, each
-generated (`hwgen generate`, 4x4 MACs, 64-bit bus) and simulated as Verilog in cocotb/Verilator
-on `--images` inputs under `--timing` DRAM. At A = 4 the engine keeps two activations per DRAM
+quantized on synthetic images: `models.synthetic.quantized_graph`; it follows a dense 64 -> 64
+conv + ReLU, so its input is unsigned as in a network) at A = 8 and at A = 4, each generated
+(`hwgen generate`, 4x4 MACs, 64-bit bus) and simulated as Verilog in cocotb/Verilator on
+`--images` inputs under `--timing` DRAM (the layer alone: the host computes the first conv). At A = 4 the engine keeps two activations per DRAM
 byte (`EngineParams.act_pack`): it unpacks input rows on read and packs output rows on write.
 Per precision: the input and output bytes measured in simulation beside the compiler's
 prediction (`tiling.tiled_bytes`) and the compulsory bytes (each element once at A bits), the
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from hwgen import engine, sim_target, simulate
 from hwgen.analysis.engine import engine_compulsory
+from hwgen.analysis.workload import layer_from_node
 from hwgen.engine import schedule
 from models.synthetic import quantized_graph
 
@@ -33,7 +35,10 @@ from models.synthetic import quantized_graph
 def layer_graph(size: int, scheme: str | None, act_bits: int):
     import torch
 
-    model = torch.nn.Sequential(torch.nn.Conv2d(64, 64, 3, padding=1), torch.nn.ReLU())
+    # the scheme applies to every 3x3 conv but the first: the measured layer is the second, whose
+    # input comes after a ReLU as in any network
+    model = torch.nn.Sequential(torch.nn.Conv2d(64, 64, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(64, 64, 3, padding=1), torch.nn.ReLU())
     return quantized_graph(model, (64, size, size), scheme=scheme, act_bits=act_bits, seed=7)
 
 
@@ -41,13 +46,14 @@ def measure(act_bits: int, args, work: Path) -> dict:
     graph = layer_graph(args.size, args.scheme, act_bits)
     target = sim_target.from_graph(graph, work / f"a{act_bits}" / "gen")
     inputs, _ = simulate.sample_inputs(graph, args.images, args.seed)
-    report = simulate.run_network(target, inputs, None, seed=args.seed, timing=args.timing,
+    measured = engine.engine_layers(graph)[-1].name
+    report = simulate.run_network(target, inputs, None, seed=args.seed, timing=args.timing, layers=[measured],
                                   workdir=work / f"a{act_bits}" / "sim", cache_dir=work / "cache")
     (lay,) = report.layers
-    bound = engine_compulsory(graph, graph.node(lay.name))
+    bound = engine_compulsory(layer_from_node(graph, graph.node(lay.name)))
     # the same layer with one byte per activation (the engine before packing), by the schedule model
     built = engine.build(graph, engine.EngineConfig())
-    bytewise = schedule.layer_schedule(built.plans[0], dataclasses.replace(built.params, act_bits=8))
+    bytewise = schedule.layer_schedule(built.plans[-1], dataclasses.replace(built.params, act_bits=8))
     return {"report": report, "layer": lay, "bound": bound, "bytewise": sum(bytewise.bytes.values())}
 
 
