@@ -173,8 +173,12 @@ def build_manifest(b: EngineBuild, params: EngineParams, srams: dict) -> dict:
             "image_bytes": len(image.data),
             "region_align": engine.REGION_ALIGN,
             "little_endian": True,
-            "activation_layout": "C,H,W; one byte per element (low A bits, two's complement if signed); "
+            "activation_layout": "C,H,W; elements_per_byte fields of field_bits bits per byte, element i of a "
+                                 "row at bits (i % elements_per_byte) * field_bits of the row's byte "
+                                 "i // elements_per_byte (low A bits of the field, two's complement if signed); "
                                  "each row zero-padded to whole beats",
+            "activation_field_bits": params.act_field_bits,
+            "activation_elements_per_byte": params.act_pack,
         },
         "layers": [_layer_entry(graph, p, r, base, params, sched)
                    for p, r, base, sched in zip(plans, image.layers, image.table_bases, b.schedules)],
@@ -187,9 +191,10 @@ def sram_instances(params: EngineParams) -> dict:
     word_bytes, depth = params.weight_word_bytes, params.weight_mem_depth
     row_bits = params.row_elems * params.act_bits
     srams = {
-        "input_buffer": {"width": row_bits, "depth": params.input_words, "granularity": params.beat_bytes * params.act_bits},
+        "input_buffer": {"width": row_bits, "depth": params.input_words, "granularity": params.beat_elems * params.act_bits},
         "weight_buffer": {"width": word_bytes * 8, "depth": depth, "granularity": word_bytes * 8},
-        "output_rows": {"width": params.bus_bits, "depth": 2 * params.m_lanes * params.out_row_beats_max, "granularity": 8},
+        "output_rows": {"width": params.bus_bits, "depth": 2 * params.m_lanes * params.out_row_beats_max,
+                        "granularity": params.act_field_bits},
     }
     if params.library:
         srams["kernel_ids"] = {"width": word_bytes * 8, "depth": params.id_mem_depth, "granularity": word_bytes * 8}

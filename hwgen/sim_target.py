@@ -111,7 +111,7 @@ def load_generated(gen_dir, checkpoint_path=None) -> EngineTarget:
             if not (gen_dir / files[key]).is_file():
                 raise FileNotFoundError(2, "missing", files[key])
         top = manifest["modules"]["top"]
-        params = {k: int(params_j[k]) for k in ("m_lanes", "x_lanes", "bus_bits")}
+        params = {k: int(params_j[k]) for k in ("m_lanes", "x_lanes", "bus_bits", "act_bits")}
         sources = {files[k]: (gen_dir / files[k]).read_text() for k in ("sram", "engine", "top")}
         layers = [EngineLayer(lay["name"], int(lay["descriptor_addr"]), int(lay["input"]["addr"]),
                               int(lay["output"]["addr"]), {k: int(v) for k, v in lay["schedule"]["bytes"].items()},

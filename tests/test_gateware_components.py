@@ -16,6 +16,7 @@ from hwgen.engine.params import MAX_BURST, EngineParams
 from hwgen.gateware.pattern_rom import PatternRom
 from hwgen.gateware.requant import Requant
 from hwgen.gateware.weight_buffer import WeightBuffer
+from hwgen.gateware.writeback import Writeback
 
 
 def simulate(dut, bench, clocked: bool = True):
@@ -136,18 +137,24 @@ def window_model(x, oy, xg, c, stride, x_lanes, kernel1x1):
     return win
 
 
-@pytest.mark.parametrize("stride, kernel1x1, bus_bits, max_width, band", [
-    (1, False, 64, 16, None), (2, False, 32, 16, None), (2, True, 64, 16, None),
-    (1, False, 64, 32, (2, 5)),  # two rows per word, a middle band (halo above and below)
-    (2, False, 32, 64, (0, 2)),  # four rows per word, the top band (no row above the tensor)
-    (1, True, 64, 32, (4, 7)),  # the bottom band of a 1x1 layer
+@pytest.mark.parametrize("stride, kernel1x1, bus_bits, max_width, band, act_bits", [
+    (1, False, 64, 16, None, 6), (2, False, 32, 16, None, 6), (2, True, 64, 16, None, 6),
+    (1, False, 64, 32, (2, 5), 6),  # two rows per word, a middle band (halo above and below)
+    (2, False, 32, 64, (0, 2), 6),  # four rows per word, the top band (no row above the tensor)
+    (1, True, 64, 32, (4, 7), 6),  # the bottom band of a 1x1 layer
+    # packed beats (several activations per byte): A = 3 and 4 two per byte, A = 2 four
+    (1, False, 64, 32, (2, 5), 4),  # 16 per beat: a row in one beat, two rows per word
+    (2, False, 32, 16, None, 4),  # 8 per beat: a row over two beats
+    (1, True, 32, 64, (4, 7), 3),  # 8 per beat, four rows per word
+    (2, False, 32, 64, (0, 2), 2),  # 16 per beat, four rows per word
 ])
-def test_input_buffer_windows(stride, kernel1x1, bus_bits, max_width, band):
+def test_input_buffer_windows(stride, kernel1x1, bus_bits, max_width, band, act_bits):
     """Rows of one band loaded into their slots, channel by channel; every window of the band."""
-    rng = np.random.default_rng(stride + 2 * kernel1x1 + max_width)
+    rng = np.random.default_rng(stride + 2 * kernel1x1 + max_width + act_bits)
     c, h, w = 3, 7, 11
-    params = EngineParams(x_lanes=4, bus_bits=bus_bits, act_bits=6, max_width=max_width, input_words=c * (h + 1)).validate()
-    x = rng.integers(0, 64, size=(c, h, w))
+    params = EngineParams(x_lanes=4, bus_bits=bus_bits, act_bits=act_bits, max_width=max_width,
+                          input_words=c * (h + 1)).validate()
+    x = rng.integers(0, 1 << act_bits, size=(c, h, w))
     rb = engine.row_beats(w, params)
     bb = params.beat_bytes
     k = 1 if kernel1x1 else 3
@@ -228,5 +235,99 @@ def test_weight_buffer_words(m_lanes, bus_bits):
             ctx.set(dut.addr, addr)
             await ctx.tick()
             assert ctx.get(dut.data) == words[addr], addr
+
+    simulate(dut, bench)
+
+
+def packed_row(values, act_bits: int, beat_bytes: int) -> bytes:
+    """The DRAM bytes of one activation row, bit by bit: fields of 8, 4 or 2 bits, element i at bits
+    (i % per_byte) * field of byte i // per_byte, zero-padded to whole beats."""
+    field = 8 if act_bits > 4 else 4 if act_bits > 2 else 2
+    per_byte = 8 // field
+    out = bytearray(-(-len(values) // (per_byte * beat_bytes)) * beat_bytes)
+    for i, v in enumerate(values):
+        out[i // per_byte] |= (int(v) & ((1 << field) - 1)) << (i % per_byte * field)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("act_bits, signed", [(8, False), (5, True), (4, False), (3, True), (2, False), (2, True)])
+@pytest.mark.parametrize("bus_bits", [16, 64])
+def test_activation_layout_round_trip(act_bits, signed, bus_bits):
+    """pack_activations writes the documented fields; unpack_activations gives the tensor back."""
+    params = EngineParams(x_lanes=1, bus_bits=bus_bits, act_bits=act_bits).validate()
+    lo, hi = intmath.qrange(act_bits, signed)
+    x = np.random.default_rng(act_bits + bus_bits).integers(lo, hi + 1, size=(3, 4, 21))
+    raw = engine.pack_activations(x, params)
+    want = b"".join(packed_row(row, act_bits, params.beat_bytes) for plane in x for row in plane)
+    assert raw == want and len(raw) == engine.activation_bytes(x.shape, params)
+    assert params.act_pack == 8 // (8 if act_bits > 4 else 4 if act_bits > 2 else 2)
+    np.testing.assert_array_equal(engine.unpack_activations(raw, x.shape, signed, params), x)
+
+
+@pytest.mark.parametrize("m_lanes, x_lanes, bus_bits, act_bits, out_width", [
+    (2, 2, 16, 8, 5),  # bytes
+    (4, 2, 32, 4, 13),  # two per byte, the last group short of lanes
+    (2, 4, 32, 3, 9),  # A = 3 in 4-bit fields, signed outputs
+    (2, 2, 32, 2, 19),  # four per byte, a row over two beats
+])
+def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_width):
+    """Accumulators in, requantized rows out in the DRAM activation layout, under random back-pressure."""
+    params = EngineParams(m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, act_bits=act_bits, acc_bits=20,
+                          max_out_width=out_width).validate()
+    rng = random.Random(act_bits * 100 + out_width)
+    signed = act_bits == 3
+    lo, hi = intmath.qrange(act_bits, signed)
+    lanes_valid, rows = m_lanes - (m_lanes > 2), 3
+    xg = -(-out_width // x_lanes)
+    mults = [rng.randrange(1 << 14, 1 << 15) for _ in range(m_lanes)]
+    shifts = [rng.randint(12, 16) for _ in range(m_lanes)]
+    accs = [[[rng.randrange(-(1 << 19), 1 << 19) for _ in range(m_lanes * x_lanes)] for _ in range(xg)]
+            for _ in range(rows)]
+    row_beats = engine.row_beats(out_width, params)
+    bb = params.beat_bytes
+    row_bytes = row_beats * bb
+    plane_bytes = rows * row_bytes
+    want = {}
+    for oy in range(rows):
+        for lane in range(lanes_valid):
+            ys = [int(intmath.requantize(accs[oy][g][lane * x_lanes + j], mults[lane], shifts[lane], lo, hi))
+                  for g in range(xg) for j in range(x_lanes)][:out_width]
+            want[lane * plane_bytes + oy * row_bytes] = packed_row(ys, act_bits, bb)
+    dut = Writeback(params)
+    acc_mask = (1 << params.acc_bits) - 1
+
+    async def bench(ctx):
+        for sig, v in ((dut.lo, lo), (dut.hi, hi), (dut.out_width, out_width), (dut.out_height, rows),
+                       (dut.x_groups, xg), (dut.row_beats, row_beats), (dut.row_bytes, row_bytes),
+                       (dut.plane_bytes, plane_bytes), (dut.lanes_valid, lanes_valid), (dut.group_addr, 0)):
+            ctx.set(sig, v)
+        for lane in range(m_lanes):
+            ctx.set(dut.multiplier[lane], mults[lane])
+            ctx.set(dut.shift[lane], shifts[lane])
+        ctx.set(dut.run, 1)
+        await ctx.tick()
+        ctx.set(dut.run, 0)
+        results = [sum((a & acc_mask) << (i * params.acc_bits) for i, a in enumerate(p)) for row in accs for p in row]
+        got, requests = {}, []
+        for _ in range(5000):
+            ctx.set(dut.result.valid, bool(results) and rng.random() < 0.7)
+            if results:
+                ctx.set(dut.result.payload.as_value(), results[0])
+            req_ready, wr_ready = rng.random() < 0.6, rng.random() < 0.6
+            ctx.set(dut.req.ready, req_ready)
+            ctx.set(dut.wr.ready, wr_ready)
+            if results and ctx.get(dut.result.valid) and ctx.get(dut.result.ready):
+                results.pop(0)
+            if req_ready and ctx.get(dut.req.valid):
+                assert ctx.get(dut.req.payload.write) and ctx.get(dut.req.payload.len) == row_beats
+                requests.append([ctx.get(dut.req.payload.addr), b""])
+            if wr_ready and ctx.get(dut.wr.valid):
+                requests[-1][1] += ctx.get(dut.wr.payload).to_bytes(bb, "little")
+            if ctx.get(dut.done):
+                break
+            await ctx.tick()
+        assert ctx.get(dut.done) and not results
+        got = {addr: blob for addr, blob in requests}
+        assert got == want
 
     simulate(dut, bench)

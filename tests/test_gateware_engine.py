@@ -123,6 +123,11 @@ TILED = {
                                   dict(bus_bits=32, max_width=24, input_words=5), None),
     "pointwise_stride2": (dict(cin=7, cout=9, h=9, w=6, kernel=1, stride=2), dict(input_words=7 * 2), None),
     "psd4p8_residue": (dict(cin=9, cout=16, h=7, w=5, scheme="PSD4_P8"), dict(m_lanes=4, input_words=9 * 4), None),
+    # packed activations: A = 4, two per byte (a row of 30 in two beats); A = 2, four per byte,
+    # two rows per word, stride 2
+    "ps4p4_a4": (dict(cin=6, cout=16, h=9, w=30, scheme="PS4_P4", act_bits=4), dict(input_words=6 * 4), None),
+    "psd4p8_a2_stride2": (dict(cin=4, cout=8, h=11, w=6, scheme="PSD4_P8", stride=2, act_bits=2),
+                          dict(bus_bits=32, max_width=24, input_words=8), None),
 }
 
 
@@ -147,7 +152,8 @@ def test_tiled_layer_matches_reference_and_schedule(name):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_random_band_sizes(seed):
-    """Random layers on random input buffer sizes, from the smallest band that fits to the whole input."""
+    """Random layers on random input buffer sizes, from the smallest band that fits to the whole input;
+    activations of 2, 4 or 8 bits (packed 4, 2 or 1 per DRAM byte)."""
     random_tiled_case(seed)
 
 
@@ -157,7 +163,7 @@ def random_tiled_case(seed):
     graph = conv_graph(seed, cin=int(rng.integers(1, 9)), cout=int(rng.integers(1, 12)), h=int(rng.integers(3, 13)),
                        w=int(rng.integers(1, 17)), kernel=kernel, stride=int(rng.integers(1, 3)),
                        scheme=None if kernel == 1 else rng.choice([None, "PS4_P4", "PSD4_P8"]),
-                       weight_bits=int(rng.integers(2, 9)), act_bits=int(rng.integers(2, 9)))
+                       weight_bits=int(rng.integers(2, 9)), act_bits=int(rng.choice([2, 4, 8])))
     m_lanes = int(rng.choice([1, 2, 4, 8]))
     bus_bits = int(rng.choice([16, 32, 64]))
     plan = engine.plan_node(graph, graph.node("conv"), m_lanes=m_lanes)

@@ -1,4 +1,5 @@
-"""Row-band tiling in the generated Verilog: a layer on a 1 KiB input buffer, and ResNet-18 CIFAR on 16 KiB.
+"""Row-band tiling in the generated Verilog: a layer on a 1 KiB input buffer (at A = 8 and, packed two
+activations per DRAM byte, at A = 4), and ResNet-18 CIFAR on 16 KiB.
 
 The single layer runs in cocotb/Verilator bit-exact against hwgen.reference under hostile DRAM
 timing, with DRAM bytes equal to the compiler's prediction for its loop nest (halo rows and
@@ -38,6 +39,28 @@ def test_manifest_gives_the_bands(tiled):
 @pytest.mark.parametrize("timing", ["ideal", "hostile"])
 def test_tiled_layer_is_bit_exact_with_predicted_bytes_and_cycles(tiled, tmp_path, cache, timing):
     check_single_layer(tiled, tmp_path, cache, timing, 5, CYCLE_TOLERANCE)
+
+
+@pytest.fixture(scope="module")
+def tiled_a4(tmp_path_factory):
+    graph = conv_graph(43, cin=8, cout=12, h=12, w=20, scheme="PS4_P4", act_bits=4)
+    return sim_target.from_graph(graph, tmp_path_factory.mktemp("tiled-a4-engine"), m_lanes=4, x_lanes=2, bus_bits=32,
+                                 glb_kib=1)
+
+
+def test_manifest_gives_the_packed_activation_layout(tiled_a4):
+    manifest = json.loads((tiled_a4.image_path.parent / "manifest.json").read_text())
+    assert manifest["dram"]["activation_field_bits"] == 4 and manifest["dram"]["activation_elements_per_byte"] == 2
+    layer = manifest["layers"][0]
+    # a row of 20 4-bit activations is 10 bytes, padded to 3 beats of 4 bytes (bytes per element: 6 beats)
+    assert layer["input"]["row_beats"] == 3 and layer["input"]["bytes"] == 8 * 12 * 3 * 4
+    assert layer["tiling"]["bands"] > 1
+
+
+@pytest.mark.parametrize("timing", ["ideal", "hostile"])
+def test_tiled_packed_layer_is_bit_exact_with_predicted_bytes(tiled_a4, tmp_path, cache, timing):
+    """A = 4, two activations per DRAM byte, in row bands: read unpacked, written packed."""
+    check_single_layer(tiled_a4, tmp_path, cache, timing, 6, CYCLE_TOLERANCE)
 
 
 @pytest.mark.slow

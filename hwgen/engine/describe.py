@@ -31,7 +31,7 @@ def arch_spec(build) -> dict:
                         "model's terms, written by hwgen generate"),
         "runs": ["conv2d"],
         "dram": {"bytes_per_cycle": p.beat_bytes, "energy": "dram", "beat_bytes": p.beat_bytes,
-                 "layer_bytes": DESCRIPTOR_BYTES, "transfers": "rows", "act_fields": [8],
+                 "layer_bytes": DESCRIPTOR_BYTES, "transfers": "rows", "act_fields": [p.act_field_bits],
                  "weight_fields": sorted({8 // p.weight_pack, 8})},
         "glb": {"kib": (p.input_buffer_bytes + p.weight_buffer_bytes) / 1024, "width_bits": p.bus_bits,
                 "energy": "sram"},

@@ -14,6 +14,11 @@ from .plan import LayerPlan, rom_tables
 from .tiling import band_words, layer_tiling
 
 
+def _range_bits(lo: int, hi: int) -> int:
+    """The fewest bits whose range (two's complement when lo < 0) holds every value of [lo, hi]."""
+    return next(b for b in range(1, 64) if intmath.qrange(b, lo < 0)[0] <= lo and hi <= intmath.qrange(b, lo < 0)[1])
+
+
 def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64,
                glb_kib: int | None = None, weight_kib: int | None = None, sparse: bool | None = None) -> EngineParams:
     """The smallest engine of the given lanes and bus that runs every layer of `plans`.
@@ -26,7 +31,8 @@ def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bu
     if not plans:
         raise HwgenError("no conv layers to generate an engine for")
     weight_bits = {p.weight_bits for p in plans}
-    act_bits = max(p.act_bits for p in plans)
+    # outputs travel in the engine's activation fields too (packed at A <= 4): A holds every clamp range
+    act_bits = max(max(p.act_bits, _range_bits(p.lo, p.hi)) for p in plans)
     if len(weight_bits) != 1:
         raise HwgenError(f"layers mix weight widths {sorted(weight_bits)}; the engine has one weight width")
     acc = max(intmath.accumulator_bits(p.weight_bits, p.act_bits, p.in_signed, p.max_taps_per_output(),

@@ -90,17 +90,40 @@ class EngineParams:
         return self.bus_bits // 8
 
     @property
+    def act_pack(self) -> int:
+        """Activations per DRAM byte: 4 at A = 2, 2 at A = 3..4 (a 4-bit field), else 1 (one byte each).
+
+        Fields of 2, 4 or 8 bits never straddle a byte or a beat, so the input buffer's fill and
+        the write-back's row buffer unpack and pack them with fixed wiring.
+        """
+        return 4 if self.act_bits <= 2 else 2 if self.act_bits <= 4 else 1
+
+    @property
+    def act_field_bits(self) -> int:
+        """Bits of one activation's field in DRAM (the low A bits hold its value)."""
+        return 8 // self.act_pack
+
+    @property
+    def beat_elems(self) -> int:
+        """Activations one DRAM beat carries."""
+        return self.beat_bytes * self.act_pack
+
+    def row_beats(self, width: int) -> int:
+        """Beats of one activation row of `width` elements in DRAM (rows start on a beat)."""
+        return -(-width // self.beat_elems)
+
+    @property
     def win_cols(self) -> int:
         """Input columns a window spans: x_lanes outputs at stride up to 2, plus the 3x3 border."""
         return 2 * (self.x_lanes - 1) + 3
 
     @property
     def row_beats_max(self) -> int:
-        return -(-self.max_width // self.beat_bytes)
+        return self.row_beats(self.max_width)
 
     @property
     def out_row_beats_max(self) -> int:
-        return -(-self.max_out_width // self.beat_bytes)
+        return self.row_beats(self.max_out_width)
 
     @property
     def word_beats(self) -> int:
@@ -111,11 +134,11 @@ class EngineParams:
     @property
     def row_elems(self) -> int:
         """Elements of one input buffer word."""
-        return self.word_beats * self.beat_bytes
+        return self.word_beats * self.beat_elems
 
     def slot_shift(self, width: int) -> int:
         """log2 of the rows of `width` pixels one input buffer word holds (each in a power-of-two slot)."""
-        slot_beats = 1 << (-(-width // self.beat_bytes) - 1).bit_length()
+        slot_beats = 1 << (self.row_beats(width) - 1).bit_length()
         return (self.word_beats // slot_beats).bit_length() - 1
 
     @property
@@ -188,6 +211,7 @@ class EngineParams:
             "weight_buffer_words": self.weight_depth,
             "weight_buffer_word_bits": self.m_lanes * self.weight_bits,
             "weight_dram_bits": 8 // self.weight_pack,
+            "activation_dram_bits": self.act_field_bits,
             "output_row_buffer_words": 2 * self.m_lanes * self.out_row_beats_max,
             "pattern_rom_entries": len(self.patterns),
         }

@@ -4,8 +4,11 @@ Storage: a word holds `2**slot_shift` rows of the layer (each in a power-of-two 
 row per word for the widest layer). Row `(c, y)` of a band sits in slot `c * chan_rows + (y -
 row_origin)`, `row_origin` being the band's first loaded row: every input channel gets
 `chan_rows` slots, and the engine fills them channel by channel (`fill_start` with the channel's
-first slot, then the beats of its rows, one SRAM write per beat). Rows above or below the tensor
-are never loaded: the fetch reads some other slot for them and zeroes the row as padding.
+first slot, then the beats of its rows, one SRAM write per beat). A beat carries
+`params.beat_elems` activations (several per byte at A <= 4, `memory_map`); the fill keeps the low
+A bits of each field, so the buffer holds A bits per element whatever the DRAM packing. Rows above
+or below the tensor are never loaded: the fetch reads some other slot for them and zeroes the row
+as padding.
 
 Fetching: for every pass (output row `oy` of the band, lane group of `x_lanes` outputs, input
 channel `c`) the fetch reads the three input rows of the 3x3 window (only the centre row for 1x1
@@ -60,9 +63,9 @@ class InputBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.p
-        a, bb, cols = p.act_bits, p.beat_bytes, p.win_cols
+        a, be, cols = p.act_bits, p.beat_elems, p.win_cols
         wbl = p.word_beats.bit_length() - 1
-        m.submodules.mem = mem = Sram(p.row_elems * a, p.input_words, granularity=bb * a, cells=p.sram_cells)
+        m.submodules.mem = mem = Sram(p.row_elems * a, p.input_words, granularity=be * a, cells=p.sram_cells)
 
         # -- fill: each beat is one write into its row's slot ------------------------------------------
         beat_in_row = Signal(16)
@@ -72,7 +75,7 @@ class InputBuffer(wiring.Component):
         slot_log2 = Signal(4)  # log2 of a slot's beats
         m.d.comb += [slot_mask.eq((1 << self.slot_shift) - 1), slot_log2.eq(wbl - self.slot_shift),
                      slot_beat.eq((slot & slot_mask) << slot_log2)]
-        beat_elems = Cat(self.fill.payload.word_select(i, 8)[:a] for i in range(bb))
+        beat_elems = Cat(self.fill.payload.word_select(i, p.act_field_bits)[:a] for i in range(be))
         m.d.comb += [self.fill.ready.eq(1), mem.wr_addr.eq(slot >> self.slot_shift),
                      mem.wr_data.eq(beat_elems.replicate(p.word_beats))]
         with m.If(self.fill_start):
@@ -145,7 +148,7 @@ class InputBuffer(wiring.Component):
         with m.If(advance):
             m.d.sync += [b_valid.eq(active & ~self.run), b_ky.eq(ky), b_row_ok.eq(row_ok),
                          b_last.eq(ky == ky_last), b_x_base.eq(x_base),
-                         b_slot_elems.eq(((rd_slot & slot_mask) << slot_log2) * bb)]
+                         b_slot_elems.eq(((rd_slot & slot_mask) << slot_log2) * be)]
 
         # stage B: cut the window's columns out of the row, zero the padding
         padded = Cat(Const(0, a), mem.rd_data, Const(0, cols * a))
