@@ -121,11 +121,40 @@ def test_refuses_unsupported_layers():
     node.attrs["stride"] = (3, 3)
     with pytest.raises(HwgenError, match="stride 1 and 2 only"):
         engine.plan_node(graph, node)
-    five = conv_graph(1, cin=2, cout=2, h=6, w=6)
-    n5 = five.node("conv")
-    n5.quant.weight = np.zeros((2, 2, 5, 5), dtype=np.int64)
-    with pytest.raises(HwgenError, match="3x3 and 1x1 kernels only, not 5x5"):
-        engine.plan_node(five, n5)
+
+
+def _with_weight_shape(graph, kh, kw):
+    node = graph.node("conv")
+    node.quant.weight = np.zeros((*node.quant.weight.shape[:2], kh, kw), dtype=np.int64)
+    return node
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda g: _with_weight_shape(g, 4, 4), "layer 'conv': the engine runs square odd kernels from 1x1 to 7x7 only, not 4x4"),
+    (lambda g: _with_weight_shape(g, 2, 2), "square odd kernels from 1x1 to 7x7 only, not 2x2"),
+    (lambda g: _with_weight_shape(g, 9, 9), "square odd kernels from 1x1 to 7x7 only, not 9x9"),
+    (lambda g: _with_weight_shape(g, 3, 5), "square odd kernels from 1x1 to 7x7 only, not 3x5"),
+    (lambda g: g.node("conv").attrs.update(dilation=(2, 2)), "layer 'conv': dilated convolution is not supported"),
+    (lambda g: g.node("conv").attrs.update(padding=(2, 1)), "layer 'conv': the engine needs equal strides and paddings"),
+    (lambda g: g.node("conv").attrs.update(stride=(1, 2)), "layer 'conv': the engine needs equal strides and paddings"),
+])
+def test_refuses_unsupported_kernels(edit, message):
+    graph = conv_graph(1, cin=2, cout=2, h=8, w=8, kernel=5)
+    edit(graph)
+    with pytest.raises(HwgenError, match=message):
+        engine.plan_node(graph, graph.node("conv"))
+
+
+@pytest.mark.parametrize("kernel, padding", [(5, 1), (7, 2), (1, 1), (3, 0)])
+def test_refuses_padding_other_than_half_the_kernel(tmp_path, capsys, kernel, padding):
+    """In one line with exit status 2 from the CLI."""
+    graph = conv_graph(2, cin=2, cout=2, h=9, w=9, kernel=kernel, padding=padding)
+    path = tmp_path / "bad.hwq"
+    checkpoint.save(graph, path)
+    assert main(["generate", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"layer 'conv': a {kernel}x{kernel} kernel must have padding {kernel // 2} on the engine, got {padding}" in err
 
 
 def test_small_buffer_tiles_and_too_small_is_refused(tmp_path):

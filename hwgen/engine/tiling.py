@@ -46,7 +46,7 @@ class Tiling:
 def band_inputs(plan: LayerPlan, band_rows: int) -> list[tuple[int, int]]:
     """(lo, hi): the input rows each band of `band_rows` output rows reads (the engine's BAND_ROWS state)."""
     h, oh, s = plan.in_shape[1], plan.out_shape[1], plan.stride
-    rows, pad = (1, 0) if plan.kernel1x1 else (3, 1)
+    rows, pad = plan.kernel, plan.kernel // 2
     out = []
     for oy0 in range(0, oh, band_rows):
         y0 = oy0 * s - pad
