@@ -147,16 +147,19 @@ def test_tiled_layer_matches_reference_and_schedule(name):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_random_band_sizes(seed):
-    """Random layers on random input buffer sizes, from the smallest band that fits to the whole input."""
+    """Random layers (k = 1, 3, 5, 7) on random input buffer sizes, from the smallest band that fits to the
+    whole input."""
     random_tiled_case(seed)
 
 
 def random_tiled_case(seed):
     rng = np.random.default_rng(4000 + seed)
-    kernel = int(rng.choice([3, 3, 1]))
-    graph = conv_graph(seed, cin=int(rng.integers(1, 9)), cout=int(rng.integers(1, 12)), h=int(rng.integers(3, 13)),
-                       w=int(rng.integers(1, 17)), kernel=kernel, stride=int(rng.integers(1, 3)),
-                       scheme=None if kernel == 1 else rng.choice([None, "PS4_P4", "PSD4_P8"]),
+    kernel = int(rng.choice([3, 3, 1, 5, 7]))
+    wide = kernel > 3  # k * k steps per channel: fewer channels
+    graph = conv_graph(seed, cin=int(rng.integers(1, 3 if wide else 9)), cout=int(rng.integers(1, 6 if wide else 12)),
+                       h=int(rng.integers(3, 13)), w=int(rng.integers(1, 17)), kernel=kernel,
+                       stride=int(rng.integers(1, 3)),
+                       scheme=None if kernel != 3 else rng.choice([None, "PS4_P4", "PSD4_P8"]),
                        weight_bits=int(rng.integers(2, 9)), act_bits=int(rng.integers(2, 9)))
     m_lanes = int(rng.choice([1, 2, 4, 8]))
     bus_bits = int(rng.choice([16, 32, 64]))
@@ -164,8 +167,9 @@ def random_tiled_case(seed):
     full = engine.fit_params([plan], m_lanes=m_lanes, x_lanes=2, bus_bits=bus_bits)
     smallest = engine.band_words(plan, full, 1)
     words = int(rng.integers(smallest, full.input_words + 1))
-    channels = full.max_channels * int(rng.integers(1, 4))  # a weight buffer for 1 to 3 groups
-    run_case(graph, seed, m_lanes=m_lanes, x_lanes=2, bus_bits=bus_bits, input_words=words, max_channels=channels,
+    sets = int(rng.integers(1, 4))  # a weight buffer for 1 to 3 groups
+    run_case(graph, seed, m_lanes=m_lanes, x_lanes=2, bus_bits=bus_bits, input_words=words,
+             max_channels=full.max_channels * sets, wide_kernel_words=full.wide_kernel_words * sets,
              stall=float(rng.choice([0.3, 0.6])))
 
 
