@@ -87,8 +87,12 @@ def test_layers_with_different_periods_share_one_engine():
     plans = [engine.plan_node(g, g.node("conv")) for g in graphs]
     params = engine.fit_params(plans, m_lanes=8, x_lanes=2, bus_bits=32)
     assert params.lane_period == 4 and params.select_lanes == 4 and len(params.patterns) == 6
+    assert run_layers_on_one_engine(graphs, plans, params).table_bases == [0, 2]
+
+
+def run_layers_on_one_engine(graphs, plans, params):
+    """Every layer of `graphs` from one DRAM image on one engine under stalls, each against the reference."""
     img = engine.dram_image(plans, params)
-    assert img.table_bases == [0, 2]
     image = bytearray(img.size)
     image[:len(img.data)] = img.data
     for i, (graph, plan, reg) in enumerate(zip(graphs, plans, img.layers)):
@@ -97,7 +101,8 @@ def test_layers_with_different_periods_share_one_engine():
         image[reg.input:reg.input + len(blob)] = blob
         run_layer(Engine(params), image, reg.descriptor, stall=0.3, seed=i)
         got = engine.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape, False, params)
-        np.testing.assert_array_equal(got, expected(graph, x))
+        np.testing.assert_array_equal(got, expected(graph, x), err_msg=f"layer {i}")
+    return img
 
 
 @pytest.mark.parametrize("m_lanes, x_lanes, bus_bits, stride", [(4, 4, 64, 1), (8, 2, 32, 2), (2, 4, 128, 1)])
@@ -257,13 +262,4 @@ def test_seven_by_seven_engine_runs_every_layer_kind():
     assert plans[3].residue_groups
     params = engine.fit_params(plans, m_lanes=4, x_lanes=2, bus_bits=32)
     assert params.kernel_max == 7 and params.wide_kernel_words == 3 * 49 and params.sparse
-    img = engine.dram_image(plans, params)
-    image = bytearray(img.size)
-    image[:len(img.data)] = img.data
-    for i, (graph, plan, reg) in enumerate(zip(graphs, plans, img.layers)):
-        x = random_input(graph, i)
-        blob = engine.pack_activations(x, params)
-        image[reg.input:reg.input + len(blob)] = blob
-        run_layer(Engine(params), image, reg.descriptor, stall=0.3, seed=i)
-        got = engine.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape, False, params)
-        np.testing.assert_array_equal(got, expected(graph, x), err_msg=plan.name + str(i))
+    run_layers_on_one_engine(graphs, plans, params)
