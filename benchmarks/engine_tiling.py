@@ -8,13 +8,15 @@ input whole and once with `--glb-kib 16`. Per conv layer: the band size, the ban
 (resident lane groups or streamed weights), the engine's DRAM bytes, the compulsory bytes (each
 nonzero weight at W bits in its smallest format with its metadata, each input and output once at
 A bits, and the bias/requant table at the contract's 53 bits per output channel: `hwgen.analysis`'s
-lower bound), their ratio, the schedule's cycles and its utilization tiled beside untiled.
+lower bound), their ratio, the schedule's cycles and its utilization tiled beside untiled. The
+engine compiler's bytes are checked against the generic analytical model's prediction from the
+`arch.yaml` + `mapping.yaml` that `hwgen generate` writes (tensor by tensor, every layer).
 
 With `--simulate N` the 16 KiB engine is also generated and every conv layer simulated in
 Verilator on N images under a hostile DRAM (random latency and stalls on every stream): outputs
 bit-exact against the reference and bytes measured per tensor equal to the prediction.
 
-    .venv/bin/python benchmarks/engine_tiling.py [--glb-kib 16] [--simulate 1]
+    .venv/bin/python benchmarks/engine_tiling.py [--glb-kib 16] [--weight-kib 64] [--simulate 1]
     .venv/bin/python benchmarks/engine_tiling.py --model resnet18-imagenet --glb-kib 32 [--scheme dense]
 """
 
@@ -25,8 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from hwgen import engine
+from hwgen import engine, sim_target
 from hwgen.analysis import analyze
+from hwgen.engine import describe
 from models.synthetic import quantized_zoo
 
 
@@ -40,6 +43,7 @@ def main() -> None:
     ap.add_argument("--model", default="resnet18-cifar", choices=["resnet18-cifar", "resnet18-imagenet"])
     ap.add_argument("--scheme", default="PS4_P4", help="periodic scheme of the 3x3 convolutions, or dense")
     ap.add_argument("--glb-kib", type=int, default=16)
+    ap.add_argument("--weight-kib", type=int, help="weight buffer size (default: one lane group of the widest layer)")
     ap.add_argument("--simulate", type=int, default=0, metavar="N", help="also simulate every layer on N images")
     args = ap.parse_args()
     t0 = time.time()
@@ -47,11 +51,11 @@ def main() -> None:
     print(f"{args.model} {args.scheme} W8A8, 4x4 MACs, 64-bit bus (graph built in {time.time() - t0:.1f} s)")
     t0 = time.time()
     whole = engine.build(graph, engine.EngineConfig())
-    tiled = engine.build(graph, engine.EngineConfig(glb_kib=args.glb_kib))
+    tiled = engine.build(graph, engine.EngineConfig(glb_kib=args.glb_kib, weight_kib=args.weight_kib))
     bound = compulsory(graph, args.glb_kib)
     print(f"compiled twice in {time.time() - t0:.1f} s; input buffer {whole.params.input_buffer_bytes} B whole, "
           f"{tiled.params.input_buffer_bytes} B tiled; weight buffer "
-          f"{tiled.params.weight_mem_depth * tiled.params.weight_word_bytes} B")
+          f"{tiled.params.weight_buffer_bytes} B")
     print(f"{'layer':<22}{'input':>14}{'k':>3}{'band':>5}{'bands':>6}{'resident':>9}{'DRAM B':>10}{'bound B':>10}"
           f"{'ratio':>7}{'untiled':>8}{'cycles':>10}{'util':>7}{'untiled':>8}")
     totals = {"tiled": 0, "whole": 0, "bound": 0}
@@ -67,20 +71,31 @@ def main() -> None:
               f"{s_t.utilization:>7.1%}{s_w.utilization:>8.1%}")
     print(f"{'network':<22}{'':>37}{totals['tiled']:>10}{totals['bound']:>10}"
           f"{totals['tiled'] / totals['bound']:>7.3f}{totals['whole'] / totals['bound']:>8.3f}")
+    for name, build in (("untiled", whole), (f"{args.glb_kib} KiB", tiled)):
+        with tempfile.TemporaryDirectory() as tmp:
+            arch, mapping = Path(tmp) / "arch.yaml", Path(tmp) / "mapping.yaml"
+            describe.write(build, arch, mapping)
+            t0 = time.time()
+            generic = sim_target.generic_prediction(graph, arch, mapping)
+        same = sum(generic[s.name] == s.bytes for s in build.schedules)
+        print(f"{name}: generic model (arch.yaml + mapping.yaml, {time.time() - t0:.1f} s) = engine compiler's bytes, "
+              f"tensor by tensor, on {same} of {len(build.schedules)} layers")
+        if same != len(build.schedules):
+            raise SystemExit("the generic model's prediction differs from the engine compiler's count")
     cyc_t = sum(s.cycles for s in tiled.schedules)
     cyc_w = sum(s.cycles for s in whole.schedules)
     print(f"cycles per image (schedule model): {cyc_t} tiled, {cyc_w} untiled ({cyc_t / cyc_w - 1:+.1%})")
     if args.simulate:
-        simulate_all(graph, args.glb_kib, args.simulate)
+        simulate_all(graph, args.glb_kib, args.weight_kib, args.simulate)
 
 
-def simulate_all(graph, glb_kib: int, images: int) -> None:
+def simulate_all(graph, glb_kib: int, weight_kib: int | None, images: int) -> None:
     from hwgen.generate import generate
     from hwgen.simulate import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "gen"
-        generate(graph, out, glb_kib=glb_kib)
+        generate(graph, out, glb_kib=glb_kib, weight_kib=weight_kib)
         t0 = time.time()
         report = simulate(out, images=images, layers=[n.name for n in engine.engine_layers(graph)], progress=True)
     bad = [lay.name for lay in report.layers if not (lay.passed and lay.bytes_match)]

@@ -11,6 +11,9 @@ and writes into `out_dir`:
   - `hwgen_engine.core` a FuseSoC CAPI2 core of the three Verilog files;
   - `lint_waivers.vlt` Verilator waivers for the generated engine file only;
   - `model.hwq`       the quantized checkpoint itself, so the folder is all `hwgen simulate` needs;
+  - `arch.yaml`, `mapping.yaml`  the engine and each layer's loop nest in the generic analytical
+                      model's terms (`hwgen analyze model.hwq --arch arch.yaml --mapping mapping.yaml`
+                      predicts the DRAM bytes `hwgen simulate` measures);
   resource counts from Yosys go into the manifest with `synth=`.
 Every file is a pure function of the graph and the parameters: same inputs, same bytes.
 """
@@ -19,19 +22,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import string
 from pathlib import Path
 
-from . import __version__, checkpoint
+from . import __version__, checkpoint, templates
 from .errors import HwgenError
 from . import engine
-from .engine import EngineBuild, EngineConfig, EngineParams, descriptor
+from .engine import EngineBuild, EngineConfig, EngineParams, describe, descriptor
 from .analysis.engine import engine_compulsory
+from .analysis.workload import layer_from_node
 from .gateware.sram import MODULE as SRAM_MODULE
 
 ENGINE_MODULE = "hwgen_engine"
 TOP_MODULE = "hwgen_top"
-TEMPLATES = Path(__file__).resolve().parent.parent / "rtl_templates"
 FILES = {
     "engine": "hwgen_engine.v",
     "top": "hwgen_top.v",
@@ -41,6 +43,8 @@ FILES = {
     "core": "hwgen_engine.core",
     "waivers": "lint_waivers.vlt",
     "checkpoint": "model.hwq",
+    "arch": "arch.yaml",
+    "mapping": "mapping.yaml",
 }
 
 
@@ -50,11 +54,6 @@ def engine_verilog(params: EngineParams) -> str:
     from .gateware.engine import Engine
 
     return verilog.convert(Engine(params), name=ENGINE_MODULE, emit_src=False)
-
-
-def _template(name: str, **values) -> str:
-    text = (TEMPLATES / name).read_text(encoding="utf-8")
-    return string.Template(text).substitute(values)
 
 
 def _core(name: str) -> str:
@@ -135,7 +134,7 @@ def _layer_entry(graph, plan: engine.LayerPlan, regs: engine.LayerRegions, table
                    "resident_groups": sched.tiling.resident_groups,
                    "band_inputs": [list(r) for r in sched.tiling.band_inputs]},
         "schedule": {"bytes": sched.bytes, "cycles": sched.cycles, "utilization": round(sched.utilization, 4)},
-        "compulsory_bytes": engine_compulsory(graph, node)["total"],
+        "compulsory_bytes": engine_compulsory(layer_from_node(graph, node))["total"],
     }
 
 
@@ -199,10 +198,10 @@ def sram_instances(params: EngineParams) -> dict:
 
 
 def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64, glb_kib: int | None = None,
-             dense_only: bool = False, synth: str | None = None) -> dict:
+             weight_kib: int | None = None, dense_only: bool = False, synth: str | None = None) -> dict:
     """Write the engine for `graph` (a quantized hwgen Graph) into `out_dir`; returns the manifest."""
     b = engine.build(graph, EngineConfig(m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
-                                         dense_only=dense_only))
+                                         weight_kib=weight_kib, dense_only=dense_only))
     params = dataclasses.replace(b.params, sram_cells=True)  # the Verilog instantiates the SRAM template
     image = b.image
     manifest = build_manifest(b, params, sram_instances(params))
@@ -210,13 +209,14 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / FILES["engine"]).write_text(engine_verilog(params), encoding="utf-8")
-        (out / FILES["top"]).write_text(_template("hwgen_top.v", TOP=TOP_MODULE, ENGINE=ENGINE_MODULE,
+        (out / FILES["top"]).write_text(templates.fill("hwgen_top.v", TOP=TOP_MODULE, ENGINE=ENGINE_MODULE,
                                                   BUS_BITS=params.bus_bits), encoding="utf-8")
-        (out / FILES["sram"]).write_text((TEMPLATES / FILES["sram"]).read_text(encoding="utf-8"), encoding="utf-8")
+        (out / FILES["sram"]).write_text(templates.text(FILES["sram"]), encoding="utf-8")
         (out / FILES["image"]).write_bytes(image.data)
         (out / FILES["core"]).write_text(_core(graph.name.replace(" ", "_").lower() or "engine"), encoding="utf-8")
         (out / FILES["waivers"]).write_text(_waivers(), encoding="utf-8")
         (out / FILES["checkpoint"]).write_bytes(checkpoint.to_bytes(graph))
+        describe.write(b, out / FILES["arch"], out / FILES["mapping"])
         if synth:
             from .gateware.synth import synthesize
 

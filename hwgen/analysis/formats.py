@@ -30,6 +30,8 @@ class FormatCost:
     row_values: np.ndarray  # stored weight values per output channel (with filler/structural zeros)
     weight_bits: int
     meta_bits: int  # everything else: masks, indices, pointers, ids, tables
+    kernel_values: np.ndarray | None = None  # (M, C) stored values per kernel, for formats that store kernels whole
+    kernel_ids: bool = False  # each kernel names its shape by an id (pattern)
 
     @property
     def values(self) -> int:
@@ -53,12 +55,14 @@ def _rows(mask: np.ndarray) -> np.ndarray:
 
 
 def dense(mask: np.ndarray, wbits: int) -> FormatCost:
-    rows = _rows(mask)
-    return FormatCost(np.full(rows.shape[0], rows.shape[1], dtype=np.int64), wbits, 0)
+    m, c, r, s = mask.shape
+    per_kernel = np.full((m, c), r * s, dtype=np.int64)
+    return FormatCost(per_kernel.sum(axis=1), wbits, 0, per_kernel)
 
 
 def bitmask(mask: np.ndarray, wbits: int) -> FormatCost:
-    return FormatCost(np.count_nonzero(_rows(mask), axis=1).astype(np.int64), wbits, int(mask.size))
+    per_kernel = np.count_nonzero(mask.reshape(*mask.shape[:2], -1), axis=2).astype(np.int64)
+    return FormatCost(per_kernel.sum(axis=1), wbits, int(mask.size), per_kernel)
 
 
 def zero_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,8 +94,10 @@ def csr(mask: np.ndarray, wbits: int, index_bits: int, runs: tuple[np.ndarray, n
 def _kernel_codes(mask: np.ndarray) -> np.ndarray:
     """Each kernel's mask as an integer (bit i = tap i in raster order), shape (M, C)."""
     m, c = mask.shape[:2]
-    taps = mask.reshape(m, c, -1).astype(np.int64)
-    return (taps << np.arange(taps.shape[2], dtype=np.int64)).sum(axis=2)
+    packed = np.packbits(mask.reshape(m, c, -1).astype(bool), axis=2, bitorder="little")
+    wide = np.zeros((m, c, 8), dtype=np.uint8)  # kernels up to 8x8 taps: one little-endian int64 each
+    wide[:, :, :packed.shape[2]] = packed
+    return wide.view("<i8")[:, :, 0]
 
 
 def _popcount(codes: np.ndarray) -> np.ndarray:
@@ -138,17 +144,18 @@ def pattern(mask: np.ndarray, wbits: int, library: np.ndarray | None = None) -> 
     else:
         index_list = n_kept * _ceil_log2(c) + (m + 1) * int(n_kept).bit_length()
         kept_list = min(m * c, index_list)
-    return FormatCost(per_kernel.sum(axis=1).astype(np.int64), wbits, ids + kept_list + lib.size * r * s)
+    per_kernel = per_kernel.astype(np.int64)
+    return FormatCost(per_kernel.sum(axis=1), wbits, ids + kept_list + lib.size * r * s, per_kernel, True)
 
 
 def periodic(mask: np.ndarray, wbits: int, period: int, table: np.ndarray | None = None) -> FormatCost:
     m, c, r, s = mask.shape
     residue = (np.arange(m)[:, None] + np.arange(c)[None, :]) % period
-    per_kernel = _popcount(periodic_table(mask, period, table))[residue]
-    return FormatCost(per_kernel.sum(axis=1).astype(np.int64), wbits, period * r * s)
+    per_kernel = _popcount(periodic_table(mask, period, table))[residue].astype(np.int64)
+    return FormatCost(per_kernel.sum(axis=1), wbits, period * r * s, per_kernel)
 
 
-def _codes_to_masks(codes: np.ndarray, r: int, s: int) -> np.ndarray:
+def codes_to_masks(codes: np.ndarray, r: int, s: int) -> np.ndarray:
     return ((codes[:, None] >> np.arange(r * s)) & 1).astype(bool).reshape(-1, r, s)
 
 
@@ -161,7 +168,7 @@ def storage(mask: np.ndarray, wbits: int, kind: str, period: int | None,
     is its table.
     """
     if kind == "periodic":
-        patterns = _codes_to_masks(periodic_table(mask, period, patterns), *mask.shape[2:])
+        patterns = codes_to_masks(periodic_table(mask, period, patterns), *mask.shape[2:])
     runs = zero_runs(mask)
     return {
         "dense": dense(mask, wbits),

@@ -15,11 +15,13 @@ from .tiling import band_words, layer_tiling
 
 
 def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64,
-               glb_kib: int | None = None, sparse: bool | None = None) -> EngineParams:
+               glb_kib: int | None = None, weight_kib: int | None = None, sparse: bool | None = None) -> EngineParams:
     """The smallest engine of the given lanes and bus that runs every layer of `plans`.
 
     `glb_kib`: the input buffer's size; layers whose input does not fit run in row bands
-    (`layer_tiling`). Without it the buffer holds the largest input whole.
+    (`layer_tiling`). Without it the buffer holds the largest input whole. `weight_kib`: the
+    weight buffer's size (more lane groups stay resident); without it, one lane group of the
+    widest layer.
     """
     if not plans:
         raise HwgenError("no conv layers to generate an engine for")
@@ -48,6 +50,15 @@ def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bu
             raise HwgenError(f"glb-kib must be a positive integer, got {glb_kib!r}")
         words = glb_kib * 1024 * 8 // (params.row_elems * params.act_bits)
     params = dataclasses.replace(params, input_words=max(words, 1))
+    if weight_kib is not None:
+        if not isinstance(weight_kib, int) or weight_kib < 1:
+            raise HwgenError(f"weight-kib must be a positive integer, got {weight_kib!r}")
+        least = params.weight_buffer_bytes
+        params = dataclasses.replace(params, weight_words=weight_kib * 1024 * 8 // (params.weight_word_bytes
+                                                                                     * params.weight_bits))
+        if params.weight_buffer_bytes > weight_kib * 1024:  # it holds less than one lane group of the widest layer
+            raise HwgenError(f"--weight-kib {weight_kib} holds less than one lane group of the widest layer "
+                             f"({params.max_channels} input channels): it needs {-(-least // 1024)} or more")
     for p in plans:
         layer_tiling(p, params, glb_kib)  # refuses a layer whose smallest band does not fit
     if not params.sparse and any(not p.dense for p in plans):

@@ -51,6 +51,7 @@ class EngineParams:
     kernel_max: int = 3  # the largest k x k kernel of any layer (odd, at least 3): the window's rows and border
     wide_kernel_words: int = 0  # weight words (C * k * k) of the largest layer with a kernel over 3x3 (0: none)
     input_words: int = 2048  # input buffer depth in words (each word holds one or more rows, see row_slots)
+    weight_words: int = 0  # weight buffer depth in memory words; 0: one lane group of the widest layer
     patterns: tuple[int, ...] = field(default=())  # pattern ROM: 9-bit raster masks (bit 4 = centre)
     sparse: bool = True  # False: a dense-only engine, without the pattern ROM and per-lane muxes
     library: bool = False  # some layer is a pattern library: build the kernel-id buffer
@@ -73,6 +74,8 @@ class EngineParams:
             raise HwgenError(f"the engine's largest kernel must be odd from 3 to {KERNEL_MAX}, got {self.kernel_max!r}")
         if not isinstance(self.wide_kernel_words, int) or self.wide_kernel_words < 0:
             raise HwgenError(f"wide kernel words must be a non-negative integer, got {self.wide_kernel_words!r}")
+        if not isinstance(self.weight_words, int) or self.weight_words < 0:
+            raise HwgenError(f"weight words must be a non-negative integer, got {self.weight_words!r}")
         for name in ("max_width", "max_out_width", "max_channels", "input_words"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -169,7 +172,13 @@ class EngineParams:
 
     @property
     def weight_mem_depth(self) -> int:
-        return -(-self.weight_depth // (self.weight_word_bytes // self.m_lanes))
+        """Weight buffer memory words: `weight_words`, and at least one lane group of the widest layer."""
+        return max(-(-self.weight_depth // (self.weight_word_bytes // self.m_lanes)), self.weight_words)
+
+    @property
+    def weight_buffer_bytes(self) -> int:
+        """The weight buffer's capacity in bytes of SRAM (W bits per weight)."""
+        return self.weight_mem_depth * self.weight_word_bytes * self.weight_bits // 8
 
     @property
     def id_mem_depth(self) -> int:

@@ -304,7 +304,7 @@ def library_plan(plan: LayerPlan, library: list[int]) -> LayerPlan:
     taps = max(bin(mk).count("1") for mk in library) if library else TAPS
     if len(library) > MAX_LIBRARY or taps == TAPS:
         return plan
-    return dataclasses.replace(plan, dense=False, period=1, masks=library, taps=taps, ids=ids)
+    return dataclasses.replace(plan, dense=False, period=1, masks=library, taps=taps, ids=ids, residue_groups=False)
 
 
 def plan_node(graph, node, dense_only: bool = False, m_lanes: int = 4) -> LayerPlan:
