@@ -12,12 +12,14 @@ lower bound), their ratio, the schedule's cycles and its utilization tiled besid
 engine compiler's bytes are checked against the generic analytical model's prediction from the
 `arch.yaml` + `mapping.yaml` that `hwgen generate` writes (tensor by tensor, every layer).
 
-With `--simulate N` the 16 KiB engine is also generated and every conv layer simulated in
-Verilator on N images under a hostile DRAM (random latency and stalls on every stream): outputs
-bit-exact against the reference and bytes measured per tensor equal to the prediction.
+With `--simulate N` the tiled engine is also generated and every conv layer (or those of
+`--layers`) simulated in Verilator on N images under a hostile DRAM (random latency and stalls on
+every stream): outputs bit-exact against the reference and bytes measured per tensor equal to
+the prediction.
 
     .venv/bin/python benchmarks/engine_tiling.py [--glb-kib 16] [--weight-kib 64] [--simulate 1]
     .venv/bin/python benchmarks/engine_tiling.py --model resnet18-imagenet --glb-kib 32 [--scheme dense]
+        [--simulate 1 --layers features.0,features.4.body.0,features.6.body.0]
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def main() -> None:
     ap.add_argument("--glb-kib", type=int, default=16)
     ap.add_argument("--weight-kib", type=int, help="weight buffer size (default: one lane group of the widest layer)")
     ap.add_argument("--simulate", type=int, default=0, metavar="N", help="also simulate every layer on N images")
+    ap.add_argument("--layers", help="comma-separated conv layers to simulate (default: all)")
     args = ap.parse_args()
     t0 = time.time()
     graph = quantized_zoo(args.model, scheme=None if args.scheme == "dense" else args.scheme)
@@ -86,10 +89,11 @@ def main() -> None:
     cyc_w = sum(s.cycles for s in whole.schedules)
     print(f"cycles per image (schedule model): {cyc_t} tiled, {cyc_w} untiled ({cyc_t / cyc_w - 1:+.1%})")
     if args.simulate:
-        simulate_all(graph, args.glb_kib, args.weight_kib, args.simulate)
+        layers = args.layers.split(",") if args.layers else [n.name for n in engine.engine_layers(graph)]
+        simulate_all(graph, args.glb_kib, args.weight_kib, args.simulate, layers)
 
 
-def simulate_all(graph, glb_kib: int, weight_kib: int | None, images: int) -> None:
+def simulate_all(graph, glb_kib: int, weight_kib: int | None, images: int, layers: list[str]) -> None:
     from hwgen.generate import generate
     from hwgen.simulate import simulate
 
@@ -97,7 +101,7 @@ def simulate_all(graph, glb_kib: int, weight_kib: int | None, images: int) -> No
         out = Path(tmp) / "gen"
         generate(graph, out, glb_kib=glb_kib, weight_kib=weight_kib)
         t0 = time.time()
-        report = simulate(out, images=images, layers=[n.name for n in engine.engine_layers(graph)], progress=True)
+        report = simulate(out, images=images, layers=layers, progress=True)
     bad = [lay.name for lay in report.layers if not (lay.passed and lay.bytes_match)]
     print(f"RTL (Verilator, hostile DRAM, {images} image(s), {time.time() - t0:.0f} s): "
           f"{sum(lay.mismatches for lay in report.layers)} mismatching elements, "
