@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -143,6 +144,22 @@ def test_refuses_unsupported_kernels(edit, message):
     edit(graph)
     with pytest.raises(HwgenError, match=message):
         engine.plan_node(graph, graph.node("conv"))
+
+
+def test_engine_sized_to_the_largest_kernel():
+    """kernel_max follows the checkpoint (3 for 3x3 and 1x1 layers); an engine built for smaller windows refuses."""
+    small = conv_graph(3, cin=2, cout=2, h=6, w=6, kernel=1)
+    assert engine.build(small).params.kernel_max == 3
+    wide = conv_graph(4, cin=2, cout=2, h=8, w=8, kernel=5)
+    b = engine.build(wide)
+    assert (b.params.kernel_max, b.params.wide_kernel_words, b.params.win_cols) == (5, 2 * 25, 2 * 3 + 5)
+    narrow = dataclasses.replace(b.params, kernel_max=3)
+    with pytest.raises(HwgenError, match="layer 'conv': a 5x5 kernel needs an engine built for 5x5 windows, "
+                                         "this one has 3x3"):
+        engine.layer_tiling(b.plans[0], narrow)
+    for bad in (1, 4, 9):
+        with pytest.raises(HwgenError, match=f"largest kernel must be odd from 3 to 7, got {bad}"):
+            dataclasses.replace(b.params, kernel_max=bad).validate()
 
 
 @pytest.mark.parametrize("kernel, padding", [(5, 1), (7, 2), (1, 1), (3, 0)])

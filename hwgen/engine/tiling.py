@@ -93,6 +93,10 @@ def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = No
     bytes than streaming the weights (ties: streamed, the untiled engine's nest). Pattern library
     layers keep one group resident at most (the kernel-id buffer holds one group's ids).
     """
+    k = plan.kernel
+    if k > params.kernel_max:
+        raise HwgenError(f"layer '{plan.name}': a {k}x{k} kernel needs an engine built for {k}x{k} windows, "
+                         f"this one has {params.kernel_max}x{params.kernel_max}")
     c, oh = plan.in_shape[0], plan.out_shape[1]
     shift = params.slot_shift(plan.in_shape[2])
     capacity = params.input_words << shift
