@@ -162,16 +162,22 @@ def test_engine_sized_to_the_largest_kernel():
             dataclasses.replace(b.params, kernel_max=bad).validate()
 
 
-@pytest.mark.parametrize("kernel, padding", [(5, 1), (7, 2), (1, 1), (3, 0)])
-def test_refuses_padding_other_than_half_the_kernel(tmp_path, capsys, kernel, padding):
-    """In one line with exit status 2 from the CLI."""
+@pytest.mark.parametrize("kernel, padding, message", [
+    (5, 1, "a 5x5 kernel must have padding 2 on the engine, got 1"),
+    (7, 2, "a 7x7 kernel must have padding 3 on the engine, got 2"),
+    (1, 1, "a 1x1 kernel must have padding 0 on the engine, got 1"),
+    (3, 0, "a 3x3 kernel must have padding 1 on the engine, got 0"),
+    (4, 2, "the engine runs square odd kernels from 1x1 to 7x7 only, not 4x4"),
+])
+def test_cli_refuses_kernels_in_one_line(tmp_path, capsys, kernel, padding, message):
+    """Exit status 2 and one line naming the layer."""
     graph = conv_graph(2, cin=2, cout=2, h=9, w=9, kernel=kernel, padding=padding)
     path = tmp_path / "bad.hwq"
     checkpoint.save(graph, path)
     assert main(["generate", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert f"layer 'conv': a {kernel}x{kernel} kernel must have padding {kernel // 2} on the engine, got {padding}" in err
+    assert f"layer 'conv': {message}" in err
 
 
 def test_small_buffer_tiles_and_too_small_is_refused(tmp_path):
