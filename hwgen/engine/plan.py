@@ -237,8 +237,8 @@ def group_channels(plan: LayerPlan, m_lanes: int) -> list[list[int]]:
 def pass_cycles(plan: LayerPlan, m_lanes: int) -> int:
     """MAC-array cycles of one pass (output row x pixel group) summed over the lane groups.
 
-    Per input channel a group takes its tap steps, but about at least the window fetch (3 row
-    reads, 1 for a 1x1 kernel, the rows its pattern touches for a residue group); a pass lasts at
+    Per input channel a group takes its tap steps, but about at least the window fetch (k row
+    reads for a k x k kernel, the rows its pattern touches for a residue group); a pass lasts at
     least the drain of the previous one (m_lanes + 1).
     """
     return sum(group_pass_cycles(plan, chans[0], m_lanes) for chans in group_channels(plan, m_lanes))
