@@ -14,29 +14,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from gateware_helpers import conv_graph  # noqa: E402
+from engine_area import engine_arguments, layer_graph
 
-from hwgen import engine, templates  # noqa: E402
-from hwgen.gateware.synth import TARGETS, synthesize  # noqa: E402
-from hwgen.generate import ENGINE_MODULE, FILES, engine_verilog  # noqa: E402
+from hwgen import engine, templates
+from hwgen.gateware.synth import synthesize
+from hwgen.generate import ENGINE_MODULE, FILES, engine_verilog
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--target", choices=tuple(TARGETS), default="xilinx")
+    engine_arguments(ap, m_lanes=4)
     ap.add_argument("--kernels", default="3,5,7", help="comma-separated kernel_max values")
-    ap.add_argument("--m-lanes", type=int, default=4)
-    ap.add_argument("--x-lanes", type=int, default=4)
-    ap.add_argument("--bus-bits", type=int, default=64)
-    ap.add_argument("--size", type=int, default=16, help="layer input height and width (sizes the buffers)")
     args = ap.parse_args()
-    graph = conv_graph(13, cin=64, cout=64, h=args.size, w=args.size, scheme="PS4_P4")
+    graph = layer_graph(args.size)
     base = engine.build(graph, engine.EngineConfig(m_lanes=args.m_lanes, x_lanes=args.x_lanes,
                                                    bus_bits=args.bus_bits)).params
     results = {}
