@@ -65,6 +65,15 @@ def _resolve(arch, energy) -> tuple[Architecture, EnergyTable]:
     return arch, energy
 
 
+def chosen_format(costs: dict[str, FormatCost | None], fmt: str | None) -> str:
+    """The format a layer's weights move in: `fmt` where it describes the layer (else dense), or the smallest."""
+    if fmt is None:
+        return smallest(costs)
+    if fmt not in FORMATS:
+        raise HwgenError(f"unknown weight format '{fmt}' (formats: {', '.join(FORMATS)})")
+    return fmt if costs[fmt] is not None else "dense"
+
+
 def analyze_layer(layer: Layer, arch: Architecture, energy: EnergyTable, objective: str = "dram",
                   fmt: str | None = None, mapping: Mapping | None = None,
                   fixed_format: tuple[str, FormatCost] | None = None) -> LayerResult:
@@ -75,13 +84,8 @@ def analyze_layer(layer: Layer, arch: Architecture, energy: EnergyTable, objecti
     costs = storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
     if fixed_format is not None:
         used, cost = fixed_format
-    elif fmt is None:
-        used = smallest(costs)
-    elif fmt not in FORMATS:
-        raise HwgenError(f"unknown weight format '{fmt}' (formats: {', '.join(FORMATS)})")
     else:
-        used = fmt if costs[fmt] is not None else "dense"  # a format that cannot describe the layer: dense
-    if fixed_format is None:
+        used = chosen_format(costs, fmt)
         cost = costs[used]
     rows, cols = Extents(layer, 0, span=arch.row_transfers), Extents(layer, 1)
     if mapping is None:

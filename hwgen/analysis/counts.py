@@ -96,20 +96,36 @@ class Extents:
     def __init__(self, layer: Layer, axis: int, span: bool = False):
         self.layer, self.axis, self.span = layer, axis, span
         self.size = layer.p if axis == 0 else layer.q
+        k, stride, dil = (layer.r, layer.s)[axis], layer.stride[axis], layer.dilation[axis]
+        # a window's rows are contiguous and overlap the next window's: a tile reads one run of rows
+        self._runs = dil == 1 and stride <= k
         self._lookup = lru_cache(maxsize=None)(self._compute)
+        self._last = (None, None)  # the mapping search asks for the same tiles once per loop order
 
     def _read(self, start: int, stop: int) -> int:
         t = self.layer.touched(self.axis, start, stop)
         return int(t[-1] - t[0] + 1) if self.span and t.size else t.size
 
     def _compute(self, tile: int) -> tuple[int, int]:
+        if self._runs:
+            lay, a = self.layer, self.axis
+            starts = np.arange(0, self.size, tile)
+            stops = np.minimum(starts + tile, self.size)
+            extent = (lay.h, lay.w)[a]
+            lo = np.maximum(starts * lay.stride[a] - lay.padding[a], 0)
+            hi = np.minimum((stops - 1) * lay.stride[a] - lay.padding[a] + (lay.r, lay.s)[a] - 1, extent - 1)
+            counts = np.maximum(hi - lo + 1, 0)
+            return int(counts.sum()), int(counts.max())
         counts = [self._read(s, min(s + tile, self.size)) for s in range(0, self.size, tile)]
         return sum(counts), max(counts)
 
     def __call__(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        uniq, inv = np.unique(tiles, return_inverse=True)
-        table = np.array([self._lookup(int(t)) for t in uniq], dtype=np.int64).reshape(-1, 2)
-        return table[inv, 0].reshape(tiles.shape), table[inv, 1].reshape(tiles.shape)
+        key = (tiles.shape, tiles.tobytes())
+        if self._last[0] != key:
+            uniq, inv = np.unique(tiles, return_inverse=True)
+            table = np.array([self._lookup(int(t)) for t in uniq], dtype=np.int64).reshape(-1, 2)
+            self._last = (key, (table[inv, 0].reshape(tiles.shape), table[inv, 1].reshape(tiles.shape)))
+        return self._last[1]
 
     def total(self) -> int:
         return self.layer.touched(self.axis, 0, self.size).size

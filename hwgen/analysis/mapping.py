@@ -49,6 +49,12 @@ def search(layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTabl
     """The best mapping of `layer` whose tiles fit the global buffer."""
     if objective not in OBJECTIVES:
         raise HwgenError(f"objective must be one of {', '.join(OBJECTIVES)}, got '{objective}'")
+    return search_all(layer, cost, arch, table, rows, cols)[objective]
+
+
+def search_all(layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTable, rows: Extents,
+               cols: Extents) -> dict[str, Mapping]:
+    """The best mapping for each objective, from one evaluation of every candidate."""
     grids = np.meshgrid(*(tile_candidates(n) for n in (layer.m, layer.c, layer.p, layer.q)), indexing="ij")
     m, c, p, q = (g.ravel() for g in grids)
     first = evaluate(layer, cost, arch, table, ORDERS[0], m, c, p, q, rows, cols)
@@ -57,16 +63,16 @@ def search(layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTabl
         raise HwgenError(f"layer '{layer.name}': even the smallest tiles need "
                          f"{int(first['need_bits'].min()) / 8192:.2f} KiB, more than the {arch.glb_kib:g} KiB global buffer")
     m, c, p, q = m[fits], c[fits], p[fits], q[fits]
-    primary, secondary = ("dram", "energy") if objective == "dram" else ("energy", "dram")
-    best = None
+    best = {}
     for order in ORDERS:
         r = evaluate(layer, cost, arch, table, order, m, c, p, q, rows, cols)
-        keys = np.broadcast_to(r[primary], m.shape), np.broadcast_to(r[secondary], m.shape)
-        i = int(np.lexsort((keys[1], keys[0]))[0])
-        cand = (keys[0][i], keys[1][i])
-        if best is None or cand < best[0]:
-            best = (cand, Mapping(order, int(m[i]), int(c[i]), int(p[i]), int(q[i])))
-    return best[1]
+        for primary, secondary in (("dram", "energy"), ("energy", "dram")):
+            keys = np.broadcast_to(r[primary], m.shape), np.broadcast_to(r[secondary], m.shape)
+            i = int(np.lexsort((keys[1], keys[0]))[0])
+            cand = (keys[0][i], keys[1][i])
+            if primary not in best or cand < best[primary][0]:
+                best[primary] = (cand, Mapping(order, int(m[i]), int(c[i]), int(p[i]), int(q[i])))
+    return {objective: b[1] for objective, b in best.items()}
 
 
 def check_fits(layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTable, mapping: Mapping,

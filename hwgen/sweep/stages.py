@@ -114,7 +114,10 @@ def _searched(path: str, graph, arch, energy_name: str, objective: str, fmt: str
     """
     import dataclasses
 
-    from ..analysis import Analysis, analyze_layer, load_energy, totals
+    from ..analysis import Analysis, analyze_layer, chosen_format, load_energy, totals
+    from ..analysis.counts import Extents
+    from ..analysis.formats import storage
+    from ..analysis.mapping import search_all
 
     if ("energy", energy_name) not in _ARCHS:
         _ARCHS[("energy", energy_name)] = load_energy(energy_name)
@@ -126,9 +129,13 @@ def _searched(path: str, graph, arch, energy_name: str, objective: str, fmt: str
         key = (sig, arch, energy_name, objective, fmt)
         r = _LAYERS.get(key)
         if r is None:
-            skey = (sig, search_arch, energy_name, objective, fmt)
-            r = _LAYERS[key] = analyze_layer(layer, arch, energy, objective, fmt, _MAPPINGS.get(skey))
-            _MAPPINGS[skey] = r.mapping
+            skey = (sig, search_arch, energy_name, fmt)
+            if skey not in _MAPPINGS:  # one evaluation of the candidates serves both objectives
+                costs = storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
+                used = chosen_format(costs, fmt)
+                _MAPPINGS[skey] = search_all(layer, costs[used], search_arch, energy, Extents(layer, 0),
+                                             Extents(layer, 1))
+            r = _LAYERS[key] = analyze_layer(layer, arch, energy, objective, fmt, _MAPPINGS[skey][objective])
         results.append(dataclasses.replace(r, layer=layer))
     return Analysis(graph.name, arch, energy, objective, fmt, results, totals(results))
 
