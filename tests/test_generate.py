@@ -131,12 +131,14 @@ def _with_weight_shape(graph, kh, kw):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda g: _with_weight_shape(g, 4, 4), "layer 'conv': the engine runs square odd kernels from 1x1 to 7x7 only, not 4x4"),
+    (lambda g: _with_weight_shape(g, 4, 4),
+     "layer 'conv': the engine runs square odd kernels from 1x1 to 7x7 only, not 4x4"),
     (lambda g: _with_weight_shape(g, 2, 2), "square odd kernels from 1x1 to 7x7 only, not 2x2"),
     (lambda g: _with_weight_shape(g, 9, 9), "square odd kernels from 1x1 to 7x7 only, not 9x9"),
     (lambda g: _with_weight_shape(g, 3, 5), "square odd kernels from 1x1 to 7x7 only, not 3x5"),
     (lambda g: g.node("conv").attrs.update(dilation=(2, 2)), "layer 'conv': dilated convolution is not supported"),
-    (lambda g: g.node("conv").attrs.update(padding=(2, 1)), "layer 'conv': the engine needs equal strides and paddings"),
+    (lambda g: g.node("conv").attrs.update(padding=(2, 1)),
+     "layer 'conv': the engine needs equal strides and paddings"),
     (lambda g: g.node("conv").attrs.update(stride=(1, 2)), "layer 'conv': the engine needs equal strides and paddings"),
 ])
 def test_refuses_unsupported_kernels(edit, message):
