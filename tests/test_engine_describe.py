@@ -24,8 +24,8 @@ def generic_prediction(build, tmp_path) -> dict[str, dict]:
 
 def random_build(seed: int):
     rng = np.random.default_rng(7000 + seed)
-    kernel = int(rng.choice([3, 3, 3, 1]))
-    scheme = None if kernel == 1 else rng.choice([None, "PS4_P4", "PS2_P4", "PSD4_P8", "PSD1_P16", "library"])
+    kernel = int(rng.choice([3, 3, 3, 1, 5, 7]))
+    scheme = None if kernel != 3 else rng.choice([None, "PS4_P4", "PS2_P4", "PSD4_P8", "PSD1_P16", "library"])
     kwargs = dict(cin=int(rng.integers(1, 24)), cout=int(rng.integers(1, 40)), h=int(rng.integers(1, 20)),
                   w=int(rng.integers(1, 40)), stride=int(rng.integers(1, 3)),
                   weight_bits=int(rng.integers(2, 9)), act_bits=int(rng.integers(2, 9)))

@@ -121,50 +121,55 @@ def test_pattern_rom_lane_residues():
     simulate(dut, bench)
 
 
-def window_model(x, oy, xg, c, stride, x_lanes, kernel1x1):
-    """3 rows x win_cols pixels around output row oy, pixel group xg, zero outside the input."""
+def window_model(x, oy, xg, c, stride, x_lanes, kernel_max=3):
+    """kernel_max rows x win_cols pixels around output row oy, pixel group xg, zero outside the input."""
     _, h, w = x.shape
-    cols = 2 * (x_lanes - 1) + 3
-    win = np.zeros((3, cols), dtype=np.int64)
-    for ky in range(3):
-        if kernel1x1 and ky != 1:
-            continue
-        y = oy * stride - 1 + ky
+    half = kernel_max // 2
+    cols = 2 * (x_lanes - 1) + kernel_max
+    win = np.zeros((kernel_max, cols), dtype=np.int64)
+    for ky in range(kernel_max):
+        y = oy * stride - half + ky
         for j in range(cols):
-            col = xg * x_lanes * stride - 1 + j
+            col = xg * x_lanes * stride - half + j
             if 0 <= y < h and 0 <= col < w:
                 win[ky, j] = x[c, y, col]
     return win
 
 
-@pytest.mark.parametrize("stride, kernel1x1, bus_bits, max_width, band, act_bits", [
-    (1, False, 64, 16, None, 6), (2, False, 32, 16, None, 6), (2, True, 64, 16, None, 6),
-    (1, False, 64, 32, (2, 5), 6),  # two rows per word, a middle band (halo above and below)
-    (2, False, 32, 64, (0, 2), 6),  # four rows per word, the top band (no row above the tensor)
-    (1, True, 64, 32, (4, 7), 6),  # the bottom band of a 1x1 layer
+@pytest.mark.parametrize("stride, k, bus_bits, max_width, band, kernel_max, act_bits", [
+    (1, 3, 64, 16, None, 3, 6), (2, 3, 32, 16, None, 3, 6), (2, 1, 64, 16, None, 3, 6),
+    (1, 3, 64, 32, (2, 5), 3, 6),  # two rows per word, a middle band (halo above and below)
+    (2, 3, 32, 64, (0, 2), 3, 6),  # four rows per word, the top band (no row above the tensor)
+    (1, 1, 64, 32, (4, 7), 3, 6),  # the bottom band of a 1x1 layer
+    (2, 7, 64, 16, None, 7, 6),  # a stem: 7 rows per window, 3 of padding
+    (1, 5, 32, 32, (1, 4), 7, 6),  # a 5x5 kernel in the middle of a 7-row window, a middle band
+    (1, 3, 64, 16, (3, 7), 5, 6),  # 3x3 in a 5-row window, the bottom band
+    (2, 1, 64, 16, None, 7, 6),
     # packed beats (several activations per byte): A = 3 and 4 two per byte, A = 2 four
-    (1, False, 64, 32, (2, 5), 4),  # 16 per beat: a row in one beat, two rows per word
-    (2, False, 32, 16, None, 4),  # 8 per beat: a row over two beats
-    (1, True, 32, 64, (4, 7), 3),  # 8 per beat, four rows per word
-    (2, False, 32, 64, (0, 2), 2),  # 16 per beat, four rows per word
+    (1, 3, 64, 32, (2, 5), 3, 4),  # 16 per beat: a row in one beat, two rows per word
+    (2, 3, 32, 16, None, 3, 4),  # 8 per beat: a row over two beats
+    (1, 1, 32, 64, (4, 7), 3, 3),  # 8 per beat, four rows per word
+    (2, 3, 32, 64, (0, 2), 3, 2),  # 16 per beat, four rows per word
+    (1, 5, 64, 32, (1, 4), 5, 4),  # a 5x5 kernel on packed rows
 ])
-def test_input_buffer_windows(stride, kernel1x1, bus_bits, max_width, band, act_bits):
-    """Rows of one band loaded into their slots, channel by channel; every window of the band."""
-    rng = np.random.default_rng(stride + 2 * kernel1x1 + max_width + act_bits)
+def test_input_buffer_windows(stride, k, bus_bits, max_width, band, kernel_max, act_bits):
+    """Rows of one band loaded into their slots, channel by channel; every window of the band (the rows of
+    the layer's kernel: a smaller kernel's window leaves the rows outside it stale)."""
+    rng = np.random.default_rng(stride + 2 * k + max_width + act_bits)
     c, h, w = 3, 7, 11
     params = EngineParams(x_lanes=4, bus_bits=bus_bits, act_bits=act_bits, max_width=max_width,
-                          input_words=c * (h + 1)).validate()
+                          input_words=c * (h + 1), kernel_max=kernel_max).validate()
     x = rng.integers(0, 1 << act_bits, size=(c, h, w))
     rb = engine.row_beats(w, params)
     bb = params.beat_bytes
-    k = 1 if kernel1x1 else 3
     oh, ow = (h + 2 * (k // 2) - k) // stride + 1, (w + 2 * (k // 2) - k) // stride + 1
     oy0, oy1 = band or (0, oh)
     y0 = oy0 * stride - k // 2
     lo, hi = max(y0, 0), min(y0 + (oy1 - oy0 - 1) * stride + k, h)
     chan_rows = hi - lo + 1  # a spare slot per channel: the fetch must not rely on a tight stride
     xg = -(-ow // params.x_lanes)
-    want = [window_model(x, oy, g, ci, stride, params.x_lanes, kernel1x1)
+    kernel_rows = slice(kernel_max // 2 - k // 2, kernel_max // 2 + k // 2 + 1)
+    want = [window_model(x, oy, g, ci, stride, params.x_lanes, kernel_max)[kernel_rows]
             for oy in range(oy0, oy1) for g in range(xg) for ci in range(c)]
     dut = InputBuffer(params)
     a, cols = params.act_bits, params.win_cols
@@ -173,9 +178,12 @@ def test_input_buffer_windows(stride, kernel1x1, bus_bits, max_width, band, act_
     async def bench(ctx):
         for sig, v in ((dut.row_beats, rb), (dut.channels, c), (dut.height, h), (dut.width, w),
                        (dut.out_height, oy1 - oy0), (dut.x_groups, xg), (dut.stride2, stride == 2),
-                       (dut.kernel1x1, kernel1x1), (dut.slot_shift, params.slot_shift(w)),
-                       (dut.chan_rows, chan_rows), (dut.y_start, oy0 * stride - 1), (dut.row_origin, lo)):
+                       (dut.kernel1x1, k == 1), (dut.slot_shift, params.slot_shift(w)),
+                       (dut.chan_rows, chan_rows), (dut.y_start, oy0 * stride - kernel_max // 2),
+                       (dut.row_origin, lo)):
             ctx.set(sig, v)
+        if kernel_max > 3:
+            ctx.set(dut.kernel_half, k // 2)
         for ci in range(c):
             ctx.set(dut.fill_slot, ci * chan_rows)
             ctx.set(dut.fill_start, 1)
@@ -199,7 +207,7 @@ def test_input_buffer_windows(stride, kernel1x1, bus_bits, max_width, band, act_
             if ready and ctx.get(dut.window.valid):
                 v = ctx.get(dut.window.payload)
                 got.append(np.array([[(v >> ((ky * cols + j) * a)) & ((1 << a) - 1) for j in range(cols)]
-                                     for ky in range(3)]))
+                                     for ky in range(kernel_max)])[kernel_rows])
             await ctx.tick()
             if len(got) == len(want):
                 break

@@ -38,10 +38,13 @@ def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bu
     acc = max(intmath.accumulator_bits(p.weight_bits, p.act_bits, p.in_signed, p.max_taps_per_output(),
                                        int(np.abs(p.bias).max(initial=0))) for p in plans)
     rom, _ = rom_tables(plans)
+    wide = [p for p in plans if p.kernel > 3]
     params = EngineParams(
         m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, weight_bits=weight_bits.pop(), act_bits=act_bits,
         acc_bits=max(acc, 8), max_width=max(p.in_shape[2] for p in plans),
         max_out_width=max(p.out_shape[2] for p in plans), max_channels=max(p.in_shape[0] for p in plans),
+        kernel_max=max(3, *(p.kernel for p in plans)),
+        wide_kernel_words=max((p.in_shape[0] * p.taps for p in wide), default=0),
         patterns=tuple(rom), sparse=any(not p.dense for p in plans) if sparse is None else sparse,
         lane_period=0 if any(p.ids is not None for p in plans) else math.lcm(*(p.period for p in plans)),
         library=any(p.ids is not None for p in plans),

@@ -12,7 +12,8 @@ Packed weights (`pack_weights`): lane group after lane group (`group_channels`: 
 `g*m_lanes ..`, or, for residue-grouped layers, `r + (k0 + m) * P`, one residue class after the
 other); in a group, for each input channel `c`, for each tap step `t < channel_steps`, one word
 of `m_lanes` bytes (lane 0 first): lane `m`'s weight at the `t`-th tap of its kernel's pattern,
-raster order. Only the pattern's taps travel (no indices); a lane whose pattern has fewer taps
+raster order (a dense k x k kernel: all k * k taps, row after row). Only the pattern's taps
+travel (no indices); a lane whose pattern has fewer taps
 than the step count, or a lane without an output channel, gets a zero byte. For W = 2 and 4
 (`params.weight_pack` = 8 // W weights per byte) these bytes travel packed: weight `i` of the
 group's stream at bits `(i % pack) * W ..` of byte `i // pack`. Each group is padded to whole
@@ -120,7 +121,7 @@ def pack_weights(plan: LayerPlan, params: EngineParams, table_base: int = 0) -> 
             words = np.zeros((plan.channel_steps(chans[0], ci), params.m_lanes), dtype=np.int64)
             for lane, mo in enumerate(chans):
                 for t, tap in enumerate(plan.lane_taps(mo, ci)):
-                    words[t, lane] = flat[mo, ci, 0 if plan.kernel1x1 else tap]
+                    words[t, lane] = flat[mo, ci, tap]
             blob += (words.reshape(-1) & 0xFF).astype(np.uint8).tobytes()
         blob = _pack_fields(bytes(blob), params.weight_pack)
         out += blob + bytes(weight_group_beats(plan, params) * params.beat_bytes - id_bytes - len(blob))
