@@ -110,25 +110,28 @@ def _library_codes(patterns: np.ndarray) -> np.ndarray:
     return _kernel_codes(pats.reshape(1, pats.shape[0], *pats.shape[1:]))[0]
 
 
-def periodic_table(mask: np.ndarray, period: int, table: np.ndarray | None = None) -> np.ndarray:
+def periodic_table(mask: np.ndarray, period: int, table: np.ndarray | None = None,
+                   codes: np.ndarray | None = None) -> np.ndarray:
     """The P table masks as codes, indexed by (m + c) mod P: the detected `table` (P, R, S) if
     given, joined with the union of the masks of each residue class (so no nonzero is ever lost).
 
     A tap that quantization happened to zero in some kernel is still a tap of its pattern.
+    `codes`: the mask's `_kernel_codes`, if already computed (as for the other formats below).
     """
     m, c = mask.shape[:2]
     residue = (np.arange(m)[:, None] + np.arange(c)[None, :]) % period
-    codes = np.zeros(period, dtype=np.int64) if table is None else _library_codes(table)
-    np.bitwise_or.at(codes, residue.ravel(), _kernel_codes(mask).ravel())
-    return codes
+    out = np.zeros(period, dtype=np.int64) if table is None else _library_codes(table)
+    np.bitwise_or.at(out, residue.ravel(), (_kernel_codes(mask) if codes is None else codes).ravel())
+    return out
 
 
-def pattern(mask: np.ndarray, wbits: int, library: np.ndarray | None = None) -> FormatCost:
+def pattern(mask: np.ndarray, wbits: int, library: np.ndarray | None = None,
+            codes: np.ndarray | None = None) -> FormatCost:
     """`library`: the layer's pattern masks (K, R, S) if known (sparsity detection, or the table of
     a periodic layer); kernels are stored in the smallest library shape that contains them, and a
     kernel no shape contains adds its own. Without a library, the distinct kernel masks are it."""
     m, c, r, s = mask.shape
-    codes = _kernel_codes(mask)
+    codes = _kernel_codes(mask) if codes is None else codes
     kept = codes != 0
     lib = np.unique(_library_codes(library)) if library is not None else np.zeros(0, dtype=np.int64)
     lib = lib[lib != 0]
@@ -148,10 +151,11 @@ def pattern(mask: np.ndarray, wbits: int, library: np.ndarray | None = None) -> 
     return FormatCost(per_kernel.sum(axis=1), wbits, ids + kept_list + lib.size * r * s, per_kernel, True)
 
 
-def periodic(mask: np.ndarray, wbits: int, period: int, table: np.ndarray | None = None) -> FormatCost:
+def periodic(mask: np.ndarray, wbits: int, period: int, table: np.ndarray | None = None,
+             codes: np.ndarray | None = None) -> FormatCost:
     m, c, r, s = mask.shape
     residue = (np.arange(m)[:, None] + np.arange(c)[None, :]) % period
-    per_kernel = _popcount(periodic_table(mask, period, table))[residue].astype(np.int64)
+    per_kernel = _popcount(periodic_table(mask, period, table, codes))[residue].astype(np.int64)
     return FormatCost(per_kernel.sum(axis=1), wbits, period * r * s, per_kernel)
 
 
@@ -167,16 +171,17 @@ def storage(mask: np.ndarray, wbits: int, kind: str, period: int | None,
     layer its table indexed by (m + c) mod P. A periodic layer is a pattern layer whose library
     is its table.
     """
+    codes = _kernel_codes(mask) if kind in ("pattern", "connectivity", "periodic") else None
     if kind == "periodic":
-        patterns = codes_to_masks(periodic_table(mask, period, patterns), *mask.shape[2:])
+        patterns = codes_to_masks(periodic_table(mask, period, patterns, codes), *mask.shape[2:])
     runs = zero_runs(mask)
     return {
         "dense": dense(mask, wbits),
         "bitmask": bitmask(mask, wbits),
         "csr4": csr(mask, wbits, 4, runs),
         "csr8": csr(mask, wbits, 8, runs),
-        "pattern": pattern(mask, wbits, patterns) if kind in ("pattern", "connectivity", "periodic") else None,
-        "periodic": periodic(mask, wbits, period, patterns) if kind == "periodic" else None,
+        "pattern": pattern(mask, wbits, patterns, codes) if codes is not None else None,
+        "periodic": periodic(mask, wbits, period, patterns, codes) if kind == "periodic" else None,
     }
 
 
