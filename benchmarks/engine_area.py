@@ -12,18 +12,12 @@ The aim: the pattern muxing and ROM cost under 15%.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from gateware_helpers import conv_graph  # noqa: E402
-
-from hwgen.gateware.synth import TARGETS  # noqa: E402
-from hwgen.generate import generate  # noqa: E402
+from hwgen.layercases import conv_graph
+from hwgen.gateware.synth import TARGETS
+from hwgen.generate import generate
 
 
 def engine_arguments(ap: argparse.ArgumentParser, m_lanes: int = 8) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gateware_helpers import conv_graph, pattern_library_graph
+from hwgen.layercases import conv_graph, pattern_library_graph
 from hwgen import engine, sim_target
 from hwgen.engine import describe
 from hwgen.errors import HwgenError

@@ -7,7 +7,7 @@ import zlib
 
 import numpy as np
 import pytest
-from gateware_helpers import conv_graph, expected, load_image, pattern_library_graph, random_input
+from hwgen.layercases import conv_graph, expected, load_image, pattern_library_graph, random_input
 
 from hwgen import engine
 from hwgen.gateware.engine import Engine

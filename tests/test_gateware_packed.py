@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from gateware_helpers import conv_graph, pattern_library_graph
+from hwgen.layercases import conv_graph, pattern_library_graph
 from test_gateware_engine import run_case
 from test_generate import lint
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gateware_helpers import conv_graph, pattern_library_graph
+from hwgen.layercases import conv_graph, pattern_library_graph
 
 from hwgen import checkpoint
 from hwgen.cli import main

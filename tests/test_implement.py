@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from gateware_helpers import conv_graph
+from hwgen.layercases import conv_graph
 
 from hwgen import tools
 from hwgen.cli import main

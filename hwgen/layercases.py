@@ -1,4 +1,5 @@
-"""Quantized single-conv graphs for the gateware tests, built with hwgen.ir and hwgen.intmath."""
+"""Single-conv cases for the gateware tests and the benchmarks: quantized one-layer graphs (hwgen.ir and
+hwgen.intmath), their inputs, the reference outputs and DRAM images."""
 
 from __future__ import annotations
 
