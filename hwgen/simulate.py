@@ -53,7 +53,8 @@ class LayerResult:
 
     @property
     def passed(self) -> bool:
-        return self.error is None and self.mismatches == 0 and self.images > 0
+        """Bit-exact on every image, and (where predicted) the DRAM bytes the schedule model promised."""
+        return self.error is None and self.mismatches == 0 and self.images > 0 and self.bytes_match is not False
 
     @property
     def bytes_match(self) -> bool | None:

@@ -47,13 +47,13 @@ def format_table(report) -> str:
         comparable = report.timing == "ideal" and lr.cycles_predicted and lr.cycles
         cyc_err = f"{(lr.cycles_predicted - lr.cycles) / lr.cycles:+.1%}" if comparable else "-"
         match = {None: "-", True: "equal", False: "DIFFER"}[lr.bytes_match]
-        result = "PASS" if lr.passed else ("ERROR" if lr.error else f"FAIL {lr.mismatches}")
+        result = "PASS" if lr.passed else ("ERROR" if lr.error else f"FAIL {lr.mismatches}" if lr.mismatches else "FAIL bytes")
         rows.append((lr.name, result, _fmt_int(lr.cycles), f"{lr.utilization:.1%}", _fmt_int(lr.dram_bytes_measured),
                      _fmt_int(lr.dram_bytes_predicted), match,
                      _bound_ratio(lr.dram_bytes_measured, lr.dram_bytes_compulsory), _fmt_int(lr.cycles_predicted),
                      cyc_err))
     t = report.totals()
-    rows.append(("total", "PASS" if t["mismatches"] == 0 else f"FAIL {t['mismatches']}", _fmt_int(t["cycles"]),
+    rows.append(("total", "PASS" if all(lr.passed for lr in report.layers) else f"FAIL {t['mismatches']}", _fmt_int(t["cycles"]),
                  f"{t['utilization']:.1%}", _fmt_int(t["dram_bytes_measured"]), _fmt_int(t["dram_bytes_predicted"]),
                  "", _bound_ratio(t["dram_bytes_measured"], t["dram_bytes_compulsory"]),
                  _fmt_int(t["cycles_predicted"]), ""))
