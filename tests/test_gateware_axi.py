@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -53,9 +54,9 @@ class AxiMemory:
     """A Python AXI4 slave for one master: random ready/valid per channel, in-order responses,
     bursts recorded; `error_at` answers SLVERR to bursts at those addresses."""
 
-    def __init__(self, dut, mem: bytearray, rng: random.Random, p: float, error_at=()):
+    def __init__(self, dut, bus_bits: int, mem: bytearray, rng: random.Random, p: float, error_at=()):
         self.dut, self.mem, self.rng, self.p = dut, mem, rng, p
-        self.bb = dut.beat_bytes
+        self.bb = bus_bits // 8
         self.ar, self.aw = [], []  # accepted bursts, in order
         self.reads, self.wbursts = [], []  # [addr, beats left, error]
         self.b_due = []
@@ -120,17 +121,16 @@ def test_master_bursts_and_data(data_bits, p, seed):
     dut = AxiMaster(data_bits, id_bits=4)
     bb = dut.beat_bytes
     rng = random.Random(seed)
-    size = 64 * 1024
-    mem = bytearray(rng.randbytes(size))
+    half = 64 * 1024  # reads below, writes above: AXI does not order a read after a write
+    mem = bytearray(rng.randbytes(2 * half))
     expected = bytearray(mem)
     requests = []
     for _ in range(12):
-        beats = rng.choice([1, 2, 7, 255, 256, 257, 600])
-        beats = min(beats, size // bb // 2)
+        beats = min(rng.choice([1, 2, 7, 255, 256, 257, 600]), half // bb // 2)
         addr = rng.choice([PAGE - bb, PAGE - 3 * bb, 0, 5 * PAGE + 64]) + rng.randrange(4) * PAGE
-        addr = min(addr, size - beats * bb) // bb * bb
-        requests.append((addr, beats, rng.random() < 0.5))
-    axi = AxiMemory(dut, mem, rng, p)
+        write = rng.random() < 0.5
+        requests.append((min(addr, half - beats * bb) // bb * bb + write * half, beats, write))
+    axi = AxiMemory(dut, data_bits, mem, rng, p)
 
     async def bench(ctx):
         pending = list(requests)
@@ -189,7 +189,7 @@ def test_master_bursts_and_data(data_bits, p, seed):
 def test_master_flags_response_errors():
     dut = AxiMaster(64)
     mem = bytearray(8192)
-    axi = AxiMemory(dut, mem, random.Random(0), 0.0, error_at={0, 4096})
+    axi = AxiMemory(dut, 64, mem, random.Random(0), 0.0, error_at={0, 4096})
     seen = {"read": 0, "write": 0}
 
     async def bench(ctx):
@@ -287,9 +287,7 @@ def test_axi_top_runs_a_layer_with_registers_irq_and_counters():
     b = engine.build(graph, engine.EngineConfig(m_lanes=4, x_lanes=4, bus_bits=64))
     p = b.params
     lay = b.image.layers[0]
-    config = regs.config_values({"m_lanes": p.m_lanes, "x_lanes": p.x_lanes, "bus_bits": p.bus_bits,
-                                 "weight_bits": p.weight_bits, "act_bits": p.act_bits, "acc_bits": p.acc_bits})
-    dut = AxiTop(Engine(p), bus_bits=64, id_bits=2, build_id=0x1234ABCD, config=config)
+    dut = AxiTop(Engine(p), bus_bits=64, id_bits=2, build_id=0x1234ABCD, config=regs.config_values(asdict(p)))
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=graph.input_shape)
     base = 0x10000
@@ -297,7 +295,7 @@ def test_axi_top_runs_a_layer_with_registers_irq_and_counters():
     mem[base:base + len(b.image.data)] = b.image.data
     packed = engine.pack_activations(x, p)
     mem[base + lay.input:base + lay.input + len(packed)] = packed
-    axi = AxiMemory(dut, mem, random.Random(9), 0.3)
+    axi = AxiMemory(dut, 64, mem, random.Random(9), 0.3)
     out = {}
 
     async def lite(ctx, addr, data=None):
@@ -315,16 +313,16 @@ def test_axi_top_runs_a_layer_with_registers_irq_and_counters():
         value = None
         for _ in range(10):
             if data is not None:
-                if ctx.get(dut.s_axil_awready) and ctx.get(dut.s_axil_wready):
-                    ctx.set(dut.s_axil_awvalid, 0)
-                    ctx.set(dut.s_axil_wvalid, 0)
+                sent = ctx.get(dut.s_axil_awready) and ctx.get(dut.s_axil_wready)
                 done = ctx.get(dut.s_axil_bvalid)
             else:
-                if ctx.get(dut.s_axil_arready):
-                    ctx.set(dut.s_axil_arvalid, 0)
+                sent = ctx.get(dut.s_axil_arready)
                 done = ctx.get(dut.s_axil_rvalid)
                 value = ctx.get(dut.s_axil_rdata)
             await cycle(ctx)
+            if sent:  # the address (and data) moved on that edge
+                for valid in (dut.s_axil_awvalid, dut.s_axil_wvalid, dut.s_axil_arvalid):
+                    ctx.set(valid, 0)
             if done:
                 ctx.set(dut.s_axil_bready, 0)
                 ctx.set(dut.s_axil_rready, 0)

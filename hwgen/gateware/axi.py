@@ -98,13 +98,13 @@ class AxiMaster(wiring.Component):
         left = Signal(LEN_BITS)
         write = Signal()
         to_page = Signal(range(PAGE // self.beat_bytes + 1))
+        capped = Signal(range(MAX_BURST + 1))
         burst = Signal(range(MAX_BURST + 1))
         m.d.comb += [
             to_page.eq((PAGE - addr[:12]) >> shift),
-            burst.eq(Mux(left < MAX_BURST, left, MAX_BURST)),
+            capped.eq(Mux(left < MAX_BURST, left, MAX_BURST)),
+            burst.eq(Mux(to_page < capped, to_page, capped)),
         ]
-        with m.If(to_page < burst):
-            m.d.comb += burst.eq(to_page)
         base = self.base & ~(MEM_BASE_ALIGN - 1)
         for ch, is_write in (("ar", False), ("aw", True)):
             port = lambda name: getattr(self, f"m_axi_{ch}{name}")  # noqa: E731
