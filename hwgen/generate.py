@@ -138,11 +138,13 @@ def axi_top_verilog(params: EngineParams, *, id_bits: int, build: int) -> str:
 
 
 def _axi_ports(bus_bits: int, id_bits: int) -> dict:
+    from amaranth.hdl import Shape
+
     from .engine import registers
     from .gateware.axi import axi4_master_members, axil_slave_members
 
     members = {**axi4_master_members(bus_bits, id_bits), **axil_slave_members(registers.ADDR_BITS)}
-    return {"clk": 1, "rst": 1, "irq": 1, **{name: m.shape.width for name, m in members.items()}}
+    return {"clk": 1, "rst": 1, "irq": 1, **{name: Shape.cast(m.shape).width for name, m in members.items()}}
 
 
 def _layer_entry(graph, plan: engine.LayerPlan, regs: engine.LayerRegions, table_base: int,

@@ -49,6 +49,7 @@ class LayerResult:
     tensor_bytes_measured: dict = field(default_factory=dict)  # tensor -> bytes in this layer's own regions
     tensor_bytes_predicted: dict = field(default_factory=dict)
     traffic: dict = field(default_factory=dict)  # per region (bytes and bursts), per image
+    counters: dict = field(default_factory=dict)  # AXI top: its performance counters (first image)
     error: str | None = None
 
     @property
@@ -117,7 +118,8 @@ class SimReport:
                    "effectual_macs": lr.effectual_macs,
                    "bytes_match": lr.bytes_match, "tensor_bytes_measured": lr.tensor_bytes_measured,
                    "tensor_bytes_predicted": lr.tensor_bytes_predicted,
-                   "traffic": lr.traffic, "notes": lr.notes, "error": lr.error} for lr in self.layers]
+                   "traffic": lr.traffic, "counters": lr.counters, "notes": lr.notes, "error": lr.error}
+                  for lr in self.layers]
         return {
             "sim": self.sim, "seed": self.seed, "timing": self.timing, "images": self.images,
             "passed": self.passed, "error": self.error,
@@ -221,7 +223,8 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
     job = simrunner.make_job(bus_bits=engine.params['bus_bits'], dram_size=engine.dram_size, ports=engine.ports,
                              timing=BusTiming.profile(timing, seed).as_dict(),
                              regions=engine.regions, preload=[{"addr": 0, "file": str(engine.image_path)}],
-                             host=HOST_PROGRAM, network=net)
+                             host=HOST_PROGRAM, network=net, interface=engine.interface,
+                             axi_dir=str(engine.gen_dir) if engine.interface == "axi" else None)
     wall = time.perf_counter()
     if progress:
         print(f"compiling {engine.toplevel} with {sim} (kept in a cache: only the first run of a design waits)",
@@ -256,6 +259,7 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
             if lr.images == 1:
                 lr.cycles = run["cycles"]
                 lr.traffic = run["traffic"]
+                lr.counters = run.get("counters", {})
                 lr.dram_bytes_measured = sum(t["read_bytes"] + t["write_bytes"] for t in run["traffic"].values())
                 lr.tensor_bytes_measured = _own_tensor_bytes(name, run["traffic"])
     for lr in by_name.values():
