@@ -137,7 +137,7 @@ def python_module(build_id: int, params: dict, layers: list[dict], dram: dict) -
              f"CONFIG = {json.dumps(config_values(params))}",
              f"DRAM_SIZE = {int(dram['size'])}", f"DRAM_IMAGE_BYTES = {int(dram['image_bytes'])}", ""]
     for r in REGISTERS:
-        lines.append(f"{r.name} = 0x{r.offset:03X}  # {r.access}: {r.doc}")
+        lines.append(f"REG_{r.name} = 0x{r.offset:03X}  # {r.access}: {r.doc}")
         for f, (lsb, width) in r.fields.items():
             lines.append(f"{r.name}_{f} = 0x{((1 << width) - 1) << lsb:X}")
     lines += ["", "LAYERS = {"]
