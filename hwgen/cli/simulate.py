@@ -5,7 +5,9 @@ through the network layer by layer on the simulated engine (the host runs poolin
 classifier in the integer reference) with a hostile simulated DRAM, and prints per engine layer:
 PASS/FAIL (every output element equal to the reference's), cycles, MAC utilization (effectual MACs
 / (lanes x cycles)), DRAM bytes measured vs predicted by the engine's schedule model, and cycles
-predicted; then whether the logits equal the reference's. Exit status 1 if anything differs.
+predicted; then whether the logits equal the reference's. Exit status 1 if anything differs,
+including DRAM bytes measured vs predicted. A folder generated with --interface axi runs on
+cocotbext-axi (AxiRam with random pauses, AxiLiteMaster, the Python driver, a protocol monitor).
 """
 
 from __future__ import annotations
