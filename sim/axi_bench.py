@@ -38,6 +38,14 @@ PAGE = 4096
 MAX_BURST = 256
 
 
+def _int(value) -> int | None:
+    """A sampled signal's value, or None if any bit is X or Z."""
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
 class CocotbBackend(Backend):
     """The driver's registers through AxiLiteMaster, memory through the DRAM model, `irq` by pin."""
 
@@ -113,9 +121,9 @@ class AxiMonitor:
             except DramError as e:
                 self._fail(str(e))
             # the start: the write response of a CONTROL write with START (busy rises on that edge)
-            if d.s_axil_awvalid.value and d.s_axil_awready.value:
-                self.start_armed = int(d.s_axil_awaddr.value) == regs.offset("CONTROL")
-            b, irq = int(d.s_axil_bvalid.value), int(d.irq.value)
+            if _int(d.s_axil_awvalid.value) and _int(d.s_axil_awready.value):
+                self.start_armed = _int(d.s_axil_awaddr.value) == regs.offset("CONTROL")
+            b, irq = _int(d.s_axil_bvalid.value), _int(d.irq.value)
             if b and not self._b_prev and self.start_armed:
                 self.start_cycle, self.start_armed = self.cycle, False
             if irq and not self._irq_prev:
@@ -125,8 +133,26 @@ class AxiMonitor:
                                f"{self.responses} write responses unfinished")
             self._b_prev, self._irq_prev = b, irq
 
+    def _beat(self, queue: deque, write: bool, last: int, what: str) -> None:
+        """One R or W beat of the head burst of `queue`: counted at its address, LAST on its last beat."""
+        if not queue:
+            self._fail(f"{what} beat before its {'AW' if write else 'AR'}")
+            return
+        head = queue[0]
+        self.dram.count_beat(head[0], write)
+        head[0] += self.bb
+        head[1] -= 1
+        if bool(last) != (head[1] == 0):
+            self._fail(f"{what}LAST does not mark exactly the last beat of the burst")
+        if not head[1]:
+            queue.popleft()
+
     def _sample(self) -> None:
-        s = {k: int(v.value) for k, v in self.sig.items()}
+        s = {k: _int(v.value) for k, v in self.sig.items()}
+        for k, v in s.items():
+            if v is None and k.endswith(("valid", "ready")):
+                self._fail(f"m_axi_{k} is X or Z")
+        s = {k: -1 if v is None else v for k, v in s.items()}  # an X payload is only wrong when valid
         for ch, fields in self.CHANNELS.items():
             payload = tuple(s[f"{ch}{f}"] for f in fields)
             if ch in self.held and (not s[f"{ch}valid"] or payload != self.held[ch]):
@@ -145,31 +171,11 @@ class AxiMonitor:
                 queue.append([addr, beats])
                 self.responses += ch == "aw"
         if s["rvalid"] and s["rready"]:
-            if not self.reads:
-                self._fail("R beat without a read burst")
-                return
-            head = self.reads[0]
-            self.dram.count_beat(head[0], False)
-            head[0] += self.bb
-            head[1] -= 1
-            if bool(s["rlast"]) != (head[1] == 0):
-                self._fail("RLAST does not mark the last beat of the burst")  # the memory's side
-            if not head[1]:
-                self.reads.popleft()
+            self._beat(self.reads, False, s["rlast"], "R")  # RLAST is the memory's side
         if s["wvalid"] and s["wready"]:
-            if not self.writes:
-                self._fail("W beat before its AW")
-                return
-            head = self.writes[0]
-            self.dram.count_beat(head[0], True)
-            head[0] += self.bb
-            head[1] -= 1
             if s["wstrb"] != (1 << self.bb) - 1:
                 self._fail(f"WSTRB {s['wstrb']:#x} on a full beat")
-            if bool(s["wlast"]) != (head[1] == 0):
-                self._fail("WLAST does not mark exactly the last beat of the burst")
-            if not head[1]:
-                self.writes.popleft()
+            self._beat(self.writes, True, s["wlast"], "W")
         if s["bvalid"] and s["bready"]:
             self.responses -= 1
 
