@@ -182,3 +182,44 @@ class Driver:
         shape = tuple(lay["output"]["shape"])
         raw = await self.backend.read_mem(int(lay["output"]["addr"]), activation_bytes(shape, layout))
         return unpack_activations(raw, shape, bool(lay["output"]["signed"]), layout)
+
+
+def main(argv: list[str] | None = None, gen_dir=None) -> int:
+    """`python DIR/driver/run_layer.py`: one layer on the hardware through /dev/mem or UIO."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description="Run one layer of this hwgen engine on the hardware (mmap backend).")
+    ap.add_argument("--dir", default=gen_dir, required=gen_dir is None, help="the `hwgen generate --interface axi` folder")
+    ap.add_argument("--layer", required=True, help="engine layer name (see registers.json)")
+    ap.add_argument("--input", required=True, help="integer input (C, H, W) as .npy")
+    ap.add_argument("--out", required=True, help="where to write the output .npy")
+    ap.add_argument("--mem-addr", type=lambda v: int(v, 0), required=True, help="physical address of the DRAM window")
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--uio", metavar="DEV", help="UIO device whose map 0 is the register page (interrupt-driven)")
+    where.add_argument("--regs-addr", type=lambda v: int(v, 0), help="physical address of the registers (/dev/mem)")
+    ap.add_argument("--mem-device", default="/dev/mem", help="the file the physical addresses are mapped from")
+    ap.add_argument("--no-load", action="store_true", help="the DRAM image is already in place")
+    args = ap.parse_args(argv)
+    try:
+        manifest = json.loads((Path(args.dir) / "manifest.json").read_text())
+        size = int(manifest["dram"]["size"])
+        if args.uio:
+            backend = MmapBackend.uio(args.uio, args.mem_addr, size, args.mem_device)
+        else:
+            backend = MmapBackend.dev_mem(args.regs_addr, args.mem_addr, size, args.mem_device)
+        drv = Driver.open(args.dir, backend)
+        x = np.load(args.input, allow_pickle=False)
+
+        async def session():
+            await drv.check()
+            if not args.no_load:
+                await drv.load_image()
+            return await drv.run_layer(args.layer, x, use_irq=bool(args.uio))
+
+        np.save(args.out, asyncio.run(session()), allow_pickle=False)
+    except (HwgenError, OSError, ValueError, KeyError) as e:
+        print(f"run_layer: error: {e}", file=sys.stderr)
+        return 2
+    print(" ".join(f"{k}={v}" for k, v in drv.counters.items()))
+    return 0

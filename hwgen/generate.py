@@ -49,6 +49,7 @@ AXI_FILES = {
     "registers": "registers.json",
     "c_header": "driver/hwgen_regs.h",
     "py_regs": "driver/hwgen_regs.py",
+    "run_layer": "driver/run_layer.py",
 }
 INTERFACES = ("stream", "axi")
 
@@ -269,6 +270,7 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
         texts[AXI_FILES["registers"]] = json.dumps(registers.as_json(*regmap), indent=2) + "\n"
         texts[AXI_FILES["c_header"]] = registers.c_header(*regmap, manifest["dram"])
         texts[AXI_FILES["py_regs"]] = registers.python_module(*regmap, manifest["dram"])
+        texts[AXI_FILES["run_layer"]] = registers.RUN_LAYER_SCRIPT
     else:
         texts[FILES["top"]] = _template("hwgen_top.v", TOP=TOP_MODULE, ENGINE=ENGINE_MODULE, BUS_BITS=params.bus_bits)
     out = Path(out_dir)

@@ -108,3 +108,44 @@ def test_driver_needs_an_axi_folder(tmp_path):
     generate(checkpoint.load(CKPT), tmp_path / "stream")
     with pytest.raises(HwgenError, match="--interface axi"):
         Driver.open(tmp_path / "stream", MmapBackend(bytearray(4096), bytearray(64)))
+
+
+def test_generated_run_layer_script_over_a_memory_file(axi_dir, tmp_path):
+    """DIR/driver/run_layer.py with --regs-addr/--mem-addr mapped from a plain file instead of /dev/mem."""
+    import subprocess
+    import sys
+
+    manifest = json.loads((axi_dir / "manifest.json").read_text())
+    regmap = json.loads((axi_dir / "registers.json").read_text())
+    page = mmap.ALLOCATIONGRANULARITY
+    mem_addr = page
+    phys = bytearray(mem_addr + -(-manifest["dram"]["size"] // page) * page)
+    reg_view = memoryview(phys)[:1 << regs.ADDR_BITS]
+    poke(reg_view, "BUILD_ID", regmap["build_id"])
+    for name, value in regmap["config"].items():
+        poke(reg_view, name, value)
+    poke(reg_view, "STATUS", regs.bit("STATUS", "DONE"))
+    poke(reg_view, "BYTES_READ", 416)
+    lay = manifest["layers"][0]
+    layout = EngineParams(bus_bits=manifest["params"]["bus_bits"])
+    y = np.random.default_rng(1).integers(0, 256, size=lay["output"]["shape"])
+    packed = pack_activations(y, layout)
+    start = mem_addr + lay["output"]["addr"]
+    phys[start:start + len(packed)] = packed
+    del reg_view
+    (tmp_path / "phys").write_bytes(bytes(phys))
+    np.save(tmp_path / "x.npy", np.zeros(lay["input"]["shape"], dtype=np.int64))
+    proc = subprocess.run([sys.executable, str(axi_dir / "driver" / "run_layer.py"), "--layer", lay["name"],
+                           "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy"),
+                           "--regs-addr", "0", "--mem-addr", hex(mem_addr), "--mem-device", str(tmp_path / "phys")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "BYTES_READ=416" in proc.stdout
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), y)
+    image = (axi_dir / "dram_image.bin").read_bytes()
+    assert (tmp_path / "phys").read_bytes()[mem_addr:mem_addr + len(image)] == image
+    bad = subprocess.run([sys.executable, str(axi_dir / "driver" / "run_layer.py"), "--layer", "nope",
+                          "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "z.npy"), "--regs-addr", "0",
+                          "--mem-addr", hex(mem_addr), "--mem-device", str(tmp_path / "phys")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr

@@ -110,6 +110,16 @@ def _layout_rows(layers: list[dict]) -> list[tuple[str, str, int]]:
     return rows
 
 
+RUN_LAYER_SCRIPT = '''"""Run one layer of this engine on the hardware: python run_layer.py --help (needs hwgen installed)."""
+import sys
+from pathlib import Path
+
+from hwgen.driver import main
+
+sys.exit(main(gen_dir=Path(__file__).resolve().parent.parent))
+'''
+
+
 def _ident(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).upper()
 
