@@ -278,7 +278,10 @@ def test_lite_slave_writes_and_reads():
     assert got and all(g == want for _, g, want in got)
 
 
-def test_axi_top_runs_a_layer_with_registers_irq_and_counters():
+@pytest.mark.parametrize("slverr", [False, True])
+def test_axi_top_runs_a_layer_with_registers_irq_and_counters(slverr):
+    """With `slverr` the memory answers the descriptor's read with SLVERR (and the right data): the
+    run completes, with ERROR, ERROR_CAUSE.READ_RESP and IRQ_STATUS.ERROR set."""
     from gateware_helpers import conv_graph
 
     from hwgen.gateware.engine import Engine
@@ -295,7 +298,7 @@ def test_axi_top_runs_a_layer_with_registers_irq_and_counters():
     mem[base:base + len(b.image.data)] = b.image.data
     packed = engine.pack_activations(x, p)
     mem[base + lay.input:base + lay.input + len(packed)] = packed
-    axi = AxiMemory(dut, 64, mem, random.Random(9), 0.3)
+    axi = AxiMemory(dut, 64, mem, random.Random(9), 0.3, error_at={base + lay.descriptor} if slverr else ())
     out = {}
 
     async def lite(ctx, addr, data=None):
@@ -352,9 +355,13 @@ def test_axi_top_runs_a_layer_with_registers_irq_and_counters():
         else:
             raise AssertionError("no irq")
         status = await lite(ctx, regs.offset("STATUS"))
-        assert status == regs.bit("STATUS", "DONE"), status
+        error = regs.bit("STATUS", "ERROR") if slverr else 0
+        assert status == regs.bit("STATUS", "DONE") | error, status
+        assert await lite(ctx, regs.offset("ERROR_CAUSE")) == (regs.bit("ERROR_CAUSE", "READ_RESP") if slverr else 0)
+        irq_error = (1 << regs.IRQ_ERROR) if slverr else 0
+        assert await lite(ctx, regs.offset("IRQ_STATUS")) == (1 << regs.IRQ_DONE) | irq_error
         out["counters"] = {n: await lite(ctx, regs.offset(n)) for n in regs.COUNTERS}
-        await lite(ctx, regs.offset("IRQ_STATUS"), 1 << regs.IRQ_DONE)
+        await lite(ctx, regs.offset("IRQ_STATUS"), (1 << regs.IRQ_DONE) | irq_error)
         assert await lite(ctx, regs.offset("IRQ_STATUS")) == 0 and not ctx.get(dut.irq)
 
     run(dut, bench)

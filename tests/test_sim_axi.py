@@ -59,6 +59,13 @@ def test_cli_on_an_axi_folder_with_ideal_memory(digits_axi, tmp_path, cache, mon
         assert lay["counters"]["STALL_WRITE"] <= 2  # ideal memory: only the last write response
 
 
+def test_a_layer_without_irq_in_time_is_a_hang(digits_axi, tmp_path, cache, monkeypatch):
+    monkeypatch.setattr(simulate, "TIMEOUT_MIN", 200)
+    monkeypatch.setattr(simulate, "TIMEOUT_FACTOR", 0)
+    report = run(digits_axi, tmp_path, cache, images=1, timing="ideal")
+    assert not report.passed and "timeout: no irq after 200 cycles" in report.layers[0].error
+
+
 @pytest.mark.skipif(not simrunner.available("icarus"), reason="iverilog not installed")
 def test_icarus_runs_one_layer_through_axi(digits_axi, tmp_path, cache):
     report = run(digits_axi, tmp_path, cache, images=1, sim="icarus", layers=["conv1"], seed=1)
