@@ -81,10 +81,12 @@ class SimReport:
     wall_seconds: float
     cycles_simulated: int
     error: str | None = None
+    expect_mismatches: int | None = None  # with expected outputs (--expect): engine outputs that differ from them
 
     @property
     def passed(self) -> bool:
-        return self.error is None and self.logits_match and all(lr.passed for lr in self.layers)
+        return (self.error is None and self.logits_match and not self.expect_mismatches
+                and all(lr.passed for lr in self.layers))
 
     def accuracy(self, top1: list[int]) -> float | None:
         if not self.labels:
@@ -125,6 +127,7 @@ class SimReport:
             "passed": self.passed, "error": self.error,
             "layers": layers, "totals": self.totals(),
             "network": {"logits_match": self.logits_match, "logit_mismatches": self.logit_mismatches,
+                        "expect_mismatches": self.expect_mismatches,
                         "engine_top1": self.engine_top1, "reference_top1": self.reference_top1,
                         "labels": self.labels, "engine_accuracy": self.accuracy(self.engine_top1),
                         "reference_accuracy": self.accuracy(self.reference_top1)},
@@ -194,8 +197,10 @@ class _Progress:
 
 def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", seed: int = 0,
                 timing: str = "hostile", layers: list[str] | None = None, waves: Path | None = None,
-                workdir: Path, cache_dir: Path | None = None, progress: bool = False) -> SimReport:
-    """Simulate `engine` (a `hwgen.sim_target.EngineTarget`) on `inputs`; compare with the reference."""
+                workdir: Path, cache_dir: Path | None = None, progress: bool = False,
+                expected: np.ndarray | None = None) -> SimReport:
+    """Simulate `engine` (a `hwgen.sim_target.EngineTarget`) on `inputs`; compare with the reference
+    (and with `expected`, the user's integer outputs, when given)."""
     from sim.dram import BusTiming
 
     from . import reference
@@ -270,6 +275,13 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
     eng_logits = np.asarray([img["logits"] for img in done], dtype=np.int64).reshape(len(done), *ref_logits.shape[1:])
     logit_mismatches = int(np.count_nonzero(eng_logits != ref_logits[:len(done)])) + \
         int(np.prod(ref_logits.shape[1:])) * (len(inputs) - len(done))
+    expect_mismatches = None
+    if expected is not None:
+        expected = np.asarray(expected)
+        if expected.shape != ref_logits.shape:
+            raise HwgenError(f"expected outputs: shape {expected.shape}, the network gives {ref_logits.shape}")
+        expect_mismatches = int(np.count_nonzero(eng_logits != expected[:len(done)])) + \
+            int(np.prod(ref_logits.shape[1:])) * (len(inputs) - len(done))
     flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
     return SimReport(sim=sim, seed=seed, timing=timing, images=len(inputs), layers=list(by_name.values()),
                      logits_match=logit_mismatches == 0, logit_mismatches=logit_mismatches,
@@ -277,22 +289,30 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
                      reference_top1=[int(v) for v in flat(ref_logits).argmax(1)],
                      labels=None if labels is None else [int(v) for v in labels],
                      wall_seconds=wall, cycles_simulated=int(results.get("cycles_simulated", 0)),
-                     error=host.get("aborted"))
+                     error=host.get("aborted"), expect_mismatches=expect_mismatches)
 
 
 def simulate(gen_dir, *, images: int = 4, layers: list[str] | None = None, seed: int = 0, sim: str = "verilator",
              timing: str = "hostile", waves: Path | None = None, checkpoint: Path | None = None,
-             workdir: Path | None = None, cache_dir: Path | None = None, progress: bool = False) -> SimReport:
+             workdir: Path | None = None, cache_dir: Path | None = None, progress: bool = False,
+             inputs: np.ndarray | None = None, expected: np.ndarray | None = None) -> SimReport:
     """Verify the engine `hwgen generate` wrote to `gen_dir` on `images` inputs (see module doc).
 
     `checkpoint` is the quantized graph the engine was generated from, if the folder lacks one.
+    `inputs` (the user's images, float or integer, see `hwgen.quantize.integer_inputs`) replace the
+    sampled ones; `expected` are integer outputs the engine's must also equal.
     """
+    from .quantize import integer_inputs
     from .sim_target import load_generated
 
     engine = load_generated(gen_dir, checkpoint)
-    inputs, labels = sample_inputs(engine.graph, images, seed)
-    return run_network(engine, inputs, labels, sim=sim, seed=seed, timing=timing, layers=layers, waves=waves,
-                       workdir=workdir or Path(gen_dir) / "sim", cache_dir=cache_dir, progress=progress)
+    if inputs is None:
+        x, labels = sample_inputs(engine.graph, images, seed)
+    else:
+        x, labels = integer_inputs(engine.graph, inputs, "--input"), None
+    return run_network(engine, x, labels, sim=sim, seed=seed, timing=timing, layers=layers, waves=waves,
+                       workdir=workdir or Path(gen_dir) / "sim", cache_dir=cache_dir, progress=progress,
+                       expected=expected)
 
 
 def write_json(report: SimReport, path: Path) -> None:

@@ -131,3 +131,33 @@ def test_monitor_refuses_unaligned_bursts():
 def test_register_offsets_are_distinct_and_word_aligned():
     offsets = [r.offset for r in regs.REGISTERS]
     assert len(set(offsets)) == len(offsets) and all(o % 4 == 0 and o < 1 << regs.ADDR_BITS for o in offsets)
+
+
+def test_cli_takes_your_images_and_expected_outputs(digits_axi, tmp_path, cache, monkeypatch, capsys):
+    """--input X.npy (float images, quantized with the input scale) and --expect Y.npy: equal gives
+    exit 0, one changed logit exit 1, an image of the wrong shape or range one line and exit 2."""
+    import numpy as np
+
+    from hwgen import datasets, reference
+    from hwgen.quantize import quantize_input
+
+    monkeypatch.setenv("HWGEN_SIM_CACHE", str(cache))
+    x = datasets.load_digits_split()[2][:1]
+    np.save(tmp_path / "x.npy", x)
+    y = reference.run(digits_axi.graph, quantize_input(digits_axi.graph, x))
+    np.save(tmp_path / "y.npy", y)
+    y_bad = y.copy()
+    y_bad[0, 3] += 1
+    np.save(tmp_path / "y_bad.npy", y_bad)
+    base = ["simulate", str(digits_axi.gen_dir), "--layers", "conv1", "--timing", "ideal", "--no-progress",
+            "--input", str(tmp_path / "x.npy")]
+    assert main(base + ["--expect", str(tmp_path / "y.npy")]) == 0
+    assert "expected outputs (--expect): equal" in capsys.readouterr().out
+    assert main(base + ["--expect", str(tmp_path / "y_bad.npy")]) == 1
+    assert "1 DIFFER" in capsys.readouterr().out
+    np.save(tmp_path / "wrong.npy", np.zeros((1, 3, 8, 8), dtype=np.float32))
+    np.save(tmp_path / "range.npy", np.full((1, 1, 8, 8), 999, dtype=np.int64))
+    for bad, message in (("wrong.npy", "expected shape"), ("range.npy", "outside the")):
+        assert main(base[:-1] + [str(tmp_path / bad)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
