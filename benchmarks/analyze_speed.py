@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BOUND_S = 5.0
 ZIGZAG_ISSUE_S = 74.0

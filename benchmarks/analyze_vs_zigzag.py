@@ -135,7 +135,6 @@ def zigzag_worker(job: Path) -> None:
 # -- the hwgen side and the comparison ------------------------------------------------------------
 
 def hwgen_side(glb_kib: float, n_layers: int | None):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
 
     from hwgen.analysis import analyze, load_arch

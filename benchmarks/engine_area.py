@@ -12,29 +12,33 @@ The aim: the pattern muxing and ROM cost under 15%.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from hwgen.layercases import conv_graph
+from hwgen.gateware.synth import TARGETS
+from hwgen.generate import generate
 
-from gateware_helpers import conv_graph  # noqa: E402
 
-from hwgen.gateware.synth import TARGETS  # noqa: E402
-from hwgen.generate import generate  # noqa: E402
+def engine_arguments(ap: argparse.ArgumentParser, m_lanes: int = 8) -> None:
+    """The target, the engine's lanes and bus, and the layer's size (also engine_kernel_area.py's)."""
+    ap.add_argument("--target", choices=tuple(TARGETS), default="xilinx")
+    ap.add_argument("--m-lanes", type=int, default=m_lanes)
+    ap.add_argument("--x-lanes", type=int, default=4)
+    ap.add_argument("--bus-bits", type=int, default=64)
+    ap.add_argument("--size", type=int, default=16, help="layer input height and width (sizes the buffers)")
+
+
+def layer_graph(size: int):
+    """The PS4_P4 64->64 3x3 layer (seeded random weights) whose engine is synthesized."""
+    return conv_graph(13, cin=64, cout=64, h=size, w=size, scheme="PS4_P4")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--target", choices=tuple(TARGETS), default="xilinx")
-    ap.add_argument("--m-lanes", type=int, default=8)
-    ap.add_argument("--x-lanes", type=int, default=4)
-    ap.add_argument("--bus-bits", type=int, default=64)
-    ap.add_argument("--size", type=int, default=16, help="layer input height and width (sizes the buffers)")
+    engine_arguments(ap)
     args = ap.parse_args()
-    graph = conv_graph(13, cin=64, cout=64, h=args.size, w=args.size, scheme="PS4_P4")
+    graph = layer_graph(args.size)
     results = {}
     for mode, dense_only in (("periodic", False), ("dense-only", True)):
         with tempfile.TemporaryDirectory() as tmp:

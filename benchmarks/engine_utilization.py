@@ -16,21 +16,15 @@ checked bit-exact against hwgen.reference as well.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from gateware_helpers import conv_graph, expected, load_image, random_input  # noqa: E402
-
-from hwgen import engine  # noqa: E402
-from hwgen.engine import schedule  # noqa: E402
-from hwgen.gateware.engine import Engine  # noqa: E402
-from hwgen.gateware.sim_memory import run_layer  # noqa: E402
+from hwgen.layercases import conv_graph, expected, load_image, random_input
+from hwgen import engine
+from hwgen.engine import schedule
+from hwgen.gateware.engine import Engine
+from hwgen.gateware.sim_memory import run_layer
 
 
 def measure(graph, x, dense_only: bool, m_lanes: int, x_lanes: int, bus_bits: int) -> dict:

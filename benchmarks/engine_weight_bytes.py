@@ -14,19 +14,12 @@ schedule's, with cycles beside the model's (the weight fill takes one cycle per 
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from engine_utilization import engine_arguments, measure  # noqa: E402
-from gateware_helpers import conv_graph, random_input  # noqa: E402
-
-from hwgen.analysis import formats  # noqa: E402
-from hwgen import engine  # noqa: E402
-from hwgen.engine import schedule  # noqa: E402
+from engine_utilization import engine_arguments, measure
+from hwgen import engine
+from hwgen.analysis import formats
+from hwgen.engine import schedule
+from hwgen.layercases import conv_graph, random_input
 
 
 def main() -> None:

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hwgen import quantize, reference  # noqa: E402
-from hwgen.datasets import load_digits_split  # noqa: E402
-from hwgen.ingest import load_model  # noqa: E402
+from hwgen import quantize, reference
+from hwgen.datasets import load_digits_split
+from hwgen.ingest import load_model
 
 BITS = (8, 6, 4)
 

@@ -1,5 +1,5 @@
 """ImageNet ResNet-18 (torchvision's shape: 7x7 stride-2 stem, 3x3 max pool, 224x224 input) for the
-analysis benchmarks. torchvision is not a dependency, so it is assembled from models.zoo's blocks.
+analysis benchmarks: models.zoo's "resnet18-imagenet" (torchvision is not a dependency).
 """
 
 from __future__ import annotations
@@ -8,28 +8,9 @@ from pathlib import Path
 
 
 def resnet18_imagenet(num_classes: int = 1000):
-    import torch
-    from torch import nn
+    from models.zoo import ResNet18
 
-    from models.zoo import BasicBlock
-
-    class ResNet18ImageNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
-            cin = 64
-            for i, cout in enumerate((64, 128, 256, 512)):
-                for j in range(2):
-                    layers.append(BasicBlock(cin, cout, 2 if (i > 0 and j == 0) else 1))
-                    cin = cout
-            self.features = nn.Sequential(*layers)
-            self.pool = nn.AdaptiveAvgPool2d(1)
-            self.classifier = nn.Linear(512, num_classes)
-
-        def forward(self, x):
-            return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
-
-    return ResNet18ImageNet()
+    return ResNet18(num_classes, stem="imagenet")
 
 
 def export(path: Path, periodic_scheme: str | None = None) -> Path:

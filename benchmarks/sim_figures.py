@@ -18,11 +18,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
-from gateware_helpers import conv_graph, random_input  # noqa: E402
+from hwgen.layercases import conv_graph, random_input
 
-from hwgen import checkpoint, sim_target, simulate  # noqa: E402
+from hwgen import checkpoint, sim_target, simulate
 
 CKPT = ROOT / "models" / "digits_ps4p4_w8a8.hwq"
 

@@ -17,12 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from gateware_helpers import conv_graph, random_input  # noqa: E402
-
-from hwgen import sim_target, simrunner, simulate  # noqa: E402
+from hwgen.layercases import conv_graph, random_input
+from hwgen import sim_target, simrunner, simulate
 
 BOUND_SECONDS = 60.0
 

@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 BOUND_S = 60.0
 ZIGZAG_ONE_POINT_S = (74.0, 105.0)  # analyze_vs_zigzag.py on this machine (README)

@@ -9,8 +9,8 @@ Steps, each the real command with its output kept in the folder:
   4. `hwgen simulate` of digits test images, hostile DRAM  -> simulate.txt, simulate.json
      and one image with an ideal DRAM, for cycles vs the model -> simulate_ideal.txt, .json
   5. a summary (printed and summary.md): bit-exact yes/no, accuracy engine vs reference, cycles,
-     MAC utilization, DRAM bytes measured vs predicted (schedule model and `hwgen analyze`'s
-     engine preset), energy dense vs sparse.
+     MAC utilization, DRAM bytes measured vs predicted (the generic analytical model on the generated
+     arch.yaml + mapping.yaml, and `hwgen analyze --arch engine`), energy dense vs sparse.
 Exit status 0 only if the engine is bit-exact and the measured bytes equal the predicted ones.
 """
 
@@ -54,7 +54,7 @@ def summarize(out: Path, sim: dict, ideal: dict, analysis: dict, energy: tuple[f
     net, tot = sim["network"], sim["totals"]
     analyzed = {lay["name"]: lay["dram_bytes"]["total"] for lay in analysis["layers"]}
     rows = ["| layer | result | cycles (hostile) | cycles (ideal) | predicted | MAC util (ideal) | DRAM B measured "
-            "| predicted (schedule) | predicted (`analyze`) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| predicted (generic model: arch.yaml + mapping.yaml) | predicted (`analyze --arch engine`) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for lay, lid in zip(sim["layers"], ideal["layers"]):
         rows.append(f"| {lay['name']} | {'PASS' if lay['passed'] else 'FAIL ' + str(lay['mismatches'])} | "
                     f"{lay['cycles']:,} | {lid['cycles']:,} | {lid['cycles_predicted']:,} | {lid['utilization']:.1%} | "
@@ -78,7 +78,7 @@ def summarize(out: Path, sim: dict, ideal: dict, analysis: dict, energy: tuple[f
         f"- MAC utilization (effectual MACs / (lanes x cycles)): {t_ideal['utilization']:.1%} ideal DRAM, "
         f"{tot['utilization']:.1%} hostile",
         f"- DRAM bytes per image: measured {tot['dram_bytes_measured']:,}, predicted {tot['dram_bytes_predicted']:,} "
-        f"(`hwgen analyze --arch engine`: {analysis['totals']['dram_bytes']['total']:,}): "
+        f"by the generic model from engine/arch.yaml + mapping.yaml (`hwgen analyze --arch engine`: {analysis['totals']['dram_bytes']['total']:,}): "
         f"**{'equal' if bytes_equal else 'DIFFERENT'}**",
         f"- energy per image (`hwgen analyze --arch engine`, {analysis['energy_table']}): dense weights "
         f"{energy[0] / 1e6:.2f} uJ, pattern-sparse {energy[1] / 1e6:.2f} uJ ({1 - energy[1] / energy[0]:.1%} less)",

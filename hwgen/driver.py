@@ -176,7 +176,9 @@ class Driver:
         x = np.asarray(x)
         if list(x.shape) != lay["input"]["shape"]:
             raise HwgenError(f"layer '{name}' takes an input of shape {lay['input']['shape']}, got {list(x.shape)}")
-        layout = EngineParams(bus_bits=int(self.manifest["params"]["bus_bits"]))  # the layout reads the beat size only
+        params = self.manifest["params"]
+        # the layout functions read the beat size and the activation width (fields per byte) only
+        layout = EngineParams(bus_bits=int(params["bus_bits"]), act_bits=int(params["act_bits"]))
         await self.backend.write_mem(int(lay["input"]["addr"]), pack_activations(x, layout))
         await self.run(int(lay["descriptor_addr"]), **kw)
         shape = tuple(lay["output"]["shape"])

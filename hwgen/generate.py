@@ -11,6 +11,9 @@ and writes into `out_dir`:
   - `hwgen_engine.core` a FuseSoC CAPI2 core of the three Verilog files;
   - `lint_waivers.vlt` Verilator waivers for the generated engine file only;
   - `model.hwq`       the quantized checkpoint itself, so the folder is all `hwgen simulate` needs;
+  - `arch.yaml`, `mapping.yaml`  the engine and each layer's loop nest in the generic analytical
+                      model's terms (`hwgen analyze model.hwq --arch arch.yaml --mapping mapping.yaml`
+                      predicts the DRAM bytes `hwgen simulate` measures);
   resource counts from Yosys go into the manifest with `synth=`.
 With `interface="axi"` the top is the AXI engine top instead (`hwgen.gateware.axi_top`, Amaranth:
 `m_axi_*`, `s_axil_*`, `irq`), and the register map is written as `registers.json`,
@@ -22,19 +25,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import string
 from pathlib import Path
 
-from . import __version__, checkpoint
+from . import __version__, checkpoint, templates
 from .errors import HwgenError
 from . import engine
-from .engine import EngineBuild, EngineConfig, EngineParams, descriptor
+from .engine import EngineBuild, EngineConfig, EngineParams, describe, descriptor
 from .analysis.engine import engine_compulsory
+from .analysis.workload import layer_from_node
 from .gateware.sram import MODULE as SRAM_MODULE
 
 ENGINE_MODULE = "hwgen_engine"
 TOP_MODULE = "hwgen_top"
-TEMPLATES = Path(__file__).resolve().parent.parent / "rtl_templates"
 FILES = {
     "engine": "hwgen_engine.v",
     "top": "hwgen_top.v",
@@ -44,6 +46,8 @@ FILES = {
     "core": "hwgen_engine.core",
     "waivers": "lint_waivers.vlt",
     "checkpoint": "model.hwq",
+    "arch": "arch.yaml",
+    "mapping": "mapping.yaml",
 }
 AXI_FILES = {
     "registers": "registers.json",
@@ -60,11 +64,6 @@ def engine_verilog(params: EngineParams) -> str:
     from .gateware.engine import Engine
 
     return verilog.convert(Engine(params), name=ENGINE_MODULE, emit_src=False)
-
-
-def _template(name: str, **values) -> str:
-    text = (TEMPLATES / name).read_text(encoding="utf-8")
-    return string.Template(text).substitute(values)
 
 
 def _core(name: str) -> str:
@@ -161,7 +160,7 @@ def _layer_entry(graph, plan: engine.LayerPlan, regs: engine.LayerRegions, table
                    "row_beats": engine.row_beats(plan.out_shape[2], params)},
         "weights": {"addr": regs.weights, "bytes": regs.weight_bytes},
         "table": {"addr": regs.table, "bytes": regs.table_bytes},
-        "kernel": 1 if plan.kernel1x1 else 3,
+        "kernel": plan.kernel,
         "stride": plan.stride,
         "structure": plan.structure,
         "grouping": "residue" if plan.residue_groups else "contiguous",
@@ -174,7 +173,7 @@ def _layer_entry(graph, plan: engine.LayerPlan, regs: engine.LayerRegions, table
                    "resident_groups": sched.tiling.resident_groups,
                    "band_inputs": [list(r) for r in sched.tiling.band_inputs]},
         "schedule": {"bytes": sched.bytes, "cycles": sched.cycles, "utilization": round(sched.utilization, 4)},
-        "compulsory_bytes": engine_compulsory(graph, node)["total"],
+        "compulsory_bytes": engine_compulsory(layer_from_node(graph, node))["total"],
     }
 
 
@@ -191,7 +190,8 @@ def build_manifest(b: EngineBuild, params: EngineParams, srams: dict) -> dict:
             "m_lanes": params.m_lanes, "x_lanes": params.x_lanes, "bus_bits": params.bus_bits,
             "weight_bits": params.weight_bits, "act_bits": params.act_bits, "acc_bits": params.acc_bits,
             "max_width": params.max_width, "max_out_width": params.max_out_width,
-            "max_channels": params.max_channels, "input_words": params.input_words,
+            "max_channels": params.max_channels, "kernel_max": params.kernel_max,
+            "wide_kernel_words": params.wide_kernel_words, "input_words": params.input_words,
             "input_buffer_bytes": params.input_buffer_bytes,
             "patterns": list(params.patterns), "sparse": params.sparse, "library": params.library,
             "lane_period": params.lane_period, "weight_pack": params.weight_pack,
@@ -213,8 +213,12 @@ def build_manifest(b: EngineBuild, params: EngineParams, srams: dict) -> dict:
             "image_bytes": len(image.data),
             "region_align": engine.REGION_ALIGN,
             "little_endian": True,
-            "activation_layout": "C,H,W; one byte per element (low A bits, two's complement if signed); "
+            "activation_layout": "C,H,W; elements_per_byte fields of field_bits bits per byte, element i of a "
+                                 "row at bits (i % elements_per_byte) * field_bits of the row's byte "
+                                 "i // elements_per_byte (low A bits of the field, two's complement if signed); "
                                  "each row zero-padded to whole beats",
+            "activation_field_bits": params.act_field_bits,
+            "activation_elements_per_byte": params.act_pack,
         },
         "layers": [_layer_entry(graph, p, r, base, params, sched)
                    for p, r, base, sched in zip(plans, image.layers, image.table_bases, b.schedules)],
@@ -227,9 +231,10 @@ def sram_instances(params: EngineParams) -> dict:
     word_bytes, depth = params.weight_word_bytes, params.weight_mem_depth
     row_bits = params.row_elems * params.act_bits
     srams = {
-        "input_buffer": {"width": row_bits, "depth": params.input_words, "granularity": params.beat_bytes * params.act_bits},
+        "input_buffer": {"width": row_bits, "depth": params.input_words, "granularity": params.beat_elems * params.act_bits},
         "weight_buffer": {"width": word_bytes * 8, "depth": depth, "granularity": word_bytes * 8},
-        "output_rows": {"width": params.bus_bits, "depth": 2 * params.m_lanes * params.out_row_beats_max, "granularity": 8},
+        "output_rows": {"width": params.bus_bits, "depth": 2 * params.m_lanes * params.out_row_beats_max,
+                        "granularity": params.act_field_bits},
     }
     if params.library:
         srams["kernel_ids"] = {"width": word_bytes * 8, "depth": params.id_mem_depth, "granularity": word_bytes * 8}
@@ -237,11 +242,11 @@ def sram_instances(params: EngineParams) -> dict:
 
 
 def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64, glb_kib: int | None = None,
-             dense_only: bool = False, synth: str | None = None, interface: str = "stream",
-             axi_id_bits: int = 4) -> dict:
+             weight_kib: int | None = None, dense_only: bool = False, synth: str | None = None,
+             interface: str = "stream", axi_id_bits: int = 4) -> dict:
     """Write the engine for `graph` (a quantized hwgen Graph) into `out_dir`; returns the manifest.
 
-    `interface`: "stream" (the engine's own req/rd/wr bus, `hwgen_top.v` from rtl_templates/) or
+    `interface`: "stream" (the engine's own req/rd/wr bus, `hwgen_top.v` from the templates) or
     "axi" (AXI4 master + AXI4-Lite registers, `axi_id_bits` wide IDs).
     """
     from .engine import registers
@@ -251,7 +256,7 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
     if interface == "axi":
         registers.check_axi(bus_bits, axi_id_bits)
     b = engine.build(graph, EngineConfig(m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
-                                         dense_only=dense_only))
+                                         weight_kib=weight_kib, dense_only=dense_only))
     params = dataclasses.replace(b.params, sram_cells=True)  # the Verilog instantiates the SRAM template
     image = b.image
     manifest = build_manifest(b, params, sram_instances(params))
@@ -272,7 +277,7 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
         texts[AXI_FILES["py_regs"]] = registers.python_module(*regmap, manifest["dram"])
         texts[AXI_FILES["run_layer"]] = registers.RUN_LAYER_SCRIPT
     else:
-        texts[FILES["top"]] = _template("hwgen_top.v", TOP=TOP_MODULE, ENGINE=ENGINE_MODULE, BUS_BITS=params.bus_bits)
+        texts[FILES["top"]] = templates.fill("hwgen_top.v", TOP=TOP_MODULE, ENGINE=ENGINE_MODULE, BUS_BITS=params.bus_bits)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -280,11 +285,12 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
         for name, text in texts.items():
             (out / name).parent.mkdir(parents=True, exist_ok=True)
             (out / name).write_text(text, encoding="utf-8")
-        (out / FILES["sram"]).write_text((TEMPLATES / FILES["sram"]).read_text(encoding="utf-8"), encoding="utf-8")
+        (out / FILES["sram"]).write_text(templates.text(FILES["sram"]), encoding="utf-8")
         (out / FILES["image"]).write_bytes(image.data)
         (out / FILES["core"]).write_text(_core(graph.name.replace(" ", "_").lower() or "engine"), encoding="utf-8")
         (out / FILES["waivers"]).write_text(_waivers(amaranth_files), encoding="utf-8")
         (out / FILES["checkpoint"]).write_bytes(checkpoint.to_bytes(graph))
+        describe.write(b, out / FILES["arch"], out / FILES["mapping"])
         if synth:
             from .gateware.synth import synthesize
 

@@ -2,7 +2,8 @@
 
 An `EngineTarget` is read from a folder `hwgen generate` wrote (`load_generated`: its manifest.json
 names the Verilog files, the DRAM image, each layer's addresses and the schedule model's predicted
-bytes and cycles); `from_graph` runs `hwgen generate` on a quantized graph first (tests and
+cycles; the predicted DRAM bytes are the generic analytical model's, from the folder's arch.yaml
+and mapping.yaml); `from_graph` runs `hwgen generate` on a quantized graph first (tests and
 benchmarks of single layers with chosen engine parameters). The simulated top level is the
 generated `hwgen_top` shell around the engine, so the shipped files are what is verified.
 
@@ -32,7 +33,7 @@ class EngineLayer:
     desc_addr: int
     in_addr: int
     out_addr: int
-    bytes_predicted: dict  # tensor -> bytes, from the schedule model
+    bytes_predicted: dict  # tensor -> bytes: the generic analytical model's, from arch.yaml + mapping.yaml
     cycles_predicted: int
     bytes_compulsory: int | None  # the analysis's lower bound (each tensor once in its smallest format)
 
@@ -89,6 +90,16 @@ def _find_checkpoint(gen_dir: Path, manifest: dict, override) -> Path:
                      "pass the quantized checkpoint it was generated from with --checkpoint")
 
 
+def generic_prediction(graph, arch: Path, mapping: Path) -> dict[str, dict]:
+    """Per engine layer, the DRAM bytes per region the generic workload x architecture x mapping model
+    predicts from the folder's arch.yaml and mapping.yaml (computed apart from the engine compiler)."""
+    from .analysis import analyze
+    from .engine.describe import region_bytes
+
+    result = analyze(graph, arch=str(arch), mapping=str(mapping))
+    return {r.layer.name: region_bytes(r.dram_bytes) for r in result.layers}
+
+
 def load_generated(gen_dir, checkpoint_path=None) -> EngineTarget:
     """The target `hwgen generate` wrote to `gen_dir` (its manifest.json names every file)."""
     from . import checkpoint
@@ -98,8 +109,11 @@ def load_generated(gen_dir, checkpoint_path=None) -> EngineTarget:
     try:
         manifest = json.loads(manifest_path.read_text())
         files, params_j, layers_j = manifest["files"], manifest["params"], manifest["layers"]
+        for key in ("arch", "mapping"):
+            if not (gen_dir / files[key]).is_file():
+                raise FileNotFoundError(2, "missing", files[key])
         top = manifest["modules"]["top"]
-        params = {k: int(params_j[k]) for k in ("m_lanes", "x_lanes", "bus_bits")}
+        params = {k: int(params_j[k]) for k in ("m_lanes", "x_lanes", "bus_bits", "act_bits")}
         sources = {files[k]: (gen_dir / files[k]).read_text() for k in ("sram", "engine", "top")}
         layers = [EngineLayer(lay["name"], int(lay["descriptor_addr"]), int(lay["input"]["addr"]),
                               int(lay["output"]["addr"]), {k: int(v) for k, v in lay["schedule"]["bytes"].items()},
@@ -118,6 +132,9 @@ def load_generated(gen_dir, checkpoint_path=None) -> EngineTarget:
     missing = [lay.name for lay in layers if lay.name not in {n.name for n in graph.nodes}]
     if missing:
         raise HwgenError(f"checkpoint '{ckpt}' has no layer {', '.join(missing)} of the generated engine")
+    predicted = generic_prediction(graph, gen_dir / files["arch"], gen_dir / files["mapping"])
+    for lay in layers:
+        lay.bytes_predicted = predicted[lay.name]
     if int(manifest.get("descriptor", {}).get("bytes", DESCRIPTOR_BYTES)) != DESCRIPTOR_BYTES:
         raise HwgenError(f"'{manifest_path}': descriptors of {manifest['descriptor']['bytes']} bytes are not supported")
     bb = params["bus_bits"] // 8

@@ -222,6 +222,7 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
     np.save(inputs_path, np.asarray(inputs, dtype=np.int64), allow_pickle=False)
     predicted_cycles = max([lay.cycles_predicted or 0 for lay in chosen] + [0])
     net = {"checkpoint": str(engine.checkpoint), "inputs": str(inputs_path), "bus_bits": engine.params['bus_bits'],
+           "act_bits": engine.params['act_bits'],
            "timeout": max(TIMEOUT_MIN, TIMEOUT_FACTOR * predicted_cycles), "progress": str(workdir / "progress.txt"),
            "layers": {lay.name: {"desc_addr": lay.desc_addr, "in_addr": lay.in_addr, "out_addr": lay.out_addr}
                       for lay in chosen}}

@@ -1,4 +1,4 @@
-"""Model definitions: ResNet-18 (CIFAR and Tiny ImageNet stems), VGG-16, and a small digits CNN.
+"""Model definitions: ResNet-18 (CIFAR and ImageNet stems), VGG-16, and a small digits CNN.
 
 Convolutions carry no bias and are followed by batch norm, as in the papers; hwgen folds the batch
 norm into the convolution at ingestion. Every model exports with `torch.export` (see `export_pt2`).
@@ -26,12 +26,16 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """ResNet-18 with the CIFAR stem (3x3, stride 1, no max pool), for 32x32 or 64x64 inputs."""
+    """ResNet-18 with the CIFAR stem (3x3, stride 1, no max pool), for 32x32 or 64x64 inputs, or with
+    `stem="imagenet"` torchvision's (7x7 stride 2, 3x3 max pool stride 2), for 224x224."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 64):
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 64, stem: str = "cifar"):
         super().__init__()
         w = width
-        layers = [*conv_bn(in_channels, w, 3, 1), nn.ReLU()]
+        if stem == "imagenet":
+            layers = [*conv_bn(in_channels, w, 7, 2), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+        else:
+            layers = [*conv_bn(in_channels, w, 3, 1), nn.ReLU()]
         cin = w
         for i, cout in enumerate((w, 2 * w, 4 * w, 8 * w)):
             for j in range(2):
@@ -96,6 +100,7 @@ class DigitsCNN(nn.Module):
 MODELS = {
     "resnet18-cifar": (lambda: ResNet18(10), (3, 32, 32)),
     "resnet18-tiny": (lambda: ResNet18(200), (3, 64, 64)),
+    "resnet18-imagenet": (lambda: ResNet18(1000, stem="imagenet"), (3, 224, 224)),
     "vgg16-tiny": (lambda: VGG16(200), (3, 64, 64)),
     "digits-cnn": (lambda: DigitsCNN(10), (1, 8, 8)),
 }
@@ -135,9 +140,10 @@ def make(name: str, num_classes: int, input_shape: tuple[int, int, int], width: 
     if width is not None and width < 1:
         raise HwgenError(f"width must be >= 1, got {width}")
     if name.startswith("resnet18"):
-        if h % 8:
-            raise HwgenError(f"{name}: image side must be a multiple of 8, got {h}")
-        return ResNet18(num_classes, c, width or 64)
+        stem, side = ("imagenet", 32) if name == "resnet18-imagenet" else ("cifar", 8)
+        if h % side:
+            raise HwgenError(f"{name}: image side must be a multiple of {side}, got {h}")
+        return ResNet18(num_classes, c, width or 64, stem)
     if name == "vgg16-tiny":
         if h % 32:
             raise HwgenError(f"{name}: image side must be a multiple of 32, got {h}")

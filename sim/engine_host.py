@@ -8,7 +8,7 @@ node, so the final logits are the network as the hardware computes it. Each engi
 compared element by element with the reference's output of that layer for the same input.
 
 Job fields under `network`: checkpoint (.hwq), inputs (.npy, int64 (N, *input_shape)),
-bus_bits, timeout (cycles per layer), progress (a file that gets one line per finished layer run),
+bus_bits, act_bits (the engine's: it sets the activations' DRAM packing), timeout (cycles per layer), progress (a file that gets one line per finished layer run),
 layers {name: {desc_addr, in_addr, out_addr}}.
 """
 
@@ -38,7 +38,8 @@ async def network_host(bench, job: dict) -> dict:
     net = job["network"]
     graph = checkpoint.load(net["checkpoint"])
     inputs = np.load(net["inputs"], allow_pickle=False)
-    layout = EngineParams(bus_bits=int(net["bus_bits"]))  # the layout functions read the beat size only
+    # the layout functions read the beat size and the activation width (fields per byte) only
+    layout = EngineParams(bus_bits=int(net["bus_bits"]), act_bits=int(net["act_bits"]))
     engine_layers = net["layers"]
     progress = Path(net["progress"]) if net.get("progress") else None
     images = []

@@ -36,7 +36,8 @@ def test_shipped_checkpoint_json_schema_and_totals(tmp_path, capsys):
         # inspect's fields, extended
         assert {"in_shape", "out_shape", "weight_shape", "macs", "effectual_macs", "sparsity"} <= set(l)
         assert set(l["storage_bits"]) == set(FORMATS)
-        assert set(l["dram_bytes"]) == {"weights", "metadata", "inputs", "outputs", "psums", "total"}
+        assert set(l["dram_bytes"]) == {"weights", "metadata", "tables", "descriptor", "inputs", "outputs", "psums",
+                                        "total"}
         assert {"weights", "inputs", "outputs", "total"} <= set(l["compulsory_bytes"])
         assert set(l["energy_pj"]) == {"dram", "sram", "mac", "total"}
         assert l["cycles"] > 0 and l["mapping"]["order"]

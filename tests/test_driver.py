@@ -63,7 +63,7 @@ def test_driver_runs_a_layer_over_mmap(axi_dir, tmp_path):
     for i, name in enumerate(regs.COUNTERS):
         poke(reg_map, name, 1000 + i)
     lay = manifest["layers"][1]
-    layout = EngineParams(bus_bits=manifest["params"]["bus_bits"])
+    layout = EngineParams(bus_bits=manifest["params"]["bus_bits"], act_bits=manifest["params"]["act_bits"])
     rng = np.random.default_rng(0)
     y = rng.integers(0, 256, size=lay["output"]["shape"])
     packed_y = pack_activations(y, layout)
@@ -127,7 +127,7 @@ def test_generated_run_layer_script_over_a_memory_file(axi_dir, tmp_path):
     poke(reg_view, "STATUS", regs.bit("STATUS", "DONE"))
     poke(reg_view, "BYTES_READ", 416)
     lay = manifest["layers"][0]
-    layout = EngineParams(bus_bits=manifest["params"]["bus_bits"])
+    layout = EngineParams(bus_bits=manifest["params"]["bus_bits"], act_bits=manifest["params"]["act_bits"])
     y = np.random.default_rng(1).integers(0, 256, size=lay["output"]["shape"])
     packed = pack_activations(y, layout)
     start = mem_addr + lay["output"]["addr"]

@@ -16,6 +16,7 @@ from hwgen.engine.params import MAX_BURST, EngineParams
 from hwgen.gateware.pattern_rom import PatternRom
 from hwgen.gateware.requant import Requant
 from hwgen.gateware.weight_buffer import WeightBuffer
+from hwgen.gateware.writeback import Writeback
 
 
 def simulate(dut, bench, clocked: bool = True):
@@ -120,44 +121,55 @@ def test_pattern_rom_lane_residues():
     simulate(dut, bench)
 
 
-def window_model(x, oy, xg, c, stride, x_lanes, kernel1x1):
-    """3 rows x win_cols pixels around output row oy, pixel group xg, zero outside the input."""
+def window_model(x, oy, xg, c, stride, x_lanes, kernel_max=3):
+    """kernel_max rows x win_cols pixels around output row oy, pixel group xg, zero outside the input."""
     _, h, w = x.shape
-    cols = 2 * (x_lanes - 1) + 3
-    win = np.zeros((3, cols), dtype=np.int64)
-    for ky in range(3):
-        if kernel1x1 and ky != 1:
-            continue
-        y = oy * stride - 1 + ky
+    half = kernel_max // 2
+    cols = 2 * (x_lanes - 1) + kernel_max
+    win = np.zeros((kernel_max, cols), dtype=np.int64)
+    for ky in range(kernel_max):
+        y = oy * stride - half + ky
         for j in range(cols):
-            col = xg * x_lanes * stride - 1 + j
+            col = xg * x_lanes * stride - half + j
             if 0 <= y < h and 0 <= col < w:
                 win[ky, j] = x[c, y, col]
     return win
 
 
-@pytest.mark.parametrize("stride, kernel1x1, bus_bits, max_width, band", [
-    (1, False, 64, 16, None), (2, False, 32, 16, None), (2, True, 64, 16, None),
-    (1, False, 64, 32, (2, 5)),  # two rows per word, a middle band (halo above and below)
-    (2, False, 32, 64, (0, 2)),  # four rows per word, the top band (no row above the tensor)
-    (1, True, 64, 32, (4, 7)),  # the bottom band of a 1x1 layer
+@pytest.mark.parametrize("stride, k, bus_bits, max_width, band, kernel_max, act_bits", [
+    (1, 3, 64, 16, None, 3, 6), (2, 3, 32, 16, None, 3, 6), (2, 1, 64, 16, None, 3, 6),
+    (1, 3, 64, 32, (2, 5), 3, 6),  # two rows per word, a middle band (halo above and below)
+    (2, 3, 32, 64, (0, 2), 3, 6),  # four rows per word, the top band (no row above the tensor)
+    (1, 1, 64, 32, (4, 7), 3, 6),  # the bottom band of a 1x1 layer
+    (2, 7, 64, 16, None, 7, 6),  # a stem: 7 rows per window, 3 of padding
+    (1, 5, 32, 32, (1, 4), 7, 6),  # a 5x5 kernel in the middle of a 7-row window, a middle band
+    (1, 3, 64, 16, (3, 7), 5, 6),  # 3x3 in a 5-row window, the bottom band
+    (2, 1, 64, 16, None, 7, 6),
+    # packed beats (several activations per byte): A = 3 and 4 two per byte, A = 2 four
+    (1, 3, 64, 32, (2, 5), 3, 4),  # 16 per beat: a row in one beat, two rows per word
+    (2, 3, 32, 16, None, 3, 4),  # 8 per beat: a row over two beats
+    (1, 1, 32, 64, (4, 7), 3, 3),  # 8 per beat, four rows per word
+    (2, 3, 32, 64, (0, 2), 3, 2),  # 16 per beat, four rows per word
+    (1, 5, 64, 32, (1, 4), 5, 4),  # a 5x5 kernel on packed rows
 ])
-def test_input_buffer_windows(stride, kernel1x1, bus_bits, max_width, band):
-    """Rows of one band loaded into their slots, channel by channel; every window of the band."""
-    rng = np.random.default_rng(stride + 2 * kernel1x1 + max_width)
+def test_input_buffer_windows(stride, k, bus_bits, max_width, band, kernel_max, act_bits):
+    """Rows of one band loaded into their slots, channel by channel; every window of the band (the rows of
+    the layer's kernel: a smaller kernel's window leaves the rows outside it stale)."""
+    rng = np.random.default_rng(stride + 2 * k + max_width + act_bits)
     c, h, w = 3, 7, 11
-    params = EngineParams(x_lanes=4, bus_bits=bus_bits, act_bits=6, max_width=max_width, input_words=c * (h + 1)).validate()
-    x = rng.integers(0, 64, size=(c, h, w))
+    params = EngineParams(x_lanes=4, bus_bits=bus_bits, act_bits=act_bits, max_width=max_width,
+                          input_words=c * (h + 1), kernel_max=kernel_max).validate()
+    x = rng.integers(0, 1 << act_bits, size=(c, h, w))
     rb = engine.row_beats(w, params)
     bb = params.beat_bytes
-    k = 1 if kernel1x1 else 3
     oh, ow = (h + 2 * (k // 2) - k) // stride + 1, (w + 2 * (k // 2) - k) // stride + 1
     oy0, oy1 = band or (0, oh)
     y0 = oy0 * stride - k // 2
     lo, hi = max(y0, 0), min(y0 + (oy1 - oy0 - 1) * stride + k, h)
     chan_rows = hi - lo + 1  # a spare slot per channel: the fetch must not rely on a tight stride
     xg = -(-ow // params.x_lanes)
-    want = [window_model(x, oy, g, ci, stride, params.x_lanes, kernel1x1)
+    kernel_rows = slice(kernel_max // 2 - k // 2, kernel_max // 2 + k // 2 + 1)
+    want = [window_model(x, oy, g, ci, stride, params.x_lanes, kernel_max)[kernel_rows]
             for oy in range(oy0, oy1) for g in range(xg) for ci in range(c)]
     dut = InputBuffer(params)
     a, cols = params.act_bits, params.win_cols
@@ -166,9 +178,12 @@ def test_input_buffer_windows(stride, kernel1x1, bus_bits, max_width, band):
     async def bench(ctx):
         for sig, v in ((dut.row_beats, rb), (dut.channels, c), (dut.height, h), (dut.width, w),
                        (dut.out_height, oy1 - oy0), (dut.x_groups, xg), (dut.stride2, stride == 2),
-                       (dut.kernel1x1, kernel1x1), (dut.slot_shift, params.slot_shift(w)),
-                       (dut.chan_rows, chan_rows), (dut.y_start, oy0 * stride - 1), (dut.row_origin, lo)):
+                       (dut.kernel1x1, k == 1), (dut.slot_shift, params.slot_shift(w)),
+                       (dut.chan_rows, chan_rows), (dut.y_start, oy0 * stride - kernel_max // 2),
+                       (dut.row_origin, lo)):
             ctx.set(sig, v)
+        if kernel_max > 3:
+            ctx.set(dut.kernel_half, k // 2)
         for ci in range(c):
             ctx.set(dut.fill_slot, ci * chan_rows)
             ctx.set(dut.fill_start, 1)
@@ -192,7 +207,7 @@ def test_input_buffer_windows(stride, kernel1x1, bus_bits, max_width, band):
             if ready and ctx.get(dut.window.valid):
                 v = ctx.get(dut.window.payload)
                 got.append(np.array([[(v >> ((ky * cols + j) * a)) & ((1 << a) - 1) for j in range(cols)]
-                                     for ky in range(3)]))
+                                     for ky in range(kernel_max)])[kernel_rows])
             await ctx.tick()
             if len(got) == len(want):
                 break
@@ -228,5 +243,99 @@ def test_weight_buffer_words(m_lanes, bus_bits):
             ctx.set(dut.addr, addr)
             await ctx.tick()
             assert ctx.get(dut.data) == words[addr], addr
+
+    simulate(dut, bench)
+
+
+def packed_row(values, act_bits: int, beat_bytes: int) -> bytes:
+    """The DRAM bytes of one activation row, bit by bit: fields of 8, 4 or 2 bits, element i at bits
+    (i % per_byte) * field of byte i // per_byte, zero-padded to whole beats."""
+    field = 8 if act_bits > 4 else 4 if act_bits > 2 else 2
+    per_byte = 8 // field
+    out = bytearray(-(-len(values) // (per_byte * beat_bytes)) * beat_bytes)
+    for i, v in enumerate(values):
+        out[i // per_byte] |= (int(v) & ((1 << field) - 1)) << (i % per_byte * field)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("act_bits, signed", [(8, False), (5, True), (4, False), (3, True), (2, False), (2, True)])
+@pytest.mark.parametrize("bus_bits", [16, 64])
+def test_activation_layout_round_trip(act_bits, signed, bus_bits):
+    """pack_activations writes the documented fields; unpack_activations gives the tensor back."""
+    params = EngineParams(x_lanes=1, bus_bits=bus_bits, act_bits=act_bits).validate()
+    lo, hi = intmath.qrange(act_bits, signed)
+    x = np.random.default_rng(act_bits + bus_bits).integers(lo, hi + 1, size=(3, 4, 21))
+    raw = engine.pack_activations(x, params)
+    want = b"".join(packed_row(row, act_bits, params.beat_bytes) for plane in x for row in plane)
+    assert raw == want and len(raw) == engine.activation_bytes(x.shape, params)
+    assert params.act_pack == 8 // (8 if act_bits > 4 else 4 if act_bits > 2 else 2)
+    np.testing.assert_array_equal(engine.unpack_activations(raw, x.shape, signed, params), x)
+
+
+@pytest.mark.parametrize("m_lanes, x_lanes, bus_bits, act_bits, out_width", [
+    (2, 2, 16, 8, 5),  # bytes
+    (4, 2, 32, 4, 13),  # two per byte, the last group short of lanes
+    (2, 4, 32, 3, 9),  # A = 3 in 4-bit fields, signed outputs
+    (2, 2, 32, 2, 19),  # four per byte, a row over two beats
+])
+def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_width):
+    """Accumulators in, requantized rows out in the DRAM activation layout, under random back-pressure."""
+    params = EngineParams(m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, act_bits=act_bits, acc_bits=20,
+                          max_out_width=out_width).validate()
+    rng = random.Random(act_bits * 100 + out_width)
+    signed = act_bits == 3
+    lo, hi = intmath.qrange(act_bits, signed)
+    lanes_valid, rows = m_lanes - (m_lanes > 2), 3
+    xg = -(-out_width // x_lanes)
+    mults = [rng.randrange(1 << 14, 1 << 15) for _ in range(m_lanes)]
+    shifts = [rng.randint(12, 16) for _ in range(m_lanes)]
+    accs = [[[rng.randrange(-(1 << 19), 1 << 19) for _ in range(m_lanes * x_lanes)] for _ in range(xg)]
+            for _ in range(rows)]
+    row_beats = engine.row_beats(out_width, params)
+    bb = params.beat_bytes
+    row_bytes = row_beats * bb
+    plane_bytes = rows * row_bytes
+    want = {}
+    for oy in range(rows):
+        for lane in range(lanes_valid):
+            ys = [int(intmath.requantize(accs[oy][g][lane * x_lanes + j], mults[lane], shifts[lane], lo, hi))
+                  for g in range(xg) for j in range(x_lanes)][:out_width]
+            want[lane * plane_bytes + oy * row_bytes] = packed_row(ys, act_bits, bb)
+    dut = Writeback(params)
+    acc_mask = (1 << params.acc_bits) - 1
+
+    async def bench(ctx):
+        for sig, v in ((dut.lo, lo), (dut.hi, hi), (dut.out_width, out_width), (dut.out_height, rows),
+                       (dut.x_groups, xg), (dut.row_beats, row_beats), (dut.row_bytes, row_bytes),
+                       (dut.plane_bytes, plane_bytes), (dut.lanes_valid, lanes_valid), (dut.group_addr, 0)):
+            ctx.set(sig, v)
+        for lane in range(m_lanes):
+            ctx.set(dut.multiplier[lane], mults[lane])
+            ctx.set(dut.shift[lane], shifts[lane])
+        ctx.set(dut.run, 1)
+        await ctx.tick()
+        ctx.set(dut.run, 0)
+        results = [sum((a & acc_mask) << (i * params.acc_bits) for i, a in enumerate(p)) for row in accs for p in row]
+        got, requests = {}, []
+        for _ in range(5000):
+            ctx.set(dut.result.valid, bool(results) and rng.random() < 0.7)
+            if results:
+                ctx.set(dut.result.payload.as_value(), results[0])
+            req_ready, wr_ready = rng.random() < 0.6, rng.random() < 0.6
+            ctx.set(dut.req.ready, req_ready)
+            ctx.set(dut.wr.ready, wr_ready)
+            if results and ctx.get(dut.result.valid) and ctx.get(dut.result.ready):
+                results.pop(0)
+            if req_ready and ctx.get(dut.req.valid):
+                assert ctx.get(dut.req.payload.write) and ctx.get(dut.req.payload.len) == row_beats
+                requests.append([ctx.get(dut.req.payload.addr), b""])
+            if wr_ready and ctx.get(dut.wr.valid):
+                requests[-1][1] += ctx.get(dut.wr.payload).to_bytes(bb, "little")
+            if ctx.get(dut.done):
+                break
+            await ctx.tick()
+        assert ctx.get(dut.done) and not results
+        got = {addr: blob for addr, blob in requests}
+        assert got == want
 
     simulate(dut, bench)

@@ -7,7 +7,7 @@ import zlib
 
 import numpy as np
 import pytest
-from gateware_helpers import conv_graph, expected, load_image, pattern_library_graph, random_input
+from hwgen.layercases import conv_graph, expected, load_image, pattern_library_graph, random_input
 
 from hwgen import engine
 from hwgen.gateware.engine import Engine
@@ -87,8 +87,12 @@ def test_layers_with_different_periods_share_one_engine():
     plans = [engine.plan_node(g, g.node("conv")) for g in graphs]
     params = engine.fit_params(plans, m_lanes=8, x_lanes=2, bus_bits=32)
     assert params.lane_period == 4 and params.select_lanes == 4 and len(params.patterns) == 6
+    assert run_layers_on_one_engine(graphs, plans, params).table_bases == [0, 2]
+
+
+def run_layers_on_one_engine(graphs, plans, params):
+    """Every layer of `graphs` from one DRAM image on one engine under stalls, each against the reference."""
     img = engine.dram_image(plans, params)
-    assert img.table_bases == [0, 2]
     image = bytearray(img.size)
     image[:len(img.data)] = img.data
     for i, (graph, plan, reg) in enumerate(zip(graphs, plans, img.layers)):
@@ -97,7 +101,8 @@ def test_layers_with_different_periods_share_one_engine():
         image[reg.input:reg.input + len(blob)] = blob
         run_layer(Engine(params), image, reg.descriptor, stall=0.3, seed=i)
         got = engine.unpack_activations(image[reg.output:reg.output + reg.output_bytes], plan.out_shape, False, params)
-        np.testing.assert_array_equal(got, expected(graph, x))
+        np.testing.assert_array_equal(got, expected(graph, x), err_msg=f"layer {i}")
+    return img
 
 
 @pytest.mark.parametrize("m_lanes, x_lanes, bus_bits, stride", [(4, 4, 64, 1), (8, 2, 32, 2), (2, 4, 128, 1)])
@@ -123,6 +128,11 @@ TILED = {
                                   dict(bus_bits=32, max_width=24, input_words=5), None),
     "pointwise_stride2": (dict(cin=7, cout=9, h=9, w=6, kernel=1, stride=2), dict(input_words=7 * 2), None),
     "psd4p8_residue": (dict(cin=9, cout=16, h=7, w=5, scheme="PSD4_P8"), dict(m_lanes=4, input_words=9 * 4), None),
+    # packed activations: A = 4, two per byte (a row of 30 in two beats); A = 2, four per byte,
+    # two rows per word, stride 2
+    "ps4p4_a4": (dict(cin=6, cout=16, h=9, w=30, scheme="PS4_P4", act_bits=4), dict(input_words=6 * 4), None),
+    "psd4p8_a2_stride2": (dict(cin=4, cout=8, h=11, w=6, scheme="PSD4_P8", stride=2, act_bits=2),
+                          dict(bus_bits=32, max_width=24, input_words=8), None),
 }
 
 
@@ -147,25 +157,29 @@ def test_tiled_layer_matches_reference_and_schedule(name):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_random_band_sizes(seed):
-    """Random layers on random input buffer sizes, from the smallest band that fits to the whole input."""
+    """Random layers (k = 1, 3, 5, 7) on random input buffer sizes, from the smallest band that fits to the
+    whole input; activations of 2, 4 or 8 bits (packed 4, 2 or 1 per DRAM byte)."""
     random_tiled_case(seed)
 
 
 def random_tiled_case(seed):
     rng = np.random.default_rng(4000 + seed)
-    kernel = int(rng.choice([3, 3, 1]))
-    graph = conv_graph(seed, cin=int(rng.integers(1, 9)), cout=int(rng.integers(1, 12)), h=int(rng.integers(3, 13)),
-                       w=int(rng.integers(1, 17)), kernel=kernel, stride=int(rng.integers(1, 3)),
-                       scheme=None if kernel == 1 else rng.choice([None, "PS4_P4", "PSD4_P8"]),
-                       weight_bits=int(rng.integers(2, 9)), act_bits=int(rng.integers(2, 9)))
+    kernel = int(rng.choice([3, 3, 1, 5, 7]))
+    wide = kernel > 3  # k * k steps per channel: fewer channels
+    graph = conv_graph(seed, cin=int(rng.integers(1, 3 if wide else 9)), cout=int(rng.integers(1, 6 if wide else 12)),
+                       h=int(rng.integers(3, 13)), w=int(rng.integers(1, 17)), kernel=kernel,
+                       stride=int(rng.integers(1, 3)),
+                       scheme=None if kernel != 3 else rng.choice([None, "PS4_P4", "PSD4_P8"]),
+                       weight_bits=int(rng.integers(2, 9)), act_bits=int(rng.choice([2, 4, 8])))
     m_lanes = int(rng.choice([1, 2, 4, 8]))
     bus_bits = int(rng.choice([16, 32, 64]))
     plan = engine.plan_node(graph, graph.node("conv"), m_lanes=m_lanes)
     full = engine.fit_params([plan], m_lanes=m_lanes, x_lanes=2, bus_bits=bus_bits)
     smallest = engine.band_words(plan, full, 1)
     words = int(rng.integers(smallest, full.input_words + 1))
-    channels = full.max_channels * int(rng.integers(1, 4))  # a weight buffer for 1 to 3 groups
-    run_case(graph, seed, m_lanes=m_lanes, x_lanes=2, bus_bits=bus_bits, input_words=words, max_channels=channels,
+    sets = int(rng.integers(1, 4))  # a weight buffer for 1 to 3 groups
+    run_case(graph, seed, m_lanes=m_lanes, x_lanes=2, bus_bits=bus_bits, input_words=words,
+             max_channels=full.max_channels * sets, wide_kernel_words=full.wide_kernel_words * sets,
              stall=float(rng.choice([0.3, 0.6])))
 
 
@@ -195,3 +209,62 @@ def test_random_layers_soak(seed):
     x_lanes = int(rng.choice([x for x in (1, 2, 4, 8) if x <= bus_bits // 8]))
     run_case(graph, seed, m_lanes=int(rng.choice([1, 2, 4, 8, 16])), x_lanes=x_lanes, bus_bits=bus_bits,
              stall=float(rng.choice([0.0, 0.3, 0.6])))
+
+
+KERNEL_CASES = {
+    # name: (conv_graph kwargs, knobs kwargs): dense k x k layers, every k at stride 1 and 2
+    "k1_stride1": (dict(cin=3, cout=5, h=6, w=7, kernel=1), {}),
+    "k1_stride2": (dict(cin=3, cout=5, h=7, w=6, kernel=1, stride=2), dict(x_lanes=2)),
+    "k3_stride1": (dict(cin=2, cout=5, h=6, w=7, kernel=3), {}),
+    "k3_stride2": (dict(cin=2, cout=5, h=7, w=8, kernel=3, stride=2), dict(x_lanes=2)),
+    "k5_stride1": (dict(cin=3, cout=5, h=6, w=9, kernel=5), {}),
+    "k5_stride2": (dict(cin=2, cout=6, h=9, w=7, kernel=5, stride=2, weight_bits=4), dict(x_lanes=2, bus_bits=32)),
+    "k7_stride1": (dict(cin=2, cout=3, h=8, w=9, kernel=7, in_signed=True), dict(m_lanes=2)),
+    "k7_stride2": (dict(cin=3, cout=5, h=11, w=12, kernel=7, stride=2, act_bits=6), {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERNEL_CASES))
+def test_kernel_sizes_match_reference(name):
+    """Dense k x k layers (k = 1, 3, 5, 7, padding k // 2) on an engine sized to them, under stalls."""
+    kwargs, knobs = KERNEL_CASES[name]
+    plan, params, _ = run_case(conv_graph(seed=zlib.crc32(name.encode()) % 1000, **kwargs), seed=len(name), **knobs)
+    k = kwargs["kernel"]
+    assert plan.kernel == k and plan.dense and plan.taps == k * k
+    assert params.kernel_max == max(3, k) and params.win_cols == 2 * (params.x_lanes - 1) + max(3, k)
+
+
+@pytest.mark.parametrize("kernel, stride, knobs", [
+    (7, 2, dict(input_words=3 * 9)),  # a stem: three channels, bands of two output rows (9 input rows)
+    (5, 1, dict(m_lanes=2, input_words=4 * 6, bus_bits=32)),  # bands of 2 output rows, 4 halo rows each
+])
+def test_wide_kernel_tiled_matches_reference_and_schedule(kernel, stride, knobs):
+    """Row bands of a 5x5 and a 7x7 layer: k rows per window, k - stride halo rows; bit-exact under stalls,
+    bytes as predicted and cycles within 3% of the schedule without stalls."""
+    from hwgen.engine import schedule
+
+    graph = conv_graph(60 + kernel, cin=3 if kernel == 7 else 4, cout=6, h=13, w=10, kernel=kernel, stride=stride)
+    plan, params, _ = run_case(graph, seed=kernel, **knobs)
+    tiling = engine.layer_tiling(plan, params)
+    assert tiling.bands > 2 and tiling.chan_rows == (tiling.band_rows - 1) * stride + kernel
+    _, _, traffic = run_case(graph, seed=kernel, stall=0.0, **knobs)
+    model = schedule.layer_schedule(plan, params)
+    assert traffic.read_bytes == model.read_bytes and traffic.write_bytes == model.write_bytes
+    assert abs(traffic.cycles - model.cycles) <= 0.03 * traffic.cycles, (traffic.cycles, model.cycles)
+
+
+def test_seven_by_seven_engine_runs_every_layer_kind():
+    """One engine (kernel_max 7) for a 7x7 stem, a 5x5, a PS4_P4 3x3, a residue-grouped PSD 3x3, a pattern
+    library 3x3 and a 1x1 layer: the smaller kernels sit in the middle of the 7-row window."""
+    graphs = [conv_graph(71, cin=3, cout=4, h=9, w=9, kernel=7, stride=2, in_signed=True),
+              conv_graph(72, cin=4, cout=5, h=6, w=7, kernel=5),
+              conv_graph(73, cin=5, cout=8, h=5, w=6, scheme="PS4_P4", stride=2),
+              conv_graph(74, cin=9, cout=16, h=4, w=5, scheme="PSD1_P16"),
+              pattern_library_graph(75, cin=4, cout=5, h=5, w=4),
+              conv_graph(76, cin=6, cout=7, h=5, w=6, kernel=1, stride=2)]
+    plans = [engine.plan_node(g, g.node("conv")) for g in graphs]
+    assert [p.structure for p in plans] == ["dense", "dense", "periodic", "periodic", "library", "dense"]
+    assert plans[3].residue_groups
+    params = engine.fit_params(plans, m_lanes=4, x_lanes=2, bus_bits=32)
+    assert params.kernel_max == 7 and params.wide_kernel_words == 3 * 49 and params.sparse
+    run_layers_on_one_engine(graphs, plans, params)

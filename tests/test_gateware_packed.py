@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from gateware_helpers import conv_graph, pattern_library_graph
+from hwgen.layercases import conv_graph, pattern_library_graph
 from test_gateware_engine import run_case
 from test_generate import lint
 
@@ -82,7 +82,18 @@ def test_packed_layer_bit_exact_with_schedule_bytes(name):
 
 @pytest.mark.parametrize("bits", [4, 2])
 def test_packed_engine_lints(tmp_path, bits):
-    manifest = generate(conv_graph(4, cin=8, cout=8, h=4, w=4, scheme="PS4_P4", weight_bits=bits), tmp_path)
+    """Weights and activations both packed (W = A = 4: two per byte, 2: four per byte)."""
+    manifest = generate(conv_graph(4, cin=8, cout=8, h=4, w=4, scheme="PS4_P4", weight_bits=bits, act_bits=bits),
+                        tmp_path)
     assert manifest["params"]["weight_pack"] == 8 // bits
+    assert manifest["dram"]["activation_elements_per_byte"] == 8 // bits
     proc = lint(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_outputs_wider_than_inputs_set_the_activation_field():
+    """4-bit inputs, 8-bit outputs: the engine's A (and so its DRAM field) holds the outputs too."""
+    graph = conv_graph(5, cin=3, cout=5, h=4, w=6, scheme="PS4_P4")
+    graph.input.quant.act_bits = 4
+    plan, params, _ = run_case(graph, 5)
+    assert plan.act_bits == 4 and params.act_bits == 8 and params.act_pack == 1

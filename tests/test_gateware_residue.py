@@ -11,7 +11,7 @@ cycles within 3%.
 from __future__ import annotations
 
 import pytest
-from gateware_helpers import conv_graph, pattern_library_graph
+from hwgen.layercases import conv_graph, pattern_library_graph
 from test_gateware_engine import run_case
 
 from hwgen import engine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gateware_helpers import conv_graph, pattern_library_graph
+from hwgen.layercases import conv_graph, pattern_library_graph
 
 from hwgen import checkpoint
 from hwgen.cli import main
@@ -121,11 +122,64 @@ def test_refuses_unsupported_layers():
     node.attrs["stride"] = (3, 3)
     with pytest.raises(HwgenError, match="stride 1 and 2 only"):
         engine.plan_node(graph, node)
-    five = conv_graph(1, cin=2, cout=2, h=6, w=6)
-    n5 = five.node("conv")
-    n5.quant.weight = np.zeros((2, 2, 5, 5), dtype=np.int64)
-    with pytest.raises(HwgenError, match="3x3 and 1x1 kernels only, not 5x5"):
-        engine.plan_node(five, n5)
+
+
+def _with_weight_shape(graph, kh, kw):
+    node = graph.node("conv")
+    node.quant.weight = np.zeros((*node.quant.weight.shape[:2], kh, kw), dtype=np.int64)
+    return node
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda g: _with_weight_shape(g, 4, 4),
+     "layer 'conv': the engine runs square odd kernels from 1x1 to 7x7 only, not 4x4"),
+    (lambda g: _with_weight_shape(g, 2, 2), "square odd kernels from 1x1 to 7x7 only, not 2x2"),
+    (lambda g: _with_weight_shape(g, 9, 9), "square odd kernels from 1x1 to 7x7 only, not 9x9"),
+    (lambda g: _with_weight_shape(g, 3, 5), "square odd kernels from 1x1 to 7x7 only, not 3x5"),
+    (lambda g: g.node("conv").attrs.update(dilation=(2, 2)), "layer 'conv': dilated convolution is not supported"),
+    (lambda g: g.node("conv").attrs.update(padding=(2, 1)),
+     "layer 'conv': the engine needs equal strides and paddings"),
+    (lambda g: g.node("conv").attrs.update(stride=(1, 2)), "layer 'conv': the engine needs equal strides and paddings"),
+])
+def test_refuses_unsupported_kernels(edit, message):
+    graph = conv_graph(1, cin=2, cout=2, h=8, w=8, kernel=5)
+    edit(graph)
+    with pytest.raises(HwgenError, match=message):
+        engine.plan_node(graph, graph.node("conv"))
+
+
+def test_engine_sized_to_the_largest_kernel():
+    """kernel_max follows the checkpoint (3 for 3x3 and 1x1 layers); an engine built for smaller windows refuses."""
+    small = conv_graph(3, cin=2, cout=2, h=6, w=6, kernel=1)
+    assert engine.build(small).params.kernel_max == 3
+    wide = conv_graph(4, cin=2, cout=2, h=8, w=8, kernel=5)
+    b = engine.build(wide)
+    assert (b.params.kernel_max, b.params.wide_kernel_words, b.params.win_cols) == (5, 2 * 25, 2 * 3 + 5)
+    narrow = dataclasses.replace(b.params, kernel_max=3)
+    with pytest.raises(HwgenError, match="layer 'conv': a 5x5 kernel needs an engine built for 5x5 windows, "
+                                         "this one has 3x3"):
+        engine.layer_tiling(b.plans[0], narrow)
+    for bad in (1, 4, 9):
+        with pytest.raises(HwgenError, match=f"largest kernel must be odd from 3 to 7, got {bad}"):
+            dataclasses.replace(b.params, kernel_max=bad).validate()
+
+
+@pytest.mark.parametrize("kernel, padding, message", [
+    (5, 1, "a 5x5 kernel must have padding 2 on the engine, got 1"),
+    (7, 2, "a 7x7 kernel must have padding 3 on the engine, got 2"),
+    (1, 1, "a 1x1 kernel must have padding 0 on the engine, got 1"),
+    (3, 0, "a 3x3 kernel must have padding 1 on the engine, got 0"),
+    (4, 2, "the engine runs square odd kernels from 1x1 to 7x7 only, not 4x4"),
+])
+def test_cli_refuses_kernels_in_one_line(tmp_path, capsys, kernel, padding, message):
+    """Exit status 2 and one line naming the layer."""
+    graph = conv_graph(2, cin=2, cout=2, h=9, w=9, kernel=kernel, padding=padding)
+    path = tmp_path / "bad.hwq"
+    checkpoint.save(graph, path)
+    assert main(["generate", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"layer 'conv': {message}" in err
 
 
 def test_small_buffer_tiles_and_too_small_is_refused(tmp_path):

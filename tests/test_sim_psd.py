@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from gateware_helpers import conv_graph
+from hwgen.layercases import conv_graph
 from sim_helpers import check_single_layer
 
 from hwgen import sim_target

@@ -1,7 +1,8 @@
-"""Row-band tiling in the generated Verilog: a layer on a 1 KiB input buffer, and ResNet-18 CIFAR on 16 KiB.
+"""Row-band tiling in the generated Verilog: a layer on a 1 KiB input buffer (at A = 8 and, packed two
+activations per DRAM byte, at A = 4), a 7x7 stride-2 stem on 1 KiB, and ResNet-18 CIFAR on 16 KiB.
 
-The single layer runs in cocotb/Verilator bit-exact against hwgen.reference under hostile DRAM
-timing, with DRAM bytes equal to the compiler's prediction for its loop nest (halo rows and
+The single layers run in cocotb/Verilator bit-exact against hwgen.reference under hostile DRAM
+timing, with DRAM bytes equal to the compiler's prediction for their loop nest (halo rows and
 re-read weights included) and, with ideal memory, cycles within 3% of the schedule's. The soak
 runs every conv layer of a ResNet-18 for CIFAR on a 16 KiB input buffer the same way.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from gateware_helpers import conv_graph
+from hwgen.layercases import conv_graph
 from sim_helpers import check_single_layer
 
 from hwgen import engine, sim_target, simulate
@@ -38,6 +39,46 @@ def test_manifest_gives_the_bands(tiled):
 @pytest.mark.parametrize("timing", ["ideal", "hostile"])
 def test_tiled_layer_is_bit_exact_with_predicted_bytes_and_cycles(tiled, tmp_path, cache, timing):
     check_single_layer(tiled, tmp_path, cache, timing, 5, CYCLE_TOLERANCE)
+
+
+@pytest.fixture(scope="module")
+def tiled_a4(tmp_path_factory):
+    graph = conv_graph(43, cin=8, cout=12, h=12, w=20, scheme="PS4_P4", act_bits=4)
+    return sim_target.from_graph(graph, tmp_path_factory.mktemp("tiled-a4-engine"), m_lanes=4, x_lanes=2, bus_bits=32,
+                                 glb_kib=1)
+
+
+def test_manifest_gives_the_packed_activation_layout(tiled_a4):
+    manifest = json.loads((tiled_a4.image_path.parent / "manifest.json").read_text())
+    assert manifest["dram"]["activation_field_bits"] == 4 and manifest["dram"]["activation_elements_per_byte"] == 2
+    layer = manifest["layers"][0]
+    # a row of 20 4-bit activations is 10 bytes, padded to 3 beats of 4 bytes (bytes per element: 6 beats)
+    assert layer["input"]["row_beats"] == 3 and layer["input"]["bytes"] == 8 * 12 * 3 * 4
+    assert layer["tiling"]["bands"] > 1
+
+
+@pytest.mark.parametrize("timing", ["ideal", "hostile"])
+def test_tiled_packed_layer_is_bit_exact_with_predicted_bytes(tiled_a4, tmp_path, cache, timing):
+    """A = 4, two activations per DRAM byte, in row bands: read unpacked, written packed."""
+    check_single_layer(tiled_a4, tmp_path, cache, timing, 6, CYCLE_TOLERANCE)
+
+
+@pytest.fixture(scope="module")
+def stem(tmp_path_factory):
+    """An ImageNet-style stem in miniature: 7x7, stride 2, signed input, three channels."""
+    graph = conv_graph(47, cin=3, cout=6, h=20, w=18, kernel=7, stride=2, in_signed=True)
+    return sim_target.from_graph(graph, tmp_path_factory.mktemp("stem-engine"), m_lanes=4, x_lanes=2, bus_bits=32,
+                                 glb_kib=1)
+
+
+@pytest.mark.parametrize("timing", ["ideal", "hostile"])
+def test_tiled_7x7_stem_is_bit_exact_with_predicted_bytes_and_cycles(stem, tmp_path, cache, timing):
+    manifest = json.loads((stem.image_path.parent / "manifest.json").read_text())
+    layer = manifest["layers"][0]
+    # 1 KiB = 32 rows of 32 B: 10 rows per channel, bands of 2 output rows (7 + 2 input rows)
+    assert manifest["params"]["kernel_max"] == 7 and layer["kernel"] == 7 and layer["taps"] == 49
+    assert (layer["tiling"]["band_rows"], layer["tiling"]["bands"], layer["tiling"]["chan_rows"]) == (2, 5, 9)
+    check_single_layer(stem, tmp_path, cache, timing, 7, CYCLE_TOLERANCE)
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from .formats import FORMATS, FormatCost, smallest, storage
 from .mapping import OBJECTIVES, FixedMappings, check_fits, search
 from .workload import Layer, workload
 
-DRAM_KEYS = ("weights", "metadata", "inputs", "outputs", "psums", "total")
+DRAM_KEYS = ("weights", "metadata", "tables", "descriptor", "inputs", "outputs", "psums", "total")
 COMPULSORY_KEYS = ("weights", "inputs", "outputs", "tables", "total", "inputs_padded")
 ENERGY_KEYS = ("dram", "sram", "mac", "total")
 
@@ -65,27 +65,42 @@ def _resolve(arch, energy) -> tuple[Architecture, EnergyTable]:
     return arch, energy
 
 
-def analyze_layer(layer: Layer, arch: Architecture, energy: EnergyTable, objective: str = "dram",
-                  fmt: str | None = None, mapping: Mapping | None = None) -> LayerResult:
-    """One layer: its formats, the searched (or given) mapping, counts and energy."""
-    costs = storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
+def chosen_format(costs: dict[str, FormatCost | None], fmt: str | None) -> str:
+    """The format a layer's weights move in: `fmt` where it describes the layer (else dense), or the smallest."""
     if fmt is None:
-        used = smallest(costs)
-    elif fmt not in FORMATS:
+        return smallest(costs)
+    if fmt not in FORMATS:
         raise HwgenError(f"unknown weight format '{fmt}' (formats: {', '.join(FORMATS)})")
+    return fmt if costs[fmt] is not None else "dense"
+
+
+def analyze_layer(layer: Layer, arch: Architecture, energy: EnergyTable, objective: str = "dram",
+                  fmt: str | None = None, mapping: Mapping | None = None,
+                  fixed_format: tuple[str, FormatCost] | None = None, costs: dict | None = None) -> LayerResult:
+    """One layer: its formats, the searched (or given) mapping, counts and energy.
+
+    `fixed_format`: (name, cost) of the format a fixed mapping stores the layer's weights in.
+    `costs`: the layer's `storage`, if already computed.
+    """
+    costs = costs or storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
+    if fixed_format is not None:
+        used, cost = fixed_format
     else:
-        used = fmt if costs[fmt] is not None else "dense"  # a format that cannot describe the layer: dense
-    rows, cols = Extents(layer, 0), Extents(layer, 1)
+        used = chosen_format(costs, fmt)
+        cost = costs[used]
+    rows, cols = Extents(layer, 0, span=arch.row_transfers), Extents(layer, 1)
     if mapping is None:
-        mapping = search(layer, costs[used], arch, energy, objective, rows, cols)
+        mapping = search(layer, cost, arch, energy, objective, rows, cols)
     else:
-        check_fits(layer, costs[used], arch, energy, mapping, rows, cols)
-    r = evaluate(layer, costs[used], arch, energy, mapping.order, mapping.m, mapping.c, mapping.p, mapping.q, rows, cols)
+        check_fits(layer, cost, arch, energy, mapping, rows, cols)
+    r = evaluate(layer, cost, arch, energy, mapping.order, mapping.m, mapping.c, mapping.p, mapping.q, rows, cols,
+                 mapping.lanes, mapping.period, mapping.bypass)
     dram = {k: int(r[k]) for k in DRAM_KEYS[:-1]}
     dram["total"] = sum(dram.values())
     e = {"dram": float(r["e_dram"]), "sram": float(r["e_sram"]), "mac": float(r["e_mac"])}
     e["total"] = e["dram"] + e["sram"] + e["mac"]
-    return LayerResult(layer, costs, used, mapping, dram, compulsory(layer, costs[smallest(costs)], rows, cols), e,
+    bound = compulsory(layer, costs[smallest(costs)], rows, cols, tables=arch.channel_bytes > 0)
+    return LayerResult(layer, costs, used, mapping, dram, bound, e,
                        int(r["cycles"]), int(r["macs"]), int(r["glb_bits"]), int(r["rf_bits"]))
 
 
@@ -143,9 +158,10 @@ def analyze(graph: Graph, arch: str | Architecture = "generic", energy: str | En
         return Analysis(graph.name, arch, energy, objective, fmt, results, totals(results))
     fixed = FixedMappings(mapping) if isinstance(mapping, str) else mapping
     results = []
-    for layer in tqdm(workload(graph, weight_bits, act_bits), desc=f"analyze {fmt or 'smallest'}", unit="layer",
-                      disable=not progress, leave=False):
-        results.append(analyze_layer(layer, arch, energy, objective, fmt, fixed.get(layer) if fixed else None))
+    layers = [l for l in workload(graph, weight_bits, act_bits) if l.op in arch.runs]
+    for layer in tqdm(layers, desc=f"analyze {fmt or 'smallest'}", unit="layer", disable=not progress, leave=False):
+        results.append(analyze_layer(layer, arch, energy, objective, fmt, fixed.get(layer) if fixed else None,
+                                     fixed.format_cost(layer) if fixed and fmt is None else None))
     if fixed is not None:
         fixed.check_all_used()
     return Analysis(graph.name, arch, energy, objective, fmt, results, totals(results))

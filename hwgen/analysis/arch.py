@@ -12,6 +12,27 @@ A description is a preset (hwgen/data/arch/*.yaml) or a user's YAML file of the 
 `energy` values name entries of the energy table in use (hwgen.analysis.energy). The MAC array
 computes `rows` output channels x `cols` output pixels at a time, skipping zero weights.
 
+Optional keys describe how a real accelerator moves data (defaults: the idealized model, every
+tensor moved as its exact bits, nothing else):
+    runs: [conv2d]                # the layer ops it runs (others stay on the host, not counted)
+    dram:
+      beat_bytes: 8               # every transfer moves whole beats of this many bytes
+      layer_bytes: 64             # a per-layer record (descriptor) read once per layer
+      transfers: rows             # activations move as whole rows (padded to beats); a tile reads
+                                  # the contiguous rows from its first to its last, every column
+      act_fields: [8]             # an activation of A bits takes the smallest field >= A (bits)
+      weight_fields: [4, 8]       # the same for a weight of W bits
+    mac_array:
+      weights: lane_steps         # weights move in lane groups of `rows` output channels: per
+                                  # input channel, one step of `rows` weights per stored value of
+                                  # the group's busiest lane (one step count per layer for
+                                  # contiguous groups); a group is padded to whole beats and every
+                                  # group takes the largest group's size; pattern ids (id_bits per
+                                  # lane and input channel, padded to beats) travel before them
+      channel_bytes: 8            # per output channel (bias, requantization), loaded with each lane
+                                  # group for every output tile
+      id_bits: 8
+
 An `engine: {m_lanes, x_lanes, bus_bits}` section describes the engine `hwgen generate` emits
 instead of a generic array: its MAC array is m_lanes x x_lanes, its DRAM moves one bus beat per
 cycle, its buffers are sized to the checkpoint (or to `glb.kib`), and its counts come from the
@@ -52,6 +73,21 @@ class Architecture:
     mac_energy: str
     psum_bits: int
     engine: EngineSpec | None = None  # the generated engine, with its own schedule
+    runs: tuple[str, ...] = ("conv2d", "linear")
+    beat_bytes: int = 1
+    layer_bytes: int = 0
+    row_transfers: bool = False
+    act_fields: tuple[int, ...] = ()  # empty: exact bits
+    weight_fields: tuple[int, ...] = ()
+    lane_steps: bool = False
+    channel_bytes: int = 0
+    id_bits: int = 8
+
+    def act_field(self, bits: int) -> int:
+        return _field(self.act_fields, bits)
+
+    def weight_field(self, bits: int) -> int:
+        return _field(self.weight_fields, bits)
 
     @property
     def glb_bits(self) -> int:
@@ -70,6 +106,14 @@ class Architecture:
         for name in (self.dram_energy, self.glb_energy, self.rf_energy):
             table.memory(name, who)
         table.mac(self.mac_energy, who)
+
+
+def _field(fields: tuple[int, ...], bits: int) -> int:
+    """The width a value of `bits` bits takes in DRAM: the smallest field that holds it (exact bits if none)."""
+    return next((f for f in fields if f >= bits), bits)
+
+
+RUNNABLE = ("conv2d", "linear")
 
 
 def load_arch(spec: str) -> Architecture:
@@ -95,6 +139,22 @@ def load_arch(spec: str) -> Architecture:
         rows, cols, mac_energy = mac.number("rows", integer=True), mac.number("cols", integer=True), mac.text("energy", "mac")
         bytes_per_cycle, width = dram.number("bytes_per_cycle"), glb.number("width_bits", 64, integer=True)
         kib = glb.number("kib")
+    runs = top.get("runs", list(RUNNABLE))
+    if not isinstance(runs, list) or not runs or not set(runs) <= set(RUNNABLE):
+        raise HwgenError(f"{label}: 'runs' must be a non-empty list of {', '.join(RUNNABLE)}, got {runs!r}")
+    transfers = dram.text("transfers", "elements")
+    weights_layout = mac.text("weights", "format") if mac is not None else "format"
+    for key, v, allowed in (("dram.transfers", transfers, ("elements", "rows")),
+                            ("mac_array.weights", weights_layout, ("format", "lane_steps"))):
+        if v not in allowed:
+            raise HwgenError(f"{label}: '{key}' must be one of {', '.join(allowed)}, got {v!r}")
+    layout = dict(
+        runs=tuple(r for r in RUNNABLE if r in runs), beat_bytes=dram.number("beat_bytes", 1, integer=True),
+        layer_bytes=dram.number("layer_bytes", 0, positive=False, integer=True), row_transfers=transfers == "rows",
+        act_fields=dram.integers("act_fields"), weight_fields=dram.integers("weight_fields"),
+        lane_steps=weights_layout == "lane_steps",
+        channel_bytes=mac.number("channel_bytes", 0, positive=False, integer=True) if mac is not None else 0,
+        id_bits=mac.number("id_bits", 8, integer=True) if mac is not None else 8)
     arch = Architecture(
         name=top.text("name"),
         description=top.text("description", "-"),
@@ -110,6 +170,7 @@ def load_arch(spec: str) -> Architecture:
         mac_energy=mac_energy,
         psum_bits=top.number("psum_bits", 32, integer=True),
         engine=engine,
+        **layout,
     )
     for sec in (dram, glb, pe, mac, top):
         if sec is not None:

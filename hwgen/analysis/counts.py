@@ -19,6 +19,13 @@ The model, two levels (DRAM <-> global buffer <-> MAC array):
   a format's stored values: a group of `rows` channels takes as many steps as its busiest
   channel has stored values, for each block of `cols` pixels. Cycles are the larger of those
   steps and DRAM bytes / bandwidth.
+
+An architecture may describe how its DRAM moves data (hwgen.analysis.arch): whole beats, a
+per-layer record, activations as whole contiguous rows, values in fixed-width fields, weights
+in lane groups (`lane_steps`: the M loop then steps over lane groups, a tile holding
+ceil(M tile / rows) of them) and per-channel tables loaded with each lane group for every output
+tile. A mapping may keep outputs out of the buffer (`bypass: [outputs]`: written straight to
+DRAM, so C must not be tiled) and group lanes by residue class (`lanes: residue`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..errors import HwgenError
 from ..intmath import REQUANT_ENTRY_BITS
 from .arch import Architecture
 from .energy import EnergyTable
@@ -38,6 +46,9 @@ DIMS = "MCPQ"
 RELEVANT = {"weights": "MC", "inputs": "CPQ", "outputs": "MPQ"}
 
 
+LANES = ("contiguous", "residue")
+
+
 @dataclass(frozen=True)
 class Mapping:
     order: str  # DRAM-level loop order, outermost first: a permutation of MCPQ
@@ -45,9 +56,17 @@ class Mapping:
     c: int
     p: int
     q: int
+    lanes: str = "contiguous"  # output channels of a lane group: consecutive, or one residue class mod `period`
+    period: int = 1
+    bypass: tuple[str, ...] = ()  # tensors the buffer does not hold (outputs: written as they are computed)
 
     def as_dict(self) -> dict:
-        return {"order": self.order, "tiles": {"M": self.m, "C": self.c, "P": self.p, "Q": self.q}}
+        out = {"order": self.order, "tiles": {"M": self.m, "C": self.c, "P": self.p, "Q": self.q}}
+        if self.lanes != "contiguous":
+            out["lanes"] = self.lanes
+        if self.bypass:
+            out["bypass"] = list(self.bypass)
+        return out
 
 
 def _ceil_div(a, b):
@@ -68,24 +87,50 @@ def refetches(order: str, trips: dict, tensor: str):
 
 
 class Extents:
-    """Per tile size of output rows (cols): the input rows (cols) read, summed and maximal over tiles."""
+    """Per tile size of output rows (cols): the input rows (cols) read, summed and maximal over tiles.
 
-    def __init__(self, layer: Layer, axis: int):
-        self.layer, self.axis = layer, axis
+    `span`: a tile reads the contiguous run from its first to its last touched row (a DMA of whole
+    rows), rather than the touched rows alone.
+    """
+
+    def __init__(self, layer: Layer, axis: int, span: bool = False):
+        self.layer, self.axis, self.span = layer, axis, span
         self.size = layer.p if axis == 0 else layer.q
-        self._lookup = lru_cache(maxsize=None)(self._compute)
-
-    def _compute(self, tile: int) -> tuple[int, int]:
-        counts = [self.layer.touched(self.axis, s, min(s + tile, self.size)).size for s in range(0, self.size, tile)]
-        return sum(counts), max(counts)
+        # what the counts depend on: equal layers (a sweep's many points) share them
+        self.geometry = ((layer.r, layer.s)[axis], (layer.h, layer.w)[axis], self.size, layer.stride[axis],
+                         layer.padding[axis], layer.dilation[axis], span)
+        self._last = (None, None)  # the mapping search asks for the same tiles once per loop order
 
     def __call__(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        uniq, inv = np.unique(tiles, return_inverse=True)
-        table = np.array([self._lookup(int(t)) for t in uniq], dtype=np.int64).reshape(-1, 2)
-        return table[inv, 0].reshape(tiles.shape), table[inv, 1].reshape(tiles.shape)
+        key = (tiles.shape, tiles.tobytes())
+        if self._last[0] != key:
+            uniq, inv = np.unique(tiles, return_inverse=True)
+            table = np.array([_extent(self.geometry, int(t)) for t in uniq], dtype=np.int64).reshape(-1, 2)
+            self._last = (key, (table[inv, 0].reshape(tiles.shape), table[inv, 1].reshape(tiles.shape)))
+        return self._last[1]
 
     def total(self) -> int:
         return self.layer.touched(self.axis, 0, self.size).size
+
+
+@lru_cache(maxsize=None)
+def _extent(geometry: tuple, tile: int) -> tuple[int, int]:
+    """(sum, max) over the tiles of `tile` output rows of the input rows each reads (see Extents)."""
+    k, extent, size, stride, pad, dil, span = geometry
+    starts = np.arange(0, size, tile)
+    stops = np.minimum(starts + tile, size)
+    if dil == 1 and stride <= k:  # a window's rows are contiguous and overlap the next's: one run per tile
+        lo = np.maximum(starts * stride - pad, 0)
+        hi = np.minimum((stops - 1) * stride - pad + k - 1, extent - 1)
+        counts = np.maximum(hi - lo + 1, 0)
+    else:
+        counts = []
+        for a, b in zip(starts, stops):
+            pos = (np.arange(a, b)[:, None] * stride - pad + np.arange(k)[None, :] * dil).ravel()
+            t = np.unique(pos[(pos >= 0) & (pos < extent)])
+            counts.append(int(t[-1] - t[0] + 1) if span and t.size else t.size)
+        counts = np.asarray(counts)
+    return int(counts.sum()), int(counts.max())
 
 
 def compute_steps(layer: Layer, cost: FormatCost, arch: Architecture) -> int:
@@ -95,57 +140,132 @@ def compute_steps(layer: Layer, cost: FormatCost, arch: Architecture) -> int:
     return int(busiest.sum()) * _ceil_div(layer.p * layer.q, arch.cols)
 
 
+def lane_group_steps(cost: FormatCost, rows: int, lanes: str, period: int) -> np.ndarray:
+    """Weight steps of each lane group of `rows` output channels (arch `lane_steps`).
+
+    Per input channel a group steps through its busiest lane's stored values; contiguous groups run
+    one step count for the whole layer (its largest kernel's), residue groups their own.
+    """
+    kv = cost.kernel_values
+    m, c = kv.shape
+    if lanes == "contiguous":
+        return np.full(_ceil_div(m, rows), c * int(kv.max(initial=0)), dtype=np.int64)
+    cls = np.arange(m) % period
+    per_class = _ceil_div(np.bincount(cls, minlength=period), rows)
+    group = (np.concatenate([[0], np.cumsum(per_class)[:-1]])[cls] + (np.arange(m) // period) // rows)
+    busiest = np.zeros((int(per_class.sum()), c), dtype=np.int64)
+    np.maximum.at(busiest, group, kv)
+    return busiest.sum(axis=1)
+
+
 def evaluate(layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTable, order: str,
-             m, c, p, q, rows: Extents, cols: Extents) -> dict:
+             m, c, p, q, rows: Extents, cols: Extents, lanes: str = "contiguous", period: int = 1,
+             bypass: tuple[str, ...] = ()) -> dict:
     """Counts for tile sizes m, c, p, q (numpy arrays, broadcast together) in loop `order`.
 
     Returns arrays: DRAM bytes per tensor, the buffer bits the tiles need, buffer and register
     file bits moved, energy per level (pJ), cycles.
     """
-    m, c, p, q = (np.asarray(x, dtype=np.int64) for x in (m, c, p, q))
-    trips = {"M": _ceil_div(layer.m, m), "C": _ceil_div(layer.c, c),
-             "P": _ceil_div(layer.p, p), "Q": _ceil_div(layer.q, q)}
-    row_sum, row_max = rows(p)
-    col_sum, col_max = cols(q)
-    outputs_n = layer.m * layer.p * layer.q
+    return Candidates(layer, cost, arch, table, m, c, p, q, rows, cols, lanes, period, bypass).counts(order)
 
-    w_mult = refetches(order, trips, "weights")
-    weights = _ceil_div(cost.data_bits, 8) * w_mult
-    metadata = _ceil_div(cost.meta_bits, 8) * w_mult
-    if layer.groups == 1:
-        inputs = _ceil_div(layer.c * row_sum * col_sum * layer.in_bits * refetches(order, trips, "inputs"), 8)
-    else:  # each output-channel tile reads its own groups' inputs: the input tile depends on M too
-        inputs = _ceil_div(trips["M"] * layer.group_span(m) * row_sum * col_sum * layer.in_bits, 8)
-    outputs = np.full_like(weights, _ceil_div(outputs_n * layer.out_bits, 8))
-    visits = refetches(order, trips, "outputs")
-    psums = _ceil_div(2 * (visits - 1) * outputs_n * arch.psum_bits, 8)
-    dram = weights + metadata + inputs + outputs + psums
 
-    c_tiled = trips["C"] > 1
-    need = (_ceil_div(cost.bits * m * c, layer.m * layer.c)
-            + c * (layer.group_span(m) // layer.c) * row_max * col_max * layer.in_bits
-            + m * p * q * np.where(c_tiled, arch.psum_bits, layer.out_bits))
+class Candidates:
+    """Tile-size candidates of one layer: what does not depend on the loop order is computed once,
+    `counts(order)` adds the order's refetches (the mapping search tries every order on them)."""
 
-    # Buffer traffic: fills from and drains to DRAM, array reads, output writes, partial sums.
-    steps = compute_steps(layer, cost, arch)
-    pixel_blocks = _ceil_div(layer.p * layer.q, arch.cols)
-    array_reads = cost.bits * pixel_blocks + (steps // pixel_blocks) * layer.p * layer.q * layer.in_bits
-    glb_psums = 2 * (trips["C"] - 1) * outputs_n * arch.psum_bits
-    array_bits = array_reads + outputs_n * layer.out_bits + glb_psums  # buffer <-> array, not DRAM fills
-    glb_bits = 8 * dram + array_bits
-    executed = cost.values * layer.p * layer.q
-    rf_bits = executed * (layer.weight_bits + layer.in_bits + 2 * arch.psum_bits)
+    def __init__(self, layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTable, m, c, p, q,
+                 rows: Extents, cols: Extents, lanes: str = "contiguous", period: int = 1, bypass: tuple[str, ...] = ()):
+        m, c, p, q = (np.asarray(x, dtype=np.int64) for x in (m, c, p, q))
+        lane_slots, m = m, np.minimum(m, layer.m)
+        self.layer, self.arch = layer, arch
 
-    e_dram = 8 * dram * table.memory(arch.dram_energy, arch.name).pj_per_bit()
-    e_sram = (glb_bits * table.memory(arch.glb_energy, arch.name).pj_per_bit(arch.glb_kib)
-              + rf_bits * table.memory(arch.rf_energy, arch.name).pj_per_bit(arch.rf_bytes / 1024))
-    e_mac = executed * table.mac(arch.mac_energy, arch.name).pj(layer.weight_bits, layer.in_bits)
-    cycles = np.maximum(steps, np.ceil(dram / arch.dram_bytes_per_cycle).astype(np.int64))
-    return {
-        "weights": weights, "metadata": metadata, "inputs": inputs, "outputs": outputs, "psums": psums,
-        "dram": dram, "need_bits": need, "glb_bits": glb_bits, "array_bits": array_bits, "rf_bits": rf_bits, "macs": executed,
-        "e_dram": e_dram, "e_sram": e_sram, "e_mac": e_mac, "energy": e_dram + e_sram + e_mac, "cycles": cycles,
-    }
+        def beats(bits):  # bytes of one transfer of `bits`, in whole beats
+            return _ceil_div(_ceil_div(bits, 8), arch.beat_bytes) * arch.beat_bytes
+
+        in_field, out_field = arch.act_field(layer.in_bits), arch.act_field(layer.out_bits)
+        w_field = arch.weight_field(layer.weight_bits)
+        if arch.lane_steps:
+            if cost.kernel_values is None:
+                raise HwgenError(f"layer '{layer.name}': its weight format does not store whole kernels, so it "
+                                 f"cannot move in lane steps")
+            steps = lane_group_steps(cost, arch.rows, lanes, period)
+            n_groups, tile_groups = steps.size, _ceil_div(lane_slots, arch.rows)
+            group_bytes = beats(int(steps.max(initial=0)) * arch.rows * w_field)
+            id_bytes = beats(layer.c * arch.rows * arch.id_bits) if cost.kernel_ids else 0
+            m_trips = _ceil_div(n_groups, tile_groups)
+            self.weights_once, self.metadata_once = n_groups * group_bytes, n_groups * id_bytes
+            # on chip a weight and an id take their own bits, not their DRAM fields
+            weight_tile_bits = np.minimum(tile_groups, n_groups) * arch.rows * (
+                int(steps.max(initial=0)) * layer.weight_bits + (layer.c * arch.id_bits if cost.kernel_ids else 0))
+        else:
+            n_groups = _ceil_div(layer.m, arch.rows)
+            m_trips = _ceil_div(layer.m, m)
+            self.weights_once, self.metadata_once = beats(cost.values * w_field), beats(cost.meta_bits)
+            weight_tile_bits = _ceil_div(cost.bits * m * c, layer.m * layer.c)
+        trips = {"M": m_trips, "C": _ceil_div(layer.c, c), "P": _ceil_div(layer.p, p), "Q": _ceil_div(layer.q, q)}
+        self.trips = trips
+        row_sum, row_max = rows(p)
+        col_sum, col_max = cols(q)
+        outputs_n = layer.m * layer.p * layer.q
+        if arch.row_transfers:  # whole rows: every column, each row in whole beats, per column tile
+            channel_bits = row_sum * 8 * beats(layer.w * in_field) * trips["Q"]
+            row_bits = layer.w * layer.in_bits
+        else:
+            channel_bits = row_sum * col_sum * in_field
+            row_bits = col_max * layer.in_bits
+        self.input_bits_once = layer.c * channel_bits  # every input tile fetched once
+        if layer.groups > 1:  # each output-channel tile reads its own groups' inputs: the input tile depends on M too
+            self.grouped_inputs = _ceil_div(trips["M"] * layer.group_span(m) * channel_bits, 8)
+        if arch.row_transfers:
+            self.outputs = layer.m * layer.p * beats(layer.q * out_field)
+        else:
+            self.outputs = _ceil_div(outputs_n * out_field, 8)
+        self.psum_bits_per_visit = 2 * outputs_n * arch.psum_bits
+        self.tables = (n_groups * beats(8 * arch.rows * arch.channel_bytes) * trips["P"] * trips["Q"]
+                       if arch.channel_bytes else 0)
+        self.descriptor = beats(8 * arch.layer_bytes) if arch.layer_bytes else 0
+
+        c_tiled = trips["C"] > 1
+        out_need = 0 if "outputs" in bypass else m * p * q * np.where(c_tiled, arch.psum_bits, layer.out_bits)
+        self.need_bits = weight_tile_bits + c * (layer.group_span(m) // layer.c) * row_max * row_bits + out_need
+
+        # Buffer traffic: fills from and drains to DRAM, array reads, output writes, partial sums.
+        self.steps = compute_steps(layer, cost, arch)
+        pixel_blocks = _ceil_div(layer.p * layer.q, arch.cols)
+        array_reads = cost.bits * pixel_blocks + (self.steps // pixel_blocks) * layer.p * layer.q * layer.in_bits
+        glb_psums = 2 * (trips["C"] - 1) * outputs_n * arch.psum_bits
+        self.array_bits = array_reads + outputs_n * layer.out_bits + glb_psums  # buffer <-> array, not DRAM fills
+        self.executed = cost.values * layer.p * layer.q
+        self.rf_bits = self.executed * (layer.weight_bits + layer.in_bits + 2 * arch.psum_bits)
+        self.dram_pj = table.memory(arch.dram_energy, arch.name).pj_per_bit()
+        self.glb_pj = table.memory(arch.glb_energy, arch.name).pj_per_bit(arch.glb_kib)
+        self.e_rf = self.rf_bits * table.memory(arch.rf_energy, arch.name).pj_per_bit(arch.rf_bytes / 1024)
+        self.e_mac = self.executed * table.mac(arch.mac_energy, arch.name).pj(layer.weight_bits, layer.in_bits)
+
+    def counts(self, order: str) -> dict:
+        """The counts of every candidate in loop `order` (see `evaluate`)."""
+        trips = self.trips
+        w_mult = refetches(order, trips, "weights")
+        weights, metadata = self.weights_once * w_mult, self.metadata_once * w_mult
+        if self.layer.groups == 1:
+            inputs = _ceil_div(self.input_bits_once * refetches(order, trips, "inputs"), 8)
+        else:
+            inputs = self.grouped_inputs
+        outputs = np.full_like(weights, self.outputs)
+        psums = _ceil_div((refetches(order, trips, "outputs") - 1) * self.psum_bits_per_visit, 8)
+        tables = np.zeros_like(weights) + self.tables
+        descriptor = np.full_like(weights, self.descriptor)
+        dram = weights + metadata + tables + descriptor + inputs + outputs + psums
+        glb_bits = 8 * dram + self.array_bits
+        e_dram = 8 * dram * self.dram_pj
+        e_sram = glb_bits * self.glb_pj + self.e_rf
+        cycles = np.maximum(self.steps, np.ceil(dram / self.arch.dram_bytes_per_cycle).astype(np.int64))
+        return {
+            "weights": weights, "metadata": metadata, "tables": tables, "descriptor": descriptor, "inputs": inputs,
+            "outputs": outputs, "psums": psums, "dram": dram, "need_bits": self.need_bits, "glb_bits": glb_bits,
+            "array_bits": self.array_bits, "rf_bits": self.rf_bits, "macs": self.executed, "e_dram": e_dram,
+            "e_sram": e_sram, "e_mac": self.e_mac, "energy": e_dram + e_sram + self.e_mac, "cycles": cycles,
+        }
 
 
 def compulsory(layer: Layer, smallest: FormatCost, rows: Extents, cols: Extents, tables: bool = False) -> dict:

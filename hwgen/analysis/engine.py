@@ -66,8 +66,8 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
         r = evaluate(layer, costs[fmt], arch, energy, mapping.order, mapping.m, mapping.c, mapping.p, mapping.q,
                      rows, cols)
         b = sched.bytes
-        dram = {"weights": b["weights"], "metadata": b["tables"] + b["descriptor"], "inputs": b["inputs"],
-                "outputs": b["outputs"], "psums": 0}
+        dram = {"weights": b["weights"], "metadata": 0, "tables": b["tables"], "descriptor": b["descriptor"],
+                "inputs": b["inputs"], "outputs": b["outputs"], "psums": 0}
         dram["total"] = sum(dram.values())
         glb_bits = 8 * dram["total"] + int(r["array_bits"])
         sram_pj = float(r["e_sram"]) + (glb_bits - int(r["glb_bits"])) * energy.memory(
@@ -75,17 +75,16 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
         e = {"dram": 8 * dram["total"] * dram_pj, "sram": sram_pj, "mac": float(r["e_mac"])}
         e["total"] = e["dram"] + e["sram"] + e["mac"]
         results.append(LayerResult(layer, costs, fmt, mapping, dram,
-                                   engine_compulsory(graph, node, weight_bits, act_bits), e, int(sched.cycles),
+                                   engine_compulsory(layer, costs), e, int(sched.cycles),
                                    int(r["macs"]), glb_bits, int(r["rf_bits"])))
     return arch, results
 
 
-def engine_compulsory(graph: Graph, node, weight_bits: int = 8, act_bits: int = 8) -> dict:
+def engine_compulsory(layer, costs: dict | None = None) -> dict:
     """A conv layer's compulsory DRAM bytes on the engine: each nonzero weight in its smallest format,
     each input and output once, each output channel's bias/requant once (the lower bound the
-    engine's measured bytes are reported against)."""
-    layer = layer_from_node(graph, node, weight_bits, act_bits)
-    costs = storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
+    engine's measured bytes are reported against). `costs`: the layer's `storage`, if computed."""
+    costs = costs or storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
     return compulsory(layer, costs[smallest(costs)], Extents(layer, 0), Extents(layer, 1), tables=True)
 
 

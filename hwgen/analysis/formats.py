@@ -30,6 +30,8 @@ class FormatCost:
     row_values: np.ndarray  # stored weight values per output channel (with filler/structural zeros)
     weight_bits: int
     meta_bits: int  # everything else: masks, indices, pointers, ids, tables
+    kernel_values: np.ndarray | None = None  # (M, C) stored values per kernel, for formats that store kernels whole
+    kernel_ids: bool = False  # each kernel names its shape by an id (pattern)
 
     @property
     def values(self) -> int:
@@ -53,12 +55,14 @@ def _rows(mask: np.ndarray) -> np.ndarray:
 
 
 def dense(mask: np.ndarray, wbits: int) -> FormatCost:
-    rows = _rows(mask)
-    return FormatCost(np.full(rows.shape[0], rows.shape[1], dtype=np.int64), wbits, 0)
+    m, c, r, s = mask.shape
+    per_kernel = np.full((m, c), r * s, dtype=np.int64)
+    return FormatCost(per_kernel.sum(axis=1), wbits, 0, per_kernel)
 
 
 def bitmask(mask: np.ndarray, wbits: int) -> FormatCost:
-    return FormatCost(np.count_nonzero(_rows(mask), axis=1).astype(np.int64), wbits, int(mask.size))
+    per_kernel = np.count_nonzero(mask.reshape(*mask.shape[:2], -1), axis=2).astype(np.int64)
+    return FormatCost(per_kernel.sum(axis=1), wbits, int(mask.size), per_kernel)
 
 
 def zero_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,8 +94,10 @@ def csr(mask: np.ndarray, wbits: int, index_bits: int, runs: tuple[np.ndarray, n
 def _kernel_codes(mask: np.ndarray) -> np.ndarray:
     """Each kernel's mask as an integer (bit i = tap i in raster order), shape (M, C)."""
     m, c = mask.shape[:2]
-    taps = mask.reshape(m, c, -1).astype(np.int64)
-    return (taps << np.arange(taps.shape[2], dtype=np.int64)).sum(axis=2)
+    packed = np.packbits(mask.reshape(m, c, -1).astype(bool), axis=2, bitorder="little")
+    wide = np.zeros((m, c, 8), dtype=np.uint8)  # kernels up to 8x8 taps: one little-endian int64 each
+    wide[:, :, :packed.shape[2]] = packed
+    return wide.view("<i8")[:, :, 0]
 
 
 def _popcount(codes: np.ndarray) -> np.ndarray:
@@ -104,25 +110,28 @@ def _library_codes(patterns: np.ndarray) -> np.ndarray:
     return _kernel_codes(pats.reshape(1, pats.shape[0], *pats.shape[1:]))[0]
 
 
-def periodic_table(mask: np.ndarray, period: int, table: np.ndarray | None = None) -> np.ndarray:
+def periodic_table(mask: np.ndarray, period: int, table: np.ndarray | None = None,
+                   codes: np.ndarray | None = None) -> np.ndarray:
     """The P table masks as codes, indexed by (m + c) mod P: the detected `table` (P, R, S) if
     given, joined with the union of the masks of each residue class (so no nonzero is ever lost).
 
     A tap that quantization happened to zero in some kernel is still a tap of its pattern.
+    `codes`: the mask's `_kernel_codes`, if already computed (as for the other formats below).
     """
     m, c = mask.shape[:2]
     residue = (np.arange(m)[:, None] + np.arange(c)[None, :]) % period
-    codes = np.zeros(period, dtype=np.int64) if table is None else _library_codes(table)
-    np.bitwise_or.at(codes, residue.ravel(), _kernel_codes(mask).ravel())
-    return codes
+    out = np.zeros(period, dtype=np.int64) if table is None else _library_codes(table)
+    np.bitwise_or.at(out, residue.ravel(), (_kernel_codes(mask) if codes is None else codes).ravel())
+    return out
 
 
-def pattern(mask: np.ndarray, wbits: int, library: np.ndarray | None = None) -> FormatCost:
+def pattern(mask: np.ndarray, wbits: int, library: np.ndarray | None = None,
+            codes: np.ndarray | None = None) -> FormatCost:
     """`library`: the layer's pattern masks (K, R, S) if known (sparsity detection, or the table of
     a periodic layer); kernels are stored in the smallest library shape that contains them, and a
     kernel no shape contains adds its own. Without a library, the distinct kernel masks are it."""
     m, c, r, s = mask.shape
-    codes = _kernel_codes(mask)
+    codes = _kernel_codes(mask) if codes is None else codes
     kept = codes != 0
     lib = np.unique(_library_codes(library)) if library is not None else np.zeros(0, dtype=np.int64)
     lib = lib[lib != 0]
@@ -138,17 +147,19 @@ def pattern(mask: np.ndarray, wbits: int, library: np.ndarray | None = None) -> 
     else:
         index_list = n_kept * _ceil_log2(c) + (m + 1) * int(n_kept).bit_length()
         kept_list = min(m * c, index_list)
-    return FormatCost(per_kernel.sum(axis=1).astype(np.int64), wbits, ids + kept_list + lib.size * r * s)
+    per_kernel = per_kernel.astype(np.int64)
+    return FormatCost(per_kernel.sum(axis=1), wbits, ids + kept_list + lib.size * r * s, per_kernel, True)
 
 
-def periodic(mask: np.ndarray, wbits: int, period: int, table: np.ndarray | None = None) -> FormatCost:
+def periodic(mask: np.ndarray, wbits: int, period: int, table: np.ndarray | None = None,
+             codes: np.ndarray | None = None) -> FormatCost:
     m, c, r, s = mask.shape
     residue = (np.arange(m)[:, None] + np.arange(c)[None, :]) % period
-    per_kernel = _popcount(periodic_table(mask, period, table))[residue]
-    return FormatCost(per_kernel.sum(axis=1).astype(np.int64), wbits, period * r * s)
+    per_kernel = _popcount(periodic_table(mask, period, table, codes))[residue].astype(np.int64)
+    return FormatCost(per_kernel.sum(axis=1), wbits, period * r * s, per_kernel)
 
 
-def _codes_to_masks(codes: np.ndarray, r: int, s: int) -> np.ndarray:
+def codes_to_masks(codes: np.ndarray, r: int, s: int) -> np.ndarray:
     return ((codes[:, None] >> np.arange(r * s)) & 1).astype(bool).reshape(-1, r, s)
 
 
@@ -160,16 +171,17 @@ def storage(mask: np.ndarray, wbits: int, kind: str, period: int | None,
     layer its table indexed by (m + c) mod P. A periodic layer is a pattern layer whose library
     is its table.
     """
+    codes = _kernel_codes(mask) if kind in ("pattern", "connectivity", "periodic") else None
     if kind == "periodic":
-        patterns = _codes_to_masks(periodic_table(mask, period, patterns), *mask.shape[2:])
+        patterns = codes_to_masks(periodic_table(mask, period, patterns, codes), *mask.shape[2:])
     runs = zero_runs(mask)
     return {
         "dense": dense(mask, wbits),
         "bitmask": bitmask(mask, wbits),
         "csr4": csr(mask, wbits, 4, runs),
         "csr8": csr(mask, wbits, 8, runs),
-        "pattern": pattern(mask, wbits, patterns) if kind in ("pattern", "connectivity", "periodic") else None,
-        "periodic": periodic(mask, wbits, period, patterns) if kind == "periodic" else None,
+        "pattern": pattern(mask, wbits, patterns, codes) if codes is not None else None,
+        "periodic": periodic(mask, wbits, period, patterns, codes) if kind == "periodic" else None,
     }
 
 

@@ -13,7 +13,7 @@ import json
 from . import COMPULSORY_KEYS, DRAM_KEYS, ENERGY_KEYS, Analysis, LayerResult
 from .formats import FORMATS
 
-TENSORS = ("weights", "metadata", "inputs", "outputs", "psums")
+TENSORS = DRAM_KEYS[:-1]
 
 
 def _pj(x: float) -> float:

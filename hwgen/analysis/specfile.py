@@ -75,6 +75,13 @@ class Section:
             raise HwgenError(f"{self.label}: '{self._key(key)}' must be a {'positive' if positive else 'non-negative'} {what}, got {v!r}")
         return v
 
+    def integers(self, key: str) -> tuple[int, ...]:
+        """A list of positive integers (empty if the key is absent), sorted."""
+        v = self._raw(key, [])
+        if not isinstance(v, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v):
+            raise HwgenError(f"{self.label}: '{self._key(key)}' must be a list of positive integers, got {v!r}")
+        return tuple(sorted(v))
+
     def text(self, key: str, default=None) -> str:
         v = self._raw(key, _REQUIRED if default is None else default)
         if not isinstance(v, str) or not v:

@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--glb-kib", type=int, metavar="N",
                    help="input buffer size in KiB; layers whose input does not fit run in row bands "
                         "(default: just enough for the largest layer input whole)")
+    p.add_argument("--weight-kib", type=int, metavar="N",
+                   help="weight buffer size in KiB: lane groups whose weights fit stay resident while the row bands "
+                        "run (default: one lane group of the widest layer)")
     p.add_argument("--dense-only", action="store_true",
                    help="generate without the pattern ROM: periodic layers run as dense (for area comparisons)")
     p.add_argument("--synth", nargs="?", const="xilinx", choices=tuple(SYNTH_TARGETS),
@@ -51,7 +54,7 @@ def run(args) -> int:
     if args.synth:
         print(f"hwgen generate: synthesizing with Yosys (synth_{args.synth}), about a minute", file=sys.stderr)
     manifest = generate(graph, args.out, m_lanes=args.m_lanes, x_lanes=args.x_lanes, bus_bits=args.bus_bits,
-                        glb_kib=args.glb_kib, dense_only=args.dense_only, synth=args.synth,
+                        glb_kib=args.glb_kib, weight_kib=args.weight_kib, dense_only=args.dense_only, synth=args.synth,
                         interface=args.interface, axi_id_bits=args.axi_id_bits)
     if args.json:
         print(json.dumps(manifest, indent=2))

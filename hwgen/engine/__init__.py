@@ -44,6 +44,7 @@ class EngineConfig:
     x_lanes: int = 4  # output pixels computed in parallel
     bus_bits: int = 64  # DRAM data beat
     glb_kib: int | None = None  # input buffer size; None: the largest input fits whole
+    weight_kib: int | None = None  # weight buffer size; None: one lane group of the widest layer
     dense_only: bool = False  # every layer dense: no pattern ROM, no per-lane muxes
 
 
@@ -91,5 +92,5 @@ def build(graph, config: EngineConfig = EngineConfig()) -> EngineBuild:
     check_lanes(config.m_lanes, config.x_lanes)
     plans = plan_graph(graph, dense_only=config.dense_only, m_lanes=config.m_lanes)
     params = fit_params(plans, m_lanes=config.m_lanes, x_lanes=config.x_lanes, bus_bits=config.bus_bits,
-                        glb_kib=config.glb_kib, sparse=False if config.dense_only else None)
+                        glb_kib=config.glb_kib, weight_kib=config.weight_kib, sparse=False if config.dense_only else None)
     return EngineBuild(graph, config, plans, params)

@@ -34,11 +34,11 @@ LAYOUT = data.StructLayout({
     "weight_group_beats": 16,  # beats of packed weights per lane group
     "table_group_beats": 16,  # beats of bias/requant table per lane group
     "id_words": 16,  # weight-buffer words of kernel ids before each group's weights (library layers)
-    "taps": 8,  # tap steps per input channel (9 dense 3x3, 1 for 1x1, n for periodic)
+    "taps": 8,  # tap steps per input channel (k * k dense, n for periodic)
     "period": 8,  # P (1 for dense layers)
     "table_base": 8,  # index of the layer's first pattern in the pattern ROM
     "stride2": 1,
-    "kernel1x1": 1,
+    "kernel1x1": 1,  # kernel == 1
     "dense": 1,  # taps follow raster order instead of the pattern ROM
     "in_signed": 1,
     "library": 1,  # a pattern library layer: lanes take their pattern from the kernel ids
@@ -54,7 +54,7 @@ LAYOUT = data.StructLayout({
     "chan_rows": 16,  # input buffer rows per input channel in a band: (band_rows - 1) * stride + kernel rows
     "slot_shift": 4,  # log2 of the input rows one input buffer word holds
     "resident_groups": 8,  # 0: weights streamed per band; k: k lane groups' weights stay while every band runs
-    "_tiling_pad": 4,
+    "kernel": 4,  # k of the k x k kernel (odd, 1 to 7; engines for 3x3 at most read kernel1x1 only)
 })
 assert LAYOUT.size <= 8 * DESCRIPTOR_BYTES
 

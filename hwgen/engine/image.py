@@ -28,7 +28,7 @@ def pack_descriptor(plan: LayerPlan, params: EngineParams, *, in_addr: int, out_
         weight_group_beats=weight_group_beats(plan, params), table_group_beats=table_group_beats(params),
         taps=plan.taps, period=plan.period, table_base=table_base,
         id_words=id_words(plan, params), library=int(plan.ids is not None),
-        stride2=int(plan.stride == 2), kernel1x1=int(plan.kernel1x1), dense=int(plan.dense),
+        stride2=int(plan.stride == 2), kernel1x1=int(plan.kernel1x1), kernel=plan.kernel, dense=int(plan.dense),
         in_signed=int(plan.in_signed), lo=plan.lo, hi=plan.hi, residue_groups=int(plan.residue_groups),
         class_channels=m // plan.period if plan.residue_groups else 0,
         class_extra=m % plan.period if plan.residue_groups else 0,

@@ -1,14 +1,19 @@
 """The engine's DRAM layouts, in pure Python: used by the compiler, the testbenches and the host.
 
-Activations (`pack_activations` / `unpack_activations`): one byte per element (the low A bits,
-two's complement when signed), channel-major `(C, H, W)`; every row starts on a beat boundary and
-is zero-padded to whole beats, so row `(c, y)` is at `base + (c * H + y) * row_beats * beat_bytes`.
+Activations (`pack_activations` / `unpack_activations`): channel-major `(C, H, W)`, each element
+in a field of `params.act_field_bits` bits (the low A bits of the field hold the value, two's
+complement when signed): one byte per element for A >= 5, two per byte for A = 3 and 4 (4-bit
+fields), four per byte for A = 2 (`params.act_pack` elements per byte). Element `i` of a row sits
+at bits `(i % pack) * field ..` of the row's byte `i // pack`, the packed weights' convention.
+Every row starts on a beat boundary and is zero-padded to whole beats (`params.beat_elems`
+elements each), so row `(c, y)` is at `base + (c * H + y) * row_beats * beat_bytes`.
 
 Packed weights (`pack_weights`): lane group after lane group (`group_channels`: output channels
 `g*m_lanes ..`, or, for residue-grouped layers, `r + (k0 + m) * P`, one residue class after the
 other); in a group, for each input channel `c`, for each tap step `t < channel_steps`, one word
 of `m_lanes` bytes (lane 0 first): lane `m`'s weight at the `t`-th tap of its kernel's pattern,
-raster order. Only the pattern's taps travel (no indices); a lane whose pattern has fewer taps
+raster order (a dense k x k kernel: all k * k taps, row after row). Only the pattern's taps
+travel (no indices); a lane whose pattern has fewer taps
 than the step count, or a lane without an output channel, gets a zero byte. For W = 2 and 4
 (`params.weight_pack` = 8 // W weights per byte) these bytes travel packed: weight `i` of the
 group's stream at bits `(i % pack) * W ..` of byte `i // pack`. Each group is padded to whole
@@ -39,7 +44,7 @@ def ceil_div(a: int, b: int) -> int:
 
 
 def row_beats(width: int, params: EngineParams) -> int:
-    return ceil_div(width, params.beat_bytes)
+    return params.row_beats(width)
 
 
 def activation_bytes(shape: tuple[int, int, int], params: EngineParams) -> int:
@@ -53,9 +58,9 @@ def pack_activations(x: np.ndarray, params: EngineParams) -> bytes:
     if x.ndim != 3:
         raise HwgenError(f"activations must be (C, H, W), got shape {x.shape}")
     c, h, w = x.shape
-    padded = np.zeros((c, h, row_beats(w, params) * params.beat_bytes), dtype=np.uint8)
+    padded = np.zeros((c, h, row_beats(w, params) * params.beat_elems), dtype=np.uint8)
     padded[:, :, :w] = (x.astype(np.int64) & 0xFF).astype(np.uint8)
-    return padded.tobytes()
+    return _pack_fields(padded.tobytes(), params.act_pack)
 
 
 def unpack_activations(raw: bytes, shape: tuple[int, int, int], signed: bool, params: EngineParams) -> np.ndarray:
@@ -64,9 +69,11 @@ def unpack_activations(raw: bytes, shape: tuple[int, int, int], signed: bool, pa
     need = activation_bytes(shape, params)
     if len(raw) < need:
         raise HwgenError(f"activation region holds {len(raw)} bytes, shape {shape} needs {need}")
-    a = np.frombuffer(bytes(raw[:need]), dtype=np.uint8).reshape(c, h, -1)[:, :, :w].astype(np.int64)
+    fields = _unpack_fields(bytes(raw[:need]), params.act_pack)
+    a = np.frombuffer(fields, dtype=np.uint8).reshape(c, h, -1)[:, :, :w].astype(np.int64)
     if signed:
-        a = np.where(a >= 128, a - 256, a)
+        half = 1 << (params.act_field_bits - 1)
+        a = np.where(a >= half, a - 2 * half, a)
     return a
 
 
@@ -114,7 +121,7 @@ def pack_weights(plan: LayerPlan, params: EngineParams, table_base: int = 0) -> 
             words = np.zeros((plan.channel_steps(chans[0], ci), params.m_lanes), dtype=np.int64)
             for lane, mo in enumerate(chans):
                 for t, tap in enumerate(plan.lane_taps(mo, ci)):
-                    words[t, lane] = flat[mo, ci, 0 if plan.kernel1x1 else tap]
+                    words[t, lane] = flat[mo, ci, tap]
             blob += (words.reshape(-1) & 0xFF).astype(np.uint8).tobytes()
         blob = _pack_fields(bytes(blob), params.weight_pack)
         out += blob + bytes(weight_group_beats(plan, params) * params.beat_bytes - id_bytes - len(blob))
@@ -122,12 +129,22 @@ def pack_weights(plan: LayerPlan, params: EngineParams, table_base: int = 0) -> 
 
 
 def _pack_fields(blob: bytes, pack: int) -> bytes:
-    """`pack` weights per byte at 8 // pack bits each, the first in the low bits (1: bytes as they are)."""
+    """`pack` values (weights or activations) per byte at 8 // pack bits each, the first in the low
+    bits (1: bytes as they are)."""
     if pack == 1:
         return blob
     bits = 8 // pack
     fields = np.frombuffer(blob + bytes(-len(blob) % pack), dtype=np.uint8).reshape(-1, pack) & ((1 << bits) - 1)
     return (fields.astype(np.int64) << (bits * np.arange(pack))).sum(axis=1).astype(np.uint8).tobytes()
+
+
+def _unpack_fields(blob: bytes, pack: int) -> bytes:
+    """The inverse of `_pack_fields`: one byte per field, the field's bits in its low bits."""
+    if pack == 1:
+        return blob
+    bits = 8 // pack
+    packed = np.frombuffer(blob, dtype=np.uint8).astype(np.int64)[:, None]
+    return ((packed >> (bits * np.arange(pack))) & ((1 << bits) - 1)).astype(np.uint8).tobytes()
 
 
 def pack_table(plan: LayerPlan, params: EngineParams) -> bytes:

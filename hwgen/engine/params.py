@@ -16,7 +16,8 @@ MAX_PERIOD = 16  # longest pattern period the pattern ROM is built for
 MAX_BURST = 256  # beats per DRAM request (the AXI4 limit): the reader splits longer transfers
 LEN_BITS = 16  # width of the request's len field
 ADDR_BITS = 32
-TAPS = 9  # a 3x3 window; 1x1 kernels use its centre
+TAPS = 9  # a 3x3 pattern (periodic and pattern-library layers, the pattern ROM's masks)
+KERNEL_MAX = 7  # the largest kernel an engine can be built for
 
 
 def _pow2(v: int) -> bool:
@@ -47,7 +48,10 @@ class EngineParams:
     max_width: int = 32  # widest input row (pixels) of any layer
     max_out_width: int = 32  # widest output row of any layer
     max_channels: int = 64  # most input channels of any layer
+    kernel_max: int = 3  # the largest k x k kernel of any layer (odd, at least 3): the window's rows and border
+    wide_kernel_words: int = 0  # weight words (C * k * k) of the largest layer with a kernel over 3x3 (0: none)
     input_words: int = 2048  # input buffer depth in words (each word holds one or more rows, see row_slots)
+    weight_words: int = 0  # weight buffer depth in memory words; 0: one lane group of the widest layer
     patterns: tuple[int, ...] = field(default=())  # pattern ROM: 9-bit raster masks (bit 4 = centre)
     sparse: bool = True  # False: a dense-only engine, without the pattern ROM and per-lane muxes
     library: bool = False  # some layer is a pattern library: build the kernel-id buffer
@@ -66,6 +70,12 @@ class EngineParams:
         intmath.check_bits(self.act_bits, "activation bits")
         if not isinstance(self.acc_bits, int) or not 8 <= self.acc_bits <= 48:
             raise HwgenError(f"accumulator width must be from 8 to 48 bits, got {self.acc_bits!r}")
+        if self.kernel_max not in range(3, KERNEL_MAX + 1, 2):
+            raise HwgenError(f"the engine's largest kernel must be odd from 3 to {KERNEL_MAX}, got {self.kernel_max!r}")
+        if not isinstance(self.wide_kernel_words, int) or self.wide_kernel_words < 0:
+            raise HwgenError(f"wide kernel words must be a non-negative integer, got {self.wide_kernel_words!r}")
+        if not isinstance(self.weight_words, int) or self.weight_words < 0:
+            raise HwgenError(f"weight words must be a non-negative integer, got {self.weight_words!r}")
         for name in ("max_width", "max_out_width", "max_channels", "input_words"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -87,17 +97,55 @@ class EngineParams:
         return self.bus_bits // 8
 
     @property
+    def act_pack(self) -> int:
+        """Activations per DRAM byte: 4 at A = 2, 2 at A = 3..4 (a 4-bit field), else 1 (one byte each).
+
+        Fields of 2, 4 or 8 bits never straddle a byte or a beat, so the input buffer's fill and
+        the write-back's row buffer unpack and pack them with fixed wiring.
+        """
+        return 4 if self.act_bits <= 2 else 2 if self.act_bits <= 4 else 1
+
+    @property
+    def act_field_bits(self) -> int:
+        """Bits of one activation's field in DRAM (the low A bits hold its value)."""
+        return 8 // self.act_pack
+
+    @property
+    def beat_elems(self) -> int:
+        """Activations one DRAM beat carries."""
+        return self.beat_bytes * self.act_pack
+
+    def row_beats(self, width: int) -> int:
+        """Beats of one activation row of `width` elements in DRAM (rows start on a beat)."""
+        return -(-width // self.beat_elems)
+
+    @property
     def win_cols(self) -> int:
-        """Input columns a window spans: x_lanes outputs at stride up to 2, plus the 3x3 border."""
-        return 2 * (self.x_lanes - 1) + 3
+        """Input columns a window spans: x_lanes outputs at stride up to 2, plus the largest kernel's border."""
+        return 2 * (self.x_lanes - 1) + self.kernel_max
+
+    @property
+    def window_taps(self) -> int:
+        """Pixels of a kernel_max x kernel_max window: the positions a tap step can select."""
+        return self.kernel_max * self.kernel_max
+
+    def window_tap(self, kernel: int, tap: int) -> int:
+        """Raster position in the kernel_max x kernel_max window of raster tap `tap` of a centred k x k kernel.
+
+        A window's top-left pixel is input (oy * stride - kernel_max // 2, x * stride - kernel_max // 2), so
+        a smaller kernel (padding k // 2) sits in the middle, `(kernel_max - k) // 2` rows and columns in.
+        """
+        off = (self.kernel_max - kernel) // 2
+        dy, dx = divmod(tap, kernel)
+        return (dy + off) * self.kernel_max + dx + off
 
     @property
     def row_beats_max(self) -> int:
-        return -(-self.max_width // self.beat_bytes)
+        return self.row_beats(self.max_width)
 
     @property
     def out_row_beats_max(self) -> int:
-        return -(-self.max_out_width // self.beat_bytes)
+        return self.row_beats(self.max_out_width)
 
     @property
     def word_beats(self) -> int:
@@ -108,11 +156,11 @@ class EngineParams:
     @property
     def row_elems(self) -> int:
         """Elements of one input buffer word."""
-        return self.word_beats * self.beat_bytes
+        return self.word_beats * self.beat_elems
 
     def slot_shift(self, width: int) -> int:
         """log2 of the rows of `width` pixels one input buffer word holds (each in a power-of-two slot)."""
-        slot_beats = 1 << (-(-width // self.beat_bytes) - 1).bit_length()
+        slot_beats = 1 << (self.row_beats(width) - 1).bit_length()
         return (self.word_beats // slot_beats).bit_length() - 1
 
     @property
@@ -122,8 +170,9 @@ class EngineParams:
 
     @property
     def weight_depth(self) -> int:
-        """Weight buffer words: one per (input channel, tap step) of a lane group."""
-        return self.max_channels * TAPS
+        """Weight buffer words: one per (input channel, tap step) of a lane group: the most channels at 3x3,
+        or the largest layer of a wider kernel (a 7x7 stem has few channels: not max_channels * 49)."""
+        return max(self.max_channels * TAPS, self.wide_kernel_words)
 
     @property
     def weight_pack(self) -> int:
@@ -146,7 +195,13 @@ class EngineParams:
 
     @property
     def weight_mem_depth(self) -> int:
-        return -(-self.weight_depth // (self.weight_word_bytes // self.m_lanes))
+        """Weight buffer memory words: `weight_words`, and at least one lane group of the widest layer."""
+        return max(-(-self.weight_depth // (self.weight_word_bytes // self.m_lanes)), self.weight_words)
+
+    @property
+    def weight_buffer_bytes(self) -> int:
+        """The weight buffer's capacity in bytes of SRAM (W bits per weight)."""
+        return self.weight_mem_depth * self.weight_word_bytes * self.weight_bits // 8
 
     @property
     def id_mem_depth(self) -> int:
@@ -173,12 +228,14 @@ class EngineParams:
             "product": self.weight_bits + self.act_bits + 1,
             "requant_product": intmath.product_bits(self.acc_bits),
             "beat_bytes": self.beat_bytes,
+            "window_rows": self.kernel_max,
             "window_columns": self.win_cols,
             "input_buffer_words": self.input_words,
             "input_buffer_word_bits": self.row_elems * self.act_bits,
             "weight_buffer_words": self.weight_depth,
             "weight_buffer_word_bits": self.m_lanes * self.weight_bits,
             "weight_dram_bits": 8 // self.weight_pack,
+            "activation_dram_bits": self.act_field_bits,
             "output_row_buffer_words": 2 * self.m_lanes * self.out_row_beats_max,
             "pattern_rom_entries": len(self.patterns),
         }

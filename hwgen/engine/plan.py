@@ -2,7 +2,9 @@
 
 `plan_node` checks a quantized conv2d against what the engine runs (kernel, stride, padding,
 groups, bit widths; refusals name the layer) and fixes its `LayerPlan`: the pattern table, the tap
-steps per input channel and how output channels are grouped onto the lanes.
+steps per input channel and how output channels are grouped onto the lanes. Square odd kernels
+from 1x1 to 7x7 (`KERNELS`) with padding k // 2 run; only 3x3 layers can be periodic, residue-grouped
+or a pattern library (their masks are 3x3), every other size is dense.
 
 A periodic layer's patterns come from `periodic_table`: kernel `(m, c)` takes mask
 `table[(m + c) % P]`, where `table[r]` is the union of the nonzero masks of all kernels of
@@ -30,8 +32,9 @@ import numpy as np
 
 from ..errors import HwgenError
 from ..sparsity import ResidueStats
-from .params import MAX_PERIOD, TAPS
+from .params import KERNEL_MAX, MAX_PERIOD, TAPS
 
+KERNELS = tuple(range(1, KERNEL_MAX + 1, 2))  # square kernel sizes the engine runs (padding k // 2)
 MAX_LIBRARY = 32  # pattern library masks per layer (ids travel as one byte per kernel)
 LOOSE_TABLE = 1.25  # a periodic table with this many more slots than nonzeros does not explain the zeros
 CENTRE_MASK = 1 << 4
@@ -87,7 +90,7 @@ class LayerPlan:
     in_shape: tuple[int, int, int]
     out_shape: tuple[int, int, int]
     stride: int
-    kernel1x1: bool
+    kernel: int  # k of the k x k kernel (KERNELS)
     in_signed: bool
     dense: bool
     period: int
@@ -98,6 +101,10 @@ class LayerPlan:
     ids: np.ndarray | None = None  # pattern library layers: (M, C) index into masks of every kernel
     residue_groups: bool = False  # lane groups hold one residue class mod P each (see the module doc)
     half_even: bool = False  # requant rounds ties to even (`Requant.rounding`)
+
+    @property
+    def kernel1x1(self) -> bool:
+        return self.kernel == 1
 
     @property
     def structure(self) -> str:
@@ -115,19 +122,15 @@ class LayerPlan:
 
     def channel_rows(self, mo: int, c: int) -> int:
         """Input rows the window fetch reads for that group on input channel `c` (`row_span`)."""
-        if self.kernel1x1:
-            return 1
         if self.residue_groups:
             first, last = row_span(self.masks[(mo + c) % self.period])
             return last - first + 1
-        return 3
+        return self.kernel
 
     def lane_taps(self, mo: int, c: int) -> list[int]:
-        """Raster taps lane of output channel `mo` visits on input channel `c`, step by step."""
-        if self.kernel1x1:
-            return [4]
+        """Raster taps (of the k x k kernel) lane of output channel `mo` visits on input channel `c`, step by step."""
         if self.dense:
-            return list(range(TAPS))
+            return list(range(self.kernel * self.kernel))
         if self.ids is not None:
             return tap_order(self.masks[self.ids[mo, c]])
         return tap_order(self.masks[(mo + c) % self.period])
@@ -146,9 +149,10 @@ def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_s
     if weight.ndim != 4:
         raise HwgenError(f"layer '{name}': expected a 4-d conv weight, got shape {weight.shape}")
     m, c, kh, kw = weight.shape
-    if (kh, kw) not in ((3, 3), (1, 1)):
-        raise HwgenError(f"layer '{name}': the engine runs 3x3 and 1x1 kernels only, not {kh}x{kw}")
-    want_pad = 1 if kh == 3 else 0
+    if kh != kw or kh not in KERNELS:
+        raise HwgenError(f"layer '{name}': the engine runs square odd kernels from 1x1 to "
+                         f"{KERNEL_MAX}x{KERNEL_MAX} only, not {kh}x{kw}")
+    want_pad = kh // 2
     if padding != want_pad:
         raise HwgenError(f"layer '{name}': a {kh}x{kw} kernel must have padding {want_pad} on the engine, got {padding}")
     if stride not in (1, 2):
@@ -160,9 +164,10 @@ def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_s
     wlo, whi = -(1 << (weight_bits - 1)), (1 << (weight_bits - 1)) - 1
     if weight.min(initial=0) < wlo or weight.max(initial=0) > whi:
         raise HwgenError(f"layer '{name}': weights exceed {weight_bits}-bit signed range")
-    kernel1x1 = kh == 1
-    if kernel1x1:
+    if kh == 1:
         period, masks, taps, dense = 1, [CENTRE_MASK], 1, True
+    elif kh != 3:  # periodic and pattern tables are 3x3: larger kernels run dense
+        period, masks, taps, dense = 1, [(1 << kh * kh) - 1], kh * kh, True
     else:
         stats = stats or residue_stats(weight)
         period, masks = periodic_table(stats)
@@ -172,9 +177,9 @@ def plan_conv(name: str, weight, bias, multiplier, shift, lo: int, hi: int, in_s
             period, masks, taps = 1, [(1 << TAPS) - 1], TAPS
     plan = LayerPlan(name, weight, np.asarray(bias, dtype=np.int64).reshape(m),
                      np.asarray(multiplier, dtype=np.int64).reshape(m), np.asarray(shift, dtype=np.int64).reshape(m),
-                     int(lo), int(hi), (c, h, w), (m, oh, ow), stride, kernel1x1, bool(in_signed), dense, period,
+                     int(lo), int(hi), (c, h, w), (m, oh, ow), stride, kh, bool(in_signed), dense, period,
                      masks, taps, int(weight_bits), int(act_bits), half_even=bool(half_even))
-    if kernel1x1 or dense_only:
+    if kh != 3 or dense_only:
         return plan
     residue = residue_plan(plan, stats)
     if residue is not None and pass_cycles(residue, m_lanes) < pass_cycles(plan, m_lanes):
@@ -232,8 +237,8 @@ def group_channels(plan: LayerPlan, m_lanes: int) -> list[list[int]]:
 def pass_cycles(plan: LayerPlan, m_lanes: int) -> int:
     """MAC-array cycles of one pass (output row x pixel group) summed over the lane groups.
 
-    Per input channel a group takes its tap steps, but about at least the window fetch (3 row
-    reads, 1 for a 1x1 kernel, the rows its pattern touches for a residue group); a pass lasts at
+    Per input channel a group takes its tap steps, but about at least the window fetch (k row
+    reads for a k x k kernel, the rows its pattern touches for a residue group); a pass lasts at
     least the drain of the previous one (m_lanes + 1).
     """
     return sum(group_pass_cycles(plan, chans[0], m_lanes) for chans in group_channels(plan, m_lanes))
@@ -299,7 +304,7 @@ def library_plan(plan: LayerPlan, library: list[int]) -> LayerPlan:
     taps = max(bin(mk).count("1") for mk in library) if library else TAPS
     if len(library) > MAX_LIBRARY or taps == TAPS:
         return plan
-    return dataclasses.replace(plan, dense=False, period=1, masks=library, taps=taps, ids=ids)
+    return dataclasses.replace(plan, dense=False, period=1, masks=library, taps=taps, ids=ids, residue_groups=False)
 
 
 def plan_node(graph, node, dense_only: bool = False, m_lanes: int = 4) -> LayerPlan:
@@ -326,7 +331,7 @@ def plan_node(graph, node, dense_only: bool = False, m_lanes: int = 4) -> LayerP
     plan = plan_conv(node.name, q.weight, bias, rq.multiplier, rq.shift, rq.lo, rq.hi, graph.in_shape(node),
                      stride[0], padding[0], in_signed, q.weight_bits, act_bits, dense_only, m_lanes, stats,
                      rq.rounding == "half_even")
-    if not plan.kernel1x1 and not dense_only:
+    if plan.kernel == 3 and not dense_only:
         # zeros no period explains tightly may be a pattern library: then take whichever needs fewer steps
         from ..sparsity import detect
 
@@ -343,7 +348,7 @@ def plan_node(graph, node, dense_only: bool = False, m_lanes: int = 4) -> LayerP
 
 def check_weights_covered(plan: LayerPlan) -> None:
     """Every nonzero weight lies on a tap the engine visits (true by construction; guards edits)."""
-    if plan.kernel1x1 or plan.dense:
+    if plan.dense:
         return
     m, c = plan.weight.shape[:2]
     masks = np.asarray(plan.masks, dtype=np.int64)

@@ -10,7 +10,7 @@ analysis preset reports them.
 The cycles follow the engine's loops: loads (one beat per cycle after a request latency), then
 per lane group the passes (output row x pixel-lane group), each the sum over input channels of
 `max(steps, fetch)` cycles (`plan.group_pass_cycles`: steps are the layer's taps, or a residue
-group's pattern's taps on that channel; fetch is the 3 row reads of a window, 1 for 1x1), and at
+group's pattern's taps on that channel; fetch is the k row reads of a k x k window), and at
 least the drain of the previous pass; output rows go out while the next are computed unless write-back is the slower of the
 two. The model assumes memory that answers every request after `latency` cycles and never
 stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).

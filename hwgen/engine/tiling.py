@@ -46,7 +46,7 @@ class Tiling:
 def band_inputs(plan: LayerPlan, band_rows: int) -> list[tuple[int, int]]:
     """(lo, hi): the input rows each band of `band_rows` output rows reads (the engine's BAND_ROWS state)."""
     h, oh, s = plan.in_shape[1], plan.out_shape[1], plan.stride
-    rows, pad = (1, 0) if plan.kernel1x1 else (3, 1)
+    rows, pad = plan.kernel, plan.kernel // 2
     out = []
     for oy0 in range(0, oh, band_rows):
         y0 = oy0 * s - pad
@@ -93,6 +93,10 @@ def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = No
     bytes than streaming the weights (ties: streamed, the untiled engine's nest). Pattern library
     layers keep one group resident at most (the kernel-id buffer holds one group's ids).
     """
+    k = plan.kernel
+    if k > params.kernel_max:
+        raise HwgenError(f"layer '{plan.name}': a {k}x{k} kernel needs an engine built for {k}x{k} windows, "
+                         f"this one has {params.kernel_max}x{params.kernel_max}")
     c, oh = plan.in_shape[0], plan.out_shape[1]
     shift = params.slot_shift(plan.in_shape[2])
     capacity = params.input_words << shift

@@ -117,10 +117,16 @@ class Engine(wiring.Component):
             inbuf.row_beats.eq(d.in_row_beats), inbuf.channels.eq(d.channels), inbuf.height.eq(d.height),
             inbuf.width.eq(d.width), inbuf.out_height.eq(band_rows_now), inbuf.x_groups.eq(d.x_groups),
             inbuf.slot_shift.eq(d.slot_shift), inbuf.chan_rows.eq(d.chan_rows), inbuf.fill_slot.eq(slot_ptr),
-            inbuf.y_start.eq(Mux(d.stride2, band_oy0 << 1, band_oy0) - 1), inbuf.row_origin.eq(band_lo),
+            inbuf.y_start.eq(Mux(d.stride2, band_oy0 << 1, band_oy0) - p.kernel_max // 2), inbuf.row_origin.eq(band_lo),
             inbuf.stride2.eq(d.stride2), inbuf.kernel1x1.eq(d.kernel1x1), inbuf.residue_groups.eq(d.residue_groups),
             inbuf.group_index.eq(rom.group_index), inbuf.table_base.eq(d.table_base), inbuf.period.eq(d.period),
         ]
+        if p.kernel_max > 3:
+            m.d.comb += [inbuf.kernel_half.eq(d.kernel >> 1), mac.kernel_half.eq(d.kernel >> 1)]
+            # the input rows a window of the layer's kernel reads, and the first one's offset from oy * stride
+            kernel_rows, kernel_top = d.kernel, -(d.kernel >> 1)
+        else:  # the layer is 1x1 or 3x3
+            kernel_rows, kernel_top = Mux(d.kernel1x1, 1, 3), Mux(d.kernel1x1, 0, -1)
         wiring.connect(m, inbuf.window, mac.window)
         wiring.connect(m, mac.result, wb.result)
         m.d.comb += [
@@ -181,7 +187,7 @@ class Engine(wiring.Component):
                 ]
 
         def reset_bands():
-            m.d.sync += [band.eq(0), band_oy0.eq(0), band_y0.eq(Mux(d.kernel1x1, 0, -1)), band_out_off.eq(0)]
+            m.d.sync += [band.eq(0), band_oy0.eq(0), band_y0.eq(kernel_top), band_out_off.eq(0)]
 
         def next_band():
             m.d.sync += [band.eq(band + 1), band_oy0.eq(band_oy0 + d.band_rows),
@@ -242,7 +248,7 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 rows_in = Signal(signed(18))
                 m.d.comb += rows_in.eq(band_y0 + Mux(d.stride2, (band_rows_now - 1) << 1, band_rows_now - 1)
-                                       + Mux(d.kernel1x1, 1, 3))
+                                       + kernel_rows)
                 m.d.sync += [band_lo.eq(Mux(band_y0 < 0, 0, band_y0)),
                              band_hi.eq(Mux(rows_in > d.height, d.height, rows_in))]
                 m.next = "BAND_ADDR"

@@ -4,14 +4,19 @@ Storage: a word holds `2**slot_shift` rows of the layer (each in a power-of-two 
 row per word for the widest layer). Row `(c, y)` of a band sits in slot `c * chan_rows + (y -
 row_origin)`, `row_origin` being the band's first loaded row: every input channel gets
 `chan_rows` slots, and the engine fills them channel by channel (`fill_start` with the channel's
-first slot, then the beats of its rows, one SRAM write per beat). Rows above or below the tensor
-are never loaded: the fetch reads some other slot for them and zeroes the row as padding.
+first slot, then the beats of its rows, one SRAM write per beat). A beat carries
+`params.beat_elems` activations (several per byte at A <= 4, `memory_map`); the fill keeps the low
+A bits of each field, so the buffer holds A bits per element whatever the DRAM packing. Rows above
+or below the tensor are never loaded: the fetch reads some other slot for them and zeroes the row
+as padding.
 
 Fetching: for every pass (output row `oy` of the band, lane group of `x_lanes` outputs, input
-channel `c`) the fetch reads the three input rows of the 3x3 window (only the centre row for 1x1
-kernels), one per cycle, cuts out the `win_cols` columns the lane group needs, zeroes what lies in
-the padding, and offers the window on a stream. The compute consumes one window per input channel
-while the next is being fetched, so a window costs 3 cycles against `taps` cycles of compute.
+channel `c`) the fetch reads the input rows of the window, one per cycle, cuts out the `win_cols`
+columns the lane group needs, zeroes what lies in the padding, and offers the window on a stream.
+A window is `kernel_max` rows around the output row (`kernel_max // 2` above); a layer of a smaller
+k x k kernel reads only the k rows in its middle (the centre row for 1x1 kernels), the others keep
+stale data no tap selects. The compute consumes one window per input channel while the next is
+being fetched, so a window costs k cycles against `taps` (k * k dense) cycles of compute.
 A residue-grouped layer's lanes share one pattern per channel, so the fetch reads only the rows
 that pattern touches (its ROM index walks the channels like the lanes' residues; rows outside
 the span hold stale data no tap selects): a PSD layer's 1-tap kernels cost 1 read, not 3.
@@ -40,7 +45,7 @@ class InputBuffer(wiring.Component):
             "row_beats": In(16),
             "slot_shift": In(4),  # log2 rows per word
             "chan_rows": In(16),  # slots per input channel
-            "y_start": In(signed(18)),  # first output row of the band * stride - 1 (the window's top row)
+            "y_start": In(signed(18)),  # first output row of the band * stride - kernel_max // 2 (window's top row)
             "row_origin": In(signed(18)),  # the input row in each channel's first slot (the band's first loaded row)
             "channels": In(16),
             "height": In(16),
@@ -54,15 +59,18 @@ class InputBuffer(wiring.Component):
             "table_base": In(8),
             "period": In(8),
             "run": In(1),  # fetch every window of one lane group's passes
-            "window": Out(stream.Signature(3 * params.win_cols * a)),
+            "window": Out(stream.Signature(params.kernel_max * params.win_cols * a)),
+            # k // 2 of the layer's k x k kernel (engines for 3x3 at most tell 1x1 by kernel1x1 alone)
+            **({"kernel_half": In(2)} if params.kernel_max > 3 else {}),
         })
 
     def elaborate(self, platform):
         m = Module()
         p = self.p
-        a, bb, cols = p.act_bits, p.beat_bytes, p.win_cols
+        a, be, cols, kmax = p.act_bits, p.beat_elems, p.win_cols, p.kernel_max
+        half_max = kmax // 2
         wbl = p.word_beats.bit_length() - 1
-        m.submodules.mem = mem = Sram(p.row_elems * a, p.input_words, granularity=bb * a, cells=p.sram_cells)
+        m.submodules.mem = mem = Sram(p.row_elems * a, p.input_words, granularity=be * a, cells=p.sram_cells)
 
         # -- fill: each beat is one write into its row's slot ------------------------------------------
         beat_in_row = Signal(16)
@@ -72,7 +80,7 @@ class InputBuffer(wiring.Component):
         slot_log2 = Signal(4)  # log2 of a slot's beats
         m.d.comb += [slot_mask.eq((1 << self.slot_shift) - 1), slot_log2.eq(wbl - self.slot_shift),
                      slot_beat.eq((slot & slot_mask) << slot_log2)]
-        beat_elems = Cat(self.fill.payload.word_select(i, 8)[:a] for i in range(bb))
+        beat_elems = Cat(self.fill.payload.word_select(i, p.act_field_bits)[:a] for i in range(be))
         m.d.comb += [self.fill.ready.eq(1), mem.wr_addr.eq(slot >> self.slot_shift),
                      mem.wr_data.eq(beat_elems.replicate(p.word_beats))]
         with m.If(self.fill_start):
@@ -89,22 +97,29 @@ class InputBuffer(wiring.Component):
         oy = Signal(16)
         xg = Signal(16)
         c = Signal(16)
-        ky = Signal(2)
-        y_base = Signal(signed(18))  # oy * stride - 1
+        ky = Signal(range(kmax))
+        y_base = Signal(signed(18))  # oy * stride - kernel_max // 2
         c_base = Signal(32)  # c * chan_rows
-        x_base = Signal(16)  # first window column + 1 (column -1 is the left padding)
+        x_base = Signal(16)  # first window column + kernel_max // 2 (columns left of 0 are padding)
         # the ROM index of the channel being fetched, walked like the lanes' residues
         f_index = Signal.like(self.group_index)
         f_end = Signal(len(self.group_index) + 1)
         m.d.sync += f_end.eq(self.table_base + self.period)
         f_next = Mux(f_index + 1 == f_end, self.table_base, f_index + 1)
+        # a 3x3 pattern's rows sit (kernel_max - 3) // 2 rows into the window
+        off3 = (kmax - 3) // 2
         spans = [row_span(mask) for mask in p.patterns] if p.sparse and p.patterns else [(0, 2)]
-        firsts, lasts = Array(Const(f, 2) for f, _ in spans), Array(Const(la, 2) for _, la in spans)
+        firsts = Array(Const(f + off3, len(ky)) for f, _ in spans)
+        lasts = Array(Const(la + off3, len(ky)) for _, la in spans)
+        if kmax > 3:
+            dense_first, dense_last = half_max - self.kernel_half, half_max + self.kernel_half
+        else:
+            dense_first, dense_last = 0, 2
 
         def ky_first(index):
-            return Mux(self.kernel1x1, 1, Mux(self.residue_groups, firsts[index], 0))
+            return Mux(self.kernel1x1, half_max, Mux(self.residue_groups, firsts[index], dense_first))
 
-        ky_last = Mux(self.kernel1x1, 1, Mux(self.residue_groups, lasts[f_index], 2))
+        ky_last = Mux(self.kernel1x1, half_max, Mux(self.residue_groups, lasts[f_index], dense_last))
         # the channel after the one being fetched: the next in the pass, or the next pass's first
         next_index = Mux(c == self.channels - 1, self.group_index, f_next)
         y = Signal(signed(18))
@@ -113,7 +128,7 @@ class InputBuffer(wiring.Component):
 
         # stage B: the row read issued last cycle is on mem.rd_data
         b_valid = Signal()
-        b_ky = Signal(2)
+        b_ky = Signal.like(ky)
         b_row_ok = Signal()
         b_last = Signal()
         b_x_base = Signal(16)
@@ -145,29 +160,33 @@ class InputBuffer(wiring.Component):
         with m.If(advance):
             m.d.sync += [b_valid.eq(active & ~self.run), b_ky.eq(ky), b_row_ok.eq(row_ok),
                          b_last.eq(ky == ky_last), b_x_base.eq(x_base),
-                         b_slot_elems.eq(((rd_slot & slot_mask) << slot_log2) * bb)]
+                         b_slot_elems.eq(((rd_slot & slot_mask) << slot_log2) * be)]
 
         # stage B: cut the window's columns out of the row, zero the padding
-        padded = Cat(Const(0, a), mem.rd_data, Const(0, cols * a))
+        padded = Cat(Const(0, half_max * a), mem.rd_data, Const(0, cols * a))
         segment = padded.bit_select((b_slot_elems + b_x_base) * a, cols * a)
         cut = Signal(cols * a)
-        # column x_base + j - 1 of the row; outside 0 .. width-1 it is padding (or a neighbouring slot)
+        # column x_base + j - kernel_max // 2 of the row; outside 0 .. width-1 it is padding (or a
+        # neighbouring slot)
+        right = self.width if half_max == 1 else self.width + (half_max - 1)
         m.d.comb += cut.eq(Cat(
-            Mux(b_row_ok & (b_x_base + j >= 1) & (b_x_base + j <= self.width), segment.word_select(j, a), 0)
+            Mux(b_row_ok & (b_x_base + j >= half_max) & (b_x_base + j <= right), segment.word_select(j, a), 0)
             for j in range(cols)))
-        rows = [Signal(cols * a, name=f"row{i}") for i in range(2)]
+        rows = [Signal(cols * a, name=f"row{i}") for i in range(kmax - 1)]
         with m.If(self.window.valid & self.window.ready):
             m.d.sync += self.window.valid.eq(0)
         with m.If(advance & b_valid):
             with m.If(b_last):
                 m.d.sync += [
                     self.window.valid.eq(1),
-                    self.window.payload.eq(Mux(self.kernel1x1, Cat(Const(0, cols * a), cut, Const(0, cols * a)),
-                                               Cat(Mux(b_ky == 0, cut, rows[0]), Mux(b_ky == 1, cut, rows[1]),
-                                                   Mux(b_ky == 2, cut, 0)))),
+                    self.window.payload.eq(Mux(self.kernel1x1,
+                                               Cat(Const(0, half_max * cols * a), cut, Const(0, half_max * cols * a)),
+                                               Cat(*(Mux(b_ky == i, cut, rows[i]) for i in range(kmax - 1)),
+                                                   Mux(b_ky == kmax - 1, cut, 0)))),
                 ]
-            with m.Elif(b_ky == 0):
-                m.d.sync += rows[0].eq(cut)
+            for i in range(kmax - 2):
+                with m.Elif(b_ky == i):
+                    m.d.sync += rows[i].eq(cut)
             with m.Else():
-                m.d.sync += rows[1].eq(cut)
+                m.d.sync += rows[kmax - 2].eq(cut)
         return m

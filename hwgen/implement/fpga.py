@@ -11,17 +11,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import string
 import time
 from pathlib import Path
 
-from .. import tools
+from .. import templates, tools
 from ..errors import HwgenError
 from ..gateware.synth import group_cells
 from .targets import Target
 
 WRAPPER_MODULE = "hwgen_pinlight"
-TEMPLATE = Path(__file__).resolve().parent.parent.parent / "rtl_templates" / f"{WRAPPER_MODULE}.v"
 # Engine ports through the wrapper (hwgen_top): desc_addr 32, start, req_ready, rd_valid, wr_ready, rd_data
 # in; busy, done, req_valid, req_write, rd_ready, wr_valid, req_addr 32, req_len 16, wr_data out.
 IN_FIXED_BITS, OUT_FIXED_BITS = 36, 54
@@ -33,8 +31,8 @@ def wrapper_ff(bus_bits: int) -> int:
 
 
 def wrapper_verilog(top_module: str, bus_bits: int) -> str:
-    return string.Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
-        WRAPPER=WRAPPER_MODULE, TOP=top_module, IN_BITS=IN_FIXED_BITS + bus_bits,
+    return templates.fill(
+        f"{WRAPPER_MODULE}.v", WRAPPER=WRAPPER_MODULE, TOP=top_module, IN_BITS=IN_FIXED_BITS + bus_bits,
         OUT_BITS=OUT_FIXED_BITS + bus_bits, WRAPPER_FF=wrapper_ff(bus_bits))
 
 

@@ -22,7 +22,7 @@ from .spec import GENERIC_ONLY, Point, Stages, digest
 # point of the same input the worker runs.
 _GRAPHS: dict = {}
 _ARCHS: dict = {}
-_LAYERS: dict = {}  # (layer signature, arch, energy, objective, format) -> LayerResult
+_LAYERS: dict = {}  # (layer signature, arch, energy, objective, format) -> LayerResult; ("storage", signature) -> costs
 _MAPPINGS: dict = {}  # the same, DRAM bandwidth left out -> the searched Mapping
 
 
@@ -114,7 +114,10 @@ def _searched(path: str, graph, arch, energy_name: str, objective: str, fmt: str
     """
     import dataclasses
 
-    from ..analysis import Analysis, analyze_layer, load_energy, totals
+    from ..analysis import Analysis, analyze_layer, chosen_format, load_energy, totals
+    from ..analysis.counts import Extents
+    from ..analysis.formats import storage
+    from ..analysis.mapping import search_all
 
     if ("energy", energy_name) not in _ARCHS:
         _ARCHS[("energy", energy_name)] = load_energy(energy_name)
@@ -126,9 +129,16 @@ def _searched(path: str, graph, arch, energy_name: str, objective: str, fmt: str
         key = (sig, arch, energy_name, objective, fmt)
         r = _LAYERS.get(key)
         if r is None:
-            skey = (sig, search_arch, energy_name, objective, fmt)
-            r = _LAYERS[key] = analyze_layer(layer, arch, energy, objective, fmt, _MAPPINGS.get(skey))
-            _MAPPINGS[skey] = r.mapping
+            if ("storage", sig) not in _LAYERS:
+                _LAYERS[("storage", sig)] = storage(layer.mask, layer.weight_bits, layer.kind, layer.period,
+                                                    layer.patterns)
+            costs = _LAYERS[("storage", sig)]
+            skey = (sig, search_arch, energy_name, fmt)
+            if skey not in _MAPPINGS:  # one evaluation of the candidates serves both objectives
+                _MAPPINGS[skey] = search_all(layer, costs[chosen_format(costs, fmt)], search_arch, energy,
+                                             Extents(layer, 0), Extents(layer, 1))
+            r = _LAYERS[key] = analyze_layer(layer, arch, energy, objective, fmt, _MAPPINGS[skey][objective],
+                                             costs=costs)
         results.append(dataclasses.replace(r, layer=layer))
     return Analysis(graph.name, arch, energy, objective, fmt, results, totals(results))
 

@@ -1,4 +1,5 @@
-"""Quantized single-conv graphs for the gateware tests, built with hwgen.ir and hwgen.intmath."""
+"""Single-conv cases for the gateware tests and the benchmarks: quantized one-layer graphs (hwgen.ir and
+hwgen.intmath), their inputs, the reference outputs and DRAM images."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from models.periodic import layer_mask, parse_scheme
 
 def conv_graph(seed: int, cin: int, cout: int, h: int, w: int, *, kernel: int = 3, stride: int = 1,
                scheme: str | None = None, in_signed: bool = False, relu: bool = True, weight_bits: int = 8,
-               act_bits: int = 8) -> Graph:
-    """input -> conv2d (random integer weights, masked by a periodic scheme) with its QuantInfo."""
+               act_bits: int = 8, padding: int | None = None) -> Graph:
+    """input -> conv2d (random integer weights, masked by a periodic scheme) with its QuantInfo.
+
+    `padding`: kernel // 2 unless given."""
     rng = np.random.default_rng(seed)
     wlo, whi = intmath.qrange(weight_bits, True)
     wq = rng.integers(wlo, whi + 1, size=(cout, cin, kernel, kernel))
@@ -29,7 +32,7 @@ def conv_graph(seed: int, cin: int, cout: int, h: int, w: int, *, kernel: int = 
         mults.append(mm)
         shifts.append(ss)
     lo, hi = intmath.qrange(act_bits, not relu)
-    pad = 1 if kernel == 3 else 0
+    pad = kernel // 2 if padding is None else padding
     x = Node("x", "input", out_shape=(cin, h, w))
     x.quant = QuantInfo(act_bits=act_bits, out_scale=1.0, signed=in_signed)
     conv = Node("conv", "conv2d", ("x",), {"stride": stride, "padding": pad}, wq.astype(np.float32))
