@@ -23,6 +23,7 @@ from hwgen.engine.params import MAX_BURST
 from hwgen.errors import HwgenError
 from hwgen.gateware.axi import PAGE, AxiLiteSlave, AxiMaster, split_bursts
 from hwgen.gateware.axi_top import AxiTop
+from hwgen.layercases import conv_graph
 
 
 def run(dut, bench):
@@ -282,8 +283,6 @@ def test_lite_slave_writes_and_reads():
 def test_axi_top_runs_a_layer_with_registers_irq_and_counters(slverr):
     """With `slverr` the memory answers the descriptor's read with SLVERR (and the right data): the
     run completes, with ERROR, ERROR_CAUSE.READ_RESP and IRQ_STATUS.ERROR set."""
-    from gateware_helpers import conv_graph
-
     from hwgen.gateware.engine import Engine
 
     graph = conv_graph(3, 8, 8, 6, 6, scheme="PS4_P4")
