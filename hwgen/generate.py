@@ -15,6 +15,9 @@ and writes into `out_dir`:
                       model's terms (`hwgen analyze model.hwq --arch arch.yaml --mapping mapping.yaml`
                       predicts the DRAM bytes `hwgen simulate` measures);
   resource counts from Yosys go into the manifest with `synth=`.
+With `interface="axi"` the top is the AXI engine top instead (`hwgen.gateware.axi_top`, Amaranth:
+`m_axi_*`, `s_axil_*`, `irq`), and the register map is written as `registers.json`,
+`driver/hwgen_regs.h` and `driver/hwgen_regs.py` (`hwgen.engine.registers`).
 Every file is a pure function of the graph and the parameters: same inputs, same bytes.
 """
 
@@ -46,6 +49,13 @@ FILES = {
     "arch": "arch.yaml",
     "mapping": "mapping.yaml",
 }
+AXI_FILES = {
+    "registers": "registers.json",
+    "c_header": "driver/hwgen_regs.h",
+    "py_regs": "driver/hwgen_regs.py",
+    "run_layer": "driver/run_layer.py",
+}
+INTERFACES = ("stream", "axi")
 
 
 def engine_verilog(params: EngineParams) -> str:
@@ -98,14 +108,43 @@ WAIVERS = [
 ]
 
 
-def _waivers() -> str:
+def _waivers(amaranth_files: list[str]) -> str:
     lines = ["`verilator_config",
-             "// Lint waivers (-Wall) for the generated engine only (hwgen_engine.v, emitted by Amaranth).",
-             "// The hand-written templates (hwgen_top.v, hwgen_sram_1r1w.v) are lint-clean without waivers."]
+             f"// Lint waivers (-Wall) for the files Amaranth emits only ({', '.join(amaranth_files)}).",
+             "// The hand-written templates are lint-clean without waivers."]
     for rule, why in WAIVERS:
         lines.append(f"// {rule}: {why}")
-        lines.append(f'lint_off -rule {rule} -file "*{FILES["engine"]}"')
+        lines += [f'lint_off -rule {rule} -file "*{name}"' for name in amaranth_files]
     return "\n".join(lines) + "\n"
+
+
+def build_id(engine_text: str, image: bytes) -> int:
+    """The BUILD_ID register: the first 32 bits of a hash of the engine's Verilog and DRAM image."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(engine_text.encode() + b"\0" + image).digest()[:4], "big")
+
+
+def axi_top_verilog(params: EngineParams, *, id_bits: int, build: int) -> str:
+    from amaranth.back import verilog
+
+    from .engine import registers
+    from .gateware.axi_top import AxiTop, EngineInstance
+
+    config = registers.config_values(dataclasses.asdict(params))
+    top = AxiTop(EngineInstance(params, ENGINE_MODULE), bus_bits=params.bus_bits, id_bits=id_bits, build_id=build,
+                 config=config)
+    return verilog.convert(top, name=TOP_MODULE, emit_src=False)
+
+
+def _axi_ports(bus_bits: int, id_bits: int) -> dict:
+    from amaranth.hdl import Shape
+
+    from .engine import registers
+    from .gateware.axi import axi4_master_members, axil_slave_members
+
+    members = {**axi4_master_members(bus_bits, id_bits), **axil_slave_members(registers.ADDR_BITS)}
+    return {"clk": 1, "rst": 1, "irq": 1, **{name: Shape.cast(m.shape).width for name, m in members.items()}}
 
 
 def _layer_entry(graph, plan: engine.LayerPlan, regs: engine.LayerRegions, table_base: int,
@@ -203,29 +242,61 @@ def sram_instances(params: EngineParams) -> dict:
 
 
 def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64, glb_kib: int | None = None,
-             weight_kib: int | None = None, dense_only: bool = False, synth: str | None = None) -> dict:
-    """Write the engine for `graph` (a quantized hwgen Graph) into `out_dir`; returns the manifest."""
+             weight_kib: int | None = None, dense_only: bool = False, synth: str | None = None,
+             interface: str = "stream", axi_id_bits: int = 4) -> dict:
+    """Write the engine for `graph` (a quantized hwgen Graph) into `out_dir`; returns the manifest.
+
+    `interface`: "stream" (the engine's own req/rd/wr bus, `hwgen_top.v` from the templates) or
+    "axi" (AXI4 master + AXI4-Lite registers, `axi_id_bits` wide IDs).
+    """
+    from .engine import registers
+
+    if interface not in INTERFACES:
+        raise HwgenError(f"unknown interface '{interface}' (choose from {', '.join(INTERFACES)})")
+    if interface == "axi":
+        registers.check_axi(bus_bits, axi_id_bits)
     b = engine.build(graph, EngineConfig(m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
                                          weight_kib=weight_kib, dense_only=dense_only))
     params = dataclasses.replace(b.params, sram_cells=True)  # the Verilog instantiates the SRAM template
     image = b.image
     manifest = build_manifest(b, params, sram_instances(params))
+    engine_text = engine_verilog(params)
+    amaranth_files = [FILES["engine"]]
+    texts = {}  # the interface's files
+    if interface == "axi":
+        bid = build_id(engine_text, image.data)
+        amaranth_files.append(FILES["top"])
+        manifest["files"].update(AXI_FILES)
+        manifest["interface"] = {"kind": "axi", "id_bits": axi_id_bits, "lite_addr_bits": registers.ADDR_BITS,
+                                 "lite_data_bits": registers.DATA_BITS, "build_id": bid}
+        manifest["ports"] = _axi_ports(params.bus_bits, axi_id_bits)
+        texts[FILES["top"]] = axi_top_verilog(params, id_bits=axi_id_bits, build=bid)
+        regmap = (bid, manifest["params"], manifest["layers"])
+        texts[AXI_FILES["registers"]] = json.dumps(registers.as_json(*regmap), indent=2) + "\n"
+        texts[AXI_FILES["c_header"]] = registers.c_header(*regmap, manifest["dram"])
+        texts[AXI_FILES["py_regs"]] = registers.python_module(*regmap, manifest["dram"])
+        texts[AXI_FILES["run_layer"]] = registers.RUN_LAYER_SCRIPT
+    else:
+        texts[FILES["top"]] = templates.fill("hwgen_top.v", TOP=TOP_MODULE, ENGINE=ENGINE_MODULE, BUS_BITS=params.bus_bits)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / FILES["engine"]).write_text(engine_verilog(params), encoding="utf-8")
-        (out / FILES["top"]).write_text(templates.fill("hwgen_top.v", TOP=TOP_MODULE, ENGINE=ENGINE_MODULE,
-                                                  BUS_BITS=params.bus_bits), encoding="utf-8")
+        (out / FILES["engine"]).write_text(engine_text, encoding="utf-8")
+        for name, text in texts.items():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_text(text, encoding="utf-8")
         (out / FILES["sram"]).write_text(templates.text(FILES["sram"]), encoding="utf-8")
         (out / FILES["image"]).write_bytes(image.data)
         (out / FILES["core"]).write_text(_core(graph.name.replace(" ", "_").lower() or "engine"), encoding="utf-8")
-        (out / FILES["waivers"]).write_text(_waivers(), encoding="utf-8")
+        (out / FILES["waivers"]).write_text(_waivers(amaranth_files), encoding="utf-8")
         (out / FILES["checkpoint"]).write_bytes(checkpoint.to_bytes(graph))
         describe.write(b, out / FILES["arch"], out / FILES["mapping"])
         if synth:
             from .gateware.synth import synthesize
 
-            manifest["synth"] = synthesize([out / FILES[k] for k in ("sram", "engine")], ENGINE_MODULE, synth)
+            # The stream top is wiring only; the AXI top adds the adapters and registers, counted with it.
+            parts, module = (("sram", "engine", "top"), TOP_MODULE) if interface == "axi" else (("sram", "engine"), ENGINE_MODULE)
+            manifest["synth"] = synthesize([out / FILES[k] for k in parts], module, synth)
         (out / FILES["manifest"]).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     except OSError as e:
         raise HwgenError(f"cannot write to {out}: {e.strerror}") from None

@@ -30,7 +30,7 @@ import numpy as np
 from . import intmath
 from .errors import HwgenError
 from .ir import Graph, Node, QuantInfo, Requant
-from .reference import as_float_input, float_forward_all
+from .reference import as_float_input, float_forward_all, run_layer
 
 CALIB_BATCH = 256
 FLOAT_ONLY_OPS = ("sigmoid", "silu")  # calibration runs in batches of this size to bound memory on big models
@@ -279,6 +279,20 @@ def quantize_input(graph: Graph, x_float) -> np.ndarray:
         raise HwgenError(f"graph '{graph.name}' is not quantized: its input has no scale")
     x = as_float_input(graph, x_float).astype(np.float64)
     return np.clip(np.round(x / q.out_scale), *intmath.qrange(q.act_bits, q.signed)).astype(np.int64)
+
+
+def integer_inputs(graph: Graph, x, what: str = "input") -> np.ndarray:
+    """A user's inputs as the input node's integers: a batch (N, *input_shape) or one image; floats
+    are quantized with the input scale (`quantize_input`), integers are taken as they are; shape
+    and range are checked (one HwgenError line)."""
+    x = np.asarray(x)
+    if x.ndim == len(graph.input_shape):
+        x = x[None]
+    if x.dtype.kind == "f":
+        x = quantize_input(graph, x)
+    elif x.dtype.kind not in "iu":
+        raise HwgenError(f"{what}: expected float or integer values, got dtype {x.dtype}")
+    return run_layer(graph, graph.input.name, x)
 
 
 def dequantize(q: QuantInfo, y: np.ndarray) -> np.ndarray:

@@ -50,6 +50,8 @@ class EngineTarget:
     regions: list[dict]
     ports: dict  # sim.dram port map of the top level
     layers: list[EngineLayer]
+    interface: str = "stream"  # "axi": the AXI top, driven by sim/axi_bench.py through the generated driver
+    gen_dir: Path | None = None
 
 
 CHECKPOINT_FILE = "model.hwq"  # where `hwgen generate` saves the checkpoint (manifest "checkpoint")
@@ -68,12 +70,12 @@ def _regions(layers: list[dict]) -> list[dict]:
 
 
 def from_graph(graph, out_dir: Path, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64,
-               glb_kib: int | None = None, dense_only: bool = False) -> EngineTarget:
+               glb_kib: int | None = None, dense_only: bool = False, interface: str = "stream") -> EngineTarget:
     """`hwgen generate` for a quantized graph into `out_dir` (which saves the graph there too)."""
     from .generate import generate
 
     generate(graph, out_dir, m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
-             dense_only=dense_only)
+             dense_only=dense_only, interface=interface)
     return load_generated(out_dir)
 
 
@@ -120,6 +122,7 @@ def load_generated(gen_dir, checkpoint_path=None) -> EngineTarget:
         regions = _regions(layers_j)
         dram_size = int(manifest["dram"]["size"])
         image_path = gen_dir / files["image"]
+        interface = manifest.get("interface", {}).get("kind", "stream")
     except FileNotFoundError as e:
         raise HwgenError(f"'{gen_dir}' is not a complete `hwgen generate` folder: {Path(e.filename).name} is missing") from None
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -136,4 +139,4 @@ def load_generated(gen_dir, checkpoint_path=None) -> EngineTarget:
         raise HwgenError(f"'{manifest_path}': descriptors of {manifest['descriptor']['bytes']} bytes are not supported")
     bb = params["bus_bits"] // 8
     return EngineTarget(graph, ckpt, params, sources, top, image_path, -(-dram_size // bb) * bb, regions,
-                        TOP_PORTS, layers)
+                        TOP_PORTS, layers, interface, gen_dir)

@@ -49,11 +49,13 @@ class LayerResult:
     tensor_bytes_measured: dict = field(default_factory=dict)  # tensor -> bytes in this layer's own regions
     tensor_bytes_predicted: dict = field(default_factory=dict)
     traffic: dict = field(default_factory=dict)  # per region (bytes and bursts), per image
+    counters: dict = field(default_factory=dict)  # AXI top: its performance counters (first image)
     error: str | None = None
 
     @property
     def passed(self) -> bool:
-        return self.error is None and self.mismatches == 0 and self.images > 0
+        """Bit-exact on every image, and (where predicted) the DRAM bytes the schedule model promised."""
+        return self.error is None and self.mismatches == 0 and self.images > 0 and self.bytes_match is not False
 
     @property
     def bytes_match(self) -> bool | None:
@@ -79,10 +81,12 @@ class SimReport:
     wall_seconds: float
     cycles_simulated: int
     error: str | None = None
+    expect_mismatches: int | None = None  # with expected outputs (--expect): engine outputs that differ from them
 
     @property
     def passed(self) -> bool:
-        return self.error is None and self.logits_match and all(lr.passed for lr in self.layers)
+        return (self.error is None and self.logits_match and not self.expect_mismatches
+                and all(lr.passed for lr in self.layers))
 
     def accuracy(self, top1: list[int]) -> float | None:
         if not self.labels:
@@ -116,12 +120,14 @@ class SimReport:
                    "effectual_macs": lr.effectual_macs,
                    "bytes_match": lr.bytes_match, "tensor_bytes_measured": lr.tensor_bytes_measured,
                    "tensor_bytes_predicted": lr.tensor_bytes_predicted,
-                   "traffic": lr.traffic, "notes": lr.notes, "error": lr.error} for lr in self.layers]
+                   "traffic": lr.traffic, "counters": lr.counters, "notes": lr.notes, "error": lr.error}
+                  for lr in self.layers]
         return {
             "sim": self.sim, "seed": self.seed, "timing": self.timing, "images": self.images,
             "passed": self.passed, "error": self.error,
             "layers": layers, "totals": self.totals(),
             "network": {"logits_match": self.logits_match, "logit_mismatches": self.logit_mismatches,
+                        "expect_mismatches": self.expect_mismatches,
                         "engine_top1": self.engine_top1, "reference_top1": self.reference_top1,
                         "labels": self.labels, "engine_accuracy": self.accuracy(self.engine_top1),
                         "reference_accuracy": self.accuracy(self.reference_top1)},
@@ -191,8 +197,10 @@ class _Progress:
 
 def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", seed: int = 0,
                 timing: str = "hostile", layers: list[str] | None = None, waves: Path | None = None,
-                workdir: Path, cache_dir: Path | None = None, progress: bool = False) -> SimReport:
-    """Simulate `engine` (a `hwgen.sim_target.EngineTarget`) on `inputs`; compare with the reference."""
+                workdir: Path, cache_dir: Path | None = None, progress: bool = False,
+                expected: np.ndarray | None = None) -> SimReport:
+    """Simulate `engine` (a `hwgen.sim_target.EngineTarget`) on `inputs`; compare with the reference
+    (and with `expected`, the user's integer outputs, when given)."""
     from sim.dram import BusTiming
 
     from . import reference
@@ -221,7 +229,8 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
     job = simrunner.make_job(bus_bits=engine.params['bus_bits'], dram_size=engine.dram_size, ports=engine.ports,
                              timing=BusTiming.profile(timing, seed).as_dict(),
                              regions=engine.regions, preload=[{"addr": 0, "file": str(engine.image_path)}],
-                             host=HOST_PROGRAM, network=net)
+                             host=HOST_PROGRAM, network=net, interface=engine.interface,
+                             axi_dir=str(engine.gen_dir) if engine.interface == "axi" else None)
     wall = time.perf_counter()
     if progress:
         print(f"compiling {engine.toplevel} with {sim} (kept in a cache: only the first run of a design waits)",
@@ -256,6 +265,7 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
             if lr.images == 1:
                 lr.cycles = run["cycles"]
                 lr.traffic = run["traffic"]
+                lr.counters = run.get("counters", {})
                 lr.dram_bytes_measured = sum(t["read_bytes"] + t["write_bytes"] for t in run["traffic"].values())
                 lr.tensor_bytes_measured = _own_tensor_bytes(name, run["traffic"])
     for lr in by_name.values():
@@ -266,6 +276,13 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
     eng_logits = np.asarray([img["logits"] for img in done], dtype=np.int64).reshape(len(done), *ref_logits.shape[1:])
     logit_mismatches = int(np.count_nonzero(eng_logits != ref_logits[:len(done)])) + \
         int(np.prod(ref_logits.shape[1:])) * (len(inputs) - len(done))
+    expect_mismatches = None
+    if expected is not None:
+        expected = np.asarray(expected)
+        if expected.shape != ref_logits.shape:
+            raise HwgenError(f"expected outputs: shape {expected.shape}, the network gives {ref_logits.shape}")
+        expect_mismatches = int(np.count_nonzero(eng_logits != expected[:len(done)])) + \
+            int(np.prod(ref_logits.shape[1:])) * (len(inputs) - len(done))
     flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
     return SimReport(sim=sim, seed=seed, timing=timing, images=len(inputs), layers=list(by_name.values()),
                      logits_match=logit_mismatches == 0, logit_mismatches=logit_mismatches,
@@ -273,22 +290,30 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
                      reference_top1=[int(v) for v in flat(ref_logits).argmax(1)],
                      labels=None if labels is None else [int(v) for v in labels],
                      wall_seconds=wall, cycles_simulated=int(results.get("cycles_simulated", 0)),
-                     error=host.get("aborted"))
+                     error=host.get("aborted"), expect_mismatches=expect_mismatches)
 
 
 def simulate(gen_dir, *, images: int = 4, layers: list[str] | None = None, seed: int = 0, sim: str = "verilator",
              timing: str = "hostile", waves: Path | None = None, checkpoint: Path | None = None,
-             workdir: Path | None = None, cache_dir: Path | None = None, progress: bool = False) -> SimReport:
+             workdir: Path | None = None, cache_dir: Path | None = None, progress: bool = False,
+             inputs: np.ndarray | None = None, expected: np.ndarray | None = None) -> SimReport:
     """Verify the engine `hwgen generate` wrote to `gen_dir` on `images` inputs (see module doc).
 
     `checkpoint` is the quantized graph the engine was generated from, if the folder lacks one.
+    `inputs` (the user's images, float or integer, see `hwgen.quantize.integer_inputs`) replace the
+    sampled ones; `expected` are integer outputs the engine's must also equal.
     """
+    from .quantize import integer_inputs
     from .sim_target import load_generated
 
     engine = load_generated(gen_dir, checkpoint)
-    inputs, labels = sample_inputs(engine.graph, images, seed)
-    return run_network(engine, inputs, labels, sim=sim, seed=seed, timing=timing, layers=layers, waves=waves,
-                       workdir=workdir or Path(gen_dir) / "sim", cache_dir=cache_dir, progress=progress)
+    if inputs is None:
+        x, labels = sample_inputs(engine.graph, images, seed)
+    else:
+        x, labels = integer_inputs(engine.graph, inputs, "--input"), None
+    return run_network(engine, x, labels, sim=sim, seed=seed, timing=timing, layers=layers, waves=waves,
+                       workdir=workdir or Path(gen_dir) / "sim", cache_dir=cache_dir, progress=progress,
+                       expected=expected)
 
 
 def write_json(report: SimReport, path: Path) -> None:

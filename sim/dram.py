@@ -118,12 +118,20 @@ class Dram:
         else:
             t.read_bursts += 1
 
+    def count_beat(self, addr: int, write: bool) -> None:
+        """Count one beat at `addr` (a bus model that moves the data itself, e.g. an AXI VIP, calls this)."""
+        t = self._count(addr)
+        if write:
+            t.write_bytes += self.bus_bytes
+        else:
+            t.read_bytes += self.bus_bytes
+
     def read_beat(self, addr: int) -> int:
-        self._count(addr).read_bytes += self.bus_bytes
+        self.count_beat(addr, False)
         return int.from_bytes(self.mem[addr:addr + self.bus_bytes], "little")
 
     def write_beat(self, addr: int, value: int) -> None:
-        self._count(addr).write_bytes += self.bus_bytes
+        self.count_beat(addr, True)
         self.mem[addr:addr + self.bus_bytes] = value.to_bytes(self.bus_bytes, "little")
 
     def traffic_dict(self) -> dict[str, dict]:

@@ -3,6 +3,8 @@
 It is driven by a job file (JSON, path in the environment variable `HWGEN_SIM_JOB`) that
 `hwgen.simrunner.make_job` builds:
 
+    interface ("stream", the default, or "axi": the AXI top, see sim/axi_bench.py; then `axi_dir`
+    names the generated folder whose driver and register map the bench uses),
     bus_bits, dram_size, ports (logical -> HDL port names, see sim.dram.STREAM_PORTS),
     req_layout {addr|len|write: [lsb, width]} (with a req_payload port), timing (sim.dram.BusTiming),
     regions [{name, base, size}], preload [{addr, file}],
@@ -38,24 +40,51 @@ RESET_CYCLES = 4
 CLOCK_NS = 10
 
 
+def job_dram(job: dict) -> Dram:
+    """The job's DRAM: size, bus width, named regions, preloaded files."""
+    dram = Dram(int(job["dram_size"]), int(job["bus_bits"]) // 8,
+                [Region(r["name"], int(r["base"]), int(r["size"])) for r in job.get("regions", [])])
+    for item in job.get("preload", []):
+        dram.load(int(item["addr"]), Path(item["file"]).read_bytes())
+    return dram
+
+
 class Bench:
-    """What a host program sees: the DRAM (uncounted host access) and `run` of the master."""
+    """What a host program sees: the DRAM (uncounted host access) and `run` of the master.
+
+    `sim.axi_bench.AxiBench` is the same for the AXI top."""
 
     def __init__(self, dut, job: dict):
         self.dut = dut
         self.job = job
-        self.dram = Dram(int(job["dram_size"]), int(job["bus_bits"]) // 8,
-                         [Region(r["name"], int(r["base"]), int(r["size"])) for r in job.get("regions", [])])
-        for item in job.get("preload", []):
-            self.dram.load(int(item["addr"]), Path(item["file"]).read_bytes())
+        self.dram = job_dram(job)
         layout = ReqLayout.from_dict(job["req_layout"]) if job.get("req_layout") else None
         self.agent = DramAgent(dut, self.dram, job["ports"], BusTiming.from_dict(job["timing"]), layout)
         self.records: list[dict] = []
+
+    @property
+    def cycle(self) -> int:
+        return self.agent.cycle
+
+    def drive_idle(self) -> None:
+        self.agent.drive_idle()
+
+    def start(self) -> None:
+        """After reset: serve the master."""
+        cocotb.start_soon(self.agent.loop(get_sim_steps(CLOCK_NS, "ns")))
 
     async def run(self, name: str, desc_addr: int, timeout: int) -> dict:
         record = (await self.agent.run(name, desc_addr, timeout)).as_dict()
         self.records.append(record)
         return record
+
+
+def make_bench(dut, job: dict):
+    if job.get("interface", "stream") == "axi":
+        from sim.axi_bench import AxiBench
+
+        return AxiBench(dut, job)
+    return Bench(dut, job)
 
 
 async def replay(bench: Bench, job: dict) -> dict:
@@ -85,19 +114,19 @@ async def run_job(dut):
     results: dict = {"runs": [], "host": None, "error": None}
     wall = time.perf_counter()
     try:
-        bench = Bench(dut, job)
-        bench.agent.drive_idle()
+        bench = make_bench(dut, job)
+        bench.drive_idle()
         dut.rst.value = 1
         Clock(dut.clk, CLOCK_NS, unit="ns").start()
         await ClockCycles(dut.clk, RESET_CYCLES)
         await FallingEdge(dut.clk)
         dut.rst.value = 0
-        cocotb.start_soon(bench.agent.loop(get_sim_steps(CLOCK_NS, "ns")))
+        bench.start()
         try:
             results["host"] = await _host_program(job)(bench, job)
         finally:
             results["runs"] = bench.records
-            results["cycles_simulated"] = bench.agent.cycle
+            results["cycles_simulated"] = bench.cycle
     except (DramError, OSError, KeyError, ValueError) as e:
         results["error"] = f"{type(e).__name__}: {e}"
     results["wall_seconds"] = time.perf_counter() - wall

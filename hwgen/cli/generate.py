@@ -6,7 +6,9 @@ port names), hwgen_sram_1r1w.v (behavioural SRAM to swap for a macro), dram_imag
 address map, per-layer addresses and layouts), hwgen_engine.core (FuseSoC), lint_waivers.vlt
 and model.hwq (the checkpoint, so the folder is all `hwgen simulate` needs).
 Every conv2d layer runs on the engine; other layers (pooling, add, classifier) stay on the host.
-With --synth, Yosys reports LUT/FF/DSP/BRAM counts. See docs/engine.md.
+With --synth, Yosys reports LUT/FF/DSP/BRAM counts. With --interface axi the top is an AXI4 master
+(m_axi_*) with an AXI4-Lite register file (s_axil_*) and irq, and the register map is written as
+registers.json, driver/hwgen_regs.h and driver/hwgen_regs.py. See docs/engine.md.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="generate without the pattern ROM: periodic layers run as dense (for area comparisons)")
     p.add_argument("--synth", nargs="?", const="xilinx", choices=tuple(SYNTH_TARGETS),
                    help="run Yosys synthesis (synth_xilinx by default, synth_ice40 or synth_ecp5) and report resources")
+    p.add_argument("--interface", choices=("stream", "axi"), default="stream",
+                   help="top-level interface: the engine's own req/rd/wr streams and start/done pins (default), "
+                        "or AXI4 master + AXI4-Lite registers + irq")
+    p.add_argument("--axi-id-bits", type=int, default=4, metavar="N", help="AXI4 ID width with --interface axi (default 4)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a summary table")
 
 
@@ -48,7 +54,8 @@ def run(args) -> int:
     if args.synth:
         print(f"hwgen generate: synthesizing with Yosys (synth_{args.synth}), about a minute", file=sys.stderr)
     manifest = generate(graph, args.out, m_lanes=args.m_lanes, x_lanes=args.x_lanes, bus_bits=args.bus_bits,
-                        glb_kib=args.glb_kib, weight_kib=args.weight_kib, dense_only=args.dense_only, synth=args.synth)
+                        glb_kib=args.glb_kib, weight_kib=args.weight_kib, dense_only=args.dense_only, synth=args.synth,
+                        interface=args.interface, axi_id_bits=args.axi_id_bits)
     if args.json:
         print(json.dumps(manifest, indent=2))
         return 0

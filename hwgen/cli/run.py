@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import reference
     from ..ingest import load_model
-    from ..quantize import quantize_input
+    from ..quantize import integer_inputs
     from .quantize import load_array
 
     graph = load_model(args.checkpoint)
@@ -46,15 +46,7 @@ def run(args: argparse.Namespace) -> int:
         kind = "checkpoint" if args.checkpoint.suffix.lower() == ".hwq" else "model"
         raise HwgenError(f"{args.checkpoint} is a float {kind}; quantize it first (hwgen quantize)")
     node = graph.node(args.layer) if args.layer else graph.node(graph.output)
-    x = load_array(args.input, "input")
-    if x.ndim == len(graph.input_shape):
-        x = x[None]
-    if x.dtype.kind == "f":
-        x_int = quantize_input(graph, x)
-    elif x.dtype.kind in "iu":
-        x_int = x
-    else:
-        raise HwgenError(f"input {args.input}: expected float or integer values, got dtype {x.dtype}")
+    x_int = integer_inputs(graph, load_array(args.input, "input"), f"input {args.input}")
     y = reference.run_all(graph, x_int)[node.name] if args.layer else reference.run(graph, x_int)
     with open(args.out, "wb") as f:  # np.save(path) would append .npy to other names
         np.save(f, y, allow_pickle=False)
