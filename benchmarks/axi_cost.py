@@ -43,8 +43,8 @@ def main() -> None:
             if not report.passed:
                 raise SystemExit(f"{kind}: the simulation did not pass bit-exact with the predicted bytes")
             cycles[kind] = {lr.name: lr.cycles for lr in report.layers}
-    print(f"digits engine (4x4 MACs, 64-bit bus), one image, ideal memory, Verilator; bit-exact and bytes = "
-          f"prediction on both")
+    print("digits engine (4x4 MACs, 64-bit bus), one image, ideal memory, Verilator; bit-exact and bytes = "
+          "prediction on both")
     print(f"{'layer':<8}{'stream':>10}{'axi':>10}{'delta':>9}")
     for name in cycles["stream"]:
         s, a = cycles["stream"][name], cycles["axi"][name]
