@@ -2,7 +2,8 @@
 
 `random_chain(seed)` draws a network of 3 or 4 conv layers whose every knob is random: weight and
 activation bits, the engine's lanes and bus, channel counts (odd ones included), input sizes,
-stride 1 or 2, 3x3 or 1x1, periodic schemes (PS and PSD, several periods) or dense, ReLU or a
+stride 1 or 2, 1x1, 3x3, and dense 5x5 or 7x7 (drawn from a stream of their own, so the other draws of
+a seed stay what they were before the engine ran wide kernels), periodic schemes (PS and PSD, several periods) or dense, ReLU or a
 signed output (the next layer then takes signed inputs), a first layer with 1 or 3 channels and
 signed input. Two layers are the accumulator's worst case: every kept weight at the most negative
 value and the bias at its extreme: the first layer (whose inputs include an all-maximum and an
@@ -54,6 +55,7 @@ def random_chain(seed: int, images: int = 3) -> Chain:
     x = Node("x", "input", out_shape=(c, h, w))
     x.quant = QuantInfo(act_bits=a_bits, out_scale=1.0, signed=True)
     nodes, prev, signed = [x], "x", True
+    wide = np.random.default_rng([seed, 57])  # which dense 3x3 layers become 5x5 or 7x7
     n_layers = int(rng.integers(3, 5))
     # The first layer sees the all-maximum / all-minimum images: its accumulator reaches its bound.
     worst = {0, int(rng.integers(1, n_layers))}
@@ -64,6 +66,8 @@ def random_chain(seed: int, images: int = 3) -> Chain:
         kernel = 3 if first or rng.random() < 0.75 else 1
         stride = 2 if not first and min(h, w) >= 5 and rng.random() < 0.3 else 1
         scheme = None if first or kernel == 1 else SCHEMES[int(rng.integers(len(SCHEMES)))]
+        if kernel == 3 and scheme is None and wide.random() < 0.4:
+            kernel = int(wide.choice([5, 7]))
         relu = bool(rng.random() < 0.7)
         wlo, whi = intmath.qrange(w_bits, True)
         if i in worst:
@@ -80,7 +84,7 @@ def random_chain(seed: int, images: int = 3) -> Chain:
         else:
             bias = rng.integers(-acc_mag // 8, acc_mag // 8 + 1, size=cout)
         name = f"conv{i + 1}"
-        node = Node(name, "conv2d", (prev,), {"stride": stride, "padding": 1 if kernel == 3 else 0},
+        node = Node(name, "conv2d", (prev,), {"stride": stride, "padding": kernel // 2},
                     wq.astype(np.float32))
         node.quant = QuantInfo(act_bits=a_bits, out_scale=1.0, signed=not relu, weight_bits=w_bits,
                                weight=wq.astype(np.int64), weight_scale=np.ones(cout), bias=bias.astype(np.int64),

@@ -80,7 +80,8 @@ def test_random_chains_cover_the_knobs():
     """The generator of configurations does draw what this suite claims to cover."""
     chains = [random_chain(s) for s in DEFAULT_SEEDS + SOAK_SEEDS]
     text = " ".join(c.description for c in chains)
-    for feature in ("1x1", "/s2", "PS4_P4", "PSD", "dense", "signed-out", "relu", "worst-case", "input 1x", "input 3x"):
+    for feature in ("1x1", "3x3", "5x5", "7x7", "/s2", "PS4_P4", "PSD", "dense", "signed-out", "relu", "worst-case",
+                    "input 1x", "input 3x"):
         assert feature in text, feature
     assert {c.engine["bus_bits"] for c in chains} == {32, 64, 128}
     assert {c.engine["m_lanes"] for c in chains} == {1, 2, 4, 8}
