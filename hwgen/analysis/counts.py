@@ -40,7 +40,7 @@ from ..intmath import REQUANT_ENTRY_BITS
 from .arch import Architecture
 from .energy import EnergyTable
 from .formats import FormatCost
-from .workload import Layer
+from .workload import Layer, touched
 
 DIMS = "MCPQ"
 RELEVANT = {"weights": "MC", "inputs": "CPQ", "outputs": "MPQ"}
@@ -126,8 +126,7 @@ def _extent(geometry: tuple, tile: int) -> tuple[int, int]:
     else:
         counts = []
         for a, b in zip(starts, stops):
-            pos = (np.arange(a, b)[:, None] * stride - pad + np.arange(k)[None, :] * dil).ravel()
-            t = np.unique(pos[(pos >= 0) & (pos < extent)])
+            t = touched(k, extent, stride, pad, dil, int(a), int(b))
             counts.append(int(t[-1] - t[0] + 1) if span and t.size else t.size)
         counts = np.asarray(counts)
     return int(counts.sum()), int(counts.max())

@@ -74,9 +74,13 @@ class Layer:
         Padding positions are left out: they are generated on chip, never fetched.
         """
         k, size = (self.r, self.h) if axis == 0 else (self.s, self.w)
-        st, pad, dil = self.stride[axis], self.padding[axis], self.dilation[axis]
-        pos = (np.arange(start, stop)[:, None] * st - pad + np.arange(k)[None, :] * dil).ravel()
-        return np.unique(pos[(pos >= 0) & (pos < size)])
+        return touched(k, size, self.stride[axis], self.padding[axis], self.dilation[axis], start, stop)
+
+
+def touched(k: int, size: int, stride: int, pad: int, dil: int, start: int, stop: int) -> np.ndarray:
+    """The input positions (of `size`) that kernel taps `k` read for outputs `start..stop-1` (`Layer.touched`)."""
+    pos = (np.arange(start, stop)[:, None] * stride - pad + np.arange(k)[None, :] * dil).ravel()
+    return np.unique(pos[(pos >= 0) & (pos < size)])
 
 
 def _producer_bits(graph: Graph, node: Node, default: int) -> int:
