@@ -19,7 +19,7 @@ from ..ir import Graph
 from .arch import Architecture, load_arch
 from .counts import Extents, Mapping, compulsory, evaluate
 from .energy import EnergyTable, load_energy
-from .formats import FORMATS, FormatCost, smallest, storage
+from .formats import FORMATS, FormatCost, smallest
 from .mapping import OBJECTIVES, FixedMappings, check_fits, search
 from .workload import Layer, workload
 
@@ -80,9 +80,9 @@ def analyze_layer(layer: Layer, arch: Architecture, energy: EnergyTable, objecti
     """One layer: its formats, the searched (or given) mapping, counts and energy.
 
     `fixed_format`: (name, cost) of the format a fixed mapping stores the layer's weights in.
-    `costs`: the layer's `storage`, if already computed.
+    `costs`: the storage of a layer with the same mask and structure, if known (else `layer.costs`).
     """
-    costs = costs or storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
+    costs = costs or layer.costs
     if fixed_format is not None:
         used, cost = fixed_format
     else:
@@ -126,13 +126,15 @@ ENGINE_FORMATS = ("dense", "periodic", "pattern")  # the engine's own: dense-onl
 
 def analyze(graph: Graph, arch: str | Architecture = "generic", energy: str | EnergyTable = "horowitz45",
             objective: str = "dram", weight_bits: int = 8, act_bits: int = 8, glb_kib: float | None = None,
-            mapping: str | FixedMappings | None = None, fmt: str | None = None, progress: bool = False) -> Analysis:
+            mapping: str | FixedMappings | None = None, fmt: str | None = None, progress: bool = False,
+            layers: list[Layer] | None = None) -> Analysis:
     """Analyze every conv2d / linear layer of `graph` on `arch`.
 
     Bit widths come from the graph's QuantInfo where it has one, else from weight_bits/act_bits.
     `fmt` forces one weight format on every layer it can describe (others stay dense); None picks
     each layer's smallest. `mapping` is a FixedMappings (or its YAML path); layers it does not
-    name are searched.
+    name are searched. `layers`: `workload(graph, weight_bits, act_bits)` if already built, so
+    analyses of several formats detect structure and cost formats once.
     """
     from tqdm import tqdm
 
@@ -154,11 +156,11 @@ def analyze(graph: Graph, arch: str | Architecture = "generic", energy: str | En
         from .engine import engine_results
 
         arch, results = engine_results(graph, arch, energy, weight_bits, act_bits, dense_only=fmt == "dense",
-                                       progress=progress)
+                                       progress=progress, layers=layers)
         return Analysis(graph.name, arch, energy, objective, fmt, results, totals(results))
     fixed = FixedMappings(mapping) if isinstance(mapping, str) else mapping
     results = []
-    layers = [l for l in workload(graph, weight_bits, act_bits) if l.op in arch.runs]
+    layers = [l for l in layers or workload(graph, weight_bits, act_bits) if l.op in arch.runs]
     for layer in tqdm(layers, desc=f"analyze {fmt or 'smallest'}", unit="layer", disable=not progress, leave=False):
         results.append(analyze_layer(layer, arch, energy, objective, fmt, fixed.get(layer) if fixed else None,
                                      fixed.format_cost(layer) if fixed and fmt is None else None))

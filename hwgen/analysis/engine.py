@@ -18,7 +18,7 @@ from ..ir import Graph
 from .arch import Architecture
 from .counts import Extents, Mapping, compulsory, evaluate
 from .energy import EnergyTable
-from .formats import smallest, storage
+from .formats import smallest
 from .workload import layer_from_node
 
 
@@ -38,10 +38,12 @@ def engine_buffer_kib(graph: Graph, arch: Architecture) -> float:
 
 
 def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight_bits: int, act_bits: int,
-                   dense_only: bool = False, progress: bool = False) -> tuple[Architecture, list]:
+                   dense_only: bool = False, progress: bool = False,
+                   layers: list | None = None) -> tuple[Architecture, list]:
     """(the architecture with the engine's buffer size, one LayerResult per conv2d layer).
 
     dense_only: the dense engine `hwgen generate --dense-only` emits (every layer dense).
+    layers: the graph's `workload`, if already built.
     """
     from tqdm import tqdm
 
@@ -56,10 +58,11 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
     dram_pj = energy.memory(arch.dram_energy, arch.name).pj_per_bit()
     results = []
     nodes = engine.engine_layers(graph)
+    known = {l.name: l for l in layers or ()}
     for node, plan, sched in tqdm(list(zip(nodes, built.plans, built.schedules)),
                                   desc="analyze engine", unit="layer", disable=not progress, leave=False):
-        layer = layer_from_node(graph, node, weight_bits, act_bits)
-        costs = storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
+        layer = known.get(node.name) or layer_from_node(graph, node, weight_bits, act_bits)
+        costs = layer.costs
         fmt = _engine_format(plan.structure, costs)
         mapping = Mapping("MCPQ", min(spec.m_lanes, layer.m), layer.c, layer.p, layer.q)
         rows, cols = Extents(layer, 0), Extents(layer, 1)
@@ -75,16 +78,16 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
         e = {"dram": 8 * dram["total"] * dram_pj, "sram": sram_pj, "mac": float(r["e_mac"])}
         e["total"] = e["dram"] + e["sram"] + e["mac"]
         results.append(LayerResult(layer, costs, fmt, mapping, dram,
-                                   engine_compulsory(layer, costs), e, int(sched.cycles),
+                                   engine_compulsory(layer), e, int(sched.cycles),
                                    int(r["macs"]), glb_bits, int(r["rf_bits"])))
     return arch, results
 
 
-def engine_compulsory(layer, costs: dict | None = None) -> dict:
+def engine_compulsory(layer) -> dict:
     """A conv layer's compulsory DRAM bytes on the engine: each nonzero weight in its smallest format,
     each input and output once, each output channel's bias/requant once (the lower bound the
-    engine's measured bytes are reported against). `costs`: the layer's `storage`, if computed."""
-    costs = costs or storage(layer.mask, layer.weight_bits, layer.kind, layer.period, layer.patterns)
+    engine's measured bytes are reported against)."""
+    costs = layer.costs
     return compulsory(layer, costs[smallest(costs)], Extents(layer, 0), Extents(layer, 1), tables=True)
 
 

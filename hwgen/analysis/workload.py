@@ -9,6 +9,7 @@ A grouped (or depthwise) convolution keeps C as the input channels of one group:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from ..errors import HwgenError
 from ..intmath import check_bits
 from ..ir import Graph, Node
 from ..sparsity import KINDS, detect
+from .formats import FormatCost, storage
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,11 @@ class Layer:
     period: int | None  # P of a periodic layer
     patterns: np.ndarray | None = None  # (K, R, S) library; periodic: table by (m + c) mod P
     groups: int = 1  # grouped convolution: c is the input channels of one group, m the outputs of all
+
+    @cached_property
+    def costs(self) -> dict[str, FormatCost | None]:
+        """Every weight format's cost (`formats.storage`), computed once however many analyses read it."""
+        return storage(self.mask, self.weight_bits, self.kind, self.period, self.patterns)
 
     @property
     def in_channels(self) -> int:

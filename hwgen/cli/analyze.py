@@ -53,7 +53,7 @@ def _write(path: str, text: str) -> None:
 
 
 def run(args) -> int:
-    from ..analysis import analyze, load_arch, load_energy, report
+    from ..analysis import analyze, load_arch, load_energy, report, workload
     from ..analysis.mapping import FixedMappings
     from ..ingest import load_model
     from .inspect import parse_shape
@@ -63,7 +63,8 @@ def run(args) -> int:
     arch, energy = load_arch(args.arch), load_energy(args.energy)
     fixed = FixedMappings(args.mapping) if args.mapping else None
     common = dict(arch=arch, energy=energy, objective=args.objective, weight_bits=args.weight_bits,
-                  act_bits=args.act_bits, glb_kib=args.glb_kib, mapping=fixed, progress=True)
+                  act_bits=args.act_bits, glb_kib=args.glb_kib, mapping=fixed, progress=True,
+                  layers=workload(graph, args.weight_bits, args.act_bits))
     native = analyze(graph, **common)
     dense = analyze(graph, fmt="dense", **common)
     compare = {f: analyze(graph, fmt=f, **common) for f in formats}
