@@ -143,7 +143,7 @@ def compare_table(analyses: dict[str, Analysis]) -> str:
     rows = []
     for fmt, a in analyses.items():
         t = a.totals
-        fallback = sum(1 for r in a.layers if r.format != fmt)
+        fallback = sum(1 for r in a.layers if r.format == "dense" != fmt)
         rows.append([fmt, f"{t['dram_bytes']['weights'] / 1024:.1f}", f"{t['dram_bytes']['metadata'] / 1024:.1f}",
                      f"{t['dram_bytes']['total'] / 1024:.1f}", f"{t['lower_bound_ratio']:.2f}",
                      f"{t['energy_pj']['dram'] / 1e6:.2f}", f"{t['energy_pj']['sram'] / 1e6:.2f}",
