@@ -54,6 +54,31 @@ class EngineTarget:
     gen_dir: Path | None = None
 
 
+FAST_TOP = "hwgen_fastmem"  # the fast mode's top level: the DRAM model as HDL around the shell
+FAST_TEMPLATE = "hwgen_fastmem.v"
+
+
+def _pow2_bits(n: int, least: int) -> int:
+    return max(least, (int(n) - 1).bit_length())
+
+
+def fast_top(engine: "EngineTarget") -> tuple[dict[str, str], int]:
+    """The fast mode's Verilog (the engine's files plus `hwgen_fastmem.v` around its shell) and the
+    number of region counters it has.
+
+    Memory depth and counters are rounded up to powers of two, so networks of similar size on the
+    same engine configuration share one build."""
+    from . import templates
+
+    if engine.interface != "stream":
+        raise HwgenError(f"the fast mode simulates the stream top, not the {engine.interface} one")
+    bus_bits = engine.params["bus_bits"]
+    regions = 1 << _pow2_bits(len(engine.regions) + 1, 6)
+    text = templates.fill(FAST_TEMPLATE, TOP=FAST_TOP, ENGINE_TOP=engine.toplevel, BUS_BITS=bus_bits, BEAT_SHIFT=(bus_bits // 8).bit_length() - 1,
+                          WORD_BITS=_pow2_bits(engine.dram_size // (bus_bits // 8), 10), REGIONS=regions)
+    return dict(engine.sources, **{FAST_TEMPLATE: text}), regions
+
+
 CHECKPOINT_FILE = "model.hwq"  # where `hwgen generate` saves the checkpoint (manifest "checkpoint")
 
 

@@ -29,6 +29,7 @@ HOST_PROGRAM = "sim.engine_host:network_host"
 TIMEOUT_FACTOR = 20  # a layer may take this many times its predicted cycles before it is a hang
 TIMEOUT_MIN = 100_000
 TIMINGS = ("hostile", "ideal")
+MODES = ("reference", "fast")  # the DRAM model in cocotb, or as HDL inside the simulator
 
 
 @dataclass
@@ -82,6 +83,7 @@ class SimReport:
     cycles_simulated: int
     error: str | None = None
     expect_mismatches: int | None = None  # with expected outputs (--expect): engine outputs that differ from them
+    mode: str = "reference"  # the DRAM model in cocotb, or "fast": the same model as HDL in the simulator
 
     @property
     def passed(self) -> bool:
@@ -123,7 +125,7 @@ class SimReport:
                    "traffic": lr.traffic, "counters": lr.counters, "notes": lr.notes, "error": lr.error}
                   for lr in self.layers]
         return {
-            "sim": self.sim, "seed": self.seed, "timing": self.timing, "images": self.images,
+            "sim": self.sim, "mode": self.mode, "seed": self.seed, "timing": self.timing, "images": self.images,
             "passed": self.passed, "error": self.error,
             "layers": layers, "totals": self.totals(),
             "network": {"logits_match": self.logits_match, "logit_mismatches": self.logit_mismatches,
@@ -198,16 +200,22 @@ class _Progress:
 def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", seed: int = 0,
                 timing: str = "hostile", layers: list[str] | None = None, waves: Path | None = None,
                 workdir: Path, cache_dir: Path | None = None, progress: bool = False,
-                expected: np.ndarray | None = None) -> SimReport:
+                expected: np.ndarray | None = None, mode: str = "reference") -> SimReport:
     """Simulate `engine` (a `hwgen.sim_target.EngineTarget`) on `inputs`; compare with the reference
-    (and with `expected`, the user's integer outputs, when given)."""
+    (and with `expected`, the user's integer outputs, when given).
+
+    `mode` "reference" serves the engine from the cocotb DRAM model (sim/dram.py); "fast" from the
+    same model as HDL inside the simulator (sim/fast_bench.py): same outputs, bytes and cycles."""
     from sim.dram import BusTiming
 
     from . import reference
     from .ir import effectual_macs
+    from .sim_target import FAST_TOP, fast_top
 
     if timing not in TIMINGS:
         raise HwgenError(f"unknown bus timing '{timing}' (choose from {', '.join(TIMINGS)})")
+    if mode not in MODES:
+        raise HwgenError(f"unknown simulation mode '{mode}' (choose from {', '.join(MODES)})")
     graph = engine.graph
     names = [lay.name for lay in engine.layers]
     if layers:
@@ -231,11 +239,15 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
                              regions=engine.regions, preload=[{"addr": 0, "file": str(engine.image_path)}],
                              host=HOST_PROGRAM, network=net, interface=engine.interface,
                              axi_dir=str(engine.gen_dir) if engine.interface == "axi" else None)
+    sources, toplevel = engine.sources, engine.toplevel
+    if mode == "fast":
+        sources, job["fastmem_regions"] = fast_top(engine)
+        toplevel, job["memory"] = FAST_TOP, "hdl"
     wall = time.perf_counter()
     if progress:
-        print(f"compiling {engine.toplevel} with {sim} (kept in a cache: only the first run of a design waits)",
+        print(f"compiling {toplevel} with {sim} (kept in a cache: only the first run of a design waits)",
               file=sys.stderr, flush=True)
-    b = simrunner.build(engine.sources, engine.toplevel, sim=sim,
+    b = simrunner.build(sources, toplevel, sim=sim,
                         waves=simrunner.waves_format(waves) if waves else None, cache_dir=cache_dir)
     with _Progress(workdir / "progress.txt", len(chosen) * len(inputs), progress):
         results = simrunner.run_job(b, job, workdir, waves_file=waves)
@@ -284,7 +296,7 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
         expect_mismatches = int(np.count_nonzero(eng_logits != expected[:len(done)])) + \
             int(np.prod(ref_logits.shape[1:])) * (len(inputs) - len(done))
     flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
-    return SimReport(sim=sim, seed=seed, timing=timing, images=len(inputs), layers=list(by_name.values()),
+    return SimReport(sim=sim, mode=mode, seed=seed, timing=timing, images=len(inputs), layers=list(by_name.values()),
                      logits_match=logit_mismatches == 0, logit_mismatches=logit_mismatches,
                      engine_top1=[int(v) for v in flat(eng_logits).argmax(1)] if len(done) else [],
                      reference_top1=[int(v) for v in flat(ref_logits).argmax(1)],
@@ -296,7 +308,8 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
 def simulate(gen_dir, *, images: int = 4, layers: list[str] | None = None, seed: int = 0, sim: str = "verilator",
              timing: str = "hostile", waves: Path | None = None, checkpoint: Path | None = None,
              workdir: Path | None = None, cache_dir: Path | None = None, progress: bool = False,
-             inputs: np.ndarray | None = None, expected: np.ndarray | None = None) -> SimReport:
+             inputs: np.ndarray | None = None, expected: np.ndarray | None = None,
+             mode: str = "reference") -> SimReport:
     """Verify the engine `hwgen generate` wrote to `gen_dir` on `images` inputs (see module doc).
 
     `checkpoint` is the quantized graph the engine was generated from, if the folder lacks one.
@@ -313,7 +326,7 @@ def simulate(gen_dir, *, images: int = 4, layers: list[str] | None = None, seed:
         x, labels = integer_inputs(engine.graph, inputs, "--input"), None
     return run_network(engine, x, labels, sim=sim, seed=seed, timing=timing, layers=layers, waves=waves,
                        workdir=workdir or Path(gen_dir) / "sim", cache_dir=cache_dir, progress=progress,
-                       expected=expected)
+                       expected=expected, mode=mode)
 
 
 def write_json(report: SimReport, path: Path) -> None:
