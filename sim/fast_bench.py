@@ -172,9 +172,8 @@ class FastBench:
         if pending and not (self.records and self.records[-1]["error"]):
             raise DramError(f"between runs: {self._error(pending, timeout)}")
         await self._op(OP_CLEAR_COUNTERS, 0, len(self.regions))
-        await FallingEdge(d.clk)
         d.desc_addr.value, d.timeout.value, d.start.value = desc_addr, timeout, 1
-        await RisingEdge(d.clk)
+        await FallingEdge(d.clk)  # the memory took start: the engine sees it at the next rising edge
         d.start.value = 0
         await RisingEdge(d.finished)
         record = {"name": name, "cycles": int(d.run_cycles.value), "error": self._error(int(d.error.value), timeout),

@@ -18,6 +18,10 @@
 `default_nettype none
 
 module ${TOP} (
+    // rst, start, desc_addr and timeout are taken at the falling edge, so the engine's logic
+    // depends on registers only: Verilator then evaluates it once per cycle, not on every input
+    // change. Python writes them in the first half of the cycle it means (as the agent drives them
+    // at the falling edge).
     input  wire        clk,
     input  wire        rst,
     input  wire [31:0] desc_addr,
@@ -26,7 +30,7 @@ module ${TOP} (
     output reg         finished,     // rises at the commit edge that ends a run (done, error or timeout)
     output reg  [3:0]  error,        // why the run ended: 0 done, else one of the E_* codes below
     output reg  [63:0] run_cycles,   // done cycle - start cycle
-    output reg  [63:0] cycle,        // the cycle number (the agent's: 0 is the first cycle after reset)
+    output reg  [63:0] cycle,        // the cycle number (the agent's: 0 the first cycle out of reset)
     output reg  [48:0] err_held,     // E_CHANGED: the request on hold; as {write, len, addr}
     output reg  [48:0] err_req,      // E_CHANGED, E_BURST: the offending request
     output reg  [4:0]  err_reads,    // E_UNFINISHED: requests still open
@@ -56,6 +60,16 @@ module ${TOP} (
     reg [63:0]    cnt_rn [0:NREG - 1];
     reg [63:0]    cnt_wn [0:NREG - 1];
 
+    reg         rst_q, start_q;
+    reg  [31:0] desc_addr_q;
+    reg  [63:0] timeout_q;
+    always @(negedge clk) begin
+        rst_q <= rst;
+        start_q <= start;
+        desc_addr_q <= desc_addr;
+        timeout_q <= timeout;
+    end
+
     // the engine
     wire        req_valid, req_write, rd_ready, wr_valid, busy, done;
     wire [31:0] req_addr;
@@ -65,7 +79,7 @@ module ${TOP} (
     wire [BUS-1:0] rd_data;
 
     ${ENGINE_TOP} dut (
-        .clk(clk), .rst(rst), .desc_addr(desc_addr), .start(start), .busy(busy), .done(done),
+        .clk(clk), .rst(rst_q), .desc_addr(desc_addr_q), .start(start_q), .busy(busy), .done(done),
         .req_valid(req_valid), .req_ready(req_ready), .req_addr(req_addr), .req_len(req_len), .req_write(req_write),
         .rd_valid(rd_valid), .rd_ready(rd_ready), .rd_data(rd_data),
         .wr_valid(wr_valid), .wr_ready(wr_ready), .wr_data(wr_data)
@@ -125,8 +139,8 @@ module ${TOP} (
     reg [63:0] due;
 
     always @(posedge clk) begin
-        if (rst) begin
-            cycle <= {64{1'b1}};  // the first cycle after reset is cycle 0
+        if (rst_q) begin
+            cycle <= 0;
             rq_head <= 0; rq_tail <= 0; rq_n <= 0; wq_head <= 0; wq_tail <= 0; wq_n <= 0;
             last_due <= 0; requests <= 0; run_start <= 0; running <= 0; finished <= 0; error <= 0;
             rd_held <= 0; req_held <= 0; wr_held <= 0; run_cycles <= 0;
@@ -212,7 +226,7 @@ module ${TOP} (
             rq_n <= nr;
             wq_n <= nw;
             // the run
-            if (start) begin
+            if (start_q) begin
                 running <= 1;
                 run_start <= cycle;
                 finished <= 0;
@@ -223,9 +237,7 @@ module ${TOP} (
                         e = E_UNFINISHED;
                         err_reads <= nr;
                         err_writes <= nw;
-                    end else if (!done && cycle - run_start < timeout)
-                        e = 0;
-                    else if (!done)
+                    end else if (!done && cycle - run_start >= timeout_q)
                         e = E_TIMEOUT;
                 end
                 if (e != 0 || (done && cycle > run_start)) begin
