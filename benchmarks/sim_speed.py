@@ -23,19 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from hwgen import sim_target, simrunner, simulate
+from hwgen import sim_target, simulate
 from hwgen.layercases import conv_graph, random_input
 
 BOUND_SECONDS = 60.0  # one layer, build included
 TARGET_CYCLES_PER_S = 1_000_000  # fast mode (issue 13)
 TARGET_IMAGE_S = 30.0  # a ResNet-18 CIFAR image in the fast mode
 MODES = ("reference", "fast")
-
-
-def _sources(target, mode: str):
-    if mode == "fast":
-        return sim_target.fast_top(target)[0], sim_target.FAST_TOP
-    return target.sources, target.toplevel
 
 
 def layer_table(args, tmp: Path) -> bool:
@@ -47,7 +41,7 @@ def layer_table(args, tmp: Path) -> bool:
     rows, reports = [], {}
     for mode in MODES:
         t1 = time.perf_counter()
-        simrunner.build(*_sources(target, mode), cache_dir=tmp / "cache")
+        simulate.build(target, mode, cache_dir=tmp / "cache")
         t2 = time.perf_counter()
         report = simulate.run_network(target, x, None, timing=args.timing, seed=args.seed, workdir=tmp / f"sim-{mode}",
                                       cache_dir=tmp / "cache", mode=mode)
@@ -87,7 +81,7 @@ def network(args, tmp: Path) -> bool:
     for mode in modes:
         target = sim_target.load_generated(out)
         t0 = time.perf_counter()
-        simrunner.build(*_sources(target, mode), cache_dir=tmp / "cache")
+        simulate.build(target, mode, cache_dir=tmp / "cache")
         t1 = time.perf_counter()
         x, labels = simulate.sample_inputs(target.graph, 1, args.seed)
         report = simulate.run_network(target, x, labels, timing=args.timing, seed=args.seed,

@@ -56,6 +56,9 @@ class EngineTarget:
 
 FAST_TOP = "hwgen_fastmem"  # the fast mode's top level: the DRAM model as HDL around the shell
 FAST_TEMPLATE = "hwgen_fastmem.v"
+# cocotb's runner makes every signal VPI-writable (--public-flat-rw), which makes Verilator evaluate
+# all logic on every call; the fast bench only touches the top level's ports, which stay visible.
+FAST_VERILATOR_ARGS = ("--no-public-flat-rw",)
 
 
 def _pow2_bits(n: int, least: int) -> int:

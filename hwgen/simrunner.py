@@ -159,17 +159,18 @@ def _check_waves(sim: str, waves: str | None) -> None:
 
 
 def build(verilog: str | dict[str, str], toplevel: str, sim: str = "verilator", waves: str | None = None,
-          cache_dir: Path | None = None) -> Build:
+          cache_dir: Path | None = None, args: tuple[str, ...] = ()) -> Build:
     """Compile `verilog` for `sim`, cached by content: one file's text, or {file name: text}.
 
-    `waves` ("vcd" or "fst") compiles tracing in; a traced build is cached separately.
+    `waves` ("vcd" or "fst") compiles tracing in; a traced build is cached separately. `args` are
+    more simulator options (part of the cache key).
     """
     import cocotb
 
     runner = _runner(sim)
     _check_waves(sim, waves)
     files = {f"{toplevel}.v": verilog} if isinstance(verilog, str) else dict(verilog)
-    parts = [toplevel, sim, _tool_version(sim), str(waves), cocotb.__version__]
+    parts = [toplevel, sim, _tool_version(sim), str(waves), cocotb.__version__, *args]
     parts += [x for item in sorted(files.items()) for x in item]
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
     build_dir = Path(cache_dir or default_cache()) / f"{toplevel}-{sim}{'-' + waves if waves else ''}-{key}"
@@ -185,18 +186,18 @@ def build(verilog: str | dict[str, str], toplevel: str, sim: str = "verilator", 
             log = build_dir / "build.log"
             # Icarus: Verilog-2005 semantics make the declaration initialisers the generated code relies
             # on to settle its combinational blocks at time 0 into events (under -g2012 they are not).
-            args = ["-Wno-fatal", "-O3"] if sim == "verilator" else ["-g2005"]
+            options = (["-Wno-fatal", "-O3"] if sim == "verilator" else ["-g2005"]) + list(args)
             if sim == "verilator" and waves == "fst":
-                args.append("--trace-fst")
+                options.append("--trace-fst")
             if sim == "icarus" and waves:
                 # cocotb's own dump module needs SystemVerilog (-g2012); this one is plain Verilog.
                 dump = build_dir / "hwgen_dump.v"
                 dump.write_text(ICARUS_DUMP.replace("TOP", toplevel))
                 sources.append(dump)
-                args += ["-s", "hwgen_dump"]
+                options += ["-s", "hwgen_dump"]
             try:
                 with _verilator_make_fixes():
-                    runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=args,
+                    runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=options,
                                  waves=sim == "verilator" and waves is not None, timescale=("1ns", "1ps"),
                                  log_file=log)
             except (RuntimeError, SystemExit, ValueError) as e:

@@ -197,6 +197,21 @@ class _Progress:
                     return
 
 
+def build(engine, mode: str = "reference", *, sim: str = "verilator", waves: str | None = None,
+          cache_dir: Path | None = None) -> tuple[simrunner.Build, dict]:
+    """The compiled simulation model of `engine` in `mode` (cached per Verilog), and the fields the
+    job needs for it."""
+    from .sim_target import FAST_TOP, FAST_VERILATOR_ARGS, fast_top
+
+    if mode == "reference":
+        return simrunner.build(engine.sources, engine.toplevel, sim=sim, waves=waves, cache_dir=cache_dir), {}
+    if sim != "verilator":
+        raise HwgenError(f"the fast mode runs on Verilator, not {sim}")
+    sources, regions = fast_top(engine)
+    return (simrunner.build(sources, FAST_TOP, sim=sim, waves=waves, cache_dir=cache_dir, args=FAST_VERILATOR_ARGS),
+            {"memory": "hdl", "fastmem_regions": regions})
+
+
 def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", seed: int = 0,
                 timing: str = "hostile", layers: list[str] | None = None, waves: Path | None = None,
                 workdir: Path, cache_dir: Path | None = None, progress: bool = False,
@@ -210,7 +225,6 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
 
     from . import reference
     from .ir import effectual_macs
-    from .sim_target import FAST_TOP, fast_top
 
     if timing not in TIMINGS:
         raise HwgenError(f"unknown bus timing '{timing}' (choose from {', '.join(TIMINGS)})")
@@ -239,16 +253,13 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
                              regions=engine.regions, preload=[{"addr": 0, "file": str(engine.image_path)}],
                              host=HOST_PROGRAM, network=net, interface=engine.interface,
                              axi_dir=str(engine.gen_dir) if engine.interface == "axi" else None)
-    sources, toplevel = engine.sources, engine.toplevel
-    if mode == "fast":
-        sources, job["fastmem_regions"] = fast_top(engine)
-        toplevel, job["memory"] = FAST_TOP, "hdl"
     wall = time.perf_counter()
     if progress:
-        print(f"compiling {toplevel} with {sim} (kept in a cache: only the first run of a design waits)",
+        print(f"compiling the engine ({mode} mode) with {sim} (kept in a cache: only the first run of a design waits)",
               file=sys.stderr, flush=True)
-    b = simrunner.build(sources, toplevel, sim=sim,
-                        waves=simrunner.waves_format(waves) if waves else None, cache_dir=cache_dir)
+    b, fast_job = build(engine, mode, sim=sim, waves=simrunner.waves_format(waves) if waves else None,
+                        cache_dir=cache_dir)
+    job.update(fast_job)
     with _Progress(workdir / "progress.txt", len(chosen) * len(inputs), progress):
         results = simrunner.run_job(b, job, workdir, waves_file=waves)
     wall = time.perf_counter() - wall

@@ -18,27 +18,28 @@
 `default_nettype none
 
 module ${TOP} (
+    // Ports are VPI-visible (the metacomments): the build drops cocotb's --public-flat-rw.
     // rst, start, desc_addr and timeout are taken at the falling edge, so the engine's logic
     // depends on registers only: Verilator then evaluates it once per cycle, not on every input
     // change. Python writes them in the first half of the cycle it means (as the agent drives them
     // at the falling edge).
-    input  wire        clk,
-    input  wire        rst,
-    input  wire [31:0] desc_addr,
-    input  wire        start,
-    input  wire [63:0] timeout,      // cycles from start before a run is a hang
-    output reg         finished,     // rises at the commit edge that ends a run (done, error or timeout)
-    output reg  [3:0]  error,        // why the run ended: 0 done, else one of the E_* codes below
-    output reg  [63:0] run_cycles,   // done cycle - start cycle
-    output reg  [63:0] cycle,        // the cycle number (the agent's: 0 the first cycle out of reset)
-    output reg  [48:0] err_held,     // E_CHANGED: the request on hold; as {write, len, addr}
-    output reg  [48:0] err_req,      // E_CHANGED, E_BURST: the offending request
-    output reg  [4:0]  err_reads,    // E_UNFINISHED: requests still open
-    output reg  [4:0]  err_writes,
-    input  wire [3:0]  bd_op,
-    input  wire [31:0] bd_lo,
-    input  wire [31:0] bd_hi,
-    input  wire        bd_strobe
+    input  wire        clk /*verilator public_flat_rw*/,
+    input  wire        rst /*verilator public_flat_rw*/,
+    input  wire [31:0] desc_addr /*verilator public_flat_rw*/,
+    input  wire        start /*verilator public_flat_rw*/,
+    input  wire [63:0] timeout /*verilator public_flat_rw*/,      // cycles from start before a run is a hang
+    output reg         finished /*verilator public_flat_rw*/,     // rises at the commit edge that ends a run (done, error or timeout)
+    output reg  [3:0]  error /*verilator public_flat_rw*/,        // why the run ended: 0 done, else one of the E_* codes below
+    output reg  [63:0] run_cycles /*verilator public_flat_rw*/,   // done cycle - start cycle
+    output reg  [63:0] cycle /*verilator public_flat_rw*/,        // the cycle number (the agent's: 0 the first cycle out of reset)
+    output reg  [48:0] err_held /*verilator public_flat_rw*/,     // E_CHANGED: the request on hold; as {write, len, addr}
+    output reg  [48:0] err_req /*verilator public_flat_rw*/,      // E_CHANGED, E_BURST: the offending request
+    output reg  [4:0]  err_reads /*verilator public_flat_rw*/,    // E_UNFINISHED: requests still open
+    output reg  [4:0]  err_writes /*verilator public_flat_rw*/,
+    input  wire [3:0]  bd_op /*verilator public_flat_rw*/,
+    input  wire [31:0] bd_lo /*verilator public_flat_rw*/,
+    input  wire [31:0] bd_hi /*verilator public_flat_rw*/,
+    input  wire        bd_strobe /*verilator public_flat_rw*/
 );
     localparam BUS = ${BUS_BITS};
     localparam BB = BUS / 8;
