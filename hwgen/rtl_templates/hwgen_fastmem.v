@@ -18,24 +18,24 @@
 `default_nettype none
 
 module ${TOP} (
-    // Ports are VPI-visible (the metacomments): the build drops cocotb's --public-flat-rw.
+    // Ports and the clock are VPI-visible (the metacomments): the build drops cocotb's
+    // --public-flat-rw. The clock runs here (Verilator --timing), not from Python or the GPI.
     // rst, start, desc_addr and timeout are taken at the falling edge, so the engine's logic
     // depends on registers only: Verilator then evaluates it once per cycle, not on every input
     // change. Python writes them in the first half of the cycle it means (as the agent drives them
     // at the falling edge).
-    input  wire        clk /*verilator public_flat_rw*/,
     input  wire        rst /*verilator public_flat_rw*/,
     input  wire [31:0] desc_addr /*verilator public_flat_rw*/,
     input  wire        start /*verilator public_flat_rw*/,
     input  wire [63:0] timeout /*verilator public_flat_rw*/,      // cycles from start before a run is a hang
-    output reg         finished /*verilator public_flat_rw*/,     // rises at the commit edge that ends a run (done, error or timeout)
-    output reg  [3:0]  error /*verilator public_flat_rw*/,        // why the run ended: 0 done, else one of the E_* codes below
-    output reg  [63:0] run_cycles /*verilator public_flat_rw*/,   // done cycle - start cycle
-    output reg  [63:0] cycle /*verilator public_flat_rw*/,        // the cycle number (the agent's: 0 the first cycle out of reset)
-    output reg  [48:0] err_held /*verilator public_flat_rw*/,     // E_CHANGED: the request on hold; as {write, len, addr}
-    output reg  [48:0] err_req /*verilator public_flat_rw*/,      // E_CHANGED, E_BURST: the offending request
-    output reg  [4:0]  err_reads /*verilator public_flat_rw*/,    // E_UNFINISHED: requests still open
-    output reg  [4:0]  err_writes /*verilator public_flat_rw*/,
+    output reg         finished /*verilator public_flat_rd*/,     // rises at the commit edge that ends a run (done, error or timeout)
+    output reg  [3:0]  error /*verilator public_flat_rd*/,        // why the run ended: 0 done, else one of the E_* codes below
+    output reg  [63:0] run_cycles /*verilator public_flat_rd*/,   // done cycle - start cycle
+    output reg  [63:0] cycle /*verilator public_flat_rd*/,        // the cycle number (the agent's: 0 the first cycle out of reset)
+    output reg  [48:0] err_held /*verilator public_flat_rd*/,     // E_CHANGED: the request on hold; as {write, len, addr}
+    output reg  [48:0] err_req /*verilator public_flat_rd*/,      // E_CHANGED, E_BURST: the offending request
+    output reg  [4:0]  err_reads /*verilator public_flat_rd*/,    // E_UNFINISHED: requests still open
+    output reg  [4:0]  err_writes /*verilator public_flat_rd*/,
     input  wire [3:0]  bd_op /*verilator public_flat_rw*/,
     input  wire [31:0] bd_lo /*verilator public_flat_rw*/,
     input  wire [31:0] bd_hi /*verilator public_flat_rw*/,
@@ -60,6 +60,9 @@ module ${TOP} (
     reg [63:0]    cnt_wb [0:NREG - 1];
     reg [63:0]    cnt_rn [0:NREG - 1];
     reg [63:0]    cnt_wn [0:NREG - 1];
+
+    reg clk /*verilator public_flat_rd*/ = 1'b0;
+    always #5 clk = ~clk;  // a 10 ns period, sim/engine_tb.py's CLOCK_NS
 
     reg         rst_q, start_q;
     reg  [31:0] desc_addr_q;
