@@ -132,7 +132,7 @@ def _host_program(job: dict):
 async def run_job(dut):
     job = json.loads(Path(os.environ[JOB_ENV]).read_text())
     results: dict = {"runs": [], "host": None, "error": None}
-    wall = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     try:
         bench = make_bench(dut, job)
         bench.drive_idle()
@@ -151,4 +151,5 @@ async def run_job(dut):
     except (DramError, OSError, KeyError, ValueError) as e:
         results["error"] = f"{type(e).__name__}: {e}"
     results["wall_seconds"] = time.perf_counter() - wall
+    results["cpu_seconds"] = time.process_time() - cpu  # the simulator's and the host program's
     Path(job["results"]).write_text(json.dumps(results, indent=1, sort_keys=True))
