@@ -18,6 +18,7 @@ same DRAM model as HDL inside Verilator) side by side.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -51,11 +52,12 @@ def layer_table(args, tmp: Path) -> bool:
         total = gen_s + (t3 - t1)
         rows.append((mode, f"{t2 - t1:.1f}", f"{t3 - t2:.1f}", f"{total:.1f}", "met" if total < BOUND_SECONDS else "MISSED",
                      "yes" if report.passed else "NO", f"{lr.cycles:,}", f"{lr.dram_bytes_measured:,}",
-                     f"{lr.cycles / (t3 - t2):,.0f}"))
+                     f"{lr.cycles / (t3 - t2):,.0f}", f"{report.sim_cpu_seconds:.1f}",
+                     f"{lr.cycles / max(report.sim_cpu_seconds, 1e-9):,.0f}"))
     print(f"layer: PS4_P4 {args.channels}->{args.channels} 3x3 at {args.size}x{args.size}, engine 4x4 lanes, "
           f"64-bit bus, {args.timing} DRAM (seed {args.seed}), Verilator; generate (Amaranth) {gen_s:.1f} s")
     head = ("mode", "build s", "simulate s", "total s", f"< {BOUND_SECONDS:.0f} s", "bit-exact", "engine cycles",
-            "DRAM B", "engine cycles/s")
+            "DRAM B", "engine cycles/s", "sim CPU s", "cycles/CPU s")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     for r in [head] + rows:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
@@ -93,8 +95,9 @@ def network(args, tmp: Path) -> bool:
         if mode == "fast":
             verdict = (f"; targets >= {TARGET_CYCLES_PER_S:,} cycles/s, < {TARGET_IMAGE_S:.0f} s per image: "
                        f"{'met' if t['cycles'] / (t2 - t1) >= TARGET_CYCLES_PER_S and t2 - t1 < TARGET_IMAGE_S else 'MISSED'}")
-        print(f"{mode:<10} build {t1 - t0:6.1f} s, image {t2 - t1:7.1f} s, {len(report.layers)} engine layers, "
-              f"{t['cycles']:,} engine cycles ({t['cycles'] / (t2 - t1):,.0f}/s), DRAM {t['dram_bytes_measured']:,} B "
+        print(f"{mode:<10} build {t1 - t0:6.1f} s, image {t2 - t1:7.1f} s (simulator CPU {report.sim_cpu_seconds:.1f} s), "
+              f"{len(report.layers)} engine layers, {t['cycles']:,} engine cycles ({t['cycles'] / (t2 - t1):,.0f}/s; "
+              f"{t['cycles'] / max(report.sim_cpu_seconds, 1e-9):,.0f} per CPU second), DRAM {t['dram_bytes_measured']:,} B "
               f"(predicted {t['dram_bytes_predicted']:,}), {t['mismatches']} mismatches, logits "
               f"{'equal' if report.logits_match else 'DIFFER'}{verdict}")
         ok = ok and report.passed
@@ -102,6 +105,13 @@ def network(args, tmp: Path) -> bool:
         print(f"fast vs reference: cycles per layer {'equal' if cycles['fast'] == cycles['reference'] else 'DIFFER'}")
         ok = ok and cycles["fast"] == cycles["reference"]
     return ok
+
+
+def load_average() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
 
 
 def main() -> int:
@@ -113,6 +123,8 @@ def main() -> int:
     ap.add_argument("--network", choices=("resnet18-cifar",), help="also a whole image of this network, fast mode")
     ap.add_argument("--network-reference", action="store_true", help="and the same image in the reference mode")
     args = ap.parse_args()
+    print(f"load average at the start: {load_average()} ({os.cpu_count()} cores; wall times stretch with it, "
+          "CPU seconds less so)")
     with tempfile.TemporaryDirectory() as tmp:
         ok = layer_table(args, Path(tmp))
         if args.network:

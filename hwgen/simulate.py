@@ -84,6 +84,7 @@ class SimReport:
     error: str | None = None
     expect_mismatches: int | None = None  # with expected outputs (--expect): engine outputs that differ from them
     mode: str = "reference"  # the DRAM model in cocotb, or "fast": the same model as HDL in the simulator
+    sim_cpu_seconds: float = 0.0  # CPU time of the simulator process (model + host program)
 
     @property
     def passed(self) -> bool:
@@ -133,7 +134,7 @@ class SimReport:
                         "engine_top1": self.engine_top1, "reference_top1": self.reference_top1,
                         "labels": self.labels, "engine_accuracy": self.accuracy(self.engine_top1),
                         "reference_accuracy": self.accuracy(self.reference_top1)},
-            "cycles_simulated": self.cycles_simulated,
+            "cycles_simulated": self.cycles_simulated, "sim_cpu_seconds": self.sim_cpu_seconds,
         }
 
 
@@ -308,13 +309,14 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
         expect_mismatches = int(np.count_nonzero(eng_logits != expected[:len(done)])) + \
             int(np.prod(ref_logits.shape[1:])) * (len(inputs) - len(done))
     flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
-    return SimReport(sim=sim, mode=mode, seed=seed, timing=timing, images=len(inputs), layers=list(by_name.values()),
+    return SimReport(sim=sim, seed=seed, timing=timing, images=len(inputs), layers=list(by_name.values()),
                      logits_match=logit_mismatches == 0, logit_mismatches=logit_mismatches,
                      engine_top1=[int(v) for v in flat(eng_logits).argmax(1)] if len(done) else [],
                      reference_top1=[int(v) for v in flat(ref_logits).argmax(1)],
                      labels=None if labels is None else [int(v) for v in labels],
                      wall_seconds=wall, cycles_simulated=int(results.get("cycles_simulated", 0)),
-                     error=host.get("aborted"), expect_mismatches=expect_mismatches)
+                     error=host.get("aborted"), expect_mismatches=expect_mismatches, mode=mode,
+                     sim_cpu_seconds=float(results.get("cpu_seconds", 0.0)))
 
 
 def simulate(gen_dir, *, images: int = 4, layers: list[str] | None = None, seed: int = 0, sim: str = "verilator",
