@@ -80,6 +80,8 @@ def fast_top(engine: "EngineTarget") -> tuple[dict[str, str], int]:
     if engine.interface != "stream":
         raise HwgenError(f"the fast mode simulates the stream top, not the {engine.interface} one")
     bus_bits = engine.params["bus_bits"]
+    if len(engine.regions) >= 1 << 16:
+        raise HwgenError(f"{len(engine.regions)} DRAM regions: the fast mode's region map numbers at most 65,535")
     regions = 1 << _pow2_bits(len(engine.regions) + 1, 6)
     text = templates.fill(FAST_TEMPLATE, TOP=FAST_TOP, ENGINE_TOP=engine.toplevel, BUS_BITS=bus_bits, BEAT_SHIFT=(bus_bits // 8).bit_length() - 1,
                           WORD_BITS=_pow2_bits(engine.dram_size // (bus_bits // 8), 10), REGIONS=regions)

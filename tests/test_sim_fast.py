@@ -96,3 +96,18 @@ def test_memory_files_round_trip(bus_bytes):
     assert len(text.splitlines()) == 7
     assert int(text.splitlines()[0], 16) == int.from_bytes(data[:bus_bytes], "little")
     assert from_hex(text.decode(), bus_bytes) == data
+
+
+def test_random_campaign_in_fast_mode(tmp_path, cache):
+    """`hwgen verify --random --mode fast` on the random chains above (their fast builds are cached)."""
+    from hwgen.sweep import store
+    from hwgen.sweep.verify import case_key, replay_command, run_campaign
+
+    out = tmp_path / "campaign"
+    s = run_campaign(len(RANDOM_SEEDS), out, seed=RANDOM_SEEDS[0], workers=2, cache_dir=cache, progress=False,
+                     mode="fast")
+    assert s["failed"] == [] and (s["passed"], s["ran"]) == (len(RANDOM_SEEDS), len(RANDOM_SEEDS))
+    rows = store.load(out)
+    assert all(r["mismatches"] == 0 and r["sim_cycles"] > 0 for r in rows)
+    assert case_key(11, "hostile", "fast") != case_key(11, "hostile")  # a reference campaign still runs
+    assert replay_command(5, Path("d"), "hostile", "fast") == "hwgen verify --random 1 --seed 5 --mode fast --out d"
