@@ -69,23 +69,29 @@ def _pow2_bits(n: int, least: int) -> int:
     return max(least, (int(n) - 1).bit_length())
 
 
-def fast_top(engine: "EngineTarget") -> tuple[dict[str, str], int]:
-    """The fast mode's Verilog (the engine's files plus `hwgen_fastmem.v` around its shell) and the
-    number of region counters it has.
+def fast_verilog(sources: dict[str, str], shell: str, bus_bits: int, dram_size: int, n_regions: int) -> tuple[dict[str, str], int]:
+    """`sources` plus `hwgen_fastmem.v` around their module `shell` (with `hwgen_top`'s ports), for a
+    DRAM of `dram_size` bytes with `n_regions` named regions; and the number of region counters.
 
     Memory depth and counters are rounded up to powers of two, so networks of similar size on the
     same engine configuration share one build."""
     from . import templates
 
+    if n_regions >= 1 << 16:
+        raise HwgenError(f"{n_regions} DRAM regions: the fast mode's region map numbers at most 65,535")
+    regions = 1 << _pow2_bits(n_regions + 1, 6)
+    text = templates.fill(FAST_TEMPLATE, TOP=FAST_TOP, ENGINE_TOP=shell, BUS_BITS=bus_bits,
+                          BEAT_SHIFT=(bus_bits // 8).bit_length() - 1,
+                          WORD_BITS=_pow2_bits(dram_size // (bus_bits // 8), 10), REGIONS=regions)
+    return dict(sources, **{FAST_TEMPLATE: text}), regions
+
+
+def fast_top(engine: "EngineTarget") -> tuple[dict[str, str], int]:
+    """The fast mode's Verilog of `engine` (see `fast_verilog`)."""
     if engine.interface != "stream":
         raise HwgenError(f"the fast mode simulates the stream top, not the {engine.interface} one")
-    bus_bits = engine.params["bus_bits"]
-    if len(engine.regions) >= 1 << 16:
-        raise HwgenError(f"{len(engine.regions)} DRAM regions: the fast mode's region map numbers at most 65,535")
-    regions = 1 << _pow2_bits(len(engine.regions) + 1, 6)
-    text = templates.fill(FAST_TEMPLATE, TOP=FAST_TOP, ENGINE_TOP=engine.toplevel, BUS_BITS=bus_bits, BEAT_SHIFT=(bus_bits // 8).bit_length() - 1,
-                          WORD_BITS=_pow2_bits(engine.dram_size // (bus_bits // 8), 10), REGIONS=regions)
-    return dict(engine.sources, **{FAST_TEMPLATE: text}), regions
+    return fast_verilog(engine.sources, engine.toplevel, engine.params["bus_bits"], engine.dram_size,
+                        len(engine.regions))
 
 
 CHECKPOINT_FILE = "model.hwq"  # where `hwgen generate` saves the checkpoint (manifest "checkpoint")

@@ -202,16 +202,27 @@ def build(engine, mode: str = "reference", *, sim: str = "verilator", waves: str
           cache_dir: Path | None = None) -> tuple[simrunner.Build, dict]:
     """The compiled simulation model of `engine` in `mode` (cached per Verilog), and the fields the
     job needs for it."""
-    from .sim_target import FAST_MAKE_VARS, FAST_TOP, FAST_VERILATOR_ARGS, fast_top
+    from .sim_target import fast_top
 
     if mode == "reference":
         return simrunner.build(engine.sources, engine.toplevel, sim=sim, waves=waves, cache_dir=cache_dir), {}
     if sim != "verilator":
         raise HwgenError(f"the fast mode runs on Verilator, not {sim}")
     sources, regions = fast_top(engine)
-    return (simrunner.build(sources, FAST_TOP, sim=sim, waves=waves, cache_dir=cache_dir, args=FAST_VERILATOR_ARGS,
-                            make_vars=FAST_MAKE_VARS),
-            {"memory": "hdl", "fastmem_regions": regions})
+    return build_fast(sources, waves=waves, cache_dir=cache_dir), fast_job(regions)
+
+
+def build_fast(sources: dict[str, str], *, waves: str | None = None, cache_dir: Path | None = None) -> simrunner.Build:
+    """Compile the fast mode's Verilog (`hwgen.sim_target.fast_verilog`) with Verilator."""
+    from .sim_target import FAST_MAKE_VARS, FAST_TOP, FAST_VERILATOR_ARGS
+
+    return simrunner.build(sources, FAST_TOP, sim="verilator", waves=waves, cache_dir=cache_dir,
+                           args=FAST_VERILATOR_ARGS, make_vars=FAST_MAKE_VARS)
+
+
+def fast_job(regions: int) -> dict:
+    """The job fields of a fast-mode run (sim/engine_tb.py) on a build with `regions` region counters."""
+    return {"memory": "hdl", "fastmem_regions": regions}
 
 
 def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", seed: int = 0,
