@@ -270,9 +270,9 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
     if progress:
         print(f"compiling the engine ({mode} mode) with {sim} (kept in a cache: only the first run of a design waits)",
               file=sys.stderr, flush=True)
-    b, fast_job = build(engine, mode, sim=sim, waves=simrunner.waves_format(waves) if waves else None,
-                        cache_dir=cache_dir)
-    job.update(fast_job)
+    b, mode_fields = build(engine, mode, sim=sim, waves=simrunner.waves_format(waves) if waves else None,
+                           cache_dir=cache_dir)
+    job.update(mode_fields)
     with _Progress(workdir / "progress.txt", len(chosen) * len(inputs), progress):
         results = simrunner.run_job(b, job, workdir, waves_file=waves)
     wall = time.perf_counter() - wall
