@@ -56,6 +56,8 @@ class EngineTarget:
 
 FAST_TOP = "hwgen_fastmem"  # the fast mode's top level: the DRAM model as HDL around the shell
 FAST_TEMPLATE = "hwgen_fastmem.v"
+FAST_DEPTH = 16  # requests the HDL memory holds open per direction (the most max_outstanding can be)
+FAST_LAT_THRESHOLDS = 63  # read latencies drawn from spans of up to 64 cycles
 # cocotb's runner makes every signal VPI-writable (--public-flat-rw), which makes Verilator evaluate
 # all logic on every call; the fast bench only touches the top level's ports, which stay visible.
 # The clock is generated inside the design (--timing), so no edge passes through VPI.
@@ -82,7 +84,8 @@ def fast_verilog(sources: dict[str, str], shell: str, bus_bits: int, dram_size: 
     regions = 1 << _pow2_bits(n_regions + 1, 6)
     text = templates.fill(FAST_TEMPLATE, TOP=FAST_TOP, ENGINE_TOP=shell, BUS_BITS=bus_bits,
                           BEAT_SHIFT=(bus_bits // 8).bit_length() - 1,
-                          WORD_BITS=_pow2_bits(dram_size // (bus_bits // 8), 10), REGIONS=regions)
+                          WORD_BITS=_pow2_bits(dram_size // (bus_bits // 8), 10), REGIONS=regions,
+                          DEPTH=FAST_DEPTH, LAT_THRESHOLDS=FAST_LAT_THRESHOLDS)
     return dict(sources, **{FAST_TEMPLATE: text}), regions
 
 

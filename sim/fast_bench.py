@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
+from hwgen.sim_target import FAST_DEPTH, FAST_LAT_THRESHOLDS
 from sim.dram import (OTHER, REQ_DROPPED, WR_CHANGED, WR_DROPPED, BusTiming, Dram, DramError, Region, burst_error,
                       latency_thresholds, ready_threshold, request_changed, stream_base, timed_out, unfinished)
 
@@ -27,8 +28,6 @@ OP_LOAD, OP_DUMP, OP_LOAD_REGIONS, OP_LOAD_CONFIG, OP_DUMP_COUNTERS, OP_CLEAR_CO
 MEM_FILE, REGIONS_FILE, CONFIG_FILE = "fastmem_mem.hex", "fastmem_regions.hex", "fastmem_config.hex"
 COUNTER_FILES = {"read_bytes": "fastmem_rb.hex", "write_bytes": "fastmem_wb.hex",
                  "read_bursts": "fastmem_rn.hex", "write_bursts": "fastmem_wn.hex"}
-DEPTH = 16  # open requests per direction the HDL memory holds
-LAT_THRESHOLDS = 63
 E_CHANGED, E_DROPPED, E_BURST, E_WR_CHANGED, E_WR_DROPPED, E_UNFINISHED, E_TIMEOUT = range(1, 8)
 REQ_FIELDS = ((0, 32), (32, 16), (48, 1))  # {write, len, addr} as the HDL memory latches a request
 
@@ -55,11 +54,11 @@ def _request(value: int) -> tuple[int, int, bool]:
 
 def config_words(timing: BusTiming, dram_size: int) -> list[int]:
     """The memory's configuration (layout: the C_* words of hwgen_fastmem.v)."""
-    if not 0 < timing.max_outstanding <= DEPTH:
-        raise DramError(f"max_outstanding {timing.max_outstanding}: the HDL memory holds 1 to {DEPTH} requests")
+    if not 0 < timing.max_outstanding <= FAST_DEPTH:
+        raise DramError(f"max_outstanding {timing.max_outstanding}: the HDL memory holds 1 to {FAST_DEPTH} requests")
     lat = latency_thresholds(timing.latency)
-    if timing.latency[0] < 0 or len(lat) > LAT_THRESHOLDS:
-        raise DramError(f"latency {timing.latency}: the HDL memory draws spans of 1 to {LAT_THRESHOLDS + 1} cycles")
+    if timing.latency[0] < 0 or len(lat) > FAST_LAT_THRESHOLDS:
+        raise DramError(f"latency {timing.latency}: the HDL memory draws spans of 1 to {FAST_LAT_THRESHOLDS + 1} cycles")
     thresholds = [ready_threshold(p) for p in (timing.req_ready, timing.rd_valid, timing.wr_ready)]
     if max(thresholds) >= 1 << 64:
         raise DramError("a ready probability above 1")

@@ -34,8 +34,8 @@ module ${TOP} (
     output reg  [63:0] cycle /*verilator public_flat_rd*/,        // the cycle number (the agent's: 0 the first cycle out of reset)
     output reg  [48:0] err_held /*verilator public_flat_rd*/,     // E_CHANGED: the request on hold; as {write, len, addr}
     output reg  [48:0] err_req /*verilator public_flat_rd*/,      // E_CHANGED, E_BURST: the offending request
-    output reg  [4:0]  err_reads /*verilator public_flat_rd*/,    // E_UNFINISHED: requests still open
-    output reg  [4:0]  err_writes /*verilator public_flat_rd*/,
+    output reg  [31:0] err_reads /*verilator public_flat_rd*/,    // E_UNFINISHED: requests still open
+    output reg  [31:0] err_writes /*verilator public_flat_rd*/,
     input  wire [3:0]  bd_op /*verilator public_flat_rw*/,
     input  wire [31:0] bd_lo /*verilator public_flat_rw*/,
     input  wire [31:0] bd_hi /*verilator public_flat_rw*/,
@@ -46,8 +46,8 @@ module ${TOP} (
     localparam SHIFT = ${BEAT_SHIFT};        // log2(BB)
     localparam WORD_BITS = ${WORD_BITS};   // memory of 2**WORD_BITS beats
     localparam NREG = ${REGIONS};          // region counters (region 0: outside every named region)
-    localparam DEPTH = 16;                 // open requests per direction (max_outstanding <= DEPTH)
-    localparam LAT_THRESHOLDS = 63;        // latency spans up to 64 cycles
+    localparam DEPTH = ${DEPTH};                 // open requests per direction (max_outstanding <= DEPTH)
+    localparam LAT_THRESHOLDS = ${LAT_THRESHOLDS};        // latency spans up to LAT_THRESHOLDS + 1 cycles
     localparam E_CHANGED = 1, E_DROPPED = 2, E_BURST = 3, E_WR_CHANGED = 4, E_WR_DROPPED = 5,
                E_UNFINISHED = 6, E_TIMEOUT = 7;
     // configuration words (fastmem_config.hex)
@@ -95,8 +95,9 @@ module ${TOP} (
     reg [16:0] rq_left [0:DEPTH - 1];
     reg [31:0] wq_addr [0:DEPTH - 1];
     reg [16:0] wq_left [0:DEPTH - 1];
-    reg [3:0]  rq_head, rq_tail, wq_head, wq_tail;
-    reg [4:0]  rq_n, wq_n;
+    localparam PTR = $$clog2(DEPTH);
+    reg [PTR-1:0] rq_head, rq_tail, wq_head, wq_tail;
+    reg [PTR:0]   rq_n, wq_n;
     reg [63:0] last_due, requests, run_start;
     reg        running;
     reg        rd_held, req_held, wr_held;
@@ -126,8 +127,8 @@ module ${TOP} (
     endfunction
 
     wire [48:0] req_val = {req_write, req_len, req_addr};
-    wire [5:0]  outstanding = {1'b0, rq_n} + {1'b0, wq_n};
-    assign req_ready = ({58'd0, outstanding} < cfg[C_MAX_OUT]) && draw(cfg[C_BASE + 0], cycle) < cfg[C_THR + 0];
+    wire [63:0] outstanding = {{(63 - PTR){1'b0}}, rq_n} + {{(63 - PTR){1'b0}}, wq_n};
+    assign req_ready = (outstanding < cfg[C_MAX_OUT]) && draw(cfg[C_BASE + 0], cycle) < cfg[C_THR + 0];
     wire rd_offer = !rd_held && rq_n != 0 && rq_due[rq_head] <= cycle && draw(cfg[C_BASE + 1], cycle) < cfg[C_THR + 1];
     assign rd_valid = rd_held || rd_offer;
     wire [BUS-1:0] rd_word = mem[rq_addr[rq_head][WORD_BITS + SHIFT - 1:SHIFT]];
@@ -139,7 +140,7 @@ module ${TOP} (
     wire [WORD_BITS-1:0] wr_head_word = wq_addr[wq_head][WORD_BITS + SHIFT - 1:SHIFT];
 
     reg [3:0]  e;
-    reg [4:0]  nr, nw;
+    reg [PTR:0] nr, nw;
     reg [63:0] due;
 
     always @(posedge clk) begin
@@ -239,8 +240,8 @@ module ${TOP} (
                 if (e == 0 && cycle > run_start) begin
                     if (done && (nr != 0 || nw != 0)) begin
                         e = E_UNFINISHED;
-                        err_reads <= nr;
-                        err_writes <= nw;
+                        err_reads <= {{(31 - PTR){1'b0}}, nr};
+                        err_writes <= {{(31 - PTR){1'b0}}, nw};
                     end else if (!done && cycle - run_start >= timeout_q)
                         e = E_TIMEOUT;
                 end
