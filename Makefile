@@ -10,6 +10,8 @@ export PATH := $(VERILATOR_BIN):$(abspath $(VENV))/bin:$(PATH)
 DEMO_CKPT ?= models/digits_ps4p4_w8a8.hwq
 DEMO_OUT  ?= demo-out
 JOBS      ?= 2
+SOAK_CASES ?= 2000
+SOAK_OUT  ?= soak-out
 
 .PHONY: setup test soak demo bench clean
 
@@ -35,6 +37,8 @@ test: $(STAMP)
 
 soak: $(STAMP)
 	$(PY) -m pytest -m slow tests
+	@# a randomized campaign in the fast simulation mode; reruns resume, the summary gives cases/hour
+	$(PY) -m hwgen verify --random $(SOAK_CASES) --mode fast --out $(SOAK_OUT)/verify-fast
 
 demo: $(STAMP)
 	$(PY) -m hwgen.demo $(DEMO_CKPT) --out $(DEMO_OUT)
@@ -43,4 +47,4 @@ bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) sim_build
+	rm -rf $(VENV) $(DEMO_OUT) $(SOAK_OUT) sim_build

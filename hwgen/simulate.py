@@ -29,6 +29,7 @@ HOST_PROGRAM = "sim.engine_host:network_host"
 TIMEOUT_FACTOR = 20  # a layer may take this many times its predicted cycles before it is a hang
 TIMEOUT_MIN = 100_000
 TIMINGS = ("hostile", "ideal")
+MODES = ("reference", "fast")  # the DRAM model in cocotb, or as HDL inside the simulator
 
 
 @dataclass
@@ -82,6 +83,8 @@ class SimReport:
     cycles_simulated: int
     error: str | None = None
     expect_mismatches: int | None = None  # with expected outputs (--expect): engine outputs that differ from them
+    mode: str = "reference"  # the DRAM model in cocotb, or "fast": the same model as HDL in the simulator
+    sim_cpu_seconds: float = 0.0  # CPU time of the simulator process (model + host program)
 
     @property
     def passed(self) -> bool:
@@ -123,7 +126,7 @@ class SimReport:
                    "traffic": lr.traffic, "counters": lr.counters, "notes": lr.notes, "error": lr.error}
                   for lr in self.layers]
         return {
-            "sim": self.sim, "seed": self.seed, "timing": self.timing, "images": self.images,
+            "sim": self.sim, "mode": self.mode, "seed": self.seed, "timing": self.timing, "images": self.images,
             "passed": self.passed, "error": self.error,
             "layers": layers, "totals": self.totals(),
             "network": {"logits_match": self.logits_match, "logit_mismatches": self.logit_mismatches,
@@ -131,7 +134,7 @@ class SimReport:
                         "engine_top1": self.engine_top1, "reference_top1": self.reference_top1,
                         "labels": self.labels, "engine_accuracy": self.accuracy(self.engine_top1),
                         "reference_accuracy": self.accuracy(self.reference_top1)},
-            "cycles_simulated": self.cycles_simulated,
+            "cycles_simulated": self.cycles_simulated, "sim_cpu_seconds": self.sim_cpu_seconds,
         }
 
 
@@ -195,12 +198,42 @@ class _Progress:
                     return
 
 
+def build(engine, mode: str = "reference", *, sim: str = "verilator", waves: str | None = None,
+          cache_dir: Path | None = None) -> tuple[simrunner.Build, dict]:
+    """The compiled simulation model of `engine` in `mode` (cached per Verilog), and the fields the
+    job needs for it."""
+    from .sim_target import fast_top
+
+    if mode == "reference":
+        return simrunner.build(engine.sources, engine.toplevel, sim=sim, waves=waves, cache_dir=cache_dir), {}
+    if sim != "verilator":
+        raise HwgenError(f"the fast mode runs on Verilator, not {sim}")
+    sources, regions = fast_top(engine)
+    return build_fast(sources, waves=waves, cache_dir=cache_dir), fast_job(regions)
+
+
+def build_fast(sources: dict[str, str], *, waves: str | None = None, cache_dir: Path | None = None) -> simrunner.Build:
+    """Compile the fast mode's Verilog (`hwgen.sim_target.fast_verilog`) with Verilator."""
+    from .sim_target import FAST_MAKE_VARS, FAST_TOP, FAST_VERILATOR_ARGS
+
+    return simrunner.build(sources, FAST_TOP, sim="verilator", waves=waves, cache_dir=cache_dir,
+                           args=FAST_VERILATOR_ARGS, make_vars=FAST_MAKE_VARS)
+
+
+def fast_job(regions: int) -> dict:
+    """The job fields of a fast-mode run (sim/engine_tb.py) on a build with `regions` region counters."""
+    return {"memory": "hdl", "fastmem_regions": regions}
+
+
 def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", seed: int = 0,
                 timing: str = "hostile", layers: list[str] | None = None, waves: Path | None = None,
                 workdir: Path, cache_dir: Path | None = None, progress: bool = False,
-                expected: np.ndarray | None = None) -> SimReport:
+                expected: np.ndarray | None = None, mode: str = "reference") -> SimReport:
     """Simulate `engine` (a `hwgen.sim_target.EngineTarget`) on `inputs`; compare with the reference
-    (and with `expected`, the user's integer outputs, when given)."""
+    (and with `expected`, the user's integer outputs, when given).
+
+    `mode` "reference" serves the engine from the cocotb DRAM model (sim/dram.py); "fast" from the
+    same model as HDL inside the simulator (sim/fast_bench.py): same outputs, bytes and cycles."""
     from sim.dram import BusTiming
 
     from . import reference
@@ -208,6 +241,8 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
 
     if timing not in TIMINGS:
         raise HwgenError(f"unknown bus timing '{timing}' (choose from {', '.join(TIMINGS)})")
+    if mode not in MODES:
+        raise HwgenError(f"unknown simulation mode '{mode}' (choose from {', '.join(MODES)})")
     graph = engine.graph
     names = [lay.name for lay in engine.layers]
     if layers:
@@ -233,10 +268,11 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
                              axi_dir=str(engine.gen_dir) if engine.interface == "axi" else None)
     wall = time.perf_counter()
     if progress:
-        print(f"compiling {engine.toplevel} with {sim} (kept in a cache: only the first run of a design waits)",
+        print(f"compiling the engine ({mode} mode) with {sim} (kept in a cache: only the first run of a design waits)",
               file=sys.stderr, flush=True)
-    b = simrunner.build(engine.sources, engine.toplevel, sim=sim,
-                        waves=simrunner.waves_format(waves) if waves else None, cache_dir=cache_dir)
+    b, mode_fields = build(engine, mode, sim=sim, waves=simrunner.waves_format(waves) if waves else None,
+                           cache_dir=cache_dir)
+    job.update(mode_fields)
     with _Progress(workdir / "progress.txt", len(chosen) * len(inputs), progress):
         results = simrunner.run_job(b, job, workdir, waves_file=waves)
     wall = time.perf_counter() - wall
@@ -290,13 +326,15 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
                      reference_top1=[int(v) for v in flat(ref_logits).argmax(1)],
                      labels=None if labels is None else [int(v) for v in labels],
                      wall_seconds=wall, cycles_simulated=int(results.get("cycles_simulated", 0)),
-                     error=host.get("aborted"), expect_mismatches=expect_mismatches)
+                     error=host.get("aborted"), expect_mismatches=expect_mismatches, mode=mode,
+                     sim_cpu_seconds=float(results.get("cpu_seconds", 0.0)))
 
 
 def simulate(gen_dir, *, images: int = 4, layers: list[str] | None = None, seed: int = 0, sim: str = "verilator",
              timing: str = "hostile", waves: Path | None = None, checkpoint: Path | None = None,
              workdir: Path | None = None, cache_dir: Path | None = None, progress: bool = False,
-             inputs: np.ndarray | None = None, expected: np.ndarray | None = None) -> SimReport:
+             inputs: np.ndarray | None = None, expected: np.ndarray | None = None,
+             mode: str = "reference") -> SimReport:
     """Verify the engine `hwgen generate` wrote to `gen_dir` on `images` inputs (see module doc).
 
     `checkpoint` is the quantized graph the engine was generated from, if the folder lacks one.
@@ -313,7 +351,7 @@ def simulate(gen_dir, *, images: int = 4, layers: list[str] | None = None, seed:
         x, labels = integer_inputs(engine.graph, inputs, "--input"), None
     return run_network(engine, x, labels, sim=sim, seed=seed, timing=timing, layers=layers, waves=waves,
                        workdir=workdir or Path(gen_dir) / "sim", cache_dir=cache_dir, progress=progress,
-                       expected=expected)
+                       expected=expected, mode=mode)
 
 
 def write_json(report: SimReport, path: Path) -> None:

@@ -32,7 +32,7 @@ from hwgen.driver import Backend, Driver
 from hwgen.engine import registers as regs
 from hwgen.errors import HwgenError
 from sim.dram import BusTiming, DramError
-from sim.engine_tb import job_dram
+from sim.engine_tb import PythonDram, job_dram
 
 PAGE = 4096
 MAX_BURST = 256
@@ -180,7 +180,7 @@ class AxiMonitor:
             self.responses -= 1
 
 
-class AxiBench:
+class AxiBench(PythonDram):
     """The AXI top's bench; the same interface to host programs as `sim.engine_tb.Bench`."""
 
     def __init__(self, dut, job: dict):
@@ -210,7 +210,7 @@ class AxiBench:
         for name in ("awvalid", "wvalid", "arvalid", "bready", "rready"):
             getattr(self.dut, f"s_axil_{name}").value = 0
 
-    def start(self) -> None:
+    async def start(self) -> None:
         for i, (channel, p_ready) in enumerate(self._pauses):
             if p_ready < 1.0:
                 channel.set_pause_generator(pauses(random.Random(self._seed * 8 + i), p_ready))

@@ -25,8 +25,98 @@ OTHER = "other"  # bytes outside every named region
 _M64 = (1 << 64) - 1
 
 
+# The agent's draw streams: request ready, read beat valid, write ready (by cycle), latency (by request).
+STREAM_REQ, STREAM_RD, STREAM_WR, STREAM_LATENCY = 0, 1, 2, 3
+
+
+def stream_base(seed: int, stream: int) -> int:
+    return (seed * 0x9E3779B97F4A7C15 + stream * 0xD1B54A32D192ED03) & _M64
+
+
+def draw(seed: int, stream: int, n: int) -> int:
+    """A 64-bit draw that depends only on (seed, stream, n): splitmix64 of the three.
+
+    Stall decisions are a pure function of the cycle number (and latencies of the request
+    number), not of how many draws came before, so skipping idle cycles (`DramAgent.loop`) changes
+    nothing, and two simulators (or the HDL memory of `hwgen_fastmem.v`) see the same stalls
+    whenever the master behaves the same.
+    """
+    x = (stream_base(seed, stream) + n) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def _to_unit(x: int) -> float:
+    return x / 2.0 ** 64
+
+
+def chance(seed: int, stream: int, n: int) -> float:
+    """The draw as a uniform float in [0, 1]."""
+    return _to_unit(draw(seed, stream, n))
+
+
+def latency_of(draw_unit: float, latency: tuple[int, int]) -> int:
+    lo, hi = latency
+    return lo + int(draw_unit * (hi - lo + 1))
+
+
+def _first(pred) -> int:
+    """The least 64-bit x for which the monotone `pred(x)` holds (2**64 if none)."""
+    lo, hi = 0, 1 << 64
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pred(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def ready_threshold(p: float) -> int:
+    """The integer T with `chance(...) < p` exactly when the draw is below T (float rounding included):
+    what the HDL memory compares its draw with."""
+    return _first(lambda x: not _to_unit(x) < p)
+
+
+def latency_thresholds(latency: tuple[int, int]) -> list[int]:
+    """T_k, k = 1 .. hi - lo: the latency of a request is lo + how many T_k its draw reaches."""
+    lo, hi = latency
+    return [_first(lambda x, k=k: latency_of(_to_unit(x), latency) >= lo + k) for k in range(1, hi - lo + 1)]
+
+
 class DramError(Exception):
     """The bus master broke the memory contract (address, alignment, length, stream rules)."""
+
+
+# What a broken contract is called (the HDL memory's error codes are reported with the same words).
+REQ_DROPPED = "req valid dropped before the request was accepted"
+WR_CHANGED = "wr payload changed before it was accepted"
+WR_DROPPED = "wr valid dropped before the beat was accepted"
+
+
+def request_changed(held: tuple, request: tuple) -> str:
+    return f"request changed from {held} to {request} before it was accepted"
+
+
+def unfinished(reads: int, writes: int) -> str:
+    return f"done raised with {reads} read and {writes} write requests unfinished"
+
+
+def timed_out(timeout: int) -> str:
+    return f"timeout: no done after {timeout} cycles"
+
+
+def burst_error(addr: int, beats: int, write: bool, size: int, bus_bytes: int) -> str | None:
+    """What is wrong with a request of `beats` beats at `addr` to a DRAM of `size` bytes, or None."""
+    kind = "write" if write else "read"
+    if beats <= 0:
+        return f"{kind} request at {addr:#x} with length {beats} beats"
+    if addr % bus_bytes:
+        return f"{kind} request address {addr:#x} is not aligned to {bus_bytes} B"
+    if addr + beats * bus_bytes > size:
+        return f"{kind} request [{addr:#x}, +{beats} beats) lies outside the DRAM of {size} B"
+    return None
 
 
 @dataclass(frozen=True)
@@ -105,13 +195,9 @@ class Dram:
         return t
 
     def check_burst(self, addr: int, beats: int, write: bool) -> None:
-        kind = "write" if write else "read"
-        if beats <= 0:
-            raise DramError(f"{kind} request at {addr:#x} with length {beats} beats")
-        if addr % self.bus_bytes:
-            raise DramError(f"{kind} request address {addr:#x} is not aligned to {self.bus_bytes} B")
-        if addr + beats * self.bus_bytes > self.size:
-            raise DramError(f"{kind} request [{addr:#x}, +{beats} beats) lies outside the DRAM of {self.size} B")
+        error = burst_error(addr, beats, write, self.size, self.bus_bytes)
+        if error:
+            raise DramError(error)
         t = self._count(addr)
         if write:
             t.write_bursts += 1
@@ -268,16 +354,7 @@ class DramAgent:
             self._drive(h, 0)
 
     def _chance(self, stream: int, n: int) -> float:
-        """A uniform draw in [0, 1) that depends only on (seed, stream, n): splitmix64 of the three.
-
-        Stall decisions are a pure function of the cycle number (and latencies of the request
-        number), not of how many draws came before, so skipping idle cycles (`loop`) changes
-        nothing, and two simulators see the same stalls whenever the master behaves the same.
-        """
-        x = (self.timing.seed * 0x9E3779B97F4A7C15 + stream * 0xD1B54A32D192ED03 + n) & _M64
-        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
-        return (x ^ (x >> 31)) / 2.0 ** 64
+        return chance(self.timing.seed, stream, n)
 
     def _idle(self) -> bool:
         """During a run, nothing in flight, and the master neither requesting nor done right now.
@@ -317,14 +394,14 @@ class DramAgent:
                 self._run_start = self.cycle
             self._drive(self.start, 1 if starting else 0)
             outstanding = len(self._reads) + len(self._writes)
-            req_ready = 1 if outstanding < t.max_outstanding and self._chance(0, self.cycle) < t.req_ready else 0
+            req_ready = 1 if outstanding < t.max_outstanding and self._chance(STREAM_REQ, self.cycle) < t.req_ready else 0
             self._drive(self.req_ready, req_ready)
             if (self._rd_beat is None and self._reads and self._reads[0][0] <= self.cycle
-                    and self._chance(1, self.cycle) < t.rd_valid):
+                    and self._chance(STREAM_RD, self.cycle) < t.rd_valid):
                 self._rd_beat = self.dram.read_beat(self._reads[0][1])
                 self._drive(self.rd_payload, self._rd_beat)
             self._drive(self.rd_valid, 0 if self._rd_beat is None else 1)
-            wr_ready = 1 if self._writes and self._chance(2, self.cycle) < t.wr_ready else 0
+            wr_ready = 1 if self._writes and self._chance(STREAM_WR, self.cycle) < t.wr_ready else 0
             self._drive(self.wr_ready, wr_ready)
             await ReadOnly()
             # -- sample and commit ----------------------------------------------------------------
@@ -341,7 +418,7 @@ class DramAgent:
         if self.req_valid.value:
             request = self._read_req()
             if self._held_req is not None and request != self._held_req:
-                raise DramError(f"request changed from {self._held_req} to {request} before it was accepted")
+                raise DramError(request_changed(self._held_req, request))
             if req_ready:
                 self._held_req = None
                 addr, beats, write = request
@@ -349,15 +426,14 @@ class DramAgent:
                 if write:
                     self._writes.append([addr, beats])
                 else:
-                    lat_lo, lat_hi = self.timing.latency
-                    latency = lat_lo + int(self._chance(3, self._requests) * (lat_hi - lat_lo + 1))
+                    latency = latency_of(self._chance(STREAM_LATENCY, self._requests), self.timing.latency)
                     self._last_due = max(self._last_due, self.cycle + 1 + latency)
                     self._reads.append([self._last_due, addr, beats])
                 self._requests += 1
             else:
                 self._held_req = request
         elif self._held_req is not None:
-            raise DramError("req valid dropped before the request was accepted")
+            raise DramError(REQ_DROPPED)
 
         if self._rd_beat is not None and self.rd_ready.value:
             self._rd_beat = None
@@ -370,7 +446,7 @@ class DramAgent:
         if self.wr_valid.value:
             data = self.wr_payload.value.to_unsigned()
             if self._held_wr is not None and data != self._held_wr:
-                raise DramError("wr payload changed before it was accepted")
+                raise DramError(WR_CHANGED)
             if wr_ready:
                 self._held_wr = None
                 head = self._writes[0]
@@ -382,15 +458,15 @@ class DramAgent:
             else:
                 self._held_wr = data
         elif self._held_wr is not None:
-            raise DramError("wr valid dropped before the beat was accepted")
+            raise DramError(WR_DROPPED)
 
         if self._run is not None and self.cycle > self._run_start:
             if self.done.value:
                 if self._reads or self._writes:
-                    raise DramError(f"done raised with {len(self._reads)} read and {len(self._writes)} write requests unfinished")
+                    raise DramError(unfinished(len(self._reads), len(self._writes)))
                 self._finish(None)
             elif self.cycle - self._run_start >= self._run_timeout:
-                self._finish(f"timeout: no done after {self._run_timeout} cycles")
+                self._finish(timed_out(self._run_timeout))
 
     def _finish(self, error: str | None) -> None:
         run = self._run

@@ -54,14 +54,14 @@ async def network_host(bench, job: dict) -> dict:
                 values[node.name] = expected
                 continue
             lay = engine_layers[node.name]
-            bench.dram.load(int(lay["in_addr"]), pack_activations(ins[0][0], layout))
+            await bench.load(int(lay["in_addr"]), pack_activations(ins[0][0], layout))
             record = await bench.run(f"{node.name}#{i}", int(lay["desc_addr"]), int(net["timeout"]))
             if record["error"]:
                 runs[node.name] = dict(record, mismatches=None, notes=[])
                 images.append({"layers": runs, "logits": None})
                 return {"images": images, "aborted": f"{node.name} on image {i}: {record['error']}"}
             shape = node.out_shape
-            raw = bench.dram.dump(int(lay["out_addr"]), activation_bytes(shape, layout))
+            raw = await bench.dump(int(lay["out_addr"]), activation_bytes(shape, layout))
             got = unpack_activations(raw, shape, bool(node.quant.signed), layout)[None]
             mismatches, notes = compare(expected, got)
             runs[node.name] = dict(record, mismatches=mismatches, notes=notes)

@@ -5,6 +5,8 @@ It is driven by a job file (JSON, path in the environment variable `HWGEN_SIM_JO
 
     interface ("stream", the default, or "axi": the AXI top, see sim/axi_bench.py; then `axi_dir`
     names the generated folder whose driver and register map the bench uses),
+    memory ("python", the default: sim.dram's agent; "hdl": the fast mode, the memory inside the
+    simulator, see sim/fast_bench.py; then fastmem_regions is the region counters it was built with),
     bus_bits, dram_size, ports (logical -> HDL port names, see sim.dram.STREAM_PORTS),
     req_layout {addr|len|write: [lsb, width]} (with a req_payload port), timing (sim.dram.BusTiming),
     regions [{name, base, size}], preload [{addr, file}],
@@ -49,10 +51,24 @@ def job_dram(job: dict) -> Dram:
     return dram
 
 
-class Bench:
-    """What a host program sees: the DRAM (uncounted host access) and `run` of the master.
+class PythonDram:
+    """Host access (uncounted) to a bench's Python `dram`; awaited, as the fast mode's HDL memory needs."""
 
-    `sim.axi_bench.AxiBench` is the same for the AXI top."""
+    CLOCK_IMPL = None  # cocotb's choice: the Python DRAM model steps with the clock anyway
+
+    async def load(self, addr: int, data: bytes) -> None:
+        self.dram.load(addr, data)
+
+    async def dump(self, addr: int, nbytes: int) -> bytes:
+        return self.dram.dump(addr, nbytes)
+
+
+class Bench(PythonDram):
+    """What a host program sees: `load` and `dump` of the DRAM (uncounted host access) and `run`
+    of the master.
+
+    `sim.axi_bench.AxiBench` is the same for the AXI top, `sim.fast_bench.FastBench` for the
+    memory inside the simulator (the fast mode)."""
 
     def __init__(self, dut, job: dict):
         self.dut = dut
@@ -69,7 +85,7 @@ class Bench:
     def drive_idle(self) -> None:
         self.agent.drive_idle()
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """After reset: serve the master."""
         cocotb.start_soon(self.agent.loop(get_sim_steps(CLOCK_NS, "ns")))
 
@@ -84,6 +100,10 @@ def make_bench(dut, job: dict):
         from sim.axi_bench import AxiBench
 
         return AxiBench(dut, job)
+    if job.get("memory") == "hdl":
+        from sim.fast_bench import FastBench
+
+        return FastBench(dut, job)
     return Bench(dut, job)
 
 
@@ -91,12 +111,12 @@ async def replay(bench: Bench, job: dict) -> dict:
     """The default host program: the job's runs in order; stops at the first failed run."""
     for run in job["runs"]:
         for item in run.get("loads", []):
-            bench.dram.load(int(item["addr"]), Path(item["file"]).read_bytes())
+            await bench.load(int(item["addr"]), Path(item["file"]).read_bytes())
         record = await bench.run(run["name"], int(run["desc_addr"]), int(run["timeout"]))
         if record["error"]:
             break
         for item in run.get("dumps", []):
-            Path(item["file"]).write_bytes(bench.dram.dump(int(item["addr"]), int(item["size"])))
+            Path(item["file"]).write_bytes(await bench.dump(int(item["addr"]), int(item["size"])))
     return {}
 
 
@@ -112,16 +132,17 @@ def _host_program(job: dict):
 async def run_job(dut):
     job = json.loads(Path(os.environ[JOB_ENV]).read_text())
     results: dict = {"runs": [], "host": None, "error": None}
-    wall = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     try:
         bench = make_bench(dut, job)
         bench.drive_idle()
         dut.rst.value = 1
-        Clock(dut.clk, CLOCK_NS, unit="ns").start()
+        if bench.CLOCK_IMPL != "hdl":
+            Clock(dut.clk, CLOCK_NS, unit="ns", impl=bench.CLOCK_IMPL).start()
         await ClockCycles(dut.clk, RESET_CYCLES)
         await FallingEdge(dut.clk)
         dut.rst.value = 0
-        bench.start()
+        await bench.start()
         try:
             results["host"] = await _host_program(job)(bench, job)
         finally:
@@ -130,4 +151,5 @@ async def run_job(dut):
     except (DramError, OSError, KeyError, ValueError) as e:
         results["error"] = f"{type(e).__name__}: {e}"
     results["wall_seconds"] = time.perf_counter() - wall
+    results["cpu_seconds"] = time.process_time() - cpu  # the simulator's and the host program's
     Path(job["results"]).write_text(json.dumps(results, indent=1, sort_keys=True))

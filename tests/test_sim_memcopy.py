@@ -1,7 +1,9 @@
 """The testbench on a real bus master: the DMA copy engine of sim/memcopy.py, built with Verilator.
 
 Proves the DRAM model (data, stalls, latency, byte and burst counts), the contract checks and the
-runner plumbing of hwgen.simrunner independently of the convolution engine.
+runner plumbing of hwgen.simrunner independently of the convolution engine; and that the fast
+mode's HDL memory (hwgen_fastmem.v around the same DMA) serves it cycle for cycle as the agent
+does and reports the same contract violations in the same words.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 from sim_helpers import session_cache
 
-from hwgen import simrunner
+from hwgen import simrunner, simulate, templates
 from hwgen.errors import HwgenError
 from sim.dram import STREAM_PORTS, BusTiming
 from sim.memcopy import memcopy_verilog, req_layout_bits
@@ -21,6 +23,7 @@ BUS_BITS = 64
 BUS_BYTES = BUS_BITS // 8
 MAX_BURST = 4
 DESC, SRC, DST = 0x0, 0x1000, 0x8000
+DRAM_SIZE = 1 << 16
 REGIONS = [dict(name="descriptors", base=DESC, size=0x100), dict(name="inputs", base=SRC, size=0x4000),
            dict(name="outputs", base=DST, size=0x4000)]
 
@@ -44,7 +47,7 @@ def copy_job(tmp_path, copies, timing: BusTiming, src=SRC, timeout=100_000):
         runs.append(dict(name=f"copy{i}", desc_addr=DESC + 16 * i, timeout=timeout,
                          loads=[dict(addr=DESC + 16 * i, file=str(desc)), dict(addr=SRC, file=str(tmp_path / f"in{i}.bin"))],
                          dumps=[dict(addr=DST, size=len(data), file=str(tmp_path / f"out{i}.bin"))]))
-    job = simrunner.make_job(bus_bits=BUS_BITS, dram_size=1 << 16, ports=STREAM_PORTS, req_layout=req_layout_bits(),
+    job = simrunner.make_job(bus_bits=BUS_BITS, dram_size=DRAM_SIZE, ports=STREAM_PORTS, req_layout=req_layout_bits(),
                             timing=timing.as_dict(), regions=REGIONS, runs=runs)
     return job, expected
 
@@ -154,3 +157,48 @@ def test_icarus_fst_waves_are_written(tmp_path):
     assert fst.read_bytes()[:1] == b"\x00"  # FST block type 0: the header block
     with pytest.raises(HwgenError, match="does not match"):
         simrunner.run_job(traced, job, tmp_path / "work2", waves_file=tmp_path / "copy.vcd")
+
+
+def fast_build(tmp_path_factory, unstable_wr: bool = False):
+    """The DMA behind the stream shell inside the fast mode's HDL memory; (build, region counters)."""
+    from hwgen.sim_target import fast_verilog
+
+    shell = templates.fill("hwgen_top.v", TOP="hwgen_top", ENGINE="memcopy", BUS_BITS=BUS_BITS)
+    sources, regions = fast_verilog({"memcopy.v": memcopy_verilog(BUS_BITS, MAX_BURST, unstable_wr=unstable_wr),
+                                     "hwgen_top.v": shell}, "hwgen_top", BUS_BITS, DRAM_SIZE, len(REGIONS))
+    return simulate.build_fast(sources, cache_dir=session_cache(tmp_path_factory)), regions
+
+
+@pytest.fixture(scope="module")
+def fast_dma(tmp_path_factory):
+    return fast_build(tmp_path_factory)
+
+
+def run_fast(fast, tmp_path, copies, timing, **kw):
+    build, regions = fast
+    job, expected = copy_job(tmp_path, copies, timing, **kw)
+    return simrunner.run_job(build, dict(job, **simulate.fast_job(regions)), tmp_path / "work"), expected
+
+
+@pytest.mark.parametrize("timing", [BusTiming.profile("ideal", 0), BusTiming.profile("hostile", 3)],
+                         ids=["ideal", "hostile"])
+def test_fast_memory_serves_the_dma_as_the_agent_does(dma, fast_dma, tmp_path, timing):
+    copies = [1, 4, 5, 37]
+    ref, _ = run(dma, tmp_path / "ref", copies, timing)
+    fast, expected = run_fast(fast_dma, tmp_path / "fast", copies, timing)
+    for i, (a, b) in enumerate(zip(ref["runs"], fast["runs"], strict=True)):
+        assert (tmp_path / "fast" / f"out{i}.bin").read_bytes() == expected[i]
+        assert b == a and b["error"] is None  # name, cycles and traffic per region
+
+
+@pytest.mark.parametrize("beats, kw", [(2, {"src": SRC + 4}), (64, {"timeout": 50})], ids=["misaligned", "timeout"])
+def test_fast_memory_reports_violations_in_the_agents_words(dma, fast_dma, tmp_path, beats, kw):
+    ref, _ = run(dma, tmp_path / "ref", [beats], BusTiming(), **kw)
+    fast, _ = run_fast(fast_dma, tmp_path / "fast", [beats], BusTiming(), **kw)
+    assert ref["runs"][0]["error"] and fast["runs"][0]["error"] == ref["runs"][0]["error"]
+    assert fast["runs"][0]["cycles"] == ref["runs"][0]["cycles"]
+
+
+def test_fast_memory_catches_an_unstable_write_payload(tmp_path_factory, tmp_path):
+    fast, _ = run_fast(fast_build(tmp_path_factory, unstable_wr=True), tmp_path, [8], BusTiming.profile("hostile", 4))
+    assert fast["runs"][0]["error"] == "wr payload changed before it was accepted"

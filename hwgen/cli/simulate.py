@@ -9,7 +9,9 @@ predicted; then whether the logits equal the reference's. Exit status 1 if anyth
 including DRAM bytes measured vs predicted. A folder generated with --interface axi runs on
 cocotbext-axi (AxiRam with random pauses, AxiLiteMaster, the Python driver, a protocol monitor).
 --input X.npy runs your own images (float, quantized with the input scale, or integers); --expect
-Y.npy also compares the engine's outputs with yours.
+Y.npy also compares the engine's outputs with yours. --mode fast runs the same DRAM model as HDL
+inside Verilator (sim/fast_bench.py): the same outputs, DRAM bytes and cycles (the same stalls for
+the same seed), several times faster; the default reference mode keeps the full cocotb testbench.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator", help="simulator (default verilator)")
     p.add_argument("--timing", choices=("hostile", "ideal"), default="hostile",
                    help="DRAM behaviour: random stalls and latency (default), or always ready")
+    p.add_argument("--mode", choices=("reference", "fast"), default="reference",
+                   help="DRAM model: the cocotb testbench's (default), or fast: the same model as HDL inside "
+                        "Verilator, same outputs, bytes and cycles (stream top, Verilator only)")
     p.add_argument("--waves", type=Path, default=None, metavar="FILE.fst",
                    help="write a waveform trace (.fst, or .vcd with Verilator)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
@@ -77,7 +82,7 @@ def format_table(report) -> str:
 def summary_lines(report) -> list[str]:
     j = report.to_json()["network"]
     lines = [f"logits: {'bit-exact' if report.logits_match else f'{report.logit_mismatches} DIFFER'} "
-             f"on {report.images} image(s) ({report.sim}, {report.timing} DRAM, seed {report.seed})"]
+             f"on {report.images} image(s) ({report.sim}, {report.timing} DRAM, seed {report.seed}, {report.mode} mode)"]
     if report.timing != "ideal":
         lines.append("cycles predicted assume an ideal DRAM; compare them with --timing ideal")
     if j["labels"]:
@@ -106,7 +111,7 @@ def run(args) -> int:
         raise HwgenError(f"--expect {args.expect}: expected integer outputs, got dtype {expected.dtype}")
     report = simulate(args.dir, images=args.images, layers=layers, seed=args.seed, sim=args.sim,
                       timing=args.timing, waves=args.waves, checkpoint=args.checkpoint,
-                      progress=not args.no_progress, inputs=inputs, expected=expected)
+                      progress=not args.no_progress, inputs=inputs, expected=expected, mode=args.mode)
     print(format_table(report))
     print("\n".join(summary_lines(report)))
     if args.json:

@@ -7,7 +7,8 @@ cocotb/Verilator under DRAM stalls drawn from the same seed, and compares every 
 with the integer reference and the DRAM bytes with the schedule model. Results go to
 DIR/results.parquet (reruns skip passed cases); a failure is printed with its seed, its
 configuration and a one-line command that replays it, and keeps its files in DIR/cases/SEED.
-Exit status 1 if any case fails. See docs/sweep.md.
+Exit status 1 if any case fails. --mode fast simulates with the DRAM model as HDL inside Verilator
+(`hwgen simulate --mode fast`). See docs/sweep.md.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="campaign folder (created; reruns resume)")
     p.add_argument("--timing", choices=("hostile", "ideal"), default="hostile",
                    help="DRAM behaviour: random stalls and latency from each case's seed (default), or always ready")
+    p.add_argument("--mode", choices=("reference", "fast"), default="reference",
+                   help="simulation mode (hwgen simulate --mode): the cocotb DRAM model (default) or fast, the same "
+                        "model as HDL inside Verilator")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="local process pool (default) or Ray")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="parallel cases (default: every core)")
     p.add_argument("--address", default=None, metavar="ADDR", help="join an existing Ray cluster")
@@ -34,7 +38,8 @@ def run(args) -> int:
     from ..sweep.verify import run_campaign
 
     s = run_campaign(args.random, args.out, seed=args.seed, timing=args.timing, executor=args.executor,
-                     workers=args.workers, address=args.address, progress=not args.no_progress)
+                     workers=args.workers, address=args.address, progress=not args.no_progress,
+                     mode=args.mode)
     failures = []
     for r in s["failed"]:
         doc = json.loads(r["result"]) if r["result"] else {}

@@ -24,12 +24,15 @@ from .stages import error_text, make_row
 STAGE = "verify"
 
 
-def case_key(seed: int, timing: str) -> str:
-    return digest({"verify": seed, "timing": timing})
+def case_key(seed: int, timing: str, mode: str = "reference") -> str:
+    key = {"verify": seed, "timing": timing}
+    if mode != "reference":  # the reference mode's keys stay those of campaigns before the fast mode
+        key["mode"] = mode
+    return digest(key)
 
 
-def replay_command(seed: int, out: Path, timing: str) -> str:
-    extra = "" if timing == "hostile" else f" --timing {timing}"
+def replay_command(seed: int, out: Path, timing: str, mode: str = "reference") -> str:
+    extra = ("" if timing == "hostile" else f" --timing {timing}") + ("" if mode == "reference" else f" --mode {mode}")
     return f"hwgen verify --random 1 --seed {seed}{extra} --out {out}"
 
 
@@ -39,15 +42,17 @@ class Case:
     seed: int
     timing: str
     cache: str | None  # a shared Verilator build cache; None: the case's own, deleted when it passes
+    mode: str = "reference"  # hwgen.simulate's: the cocotb DRAM model, or "fast" (the same as HDL)
     cpus = 1
 
     def base(self, engine: dict | None = None, label: str | None = None) -> dict:
-        key = case_key(self.seed, self.timing)
+        key = case_key(self.seed, self.timing, self.mode)
         return {"key": key, "point": key, "stage": STAGE, "input": label or f"chain{self.seed}", "input_key": "",
                 "seed": self.seed, **(engine or {})}
 
     def error_rows(self, error: str) -> list[dict]:
-        return [make_row(self.base(), "error", error, 0.0, {}, {"replay": replay_command(self.seed, Path(self.out), self.timing)})]
+        return [make_row(self.base(), "error", error, 0.0, {},
+                         {"replay": replay_command(self.seed, Path(self.out), self.timing, self.mode)})]
 
 
 def run_case(case: Case) -> list[dict]:
@@ -57,7 +62,7 @@ def run_case(case: Case) -> list[dict]:
 
     t0 = time.perf_counter()
     folder = Path(case.out) / "cases" / str(case.seed)
-    doc = {"replay": replay_command(case.seed, Path(case.out), case.timing)}
+    doc = {"replay": replay_command(case.seed, Path(case.out), case.timing, case.mode)}
     figures, base = {}, case.base()
     try:
         chain = random_chain(case.seed)
@@ -65,7 +70,7 @@ def run_case(case: Case) -> list[dict]:
         doc["description"] = chain.description
         target = sim_target.from_graph(chain.graph, folder / "gen", **chain.engine)
         report = simulate.run_network(target, chain.inputs, None, seed=case.seed, timing=case.timing,
-                                      workdir=folder / "sim",
+                                      workdir=folder / "sim", mode=case.mode,
                                       cache_dir=Path(case.cache) if case.cache else folder / "sim-cache")
         doc["report"] = report.to_json()
         t = report.totals()
@@ -90,7 +95,7 @@ def run_case(case: Case) -> list[dict]:
 
 def run_campaign(cases: int, out, *, seed: int = 0, timing: str = "hostile", executor: str = "local",
                  workers: int | None = None, address: str | None = None, cache_dir=None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, mode: str = "reference") -> dict:
     """Cases seed .. seed + cases - 1 not yet passed in `out`; returns counts, failures and cases/hour."""
     from ..errors import HwgenError
 
@@ -102,19 +107,19 @@ def run_campaign(cases: int, out, *, seed: int = 0, timing: str = "hostile", exe
     out.mkdir(parents=True, exist_ok=True)
     seeds = range(seed, seed + cases)
     done = {r["key"] for r in store.load(out) if r["status"] == "ok"}
-    todo = [s for s in seeds if case_key(s, timing) not in done]
+    todo = [s for s in seeds if case_key(s, timing, mode) not in done]
     # Every case is a different design: a build (about 150 MB) is worth keeping only for a failure.
     cache = str(cache_dir) if cache_dir else None
     t0 = time.perf_counter()
     ex = executors.make(executor, workers, address)
     try:
-        counts = execute(ex, run_case, [Case(str(out), s, timing, cache) for s in todo], out, len(todo),
+        counts = execute(ex, run_case, [Case(str(out), s, timing, cache, mode) for s in todo], out, len(todo),
                          f"verify {len(todo)} cases", progress)
         store.compact(out)
     finally:
         ex.close()
     wall = time.perf_counter() - t0
-    keys = {case_key(s, timing) for s in seeds}
+    keys = {case_key(s, timing, mode) for s in seeds}
     rows = [r for r in store.load(out) if r["key"] in keys]
     failed = [r for r in rows if r["status"] != "ok"]
     return {"cases": cases, "ran": len(todo), "skipped": cases - len(todo), **counts,

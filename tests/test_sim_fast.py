@@ -1,0 +1,113 @@
+"""The fast simulation mode (the DRAM model as HDL inside Verilator) against the reference mode.
+
+The two modes model one memory: the same stall draws for the same seed, the same latencies, the
+same counters per region. So on the same engine and inputs they must agree on every output
+element, every layer's cycles (ideal and hostile timing alike) and the DRAM traffic per region,
+bursts included. The sample: the shipped digits network and two random chains (random shapes,
+kernels, sparsity, bits, lanes and bus widths of 32 to 128 bits, see hwgen.randomnet).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from hwgen import checkpoint, sim_target, simulate
+from hwgen.cli import main
+from hwgen.randomnet import random_chain
+from sim.dram import chance, draw, latency_of, latency_thresholds, ready_threshold
+from sim.fast_bench import from_hex, to_hex
+
+CKPT = Path(__file__).resolve().parents[1] / "models" / "digits_ps4p4_w8a8.hwq"
+RANDOM_SEEDS = [11, 12]
+
+
+def _case(name, tmp_path):
+    if name == "digits":
+        target = sim_target.from_graph(checkpoint.load(CKPT), tmp_path / "gen")
+        inputs, labels = simulate.sample_inputs(target.graph, 2, 0)
+        return target, inputs, labels
+    chain = random_chain(name)
+    return sim_target.from_graph(chain.graph, tmp_path / "gen", **chain.engine), chain.inputs, None
+
+
+@pytest.mark.parametrize("case", ["digits", *RANDOM_SEEDS])
+def test_fast_mode_equals_reference_mode(case, tmp_path, cache):
+    target, inputs, labels = _case(case, tmp_path)
+    for timing, seed in (("ideal", 0), ("hostile", 5)):
+        reports = {mode: simulate.run_network(target, inputs, labels, seed=seed, timing=timing, mode=mode,
+                                              workdir=tmp_path / f"{mode}-{timing}", cache_dir=cache)
+                   for mode in simulate.MODES}
+        ref, fast = reports["reference"], reports["fast"]
+        where = f"case {case}, {timing} DRAM"
+        assert ref.passed and fast.passed, (where, ref.error, fast.error)
+        assert fast.mode == "fast" and ref.mode == "reference"
+        for a, b in zip(ref.layers, fast.layers, strict=True):
+            assert (b.images, b.mismatches) == (len(inputs), 0), (where, b.name, b.notes)
+            assert a.cycles_all == b.cycles_all, (where, b.name)
+            assert a.traffic == b.traffic, (where, b.name)
+        assert fast.engine_top1 == ref.engine_top1 == ref.reference_top1, where
+
+
+def test_cli_fast_mode_writes_its_json(tmp_path, cache, monkeypatch, capsys):
+    monkeypatch.setenv("HWGEN_SIM_CACHE", str(cache))
+    gen = tmp_path / "gen"
+    sim_target.from_graph(checkpoint.load(CKPT), gen)
+    assert main(["simulate", str(gen), "--mode", "fast", "--images", "1", "--timing", "ideal",
+                 "--json", str(tmp_path / "r.json"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "fast mode" in out and "PASS" in out
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["mode"] == "fast" and doc["passed"] and [lay["bytes_match"] for lay in doc["layers"]] == [True] * 4
+
+
+def test_cli_fast_mode_refuses_icarus_in_one_line(tmp_path, capsys):
+    gen = tmp_path / "gen"
+    sim_target.from_graph(checkpoint.load(CKPT), gen)
+    assert main(["simulate", str(gen), "--mode", "fast", "--sim", "icarus", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fast mode runs on Verilator" in err[0]
+
+
+def test_integer_thresholds_decide_as_the_float_draws_do():
+    """The HDL memory compares 64-bit draws with integers; at and around every threshold the
+    decision must be the Python agent's float comparison, rounding included."""
+    rng = random.Random(3)
+    for p in (0.0, 0.6, 0.7, 1.0, rng.random()):
+        t = ready_threshold(p)
+        for x in (t - 2, t - 1, t, t + 1, rng.getrandbits(64)):
+            if 0 <= x < 1 << 64:
+                assert (x < t) == (x / 2.0 ** 64 < p), (p, x)
+    for latency in ((1, 1), (1, 24), (3, 9)):
+        ts = latency_thresholds(latency)
+        assert len(ts) == latency[1] - latency[0]
+        for x in [v for t in ts for v in (t - 1, t)] + [rng.getrandbits(64) for _ in range(50)]:
+            assert latency[0] + sum(x >= t for t in ts) == latency_of(x / 2.0 ** 64, latency), (latency, x)
+    assert chance(5, 1, 9) == draw(5, 1, 9) / 2.0 ** 64
+
+
+@pytest.mark.parametrize("bus_bytes", [4, 8, 16])
+def test_memory_files_round_trip(bus_bytes):
+    data = bytes(random.Random(bus_bytes).getrandbits(8) for _ in range(bus_bytes * 7))
+    text = to_hex(data, bus_bytes)
+    assert len(text.splitlines()) == 7
+    assert int(text.splitlines()[0], 16) == int.from_bytes(data[:bus_bytes], "little")
+    assert from_hex(text.decode(), bus_bytes) == data
+
+
+def test_random_campaign_in_fast_mode(tmp_path, cache):
+    """`hwgen verify --random --mode fast` on the random chains above (their fast builds are cached)."""
+    from hwgen.sweep import store
+    from hwgen.sweep.verify import case_key, replay_command, run_campaign
+
+    out = tmp_path / "campaign"
+    s = run_campaign(len(RANDOM_SEEDS), out, seed=RANDOM_SEEDS[0], workers=2, cache_dir=cache, progress=False,
+                     mode="fast")
+    assert s["failed"] == [] and (s["passed"], s["ran"]) == (len(RANDOM_SEEDS), len(RANDOM_SEEDS))
+    rows = store.load(out)
+    assert all(r["mismatches"] == 0 and r["sim_cycles"] > 0 for r in rows)
+    assert case_key(11, "hostile", "fast") != case_key(11, "hostile")  # a reference campaign still runs
+    assert replay_command(5, Path("d"), "hostile", "fast") == "hwgen verify --random 1 --seed 5 --mode fast --out d"
