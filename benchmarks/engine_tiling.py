@@ -42,7 +42,7 @@ def compulsory(graph, glb_kib: int | None) -> dict[str, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="resnet18-cifar", choices=["resnet18-cifar", "resnet18-imagenet"])
+    ap.add_argument("--model", default="resnet18-cifar", choices=["resnet18-cifar", "resnet18-imagenet", "vgg16-imagenet"])
     ap.add_argument("--scheme", default="PS4_P4", help="periodic scheme of the 3x3 convolutions, or dense")
     ap.add_argument("--glb-kib", type=int, default=16)
     ap.add_argument("--weight-kib", type=int, help="weight buffer size (default: one lane group of the widest layer)")

@@ -1,9 +1,9 @@
 """The engine's analytical model: exact DRAM bytes per tensor and the cycle count of a layer.
 
 The bytes follow the layer's loop nest (`tiling.layer_tiling`): the descriptor once, every row
-band's input rows (halo included) once, or once per lane group when groups are the outer loop,
-every group's weights and table once, or once per band when bands are the outer loop, and each
-output row once, in the layouts of `memory_map.py`.
+band's input rows (halo included; of a column tile, the beats covering its columns) once, or once
+per lane group when groups are the outer loop, every group's weights and table once, or once per
+tile when tiles are the outer loop, and each output row once, in the layouts of `memory_map.py`.
 `hwgen simulate` checks them against the bytes counted in RTL simulation, and the `engine`
 analysis preset reports them.
 

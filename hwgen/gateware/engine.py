@@ -10,7 +10,10 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
        into the weight buffer side by side, then for every band read its input rows and run each
        of the k groups (reading its table) on it; k = all groups reads weights and input once;
   3. a band's input is read channel by channel: the rows its windows need (halo included, rows
-     outside the tensor skipped) go into the input buffer; a run is every pass of the band
+     outside the tensor skipped) go into the input buffer; when the compiler split bands into
+     column tiles (`col_beats`), each tile of a band (left to right) is read and run in turn,
+     one read per row of the whole beats covering its columns (TILE_COLS, TILE_BEATS), and its
+     output rows are written from its first output beat; a run is every pass of the band
      (output row x lane group of pixels) while write-back streams finished rows out. Groups are
      contiguous channels, or (`residue_groups`) channels `r + (k0 + m) * P` of one residue class
      `r` after the other: then every lane shares the residue and each channel steps its pattern's taps;

@@ -1,9 +1,10 @@
-"""The input buffer: one row band of the input tensor on chip, rows packed into words, and the window fetch.
+"""The input buffer: one row band (or column tile of one) of the input tensor on chip, rows packed into words, and the window fetch.
 
 Storage: a word holds `2**slot_shift` rows of the layer, or of the column tile being run (each in
 a power-of-two slot of beats; one row per word for the widest layer). A column tile's rows hold
-the whole beats covering its columns: element 0 of a slot is input column `col_origin`. Row `(c, y)` of a band sits in slot `c * chan_rows + (y -
-row_origin)`, `row_origin` being the band's first loaded row: every input channel gets
+the whole beats covering its columns: element 0 of a slot is input column `col_origin`. Row
+`(c, y)` of a band sits in slot `c * chan_rows + (y - row_origin)`, `row_origin` being the band's
+first loaded row: every input channel gets
 `chan_rows` slots, and the engine fills them channel by channel (`fill_start` with the channel's
 first slot, then the beats of its rows, one SRAM write per beat). A beat carries
 `params.beat_elems` activations (several per byte at A <= 4, `memory_map`); the fill keeps the low
