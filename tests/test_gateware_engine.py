@@ -332,6 +332,24 @@ def test_column_tiles_cycles_match_schedule():
     assert abs(traffic.cycles - model.cycles) <= 0.03 * traffic.cycles, (traffic.cycles, model.cycles)
 
 
+@pytest.mark.parametrize("kind", ["residue", "library"])
+def test_column_tiles_of_residue_and_library_layers(kind):
+    """Residue-grouped (PSD, rows fetched per pattern) and pattern-library layers in column tiles, under stalls."""
+    from hwgen.engine import schedule
+
+    graph = (conv_graph(91, cin=9, cout=16, h=4, w=30, scheme="PSD1_P16") if kind == "residue"
+             else pattern_library_graph(92, cin=6, cout=5, h=4, w=30))
+    plan = engine.plan_node(graph, graph.node("conv"), m_lanes=4)
+    assert plan.residue_groups if kind == "residue" else plan.ids is not None
+    wide = dataclasses.replace(engine.fit_params([plan], m_lanes=4, x_lanes=2, bus_bits=16), max_width=120)
+    words = engine.band_words(plan, wide, 1) - 1
+    plan, params, traffic = run_case(graph, 3, m_lanes=4, x_lanes=2, bus_bits=16, max_width=120, input_words=words,
+                                     stall=0.4)
+    assert engine.layer_tiling(plan, params).col_tiles > 1
+    model = schedule.layer_schedule(plan, params)
+    assert traffic.read_bytes == model.read_bytes and traffic.write_bytes == model.write_bytes
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(40))
 def test_random_column_tiles_soak(seed):
