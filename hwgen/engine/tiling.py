@@ -76,23 +76,29 @@ def band_inputs(plan: LayerPlan, band_rows: int) -> list[tuple[int, int]]:
     return out
 
 
-def col_inputs(plan: LayerPlan, params: EngineParams, col_beats: int) -> list[tuple[int, int]]:
-    """(lo, hi): the input beats of a row each column tile of `col_beats` output beats reads (the
-    engine's TILE_COLS state): the whole beats covering the columns its windows touch."""
-    w, ow, s, pad, be = plan.in_shape[2], plan.out_shape[2], plan.stride, plan.kernel // 2, params.beat_elems
+def col_spans(plan: LayerPlan, params: EngineParams, col_beats: int) -> list[tuple[int, int]]:
+    """(lo, hi): the input columns each column tile of `col_beats` output beats touches (the engine's
+    TILE_COLS state): its windows' columns, halo included, clipped to the row."""
+    w, ow, s, pad = plan.in_shape[2], plan.out_shape[2], plan.stride, plan.kernel // 2
     out = []
-    for ox0 in range(0, ow, col_beats * be):
-        last = min(ox0 + col_beats * be, ow) - 1
-        lo, hi = max(ox0 * s - pad, 0), min(last * s - pad + plan.kernel, w)
-        out.append((lo // be, ceil_div(hi, be)))
+    for ox0 in range(0, ow, col_beats * params.beat_elems):
+        last = min(ox0 + col_beats * params.beat_elems, ow) - 1
+        out.append((max(ox0 * s - pad, 0), min(last * s - pad + plan.kernel, w)))
     return out
 
 
+def col_inputs(plan: LayerPlan, params: EngineParams, col_beats: int) -> list[tuple[int, int]]:
+    """(lo, hi): the input beats of a row each column tile reads: the whole beats covering its columns."""
+    be = params.beat_elems
+    return [(lo // be, ceil_div(hi, be)) for lo, hi in col_spans(plan, params, col_beats)]
+
+
 def tile_slot_shift(plan: LayerPlan, params: EngineParams, col_beats: int) -> int:
-    """log2 of the input rows (of a column tile, or whole) one input buffer word holds."""
+    """log2 of the input rows (of a column tile, or whole) one input buffer word holds: a tile's row
+    keeps only its columns (the fill shifts them to the slot's start), in power-of-two slots."""
     if not col_beats:
         return params.slot_shift(plan.in_shape[2])
-    return params.slot_shift(max(hi - lo for lo, hi in col_inputs(plan, params, col_beats)) * params.beat_elems)
+    return params.slot_shift(max(hi - lo for lo, hi in col_spans(plan, params, col_beats)))
 
 
 def band_words(plan: LayerPlan, params: EngineParams, band_rows: int, col_beats: int = 0) -> int:

@@ -114,7 +114,9 @@ class Engine(wiring.Component):
         tile_out_beats = Signal(16)
         tile_lo = Signal(16)
         tile_beats = Signal(16)
-        tile_x_hi = Signal(signed(18))  # one past the last input column the tile's windows touch
+        tile_x_lo = Signal(16)  # the first input column the tile's windows touch
+        tile_x_hi = Signal(signed(18))  # one past the last
+        tile_flush = Signal()  # a row's columns end in its last beat's second half: the fill writes once more
         # resident lane groups: the group within the resident set, its weight-buffer offsets, and
         # the lane group state at the set's first group (restored for every band)
         j = Signal(8)
@@ -134,7 +136,8 @@ class Engine(wiring.Component):
             inbuf.fill.payload.eq(self.rd.payload), wbuf.fill.payload.eq(self.rd.payload),
             inbuf.row_beats.eq(tile_beats), inbuf.channels.eq(d.channels), inbuf.height.eq(d.height),
             inbuf.width.eq(d.width), inbuf.out_height.eq(band_rows_now), inbuf.x_groups.eq(tile_xg),
-            inbuf.x_start.eq(Mux(d.stride2, tile_ox0 << 1, tile_ox0)), inbuf.col_origin.eq(tile_lo * p.beat_elems),
+            inbuf.x_start.eq(Mux(d.stride2, tile_ox0 << 1, tile_ox0)), inbuf.col_origin.eq(tile_x_lo),
+            inbuf.col_shift.eq(tile_x_lo[:be_log]), inbuf.col_flush.eq(tile_flush),
             inbuf.slot_shift.eq(d.slot_shift), inbuf.chan_rows.eq(d.chan_rows), inbuf.fill_slot.eq(slot_ptr + in_row),
             inbuf.y_start.eq(Mux(d.stride2, band_oy0 << 1, band_oy0) - p.kernel_max // 2), inbuf.row_origin.eq(band_lo),
             inbuf.stride2.eq(d.stride2), inbuf.kernel1x1.eq(d.kernel1x1), inbuf.residue_groups.eq(d.residue_groups),
@@ -250,7 +253,7 @@ class Engine(wiring.Component):
                     in_row_bytes.eq(d.in_row_beats * bb),
                     # full rows; column tiles set these per tile (TILE_COLS, TILE_BEATS)
                     tile_cols.eq(d.out_width), tile_xg.eq(d.x_groups), tile_out_beats.eq(d.out_row_beats),
-                    tile_lo.eq(0), tile_beats.eq(d.in_row_beats),
+                    tile_lo.eq(0), tile_beats.eq(d.in_row_beats), tile_x_lo.eq(0), tile_flush.eq(0),
                     group_words.eq((d.weight_group_beats + (1 << bpw_log) - 1) >> bpw_log),
                     fill_base.eq(0), lane_base.eq(0),
                 ]
@@ -297,6 +300,7 @@ class Engine(wiring.Component):
                     tile_cols.eq(cols_now),
                     tile_xg.eq((cols_now + p.x_lanes - 1) >> (p.x_lanes.bit_length() - 1)),
                     tile_out_beats.eq((cols_now + p.beat_elems - 1) >> be_log),
+                    tile_x_lo.eq(Mux(x_lo < 0, 0, x_lo).as_unsigned()[:16]),
                     tile_lo.eq(Mux(x_lo < 0, 0, x_lo).as_unsigned()[:16] >> be_log),
                     tile_x_hi.eq(x_lo + Mux(d.stride2, (cols_now - 1) << 1, cols_now - 1) + d.kernel),
                 ]
@@ -304,7 +308,9 @@ class Engine(wiring.Component):
             with m.State("TILE_BEATS"):
                 m.d.comb += self.busy.eq(1)
                 hi = Mux(tile_x_hi > d.width, d.width, tile_x_hi).as_unsigned()[:16]
-                m.d.sync += tile_beats.eq(((hi + p.beat_elems - 1) >> be_log) - tile_lo)
+                beats = ((hi + p.beat_elems - 1) >> be_log) - tile_lo
+                kept = (hi - tile_x_lo + p.beat_elems - 1) >> be_log  # beats of the row's columns in the buffer
+                m.d.sync += [tile_beats.eq(beats), tile_flush.eq((tile_x_lo[:be_log] != 0) & (kept == beats))]
                 m.next = "BAND_ADDR"
             with m.State("BAND_ADDR"):
                 # a band of every row of the tensor is one read: its channels lie back to back in

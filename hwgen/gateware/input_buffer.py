@@ -56,7 +56,12 @@ class InputBuffer(wiring.Component):
             "out_height": In(16),  # output rows of the band
             "x_groups": In(16),  # lane groups of output pixels of the tile
             "x_start": In(16),  # the tile's first output column * stride (0 unless column tiles)
-            "col_origin": In(16),  # the input column in each slot's first element (the tile's first beat's)
+            "col_origin": In(16),  # the input column in each slot's first element (the tile's first)
+            # column tiles: the first column's place in its beat (the fill shifts the row by it), and
+            # whether a row's last beat leaves a slot beat to write after it (one read per row: the
+            # cycle after a row's last beat carries no fill beat)
+            "col_shift": In(range(params.beat_elems)),
+            "col_flush": In(1),
             "stride2": In(1),
             "kernel1x1": In(1),
             "residue_groups": In(1),  # read only the rows of each channel's pattern (see the module doc)
@@ -86,14 +91,33 @@ class InputBuffer(wiring.Component):
         m.d.comb += [slot_mask.eq((1 << self.slot_shift) - 1), slot_log2.eq(wbl - self.slot_shift),
                      slot_beat.eq((slot & slot_mask) << slot_log2)]
         beat_elems = Cat(self.fill.payload.word_select(i, p.act_field_bits)[:a] for i in range(be))
-        m.d.comb += [self.fill.ready.eq(1), mem.wr_addr.eq(slot >> self.slot_shift),
-                     mem.wr_data.eq(beat_elems.replicate(p.word_beats))]
+        # a column tile's row starts `col_shift` elements into its first beat: slot beat j is elements
+        # col_shift .. of read beats j and j + 1, written when beat j + 1 (or, flushing, nothing) arrives
+        prev = Signal(be * a)
+        shifted = Signal(be * a)
+        flush = Signal()
+        flush_addr = Signal.like(mem.wr_addr)
+        flush_beat = Signal(wbl + 1)
+        shifting = self.col_shift != 0
+        m.d.comb += [self.fill.ready.eq(1),
+                     shifted.eq(Cat(prev, Mux(flush, 0, beat_elems)).bit_select(self.col_shift * a, be * a)),
+                     mem.wr_addr.eq(Mux(flush, flush_addr, slot >> self.slot_shift)),
+                     mem.wr_data.eq(Mux(shifting, shifted, beat_elems).replicate(p.word_beats))]
+        m.d.sync += flush.eq(0)
+        with m.If(flush):
+            m.d.comb += mem.wr_en.eq(1 << flush_beat)
         with m.If(self.fill_start):
             m.d.sync += [beat_in_row.eq(0), slot.eq(self.fill_slot)]
         with m.Elif(self.fill.valid):
-            m.d.comb += mem.wr_en.eq(1 << (slot_beat + beat_in_row)[:wbl + 1])
+            m.d.sync += prev.eq(beat_elems)
+            with m.If(~shifting):
+                m.d.comb += mem.wr_en.eq(1 << (slot_beat + beat_in_row)[:wbl + 1])
+            with m.Elif(beat_in_row != 0):
+                m.d.comb += mem.wr_en.eq(1 << (slot_beat + beat_in_row - 1)[:wbl + 1])
             with m.If(beat_in_row == self.row_beats - 1):
-                m.d.sync += [beat_in_row.eq(0), slot.eq(slot + 1)]
+                m.d.sync += [beat_in_row.eq(0), slot.eq(slot + 1),
+                             flush.eq(shifting & self.col_flush), flush_addr.eq(slot >> self.slot_shift),
+                             flush_beat.eq((slot_beat + beat_in_row)[:wbl + 1])]
             with m.Else():
                 m.d.sync += beat_in_row.eq(beat_in_row + 1)
 
