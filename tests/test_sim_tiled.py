@@ -85,7 +85,7 @@ def test_tiled_7x7_stem_is_bit_exact_with_predicted_bytes_and_cycles(stem, tmp_p
 @pytest.fixture(scope="module")
 def columns(tmp_path_factory):
     """64 columns of 8 channels: one output row of full width needs 24 of the 16 words of 64 B."""
-    graph = conv_graph(51, cin=8, cout=6, h=6, w=64, scheme="PS4_P4")
+    graph = conv_graph(51, cin=8, cout=6, h=10, w=64, scheme="PS4_P4")
     return sim_target.from_graph(graph, tmp_path_factory.mktemp("column-engine"), m_lanes=4, x_lanes=2, bus_bits=32,
                                  glb_kib=1)
 
@@ -93,11 +93,13 @@ def columns(tmp_path_factory):
 @pytest.mark.parametrize("timing", ["ideal", "hostile"])
 def test_column_tiled_layer_is_bit_exact_with_predicted_bytes_and_cycles(columns, tmp_path, cache, timing):
     layer = json.loads((columns.image_path.parent / "manifest.json").read_text())["layers"][0]
-    # tiles of 6 output beats (24 columns) read input beats [0, 7), [5, 13), [11, 16) of each row (a halo
-    # column each side, in whole beats of 4): 8-beat slots, two rows per word; bands of 3 output rows
-    assert (layer["tiling"]["col_beats"], layer["tiling"]["col_tiles"], layer["tiling"]["band_rows"]) == (6, 3, 3)
-    assert layer["tiling"]["col_inputs"] == [[0, 7], [5, 13], [11, 16]]
-    assert layer["schedule"]["bytes"]["inputs"] == 8 * (4 + 4) * (7 + 8 + 5) * 4
+    # tiles of 3 output beats (12 columns) read 5 input beats of each row (14 columns with a halo column
+    # each side, in whole beats of 4) and keep the 14 columns in 4-beat slots, four rows per word: 8 rows
+    # a channel, bands of 7 output rows
+    assert (layer["tiling"]["col_beats"], layer["tiling"]["col_tiles"], layer["tiling"]["band_rows"]) == (3, 6, 7)
+    assert layer["tiling"]["col_inputs"] == [[0, 4], [2, 7], [5, 10], [8, 13], [11, 16], [14, 16]]
+    assert layer["tiling"]["band_inputs"] == [[0, 8], [6, 10]] and layer["tiling"]["rows_per_word"] == 4
+    assert layer["schedule"]["bytes"]["inputs"] == 8 * (8 + 4) * (4 + 5 + 5 + 5 + 5 + 2) * 4
     check_single_layer(columns, tmp_path, cache, timing, 8, CYCLE_TOLERANCE)
 
 
