@@ -237,10 +237,10 @@ class Candidates:
         col_sum, col_max = cols(q)
         outputs_n = layer.m * layer.p * layer.q
         if arch.row_transfers:  # rows in whole beats: of each, the beats covering a column tile's columns
-            beat_sum, beat_max = cols.beats(q, in_field, arch.beat_bytes)
+            beat_sum, _ = cols.beats(q, in_field, arch.beat_bytes)
             channel_bits = row_sum * 8 * arch.beat_bytes * beat_sum
-            # on chip a tile's row holds its beats' positions at A bits (a whole row: its W positions)
-            row_bits = np.where(q >= layer.q, layer.w, beat_max * 8 * arch.beat_bytes // in_field) * layer.in_bits
+            # on chip a column tile's row keeps its columns from the first touched to the last, at A bits
+            row_bits = np.where(q >= layer.q, layer.w, col_max) * layer.in_bits
         else:
             channel_bits = row_sum * col_sum * in_field
             row_bits = col_max * layer.in_bits
