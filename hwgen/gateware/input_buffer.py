@@ -2,7 +2,8 @@
 
 Storage: a word holds `2**slot_shift` rows of the layer, or of the column tile being run (each in
 a power-of-two slot of beats; one row per word for the widest layer). A column tile's rows hold
-the whole beats covering its columns: element 0 of a slot is input column `col_origin`. Row
+its columns only (the fill shifts each row by `col_shift` elements, see `col_shift`): element 0
+of a slot is input column `col_origin`. Row
 `(c, y)` of a band sits in slot `c * chan_rows + (y - row_origin)`, `row_origin` being the band's
 first loaded row: every input channel gets
 `chan_rows` slots, and the engine fills them channel by channel (`fill_start` with the channel's
