@@ -20,7 +20,7 @@ every stream): outputs bit-exact against the reference and bytes measured per te
 the prediction.
 
     .venv/bin/python benchmarks/engine_tiling.py [--glb-kib 16] [--weight-kib 64] [--simulate 1]
-    .venv/bin/python benchmarks/engine_tiling.py --model vgg16-imagenet --glb-kib 32 --bus-bits 32 [--scheme dense]
+    .venv/bin/python benchmarks/engine_tiling.py --model vgg16-imagenet --glb-kib 32 [--scheme dense] [--weight-kib 256] [--bus-bits 32]
     .venv/bin/python benchmarks/engine_tiling.py --model resnet18-imagenet --glb-kib 32 [--scheme dense]
         [--simulate 1 --layers features.0,features.4.body.0,features.6.body.0]
 """
