@@ -102,6 +102,7 @@ MODELS = {
     "resnet18-tiny": (lambda: ResNet18(200), (3, 64, 64)),
     "resnet18-imagenet": (lambda: ResNet18(1000, stem="imagenet"), (3, 224, 224)),
     "vgg16-tiny": (lambda: VGG16(200), (3, 64, 64)),
+    "vgg16-imagenet": (lambda: VGG16(1000, image_size=224), (3, 224, 224)),
     "digits-cnn": (lambda: DigitsCNN(10), (1, 8, 8)),
 }
 
@@ -144,7 +145,7 @@ def make(name: str, num_classes: int, input_shape: tuple[int, int, int], width: 
         if h % side:
             raise HwgenError(f"{name}: image side must be a multiple of {side}, got {h}")
         return ResNet18(num_classes, c, width or 64, stem)
-    if name == "vgg16-tiny":
+    if name.startswith("vgg16"):
         if h % 32:
             raise HwgenError(f"{name}: image side must be a multiple of 32, got {h}")
         return VGG16(num_classes, c, h, width or 64)

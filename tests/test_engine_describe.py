@@ -51,3 +51,35 @@ def test_generic_model_predicts_tiled_bytes(seed, tmp_path):
     assert list(predicted) == [s.name for s in build.schedules]
     for sched in build.schedules:
         assert predicted[sched.name] == sched.bytes, (sched.name, sched.tiling)
+
+
+def column_tiled_build(seed: int):
+    """A random layer (k = 1, 3, 5, 7, stride 1 or 2) on the largest --glb-kib that puts it in column tiles."""
+    rng = np.random.default_rng(9000 + seed)
+    while True:
+        kernel = int(rng.choice([1, 3, 5, 7]))
+        graph = conv_graph(seed, kernel=kernel, scheme=None if kernel != 3 else rng.choice([None, "PS4_P4", "PSD4_P8"]),
+                           cin=int(rng.integers(8, 48)), cout=int(rng.integers(1, 40)), h=int(rng.integers(1, 12)),
+                           w=int(rng.integers(16, 120)), stride=int(rng.integers(1, 3)),
+                           weight_bits=int(rng.integers(2, 9)), act_bits=int(rng.choice([2, 4, 8])))
+        bus_bits = int(rng.choice([16, 32, 64]))
+        knobs = dict(m_lanes=int(rng.choice([1, 2, 4, 8])), x_lanes=int(rng.choice([1, 2])), bus_bits=bus_bits)
+        for kib in range(8, 0, -1):
+            try:
+                build = engine.build(graph, engine.EngineConfig(glb_kib=kib, **knobs))
+                if build.tilings[0].col_beats:
+                    return build
+            except HwgenError as e:
+                assert "its smallest tile" in str(e) and "needs --glb-kib" in str(e)
+                break
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_generic_model_predicts_column_tiled_bytes(seed, tmp_path):
+    """Column tiles: each reads, of its input rows, the whole beats covering its columns (halo included)."""
+    build = column_tiled_build(seed)
+    tiling = build.tilings[0]
+    assert tiling.col_tiles > 1
+    predicted = generic_prediction(build, tmp_path)
+    sched = build.schedules[0]
+    assert predicted[sched.name] == sched.bytes, (sched.name, tiling)

@@ -268,3 +268,89 @@ def test_seven_by_seven_engine_runs_every_layer_kind():
     params = engine.fit_params(plans, m_lanes=4, x_lanes=2, bus_bits=32)
     assert params.kernel_max == 7 and params.wide_kernel_words == 3 * 49 and params.sparse
     run_layers_on_one_engine(graphs, plans, params)
+
+
+def column_tiled_case(seed: int, stall: float | None = None):
+    """A random layer (k = 1, 3, 5, 7, stride 1 or 2, A = 2, 4 or 8) on an input buffer too small for one
+    output row of full width but holding a column tile: the compiler picks a tile width; random words
+    (rows of a wider network's word) and buffer depth between the smallest tile and the full row's.
+    Returns the run's plan, params, traffic and tiling."""
+    rng = np.random.default_rng(5000 + seed)
+    while True:
+        kernel = int(rng.choice([1, 3, 5, 7]))
+        stride = int(rng.integers(1, 3))
+        graph = conv_graph(seed, cin=int(rng.integers(1, 4 if kernel > 3 else 7)), cout=int(rng.integers(1, 7)),
+                           h=int(rng.integers(2, 7)), w=int(rng.integers(12, 41)), kernel=kernel, stride=stride,
+                           scheme=None if kernel != 3 else rng.choice([None, "PS4_P4"]),
+                           weight_bits=int(rng.integers(2, 9)), act_bits=int(rng.choice([2, 4, 8])),
+                           in_signed=bool(rng.integers(0, 2)))
+        knobs = dict(m_lanes=int(rng.choice([1, 2, 4])), x_lanes=int(rng.choice([1, 2])),
+                     bus_bits=int(rng.choice([16, 32])))
+        plan = engine.plan_node(graph, graph.node("conv"), m_lanes=knobs["m_lanes"])
+        full = engine.fit_params([plan], **knobs)
+        wide = dataclasses.replace(full, max_width=full.max_width * int(rng.choice([2, 4, 8])))
+        fits_full = engine.band_words(plan, wide, 1)
+        least = min(engine.band_words(plan, wide, 1, cb) for cb in range(1, wide.row_beats(plan.out_shape[2])))\
+            if wide.row_beats(plan.out_shape[2]) > 1 else fits_full
+        if least < fits_full:
+            break
+    words = int(rng.integers(least, fits_full))
+    sets = int(rng.integers(1, 3))
+    buffer = dict(input_words=words, max_width=wide.max_width, max_channels=full.max_channels * sets,
+                  wide_kernel_words=full.wide_kernel_words * sets)
+    stall = float(rng.choice([0.3, 0.6])) if stall is None else stall
+    plan, params, traffic = run_case(graph, seed, stall=stall, **knobs, **buffer)
+    tiling = engine.layer_tiling(plan, params)
+    assert tiling.col_beats > 0 and tiling.col_tiles > 1
+    return plan, params, traffic, tiling
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 4, 5, 8])  # k = 3, 5, 1, 7 at stride 2, 3 at A = 4, 7 at stride 1
+def test_random_column_tiles(seed):
+    """Column tiles (halo columns, whole beats of each row) bit-exact under stalls; bytes as the compiler says."""
+    from hwgen.engine import schedule
+
+    plan, params, traffic, _ = column_tiled_case(seed)
+    model = schedule.layer_schedule(plan, params)
+    assert traffic.read_bytes == model.read_bytes and traffic.write_bytes == model.write_bytes
+
+
+def test_column_tiles_cycles_match_schedule():
+    """Without stalls a column-tiled layer (stride 2, 5x5) takes the schedule's cycles within 3%."""
+    from hwgen.engine import schedule
+
+    graph = conv_graph(81, cin=2, cout=5, h=7, w=30, kernel=5, stride=2)
+    knobs = dict(m_lanes=2, x_lanes=2, bus_bits=16, max_width=120)
+    plan = engine.plan_node(graph, graph.node("conv"), m_lanes=2)
+    wide = dataclasses.replace(engine.fit_params([plan], m_lanes=2, x_lanes=2, bus_bits=16), max_width=120)
+    words = engine.band_words(plan, wide, 1) - 1
+    plan, params, traffic = run_case(graph, 3, stall=0.0, input_words=words, **knobs)
+    tiling = engine.layer_tiling(plan, params)
+    assert tiling.col_beats and tiling.col_tiles > 1 and plan.stride == 2
+    model = schedule.layer_schedule(plan, params)
+    assert traffic.read_bytes == model.read_bytes and traffic.write_bytes == model.write_bytes
+    assert abs(traffic.cycles - model.cycles) <= 0.03 * traffic.cycles, (traffic.cycles, model.cycles)
+
+
+@pytest.mark.parametrize("kind", ["residue", "library"])
+def test_column_tiles_of_residue_and_library_layers(kind):
+    """Residue-grouped (PSD, rows fetched per pattern) and pattern-library layers in column tiles, under stalls."""
+    from hwgen.engine import schedule
+
+    graph = (conv_graph(91, cin=9, cout=16, h=4, w=30, scheme="PSD1_P16") if kind == "residue"
+             else pattern_library_graph(92, cin=6, cout=5, h=4, w=30))
+    plan = engine.plan_node(graph, graph.node("conv"), m_lanes=4)
+    assert plan.residue_groups if kind == "residue" else plan.ids is not None
+    wide = dataclasses.replace(engine.fit_params([plan], m_lanes=4, x_lanes=2, bus_bits=16), max_width=120)
+    words = engine.band_words(plan, wide, 1) - 1
+    plan, params, traffic = run_case(graph, 3, m_lanes=4, x_lanes=2, bus_bits=16, max_width=120, input_words=words,
+                                     stall=0.4)
+    assert engine.layer_tiling(plan, params).col_tiles > 1
+    model = schedule.layer_schedule(plan, params)
+    assert traffic.read_bytes == model.read_bytes and traffic.write_bytes == model.write_bytes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(40))
+def test_random_column_tiles_soak(seed):
+    test_random_column_tiles(100 + seed)

@@ -186,11 +186,24 @@ def test_small_buffer_tiles_and_too_small_is_refused(tmp_path):
     graph = conv_graph(2, cin=16, cout=4, h=32, w=32)
     lay = generate(graph, tmp_path, glb_kib=4)["layers"][0]
     # 4 KiB = 128 rows of 32 B: 8 rows per channel, bands of 6 output rows (one halo row each side)
-    assert lay["tiling"]["band_rows"] == 6 and lay["tiling"]["bands"] == 6
+    assert lay["tiling"]["band_rows"] == 6 and lay["tiling"]["bands"] == 6 and lay["tiling"]["col_beats"] == 0
     assert lay["tiling"]["band_inputs"][1] == [5, 13]
-    # one output row needs 3 rows of each of the 16 channels: 1.5 KiB
-    with pytest.raises(HwgenError, match="layer 'conv': its smallest row band .* needs --glb-kib 2 or more, got 1"):
-        generate(graph, tmp_path / "small", glb_kib=1)
+    # one output row of 64 columns needs 3 rows of each of the 16 channels, 48 words of 64 B: on 2 KiB (32
+    # words), column tiles of 3 output beats (24 columns) that read 5 input beats of a row (26 columns,
+    # halo included, in whole beats) and keep its 26 columns in 4-beat slots, two rows per word; bands of
+    # 2 output rows (4 input rows a channel)
+    wide = conv_graph(2, cin=16, cout=4, h=32, w=64)
+    lay = generate(wide, tmp_path / "cols", glb_kib=2)["layers"][0]
+    assert (lay["tiling"]["col_beats"], lay["tiling"]["col_columns"], lay["tiling"]["col_tiles"]) == (3, 24, 3)
+    assert lay["tiling"]["col_inputs"] == [[0, 4], [2, 7], [5, 8]] and lay["tiling"]["band_rows"] == 2
+    assert lay["tiling"]["rows_per_word"] == 2
+    assert lay["schedule"]["bytes"]["inputs"] == 16 * (3 + 14 * 4 + 3) * (4 + 5 + 3) * 8
+    # 24 channels: even one output row of one output beat (8 columns: 10 kept in 2-beat slots, four to a
+    # word) needs 18 words of the 16 that 1 KiB holds
+    narrow = conv_graph(2, cin=24, cout=4, h=32, w=64)
+    with pytest.raises(HwgenError, match=r"layer 'conv': its smallest tile \(one output row of 24 channels, 8 "
+                                         r"columns\) needs --glb-kib 2 or more, got 1"):
+        generate(narrow, tmp_path / "small", glb_kib=1)
 
 
 @pytest.mark.parametrize("option, value, message", [

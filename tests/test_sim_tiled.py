@@ -1,5 +1,6 @@
 """Row-band tiling in the generated Verilog: a layer on a 1 KiB input buffer (at A = 8 and, packed two
-activations per DRAM byte, at A = 4), a 7x7 stride-2 stem on 1 KiB, and ResNet-18 CIFAR on 16 KiB.
+activations per DRAM byte, at A = 4), a 7x7 stride-2 stem on 1 KiB, column tiles (a 3x3 and a 7x7
+stride-2 layer whose full-width rows do not fit 1 KiB), and ResNet-18 CIFAR on 16 KiB.
 
 The single layers run in cocotb/Verilator bit-exact against hwgen.reference under hostile DRAM
 timing, with DRAM bytes equal to the compiler's prediction for their loop nest (halo rows and
@@ -79,6 +80,41 @@ def test_tiled_7x7_stem_is_bit_exact_with_predicted_bytes_and_cycles(stem, tmp_p
     assert manifest["params"]["kernel_max"] == 7 and layer["kernel"] == 7 and layer["taps"] == 49
     assert (layer["tiling"]["band_rows"], layer["tiling"]["bands"], layer["tiling"]["chan_rows"]) == (2, 5, 9)
     check_single_layer(stem, tmp_path, cache, timing, 7, CYCLE_TOLERANCE)
+
+
+@pytest.fixture(scope="module")
+def columns(tmp_path_factory):
+    """64 columns of 8 channels: one output row of full width needs 24 of the 16 words of 64 B."""
+    graph = conv_graph(51, cin=8, cout=6, h=10, w=64, scheme="PS4_P4")
+    return sim_target.from_graph(graph, tmp_path_factory.mktemp("column-engine"), m_lanes=4, x_lanes=2, bus_bits=32,
+                                 glb_kib=1)
+
+
+@pytest.mark.parametrize("timing", ["ideal", "hostile"])
+def test_column_tiled_layer_is_bit_exact_with_predicted_bytes_and_cycles(columns, tmp_path, cache, timing):
+    layer = json.loads((columns.image_path.parent / "manifest.json").read_text())["layers"][0]
+    # tiles of 3 output beats (12 columns) read 5 input beats of each row (14 columns with a halo column
+    # each side, in whole beats of 4) and keep the 14 columns in 4-beat slots, four rows per word: 8 rows
+    # a channel, bands of 7 output rows
+    assert (layer["tiling"]["col_beats"], layer["tiling"]["col_tiles"], layer["tiling"]["band_rows"]) == (3, 6, 7)
+    assert layer["tiling"]["col_inputs"] == [[0, 4], [2, 7], [5, 10], [8, 13], [11, 16], [14, 16]]
+    assert layer["tiling"]["band_inputs"] == [[0, 8], [6, 10]] and layer["tiling"]["rows_per_word"] == 4
+    assert layer["schedule"]["bytes"]["inputs"] == 8 * (8 + 4) * (4 + 5 + 5 + 5 + 5 + 2) * 4
+    check_single_layer(columns, tmp_path, cache, timing, 8, CYCLE_TOLERANCE)
+
+
+@pytest.fixture(scope="module")
+def column_stem(tmp_path_factory):
+    """A 7x7 stride-2 stem at A = 4 on 120 columns: column tiles of one output beat (8 columns, 21 input columns)."""
+    graph = conv_graph(51, cin=4, cout=5, h=9, w=120, kernel=7, stride=2, act_bits=4, in_signed=True)
+    return sim_target.from_graph(graph, tmp_path_factory.mktemp("column-stem-engine"), m_lanes=4, x_lanes=2,
+                                 bus_bits=32, glb_kib=1)
+
+
+def test_column_tiled_7x7_stride2_packed_is_bit_exact(column_stem, tmp_path, cache):
+    layer = json.loads((column_stem.image_path.parent / "manifest.json").read_text())["layers"][0]
+    assert (layer["tiling"]["col_beats"], layer["tiling"]["col_tiles"]) == (1, 8)
+    check_single_layer(column_stem, tmp_path, cache, "hostile", 9, CYCLE_TOLERANCE)
 
 
 @pytest.mark.slow

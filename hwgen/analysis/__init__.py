@@ -88,7 +88,7 @@ def analyze_layer(layer: Layer, arch: Architecture, energy: EnergyTable, objecti
     else:
         used = chosen_format(costs, fmt)
         cost = costs[used]
-    rows, cols = Extents(layer, 0, span=arch.row_transfers), Extents(layer, 1)
+    rows, cols = Extents(layer, 0, span=arch.row_transfers), Extents(layer, 1, span=arch.row_transfers)
     if mapping is None:
         mapping = search(layer, cost, arch, energy, objective, rows, cols)
     else:

@@ -18,8 +18,9 @@ tensor moved as its exact bits, nothing else):
     dram:
       beat_bytes: 8               # every transfer moves whole beats of this many bytes
       layer_bytes: 64             # a per-layer record (descriptor) read once per layer
-      transfers: rows             # activations move as whole rows (padded to beats); a tile reads
-                                  # the contiguous rows from its first to its last, every column
+      transfers: rows             # activations lie in rows padded to beats; a tile reads the
+                                  # contiguous rows from its first to its last, of each the whole
+                                  # row or, for a column tile, the beats covering its columns
       act_fields: [8]             # an activation of A bits takes the smallest field >= A (bits)
       weight_fields: [4, 8]       # the same for a weight of W bits
     mac_array:

@@ -112,6 +112,21 @@ class Extents:
     def total(self) -> int:
         return self.layer.touched(self.axis, 0, self.size).size
 
+    def beats(self, tiles: np.ndarray, field_bits: int, beat_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sum, max) over the tiles of the whole beats each reads of a row of `field_bits` fields padded
+        to beats: the beats covering the run from its first to its last touched position, or the whole
+        row when one tile spans the layer (`rows` transfers)."""
+        return beat_cover(self.geometry, tiles, field_bits, beat_bytes)
+
+
+def beat_cover(geometry: tuple, tiles: np.ndarray, field_bits: int, beat_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """`Extents.beats` of an axis' `geometry` (an output axis: kernel 1, stride 1, no padding)."""
+    uniq, inv = np.unique(np.asarray(tiles), return_inverse=True)
+    table = np.array([_beat_extent(geometry, int(t), field_bits, 8 * beat_bytes) for t in uniq],
+                     dtype=np.int64).reshape(-1, 2)
+    shape = np.shape(tiles)
+    return table[inv, 0].reshape(shape), table[inv, 1].reshape(shape)
+
 
 @lru_cache(maxsize=None)
 def _extent(geometry: tuple, tile: int) -> tuple[int, int]:
@@ -130,6 +145,21 @@ def _extent(geometry: tuple, tile: int) -> tuple[int, int]:
             counts.append(int(t[-1] - t[0] + 1) if span and t.size else t.size)
         counts = np.asarray(counts)
     return int(counts.sum()), int(counts.max())
+
+
+@lru_cache(maxsize=None)
+def _beat_extent(geometry: tuple, tile: int, field_bits: int, beat_bits: int) -> tuple[int, int]:
+    """(sum, max) over the tiles of `tile` outputs of the beats covering the positions each reads (see Extents.beats)."""
+    k, extent, size, stride, pad, dil, _ = geometry
+    if tile >= size:
+        whole = _ceil_div(extent * field_bits, beat_bits)
+        return whole, whole
+    counts = []
+    for a in range(0, size, tile):
+        t = touched(k, extent, stride, pad, dil, a, min(a + tile, size))
+        counts.append(_ceil_div((int(t[-1]) + 1) * field_bits, beat_bits) - int(t[0]) * field_bits // beat_bits
+                      if t.size else 0)
+    return sum(counts), max(counts)
 
 
 def compute_steps(layer: Layer, cost: FormatCost, arch: Architecture) -> int:
@@ -206,17 +236,20 @@ class Candidates:
         row_sum, row_max = rows(p)
         col_sum, col_max = cols(q)
         outputs_n = layer.m * layer.p * layer.q
-        if arch.row_transfers:  # whole rows: every column, each row in whole beats, per column tile
-            channel_bits = row_sum * 8 * beats(layer.w * in_field) * trips["Q"]
-            row_bits = layer.w * layer.in_bits
+        if arch.row_transfers:  # rows in whole beats: of each, the beats covering a column tile's columns
+            beat_sum, _ = cols.beats(q, in_field, arch.beat_bytes)
+            channel_bits = row_sum * 8 * arch.beat_bytes * beat_sum
+            # on chip a column tile's row keeps its columns from the first touched to the last, at A bits
+            row_bits = np.where(q >= layer.q, layer.w, col_max) * layer.in_bits
         else:
             channel_bits = row_sum * col_sum * in_field
             row_bits = col_max * layer.in_bits
         self.input_bits_once = layer.c * channel_bits  # every input tile fetched once
         if layer.groups > 1:  # each output-channel tile reads its own groups' inputs: the input tile depends on M too
             self.grouped_inputs = _ceil_div(trips["M"] * layer.group_span(m) * channel_bits, 8)
-        if arch.row_transfers:
-            self.outputs = layer.m * layer.p * beats(layer.q * out_field)
+        if arch.row_transfers:  # each output row's beats covering a column tile's columns, tile by tile
+            out_cols = (1, layer.q, layer.q, 1, 0, 1, False)
+            self.outputs = layer.m * layer.p * arch.beat_bytes * beat_cover(out_cols, q, out_field, arch.beat_bytes)[0]
         else:
             self.outputs = _ceil_div(outputs_n * out_field, 8)
         self.psum_bits_per_visit = 2 * outputs_n * arch.psum_bits
@@ -250,7 +283,7 @@ class Candidates:
             inputs = _ceil_div(self.input_bits_once * refetches(order, trips, "inputs"), 8)
         else:
             inputs = self.grouped_inputs
-        outputs = np.full_like(weights, self.outputs)
+        outputs = np.zeros_like(weights) + self.outputs
         psums = _ceil_div((refetches(order, trips, "outputs") - 1) * self.psum_bits_per_visit, 8)
         tables = np.zeros_like(weights) + self.tables
         descriptor = np.full_like(weights, self.descriptor)

@@ -28,8 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--x-lanes", type=int, default=4, metavar="X", help="output pixels per cycle (power of 2, default 4)")
     p.add_argument("--bus-bits", type=int, default=64, metavar="B", help="DRAM data beat in bits (8..512, default 64)")
     p.add_argument("--glb-kib", type=int, metavar="N",
-                   help="input buffer size in KiB; layers whose input does not fit run in row bands "
-                        "(default: just enough for the largest layer input whole)")
+                   help="input buffer size in KiB; layers whose input does not fit run in row bands, "
+                        "split into column tiles when one output row of full width does not fit (default: just enough for the largest layer input whole)")
     p.add_argument("--weight-kib", type=int, metavar="N",
                    help="weight buffer size in KiB: lane groups whose weights fit stay resident while the row bands "
                         "run (default: one lane group of the widest layer)")

@@ -53,16 +53,18 @@ def _format(plan):
 def mapping_spec(build) -> dict:
     """The mapping file: per layer the loop nest its tiling runs, its tiles, lanes and weight format.
 
-    Streamed weights: bands (P) outside lane groups (M); resident groups: sets of lane groups (M)
-    outside the bands. Input channels and columns are never tiled; outputs leave row by row.
+    Streamed weights: bands (P) and their column tiles (Q) outside lane groups (M); resident
+    groups: sets of lane groups (M) outside the bands and column tiles. Input channels are never
+    tiled; columns only when a band of full rows does not fit; outputs leave row by row.
     """
     layers = {}
     for plan, tiling in zip(build.plans, build.tilings):
         k = tiling.resident_groups
-        m, _, ow = plan.out_shape
+        ow = plan.out_shape[2]
+        q = tiling.col_beats * build.params.beat_elems if tiling.col_beats else ow
         layers[plan.name] = {
-            "order": "MPCQ" if k else "PMCQ",
-            "tiles": {"M": build.params.m_lanes * max(k, 1), "C": plan.in_shape[0], "P": tiling.band_rows, "Q": ow},
+            "order": "MPQC" if k else "PQMC",
+            "tiles": {"M": build.params.m_lanes * max(k, 1), "C": plan.in_shape[0], "P": tiling.band_rows, "Q": q},
             "bypass": ["outputs"],
             "lanes": "residue" if plan.residue_groups else "contiguous",
             "format": _format(plan),

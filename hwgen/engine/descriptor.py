@@ -55,6 +55,7 @@ LAYOUT = data.StructLayout({
     "slot_shift": 4,  # log2 of the input rows one input buffer word holds
     "resident_groups": 8,  # 0: weights streamed per band; k: k lane groups' weights stay while every band runs
     "kernel": 4,  # k of the k x k kernel (odd, 1 to 7; engines for 3x3 at most read kernel1x1 only)
+    "col_beats": 8,  # 0: bands span every column; n: bands run in column tiles of n output beats
 })
 assert LAYOUT.size <= 8 * DESCRIPTOR_BYTES
 

@@ -1,9 +1,9 @@
 """The engine's analytical model: exact DRAM bytes per tensor and the cycle count of a layer.
 
 The bytes follow the layer's loop nest (`tiling.layer_tiling`): the descriptor once, every row
-band's input rows (halo included) once, or once per lane group when groups are the outer loop,
-every group's weights and table once, or once per band when bands are the outer loop, and each
-output row once, in the layouts of `memory_map.py`.
+band's input rows (halo included; of a column tile, the beats covering its columns) once, or once
+per lane group when groups are the outer loop, every group's weights and table once, or once per
+tile when tiles are the outer loop, and each output row once, in the layouts of `memory_map.py`.
 `hwgen simulate` checks them against the bytes counted in RTL simulation, and the `engine`
 analysis preset reports them.
 
@@ -70,12 +70,14 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     c, h, w = plan.in_shape
     m, oh, ow = plan.out_shape
     chans = group_channels(plan, params.m_lanes)
-    rbi, rbo = row_beats(w, params), row_beats(ow, params)
+    rbi = row_beats(w, params)
     desc_beats = ceil_div(descriptor.DESCRIPTOR_BYTES, params.beat_bytes)
     wgb, tgb = weight_group_beats(plan, params), table_group_beats(params)
-    xg = ceil_div(ow, params.x_lanes)
 
-    def band_load(lo: int, hi: int) -> int:  # BAND, BAND_ROWS, BAND_ADDR, then a read per channel
+    def band_load(lo: int, hi: int, beats: int | None) -> int:
+        """BAND, BAND_ROWS, BAND_ADDR, then a read per channel (per row of a column tile, after TILE_COLS, TILE_BEATS)."""
+        if beats is not None:
+            return 5 + c * (hi - lo) * _load_cycles(beats, latency)
         if (lo, hi) == (0, h) and tiling.chan_rows == h:
             return 3 + _load_cycles(c * h * rbi, latency)
         return 3 + c * _load_cycles((hi - lo) * rbi, latency)
@@ -86,10 +88,11 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     def group_start() -> int:  # RESIDUES, the table
         return params.m_lanes + _load_cycles(tgb, latency)
 
-    def run(lanes: list[int], rows: int) -> tuple[int, int]:
-        """(cycles from RUN_START to write-back done, MAC-array pass cycles) of one band and group."""
-        row_out = len(lanes) * (rbo + 2)
-        row_compute = xg * group_pass_cycles(plan, lanes[0], params.m_lanes)
+    def run(lanes: list[int], rows: int, cols: int) -> tuple[int, int]:
+        """(cycles from RUN_START to write-back done, MAC-array pass cycles) of one tile of `cols` output
+        columns and one group."""
+        row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
+        row_compute = ceil_div(cols, params.x_lanes) * group_pass_cycles(plan, lanes[0], params.m_lanes)
         # compute-bound: the last row drains and goes out after the passes; write-bound: the
         # first row is computed before the writes that pace the rest
         return (1 + 5 + max(rows * row_compute + params.m_lanes + row_out,
@@ -98,17 +101,21 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     cycles = 1 + _load_cycles(desc_beats, latency) + 1
     compute = 0
     bands = [(b, min(tiling.band_rows, oh - b * tiling.band_rows)) for b in range(tiling.bands)]
+    tile_cols = tiling.col_beats * params.beat_elems
+    cols = ([(hi - lo, min(tile_cols, ow - t * tile_cols)) for t, (lo, hi) in enumerate(tiling.col_inputs)]
+            if tiling.col_beats else [(None, ow)])
     k = tiling.resident_groups
     sets = [chans[i:i + k] for i in range(0, len(chans), k)] if k else [chans]
     for members in sets:
         if k:
             cycles += 1 + len(members) * weights_load()  # SET_START, the set's weights
         for b, rows in bands:
-            cycles += band_load(*tiling.band_inputs[b]) + 1  # the band's input, GROUPS
-            for lanes in members:
-                t, steps = run(lanes, rows)
-                cycles += group_start() + (0 if k else weights_load()) + t
-                compute += steps
+            for beats, width in cols:
+                cycles += band_load(*tiling.band_inputs[b], beats) + 1  # the tile's input, GROUPS
+                for lanes in members:
+                    t, steps = run(lanes, rows, width)
+                    cycles += group_start() + (0 if k else weights_load()) + t
+                    compute += steps
     return LayerSchedule(plan.name, tiled_bytes(plan, params, tiling), cycles, compute,
                          int(np.count_nonzero(plan.weight)) * oh * ow, params.mac_count, tiling)
 

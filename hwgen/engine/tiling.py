@@ -1,10 +1,17 @@
-"""Row bands and loop nests: how each layer runs on the engine's fixed buffers, and what it moves.
+"""Row bands, column tiles and loop nests: how each layer runs on the engine's fixed buffers, and what it moves.
 
-The input buffer holds one row band of a layer (every input channel's rows for `band_rows`
-output rows, halo rows included); the weight buffer one or more lane groups' weights. Per layer
-`layer_tiling` picks the tallest band that fits and the loop nest (weights streamed once per
-band, or resident for several groups while the bands run) with the fewest DRAM bytes;
-`tiled_bytes` counts them from the nest. The engine walks the same nest (`gateware/engine.py`).
+The input buffer holds one tile of a layer: every input channel's rows for `band_rows` output
+rows (halo rows included), of every column, or, when not even one output row of full width
+fits, of a column tile of `col_beats` output beats (`col_beats * beat_elems` output columns,
+halo columns included). The weight buffer holds one or more lane groups' weights. Per layer
+`layer_tiling` picks the column tile width (full rows when they fit), the tallest band that fits
+and the loop nest (weights streamed once per tile, or resident for several groups while the
+tiles run) with the fewest DRAM bytes; `tiled_bytes` counts them from the nest. The engine walks
+the same nest (`gateware/engine.py`).
+
+DRAM rows keep their layout (padded to whole beats): a column tile reads, of each input row, the
+whole beats covering the columns its windows touch (`col_inputs`), and writes whole output beats
+(tiles start on a beat boundary of the output row, so the last beat of a tile is never shared).
 """
 
 from __future__ import annotations
@@ -21,15 +28,19 @@ from .plan import LayerPlan
 
 @dataclass(frozen=True)
 class Tiling:
-    """How a layer runs on the engine's buffers: row bands and the loop nest.
+    """How a layer runs on the engine's buffers: row bands, column tiles and the loop nest.
 
     Band `b` computes output rows `b * band_rows ..` (the last band may be shorter) from the input
     rows `band_inputs[b] = (lo, hi)` its windows read (halo rows included, rows outside the tensor
-    left out). Each input channel gets `chan_rows` input buffer slots, `2**slot_shift` rows per word.
-    `resident_groups` = 0: weights streamed, bands outside lane groups (input rows read once, every
-    group's weights and table once per band); k > 0: k lane groups' weights stay in the weight
-    buffer while every band runs on them (weights read once, input rows once per k groups, tables
-    once per band).
+    left out). `col_beats` = 0: a band spans every column; n > 0: a band runs in column tiles of n
+    output beats, tile `t` computing output columns from `t * n * beat_elems` and reading the input
+    beats `col_inputs[t] = (lo, hi)` of each row (halo columns included). The tiles of a band run
+    left to right, bands top to bottom. Each input channel gets `chan_rows` input buffer slots,
+    `2**slot_shift` rows (of a tile) per word.
+    `resident_groups` = 0: weights streamed, tiles outside lane groups (input rows read once, every
+    group's weights and table once per tile); k > 0: k lane groups' weights stay in the weight
+    buffer while every tile runs on them (weights read once, input rows once per k groups, tables
+    once per tile).
     """
 
     band_rows: int
@@ -37,10 +48,21 @@ class Tiling:
     slot_shift: int
     resident_groups: int
     band_inputs: tuple[tuple[int, int], ...]
+    col_beats: int = 0
+    col_inputs: tuple[tuple[int, int], ...] = ()
 
     @property
     def bands(self) -> int:
         return len(self.band_inputs)
+
+    @property
+    def col_tiles(self) -> int:
+        return max(1, len(self.col_inputs))
+
+    @property
+    def tiles(self) -> int:
+        """Tiles the layer runs in: bands x column tiles (what the streamed weights and the tables are read for)."""
+        return self.bands * self.col_tiles
 
 
 def band_inputs(plan: LayerPlan, band_rows: int) -> list[tuple[int, int]]:
@@ -54,10 +76,35 @@ def band_inputs(plan: LayerPlan, band_rows: int) -> list[tuple[int, int]]:
     return out
 
 
-def band_words(plan: LayerPlan, params: EngineParams, band_rows: int) -> int:
-    """Input buffer words a band of `band_rows` output rows needs."""
+def col_spans(plan: LayerPlan, params: EngineParams, col_beats: int) -> list[tuple[int, int]]:
+    """(lo, hi): the input columns each column tile of `col_beats` output beats touches (the engine's
+    TILE_COLS state): its windows' columns, halo included, clipped to the row."""
+    w, ow, s, pad = plan.in_shape[2], plan.out_shape[2], plan.stride, plan.kernel // 2
+    out = []
+    for ox0 in range(0, ow, col_beats * params.beat_elems):
+        last = min(ox0 + col_beats * params.beat_elems, ow) - 1
+        out.append((max(ox0 * s - pad, 0), min(last * s - pad + plan.kernel, w)))
+    return out
+
+
+def col_inputs(plan: LayerPlan, params: EngineParams, col_beats: int) -> list[tuple[int, int]]:
+    """(lo, hi): the input beats of a row each column tile reads: the whole beats covering its columns."""
+    be = params.beat_elems
+    return [(lo // be, ceil_div(hi, be)) for lo, hi in col_spans(plan, params, col_beats)]
+
+
+def tile_slot_shift(plan: LayerPlan, params: EngineParams, col_beats: int) -> int:
+    """log2 of the input rows (of a column tile, or whole) one input buffer word holds: a tile's row
+    keeps only its columns (the fill shifts them to the slot's start), in power-of-two slots."""
+    if not col_beats:
+        return params.slot_shift(plan.in_shape[2])
+    return params.slot_shift(max(hi - lo for lo, hi in col_spans(plan, params, col_beats)))
+
+
+def band_words(plan: LayerPlan, params: EngineParams, band_rows: int, col_beats: int = 0) -> int:
+    """Input buffer words a band of `band_rows` output rows (in column tiles of `col_beats` output beats) needs."""
     chan_rows = max(hi - lo for lo, hi in band_inputs(plan, band_rows))
-    return ceil_div(plan.in_shape[0] * chan_rows, 1 << params.slot_shift(plan.in_shape[2]))
+    return ceil_div(plan.in_shape[0] * chan_rows, 1 << tile_slot_shift(plan, params, col_beats))
 
 
 def group_buffer_words(plan: LayerPlan, params: EngineParams) -> int:
@@ -71,46 +118,70 @@ def tiled_bytes(plan: LayerPlan, params: EngineParams, tiling: Tiling) -> dict:
     c, _, w = plan.in_shape
     m, oh, ow = plan.out_shape
     g = groups(plan, params)
-    once = c * sum(hi - lo for lo, hi in tiling.band_inputs) * row_beats(w, params) * bb
+    row = sum(hi - lo for lo, hi in tiling.col_inputs) if tiling.col_beats else row_beats(w, params)
+    once = c * sum(hi - lo for lo, hi in tiling.band_inputs) * row * bb
     k = tiling.resident_groups
     return {
         "descriptor": ceil_div(descriptor.DESCRIPTOR_BYTES, bb) * bb,
-        "weights": (1 if k else tiling.bands) * g * weight_group_beats(plan, params) * bb,
-        "tables": tiling.bands * g * table_group_beats(params) * bb,
+        "weights": (1 if k else tiling.tiles) * g * weight_group_beats(plan, params) * bb,
+        "tables": tiling.tiles * g * table_group_beats(params) * bb,
         "inputs": (ceil_div(g, k) if k else 1) * once,
         "outputs": m * oh * row_beats(ow, params) * bb,
     }
 
 
 MAX_RESIDENT = 255  # lane groups whose weights stay at once (the descriptor's 8-bit field)
+MAX_COL_BEATS = 255  # output beats of a column tile (the descriptor's 8-bit field)
+
+
+def _tallest_band(plan: LayerPlan, params: EngineParams, col_beats: int) -> int | None:
+    """The most output rows a band (of column tiles of `col_beats` output beats) holds in the input buffer."""
+    capacity = params.input_words << tile_slot_shift(plan, params, col_beats)
+    start = min(plan.out_shape[1], capacity // plan.in_shape[0] // plan.stride + 3)
+    return next((b for b in range(start, 0, -1) if band_words(plan, params, b, col_beats) <= params.input_words),
+                None)
+
+
+def _nests(plan: LayerPlan, params: EngineParams, band_rows: int, col_beats: int) -> list[Tiling]:
+    """The streamed and the resident loop nest of a band size and column tile width, streamed first."""
+    rows = tuple(band_inputs(plan, band_rows))
+    cols = tuple(col_inputs(plan, params, col_beats)) if col_beats else ()
+    streamed = Tiling(band_rows, max(hi - lo for lo, hi in rows), tile_slot_shift(plan, params, col_beats), 0, rows,
+                      col_beats, cols)
+    k = min(groups(plan, params), MAX_RESIDENT, 1 if plan.ids is not None else
+            params.weight_mem_depth // group_buffer_words(plan, params))
+    return [streamed, dataclasses.replace(streamed, resident_groups=k)]
 
 
 def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = None) -> Tiling:
-    """The row bands and loop nest of `plan` on `params`' buffers with the fewest DRAM bytes.
+    """The row bands, column tiles and loop nest of `plan` on `params`' buffers with the fewest DRAM bytes.
 
     The tallest band that fits the input buffer needs the fewest halo rows and re-reads in either
     nest; then as many lane groups as the weight buffer holds stay resident, if that moves fewer
     bytes than streaming the weights (ties: streamed, the untiled engine's nest). Pattern library
-    layers keep one group resident at most (the kernel-id buffer holds one group's ids).
+    layers keep one group resident at most (the kernel-id buffer holds one group's ids). Only when
+    not one output row of full width fits does a band run in column tiles: of every width from one
+    output beat to one beat short of the row, with its tallest band and either nest, the fewest
+    bytes (ties: the wider tile).
     """
     k = plan.kernel
     if k > params.kernel_max:
         raise HwgenError(f"layer '{plan.name}': a {k}x{k} kernel needs an engine built for {k}x{k} windows, "
                          f"this one has {params.kernel_max}x{params.kernel_max}")
-    c, oh = plan.in_shape[0], plan.out_shape[1]
-    shift = params.slot_shift(plan.in_shape[2])
-    capacity = params.input_words << shift
-    start = min(oh, capacity // c // plan.stride + 3)
-    band_rows = next((b for b in range(start, 0, -1) if band_words(plan, params, b) <= params.input_words), None)
-    if band_rows is None:
-        need = band_words(plan, params, 1) * params.row_elems * params.act_bits
-        raise HwgenError(f"layer '{plan.name}': its smallest row band (one output row of {c} channels) needs "
+    band_rows = _tallest_band(plan, params, 0)
+    if band_rows is not None:
+        candidates = _nests(plan, params, band_rows, 0)
+    else:
+        candidates = []
+        for cb in range(min(MAX_COL_BEATS, params.row_beats(plan.out_shape[2]) - 1), 0, -1):
+            rows = _tallest_band(plan, params, cb)
+            if rows is not None:
+                candidates += _nests(plan, params, rows, cb)
+    if not candidates:
+        c = plan.in_shape[0]
+        least = 1 if params.row_beats(plan.out_shape[2]) > 1 else 0
+        need = band_words(plan, params, 1, least) * params.row_elems * params.act_bits
+        what = f"one output row of {c} channels" + (f", {params.beat_elems} columns" if least else "")
+        raise HwgenError(f"layer '{plan.name}': its smallest tile ({what}) needs "
                          f"--glb-kib {ceil_div(need, 8 * 1024)} or more, got {glb_kib}")
-    rows = tuple(band_inputs(plan, band_rows))
-    streamed = Tiling(band_rows, max(hi - lo for lo, hi in rows), shift, 0, rows)
-    k = min(groups(plan, params), MAX_RESIDENT, 1 if plan.ids is not None else
-            params.weight_mem_depth // group_buffer_words(plan, params))
-    resident = dataclasses.replace(streamed, resident_groups=k)
-    if sum(tiled_bytes(plan, params, resident).values()) < sum(tiled_bytes(plan, params, streamed).values()):
-        return resident
-    return streamed
+    return min(candidates, key=lambda t: sum(tiled_bytes(plan, params, t).values()))

@@ -10,7 +10,10 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
        into the weight buffer side by side, then for every band read its input rows and run each
        of the k groups (reading its table) on it; k = all groups reads weights and input once;
   3. a band's input is read channel by channel: the rows its windows need (halo included, rows
-     outside the tensor skipped) go into the input buffer; a run is every pass of the band
+     outside the tensor skipped) go into the input buffer; when the compiler split bands into
+     column tiles (`col_beats`), each tile of a band (left to right) is read and run in turn,
+     one read per row of the whole beats covering its columns (TILE_COLS, TILE_BEATS), and its
+     output rows are written from its first output beat; a run is every pass of the band
      (output row x lane group of pixels) while write-back streams finished rows out. Groups are
      contiguous channels, or (`residue_groups`) channels `r + (k0 + m) * P` of one residue class
      `r` after the other: then every lane shares the residue and each channel steps its pattern's taps;
@@ -62,6 +65,7 @@ class Engine(wiring.Component):
         m.submodules.wb = wb = Writeback(p)
 
         desc_beats = ceil_div(descriptor.DESCRIPTOR_BYTES, bb)
+        be_log = p.beat_elems.bit_length() - 1  # activations per beat: a power of two
         desc_raw = Signal(desc_beats * p.bus_bits)
         d = descriptor.LAYOUT(desc_raw[:descriptor.LAYOUT.size])
         tgb = table_group_beats(p)
@@ -96,7 +100,23 @@ class Engine(wiring.Component):
         chan_beats = Signal(32)
         in_c = Signal(16)
         in_ptr = Signal(ADDR_BITS)
+        chan_ptr = Signal(ADDR_BITS)  # the channel's first row to load
+        in_row = Signal(16)  # column tiles: the row being loaded (one read per row), from the band's first
         slot_ptr = Signal(32)
+        in_row_bytes = Signal(ADDR_BITS)
+        # column tile state: its first output column, output columns, lane groups of pixels and output
+        # beats, and the input beats [tile_lo, tile_lo + tile_beats) of each row it reads (full rows:
+        # set once in SETUP)
+        col_tiled = d.col_beats != 0
+        tile_ox0 = Signal(16)
+        tile_cols = Signal(16)
+        tile_xg = Signal(16)
+        tile_out_beats = Signal(16)
+        tile_lo = Signal(16)
+        tile_beats = Signal(16)
+        tile_x_lo = Signal(16)  # the first input column the tile's windows touch
+        tile_x_hi = Signal(signed(18))  # one past the last
+        tile_flush = Signal()  # a row's columns end in its last beat's second half: the fill writes once more
         # resident lane groups: the group within the resident set, its weight-buffer offsets, and
         # the lane group state at the set's first group (restored for every band)
         j = Signal(8)
@@ -114,9 +134,11 @@ class Engine(wiring.Component):
         # -- datapath wiring ------------------------------------------------------------------------
         m.d.comb += [
             inbuf.fill.payload.eq(self.rd.payload), wbuf.fill.payload.eq(self.rd.payload),
-            inbuf.row_beats.eq(d.in_row_beats), inbuf.channels.eq(d.channels), inbuf.height.eq(d.height),
-            inbuf.width.eq(d.width), inbuf.out_height.eq(band_rows_now), inbuf.x_groups.eq(d.x_groups),
-            inbuf.slot_shift.eq(d.slot_shift), inbuf.chan_rows.eq(d.chan_rows), inbuf.fill_slot.eq(slot_ptr),
+            inbuf.row_beats.eq(tile_beats), inbuf.channels.eq(d.channels), inbuf.height.eq(d.height),
+            inbuf.width.eq(d.width), inbuf.out_height.eq(band_rows_now), inbuf.x_groups.eq(tile_xg),
+            inbuf.x_start.eq(Mux(d.stride2, tile_ox0 << 1, tile_ox0)), inbuf.col_origin.eq(tile_x_lo),
+            inbuf.col_shift.eq(tile_x_lo[:be_log]), inbuf.col_flush.eq(tile_flush),
+            inbuf.slot_shift.eq(d.slot_shift), inbuf.chan_rows.eq(d.chan_rows), inbuf.fill_slot.eq(slot_ptr + in_row),
             inbuf.y_start.eq(Mux(d.stride2, band_oy0 << 1, band_oy0) - p.kernel_max // 2), inbuf.row_origin.eq(band_lo),
             inbuf.stride2.eq(d.stride2), inbuf.kernel1x1.eq(d.kernel1x1), inbuf.residue_groups.eq(d.residue_groups),
             inbuf.group_index.eq(rom.group_index), inbuf.table_base.eq(d.table_base), inbuf.period.eq(d.period),
@@ -140,9 +162,11 @@ class Engine(wiring.Component):
             mac.ids.eq(wbuf.ids),
             rom.table_base.eq(d.table_base), rom.period.eq(d.period), rom.issue.eq(mac.issue),
             rom.chan_done.eq(mac.chan_done), rom.pass_done.eq(mac.pass_done), mac.select.eq(rom.select),
-            wb.lo.eq(d.lo), wb.hi.eq(d.hi), wb.out_width.eq(d.out_width), wb.out_height.eq(band_rows_now),
-            wb.x_groups.eq(d.x_groups), wb.row_beats.eq(d.out_row_beats), wb.row_bytes.eq(row_bytes),
-            wb.plane_bytes.eq(lane_bytes), wb.group_addr.eq(out_ptr + band_out_off),
+            wb.lo.eq(d.lo), wb.hi.eq(d.hi), wb.out_width.eq(tile_cols), wb.out_height.eq(band_rows_now),
+            wb.x_groups.eq(tile_xg), wb.row_beats.eq(tile_out_beats), wb.row_bytes.eq(row_bytes),
+            wb.plane_bytes.eq(lane_bytes),
+            # a column tile starts on an output beat: its rows' first beats
+            wb.group_addr.eq(out_ptr + band_out_off + (tile_ox0 >> be_log) * bb),
             wb.lanes_valid.eq(Mux(lanes_left < lanes, lanes_left, lanes)),
             wb.wr.ready.eq(self.wr.ready), self.wr.valid.eq(wb.wr.valid), self.wr.payload.eq(wb.wr.payload),
         ]
@@ -187,16 +211,21 @@ class Engine(wiring.Component):
                 ]
 
         def reset_bands():
-            m.d.sync += [band.eq(0), band_oy0.eq(0), band_y0.eq(kernel_top), band_out_off.eq(0)]
+            m.d.sync += [band.eq(0), band_oy0.eq(0), band_y0.eq(kernel_top), band_out_off.eq(0), tile_ox0.eq(0)]
 
-        def next_band():
-            m.d.sync += [band.eq(band + 1), band_oy0.eq(band_oy0 + d.band_rows),
-                         band_y0.eq(band_y0 + Mux(d.stride2, d.band_rows << 1, d.band_rows)),
-                         band_out_off.eq(band_out_off + band_out_step)]
+        def next_tile():
+            """The band's next column tile, or the next band's first."""
+            with m.If(last_col):
+                m.d.sync += [band.eq(band + 1), band_oy0.eq(band_oy0 + d.band_rows),
+                             band_y0.eq(band_y0 + Mux(d.stride2, d.band_rows << 1, d.band_rows)),
+                             band_out_off.eq(band_out_off + band_out_step), tile_ox0.eq(0)]
+            with m.Else():
+                m.d.sync += tile_ox0.eq(tile_ox0 + (d.col_beats << be_log))
 
         group_state = [group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start]
         last_group = group == d.m_groups - 1
-        last_band = band == d.bands - 1
+        last_col = ~col_tiled | (tile_ox0 + (d.col_beats << be_log) >= d.out_width)
+        last_tile = (band == d.bands - 1) & last_col
         bpw_log = wbuf.beats_per_word.bit_length() - 1
         lw_log = wbuf.lane_words_per_word.bit_length() - 1
 
@@ -221,6 +250,10 @@ class Engine(wiring.Component):
                     in_plane_bytes.eq(d.height * d.in_row_beats * bb),
                     input_beats.eq(d.channels * d.height * d.in_row_beats),
                     band_out_step.eq(d.band_rows * d.out_row_beats * bb),
+                    in_row_bytes.eq(d.in_row_beats * bb),
+                    # full rows; column tiles set these per tile (TILE_COLS, TILE_BEATS)
+                    tile_cols.eq(d.out_width), tile_xg.eq(d.x_groups), tile_out_beats.eq(d.out_row_beats),
+                    tile_lo.eq(0), tile_beats.eq(d.in_row_beats), tile_x_lo.eq(0), tile_flush.eq(0),
                     group_words.eq((d.weight_group_beats + (1 << bpw_log) - 1) >> bpw_log),
                     fill_base.eq(0), lane_base.eq(0),
                 ]
@@ -251,15 +284,44 @@ class Engine(wiring.Component):
                                        + kernel_rows)
                 m.d.sync += [band_lo.eq(Mux(band_y0 < 0, 0, band_y0)),
                              band_hi.eq(Mux(rows_in > d.height, d.height, rows_in))]
+                with m.If(col_tiled):
+                    m.next = "TILE_COLS"
+                with m.Else():
+                    m.next = "BAND_ADDR"
+            # -- a column tile: its output columns and the whole input beats of a row its windows touch ----
+            with m.State("TILE_COLS"):
+                m.d.comb += self.busy.eq(1)
+                left = d.out_width - tile_ox0
+                cols_now = Signal(16)
+                m.d.comb += cols_now.eq(Mux(left < (d.col_beats << be_log), left, d.col_beats << be_log))
+                x_lo = Signal(signed(18))
+                m.d.comb += x_lo.eq(Mux(d.stride2, tile_ox0 << 1, tile_ox0) - (d.kernel >> 1))
+                m.d.sync += [
+                    tile_cols.eq(cols_now),
+                    tile_xg.eq((cols_now + p.x_lanes - 1) >> (p.x_lanes.bit_length() - 1)),
+                    tile_out_beats.eq((cols_now + p.beat_elems - 1) >> be_log),
+                    tile_x_lo.eq(Mux(x_lo < 0, 0, x_lo).as_unsigned()[:16]),
+                    tile_lo.eq(Mux(x_lo < 0, 0, x_lo).as_unsigned()[:16] >> be_log),
+                    tile_x_hi.eq(x_lo + Mux(d.stride2, (cols_now - 1) << 1, cols_now - 1) + d.kernel),
+                ]
+                m.next = "TILE_BEATS"
+            with m.State("TILE_BEATS"):
+                m.d.comb += self.busy.eq(1)
+                hi = Mux(tile_x_hi > d.width, d.width, tile_x_hi).as_unsigned()[:16]
+                beats = ((hi + p.beat_elems - 1) >> be_log) - tile_lo
+                kept = (hi - tile_x_lo + p.beat_elems - 1) >> be_log  # beats of the row's columns in the buffer
+                m.d.sync += [tile_beats.eq(beats), tile_flush.eq((tile_x_lo[:be_log] != 0) & (kept == beats))]
                 m.next = "BAND_ADDR"
             with m.State("BAND_ADDR"):
                 # a band of every row of the tensor is one read: its channels lie back to back in
                 # DRAM and in the buffer
                 m.d.comb += self.busy.eq(1)
-                whole = (band_lo == 0) & (band_hi == d.height) & (d.chan_rows == d.height)
-                m.d.sync += [chan_beats.eq(Mux(whole, input_beats,
-                                               (band_hi - band_lo).as_unsigned()[:16] * d.in_row_beats)),
-                             in_ptr.eq(d.in_addr + band_lo.as_unsigned()[:16] * d.in_row_beats * bb),
+                # (a column tile reads its beats of each row: one read per row)
+                whole = (band_lo == 0) & (band_hi == d.height) & (d.chan_rows == d.height) & ~col_tiled
+                first = d.in_addr + band_lo.as_unsigned()[:16] * in_row_bytes + tile_lo * bb
+                m.d.sync += [chan_beats.eq(Mux(whole, input_beats, Mux(col_tiled, tile_beats,
+                                               (band_hi - band_lo).as_unsigned()[:16] * d.in_row_beats))),
+                             in_ptr.eq(first), chan_ptr.eq(first), in_row.eq(0),
                              slot_ptr.eq(0), in_c.eq(Mux(whole, d.channels - 1, 0))]
                 m.next = "INPUT_REQ"
             with m.State("INPUT_REQ"):
@@ -271,12 +333,16 @@ class Engine(wiring.Component):
                 with m.If(rd_beat):
                     m.d.sync += got.eq(got + 1)
                     with m.If(got == chan_beats - 1):
-                        m.d.sync += [in_c.eq(in_c + 1), in_ptr.eq(in_ptr + in_plane_bytes),
-                                     slot_ptr.eq(slot_ptr + d.chan_rows)]
-                        with m.If(in_c != d.channels - 1):
+                        with m.If(col_tiled & (in_row != (band_hi - band_lo).as_unsigned()[:16] - 1)):
+                            m.d.sync += [in_row.eq(in_row + 1), in_ptr.eq(in_ptr + in_row_bytes)]
                             m.next = "INPUT_REQ"
                         with m.Else():
-                            m.next = "GROUPS"
+                            m.d.sync += [in_c.eq(in_c + 1), in_row.eq(0), chan_ptr.eq(chan_ptr + in_plane_bytes),
+                                         in_ptr.eq(chan_ptr + in_plane_bytes), slot_ptr.eq(slot_ptr + d.chan_rows)]
+                            with m.If(in_c != d.channels - 1):
+                                m.next = "INPUT_REQ"
+                            with m.Else():
+                                m.next = "GROUPS"
             with m.State("GROUPS"):
                 # the band's first lane group: the layer's first (streamed) or the resident set's first
                 m.d.comb += self.busy.eq(1)
@@ -346,17 +412,17 @@ class Engine(wiring.Component):
                     with m.If(resident):
                         m.d.sync += [j.eq(j + 1), lane_base.eq(lane_base + (group_words << lw_log))]
                         with m.If(j == set_size - 1):
-                            with m.If(~last_band):
-                                next_band()
+                            with m.If(~last_tile):
+                                next_tile()
                                 m.next = "BAND"
                             with m.Elif(last_group):
                                 m.next = "DONE"
                             with m.Else():
                                 m.next = "SET_START"
                     with m.Elif(last_group):
-                        next_band()
+                        next_tile()
                         m.next = "BAND"
-                        with m.If(last_band):
+                        with m.If(last_tile):
                             m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)

@@ -1,8 +1,11 @@
-"""The input buffer: one row band of the input tensor on chip, rows packed into words, and the window fetch.
+"""The input buffer: one row band (or column tile of one) of the input tensor on chip, rows packed into words, and the window fetch.
 
-Storage: a word holds `2**slot_shift` rows of the layer (each in a power-of-two slot of beats; one
-row per word for the widest layer). Row `(c, y)` of a band sits in slot `c * chan_rows + (y -
-row_origin)`, `row_origin` being the band's first loaded row: every input channel gets
+Storage: a word holds `2**slot_shift` rows of the layer, or of the column tile being run (each in
+a power-of-two slot of beats; one row per word for the widest layer). A column tile's rows hold
+its columns only (the fill shifts each row by `col_shift` elements, see `col_shift`): element 0
+of a slot is input column `col_origin`. Row
+`(c, y)` of a band sits in slot `c * chan_rows + (y - row_origin)`, `row_origin` being the band's
+first loaded row: every input channel gets
 `chan_rows` slots, and the engine fills them channel by channel (`fill_start` with the channel's
 first slot, then the beats of its rows, one SRAM write per beat). A beat carries
 `params.beat_elems` activations (several per byte at A <= 4, `memory_map`); the fill keeps the low
@@ -11,7 +14,8 @@ or below the tensor are never loaded: the fetch reads some other slot for them a
 as padding.
 
 Fetching: for every pass (output row `oy` of the band, lane group of `x_lanes` outputs, input
-channel `c`) the fetch reads the input rows of the window, one per cycle, cuts out the `win_cols`
+channel `c`; the pixel groups of a column tile start at its output column `x_start / stride`) the
+fetch reads the input rows of the window, one per cycle, cuts out the `win_cols`
 columns the lane group needs, zeroes what lies in the padding, and offers the window on a stream.
 A window is `kernel_max` rows around the output row (`kernel_max // 2` above); a layer of a smaller
 k x k kernel reads only the k rows in its middle (the centre row for 1x1 kernels), the others keep
@@ -51,7 +55,14 @@ class InputBuffer(wiring.Component):
             "height": In(16),
             "width": In(16),
             "out_height": In(16),  # output rows of the band
-            "x_groups": In(16),
+            "x_groups": In(16),  # lane groups of output pixels of the tile
+            "x_start": In(16),  # the tile's first output column * stride (0 unless column tiles)
+            "col_origin": In(16),  # the input column in each slot's first element (the tile's first)
+            # column tiles: the first column's place in its beat (the fill shifts the row by it), and
+            # whether a row's last beat leaves a slot beat to write after it (one read per row: the
+            # cycle after a row's last beat carries no fill beat)
+            "col_shift": In(range(params.beat_elems)),
+            "col_flush": In(1),
             "stride2": In(1),
             "kernel1x1": In(1),
             "residue_groups": In(1),  # read only the rows of each channel's pattern (see the module doc)
@@ -81,14 +92,33 @@ class InputBuffer(wiring.Component):
         m.d.comb += [slot_mask.eq((1 << self.slot_shift) - 1), slot_log2.eq(wbl - self.slot_shift),
                      slot_beat.eq((slot & slot_mask) << slot_log2)]
         beat_elems = Cat(self.fill.payload.word_select(i, p.act_field_bits)[:a] for i in range(be))
-        m.d.comb += [self.fill.ready.eq(1), mem.wr_addr.eq(slot >> self.slot_shift),
-                     mem.wr_data.eq(beat_elems.replicate(p.word_beats))]
+        # a column tile's row starts `col_shift` elements into its first beat: slot beat j is elements
+        # col_shift .. of read beats j and j + 1, written when beat j + 1 (or, flushing, nothing) arrives
+        prev = Signal(be * a)
+        shifted = Signal(be * a)
+        flush = Signal()
+        flush_addr = Signal.like(mem.wr_addr)
+        flush_beat = Signal(wbl + 1)
+        shifting = self.col_shift != 0
+        m.d.comb += [self.fill.ready.eq(1),
+                     shifted.eq(Cat(prev, Mux(flush, 0, beat_elems)).bit_select(self.col_shift * a, be * a)),
+                     mem.wr_addr.eq(Mux(flush, flush_addr, slot >> self.slot_shift)),
+                     mem.wr_data.eq(Mux(shifting, shifted, beat_elems).replicate(p.word_beats))]
+        m.d.sync += flush.eq(0)
+        with m.If(flush):
+            m.d.comb += mem.wr_en.eq(1 << flush_beat)
         with m.If(self.fill_start):
             m.d.sync += [beat_in_row.eq(0), slot.eq(self.fill_slot)]
         with m.Elif(self.fill.valid):
-            m.d.comb += mem.wr_en.eq(1 << (slot_beat + beat_in_row)[:wbl + 1])
+            m.d.sync += prev.eq(beat_elems)
+            with m.If(~shifting):
+                m.d.comb += mem.wr_en.eq(1 << (slot_beat + beat_in_row)[:wbl + 1])
+            with m.Elif(beat_in_row != 0):
+                m.d.comb += mem.wr_en.eq(1 << (slot_beat + beat_in_row - 1)[:wbl + 1])
             with m.If(beat_in_row == self.row_beats - 1):
-                m.d.sync += [beat_in_row.eq(0), slot.eq(slot + 1)]
+                m.d.sync += [beat_in_row.eq(0), slot.eq(slot + 1),
+                             flush.eq(shifting & self.col_flush), flush_addr.eq(slot >> self.slot_shift),
+                             flush_beat.eq((slot_beat + beat_in_row)[:wbl + 1])]
             with m.Else():
                 m.d.sync += beat_in_row.eq(beat_in_row + 1)
 
@@ -101,6 +131,7 @@ class InputBuffer(wiring.Component):
         y_base = Signal(signed(18))  # oy * stride - kernel_max // 2
         c_base = Signal(32)  # c * chan_rows
         x_base = Signal(16)  # first window column + kernel_max // 2 (columns left of 0 are padding)
+        x_start = Signal(16)
         # the ROM index of the channel being fetched, walked like the lanes' residues
         f_index = Signal.like(self.group_index)
         f_end = Signal(len(self.group_index) + 1)
@@ -141,8 +172,9 @@ class InputBuffer(wiring.Component):
                      mem.rd_en.eq(advance), mem.rd_addr.eq(rd_slot >> self.slot_shift)]
 
         with m.If(self.run):
-            m.d.sync += [active.eq(1), oy.eq(0), xg.eq(0), c.eq(0), y_base.eq(self.y_start), c_base.eq(0), x_base.eq(0),
-                         f_index.eq(self.group_index), ky.eq(ky_first(self.group_index))]
+            m.d.sync += [active.eq(1), oy.eq(0), xg.eq(0), c.eq(0), y_base.eq(self.y_start), c_base.eq(0),
+                         x_base.eq(self.x_start), x_start.eq(self.x_start), f_index.eq(self.group_index),
+                         ky.eq(ky_first(self.group_index))]
         with m.Elif(active & advance):
             with m.If(ky != ky_last):
                 m.d.sync += ky.eq(ky + 1)
@@ -153,7 +185,7 @@ class InputBuffer(wiring.Component):
                     m.d.sync += [c.eq(0), c_base.eq(0), xg.eq(xg + 1),
                                  x_base.eq(x_base + Mux(self.stride2, 2 * p.x_lanes, p.x_lanes))]
                     with m.If(xg == self.x_groups - 1):
-                        m.d.sync += [xg.eq(0), x_base.eq(0), oy.eq(oy + 1),
+                        m.d.sync += [xg.eq(0), x_base.eq(x_start), oy.eq(oy + 1),
                                      y_base.eq(y_base + Mux(self.stride2, 2, 1))]
                         with m.If(oy == self.out_height - 1):
                             m.d.sync += active.eq(0)
@@ -164,7 +196,7 @@ class InputBuffer(wiring.Component):
 
         # stage B: cut the window's columns out of the row, zero the padding
         padded = Cat(Const(0, half_max * a), mem.rd_data, Const(0, cols * a))
-        segment = padded.bit_select((b_slot_elems + b_x_base) * a, cols * a)
+        segment = padded.bit_select((b_slot_elems + b_x_base - self.col_origin)[:16] * a, cols * a)
         cut = Signal(cols * a)
         # column x_base + j - kernel_max // 2 of the row; outside 0 .. width-1 it is padding (or a
         # neighbouring slot)
