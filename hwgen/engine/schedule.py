@@ -12,7 +12,7 @@ per lane group the passes (output row x pixel-lane group), each the sum over inp
 `max(steps, fetch)` cycles (`plan.group_pass_cycles`: steps are the layer's taps, or a residue
 group's pattern's taps on that channel; fetch is the k row reads of a k x k window), and at
 least the drain of the previous pass; output rows go out while the next are computed unless write-back is the slower of the
-two. The model assumes memory that answers every request after `latency` cycles and never
+two. The pipeline's register cuts (`params.pipeline_latency`) delay each run's last row once. The model assumes memory that answers every request after `latency` cycles and never
 stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).
 """
 
@@ -91,9 +91,11 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         row_out = len(lanes) * (rbo + 2)
         row_compute = xg * group_pass_cycles(plan, lanes[0], params.m_lanes)
         # compute-bound: the last row drains and goes out after the passes; write-bound: the
-        # first row is computed before the writes that pace the rest
-        return (1 + 5 + max(rows * row_compute + params.m_lanes + row_out,
-                            row_compute + params.m_lanes + rows * row_out), rows * row_compute)
+        # first row is computed before the writes that pace the rest; either way a row reaches
+        # the writer through the pipeline's register cuts once more
+        tail = params.m_lanes + params.pipeline_latency
+        return (1 + 5 + max(rows * row_compute + tail + row_out, row_compute + tail + rows * row_out),
+                rows * row_compute)
 
     cycles = 1 + _load_cycles(desc_beats, latency) + 1
     compute = 0
