@@ -10,6 +10,7 @@ import pytest
 from hwgen.layercases import conv_graph, expected, load_image, pattern_library_graph, random_input
 
 from hwgen import engine
+from hwgen.engine.params import MAX_PIPELINE
 from hwgen.gateware.engine import Engine
 from hwgen.gateware.sim_memory import run_layer
 
@@ -79,6 +80,22 @@ def test_traffic_and_cycles_match_schedule(make, knobs):
     assert traffic.write_bytes == model.write_bytes
     # cycles: the model is analytical, documented as within 3% of the unstalled simulation
     assert abs(traffic.cycles - model.cycles) <= 0.03 * traffic.cycles
+
+
+@pytest.mark.parametrize("pipeline", range(MAX_PIPELINE + 1))
+@pytest.mark.parametrize("name", ["ps4p4", "pointwise_one_channel"])
+def test_every_pipeline_depth_is_bit_exact_and_scheduled(name, pipeline):
+    """Each depth of register cuts: bit-exact under stalls, then without stalls the cycles the schedule
+    predicts (its latency counted once per run); one-step passes put several last steps in flight."""
+    from hwgen.engine import schedule
+
+    kwargs, knobs = CASES[name]
+    graph = conv_graph(seed=zlib.crc32(name.encode()) % 1000, **kwargs)
+    run_case(graph, seed=pipeline, pipeline=pipeline, **knobs)
+    plan, params, traffic = run_case(graph, seed=pipeline, stall=0.0, pipeline=pipeline, **knobs)
+    assert params.pipeline_latency == len(params.mac_cuts) + len(params.requant_cuts)
+    model = schedule.layer_schedule(plan, params)
+    assert abs(traffic.cycles - model.cycles) <= 0.03 * traffic.cycles, (traffic.cycles, model.cycles)
 
 
 def test_layers_with_different_periods_share_one_engine():

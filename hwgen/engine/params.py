@@ -21,7 +21,8 @@ KERNEL_MAX = 7  # the largest kernel an engine can be built for
 # Register cuts of the two long paths, in the order `pipeline` depth adds them (docs/engine.md,
 # "Pipeline"): each cut is one register stage, so one cycle of latency, on its path.
 MAC_CUTS = ("operands", "product", "candidates")  # MacArray: DSP inputs, DSP output, per-pattern pixels
-REQUANT_CUTS = ("product", "rounding", "output", "inputs")  # Requant: after the multiply, the shift, the clamp; before
+# Requant: after the partial products, the shift, their sum, the clamp; before the multiply
+REQUANT_CUTS = ("product", "rounding", "sum", "output", "inputs")
 MAX_PIPELINE = max(len(MAC_CUTS), len(REQUANT_CUTS))
 DEFAULT_PIPELINE = MAX_PIPELINE  # what `hwgen generate` builds unless told otherwise
 

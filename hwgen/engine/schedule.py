@@ -75,10 +75,10 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     wgb, tgb = weight_group_beats(plan, params), table_group_beats(params)
     xg = ceil_div(ow, params.x_lanes)
 
-    def band_load(lo: int, hi: int) -> int:  # BAND, BAND_ROWS, BAND_ADDR, then a read per channel
+    def band_load(lo: int, hi: int) -> int:  # BAND, BAND_ROWS, BAND_BEATS, BAND_ADDR, then a read per channel
         if (lo, hi) == (0, h) and tiling.chan_rows == h:
-            return 3 + _load_cycles(c * h * rbi, latency)
-        return 3 + c * _load_cycles((hi - lo) * rbi, latency)
+            return 4 + _load_cycles(c * h * rbi, latency)
+        return 4 + c * _load_cycles((hi - lo) * rbi, latency)
 
     def weights_load() -> int:  # WEIGHTS_REQ / SET_WEIGHTS_REQ, then the beats
         return 1 + _load_cycles(wgb, latency)
@@ -97,7 +97,7 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         return (1 + 5 + max(rows * row_compute + tail + row_out, row_compute + tail + rows * row_out),
                 rows * row_compute)
 
-    cycles = 1 + _load_cycles(desc_beats, latency) + 1
+    cycles = 1 + _load_cycles(desc_beats, latency) + 2  # IDLE, the descriptor, SETUP, SETUP_BYTES
     compute = 0
     bands = [(b, min(tiling.band_rows, oh - b * tiling.band_rows)) for b in range(tiling.bands)]
     k = tiling.resident_groups

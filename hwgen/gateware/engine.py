@@ -74,6 +74,10 @@ class Engine(wiring.Component):
         in_plane_bytes = Signal(ADDR_BITS)  # input address stride between channels
         input_beats = Signal(32)  # the whole input tensor's beats
         band_out_step = Signal(ADDR_BITS)  # output address advance per band
+        # their factors, one multiply per cycle (SETUP, then SETUP_BYTES): no multiplier chain in one cycle
+        out_plane_beats = Signal(32)
+        in_plane_beats = Signal(32)
+        band_out_beats = Signal(32)
         # lane group state
         group = Signal(16)
         lanes_left = Signal(16)
@@ -93,6 +97,8 @@ class Engine(wiring.Component):
         band_lo = Signal(signed(18))
         band_hi = Signal(signed(18))
         band_out_off = Signal(ADDR_BITS)
+        span_beats = Signal(32)  # beats of the band's rows [lo, hi) of one channel
+        lo_beats = Signal(32)  # beats before row lo in a channel
         chan_beats = Signal(32)
         in_c = Signal(16)
         in_ptr = Signal(ADDR_BITS)
@@ -216,16 +222,24 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [
                     row_bytes.eq(d.out_row_beats * bb),
-                    plane_bytes.eq(d.out_height * d.out_row_beats * bb),
-                    lane_bytes.eq(d.out_height * d.out_row_beats * bb * Mux(d.residue_groups, d.period, 1)),
-                    in_plane_bytes.eq(d.height * d.in_row_beats * bb),
-                    input_beats.eq(d.channels * d.height * d.in_row_beats),
-                    band_out_step.eq(d.band_rows * d.out_row_beats * bb),
+                    out_plane_beats.eq(d.out_height * d.out_row_beats),
+                    in_plane_beats.eq(d.height * d.in_row_beats),
+                    band_out_beats.eq(d.band_rows * d.out_row_beats),
                     group_words.eq((d.weight_group_beats + (1 << bpw_log) - 1) >> bpw_log),
                     fill_base.eq(0), lane_base.eq(0),
                 ]
                 reset_groups()
                 reset_bands()
+                m.next = "SETUP_BYTES"
+            with m.State("SETUP_BYTES"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [
+                    plane_bytes.eq(out_plane_beats * bb),
+                    lane_bytes.eq(out_plane_beats * bb * Mux(d.residue_groups, d.period, 1)),
+                    in_plane_bytes.eq(in_plane_beats * bb),
+                    input_beats.eq(d.channels * in_plane_beats),
+                    band_out_step.eq(band_out_beats * bb),
+                ]
                 with m.If(resident):
                     m.next = "SET_START"
                 with m.Else():
@@ -251,15 +265,18 @@ class Engine(wiring.Component):
                                        + kernel_rows)
                 m.d.sync += [band_lo.eq(Mux(band_y0 < 0, 0, band_y0)),
                              band_hi.eq(Mux(rows_in > d.height, d.height, rows_in))]
+                m.next = "BAND_BEATS"
+            with m.State("BAND_BEATS"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [span_beats.eq((band_hi - band_lo).as_unsigned()[:16] * d.in_row_beats),
+                             lo_beats.eq(band_lo.as_unsigned()[:16] * d.in_row_beats)]
                 m.next = "BAND_ADDR"
             with m.State("BAND_ADDR"):
                 # a band of every row of the tensor is one read: its channels lie back to back in
                 # DRAM and in the buffer
                 m.d.comb += self.busy.eq(1)
                 whole = (band_lo == 0) & (band_hi == d.height) & (d.chan_rows == d.height)
-                m.d.sync += [chan_beats.eq(Mux(whole, input_beats,
-                                               (band_hi - band_lo).as_unsigned()[:16] * d.in_row_beats)),
-                             in_ptr.eq(d.in_addr + band_lo.as_unsigned()[:16] * d.in_row_beats * bb),
+                m.d.sync += [chan_beats.eq(Mux(whole, input_beats, span_beats)), in_ptr.eq(d.in_addr + lo_beats * bb),
                              slot_ptr.eq(0), in_c.eq(Mux(whole, d.channels - 1, 0))]
                 m.next = "INPUT_REQ"
             with m.State("INPUT_REQ"):

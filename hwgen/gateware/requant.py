@@ -6,10 +6,13 @@ With `half_even` set (per output channel, from the requant table), an exact tie 
 the result set, every bit under it clear) keeps the truncated result when that is even: the
 `"half_even"` rounding of `hwgen.intmath.requantize`.
 
-The path is multiply, variable shift, round and clamp; `cuts` (a subset of
-`params.REQUANT_CUTS`) registers it before the multiply (`inputs`), after it (`product`: the DSP
-output register), after the shift (`rounding`) and after the clamp (`output`). `y` follows the
-inputs `len(cuts)` cycles later (`latency`).
+The path is multiply, variable shift, round and clamp. The multiply is written as partial
+products of `PART_BITS`-bit slices of the accumulator (each one 18x18 DSP multiply) added
+afterwards, so a cut can sit between the DSPs and their sum. `cuts` (a subset of
+`params.REQUANT_CUTS`) registers the path before the multiply (`inputs`), after the partial
+products (`product`: the DSP output registers), after their sum (`sum`), after the shift
+(`rounding`) and after the clamp (`output`). `y` follows the inputs `len(cuts)` cycles later
+(`latency`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..engine.params import REQUANT_CUTS
 from .pipeline import cut
 
 SHIFT_BITS = 6  # holds S up to MAX_SHIFT = 47
+PART_BITS = 17  # an unsigned 17-bit accumulator slice times the 15-bit M is one 18x18 signed multiply
 
 
 class Requant(wiring.Component):
@@ -52,8 +56,14 @@ class Requant(wiring.Component):
 
         v = stage("inputs", acc=self.acc, multiplier=self.multiplier, shift=self.shift, lo=self.lo, hi=self.hi,
                   half_even=self.half_even)
-        v = stage("product", product=v["acc"] * v["multiplier"], s1=(v["shift"] - 1)[:SHIFT_BITS],
-                  lo=v["lo"], hi=v["hi"], half_even=v["half_even"])
+        starts = range(0, self.acc_bits, PART_BITS)
+        slices = [v["acc"][lo:lo + PART_BITS] for lo in starts]
+        slices[-1] = slices[-1].as_signed()  # the top slice carries the sign
+        v = stage("product", **{f"part{i}": piece * v["multiplier"] for i, piece in enumerate(slices)},
+                  s1=(v["shift"] - 1)[:SHIFT_BITS], lo=v["lo"], hi=v["hi"], half_even=v["half_even"])
+        total = Signal(signed(self.acc_bits + intmath.MULT_BITS + 1))  # the width of acc * M (M unsigned)
+        m.d.comb += total.eq(sum(v[f"part{i}"] << lo for i, lo in enumerate(starts)))
+        v = stage("sum", product=total, s1=v["s1"], lo=v["lo"], hi=v["hi"], half_even=v["half_even"])
         product, s1 = v["product"], v["s1"]
         halved = product >> s1
         below_half = product & ((Const(1, 1) << s1) - 1)
