@@ -78,6 +78,8 @@ class Engine(wiring.Component):
         out_plane_beats = Signal(32)
         in_plane_beats = Signal(32)
         band_out_beats = Signal(32)
+        last_tap = Signal(8)  # the layer's taps - 1: the MAC array's last step per channel
+        last_channel = Signal(16)  # channels - 1
         # lane group state
         group = Signal(16)
         lanes_left = Signal(16)
@@ -136,8 +138,8 @@ class Engine(wiring.Component):
         wiring.connect(m, inbuf.window, mac.window)
         wiring.connect(m, mac.result, wb.result)
         m.d.comb += [
-            mac.channels.eq(d.channels), mac.stride2.eq(d.stride2),
-            mac.steps.eq(Mux(d.residue_groups, rom.steps, d.taps) if p.sparse else d.taps),
+            mac.last_channel.eq(last_channel), mac.stride2.eq(d.stride2),
+            mac.last_step.eq(Mux(d.residue_groups, rom.last_step, last_tap) if p.sparse else last_tap),
             mac.in_signed.eq(d.in_signed),
             wbuf.addr.eq(mac.weight_addr), wbuf.read_base.eq(lane_base), wbuf.fill_base.eq(fill_base),
             mac.weights.eq(wbuf.data),
@@ -221,7 +223,7 @@ class Engine(wiring.Component):
             with m.State("SETUP"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [
-                    row_bytes.eq(d.out_row_beats * bb),
+                    row_bytes.eq(d.out_row_beats * bb), last_tap.eq(d.taps - 1), last_channel.eq(d.channels - 1),
                     out_plane_beats.eq(d.out_height * d.out_row_beats),
                     in_plane_beats.eq(d.height * d.in_row_beats),
                     band_out_beats.eq(d.band_rows * d.out_row_beats),

@@ -9,10 +9,12 @@ bias; the last hands the accumulators to write-back on the `result` stream.
 
 Stages: issue (window taken, weight and ROM addresses); one cycle later, when the weight word
 and taps are out of their memories, each pixel lane's candidate pixels (one per ROM pattern);
-then each lane's choice among them, the multiply and the accumulate. `params.mac_cuts` registers
-that path after the candidates (`candidates`), before the multiply (`operands`: the DSP input
-registers) and after it (`product`: the DSP output register); the step's flags (first, last)
-travel with it, so each cut delays a pass's result by one cycle and costs no throughput.
+then each lane's choice among them, the multiply and the accumulate. `params.mac_cuts` puts a
+two-entry FIFO between the input buffer and the issue (`window`: the buffer's fetch sees a
+registered ready), and registers the path after the candidates (`candidates`), before the
+multiply (`operands`: the DSP input registers) and after it (`product`: the DSP output
+register); the step's flags (first, last) travel with it, so each cut delays a run by one cycle
+and costs no throughput.
 
 The window is `kernel_max` rows of `win_cols` pixels; a k x k kernel sits in its middle
 (`EngineParams.window_tap`), and a dense layer's step `t` is its raster tap `t`.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..engine.params import EngineParams
@@ -35,8 +38,8 @@ class MacArray(wiring.Component):
         lanes, xl, a = params.m_lanes, params.x_lanes, params.act_bits
         super().__init__({
             "window": In(stream.Signature(params.kernel_max * params.win_cols * a)),
-            "channels": In(16),
-            "steps": In(8),  # tap steps per channel
+            "last_channel": In(16),  # input channels - 1
+            "last_step": In(8),  # tap steps per channel - 1
             "stride2": In(1),
             "in_signed": In(1),
             "bias": In(data.ArrayLayout(signed(32), lanes)),
@@ -68,18 +71,27 @@ class MacArray(wiring.Component):
         c = Signal(16)
         waddr = Signal.like(self.weight_addr)
         first_t = t == 0
-        last_t = t == self.steps - 1
-        last_step = last_t & (c == self.channels - 1)
+        last_t = t == self.last_step
+        last_step = last_t & (c == self.last_channel)
         s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
         # a pass's last step needs the result register free, counting last steps still in flight
         # in any stage (one-step passes: a 1x1 layer with one input channel)
         in_flight = [s2_last]
         last_in_flight = Signal()
-        can_issue = (~first_t | self.window.valid) & (~last_step | ~(self.result.valid | last_in_flight))
+        # the `window` cut: a two-entry FIFO between the input buffer and the issue, so the buffer's
+        # fetch sees a registered ready (its level), not the issue logic; a window per cycle still passes
+        if "window" in p.mac_cuts:
+            m.submodules.window_fifo = fifo = SyncFIFO(width=len(self.window.payload), depth=2)
+            m.d.comb += [fifo.w_data.eq(self.window.payload), fifo.w_en.eq(self.window.valid),
+                         self.window.ready.eq(fifo.w_rdy)]
+            next_valid, next_window, take = fifo.r_rdy, fifo.r_data, fifo.r_en
+        else:
+            next_valid, next_window, take = self.window.valid, self.window.payload, self.window.ready
+        can_issue = (~first_t | next_valid) & (~last_step | ~(self.result.valid | last_in_flight))
         window = Signal(kmax * cols * a)
 
         m.d.comb += [
-            self.window.ready.eq(can_issue & first_t),
+            take.eq(can_issue & first_t),
             self.weight_addr.eq(waddr),
             self.issue.eq(can_issue),
             self.chan_done.eq(last_t),
@@ -92,7 +104,7 @@ class MacArray(wiring.Component):
                      s2_last.eq(can_issue & last_step), s2_step.eq(t)]
         with m.If(can_issue):
             with m.If(first_t):
-                m.d.sync += window.eq(self.window.payload)
+                m.d.sync += window.eq(next_window)
             m.d.sync += [t.eq(t + 1), waddr.eq(waddr + 1)]
             with m.If(last_t):
                 m.d.sync += [t.eq(0), c.eq(c + 1)]
