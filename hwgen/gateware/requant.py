@@ -17,7 +17,7 @@ products (`product`: the DSP output registers), after their sum (`sum`), after t
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -66,7 +66,8 @@ class Requant(wiring.Component):
         v = stage("sum", product=total, s1=v["s1"], lo=v["lo"], hi=v["hi"], half_even=v["half_even"])
         product, s1 = v["product"], v["s1"]
         halved = product >> s1
-        below_half = product & ((Const(1, 1) << s1) - 1)
+        # the bits under the rounding position, masked by comparisons with S - 1 (no subtractor)
+        below_half = product.as_unsigned() & Cat(*(s1 > i for i in range(len(product))))
         tie_to_even = v["half_even"] & halved[0] & ~halved[1] & (below_half == 0)
         v = stage("rounding", halved=halved, tie_to_even=tie_to_even, lo=v["lo"], hi=v["hi"])
         rounded = Mux(v["tie_to_even"], v["halved"] >> 1, (v["halved"] + 1) >> 1)
