@@ -28,6 +28,11 @@ MAX_PIPELINE = max(len(MAC_CUTS), len(REQUANT_CUTS))
 DEFAULT_PIPELINE = MAX_PIPELINE  # what `hwgen generate` builds unless told otherwise
 
 
+def has_window_fifo(pipeline: int) -> bool:
+    """The MAC array's `window` cut is in at this depth (the schedule's fetch model depends on it)."""
+    return "window" in MAC_CUTS[:pipeline]
+
+
 def _pow2(v: int) -> bool:
     return v >= 1 and v & (v - 1) == 0
 
@@ -238,6 +243,10 @@ class EngineParams:
     def requant_cuts(self) -> tuple[str, ...]:
         """The write-back requantization's register cuts at this pipeline depth."""
         return REQUANT_CUTS[:self.pipeline]
+
+    @property
+    def window_fifo(self) -> bool:
+        return has_window_fifo(self.pipeline)
 
     @property
     def pipeline_latency(self) -> int:

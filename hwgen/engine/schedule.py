@@ -89,7 +89,7 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     def run(lanes: list[int], rows: int) -> tuple[int, int]:
         """(cycles from RUN_START to write-back done, MAC-array pass cycles) of one band and group."""
         row_out = len(lanes) * (rbo + 2)
-        row_compute = xg * group_pass_cycles(plan, lanes[0], params.m_lanes)
+        row_compute = xg * group_pass_cycles(plan, lanes[0], params.m_lanes, params.window_fifo)
         # compute-bound: the last row drains and goes out after the passes; write-bound: the
         # first row is computed before the writes that pace the rest; either way a row reaches
         # the writer through the pipeline's register cuts once more
