@@ -200,7 +200,8 @@ def test_small_buffer_tiles_and_too_small_is_refused(tmp_path):
     ("--x-lanes", "0", "x-lanes must be a power of two"),
     ("--bus-bits", "48", "bus-bits must be a power of two"),
     ("--x-lanes", "16", "x-lanes (16) must not exceed the bytes per bus beat (8)"),
-    ("--pipeline", str(MAX_PIPELINE + 1), f"pipeline must be an integer from 0 to {MAX_PIPELINE}, got {MAX_PIPELINE + 1}"),
+    ("--pipeline", str(MAX_PIPELINE + 1),
+     f"pipeline must be an integer from 0 to {MAX_PIPELINE}, got {MAX_PIPELINE + 1}"),
     ("--pipeline", "-1", f"pipeline must be an integer from 0 to {MAX_PIPELINE}, got -1"),
 ])
 def test_cli_rejects_bad_parameters(tmp_path, capsys, option, value, message):

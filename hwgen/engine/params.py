@@ -70,7 +70,7 @@ class EngineParams:
     library: bool = False  # some layer is a pattern library: build the kernel-id buffer
     lane_period: int = 0  # lcm of the periodic layers' P: lanes m and m + lane_period share a tap mux (0: none)
     sram_cells: bool = False  # buffers as hwgen_sram_1r1w instances (generated Verilog) or lib.memory (sim)
-    pipeline: int = DEFAULT_PIPELINE  # register cuts per long path (0: the single-cycle datapath), MAC_CUTS / REQUANT_CUTS
+    pipeline: int = DEFAULT_PIPELINE  # register cuts per long path (MAC_CUTS, REQUANT_CUTS); 0: single-cycle
 
     # -- validation ------------------------------------------------------------------------------
     def validate(self) -> "EngineParams":

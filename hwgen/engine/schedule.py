@@ -12,8 +12,8 @@ per lane group the passes (output row x pixel-lane group), each the sum over inp
 `max(steps, fetch)` cycles (`plan.group_pass_cycles`: steps are the layer's taps, or a residue
 group's pattern's taps on that channel; fetch is the k row reads of a k x k window), and at
 least the drain of the previous pass; output rows go out while the next are computed unless write-back is the slower of the
-two. The pipeline's register cuts (`params.pipeline_latency`) delay each run's last row once. The model assumes memory that answers every request after `latency` cycles and never
-stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).
+two. The pipeline's register cuts (`params.pipeline_latency`) delay each run's last row once.
+The model assumes memory that answers every request after `latency` cycles and never stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).
 """
 
 from __future__ import annotations

@@ -144,7 +144,8 @@ class Writeback(wiring.Component):
             with m.If(self.wr.valid & self.wr.ready & (out_beat == self.row_beats - 1)):
                 m.d.sync += [sending.eq(0), wlane.eq(wlane + 1), lane_addr.eq(lane_addr + self.plane_bytes)]
                 with m.If(wlane == self.lanes_valid - 1):
-                    m.d.sync += [wlane.eq(0), wy.eq(wy + 1), full.bit_select(wbuf, 1).eq(0), landed.bit_select(wbuf, 1).eq(0),
+                    m.d.sync += [wlane.eq(0), wy.eq(wy + 1),
+                                 full.bit_select(wbuf, 1).eq(0), landed.bit_select(wbuf, 1).eq(0),
                                  row_addr.eq(row_addr + self.row_bytes), lane_addr.eq(row_addr + self.row_bytes)]
                     with m.If(wy == self.out_height - 1):
                         m.d.sync += self.done.eq(1)
