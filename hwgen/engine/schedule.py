@@ -75,10 +75,10 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     wgb, tgb = weight_group_beats(plan, params), table_group_beats(params)
     xg = ceil_div(ow, params.x_lanes)
 
-    def band_load(lo: int, hi: int) -> int:  # BAND, BAND_ROWS, BAND_BEATS, BAND_ADDR, then a read per channel
+    def band_load(lo: int, hi: int) -> int:  # BAND, BAND_ROWS, BAND_LIMITS, BAND_BEATS, BAND_ADDR, a read per channel
         if (lo, hi) == (0, h) and tiling.chan_rows == h:
-            return 4 + _load_cycles(c * h * rbi, latency)
-        return 4 + c * _load_cycles((hi - lo) * rbi, latency)
+            return 5 + _load_cycles(c * h * rbi, latency)
+        return 5 + c * _load_cycles((hi - lo) * rbi, latency)
 
     def weights_load() -> int:  # WEIGHTS_REQ / SET_WEIGHTS_REQ, then the beats
         return 1 + _load_cycles(wgb, latency)

@@ -99,6 +99,7 @@ class Engine(wiring.Component):
         band_lo = Signal(signed(18))
         band_hi = Signal(signed(18))
         band_out_off = Signal(ADDR_BITS)
+        band_span = Signal(signed(18))  # input rows from the band's first window's top row to past its last
         span_beats = Signal(32)  # beats of the band's rows [lo, hi) of one channel
         lo_beats = Signal(32)  # beats before row lo in a channel
         chan_beats = Signal(32)
@@ -262,9 +263,12 @@ class Engine(wiring.Component):
                 m.next = "BAND_ROWS"
             with m.State("BAND_ROWS"):
                 m.d.comb += self.busy.eq(1)
+                m.d.sync += band_span.eq(Mux(d.stride2, (band_rows_now - 1) << 1, band_rows_now - 1) + kernel_rows)
+                m.next = "BAND_LIMITS"
+            with m.State("BAND_LIMITS"):
+                m.d.comb += self.busy.eq(1)
                 rows_in = Signal(signed(18))
-                m.d.comb += rows_in.eq(band_y0 + Mux(d.stride2, (band_rows_now - 1) << 1, band_rows_now - 1)
-                                       + kernel_rows)
+                m.d.comb += rows_in.eq(band_y0 + band_span)
                 m.d.sync += [band_lo.eq(Mux(band_y0 < 0, 0, band_y0)),
                              band_hi.eq(Mux(rows_in > d.height, d.height, rows_in))]
                 m.next = "BAND_BEATS"
