@@ -1,12 +1,15 @@
 """Fmax and utilization of the shipped checkpoint's engines on ECP5-85k (nextpnr), and the ASIC estimate.
 
 Generates the digits engine (models/digits_ps4p4_w8a8.hwq) at 4x4 and 8x8 MACs (64-bit bus), runs
-`hwgen implement --target ecp5-85k` (LFE5U-85F speed 6, seed 1, 100 MHz target) on each, one after
-the other, and prints Fmax against the 38.7 MHz baseline of the first engine (the one-cycle
-requantization in the write-back), LUT / FF / DSP / BRAM use and the critical path; then the ASIC
-estimate (kGE, transistors, logic levels, SRAM bits) of the 4x4 engine. Each P&R takes minutes.
+`hwgen implement --target ecp5-85k` (LFE5U-85F speed 6, seed 1, 150 MHz target) on each, one after
+the other, and prints Fmax against the 38.7 MHz baseline of the first engine before the pipeline
+(the one-cycle requantization in the write-back), LUT / FF / DSP / BRAM use and the critical path;
+then the ASIC estimate (kGE, transistors, logic levels, SRAM bits) of the 4x4 engine. Each P&R
+takes minutes. `--pipeline N` generates with that many register cuts (default: the generator's;
+0 is the single-cycle datapath).
 
-    .venv/bin/python benchmarks/implement_fmax.py [--engines 4x4,8x8] [--freq 100] [--seed 1] [--no-asic]
+    .venv/bin/python benchmarks/implement_fmax.py [--engines 4x4,8x8] [--pipeline N] [--freq 150] [--seed 1]
+                                                  [--no-asic]
 """
 
 from __future__ import annotations
@@ -16,18 +19,20 @@ import tempfile
 from pathlib import Path
 
 from hwgen.checkpoint import load
+from hwgen.engine.params import DEFAULT_PIPELINE
 from hwgen.generate import generate
 from hwgen.implement import implement
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "models" / "digits_ps4p4_w8a8.hwq"
-BASELINE_MHZ = 38.7  # the 4x4 engine before issue 10 (docs/implement.md)
+BASELINE_MHZ = 38.7  # the 4x4 engine before issue 10 (docs/implement.md): --pipeline 0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--engines", default="4x4,8x8", help="MxX lane counts, comma separated")
-    ap.add_argument("--freq", type=float, default=100.0)
+    ap.add_argument("--pipeline", type=int, default=DEFAULT_PIPELINE, help="register cuts per long path")
+    ap.add_argument("--freq", type=float, default=150.0, help="target MHz (the issue's goal)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--target", default="ecp5-85k")
     ap.add_argument("--no-asic", action="store_true", help="skip the ASIC estimate")
@@ -38,13 +43,13 @@ def main() -> None:
         for spec in args.engines.split(","):
             m, x = (int(v) for v in spec.split("x"))
             out = Path(tmp) / spec
-            generate(graph, out, m_lanes=m, x_lanes=x, bus_bits=64)
+            generate(graph, out, m_lanes=m, x_lanes=x, bus_bits=64, pipeline=args.pipeline)
             r = implement(out, args.target, freq_mhz=args.freq, seed=args.seed)
             rows.append((spec, r))
             if spec == "4x4" and not args.no_asic:
                 asic = implement(out, "asic")
-    print(f"digits engine (models/digits_ps4p4_w8a8.hwq), {args.target}, seed {args.seed}, "
-          f"target {args.freq:g} MHz; baseline 4x4: {BASELINE_MHZ} MHz")
+    print(f"digits engine (models/digits_ps4p4_w8a8.hwq), pipeline {args.pipeline}, {args.target}, seed {args.seed}, "
+          f"target {args.freq:g} MHz; baseline 4x4 (single-cycle datapath): {BASELINE_MHZ} MHz")
     print(f"{'engine':<8}{'Fmax MHz':>10}{'vs base':>9}{'LUT':>8}{'FF':>8}{'DSP':>6}{'BRAM':>6}  critical path")
     for spec, r in rows:
         res = r["resources"]

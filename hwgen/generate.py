@@ -31,6 +31,7 @@ from . import __version__, checkpoint, templates
 from .errors import HwgenError
 from . import engine
 from .engine import EngineBuild, EngineConfig, EngineParams, describe, descriptor
+from .engine.params import DEFAULT_PIPELINE
 from .analysis.engine import engine_compulsory
 from .analysis.workload import layer_from_node
 from .gateware.sram import MODULE as SRAM_MODULE
@@ -197,7 +198,8 @@ def build_manifest(b: EngineBuild, params: EngineParams, srams: dict) -> dict:
             "wide_kernel_words": params.wide_kernel_words, "input_words": params.input_words,
             "input_buffer_bytes": params.input_buffer_bytes,
             "patterns": list(params.patterns), "sparse": params.sparse, "library": params.library,
-            "lane_period": params.lane_period, "weight_pack": params.weight_pack,
+            "lane_period": params.lane_period, "weight_pack": params.weight_pack, "pipeline": params.pipeline,
+            "pipeline_latency": params.pipeline_latency,
         },
         "widths": params.widths(),
         "srams": srams,
@@ -245,8 +247,8 @@ def sram_instances(params: EngineParams) -> dict:
 
 
 def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64, glb_kib: int | None = None,
-             weight_kib: int | None = None, dense_only: bool = False, synth: str | None = None,
-             interface: str = "stream", axi_id_bits: int = 4) -> dict:
+             weight_kib: int | None = None, dense_only: bool = False, pipeline: int = DEFAULT_PIPELINE,
+             synth: str | None = None, interface: str = "stream", axi_id_bits: int = 4) -> dict:
     """Write the engine for `graph` (a quantized hwgen Graph) into `out_dir`; returns the manifest.
 
     `interface`: "stream" (the engine's own req/rd/wr bus, `hwgen_top.v` from the templates) or
@@ -259,7 +261,7 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
     if interface == "axi":
         registers.check_axi(bus_bits, axi_id_bits)
     b = engine.build(graph, EngineConfig(m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
-                                         weight_kib=weight_kib, dense_only=dense_only))
+                                         weight_kib=weight_kib, dense_only=dense_only, pipeline=pipeline))
     params = dataclasses.replace(b.params, sram_cells=True)  # the Verilog instantiates the SRAM template
     image = b.image
     manifest = build_manifest(b, params, sram_instances(params))

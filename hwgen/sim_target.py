@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .engine.params import DEFAULT_PIPELINE
 from .errors import HwgenError
 
 DESCRIPTOR_BYTES = 64  # hwgen.engine.descriptor.DESCRIPTOR_BYTES, without importing Amaranth
@@ -113,12 +114,13 @@ def _regions(layers: list[dict]) -> list[dict]:
 
 
 def from_graph(graph, out_dir: Path, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64,
-               glb_kib: int | None = None, dense_only: bool = False, interface: str = "stream") -> EngineTarget:
+               glb_kib: int | None = None, dense_only: bool = False, interface: str = "stream",
+               pipeline: int = DEFAULT_PIPELINE) -> EngineTarget:
     """`hwgen generate` for a quantized graph into `out_dir` (which saves the graph there too)."""
     from .generate import generate
 
     generate(graph, out_dir, m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
-             dense_only=dense_only, interface=interface)
+             dense_only=dense_only, interface=interface, pipeline=pipeline)
     return load_generated(out_dir)
 
 

@@ -12,7 +12,7 @@ from hwgen import intmath
 from hwgen import engine
 from hwgen.gateware.dma import Reader
 from hwgen.gateware.input_buffer import InputBuffer
-from hwgen.engine.params import MAX_BURST, EngineParams
+from hwgen.engine.params import MAX_BURST, MAX_PIPELINE, REQUANT_CUTS, EngineParams
 from hwgen.gateware.pattern_rom import PatternRom
 from hwgen.gateware.requant import Requant
 from hwgen.gateware.weight_buffer import WeightBuffer
@@ -27,10 +27,13 @@ def simulate(dut, bench, clocked: bool = True):
     sim.run()
 
 
+@pytest.mark.parametrize("cuts", [REQUANT_CUTS[:n] for n in range(len(REQUANT_CUTS) + 1)] + [("rounding",)])
 @pytest.mark.parametrize("rounding", intmath.ROUNDINGS)
-def test_requant_matches_intmath(rounding):
-    acc_bits = 30
-    dut = Requant(acc_bits)
+@pytest.mark.parametrize("acc_bits", [12, 30, 48])  # one, two and three partial products
+def test_requant_matches_intmath(rounding, cuts, acc_bits):
+    """A new vector every cycle; the answer `len(cuts)` cycles later (a pipeline that never stalls)."""
+    dut = Requant(acc_bits, cuts)
+    assert dut.latency == len(cuts)
     rng = random.Random(1)
     lim = 1 << (acc_bits - 1)
     vectors = [(-lim, (1 << 15) - 1, 1, -128, 127), (lim - 1, (1 << 15) - 1, 47, 0, 255), (-1, 1, 1, -128, 127),
@@ -41,20 +44,29 @@ def test_requant_matches_intmath(rounding):
                         lo + rng.randint(0, 300)))
     # exact ties, where the two roundings differ: M a power of two, acc an odd multiple of 2^(S-1)/M
     for _ in range(200):
-        shift = rng.randint(1, 20)
+        shift = rng.randint(1, min(20, acc_bits - 2))
         k = rng.randint(0, min(shift - 1, 14))
         acc = (2 * rng.randint(-1000, 1000) + 1) << (shift - 1 - k)
         vectors.append((acc, 1 << k, shift, -32768, 32767))
+    vectors = [v for v in vectors if -lim <= v[0] < lim]  # what the accumulator holds
+    want = [int(intmath.requantize(*v, rounding)) for v in vectors]
 
     async def bench(ctx):
         ctx.set(dut.half_even, int(rounding == "half_even"))
-        for acc, mult, shift, lo, hi in vectors:
-            for sig, v in ((dut.acc, acc), (dut.multiplier, mult), (dut.shift, shift), (dut.lo, lo), (dut.hi, hi)):
+        for i in range(len(vectors) + dut.latency):
+            for sig, v in zip((dut.acc, dut.multiplier, dut.shift, dut.lo, dut.hi), vectors[min(i, len(vectors) - 1)]):
                 ctx.set(sig, v)
-            want = int(intmath.requantize(acc, mult, shift, lo, hi, rounding))
-            assert ctx.get(dut.y) == want, (acc, mult, shift, lo, hi)
+            if i >= dut.latency:
+                assert ctx.get(dut.y) == want[i - dut.latency], vectors[i - dut.latency]
+            if dut.latency:
+                await ctx.tick()
 
-    simulate(dut, bench, clocked=False)
+    simulate(dut, bench, clocked=dut.latency > 0)
+
+
+def test_requant_refuses_unknown_cut():
+    with pytest.raises(ValueError, match="unknown requantization cuts"):
+        Requant(24, ("middle",))
 
 
 @pytest.mark.parametrize("beats", [1, MAX_BURST, 2 * MAX_BURST + 77])
@@ -278,10 +290,12 @@ def test_activation_layout_round_trip(act_bits, signed, bus_bits):
     (2, 4, 32, 3, 9),  # A = 3 in 4-bit fields, signed outputs
     (2, 2, 32, 2, 19),  # four per byte, a row over two beats
 ])
-def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_width):
-    """Accumulators in, requantized rows out in the DRAM activation layout, under random back-pressure."""
+@pytest.mark.parametrize("pipeline", [0, MAX_PIPELINE])
+def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_width, pipeline):
+    """Accumulators in, requantized rows out in the DRAM activation layout, under random back-pressure,
+    with the requantization in one cycle or in every register stage."""
     params = EngineParams(m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, act_bits=act_bits, acc_bits=20,
-                          max_out_width=out_width).validate()
+                          max_out_width=out_width, pipeline=pipeline).validate()
     rng = random.Random(act_bits * 100 + out_width)
     signed = act_bits == 3
     lo, hi = intmath.qrange(act_bits, signed)
@@ -334,7 +348,7 @@ def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_w
             if ctx.get(dut.done):
                 break
             await ctx.tick()
-        assert ctx.get(dut.done) and not results
+        assert ctx.get(dut.done) and not results, (len(results), len(requests))
         got = {addr: blob for addr, blob in requests}
         assert got == want
 

@@ -10,6 +10,7 @@ import pytest
 from hwgen.layercases import conv_graph, expected, load_image, pattern_library_graph, random_input
 
 from hwgen import engine
+from hwgen.engine.params import MAX_PIPELINE
 from hwgen.gateware.engine import Engine
 from hwgen.gateware.sim_memory import run_layer
 
@@ -79,6 +80,33 @@ def test_traffic_and_cycles_match_schedule(make, knobs):
     assert traffic.write_bytes == model.write_bytes
     # cycles: the model is analytical, documented as within 3% of the unstalled simulation
     assert abs(traffic.cycles - model.cycles) <= 0.03 * traffic.cycles
+
+
+def pipeline_case(name):
+    kwargs, knobs = CASES[name]
+    return conv_graph(seed=zlib.crc32(name.encode()) % 1000, **kwargs), knobs
+
+
+@pytest.mark.parametrize("pipeline", range(MAX_PIPELINE + 1))
+@pytest.mark.parametrize("name", ["ps4p4", "pointwise_one_channel"])
+def test_every_pipeline_depth_is_bit_exact(name, pipeline):
+    """Each depth of register cuts, bit-exact under stalls; one-step passes put several last steps in flight."""
+    graph, knobs = pipeline_case(name)
+    run_case(graph, seed=pipeline, pipeline=pipeline, **knobs)
+
+
+@pytest.mark.parametrize("name", ["ps4p4", "pointwise_one_channel"])
+def test_schedule_counts_pipeline_latency_exactly(name):
+    """Without stalls, each depth's measured cycles exceed the single-cycle datapath's by exactly what the
+    schedule adds (its `pipeline_latency` once per lane-group run)."""
+    from hwgen.engine import schedule
+
+    graph, knobs = pipeline_case(name)
+    gaps = []
+    for pipeline in range(MAX_PIPELINE + 1):
+        plan, params, traffic = run_case(graph, seed=1, stall=0.0, pipeline=pipeline, **knobs)
+        gaps.append(traffic.cycles - schedule.layer_schedule(plan, params).cycles)
+    assert gaps == [gaps[0]] * len(gaps), gaps
 
 
 def test_layers_with_different_periods_share_one_engine():

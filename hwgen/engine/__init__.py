@@ -20,7 +20,7 @@ from .image import REGION_ALIGN, DramImage, LayerRegions, dram_image, pack_descr
 from .memory_map import (TABLE_ENTRY_BYTES, activation_bytes, ceil_div, group_steps, groups, id_words, pack_activations,
                          pack_table, pack_weights, row_beats, table_group_beats, unpack_activations,
                          weight_group_beats)
-from .params import EngineParams, check_lanes
+from .params import DEFAULT_PIPELINE, EngineParams, check_lanes
 from .plan import (LayerPlan, check_weights_covered, group_channels, pass_cycles, plan_node, rom_tables, tap_order)
 from .schedule import LayerSchedule, layer_schedule, network_schedule
 from .tiling import Tiling, band_inputs, band_words, layer_tiling, tiled_bytes
@@ -46,6 +46,7 @@ class EngineConfig:
     glb_kib: int | None = None  # input buffer size; None: the largest input fits whole
     weight_kib: int | None = None  # weight buffer size; None: one lane group of the widest layer
     dense_only: bool = False  # every layer dense: no pattern ROM, no per-lane muxes
+    pipeline: int = DEFAULT_PIPELINE  # register cuts per long path of the datapath (EngineParams.pipeline)
 
 
 def engine_layers(graph) -> list:
@@ -92,5 +93,6 @@ def build(graph, config: EngineConfig = EngineConfig()) -> EngineBuild:
     check_lanes(config.m_lanes, config.x_lanes)
     plans = plan_graph(graph, dense_only=config.dense_only, m_lanes=config.m_lanes)
     params = fit_params(plans, m_lanes=config.m_lanes, x_lanes=config.x_lanes, bus_bits=config.bus_bits,
-                        glb_kib=config.glb_kib, weight_kib=config.weight_kib, sparse=False if config.dense_only else None)
+                        glb_kib=config.glb_kib, weight_kib=config.weight_kib, sparse=False if config.dense_only else None,
+                        pipeline=config.pipeline)
     return EngineBuild(graph, config, plans, params)

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import intmath
 from ..errors import HwgenError
-from .params import EngineParams
+from .params import DEFAULT_PIPELINE, EngineParams
 from .plan import LayerPlan, rom_tables
 from .tiling import band_words, layer_tiling
 
@@ -20,13 +20,14 @@ def _range_bits(lo: int, hi: int) -> int:
 
 
 def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64,
-               glb_kib: int | None = None, weight_kib: int | None = None, sparse: bool | None = None) -> EngineParams:
+               glb_kib: int | None = None, weight_kib: int | None = None, sparse: bool | None = None,
+               pipeline: int = DEFAULT_PIPELINE) -> EngineParams:
     """The smallest engine of the given lanes and bus that runs every layer of `plans`.
 
     `glb_kib`: the input buffer's size; layers whose input does not fit run in row bands
     (`layer_tiling`). Without it the buffer holds the largest input whole. `weight_kib`: the
     weight buffer's size (more lane groups stay resident); without it, one lane group of the
-    widest layer.
+    widest layer. `pipeline`: register cuts per long path (`EngineParams.pipeline`).
     """
     if not plans:
         raise HwgenError("no conv layers to generate an engine for")
@@ -47,7 +48,7 @@ def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bu
         wide_kernel_words=max((p.in_shape[0] * p.taps for p in wide), default=0),
         patterns=tuple(rom), sparse=any(not p.dense for p in plans) if sparse is None else sparse,
         lane_period=0 if any(p.ids is not None for p in plans) else math.lcm(*(p.period for p in plans)),
-        library=any(p.ids is not None for p in plans),
+        library=any(p.ids is not None for p in plans), pipeline=pipeline,
     ).validate()
     if glb_kib is None:
         words = max(band_words(p, params, p.out_shape[1]) for p in plans)

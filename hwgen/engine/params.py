@@ -18,6 +18,19 @@ LEN_BITS = 16  # width of the request's len field
 ADDR_BITS = 32
 TAPS = 9  # a 3x3 pattern (periodic and pattern-library layers, the pattern ROM's masks)
 KERNEL_MAX = 7  # the largest kernel an engine can be built for
+# Register cuts of the two long paths, in the order `pipeline` depth adds them (docs/engine.md,
+# "Pipeline"): each cut is one register stage, so one cycle of latency, on its path.
+# MacArray: a window FIFO before the issue, DSP inputs, DSP output, per-pattern pixels
+MAC_CUTS = ("window", "operands", "product", "candidates")
+# Requant: after the partial products, the shift, their sum, the clamp; before the multiply
+REQUANT_CUTS = ("product", "rounding", "sum", "output", "inputs")
+MAX_PIPELINE = max(len(MAC_CUTS), len(REQUANT_CUTS))
+DEFAULT_PIPELINE = MAX_PIPELINE  # what `hwgen generate` builds unless told otherwise
+
+
+def has_window_fifo(pipeline: int) -> bool:
+    """The MAC array's `window` cut is in at this depth (the schedule's fetch model depends on it)."""
+    return "window" in MAC_CUTS[:pipeline]
 
 
 def _pow2(v: int) -> bool:
@@ -57,6 +70,7 @@ class EngineParams:
     library: bool = False  # some layer is a pattern library: build the kernel-id buffer
     lane_period: int = 0  # lcm of the periodic layers' P: lanes m and m + lane_period share a tap mux (0: none)
     sram_cells: bool = False  # buffers as hwgen_sram_1r1w instances (generated Verilog) or lib.memory (sim)
+    pipeline: int = DEFAULT_PIPELINE  # register cuts per long path (MAC_CUTS, REQUANT_CUTS); 0: single-cycle
 
     # -- validation ------------------------------------------------------------------------------
     def validate(self) -> "EngineParams":
@@ -84,6 +98,9 @@ class EngineParams:
             raise HwgenError(f"rows wider than 4096 pixels are not supported (got {self.max_width})")
         if not isinstance(self.lane_period, int) or self.lane_period < 0:
             raise HwgenError(f"lane period must be a non-negative integer, got {self.lane_period!r}")
+        if not isinstance(self.pipeline, int) or isinstance(self.pipeline, bool) \
+                or not 0 <= self.pipeline <= MAX_PIPELINE:
+            raise HwgenError(f"pipeline must be an integer from 0 to {MAX_PIPELINE}, got {self.pipeline!r}")
         if len(self.patterns) > MAX_PERIOD * 4:
             raise HwgenError(f"the pattern ROM holds at most {MAX_PERIOD * 4} masks, got {len(self.patterns)}")
         for p in self.patterns:
@@ -218,6 +235,25 @@ class EngineParams:
         return self.m_lanes if self.lane_period == 0 else min(self.m_lanes, self.lane_period)
 
     @property
+    def mac_cuts(self) -> tuple[str, ...]:
+        """The MAC array's register cuts at this pipeline depth."""
+        return MAC_CUTS[:self.pipeline]
+
+    @property
+    def requant_cuts(self) -> tuple[str, ...]:
+        """The write-back requantization's register cuts at this pipeline depth."""
+        return REQUANT_CUTS[:self.pipeline]
+
+    @property
+    def window_fifo(self) -> bool:
+        return has_window_fifo(self.pipeline)
+
+    @property
+    def pipeline_latency(self) -> int:
+        """Cycles the cuts add between a pass's last tap step and its outputs in the row buffer."""
+        return len(self.mac_cuts) + len(self.requant_cuts)
+
+    @property
     def mac_count(self) -> int:
         return self.m_lanes * self.x_lanes
 
@@ -238,4 +274,6 @@ class EngineParams:
             "activation_dram_bits": self.act_field_bits,
             "output_row_buffer_words": 2 * self.m_lanes * self.out_row_beats_max,
             "pattern_rom_entries": len(self.patterns),
+            "mac_register_cuts": list(self.mac_cuts),
+            "requant_register_cuts": list(self.requant_cuts),
         }

@@ -12,8 +12,8 @@ per lane group the passes (output row x pixel-lane group), each the sum over inp
 `max(steps, fetch)` cycles (`plan.group_pass_cycles`: steps are the layer's taps, or a residue
 group's pattern's taps on that channel; fetch is the k row reads of a k x k window), and at
 least the drain of the previous pass; output rows go out while the next are computed unless write-back is the slower of the
-two. The model assumes memory that answers every request after `latency` cycles and never
-stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).
+two. The pipeline's register cuts (`params.pipeline_latency`) delay each run's last row once.
+The model assumes memory that answers every request after `latency` cycles and never stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).
 """
 
 from __future__ import annotations
@@ -75,12 +75,13 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     wgb, tgb = weight_group_beats(plan, params), table_group_beats(params)
 
     def band_load(lo: int, hi: int, beats: int | None) -> int:
-        """BAND, BAND_ROWS, BAND_ADDR, then a read per channel (per row of a column tile, after TILE_COLS, TILE_BEATS)."""
+        """BAND, BAND_ROWS, BAND_LIMITS, BAND_BEATS, BAND_ADDR, then a read per channel (per row of a
+        column tile, after TILE_COLS and TILE_BEATS)."""
         if beats is not None:
-            return 5 + c * (hi - lo) * _load_cycles(beats, latency)
+            return 7 + c * (hi - lo) * _load_cycles(beats, latency)
         if (lo, hi) == (0, h) and tiling.chan_rows == h:
-            return 3 + _load_cycles(c * h * rbi, latency)
-        return 3 + c * _load_cycles((hi - lo) * rbi, latency)
+            return 5 + _load_cycles(c * h * rbi, latency)
+        return 5 + c * _load_cycles((hi - lo) * rbi, latency)
 
     def weights_load() -> int:  # WEIGHTS_REQ / SET_WEIGHTS_REQ, then the beats
         return 1 + _load_cycles(wgb, latency)
@@ -92,13 +93,16 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         """(cycles from RUN_START to write-back done, MAC-array pass cycles) of one tile of `cols` output
         columns and one group."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
-        row_compute = ceil_div(cols, params.x_lanes) * group_pass_cycles(plan, lanes[0], params.m_lanes)
+        row_compute = ceil_div(cols, params.x_lanes) * group_pass_cycles(plan, lanes[0], params.m_lanes,
+                                                                          params.window_fifo)
         # compute-bound: the last row drains and goes out after the passes; write-bound: the
-        # first row is computed before the writes that pace the rest
-        return (1 + 5 + max(rows * row_compute + params.m_lanes + row_out,
-                            row_compute + params.m_lanes + rows * row_out), rows * row_compute)
+        # first row is computed before the writes that pace the rest; either way a row reaches
+        # the writer through the pipeline's register cuts once more
+        tail = params.m_lanes + params.pipeline_latency
+        return (1 + 5 + max(rows * row_compute + tail + row_out, row_compute + tail + rows * row_out),
+                rows * row_compute)
 
-    cycles = 1 + _load_cycles(desc_beats, latency) + 1
+    cycles = 1 + _load_cycles(desc_beats, latency) + 2  # IDLE, the descriptor, SETUP, SETUP_BYTES
     compute = 0
     bands = [(b, min(tiling.band_rows, oh - b * tiling.band_rows)) for b in range(tiling.bands)]
     tile_cols = tiling.col_beats * params.beat_elems

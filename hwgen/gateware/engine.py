@@ -78,6 +78,12 @@ class Engine(wiring.Component):
         in_plane_bytes = Signal(ADDR_BITS)  # input address stride between channels
         input_beats = Signal(32)  # the whole input tensor's beats
         band_out_step = Signal(ADDR_BITS)  # output address advance per band
+        # their factors, one multiply per cycle (SETUP, then SETUP_BYTES): no multiplier chain in one cycle
+        out_plane_beats = Signal(32)
+        in_plane_beats = Signal(32)
+        band_out_beats = Signal(32)
+        last_tap = Signal(8)  # the layer's taps - 1: the MAC array's last step per channel
+        last_channel = Signal(16)  # channels - 1
         # lane group state
         group = Signal(16)
         lanes_left = Signal(16)
@@ -97,6 +103,9 @@ class Engine(wiring.Component):
         band_lo = Signal(signed(18))
         band_hi = Signal(signed(18))
         band_out_off = Signal(ADDR_BITS)
+        band_span = Signal(signed(18))  # input rows from the band's first window's top row to past its last
+        span_beats = Signal(32)  # beats of the band's rows [lo, hi) of one channel
+        lo_beats = Signal(32)  # beats before row lo in a channel
         chan_beats = Signal(32)
         in_c = Signal(16)
         in_ptr = Signal(ADDR_BITS)
@@ -152,8 +161,8 @@ class Engine(wiring.Component):
         wiring.connect(m, inbuf.window, mac.window)
         wiring.connect(m, mac.result, wb.result)
         m.d.comb += [
-            mac.channels.eq(d.channels), mac.stride2.eq(d.stride2),
-            mac.steps.eq(Mux(d.residue_groups, rom.steps, d.taps) if p.sparse else d.taps),
+            mac.last_channel.eq(last_channel), mac.stride2.eq(d.stride2),
+            mac.last_step.eq(Mux(d.residue_groups, rom.last_step, last_tap) if p.sparse else last_tap),
             mac.in_signed.eq(d.in_signed),
             wbuf.addr.eq(mac.weight_addr), wbuf.read_base.eq(lane_base), wbuf.fill_base.eq(fill_base),
             mac.weights.eq(wbuf.data),
@@ -244,12 +253,10 @@ class Engine(wiring.Component):
             with m.State("SETUP"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [
-                    row_bytes.eq(d.out_row_beats * bb),
-                    plane_bytes.eq(d.out_height * d.out_row_beats * bb),
-                    lane_bytes.eq(d.out_height * d.out_row_beats * bb * Mux(d.residue_groups, d.period, 1)),
-                    in_plane_bytes.eq(d.height * d.in_row_beats * bb),
-                    input_beats.eq(d.channels * d.height * d.in_row_beats),
-                    band_out_step.eq(d.band_rows * d.out_row_beats * bb),
+                    row_bytes.eq(d.out_row_beats * bb), last_tap.eq(d.taps - 1), last_channel.eq(d.channels - 1),
+                    out_plane_beats.eq(d.out_height * d.out_row_beats),
+                    in_plane_beats.eq(d.height * d.in_row_beats),
+                    band_out_beats.eq(d.band_rows * d.out_row_beats),
                     in_row_bytes.eq(d.in_row_beats * bb),
                     # full rows; column tiles set these per tile (TILE_COLS, TILE_BEATS)
                     tile_cols.eq(d.out_width), tile_xg.eq(d.x_groups), tile_out_beats.eq(d.out_row_beats),
@@ -259,6 +266,16 @@ class Engine(wiring.Component):
                 ]
                 reset_groups()
                 reset_bands()
+                m.next = "SETUP_BYTES"
+            with m.State("SETUP_BYTES"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [
+                    plane_bytes.eq(out_plane_beats * bb),
+                    lane_bytes.eq(out_plane_beats * bb * Mux(d.residue_groups, d.period, 1)),
+                    in_plane_bytes.eq(in_plane_beats * bb),
+                    input_beats.eq(d.channels * in_plane_beats),
+                    band_out_step.eq(band_out_beats * bb),
+                ]
                 with m.If(resident):
                     m.next = "SET_START"
                 with m.Else():
@@ -279,15 +296,18 @@ class Engine(wiring.Component):
                 m.next = "BAND_ROWS"
             with m.State("BAND_ROWS"):
                 m.d.comb += self.busy.eq(1)
+                m.d.sync += band_span.eq(Mux(d.stride2, (band_rows_now - 1) << 1, band_rows_now - 1) + kernel_rows)
+                m.next = "BAND_LIMITS"
+            with m.State("BAND_LIMITS"):
+                m.d.comb += self.busy.eq(1)
                 rows_in = Signal(signed(18))
-                m.d.comb += rows_in.eq(band_y0 + Mux(d.stride2, (band_rows_now - 1) << 1, band_rows_now - 1)
-                                       + kernel_rows)
+                m.d.comb += rows_in.eq(band_y0 + band_span)
                 m.d.sync += [band_lo.eq(Mux(band_y0 < 0, 0, band_y0)),
                              band_hi.eq(Mux(rows_in > d.height, d.height, rows_in))]
                 with m.If(col_tiled):
                     m.next = "TILE_COLS"
                 with m.Else():
-                    m.next = "BAND_ADDR"
+                    m.next = "BAND_BEATS"
             # -- a column tile: its output columns and the whole input beats of a row its windows touch ----
             with m.State("TILE_COLS"):
                 m.d.comb += self.busy.eq(1)
@@ -311,6 +331,12 @@ class Engine(wiring.Component):
                 beats = ((hi + p.beat_elems - 1) >> be_log) - tile_lo
                 kept = (hi - tile_x_lo + p.beat_elems - 1) >> be_log  # beats of the row's columns in the buffer
                 m.d.sync += [tile_beats.eq(beats), tile_flush.eq((tile_x_lo[:be_log] != 0) & (kept == beats))]
+                m.next = "BAND_BEATS"
+                m.next = "BAND_BEATS"
+            with m.State("BAND_BEATS"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [span_beats.eq((band_hi - band_lo).as_unsigned()[:16] * d.in_row_beats),
+                             lo_beats.eq(band_lo.as_unsigned()[:16] * d.in_row_beats)]
                 m.next = "BAND_ADDR"
             with m.State("BAND_ADDR"):
                 # a band of every row of the tensor is one read: its channels lie back to back in
@@ -318,9 +344,8 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 # (a column tile reads its beats of each row: one read per row)
                 whole = (band_lo == 0) & (band_hi == d.height) & (d.chan_rows == d.height) & ~col_tiled
-                first = d.in_addr + band_lo.as_unsigned()[:16] * in_row_bytes + tile_lo * bb
-                m.d.sync += [chan_beats.eq(Mux(whole, input_beats, Mux(col_tiled, tile_beats,
-                                               (band_hi - band_lo).as_unsigned()[:16] * d.in_row_beats))),
+                first = d.in_addr + (lo_beats + tile_lo) * bb
+                m.d.sync += [chan_beats.eq(Mux(whole, input_beats, Mux(col_tiled, tile_beats, span_beats))),
                              in_ptr.eq(first), chan_ptr.eq(first), in_row.eq(0),
                              slot_ptr.eq(0), in_c.eq(Mux(whole, d.channels - 1, 0))]
                 m.next = "INPUT_REQ"

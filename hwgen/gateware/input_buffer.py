@@ -129,7 +129,10 @@ class InputBuffer(wiring.Component):
         c = Signal(16)
         ky = Signal(range(kmax))
         y_base = Signal(signed(18))  # oy * stride - kernel_max // 2
-        c_base = Signal(32)  # c * chan_rows
+        # the read address's slot, c * chan_rows + y_base - row_origin, and its c = 0 value, kept in
+        # registers so that a row read adds only ky (no adder chain in front of the buffer's address)
+        slot_base = Signal(32)
+        row_base = Signal(32)
         x_base = Signal(16)  # first window column + kernel_max // 2 (columns left of 0 are padding)
         x_start = Signal(16)
         # the ROM index of the channel being fetched, walked like the lanes' residues
@@ -160,50 +163,53 @@ class InputBuffer(wiring.Component):
         # stage B: the row read issued last cycle is on mem.rd_data
         b_valid = Signal()
         b_ky = Signal.like(ky)
-        b_row_ok = Signal()
         b_last = Signal()
-        b_x_base = Signal(16)
-        b_slot_elems = Signal(range(p.row_elems))  # the row's first element within the word
+        # the window's first column within the word, and which of its columns are inside the row,
+        # both computed at the read so that the read data meets only a shifter and an AND
+        b_offset = Signal(range(p.row_elems + (1 << 16)))
+        b_keep = Signal(cols)
 
+        # column x_base + j - kernel_max // 2 of the row; outside 0 .. width-1 it is padding (or a
+        # neighbouring slot)
+        right = self.width if half_max == 1 else self.width + (half_max - 1)
         stall = b_valid & b_last & self.window.valid & ~self.window.ready
         advance = ~stall
         rd_slot = Signal(32)
-        m.d.comb += [rd_slot.eq(c_base + (y - self.row_origin)),
+        m.d.comb += [rd_slot.eq(slot_base + ky),
                      mem.rd_en.eq(advance), mem.rd_addr.eq(rd_slot >> self.slot_shift)]
 
         with m.If(self.run):
-            m.d.sync += [active.eq(1), oy.eq(0), xg.eq(0), c.eq(0), y_base.eq(self.y_start), c_base.eq(0),
-                         x_base.eq(self.x_start), x_start.eq(self.x_start), f_index.eq(self.group_index),
-                         ky.eq(ky_first(self.group_index))]
+            first_row = self.y_start - self.row_origin
+            m.d.sync += [active.eq(1), oy.eq(0), xg.eq(0), c.eq(0), y_base.eq(self.y_start),
+                         x_base.eq(self.x_start), x_start.eq(self.x_start),
+                         row_base.eq(first_row), slot_base.eq(first_row),
+                         f_index.eq(self.group_index), ky.eq(ky_first(self.group_index))]
         with m.Elif(active & advance):
             with m.If(ky != ky_last):
                 m.d.sync += ky.eq(ky + 1)
             with m.Else():
-                m.d.sync += [ky.eq(ky_first(next_index)), c.eq(c + 1), c_base.eq(c_base + self.chan_rows),
+                m.d.sync += [ky.eq(ky_first(next_index)), c.eq(c + 1), slot_base.eq(slot_base + self.chan_rows),
                              f_index.eq(next_index)]
                 with m.If(c == self.channels - 1):
-                    m.d.sync += [c.eq(0), c_base.eq(0), xg.eq(xg + 1),
+                    m.d.sync += [c.eq(0), slot_base.eq(row_base), xg.eq(xg + 1),
                                  x_base.eq(x_base + Mux(self.stride2, 2 * p.x_lanes, p.x_lanes))]
                     with m.If(xg == self.x_groups - 1):
-                        m.d.sync += [xg.eq(0), x_base.eq(x_start), oy.eq(oy + 1),
-                                     y_base.eq(y_base + Mux(self.stride2, 2, 1))]
+                        row_step = Mux(self.stride2, 2, 1)
+                        m.d.sync += [xg.eq(0), x_base.eq(x_start), oy.eq(oy + 1), y_base.eq(y_base + row_step),
+                                     row_base.eq(row_base + row_step), slot_base.eq(row_base + row_step)]
                         with m.If(oy == self.out_height - 1):
                             m.d.sync += active.eq(0)
         with m.If(advance):
-            m.d.sync += [b_valid.eq(active & ~self.run), b_ky.eq(ky), b_row_ok.eq(row_ok),
-                         b_last.eq(ky == ky_last), b_x_base.eq(x_base),
-                         b_slot_elems.eq(((rd_slot & slot_mask) << slot_log2) * be)]
+            slot_elems = ((rd_slot & slot_mask) << slot_log2) * be  # the row's first element within the word
+            m.d.sync += [b_valid.eq(active & ~self.run), b_ky.eq(ky), b_last.eq(ky == ky_last),
+                         b_offset.eq((slot_elems + x_base - self.col_origin)[:len(b_offset)]),
+                         b_keep.eq(Cat(row_ok & (x_base + j >= half_max) & (x_base + j <= right) for j in range(cols)))]
 
         # stage B: cut the window's columns out of the row, zero the padding
         padded = Cat(Const(0, half_max * a), mem.rd_data, Const(0, cols * a))
-        segment = padded.bit_select((b_slot_elems + b_x_base - self.col_origin)[:16] * a, cols * a)
+        segment = padded.bit_select(b_offset * a, cols * a)
         cut = Signal(cols * a)
-        # column x_base + j - kernel_max // 2 of the row; outside 0 .. width-1 it is padding (or a
-        # neighbouring slot)
-        right = self.width if half_max == 1 else self.width + (half_max - 1)
-        m.d.comb += cut.eq(Cat(
-            Mux(b_row_ok & (b_x_base + j >= half_max) & (b_x_base + j <= right), segment.word_select(j, a), 0)
-            for j in range(cols)))
+        m.d.comb += cut.eq(Cat(Mux(b_keep[j], segment.word_select(j, a), 0) for j in range(cols)))
         rows = [Signal(cols * a, name=f"row{i}") for i in range(kmax - 1)]
         with m.If(self.window.valid & self.window.ready):
             m.d.sync += self.window.valid.eq(0)

@@ -7,8 +7,14 @@ that tap's input pixel out of the window for each of its `x_lanes` pixels. All l
 periodic layer have the same number of taps, so no lane idles. The first step of a pass adds the
 bias; the last hands the accumulators to write-back on the `result` stream.
 
-Two stages: issue (window taken, weight and ROM addresses) and accumulate (one cycle later,
-when the weight word and taps are out of their memories).
+Stages: issue (window taken, weight and ROM addresses); one cycle later, when the weight word
+and taps are out of their memories, each pixel lane's candidate pixels (one per ROM pattern);
+then each lane's choice among them, the multiply and the accumulate. `params.mac_cuts` puts a
+two-entry FIFO between the input buffer and the issue (`window`: the buffer's fetch sees a
+registered ready), and registers the path after the candidates (`candidates`), before the
+multiply (`operands`: the DSP input registers) and after it (`product`: the DSP output
+register); the step's flags (first, last) travel with it, so each cut delays a run by one cycle
+and costs no throughput.
 
 The window is `kernel_max` rows of `win_cols` pixels; a k x k kernel sits in its middle
 (`EngineParams.window_tap`), and a dense layer's step `t` is its raster tap `t`.
@@ -16,12 +22,14 @@ The window is `kernel_max` rows of `win_cols` pixels; a k x k kernel sits in its
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..engine.params import EngineParams
 from .pattern_rom import select_bits, tap_orders
+from .pipeline import cut
 
 
 class MacArray(wiring.Component):
@@ -30,8 +38,8 @@ class MacArray(wiring.Component):
         lanes, xl, a = params.m_lanes, params.x_lanes, params.act_bits
         super().__init__({
             "window": In(stream.Signature(params.kernel_max * params.win_cols * a)),
-            "channels": In(16),
-            "steps": In(8),  # tap steps per channel
+            "last_channel": In(16),  # input channels - 1
+            "last_step": In(8),  # tap steps per channel - 1
             "stride2": In(1),
             "in_signed": In(1),
             "bias": In(data.ArrayLayout(signed(32), lanes)),
@@ -63,16 +71,27 @@ class MacArray(wiring.Component):
         c = Signal(16)
         waddr = Signal.like(self.weight_addr)
         first_t = t == 0
-        last_t = t == self.steps - 1
-        last_step = last_t & (c == self.channels - 1)
+        last_t = t == self.last_step
+        last_step = last_t & (c == self.last_channel)
         s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
-        # a pass's last step needs the result register free, counting a last step still in flight
-        # (one-step passes: a 1x1 layer with one input channel)
-        can_issue = (~first_t | self.window.valid) & (~last_step | ~(self.result.valid | s2_last))
+        # a pass's last step needs the result register free, counting last steps still in flight
+        # in any stage (one-step passes: a 1x1 layer with one input channel)
+        in_flight = [s2_last]
+        last_in_flight = Signal()
+        # the `window` cut: a two-entry FIFO between the input buffer and the issue, so the buffer's
+        # fetch sees a registered ready (its level), not the issue logic; a window per cycle still passes
+        if "window" in p.mac_cuts:
+            m.submodules.window_fifo = fifo = SyncFIFO(width=len(self.window.payload), depth=2)
+            m.d.comb += [fifo.w_data.eq(self.window.payload), fifo.w_en.eq(self.window.valid),
+                         self.window.ready.eq(fifo.w_rdy)]
+            next_valid, next_window, take = fifo.r_rdy, fifo.r_data, fifo.r_en
+        else:
+            next_valid, next_window, take = self.window.valid, self.window.payload, self.window.ready
+        can_issue = (~first_t | next_valid) & (~last_step | ~(self.result.valid | last_in_flight))
         window = Signal(kmax * cols * a)
 
         m.d.comb += [
-            self.window.ready.eq(can_issue & first_t),
+            take.eq(can_issue & first_t),
             self.weight_addr.eq(waddr),
             self.issue.eq(can_issue),
             self.chan_done.eq(last_t),
@@ -85,7 +104,7 @@ class MacArray(wiring.Component):
                      s2_last.eq(can_issue & last_step), s2_step.eq(t)]
         with m.If(can_issue):
             with m.If(first_t):
-                m.d.sync += window.eq(self.window.payload)
+                m.d.sync += window.eq(next_window)
             m.d.sync += [t.eq(t + 1), waddr.eq(waddr + 1)]
             with m.If(last_t):
                 m.d.sync += [t.eq(0), c.eq(c + 1)]
@@ -123,31 +142,54 @@ class MacArray(wiring.Component):
                 per_pattern.append(px)
             candidates.append((fixed, per_pattern))
 
+        # -- select, multiply, accumulate, with `p.mac_cuts` registered along the way ----------------
+        flags = {"valid": s2_valid, "first": s2_first, "last": s2_last}
+
+        def stage(name, **values):  # the values past cut `name`; the step's flags move with them
+            registered = name in p.mac_cuts
+            for k, v in flags.items():
+                flags[k] = cut(m, registered, v, f"{name}_{k}")
+            if registered:
+                in_flight.append(flags["last"])
+            return {k: cut(m, registered, v, f"{name}_{k}") for k, v in values.items()}
+
+        sl = p.select_lanes
+        v = stage("candidates", weights=self.weights, ids=self.ids, **{f"select{s}": self.select[s] for s in range(sl)},
+                  **{f"px{j}_{r}": px for j, (fixed, per_pattern) in enumerate(candidates)
+                     for r, px in enumerate(per_pattern or [fixed])})
+        operands = {}
+        for lane in range(lanes):
+            operands[f"w{lane}"] = v["weights"].word_select(lane, 8)[:p.weight_bits].as_signed()
+            sel = lane % sl
+            for j in range(xl):
+                per_pattern = [v[f"px{j}_{r}"] for r in range(len(candidates[j][1]) or 1)]
+                if f"x{sel}_{j}" in operands:
+                    continue
+                if len(per_pattern) > 1:  # the lane's ROM pattern picks its pixel
+                    index = v[f"select{sel}"]
+                    if p.library:  # select_lanes == lanes: every lane has its own kernel id
+                        index = Mux(self.library, v["ids"].word_select(lane, 8), index)
+                    chosen = Signal(signed(a + 1), name=f"px_{sel}_{j}")
+                    m.d.comb += chosen.eq(Array(per_pattern)[index])
+                    operands[f"x{sel}_{j}"] = chosen
+                else:  # one pattern (or a dense-only engine): nothing to choose per lane
+                    operands[f"x{sel}_{j}"] = per_pattern[0]
+        v = stage("operands", **operands)
+        v = stage("product", **{f"p{lane}_{j}": v[f"w{lane}"] * v[f"x{lane % sl}_{j}"]
+                                for lane in range(lanes) for j in range(xl)})
+
         with m.If(self.result.valid & self.result.ready):
             m.d.sync += self.result.valid.eq(0)
-        chosen = {}  # (selection lane, pixel lane) -> the pixel its lanes multiply
         for lane in range(lanes):
-            w = self.weights.word_select(lane, 8)[:p.weight_bits].as_signed()
             for j in range(xl):
-                fixed, per_pattern = candidates[j]
-                sel = lane % p.select_lanes
-                if len(per_pattern) > 1:
-                    if (sel, j) not in chosen:
-                        chosen[sel, j] = Signal(signed(a + 1), name=f"px_{sel}_{j}")
-                        index = self.select[sel]
-                        if p.library:  # select_lanes == lanes: every lane has its own kernel id
-                            index = Mux(self.library, self.ids.word_select(lane, 8), index)
-                        m.d.comb += chosen[sel, j].eq(Array(per_pattern)[index])
-                    x_ext = chosen[sel, j]
-                else:  # one pattern (or a dense-only engine): nothing to choose per lane
-                    x_ext = per_pattern[0] if per_pattern else fixed
                 acc = Signal(signed(p.acc_bits), name=f"acc_{lane}_{j}")
                 total = Signal(signed(p.acc_bits), name=f"sum_{lane}_{j}")
-                m.d.comb += total.eq(Mux(s2_first, self.bias[lane], acc) + w * x_ext)
-                with m.If(s2_valid):
+                m.d.comb += total.eq(Mux(flags["first"], self.bias[lane], acc) + v[f"p{lane}_{j}"])
+                with m.If(flags["valid"]):
                     m.d.sync += acc.eq(total)
-                    with m.If(s2_last):
+                    with m.If(flags["last"]):
                         m.d.sync += self.result.payload[lane * xl + j].eq(total)
-        with m.If(s2_valid & s2_last):
+        with m.If(flags["valid"] & flags["last"]):
             m.d.sync += self.result.valid.eq(1)
+        m.d.comb += last_in_flight.eq(Cat(*in_flight).any())
         return m

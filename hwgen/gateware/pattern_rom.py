@@ -9,7 +9,8 @@ lane and stepped, never divided, as ROM indices (`table_base + residue`, wrappin
 always hold the same residue, so only `select_lanes` residues and muxes are built.
 
 In a residue-grouped layer every lane of a group holds the same residue, so the group steps the
-current channel's pattern's own tap count: `steps`, lane 0's pattern's taps, at issue time.
+current channel's pattern's own tap count: `last_step`, lane 0's pattern's taps minus one (a
+constant per ROM entry, so no subtractor sits in front of the MAC array's issue), at issue time.
 
 The tap orders themselves are constants of the generated engine (`tap_orders`): the MAC array
 builds, per pixel lane, one candidate pixel per ROM pattern (`pattern's t-th tap` at step `t`,
@@ -52,7 +53,7 @@ class PatternRom(wiring.Component):
             "chan_done": In(1),  # the issued step is a channel's last: res += 1
             "pass_done": In(1),  # the issued step is the pass's last: res <- group_res
             "select": Out(data.ArrayLayout(unsigned(select_bits(params)), lanes)),  # one cycle after issue
-            "steps": Out(4),  # taps of lane 0's pattern for the channel being issued
+            "last_step": Out(4),  # taps of lane 0's pattern for the channel being issued, minus one
             "group_index": Out(select_bits(params)),  # lane 0's ROM index for the group's channel 0
         })
 
@@ -68,7 +69,7 @@ class PatternRom(wiring.Component):
         def inc(r):
             return Mux(r + 1 == end, self.table_base, r + 1)
 
-        taps = Array(Const(bin(mask).count("1"), 4) for mask in self.p.patterns)  # per ROM index
+        last_steps = Array(Const(bin(mask).count("1") - 1, 4) for mask in self.p.patterns)  # per ROM index
         for lane in range(self.p.select_lanes):
             group_res = Signal(bits, name=f"group_res{lane}")
             res = Signal(bits, name=f"res{lane}")
@@ -87,5 +88,5 @@ class PatternRom(wiring.Component):
                 m.d.sync += res.eq(inc(res))
             m.d.sync += self.select[lane].eq(res)
             if lane == 0 and self.p.patterns:
-                m.d.comb += [self.steps.eq(taps[res]), self.group_index.eq(group_res)]
+                m.d.comb += [self.last_step.eq(last_steps[res]), self.group_index.eq(group_res)]
         return m

@@ -8,6 +8,12 @@ so the MAC array keeps computing row `oy + 1` while row `oy` goes out). The writ
 finished row to DRAM: per output channel of the group, one write request of `out_row_beats`
 beats at `out_addr + ((m0 + m) * OH + oy) * row_bytes`. Padding fields past the row's width are
 written as zeros.
+
+The requantization is pipelined (`params.requant_cuts`): a lane's values reach the row buffer
+`latency` cycles after the drain takes them, with their address and byte enables delayed alike.
+A row buffer is `full` (the drain may not refill it) from its row's last drain cycle, and
+`landed` (the writer may send it) once that row's last values are in the buffer; the writer's
+send clears both.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from amaranth.lib.wiring import In, Out
 from .. import intmath
 from ..engine.params import ADDR_BITS, EngineParams
 from .dma import REQUEST
+from .pipeline import delay
 from .requant import SHIFT_BITS, Requant
 from .sram import Sram
 
@@ -56,7 +63,7 @@ class Writeback(wiring.Component):
         groups_per_beat = be // xl
         gshift = groups_per_beat.bit_length() - 1
         m.submodules.mem = mem = Sram(p.bus_bits, 2 * lanes * rb_max, granularity=f, cells=p.sram_cells)
-        pending = Signal(2)  # row buffer i holds a finished row not yet written
+        full = Signal(2)  # row buffer i holds a drained row not yet written
 
         # -- drain ----------------------------------------------------------------------------------
         holding = Signal()
@@ -65,7 +72,7 @@ class Writeback(wiring.Component):
         xg = Signal(16)
         oy = Signal(16)
         buf = oy[0]
-        row_free = (xg != 0) | ~pending.bit_select(buf, 1)
+        row_free = (xg != 0) | ~full.bit_select(buf, 1)
         m.d.comb += self.result.ready.eq(~holding & row_free)
         with m.If(self.result.valid & self.result.ready):
             m.d.sync += [holding.eq(1), lane.eq(0), work.eq(self.result.payload.as_value())]
@@ -73,24 +80,38 @@ class Writeback(wiring.Component):
         mults, shifts, evens = Array(self.multiplier), Array(self.shift), Array(self.half_even)
         ys = []
         for j in range(xl):
-            rq = Requant(p.acc_bits)
+            rq = Requant(p.acc_bits, p.requant_cuts)
             m.submodules[f"requant{j}"] = rq
             m.d.comb += [rq.acc.eq(work.word_select(j, p.acc_bits).as_signed()), rq.multiplier.eq(mults[lane]),
                          rq.shift.eq(shifts[lane]), rq.half_even.eq(evens[lane]), rq.lo.eq(self.lo),
                          rq.hi.eq(self.hi)]
             ys.append(rq.y[:f])
+        latency = rq.latency
         slot = xg[:gshift] if gshift else 0
+        wr_addr = Signal.like(mem.wr_addr)
+        wr_en = Signal.like(mem.wr_en)
+        row_end = Signal()  # the drain takes a row's last values
         m.d.comb += [
-            mem.wr_addr.eq((buf * lanes + lane) * rb_max + (xg >> gshift)),
+            wr_addr.eq((buf * lanes + lane) * rb_max + (xg >> gshift)),
+            mem.wr_addr.eq(delay(m, wr_addr, latency, "wr_addr")),
+            mem.wr_en.eq(delay(m, wr_en, latency, "wr_en")),
             mem.wr_data.eq(Cat(ys * groups_per_beat)),
         ]
         with m.If(holding):
-            m.d.comb += mem.wr_en.eq(((1 << xl) - 1) << (slot * xl))
+            m.d.comb += wr_en.eq(((1 << xl) - 1) << (slot * xl))
             m.d.sync += [lane.eq(lane + 1), work.eq(work >> (xl * p.acc_bits))]
             with m.If(lane == lanes - 1):
                 m.d.sync += [holding.eq(0), xg.eq(xg + 1)]
                 with m.If(xg == self.x_groups - 1):
-                    m.d.sync += [xg.eq(0), oy.eq(oy + 1), pending.bit_select(buf, 1).eq(1)]
+                    m.d.comb += row_end.eq(1)
+                    m.d.sync += [xg.eq(0), oy.eq(oy + 1), full.bit_select(buf, 1).eq(1)]
+        if latency:
+            landed = Signal(2)
+            landed_row, landed_buf = delay(m, row_end, latency, "row_end"), delay(m, buf, latency, "row_end_buf")
+            with m.If(landed_row):
+                m.d.sync += landed.bit_select(landed_buf, 1).eq(1)
+        else:
+            landed = full
 
         # -- writer ---------------------------------------------------------------------------------
         wy = Signal(16)
@@ -107,10 +128,10 @@ class Writeback(wiring.Component):
         m.d.comb += self.wr.payload.eq(mem.rd_data & cols)
 
         with m.If(self.run):
-            m.d.sync += [oy.eq(0), xg.eq(0), pending.eq(0), wy.eq(0), wlane.eq(0), sending.eq(0),
+            m.d.sync += [oy.eq(0), xg.eq(0), full.eq(0), landed.eq(0), wy.eq(0), wlane.eq(0), sending.eq(0),
                          row_addr.eq(self.group_addr), lane_addr.eq(self.group_addr), self.done.eq(0)]
         with m.Elif(~sending):
-            m.d.comb += [self.req.valid.eq(pending.bit_select(wbuf, 1) & ~self.done),
+            m.d.comb += [self.req.valid.eq(landed.bit_select(wbuf, 1) & ~self.done),
                          self.req.payload.addr.eq(lane_addr), self.req.payload.len.eq(self.row_beats),
                          self.req.payload.write.eq(1)]
             with m.If(self.req.valid & self.req.ready):
@@ -123,7 +144,8 @@ class Writeback(wiring.Component):
             with m.If(self.wr.valid & self.wr.ready & (out_beat == self.row_beats - 1)):
                 m.d.sync += [sending.eq(0), wlane.eq(wlane + 1), lane_addr.eq(lane_addr + self.plane_bytes)]
                 with m.If(wlane == self.lanes_valid - 1):
-                    m.d.sync += [wlane.eq(0), wy.eq(wy + 1), pending.bit_select(wbuf, 1).eq(0),
+                    m.d.sync += [wlane.eq(0), wy.eq(wy + 1),
+                                 full.bit_select(wbuf, 1).eq(0), landed.bit_select(wbuf, 1).eq(0),
                                  row_addr.eq(row_addr + self.row_bytes), lane_addr.eq(row_addr + self.row_bytes)]
                     with m.If(wy == self.out_height - 1):
                         m.d.sync += self.done.eq(1)
