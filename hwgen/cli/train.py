@@ -140,8 +140,9 @@ def load_data(args, arch):
     return Data.from_numpy(*ds.arrays()), what
 
 
-# Options that do not change the result: a resumed run may differ in them.
-_NOT_RESULT = ("checkpoint_dir", "stop_after_epochs", "no_progress", "json", "func", "command")
+# Options that do not change the result: a resumed run may differ in them (a benchmark writes its
+# table to a fresh temporary --out on every resume).
+_NOT_RESULT = ("checkpoint_dir", "out", "stop_after_epochs", "no_progress", "json", "func", "command")
 
 
 def _claim(directory: Path, args) -> None:
