@@ -1,0 +1,87 @@
+"""Throughput at the achieved Fmax: ResNet-18 CIFAR W8A8, PS4_P4 and PSD1_P16 beside the same network dense.
+
+For each scheme: the network (random weights, seed 0, quantized W8A8) is generated on a 4x4-lane
+engine with a 64-bit bus and 16 KiB input + 32 KiB weight buffers; the engine, specialized to that
+checkpoint, is placed and routed (`hwgen implement --target ecp5-85k`, seed 1, 150 MHz target)
+for its Fmax and DSP count; one image runs in RTL (Verilator, fast mode, ideal DRAM, bit-exact
+against the reference) for its cycles. From those:
+
+- images/s = Fmax / engine cycles per image (the conv layers: the add, pooling and classifier
+  still run on the host, issue 11);
+- effectual GOP/s = 2 x MACs with a nonzero weight per image x images/s, and per DSP;
+- dense-equivalent GOP/s = 2 x the dense network's MACs x images/s: what the sparse engine is
+  worth to a user who compares it with a dense accelerator.
+
+Each P&R takes minutes; `--fmax-mhz F` skips it and uses F for every engine (DSP: the engine's
+MAC count). Exits 1 when an image is not bit-exact.
+
+    .venv/bin/python benchmarks/throughput.py [--schemes dense,PS4_P4,PSD1_P16] [--fmax-mhz F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from hwgen import sim_target, simulate
+from hwgen.generate import generate
+from hwgen.implement import implement
+
+NETWORK = "resnet18-cifar"
+
+
+def measure(scheme: str, tmp: Path, fmax_mhz: float | None) -> dict:
+    from models.synthetic import quantized_zoo
+
+    graph = quantized_zoo(NETWORK, scheme=None if scheme == "dense" else scheme)
+    out = tmp / scheme
+    generate(graph, out, m_lanes=4, x_lanes=4, bus_bits=64, glb_kib=16, weight_kib=32)
+    if fmax_mhz is None:
+        r = implement(out, "ecp5-85k", freq_mhz=150.0, seed=1)
+        fmax, dsp = r["fmax_mhz"], r["resources"]["DSP"]["used"]
+    else:
+        fmax, dsp = fmax_mhz, None
+    target = sim_target.load_generated(out)
+    x, labels = simulate.sample_inputs(target.graph, 1, 0)
+    report = simulate.run_network(target, x, labels, timing="ideal", seed=0, workdir=tmp / f"sim-{scheme}",
+                                  cache_dir=tmp / "cache", mode="fast")
+    t = report.totals()
+    return {"scheme": scheme, "fmax": fmax, "dsp": dsp, "cycles": t["cycles"], "utilization": t["utilization"],
+            "effectual_macs": sum(lr.effectual_macs for lr in report.layers), "passed": report.passed,
+            "lanes": report.layers[0].lanes}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--schemes", default="dense,PS4_P4,PSD1_P16", help="comma separated; dense is the baseline")
+    ap.add_argument("--fmax-mhz", type=float, help="skip place-and-route: this Fmax for every engine")
+    args = ap.parse_args()
+    schemes = args.schemes.split(",")
+    with tempfile.TemporaryDirectory(prefix="hwgen-bench-") as tmp:
+        rows = [measure(s, Path(tmp), args.fmax_mhz) for s in schemes]
+    dense = next((r for r in rows if r["scheme"] == "dense"), None)
+    where = "--fmax-mhz (no P&R)" if args.fmax_mhz else "nextpnr-ecp5, LFE5U-85F speed 6, seed 1"
+    print(f"{NETWORK} W8A8, random weights (seed 0), 4x4 lanes, 64-bit bus, 16 KiB input + 32 KiB weight buffers; "
+          f"Fmax: {where}; cycles: 1 image in RTL (Verilator fast mode, ideal DRAM), conv layers")
+    head = ("scheme", "Fmax MHz", "DSP", "cycles/image", "utilization", "images/s", "eff. GOP/s", "GOP/s/DSP",
+            "dense-eq GOP/s", "vs dense", "bit-exact")
+    print("".join(f"{h:>15}" for h in head))
+    for r in rows:
+        images_s = r["fmax"] * 1e6 / r["cycles"]
+        eff = 2 * r["effectual_macs"] * images_s / 1e9
+        dsp = r["dsp"] if r["dsp"] is not None else r["lanes"]
+        cells = (r["scheme"], f"{r['fmax']:.2f}", f"{dsp}", f"{r['cycles']:,}", f"{r['utilization']:.1%}",
+                 f"{images_s:,.1f}", f"{eff:.2f}", f"{eff / dsp:.3f}",
+                 "" if dense is None else f"{2 * dense['effectual_macs'] * images_s / 1e9:.2f}",
+                 "" if dense is None else f"{images_s / (dense['fmax'] * 1e6 / dense['cycles']):.2f}x",
+                 "yes" if r["passed"] else "NO")
+        print("".join(f"{c:>15}" for c in cells))
+    if args.fmax_mhz is None:
+        print("DSP: as placed (MULT18X18D); without P&R the column counts the engine's MACs")
+    return 0 if all(r["passed"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
