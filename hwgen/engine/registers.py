@@ -19,6 +19,7 @@ DATA_BITS = 32  # AXI4-Lite data width
 ADDR_BITS = 12  # AXI4-Lite address width: the map fits one 4 KiB page
 IRQ_DONE, IRQ_ERROR = 0, 1  # bits of IRQ_ENABLE / IRQ_STATUS
 ERROR_READ, ERROR_WRITE = 0, 1  # bits of ERROR_CAUSE: an RRESP / BRESP other than OKAY
+ERROR_DESCRIPTOR = 2  # bit of ERROR_CAUSE: a descriptor of no known kind (its magic) ended the chain
 MEM_BASE_ALIGN = 4096  # MEM_BASE's low 12 bits read as 0, so bursts still never cross 4 KiB
 
 
@@ -32,13 +33,14 @@ class Register:
 
 
 REGISTERS = (
-    Register("CONTROL", 0x00, "wo", "write START = 1 to run the layer whose descriptor is at DESC_ADDR "
+    Register("CONTROL", 0x00, "wo", "write START = 1 to run the DESC_COUNT descriptors from DESC_ADDR "
              "(ignored while busy); clears DONE, ERROR, ERROR_CAUSE and the counters", {"START": (0, 1)}),
     Register("STATUS", 0x04, "ro", "BUSY from start until the last write response; DONE and ERROR stay set "
              "until the next start", {"BUSY": (0, 1), "DONE": (1, 1), "ERROR": (2, 1)}),
-    Register("ERROR_CAUSE", 0x08, "ro", "why ERROR is set: a read or write response other than OKAY",
-             {"READ_RESP": (ERROR_READ, 1), "WRITE_RESP": (ERROR_WRITE, 1)}),
-    Register("DESC_ADDR", 0x0C, "rw", "engine address of the layer descriptor the next start runs"),
+    Register("ERROR_CAUSE", 0x08, "ro", "why ERROR is set: a read or write response other than OKAY, or a "
+             "descriptor of no known kind (the chain stops there)",
+             {"READ_RESP": (ERROR_READ, 1), "WRITE_RESP": (ERROR_WRITE, 1), "DESCRIPTOR": (ERROR_DESCRIPTOR, 1)}),
+    Register("DESC_ADDR", 0x0C, "rw", "engine address of the first descriptor the next start runs"),
     Register("MEM_BASE", 0x10, "rw", "added to every engine address on m_axi (where the DRAM image lies in "
              "the system's address map); 4 KiB aligned, the low 12 bits read 0"),
     Register("IRQ_ENABLE", 0x14, "rw", "irq is high while (IRQ_STATUS & IRQ_ENABLE) != 0",
@@ -52,6 +54,8 @@ REGISTERS = (
     Register("WEIGHT_BITS", 0x2C, "ro", "weight bits W"),
     Register("ACT_BITS", 0x30, "ro", "activation bits A"),
     Register("ACC_BITS", 0x34, "ro", "accumulator bits"),
+    Register("DESC_COUNT", 0x38, "rw", "descriptors the next start runs, back to back (64 bytes apart) from "
+             "DESC_ADDR; 0 runs one, as 1 does", {"COUNT": (0, 16)}),
     Register("BUSY_CYCLES", 0x40, "ro", "cycles with BUSY high"),
     Register("BYTES_READ", 0x44, "ro", "bytes read on m_axi (R beats x BUS_BITS/8)"),
     Register("BYTES_WRITTEN", 0x48, "ro", "bytes written on m_axi (W beats x BUS_BITS/8)"),
