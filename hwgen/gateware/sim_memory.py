@@ -32,7 +32,7 @@ def run_layer(engine, image: bytearray, desc_addr: int | None, *, stall: float =
     `desc_addr` None leaves that port out."""
     from amaranth.sim import Simulator
 
-    bb = engine.p.beat_bytes
+    bb = len(engine.rd.payload) // 8
     rng = random.Random(seed)
     traffic = Traffic()
 
