@@ -20,6 +20,7 @@ from __future__ import annotations
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data
 
+from .. import intmath
 from ..errors import HwgenError
 from .descriptor import DESCRIPTOR_BYTES, LAYOUT as CONV_LAYOUT
 
@@ -119,8 +120,8 @@ def plan_netop(graph, name: str) -> dict:
     else:
         raise HwgenError(f"node '{name}': op '{node.op}' is not a network op the engine runs")
     for key in ("ma", "mb"):
-        if not 0 <= fields[key] < 1 << 16:
-            raise HwgenError(f"node '{name}': multiplier {fields[key]} does not fit 16 bits")
+        if not 0 <= fields[key] < 1 << intmath.MULT_BITS:
+            raise HwgenError(f"node '{name}': multiplier {fields[key]} does not fit {intmath.MULT_BITS} bits")
     return fields
 
 

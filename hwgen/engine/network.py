@@ -40,6 +40,8 @@ class NetworkImage:
     data: bytes  # descriptors, weights and tables (activation regions follow, zero)
     size: int  # every region included
     chain: list[str]  # the nodes, in descriptor order: descriptor i at i * 64
+    input: str  # the graph's input and output tensors
+    output: str
     tensors: dict[str, Tensor]  # graph input and every node's output (a fused ReLU names its producer's)
 
     @property
@@ -94,7 +96,7 @@ def network_image(build, chunk: int) -> NetworkImage:
     data = bytearray(static_end)
     for addr, blob in blobs.items():
         data[addr:addr + len(blob)] = blob
-    return NetworkImage(bytes(data), cursor, [n.name for n in chain], tensors)
+    return NetworkImage(bytes(data), cursor, [n.name for n in chain], graph.input.name, graph.output, tensors)
 
 
 def netop_chunk(graph, params, least: int = 16) -> int:
@@ -102,3 +104,16 @@ def netop_chunk(graph, params, least: int = 16) -> int:
     rows = [params.row_beats(graph.node(n.inputs[0]).out_shape[2]) for n in graph.nodes
             if n.op in ("maxpool2d", "avgpool2d")]
     return max([least] + rows)
+
+
+def has_netops(graph) -> bool:
+    return any(n.op in NETOP_NODES for n in graph.nodes)
+
+
+def manifest_entry(net: NetworkImage) -> dict:
+    """The manifest's `network`: the chain's descriptors and every tensor's region."""
+    return {"desc_addr": 0, "count": net.count, "chain": list(net.chain), "input": net.input, "output": net.output,
+            "size": net.size,
+            "image_bytes": len(net.data),
+            "tensors": {name: {"addr": t.addr, "bytes": t.bytes, "shape": list(t.shape), "signed": t.signed}
+                        for name, t in net.tensors.items()}}
