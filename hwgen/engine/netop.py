@@ -22,7 +22,7 @@ from amaranth.lib import data
 
 from .. import intmath
 from ..errors import HwgenError
-from .descriptor import DESCRIPTOR_BYTES, LAYOUT as CONV_LAYOUT
+from .descriptor import DESCRIPTOR_BYTES, LAYOUT as CONV_LAYOUT, pack_layout
 
 NETOP_MAGIC = 0x4E4F  # "NO"
 MAGIC_OFFSET = CONV_LAYOUT["magic"].offset  # both kinds carry their magic here
@@ -55,30 +55,11 @@ LAYOUT = data.StructLayout({**_FIELDS, "_pad": MAGIC_OFFSET - _used, "magic": 16
                             "_tail": 8 * DESCRIPTOR_BYTES - MAGIC_OFFSET - 16})
 assert LAYOUT.size == 8 * DESCRIPTOR_BYTES and LAYOUT["magic"].offset == MAGIC_OFFSET
 
-SIGNED = ("lo", "hi")
-FIELDS = tuple(name for name, _ in LAYOUT if not name.startswith("_"))
 
 
 def pack(**fields) -> bytes:
     """The descriptor's 64 bytes; every field of FIELDS except magic must be given."""
-    fields = dict(fields, magic=NETOP_MAGIC)
-    missing = [f for f in FIELDS if f not in fields]
-    extra = [f for f in fields if f not in FIELDS]
-    if missing or extra:
-        raise HwgenError(f"network-op descriptor: missing fields {missing}, unknown fields {extra}")
-    word = 0
-    for name, fld in LAYOUT:
-        if name.startswith("_"):
-            continue
-        value = int(fields[name])
-        if name in SIGNED:
-            if not -(1 << 15) <= value < 1 << 15:
-                raise HwgenError(f"network-op descriptor: {name}={value} does not fit 16 signed bits")
-            value &= 0xFFFF
-        elif not 0 <= value < 1 << fld.width:
-            raise HwgenError(f"network-op descriptor: {name}={value} does not fit {fld.width} bits")
-        word |= value << fld.offset
-    return word.to_bytes(DESCRIPTOR_BYTES, "little")
+    return pack_layout(LAYOUT, "network-op descriptor", dict(fields, magic=NETOP_MAGIC))
 
 
 def plan_netop(graph, name: str) -> dict:

@@ -125,6 +125,11 @@ class NetOps(wiring.Component):
             """Fields packed `fb` bits each, 0 where the column (first_col + i) is not below width_limit."""
             return Cat(*(Mux(first_col + i < width_limit, v[:fb], 0) for i, v in enumerate(values)))
 
+        def combine(result):
+            """Each read beat replaces the FIFO's head with `result` (of the beat and the head)."""
+            m.d.comb += [self.rd.ready.eq(1), fifo.r_en.eq(self.rd.valid), fifo.w_en.eq(self.rd.valid),
+                         fifo.w_data.eq(result)]
+
         def next_col():
             m.d.sync += col_beat.eq(Mux(col_beat == d.in_row_beats - 1, 0, col_beat + 1))
 
@@ -186,8 +191,7 @@ class NetOps(wiring.Component):
                 read(d.b_addr + off, n)
                 m.next = "B_FILL"
             with m.State("B_FILL"):
-                m.d.comb += [self.rd.ready.eq(1), fifo.r_en.eq(self.rd.valid), fifo.w_en.eq(self.rd.valid),
-                             fifo.w_data.eq(add_beat)]
+                combine(add_beat)
                 with m.If(rd_beat):
                     m.d.sync += got.eq(got + 1)
                     next_col()
@@ -222,8 +226,7 @@ class NetOps(wiring.Component):
                         m.d.sync += got.eq(0)
                         m.next = "POOL_ROW1"
             with m.State("POOL_ROW1"):
-                m.d.comb += [self.rd.ready.eq(1), fifo.r_en.eq(self.rd.valid), fifo.w_en.eq(self.rd.valid),
-                             fifo.w_data.eq(vertical)]
+                combine(vertical)
                 with m.If(rd_beat):
                     m.d.sync += got.eq(got + 1)
                     with m.If(got == d.in_row_beats - 1):
