@@ -232,13 +232,18 @@ class Driver:
 
 
 def main(argv: list[str] | None = None, gen_dir=None) -> int:
-    """`python DIR/driver/run_layer.py`: one layer on the hardware through /dev/mem or UIO."""
+    """`python DIR/driver/run_layer.py`: one layer, or the whole network from one start, on the
+    hardware through /dev/mem or UIO."""
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(description="Run one layer of this hwgen engine on the hardware (mmap backend).")
+    ap = argparse.ArgumentParser(description="Run one layer of this hwgen engine, or the whole network from one "
+                                             "start, on the hardware (mmap backend).")
     ap.add_argument("--dir", default=gen_dir, required=gen_dir is None, help="the `hwgen generate --interface axi` folder")
-    ap.add_argument("--layer", required=True, help="engine layer name (see registers.json)")
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--layer", help="engine layer name (see registers.json)")
+    what.add_argument("--network", action="store_true",
+                      help="the whole network from one start (network_image.bin, manifest 'network')")
     ap.add_argument("--input", required=True, help="integer input (C, H, W) as .npy")
     ap.add_argument("--out", required=True, help="where to write the output .npy")
     ap.add_argument("--mem-addr", type=lambda v: int(v, 0), required=True, help="physical address of the DRAM window")
@@ -250,7 +255,10 @@ def main(argv: list[str] | None = None, gen_dir=None) -> int:
     args = ap.parse_args(argv)
     try:
         manifest = json.loads((Path(args.dir) / "manifest.json").read_text())
-        size = int(manifest["dram"]["size"])
+        net = manifest.get("network") or {"error": "no network image"}
+        if args.network and "error" in net:
+            raise HwgenError(f"this engine cannot run the whole network from one start: {net['error']}")
+        size = int(net["size"] if args.network else manifest["dram"]["size"])
         if args.uio:
             backend = MmapBackend.uio(args.uio, args.mem_addr, size, args.mem_device)
         else:
@@ -261,7 +269,9 @@ def main(argv: list[str] | None = None, gen_dir=None) -> int:
         async def session():
             await drv.check()
             if not args.no_load:
-                await drv.load_image()
+                await drv.load_image(network=args.network)
+            if args.network:
+                return await drv.run_network(x, use_irq=bool(args.uio))
             return await drv.run_layer(args.layer, x, use_irq=bool(args.uio))
 
         np.save(args.out, asyncio.run(session()), allow_pickle=False)

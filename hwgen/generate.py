@@ -293,9 +293,10 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
         except HwgenError as e:
             manifest["network"] = {"error": str(e)}
         regmap = (bid, manifest["params"], manifest["layers"])
-        texts[AXI_FILES["registers"]] = json.dumps(registers.as_json(*regmap), indent=2) + "\n"
-        texts[AXI_FILES["c_header"]] = registers.c_header(*regmap, manifest["dram"])
-        texts[AXI_FILES["py_regs"]] = registers.python_module(*regmap, manifest["dram"])
+        net_j = manifest["network"]
+        texts[AXI_FILES["registers"]] = json.dumps(registers.as_json(*regmap, net_j), indent=2) + "\n"
+        texts[AXI_FILES["c_header"]] = registers.c_header(*regmap, manifest["dram"], net_j)
+        texts[AXI_FILES["py_regs"]] = registers.python_module(*regmap, manifest["dram"], net_j)
         texts[AXI_FILES["run_layer"]] = registers.RUN_LAYER_SCRIPT
     else:
         texts[FILES["top"]] = templates.fill("hwgen_top.v", TOP=TOP_MODULE, ENGINE=ENGINE_MODULE, BUS_BITS=params.bus_bits)

@@ -34,7 +34,7 @@ from ..errors import HwgenError
 from .dma import REQUEST, Reader
 from .requant import Requant
 
-GAP_ACC_BITS = 48  # a plane of up to 2^32 fields, summed, then multiplied by the 15-bit M
+GAP_ACC_BITS = 47  # a plane of up to 2^32 fields, summed (acc * M then fits the requantizer's 63 bits)
 
 
 class NetOps(wiring.Component):
