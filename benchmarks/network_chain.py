@@ -14,6 +14,10 @@ each network op's descriptor, inputs and output), and the network ops' beats (a 
 least), so the chain's overhead is chain - convs - network-op beats.
 
     .venv/bin/python benchmarks/network_chain.py [--digits] [--timing ideal|hostile]
+    .venv/bin/python benchmarks/network_chain.py --area [--target xilinx|ice40|ecp5]
+
+`--area` instead synthesizes the network-op unit alone with Yosys (the digits engine's
+parameters: 64-bit bus, A = 8, its 16-beat FIFO) and prints its LUT / FF / DSP / BRAM.
 """
 
 from __future__ import annotations
@@ -42,11 +46,36 @@ def network(digits: bool) -> Graph:
     return Graph(graph.name, graph.nodes[:last + 1], "pool2").infer_shapes()
 
 
+def area(target: str) -> None:
+    from amaranth.back import verilog
+
+    from hwgen.engine.network import netop_chunk
+    from hwgen.gateware.netops import NetOps
+    from hwgen.gateware.synth import synthesize
+
+    graph = checkpoint.load(CKPT)
+    params = engine.build(graph, engine.EngineConfig(m_lanes=4, x_lanes=4, bus_bits=64)).params
+    chunk = netop_chunk(graph, params)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "hwgen_netops.v"
+        path.write_text(verilog.convert(NetOps(params, chunk), name="hwgen_netops", emit_src=False))
+        res = synthesize([path], "hwgen_netops", target)["resources"]
+    print(f"network-op unit (64-bit bus, A = {params.act_bits}, {chunk}-beat FIFO), Yosys {target}: "
+          + ", ".join(f"{k} {v:,}" for k, v in res.items()))
+
+
 def main() -> None:
+    from hwgen.gateware.synth import TARGETS
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--digits", action="store_true", help="the digits network up to its last pool")
     ap.add_argument("--timing", choices=simulate.TIMINGS, default="ideal")
+    ap.add_argument("--area", action="store_true", help="synthesize the network-op unit instead")
+    ap.add_argument("--target", choices=tuple(TARGETS), default="xilinx")
     args = ap.parse_args()
+    if args.area:
+        area(args.target)
+        return
     graph = network(args.digits)
     b = engine.build(graph, engine.EngineConfig(m_lanes=4, x_lanes=4, bus_bits=64))
     bb = b.params.beat_bytes
