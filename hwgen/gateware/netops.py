@@ -70,7 +70,7 @@ class NetOps(wiring.Component):
         m.submodules.fifo = fifo = SyncFIFO(width=n_el * vw, depth=self.chunk + 1)
         rq = []
         for i in range(n_el):
-            m.submodules[f"requant{i}"] = r = Requant(fb + 19)  # (fb+1)-bit operands times 16-bit Ma, Mb, summed
+            m.submodules[f"requant{i}"] = r = Requant(fb + 19)  # (fb+3)-bit operands times 15-bit Ma, Mb, summed
             m.d.comb += [r.shift.eq(d.shift), r.lo.eq(d.lo), r.hi.eq(d.hi), r.half_even.eq(d.half_even)]
             rq.append(r)
         m.submodules.requant_gap = rq_gap = Requant(GAP_ACC_BITS)
@@ -137,12 +137,14 @@ class NetOps(wiring.Component):
         # vertical values of `vw` bits
         a_f, b_f, head_f = fields(fifo.r_data, fb), fields(self.rd.payload, fb), fields(fifo.r_data, vw)
         sums = Signal(signed(32))
-        with m.If(op == netop.OP_ADD):
-            for i in range(n_el):
-                m.d.comb += [rq[i].acc.eq(a_f[i] * d.ma + b_f[i] * d.mb), rq[i].multiplier.eq(1)]
-        with m.Else():  # pools: pairs of the head's vertical values, requantized for averages
-            for k in range(half):
-                m.d.comb += [rq[k].acc.eq(head_f[2 * k] + head_f[2 * k + 1]), rq[k].multiplier.eq(d.ma)]
+        # one pair of multipliers per field: ADD `a*Ma + b*Mb`; AVGPOOL2, on the first half of the fields,
+        # `(sum of a window's 4) * M + 0`; the requantizers then only round, shift and clamp (M = 1)
+        is_add = op == netop.OP_ADD
+        for i in range(n_el):
+            x = Signal(signed(fb + 3), name=f"operand{i}")
+            window = head_f[2 * i] + head_f[2 * i + 1] if i < half else 0
+            m.d.comb += [x.eq(Mux(is_add, a_f[i], window)),
+                         rq[i].acc.eq(x * d.ma + Mux(is_add, b_f[i], 0) * d.mb), rq[i].multiplier.eq(1)]
         add_beat = masked([r.y for r in rq], col_beat << el_log, d.width)
         pairs = Cat(*(Mux(is_max, Mux(head_f[2 * k] > head_f[2 * k + 1], head_f[2 * k], head_f[2 * k + 1]),
                           rq[k].y)[:fb] for k in range(half)))
