@@ -74,7 +74,7 @@ def plan_netop(graph, name: str) -> dict:
     if q is None or qin is None:
         raise HwgenError(f"node '{name}': the network-op unit runs quantized graphs only")
     c, h, w = src.out_shape
-    oc, oh, ow = node.out_shape if len(node.out_shape) == 3 else (*node.out_shape, 1, 1)[:3]
+    _, oh, ow = node.out_shape
     fields = {"in_signed": int(bool(qin.signed)), "channels": c, "height": h, "width": w,
               "out_height": oh, "out_width": ow, "ma": 0, "mb": 0, "shift": 1, "lo": 0, "hi": 0, "half_even": 0}
     if node.op == "maxpool2d":

@@ -23,7 +23,7 @@ FIFO is the only storage (`chunk + 1` beats of `beat_elems * (field + 2)` bits).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -89,7 +89,7 @@ class NetOps(wiring.Component):
         is_max = op == netop.OP_MAXPOOL2
         # layer constants (SETUP)
         in_row_bytes, out_row_bytes = Signal(ADDR_BITS), Signal(ADDR_BITS)
-        plane_beats, plane_bytes, total = Signal(32), Signal(ADDR_BITS), Signal(32)
+        plane_beats, plane_bytes = Signal(32), Signal(ADDR_BITS)
         # walk state
         off = Signal(ADDR_BITS)  # ADD: byte offset of the chunk
         left = Signal(32)  # ADD: beats left
@@ -168,7 +168,7 @@ class NetOps(wiring.Component):
                              acc.eq(0)]
                 m.next = "SETUP2"
             with m.State("SETUP2"):
-                m.d.sync += [plane_bytes.eq(plane_beats << bb_log), total.eq(plane_beats * d.channels),
+                m.d.sync += [plane_bytes.eq(plane_beats << bb_log),
                              left.eq(plane_beats * d.channels)]
                 with m.Switch(op):
                     with m.Case(netop.OP_ADD):
