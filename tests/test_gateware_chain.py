@@ -24,7 +24,20 @@ from hwgen.layercases import conv_graph, random_input, residual_graph
 
 @pytest.mark.parametrize("seed, act_bits, stall", [(1, 8, 0.3), (2, 4, 0.5)])
 def test_chain_runs_a_residual_network_from_one_start(seed, act_bits, stall):
-    graph = residual_graph(seed, 3, 6, 8, 12, act_bits=act_bits)
+    check_residual_chain(residual_graph(seed, 3, 6, 8, 12, act_bits=act_bits), seed, stall)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3, 23))
+def test_chain_soak(seed):
+    """make soak: 20 random residual networks (channels, sizes in multiples of 4, A, stalls)."""
+    rng = np.random.default_rng(seed)
+    graph = residual_graph(seed, int(rng.integers(1, 5)), int(rng.integers(1, 9)), 4 * int(rng.integers(1, 4)),
+                           4 * int(rng.integers(1, 6)), act_bits=int(rng.choice([2, 4, 8])))
+    check_residual_chain(graph, seed, float(rng.uniform(0, 0.6)))
+
+
+def check_residual_chain(graph, seed: int, stall: float) -> None:
     b = engine.build(graph, engine.EngineConfig(m_lanes=4, x_lanes=4, bus_bits=64))
     p = b.params
     chunk = netop_chunk(graph, p, least=3)
@@ -47,7 +60,7 @@ def test_chain_runs_a_residual_network_from_one_start(seed, act_bits, stall):
     netop_bytes = sum(64 + img.tensors[n].bytes + sum(img.tensors[i].bytes for i in graph.node(n).inputs)
                       for n in ("add", "ap", "gap"))
     mp = img.tensors["mp"]
-    netop_bytes += 64 + mp.bytes + img.tensors["relu"].bytes  # 8 rows: every input row is in a window
+    netop_bytes += 64 + mp.bytes + img.tensors["relu"].bytes  # even heights: every input row is in a window
     assert traffic.read_bytes + traffic.write_bytes == sum(sum(s.bytes.values()) for s in b.schedules) + netop_bytes
 
 

@@ -74,6 +74,18 @@ def run_op(graph: Graph, params: EngineParams, inputs: list[np.ndarray], *, stal
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("seed", range(3))
 def test_netop_equals_reference_under_stalls(op, seed):
+    check_random_op(op, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("seed", range(3, 53))
+def test_netop_soak(op, seed):
+    """make soak: 200 more random cases."""
+    check_random_op(op, seed)
+
+
+def check_random_op(op: str, seed: int) -> None:
     rng = np.random.default_rng(100 * OPS.index(op) + seed)
     a_bits = int(rng.choice([2, 3, 4, 5, 8, 8]))
     signed = bool(rng.integers(2))
