@@ -5,6 +5,8 @@
     await drv.check()                     # BUILD_ID and configuration registers match the folder
     await drv.load_image()                # descriptors, weights, tables into memory
     y = await drv.run_layer("conv1", x)   # write the input, start, wait, read the output
+    await drv.load_image(network=True)    # a folder with network_image.bin (manifest `network`):
+    y = await drv.run_network(x)          # the whole network from one start (a descriptor chain)
     drv.counters                          # the performance counters of the last run
 
 A backend moves 32-bit registers and memory bytes; the driver is `async` so that one code path
@@ -111,10 +113,11 @@ class MmapBackend(Backend):
 class Driver:
     """Runs layers of one generated engine (its manifest and register map) through `backend`."""
 
-    def __init__(self, manifest: dict, regmap: dict, image: bytes, backend: Backend):
+    def __init__(self, manifest: dict, regmap: dict, image: bytes, backend: Backend, network_image: bytes = b""):
         if manifest.get("interface", {}).get("kind") != "axi":
             raise HwgenError("this folder's engine has no AXI interface (generate it with --interface axi)")
         self.manifest, self.regmap, self.image, self.backend = manifest, regmap, image, backend
+        self.network_image = network_image
         self.layers = {lay["name"]: lay for lay in manifest["layers"]}
         self.counters: dict[str, int] = {}
 
@@ -125,9 +128,11 @@ class Driver:
             manifest = json.loads((gen_dir / "manifest.json").read_text())
             regmap = json.loads((gen_dir / manifest["files"]["registers"]).read_text())
             image = (gen_dir / manifest["files"]["image"]).read_bytes()
+            net = manifest["files"].get("network_image")
+            network_image = (gen_dir / net).read_bytes() if net else b""
         except (OSError, ValueError, KeyError) as e:
             raise HwgenError(f"'{gen_dir}' is not a folder of `hwgen generate --interface axi` ({e})") from None
-        return cls(manifest, regmap, image, backend)
+        return cls(manifest, regmap, image, backend, network_image)
 
     async def check(self) -> None:
         """The hardware is the build this folder describes: BUILD_ID and configuration registers."""
@@ -139,14 +144,25 @@ class Driver:
             if got != want:
                 raise HwgenError(f"configuration register {name} reads {got}, this folder's build has {want}")
 
-    async def load_image(self) -> None:
-        await self.backend.write_mem(0, self.image)
+    async def load_image(self, network: bool = False) -> None:
+        """The per-layer DRAM image, or (`network`) the whole network's chain image."""
+        if network:
+            self._network()
+        await self.backend.write_mem(0, self.network_image if network else self.image)
 
-    async def run(self, desc_addr: int, *, timeout: float = 10.0, use_irq: bool = True) -> dict:
-        """Start the layer whose descriptor is at `desc_addr`, wait for DONE; returns the counters."""
+    def _network(self) -> dict:
+        net = self.manifest.get("network")
+        if not net or "error" in net or not self.network_image:
+            why = net["error"] if net and "error" in net else "it was generated without a network image"
+            raise HwgenError(f"this engine cannot run the whole network from one start: {why}")
+        return net
+
+    async def run(self, desc_addr: int, *, count: int = 1, timeout: float = 10.0, use_irq: bool = True) -> dict:
+        """Start the `count` descriptors from `desc_addr` (a chain), wait for DONE; returns the counters."""
         b = self.backend
         await b.write_reg(regs.offset("MEM_BASE"), b.mem_base)
         await b.write_reg(regs.offset("DESC_ADDR"), desc_addr)
+        await b.write_reg(regs.offset("DESC_COUNT"), count)
         await b.write_reg(regs.offset("IRQ_STATUS"), 0xFFFFFFFF)
         await b.write_reg(regs.offset("IRQ_ENABLE"), (1 << regs.IRQ_DONE) if use_irq else 0)
         await b.write_reg(regs.offset("CONTROL"), regs.bit("CONTROL", "START"))
@@ -168,7 +184,7 @@ class Driver:
 
     async def run_layer(self, name: str, x: np.ndarray, **kw) -> np.ndarray:
         """One layer on an integer input `x` (C, H, W): write it, run, read the output back."""
-        from .engine import EngineParams, activation_bytes, pack_activations, unpack_activations
+        from .engine import activation_bytes, pack_activations, unpack_activations
 
         if name not in self.layers:
             raise HwgenError(f"no engine layer named '{name}' (layers: {', '.join(self.layers)})")
@@ -176,9 +192,7 @@ class Driver:
         x = np.asarray(x)
         if list(x.shape) != lay["input"]["shape"]:
             raise HwgenError(f"layer '{name}' takes an input of shape {lay['input']['shape']}, got {list(x.shape)}")
-        params = self.manifest["params"]
-        # the layout functions read the beat size and the activation width (fields per byte) only
-        layout = EngineParams(bus_bits=int(params["bus_bits"]), act_bits=int(params["act_bits"]))
+        layout = self._layout()
         await self.backend.write_mem(int(lay["input"]["addr"]), pack_activations(x, layout))
         await self.run(int(lay["descriptor_addr"]), **kw)
         shape = tuple(lay["output"]["shape"])
@@ -186,14 +200,50 @@ class Driver:
         return unpack_activations(raw, shape, bool(lay["output"]["signed"]), layout)
 
 
+    async def run_network(self, x: np.ndarray, **kw) -> np.ndarray:
+        """The whole network on an integer input `x` (C, H, W) from one start (after
+        `load_image(network=True)`): write it, run the chain, read the network's output map."""
+        net = self._network()
+        tin, tout = net["tensors"][net["input"]], net["tensors"][net["output"]]
+        x = np.asarray(x)
+        if list(x.shape) != tin["shape"]:
+            raise HwgenError(f"the network takes an input of shape {tin['shape']}, got {list(x.shape)}")
+        from .engine import pack_activations
+
+        await self.backend.write_mem(int(tin["addr"]), pack_activations(x, self._layout()))
+        await self.run(int(net["desc_addr"]), count=int(net["count"]), **kw)
+        return await self.read_tensor(net["output"])
+
+    async def read_tensor(self, name: str) -> np.ndarray:
+        """A tensor of the network image (any node's output) as it is in memory."""
+        from .engine import activation_bytes, unpack_activations
+
+        t = self._network()["tensors"][name]
+        shape = tuple(t["shape"])
+        raw = await self.backend.read_mem(int(t["addr"]), activation_bytes(shape, self._layout()))
+        return unpack_activations(raw, shape, bool(t["signed"]), self._layout())
+
+    def _layout(self):
+        from .engine import EngineParams
+
+        params = self.manifest["params"]
+        # the layout functions read the beat size and the activation width (fields per byte) only
+        return EngineParams(bus_bits=int(params["bus_bits"]), act_bits=int(params["act_bits"]))
+
+
 def main(argv: list[str] | None = None, gen_dir=None) -> int:
-    """`python DIR/driver/run_layer.py`: one layer on the hardware through /dev/mem or UIO."""
+    """`python DIR/driver/run_layer.py`: one layer, or the whole network from one start, on the
+    hardware through /dev/mem or UIO."""
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(description="Run one layer of this hwgen engine on the hardware (mmap backend).")
+    ap = argparse.ArgumentParser(description="Run one layer of this hwgen engine, or the whole network from one "
+                                             "start, on the hardware (mmap backend).")
     ap.add_argument("--dir", default=gen_dir, required=gen_dir is None, help="the `hwgen generate --interface axi` folder")
-    ap.add_argument("--layer", required=True, help="engine layer name (see registers.json)")
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--layer", help="engine layer name (see registers.json)")
+    what.add_argument("--network", action="store_true",
+                      help="the whole network from one start (network_image.bin, manifest 'network')")
     ap.add_argument("--input", required=True, help="integer input (C, H, W) as .npy")
     ap.add_argument("--out", required=True, help="where to write the output .npy")
     ap.add_argument("--mem-addr", type=lambda v: int(v, 0), required=True, help="physical address of the DRAM window")
@@ -205,7 +255,10 @@ def main(argv: list[str] | None = None, gen_dir=None) -> int:
     args = ap.parse_args(argv)
     try:
         manifest = json.loads((Path(args.dir) / "manifest.json").read_text())
-        size = int(manifest["dram"]["size"])
+        net = manifest.get("network") or {"error": "no network image"}
+        if args.network and "error" in net:
+            raise HwgenError(f"this engine cannot run the whole network from one start: {net['error']}")
+        size = int(net["size"] if args.network else manifest["dram"]["size"])
         if args.uio:
             backend = MmapBackend.uio(args.uio, args.mem_addr, size, args.mem_device)
         else:
@@ -216,7 +269,9 @@ def main(argv: list[str] | None = None, gen_dir=None) -> int:
         async def session():
             await drv.check()
             if not args.no_load:
-                await drv.load_image()
+                await drv.load_image(network=args.network)
+            if args.network:
+                return await drv.run_network(x, use_irq=bool(args.uio))
             return await drv.run_layer(args.layer, x, use_irq=bool(args.uio))
 
         np.save(args.out, asyncio.run(session()), allow_pickle=False)

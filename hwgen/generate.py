@@ -17,7 +17,10 @@ and writes into `out_dir`:
   resource counts from Yosys go into the manifest with `synth=`.
 With `interface="axi"` the top is the AXI engine top instead (`hwgen.gateware.axi_top`, Amaranth:
 `m_axi_*`, `s_axil_*`, `irq`), and the register map is written as `registers.json`,
-`driver/hwgen_regs.h` and `driver/hwgen_regs.py` (`hwgen.engine.registers`).
+`driver/hwgen_regs.h` and `driver/hwgen_regs.py` (`hwgen.engine.registers`); a graph with residual
+adds or pools gets the network-op unit in that top, and when every node runs in hardware,
+`network_image.bin`: the whole network as one descriptor chain (`hwgen.engine.network`, manifest
+`network`; otherwise `network.error` says which node does not).
 Every file is a pure function of the graph and the parameters: same inputs, same bytes.
 """
 
@@ -30,7 +33,7 @@ from pathlib import Path
 from . import __version__, checkpoint, templates
 from .errors import HwgenError
 from . import engine
-from .engine import EngineBuild, EngineConfig, EngineParams, describe, descriptor
+from .engine import EngineBuild, EngineConfig, EngineParams, describe, descriptor, network
 from .engine.params import DEFAULT_PIPELINE
 from .analysis.engine import engine_compulsory
 from .analysis.workload import layer_from_node
@@ -57,6 +60,7 @@ AXI_FILES = {
     "run_layer": "driver/run_layer.py",
 }
 INTERFACES = ("stream", "axi")
+NETWORK_IMAGE = "network_image.bin"
 
 
 def engine_verilog(params: EngineParams) -> str:
@@ -126,15 +130,18 @@ def build_id(engine_text: str, image: bytes) -> int:
     return int.from_bytes(hashlib.sha256(engine_text.encode() + b"\0" + image).digest()[:4], "big")
 
 
-def axi_top_verilog(params: EngineParams, *, id_bits: int, build: int) -> str:
+def axi_top_verilog(params: EngineParams, *, id_bits: int, build: int, netops_chunk: int | None = None) -> str:
+    """The AXI top around the `hwgen_engine` instance; with `netops_chunk`, the network-op unit too."""
     from amaranth.back import verilog
 
     from .engine import registers
     from .gateware.axi_top import AxiTop, EngineInstance
+    from .gateware.netops import NetOps
 
     config = registers.config_values(dataclasses.asdict(params))
+    netops = None if netops_chunk is None else NetOps(params, netops_chunk)
     top = AxiTop(EngineInstance(params, ENGINE_MODULE), bus_bits=params.bus_bits, id_bits=id_bits, build_id=build,
-                 config=config)
+                 config=config, netops=netops)
     return verilog.convert(top, name=TOP_MODULE, emit_src=False)
 
 
@@ -267,7 +274,7 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
     manifest = build_manifest(b, params, sram_instances(params))
     engine_text = engine_verilog(params)
     amaranth_files = [FILES["engine"]]
-    texts = {}  # the interface's files
+    texts, blobs = {}, {}  # the interface's files
     if interface == "axi":
         bid = build_id(engine_text, image.data)
         amaranth_files.append(FILES["top"])
@@ -275,11 +282,21 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
         manifest["interface"] = {"kind": "axi", "id_bits": axi_id_bits, "lite_addr_bits": registers.ADDR_BITS,
                                  "lite_data_bits": registers.DATA_BITS, "build_id": bid}
         manifest["ports"] = _axi_ports(params.bus_bits, axi_id_bits)
-        texts[FILES["top"]] = axi_top_verilog(params, id_bits=axi_id_bits, build=bid)
+        chunk = network.netop_chunk(graph, params) if network.has_netops(graph) else None
+        manifest["interface"]["netops_chunk"] = chunk
+        texts[FILES["top"]] = axi_top_verilog(params, id_bits=axi_id_bits, build=bid, netops_chunk=chunk)
+        try:
+            net = network.network_image(b, chunk or 1)
+            blobs[NETWORK_IMAGE] = net.data
+            manifest["files"]["network_image"] = NETWORK_IMAGE
+            manifest["network"] = network.manifest_entry(net)
+        except HwgenError as e:
+            manifest["network"] = {"error": str(e)}
         regmap = (bid, manifest["params"], manifest["layers"])
-        texts[AXI_FILES["registers"]] = json.dumps(registers.as_json(*regmap), indent=2) + "\n"
-        texts[AXI_FILES["c_header"]] = registers.c_header(*regmap, manifest["dram"])
-        texts[AXI_FILES["py_regs"]] = registers.python_module(*regmap, manifest["dram"])
+        net_j = manifest["network"]
+        texts[AXI_FILES["registers"]] = json.dumps(registers.as_json(*regmap, net_j), indent=2) + "\n"
+        texts[AXI_FILES["c_header"]] = registers.c_header(*regmap, manifest["dram"], net_j)
+        texts[AXI_FILES["py_regs"]] = registers.python_module(*regmap, manifest["dram"], net_j)
         texts[AXI_FILES["run_layer"]] = registers.RUN_LAYER_SCRIPT
     else:
         texts[FILES["top"]] = templates.fill("hwgen_top.v", TOP=TOP_MODULE, ENGINE=ENGINE_MODULE, BUS_BITS=params.bus_bits)
@@ -292,6 +309,8 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
             (out / name).write_text(text, encoding="utf-8")
         (out / FILES["sram"]).write_text(templates.text(FILES["sram"]), encoding="utf-8")
         (out / FILES["image"]).write_bytes(image.data)
+        for name, blob in blobs.items():
+            (out / name).write_bytes(blob)
         (out / FILES["core"]).write_text(_core(graph.name.replace(" ", "_").lower() or "engine"), encoding="utf-8")
         (out / FILES["waivers"]).write_text(_waivers(amaranth_files), encoding="utf-8")
         (out / FILES["checkpoint"]).write_bytes(checkpoint.to_bytes(graph))

@@ -74,3 +74,33 @@ def load_image(plan_image: engine.DramImage, x: np.ndarray, params, layer: int =
     blob = engine.pack_activations(x, params)
     image[reg.input:reg.input + len(blob)] = blob
     return image
+
+
+def residual_graph(seed: int, cin: int, ch: int, h: int, w: int, *, act_bits: int = 8,
+                   scheme: str | None = "PS4_P4") -> Graph:
+    """input -> c1 -> c2 -> add(c1, c2) + ReLU -> 2x2 max pool -> 2x2 average pool -> global average pool:
+    every node the hardware runs from one start (hwgen.engine.network), with random integer parameters."""
+    rng = np.random.default_rng(seed)
+    first = conv_graph(seed, cin, ch, h, w, scheme=scheme, act_bits=act_bits)
+    second = conv_graph(seed + 1, ch, ch, h, w, scheme=scheme, act_bits=act_bits)
+    x, c1 = first.nodes
+    c2 = second.node("conv")
+    c1.name, c2.name, c2.inputs = "c1", "c2", ("c1",)
+    c1.inputs = ("x",)
+    lo, hi = intmath.qrange(act_bits, False)
+    shift = int(rng.integers(14, 18))
+    ma, mb = (int(v) for v in rng.integers(1 << 12, 1 << intmath.MULT_BITS, size=2))
+    add = Node("add", "add", ("c1", "c2"))
+    add.quant = QuantInfo(act_bits, 1.0, False, requant=Requant(np.ones(ch, np.int64), np.full(ch, shift), lo, hi),
+                          input_multipliers=[ma, mb])
+    relu = Node("relu", "relu", ("add",))
+    relu.quant = QuantInfo(act_bits, 1.0, False)
+    mp = Node("mp", "maxpool2d", ("relu",), {"kernel": 2, "stride": 2, "padding": 0})
+    mp.quant = QuantInfo(act_bits, 1.0, False)
+    nodes = [x, c1, c2, add, relu, mp]
+    for name, kernel in (("ap", (2, 2)), ("gap", (h // 4, w // 4))):
+        m_, s_ = intmath.quantize_multiplier(float(rng.uniform(0.5, 1.0)) / (kernel[0] * kernel[1]))
+        pool = Node(name, "avgpool2d", (nodes[-1].name,), {"kernel": kernel, "stride": kernel, "padding": 0})
+        pool.quant = QuantInfo(act_bits, 1.0, False, requant=Requant(np.full(ch, m_), np.full(ch, s_), lo, hi))
+        nodes.append(pool)
+    return Graph("residual_case", nodes, "gap").infer_shapes()

@@ -26,6 +26,7 @@ from . import simrunner
 from .errors import HwgenError
 
 HOST_PROGRAM = "sim.engine_host:network_host"
+CHAIN_HOST_PROGRAM = "sim.engine_host:chain_host"
 TIMEOUT_FACTOR = 20  # a layer may take this many times its predicted cycles before it is a hang
 TIMEOUT_MIN = 100_000
 TIMINGS = ("hostile", "ideal")
@@ -358,3 +359,54 @@ def write_json(report: SimReport, path: Path) -> None:
     Path(path).write_text(json.dumps(report.to_json(), indent=1, sort_keys=True) + "\n")
 
 
+
+
+def chain_regions(net: dict) -> list[dict]:
+    """The DRAM regions of a network image (manifest `network`): the chain's descriptors, the weights
+    and tables, and each tensor (a fused ReLU shares its producer's region, counted once)."""
+    from .engine.descriptor import DESCRIPTOR_BYTES
+
+    chain_bytes = int(net["count"]) * DESCRIPTOR_BYTES
+    out = [{"name": "chain.descriptors", "base": 0, "size": chain_bytes}]
+    if int(net["image_bytes"]) > chain_bytes:
+        out.append({"name": "chain.weights_tables", "base": chain_bytes, "size": int(net["image_bytes"]) - chain_bytes})
+    seen = set()
+    for name, t in net["tensors"].items():
+        if int(t["addr"]) not in seen:
+            seen.add(int(t["addr"]))
+            out.append({"name": f"{name}.map", "base": int(t["addr"]), "size": int(t["bytes"])})
+    return out
+
+
+def run_chain(engine, inputs: np.ndarray, *, sim: str = "verilator", seed: int = 0, timing: str = "hostile",
+              workdir: Path, cache_dir: Path | None = None, timeout: int = 2_000_000) -> dict:
+    """The whole network from one start per image on an `--interface axi` engine whose folder holds
+    a network image (manifest `network`): the host program `sim.engine_host.chain_host`'s results
+    (per image: the run's cycles, counters, traffic per region and error; per node, mismatches
+    against the reference; the output map)."""
+    from sim.dram import BusTiming
+
+    if engine.interface != "axi":
+        raise HwgenError("a whole network from one start needs an engine generated with --interface axi")
+    if timing not in TIMINGS:
+        raise HwgenError(f"unknown bus timing '{timing}' (choose from {', '.join(TIMINGS)})")
+    manifest = json.loads((engine.gen_dir / "manifest.json").read_text())
+    net = manifest.get("network") or {"error": "no network image"}
+    if "error" in net:
+        raise HwgenError(f"this engine cannot run the whole network from one start: {net['error']}")
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    inputs_path = workdir / "inputs.npy"
+    np.save(inputs_path, np.asarray(inputs, dtype=np.int64), allow_pickle=False)
+    chain = dict(net, checkpoint=str(engine.checkpoint), inputs=str(inputs_path), timeout=timeout,
+                 bus_bits=engine.params["bus_bits"], act_bits=engine.params["act_bits"])
+    bb = engine.params["bus_bits"] // 8
+    job = simrunner.make_job(bus_bits=engine.params["bus_bits"], dram_size=-(-int(net["size"]) // bb) * bb,
+                             ports=engine.ports, timing=BusTiming.profile(timing, seed).as_dict(),
+                             regions=chain_regions(net),
+                             preload=[{"addr": 0, "file": str(engine.gen_dir / manifest["files"]["network_image"])}],
+                             host=CHAIN_HOST_PROGRAM, chain=chain, interface="axi", axi_dir=str(engine.gen_dir))
+    b, _ = build(engine, "reference", sim=sim, cache_dir=cache_dir)
+    results = simrunner.run_job(b, job, workdir)
+    return dict(results["host"] or {"images": [], "aborted": results.get("error")},
+                cpu_seconds=float(results.get("cpu_seconds", 0.0)))

@@ -216,7 +216,8 @@ class AxiBench(PythonDram):
                 channel.set_pause_generator(pauses(random.Random(self._seed * 8 + i), p_ready))
         cocotb.start_soon(self.monitor.loop())
 
-    async def run(self, name: str, desc_addr: int, timeout: int) -> dict:
+    async def run(self, name: str, desc_addr: int, timeout: int, count: int = 1) -> dict:
+        """One start of `count` descriptors from `desc_addr` (a chain when count > 1)."""
         mon = self.monitor
         if not self._checked:
             await self.driver.check()
@@ -226,7 +227,7 @@ class AxiBench(PythonDram):
         self.backend.timeout_cycles = timeout
         record = {"name": name, "cycles": 0, "error": None, "traffic": {}, "counters": {}}
         try:
-            counters = await self.driver.run(desc_addr)
+            counters = await self.driver.run(desc_addr, count=count)
             record["counters"] = counters
             record["cycles"] = mon.irq_cycle - mon.start_cycle
         except HwgenError as e:

@@ -71,3 +71,39 @@ async def network_host(bench, job: dict) -> dict:
                     f.write(f"{node.name} {i}\n")
         images.append({"layers": runs, "logits": values[graph.output][0].tolist()})
     return {"images": images, "aborted": None}
+
+
+async def chain_host(bench, job: dict) -> dict:
+    """The whole network from one start per image (the AXI top's descriptor chain, hwgen.engine.network).
+
+    Job fields under `chain`: checkpoint, inputs, bus_bits, act_bits, timeout, and the manifest's
+    `network` (desc_addr, count, chain, input, output, tensors). The DRAM holds the network image;
+    per image the host writes the input map, makes one start, and reads back every node's output
+    map, each compared with the reference's. No host computation between nodes."""
+    net = job["chain"]
+    graph = checkpoint.load(net["checkpoint"])
+    inputs = np.load(net["inputs"], allow_pickle=False)
+    layout = EngineParams(bus_bits=int(net["bus_bits"]), act_bits=int(net["act_bits"]))
+    tensors = net["tensors"]
+
+    async def read(name):
+        t = tensors[name]
+        shape = tuple(t["shape"])
+        return unpack_activations(await bench.dump(int(t["addr"]), activation_bytes(shape, layout)), shape,
+                                  bool(t["signed"]), layout)
+
+    images = []
+    for i, x in enumerate(inputs):
+        await bench.load(int(tensors[net["input"]]["addr"]), pack_activations(x, layout))
+        record = await bench.run(f"chain#{i}", int(net["desc_addr"]), int(net["timeout"]), count=int(net["count"]))
+        if record["error"]:
+            images.append({"run": record, "nodes": {}, "output": None})
+            return {"images": images, "aborted": f"image {i}: {record['error']}"}
+        want = reference.run_all(graph, x[None])
+        nodes = {}
+        for name in net["chain"]:
+            got = await read(name)
+            mismatches, notes = compare(want[name][0].reshape(got.shape), got)
+            nodes[name] = {"mismatches": mismatches, "notes": notes}
+        images.append({"run": record, "nodes": nodes, "output": (await read(net["output"])).tolist()})
+    return {"images": images, "aborted": None}

@@ -149,3 +149,41 @@ def test_generated_run_layer_script_over_a_memory_file(axi_dir, tmp_path):
                           "--mem-addr", hex(mem_addr), "--mem-device", str(tmp_path / "phys")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "nope" in bad.stderr
+
+
+def test_driver_runs_a_whole_network_from_one_start_over_mmap(axi_dir, tmp_path):
+    """A residual network's folder: the network image, the input at its tensor, DESC_ADDR 0 and
+    DESC_COUNT = the chain's length in one start, the output read from the graph output's tensor.
+    The digits folder (flatten, classifier) refuses the network run in one line."""
+    from hwgen.layercases import residual_graph
+
+    out = tmp_path / "res"
+    generate(residual_graph(1, 3, 8, 8, 8), out, interface="axi")
+    manifest = json.loads((out / "manifest.json").read_text())
+    regmap = json.loads((out / "registers.json").read_text())
+    net = manifest["network"]
+    reg_map, mem_map = fake_device(tmp_path, net["size"])
+    poke(reg_map, "BUILD_ID", regmap["build_id"])
+    poke(reg_map, "STATUS", regs.bit("STATUS", "DONE"))
+    layout = EngineParams(bus_bits=manifest["params"]["bus_bits"], act_bits=manifest["params"]["act_bits"])
+    rng = np.random.default_rng(2)
+    t_out, t_in = net["tensors"][net["output"]], net["tensors"][net["input"]]
+    y = rng.integers(0, 256, size=t_out["shape"])
+    x = rng.integers(0, 256, size=t_in["shape"])
+    drv = Driver.open(out, MmapBackend(reg_map, mem_map))
+
+    async def session():
+        await drv.load_image(network=True)
+        packed_y = pack_activations(y, layout)
+        mem_map[t_out["addr"]:t_out["addr"] + len(packed_y)] = packed_y  # the "engine" wrote it
+        return await drv.run_network(x, use_irq=False)
+
+    np.testing.assert_array_equal(asyncio.run(session()), y)
+    image = (out / "network_image.bin").read_bytes()
+    assert mem_map[:len(image)] == image
+    packed_x = pack_activations(x, layout)
+    assert mem_map[t_in["addr"]:t_in["addr"] + len(packed_x)] == packed_x
+    assert (peek(reg_map, "DESC_ADDR"), peek(reg_map, "DESC_COUNT")) == (0, net["count"]) and net["count"] == 6
+    digits = Driver.open(axi_dir, MmapBackend(bytearray(4096), bytearray(64)))
+    with pytest.raises(HwgenError, match=r"cannot run the whole network from one start: node 'flatten'"):
+        asyncio.run(digits.load_image(network=True))

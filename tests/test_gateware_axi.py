@@ -279,10 +279,12 @@ def test_lite_slave_writes_and_reads():
     assert got and all(g == want for _, g, want in got)
 
 
-@pytest.mark.parametrize("slverr", [False, True])
-def test_axi_top_runs_a_layer_with_registers_irq_and_counters(slverr):
+@pytest.mark.parametrize("slverr, bad_next", [(False, False), (True, False), (False, True)])
+def test_axi_top_runs_a_layer_with_registers_irq_and_counters(slverr, bad_next):
     """With `slverr` the memory answers the descriptor's read with SLVERR (and the right data): the
-    run completes, with ERROR, ERROR_CAUSE.READ_RESP and IRQ_STATUS.ERROR set."""
+    run completes, with ERROR, ERROR_CAUSE.READ_RESP and IRQ_STATUS.ERROR set. With `bad_next`,
+    DESC_COUNT is 2 and the next 64 bytes are weights, not a descriptor: the layer runs, then the
+    chain stops there with ERROR_CAUSE.DESCRIPTOR (one irq, 64 more bytes read)."""
     from hwgen.gateware.engine import Engine
 
     graph = conv_graph(3, 8, 8, 6, 6, scheme="PS4_P4")
@@ -345,6 +347,9 @@ def test_axi_top_runs_a_layer_with_registers_irq_and_counters(slverr):
         await lite(ctx, regs.offset("MEM_BASE"), base | 0x123)  # low 12 bits are dropped
         assert await lite(ctx, regs.offset("MEM_BASE")) == base
         await lite(ctx, regs.offset("DESC_ADDR"), lay.descriptor)
+        if bad_next:
+            await lite(ctx, regs.offset("DESC_COUNT"), 2)
+            assert await lite(ctx, regs.offset("DESC_COUNT")) == 2
         await lite(ctx, regs.offset("IRQ_ENABLE"), 1 << regs.IRQ_DONE)
         await lite(ctx, regs.offset("CONTROL"), 1)
         assert await lite(ctx, regs.offset("STATUS")) & regs.bit("STATUS", "BUSY")
@@ -354,10 +359,12 @@ def test_axi_top_runs_a_layer_with_registers_irq_and_counters(slverr):
         else:
             raise AssertionError("no irq")
         status = await lite(ctx, regs.offset("STATUS"))
-        error = regs.bit("STATUS", "ERROR") if slverr else 0
+        error = regs.bit("STATUS", "ERROR") if slverr or bad_next else 0
         assert status == regs.bit("STATUS", "DONE") | error, status
-        assert await lite(ctx, regs.offset("ERROR_CAUSE")) == (regs.bit("ERROR_CAUSE", "READ_RESP") if slverr else 0)
-        irq_error = (1 << regs.IRQ_ERROR) if slverr else 0
+        cause = (regs.bit("ERROR_CAUSE", "READ_RESP") if slverr else 0) | \
+            (regs.bit("ERROR_CAUSE", "DESCRIPTOR") if bad_next else 0)
+        assert await lite(ctx, regs.offset("ERROR_CAUSE")) == cause
+        irq_error = (1 << regs.IRQ_ERROR) if slverr or bad_next else 0
         assert await lite(ctx, regs.offset("IRQ_STATUS")) == (1 << regs.IRQ_DONE) | irq_error
         out["counters"] = {n: await lite(ctx, regs.offset(n)) for n in regs.COUNTERS}
         await lite(ctx, regs.offset("IRQ_STATUS"), (1 << regs.IRQ_DONE) | irq_error)
@@ -369,7 +376,7 @@ def test_axi_top_runs_a_layer_with_registers_irq_and_counters(slverr):
     c = out["counters"]
     assert c["BYTES_READ"] == sum(n for _, n in axi.ar) * bb
     assert c["BYTES_WRITTEN"] == sum(n for _, n in axi.aw) * bb
-    assert c["BYTES_READ"] + c["BYTES_WRITTEN"] == sum(b.schedules[0].bytes.values())
+    assert c["BYTES_READ"] + c["BYTES_WRITTEN"] == sum(b.schedules[0].bytes.values()) + 64 * bad_next
     assert 0 < c["STALL_READ"] < c["BUSY_CYCLES"] and 0 < c["STALL_WRITE"] < c["BUSY_CYCLES"]
     node = graph.node("conv")
     raw = bytes(mem[base + lay.output:base + lay.output + lay.output_bytes])

@@ -8,7 +8,10 @@ and model.hwq (the checkpoint, so the folder is all `hwgen simulate` needs).
 Every conv2d layer runs on the engine; other layers (pooling, add, classifier) stay on the host.
 With --synth, Yosys reports LUT/FF/DSP/BRAM counts. With --interface axi the top is an AXI4 master
 (m_axi_*) with an AXI4-Lite register file (s_axil_*) and irq, and the register map is written as
-registers.json, driver/hwgen_regs.h and driver/hwgen_regs.py. See docs/engine.md.
+registers.json, driver/hwgen_regs.h and driver/hwgen_regs.py; one start runs a chain of DESC_COUNT
+descriptors, residual adds and 2x2 / global average pools run on a network-op unit in that top, and
+a network made only of convs, adds and those pools also gets network_image.bin, the whole network
+from one start (driver/run_layer.py --network). See docs/engine.md.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run Yosys synthesis (synth_xilinx by default, synth_ice40 or synth_ecp5) and report resources")
     p.add_argument("--interface", choices=("stream", "axi"), default="stream",
                    help="top-level interface: the engine's own req/rd/wr streams and start/done pins (default), "
-                        "or AXI4 master + AXI4-Lite registers + irq")
+                        "or AXI4 master + AXI4-Lite registers + irq, descriptor chains and the network-op unit")
     p.add_argument("--axi-id-bits", type=int, default=4, metavar="N", help="AXI4 ID width with --interface axi (default 4)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON instead of a summary table")
 

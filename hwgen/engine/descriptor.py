@@ -8,7 +8,7 @@ precomputed by the generator and carried here.
 
 from __future__ import annotations
 
-from amaranth.hdl import signed
+from amaranth.hdl import Shape, signed
 from amaranth.lib import data
 
 from ..errors import HwgenError
@@ -65,24 +65,26 @@ FIELDS = tuple(name for name, _ in LAYOUT if not name.startswith("_"))
 
 def pack(**fields) -> bytes:
     """The descriptor's 64 bytes; every field of FIELDS except magic must be given."""
-    fields = dict(fields, magic=MAGIC)
-    missing = [f for f in FIELDS if f not in fields]
-    extra = [f for f in fields if f not in FIELDS]
+    return pack_layout(LAYOUT, "descriptor", dict(fields, magic=MAGIC))
+
+
+def pack_layout(layout: data.StructLayout, what: str, fields: dict) -> bytes:
+    """The 64 bytes of a descriptor of `layout` (this one, or a network op's): every field not
+    starting with "_" given, each in range (signed fields as two's complement)."""
+    names = [n for n, _ in layout if not n.startswith("_")]
+    missing = [f for f in names if f not in fields]
+    extra = [f for f in fields if f not in names]
     if missing or extra:
-        raise HwgenError(f"descriptor: missing fields {missing}, unknown fields {extra}")
+        raise HwgenError(f"{what}: missing fields {missing}, unknown fields {extra}")
     word = 0
-    for name, fld in LAYOUT:
-        if name.startswith("_"):
-            continue
-        width = fld.width
+    for name in names:
+        fld = layout[name]
+        width, signed_ = fld.width, Shape.cast(fld.shape).signed
         value = int(fields[name])
-        if name in SIGNED:
-            if not -(1 << 15) <= value < 1 << 15:
-                raise HwgenError(f"descriptor: {name}={value} does not fit 16 signed bits")
-            value &= 0xFFFF
-        elif not 0 <= value < 1 << width:
-            raise HwgenError(f"descriptor: {name}={value} does not fit {width} bits")
-        word |= value << fld.offset
+        low, high = (-(1 << (width - 1)), 1 << (width - 1)) if signed_ else (0, 1 << width)
+        if not low <= value < high:
+            raise HwgenError(f"{what}: {name}={value} does not fit {width}{' signed' if signed_ else ''} bits")
+        word |= (value & ((1 << width) - 1)) << fld.offset
     return word.to_bytes(DESCRIPTOR_BYTES, "little")
 
 

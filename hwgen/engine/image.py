@@ -72,10 +72,10 @@ def _align(addr: int) -> int:
     return ceil_div(addr, REGION_ALIGN) * REGION_ALIGN
 
 
-def dram_image(plans: list[LayerPlan], params: EngineParams) -> DramImage:
-    """Lay out every layer: descriptors first, then weights and tables, then activation regions."""
+def weights_and_tables(plans: list[LayerPlan], params: EngineParams, cursor: int) -> tuple[dict, list, int]:
+    """Every layer's packed weights and table from address `cursor` on: ({addr: bytes},
+    [(plan, weight addr, bytes, table addr, bytes)], the first free aligned address)."""
     _, bases = rom_tables(plans)
-    cursor = _align(len(plans) * descriptor.DESCRIPTOR_BYTES)
     blobs, regions = {}, []
     for plan, base in zip(plans, bases):
         w, t = pack_weights(plan, params, base), pack_table(plan, params)
@@ -83,7 +83,14 @@ def dram_image(plans: list[LayerPlan], params: EngineParams) -> DramImage:
         t_addr = _align(w_addr + len(w))
         cursor = _align(t_addr + len(t))
         blobs[w_addr], blobs[t_addr] = w, t
-        regions.append([plan, w_addr, len(w), t_addr, len(t)])
+        regions.append((plan, w_addr, len(w), t_addr, len(t)))
+    return blobs, regions, cursor
+
+
+def dram_image(plans: list[LayerPlan], params: EngineParams) -> DramImage:
+    """Lay out every layer: descriptors first, then weights and tables, then activation regions."""
+    _, bases = rom_tables(plans)
+    blobs, regions, cursor = weights_and_tables(plans, params, _align(len(plans) * descriptor.DESCRIPTOR_BYTES))
     static_end = cursor
     layers = []
     for i, (plan, w_addr, w_len, t_addr, t_len) in enumerate(regions):

@@ -19,6 +19,7 @@ DATA_BITS = 32  # AXI4-Lite data width
 ADDR_BITS = 12  # AXI4-Lite address width: the map fits one 4 KiB page
 IRQ_DONE, IRQ_ERROR = 0, 1  # bits of IRQ_ENABLE / IRQ_STATUS
 ERROR_READ, ERROR_WRITE = 0, 1  # bits of ERROR_CAUSE: an RRESP / BRESP other than OKAY
+ERROR_DESCRIPTOR = 2  # bit of ERROR_CAUSE: a descriptor of no known kind (its magic) ended the chain
 MEM_BASE_ALIGN = 4096  # MEM_BASE's low 12 bits read as 0, so bursts still never cross 4 KiB
 
 
@@ -32,13 +33,14 @@ class Register:
 
 
 REGISTERS = (
-    Register("CONTROL", 0x00, "wo", "write START = 1 to run the layer whose descriptor is at DESC_ADDR "
+    Register("CONTROL", 0x00, "wo", "write START = 1 to run the DESC_COUNT descriptors from DESC_ADDR "
              "(ignored while busy); clears DONE, ERROR, ERROR_CAUSE and the counters", {"START": (0, 1)}),
     Register("STATUS", 0x04, "ro", "BUSY from start until the last write response; DONE and ERROR stay set "
              "until the next start", {"BUSY": (0, 1), "DONE": (1, 1), "ERROR": (2, 1)}),
-    Register("ERROR_CAUSE", 0x08, "ro", "why ERROR is set: a read or write response other than OKAY",
-             {"READ_RESP": (ERROR_READ, 1), "WRITE_RESP": (ERROR_WRITE, 1)}),
-    Register("DESC_ADDR", 0x0C, "rw", "engine address of the layer descriptor the next start runs"),
+    Register("ERROR_CAUSE", 0x08, "ro", "why ERROR is set: a read or write response other than OKAY, or a "
+             "descriptor of no known kind (the chain stops there)",
+             {"READ_RESP": (ERROR_READ, 1), "WRITE_RESP": (ERROR_WRITE, 1), "DESCRIPTOR": (ERROR_DESCRIPTOR, 1)}),
+    Register("DESC_ADDR", 0x0C, "rw", "engine address of the first descriptor the next start runs"),
     Register("MEM_BASE", 0x10, "rw", "added to every engine address on m_axi (where the DRAM image lies in "
              "the system's address map); 4 KiB aligned, the low 12 bits read 0"),
     Register("IRQ_ENABLE", 0x14, "rw", "irq is high while (IRQ_STATUS & IRQ_ENABLE) != 0",
@@ -52,6 +54,8 @@ REGISTERS = (
     Register("WEIGHT_BITS", 0x2C, "ro", "weight bits W"),
     Register("ACT_BITS", 0x30, "ro", "activation bits A"),
     Register("ACC_BITS", 0x34, "ro", "accumulator bits"),
+    Register("DESC_COUNT", 0x38, "rw", "descriptors the next start runs, back to back (64 bytes apart) from "
+             "DESC_ADDR; 0 runs one, as 1 does", {"COUNT": (0, 16)}),
     Register("BUSY_CYCLES", 0x40, "ro", "cycles with BUSY high"),
     Register("BYTES_READ", 0x44, "ro", "bytes read on m_axi (R beats x BUS_BITS/8)"),
     Register("BYTES_WRITTEN", 0x48, "ro", "bytes written on m_axi (W beats x BUS_BITS/8)"),
@@ -88,15 +92,27 @@ def check_axi(bus_bits: int, id_bits: int) -> None:
         raise HwgenError(f"--axi-id-bits must be from 1 to 16, got {id_bits!r}")
 
 
-def as_json(build_id: int, params: dict, layers: list[dict]) -> dict:
-    """registers.json: the map, the build's ID and configuration, and the memory layout per layer."""
+def as_json(build_id: int, params: dict, layers: list[dict], network: dict | None = None) -> dict:
+    """registers.json: the map, the build's ID and configuration, the memory layout per layer and
+    the whole-network chain (the manifest's `network`)."""
     return {
         "data_bits": DATA_BITS, "addr_bits": ADDR_BITS, "build_id": build_id,
         "config": config_values(params),
         "registers": [{"name": r.name, "offset": r.offset, "access": r.access, "doc": r.doc,
                        "fields": {k: {"lsb": v[0], "bits": v[1]} for k, v in r.fields.items()}} for r in REGISTERS],
         "layers": layers,
+        "network": network,
     }
+
+
+def _network_rows(network: dict | None) -> list[tuple[str, int]]:
+    """(constant, value) of the whole-network chain: where it starts, its length, its input and output."""
+    if not network or "error" in network:
+        return []
+    t_in, t_out = network["tensors"][network["input"]], network["tensors"][network["output"]]
+    return [("DESC_ADDR", network["desc_addr"]), ("DESC_COUNT", network["count"]),
+            ("IMAGE_BYTES", network["image_bytes"]), ("SIZE", network["size"]), ("IN_ADDR", t_in["addr"]),
+            ("IN_BYTES", t_in["bytes"]), ("OUT_ADDR", t_out["addr"]), ("OUT_BYTES", t_out["bytes"])]
 
 
 def _layout_rows(layers: list[dict]) -> list[tuple[str, str, int]]:
@@ -124,7 +140,7 @@ def _ident(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).upper()
 
 
-def c_header(build_id: int, params: dict, layers: list[dict], dram: dict) -> str:
+def c_header(build_id: int, params: dict, layers: list[dict], dram: dict, network: dict | None = None) -> str:
     lines = ["/* hwgen_regs.h: register map and memory layout of the generated engine (hwgen generate).",
              " * Registers are 32-bit, offsets in bytes from the AXI4-Lite base; see docs/engine.md. */",
              "#ifndef HWGEN_REGS_H", "#define HWGEN_REGS_H", "",
@@ -137,11 +153,15 @@ def c_header(build_id: int, params: dict, layers: list[dict], dram: dict) -> str
             lines.append(f"#define HWGEN_{r.name}_{f} (0x{(1 << width) - 1:X}u << {lsb})")
     lines.append("")
     lines += [f"#define HWGEN_LAYER_{_ident(lay)}_{key} 0x{value:08X}u" for lay, key, value in _layout_rows(layers)]
+    rows = _network_rows(network)
+    if rows:
+        lines += ["", "/* the whole network from one start: network_image.bin at engine address 0 */"]
+        lines += [f"#define HWGEN_NETWORK_{key} 0x{int(value):08X}u" for key, value in rows]
     lines += ["", "#endif /* HWGEN_REGS_H */", ""]
     return "\n".join(lines)
 
 
-def python_module(build_id: int, params: dict, layers: list[dict], dram: dict) -> str:
+def python_module(build_id: int, params: dict, layers: list[dict], dram: dict, network: dict | None = None) -> str:
     lines = ['"""hwgen_regs: register map and memory layout of the generated engine (hwgen generate)."""', "",
              f"BUILD_ID = 0x{build_id:08X}",
              f"CONFIG = {json.dumps(config_values(params))}",
@@ -155,5 +175,6 @@ def python_module(build_id: int, params: dict, layers: list[dict], dram: dict) -
     for lay, key, value in _layout_rows(layers):
         by_layer.setdefault(lay, {})[key.lower()] = value
     lines += [f"    {lay!r}: {json.dumps(v)}," for lay, v in by_layer.items()]
-    lines += ["}", ""]
+    rows = {k.lower(): int(v) for k, v in _network_rows(network)}
+    lines += ["}", "", f"NETWORK = {json.dumps(rows) if rows else None}  # the whole network from one start", ""]
     return "\n".join(lines)

@@ -4,10 +4,11 @@ AXI4-Lite register file, with an interrupt.
 `AxiTop(engine, ...)` wraps any component with the engine's ports (`Engine`, or `EngineInstance`,
 the generated `hwgen_engine` module as a Verilog instance) without touching its inside:
 - `AxiMaster` carries its memory traffic (`m_axi_*`);
-- `AxiLiteSlave` serves the registers of `hwgen.engine.registers` (`s_axil_*`): a start with
-  DESC_ADDR runs one layer; STATUS, ERROR_CAUSE, IRQ_ENABLE/IRQ_STATUS and `irq`, BUILD_ID, the
+- `AxiLiteSlave` serves the registers of `hwgen.engine.registers` (`s_axil_*`): a start runs
+  DESC_COUNT descriptors from DESC_ADDR through `Chain` (hwgen.gateware.chain: layers on the
+  engine, network ops on `netops` when given); STATUS, ERROR_CAUSE, IRQ_ENABLE/IRQ_STATUS and `irq`, BUILD_ID, the
   configuration, and the performance counters.
-A run ends (BUSY low, DONE and IRQ_STATUS.DONE set) when the engine has signalled done and every
+A run ends (BUSY low, DONE and IRQ_STATUS.DONE set) when the chain has signalled done and every
 write response has come back, so the results are in memory when the host sees DONE.
 """
 
@@ -19,6 +20,7 @@ from amaranth.lib.wiring import Out
 
 from ..engine import registers as regs
 from .axi import COUNT_BITS, AxiLiteSlave, AxiMaster, axi4_master_members, axil_slave_members
+from .chain import COUNT_BITS as DESC_COUNT_BITS, Chain
 
 
 def engine_signature(params):
@@ -48,10 +50,12 @@ class EngineInstance(wiring.Component):
 
 class AxiTop(wiring.Component):
     """`engine` behind `m_axi_*` / `s_axil_*` / `irq`; `config` holds the configuration registers'
-    values (`registers.config_values`), `build_id` the BUILD_ID register."""
+    values (`registers.config_values`), `build_id` the BUILD_ID register; `netops` the network-op
+    unit (`NetOps`) or None."""
 
-    def __init__(self, engine: wiring.Component, *, bus_bits: int, id_bits: int, build_id: int, config: dict):
-        self.engine, self.bus_bits, self.id_bits = engine, bus_bits, id_bits
+    def __init__(self, engine: wiring.Component, *, bus_bits: int, id_bits: int, build_id: int, config: dict,
+                 netops: wiring.Component | None = None):
+        self.engine, self.netops, self.bus_bits, self.id_bits = engine, netops, bus_bits, id_bits
         self.build_id, self.config = build_id, dict(config)
         super().__init__({**axi4_master_members(bus_bits, id_bits), **axil_slave_members(regs.ADDR_BITS),
                           "irq": Out(1)})
@@ -63,7 +67,7 @@ class AxiTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.engine = eng = self.engine
+        m.submodules.chain = eng = Chain(self.engine, self.bus_bits, self.netops)
         m.submodules.master = axi = AxiMaster(self.bus_bits, self.id_bits)
         m.submodules.lite = lite = AxiLiteSlave(regs.ADDR_BITS)
         self._pass_through(m, axi, axi4_master_members(self.bus_bits, self.id_bits))
@@ -73,9 +77,10 @@ class AxiTop(wiring.Component):
         wiring.connect(m, eng.wr, axi.wr)
 
         busy, done, error = Signal(), Signal(), Signal()
-        cause = Signal(2)
+        cause = Signal(3)
         engine_done = Signal()  # the engine finished; write responses may still be outstanding
         desc_addr, mem_base = Signal(32), Signal(32)
+        desc_count = Signal(DESC_COUNT_BITS)
         irq_enable, irq_status = Signal(2), Signal(2)
         counters = {name: Signal(COUNT_BITS, name=name.lower()) for name in regs.COUNTERS}
 
@@ -86,18 +91,22 @@ class AxiTop(wiring.Component):
         finish = busy & (eng.done | engine_done) & ~axi.writes_pending & ~start
         bb = self.bus_bits // 8
         m.d.comb += [
-            eng.start.eq(start), eng.desc_addr.eq(desc_addr), axi.base.eq(mem_base),
+            eng.start.eq(start), eng.desc_addr.eq(desc_addr), eng.desc_count.eq(desc_count),
+            eng.mem_idle.eq(~axi.writes_pending), axi.base.eq(mem_base),
             self.irq.eq((irq_status & irq_enable) != 0),
         ]
         with m.If(writes("DESC_ADDR")):
             m.d.sync += desc_addr.eq(lite.w_data)
+        with m.If(writes("DESC_COUNT")):
+            m.d.sync += desc_count.eq(lite.w_data)
         with m.If(writes("MEM_BASE")):
             m.d.sync += mem_base.eq(lite.w_data & ~(regs.MEM_BASE_ALIGN - 1))
         with m.If(writes("IRQ_ENABLE")):
             m.d.sync += irq_enable.eq(lite.w_data)
 
-        new_cause = Signal(2)
-        m.d.comb += [new_cause[regs.ERROR_READ].eq(axi.read_error), new_cause[regs.ERROR_WRITE].eq(axi.write_error)]
+        new_cause = Signal(3)
+        m.d.comb += [new_cause[regs.ERROR_READ].eq(axi.read_error), new_cause[regs.ERROR_WRITE].eq(axi.write_error),
+                     new_cause[regs.ERROR_DESCRIPTOR].eq(eng.bad_descriptor)]
         raised = Signal(2)  # IRQ_STATUS bits set this cycle
         m.d.comb += [raised[regs.IRQ_DONE].eq(finish), raised[regs.IRQ_ERROR].eq(new_cause != 0)]
         cleared = Signal(2)
@@ -131,7 +140,7 @@ class AxiTop(wiring.Component):
         for field, value in (("BUSY", busy), ("DONE", done), ("ERROR", error)):
             m.d.comb += status[regs.BY_NAME["STATUS"].fields[field][0]].eq(value)
         values = {
-            "STATUS": status, "ERROR_CAUSE": cause, "DESC_ADDR": desc_addr,
+            "STATUS": status, "ERROR_CAUSE": cause, "DESC_ADDR": desc_addr, "DESC_COUNT": desc_count,
             "MEM_BASE": mem_base, "IRQ_ENABLE": irq_enable, "IRQ_STATUS": irq_status, "BUILD_ID": self.build_id,
             **self.config, **counters,
         }

@@ -23,12 +23,16 @@ class Traffic:
     requests: list = field(default_factory=list)
 
 
-def run_layer(engine, image: bytearray, desc_addr: int, *, stall: float = 0.0, seed: int = 0,
+def run_layer(engine, image: bytearray, desc_addr: int | None, *, stall: float = 0.0, seed: int = 0, inputs=(),
               max_cycles: int = 2_000_000) -> Traffic:
-    """Run one layer of `engine` (an `Engine`) on `image` (modified in place); returns its Traffic."""
+    """Run one layer of `engine` (an `Engine`) on `image` (modified in place); returns its Traffic.
+
+    Any component with the engine's memory streams, `start` and `done` runs too: `inputs` are
+    (signal, value) pairs set with `start` (a `NetOps` descriptor, a `Chain`'s count), and
+    `desc_addr` None leaves that port out."""
     from amaranth.sim import Simulator
 
-    bb = engine.p.beat_bytes
+    bb = len(engine.rd.payload) // 8
     rng = random.Random(seed)
     traffic = Traffic()
 
@@ -36,7 +40,10 @@ def run_layer(engine, image: bytearray, desc_addr: int, *, stall: float = 0.0, s
         return rng.random() >= stall
 
     async def bench(ctx):
-        ctx.set(engine.desc_addr, desc_addr)
+        if desc_addr is not None:
+            ctx.set(engine.desc_addr, desc_addr)
+        for signal, value in inputs:
+            ctx.set(signal, value)
         ctx.set(engine.start, 1)
         await ctx.tick()
         ctx.set(engine.start, 0)

@@ -1,0 +1,131 @@
+"""Network-op descriptors: the ops between convolutions that the engine's network-op unit runs.
+
+A network-op descriptor is 64 bytes like a layer descriptor, with its own fields and its own magic
+at the same bit offset, so a chain of descriptors (`hwgen.gateware.chain`) can hold both kinds and
+dispatch on the magic alone. Ops (`op` field):
+
+- ADD: `y = clamp((a*Ma + b*Mb + 2^(S-1)) >> S, lo, hi)` elementwise over two maps of one shape
+  (`a_addr`, `b_addr`), the residual add of `hwgen.reference` (ReLU after it by `lo = 0`);
+- MAXPOOL2: 2x2 windows, stride 2, no padding (floor): the max of 4;
+- AVGPOOL2: same windows, `y = requant(sum of 4)` with one `M`, `S`;
+- GAP: global average pooling, `y = requant(sum over H x W)` per channel, output `(C, 1, 1)`.
+
+Every map is in the engine's DRAM activation layout (`memory_map`: rows padded to whole beats,
+A-bit fields). `plan_netop` turns a graph node into the descriptor's fields, or refuses, in one
+line, a node the unit cannot run.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Shape, signed
+from amaranth.lib import data
+
+from .. import intmath
+from ..errors import HwgenError
+from .descriptor import DESCRIPTOR_BYTES, LAYOUT as CONV_LAYOUT, pack_layout
+
+NETOP_MAGIC = 0x4E4F  # "NO"
+MAGIC_OFFSET = CONV_LAYOUT["magic"].offset  # both kinds carry their magic here
+OP_ADD, OP_MAXPOOL2, OP_AVGPOOL2, OP_GAP = 1, 2, 3, 4
+OPS = {"add": OP_ADD, "maxpool2": OP_MAXPOOL2, "avgpool2": OP_AVGPOOL2, "gap": OP_GAP}
+
+_FIELDS = {
+    "a_addr": 32,  # the input map (ADD: the first operand)
+    "b_addr": 32,  # ADD: the second operand (same shape and layout)
+    "out_addr": 32,
+    "op": 4,
+    "in_signed": 1,  # the input fields are two's complement
+    "half_even": 1,  # round exact ties to even (intmath.requantize rounding="half_even")
+    "_flags_pad": 2,
+    "channels": 16,
+    "height": 16,
+    "width": 16,
+    "in_row_beats": 16,
+    "out_height": 16,
+    "out_width": 16,
+    "out_row_beats": 16,
+    "ma": 16,  # ADD: Ma; AVGPOOL2 / GAP: the requant multiplier M
+    "mb": 16,  # ADD: Mb
+    "shift": 8,  # S
+    "lo": signed(16),
+    "hi": signed(16),
+}
+_used = sum(Shape.cast(s).width for s in _FIELDS.values())
+LAYOUT = data.StructLayout({**_FIELDS, "_pad": MAGIC_OFFSET - _used, "magic": 16,
+                            "_tail": 8 * DESCRIPTOR_BYTES - MAGIC_OFFSET - 16})
+assert LAYOUT.size == 8 * DESCRIPTOR_BYTES and LAYOUT["magic"].offset == MAGIC_OFFSET
+
+
+
+def pack(**fields) -> bytes:
+    """The descriptor's 64 bytes; every field of FIELDS except magic must be given."""
+    return pack_layout(LAYOUT, "network-op descriptor", dict(fields, magic=NETOP_MAGIC))
+
+
+def plan_netop(graph, name: str) -> dict:
+    """The descriptor fields of node `name` except addresses and row beats: op, shapes, M, S, lo, hi.
+
+    Refuses (HwgenError, one line) what the unit does not run: pools other than 2x2 stride 2
+    without padding (or global), per-channel multipliers that differ, multipliers over 16 bits.
+    """
+    node = graph.node(name)
+    src = graph.node(node.inputs[0])
+    q, qin = node.quant, src.quant
+    if q is None or qin is None:
+        raise HwgenError(f"node '{name}': the network-op unit runs quantized graphs only")
+    c, h, w = src.out_shape
+    _, oh, ow = node.out_shape
+    fields = {"in_signed": int(bool(qin.signed)), "channels": c, "height": h, "width": w,
+              "out_height": oh, "out_width": ow, "ma": 0, "mb": 0, "shift": 1, "lo": 0, "hi": 0, "half_even": 0}
+    if node.op == "maxpool2d":
+        _check_pool(node)
+        fields.update(op=OP_MAXPOOL2, lo=-(1 << 15), hi=(1 << 15) - 1)
+        return fields
+    r = q.requant
+    mult, shift = _one(name, r.multiplier, "multiplier"), _one(name, r.shift, "shift")
+    fields.update(lo=int(r.lo), hi=int(r.hi), shift=shift, half_even=int(r.rounding == "half_even"), ma=mult)
+    if node.op == "add":
+        other = graph.node(node.inputs[1])
+        if other.out_shape != src.out_shape or bool(other.quant.signed) != bool(qin.signed):
+            raise HwgenError(f"node '{name}': add of maps with different shapes or signedness")
+        ma, mb = (int(v) for v in q.input_multipliers)
+        if mult != 1:
+            raise HwgenError(f"node '{name}': add with a requant multiplier {mult} (the contract has 1)")
+        fields.update(op=OP_ADD, ma=ma, mb=mb)
+    elif node.op == "avgpool2d" and tuple(node.attrs["kernel"]) == (h, w) and (oh, ow) == (1, 1) \
+            and not any(node.attrs.get("padding", (0, 0))):
+        fields.update(op=OP_GAP)
+    elif node.op == "avgpool2d":
+        _check_pool(node)
+        fields.update(op=OP_AVGPOOL2)
+    else:
+        raise HwgenError(f"node '{name}': op '{node.op}' is not a network op the engine runs")
+    for key in ("ma", "mb"):
+        if not 0 <= fields[key] < 1 << intmath.MULT_BITS:
+            raise HwgenError(f"node '{name}': multiplier {fields[key]} does not fit {intmath.MULT_BITS} bits")
+    return fields
+
+
+def _one(name: str, values, what: str) -> int:
+    vals = {int(v) for v in (values if hasattr(values, "__len__") else [values])}
+    if len(vals) != 1:
+        raise HwgenError(f"node '{name}': per-channel requant {what}s differ; the network-op unit takes one")
+    return vals.pop()
+
+
+def _check_pool(node) -> None:
+    a = node.attrs
+    if (tuple(a["kernel"]) != (2, 2) or tuple(a["stride"]) != (2, 2) or any(a.get("padding", (0, 0)))
+            or a.get("ceil_mode")):
+        raise HwgenError(f"node '{node.name}': the network-op unit pools 2x2 windows at stride 2 without "
+                         f"padding, not kernel {a['kernel']} stride {a['stride']} padding {a.get('padding')}")
+
+
+def pack_netop(graph, name: str, params, *, a_addr: int, out_addr: int, b_addr: int = 0, chunk: int) -> bytes:
+    """The descriptor of node `name` for an engine of `params` whose unit has a FIFO of `chunk` beats."""
+    fields = plan_netop(graph, name)
+    in_row, out_row = params.row_beats(fields["width"]), params.row_beats(fields["out_width"])
+    if fields["op"] in (OP_MAXPOOL2, OP_AVGPOOL2) and in_row > chunk:
+        raise HwgenError(f"node '{name}': an input row of {in_row} beats does not fit the network-op unit's "
+                         f"{chunk}-beat FIFO")
+    return pack(**fields, a_addr=a_addr, b_addr=b_addr, out_addr=out_addr, in_row_beats=in_row, out_row_beats=out_row)

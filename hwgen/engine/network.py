@@ -1,0 +1,119 @@
+"""The DRAM image of a whole network run from one start: one descriptor chain (`hwgen.gateware.chain`).
+
+`network_image(build, chunk)` lays out, from address 0:
+  - the chain: one 64-byte descriptor per node in graph order, a layer descriptor for each conv
+    (`image.pack_descriptor`) and a network-op descriptor for each add, 2x2 pool or global
+    average pool (`netop.pack_netop`);
+  - the convs' packed weights and tables (`image.weights_and_tables`, as the per-layer image);
+  - one activation region per tensor: the graph's input, then every node's output, each node
+    reading its inputs from the regions of the nodes that produced them, so the network's
+    intermediate maps never leave DRAM and no host moves them.
+A ReLU whose input is already unsigned (fused into its producer's requantization) is the same
+tensor: no descriptor, no region. Any other node (flatten, a linear classifier, concat, ...) is
+refused in one line: the hardware cannot run it, and a chain has no host step in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import HwgenError
+from . import netop
+from .descriptor import DESCRIPTOR_BYTES
+from .image import _align, pack_descriptor, weights_and_tables
+from .memory_map import activation_bytes
+from .plan import rom_tables
+
+NETOP_NODES = ("add", "maxpool2d", "avgpool2d")
+
+
+@dataclass
+class Tensor:
+    addr: int
+    bytes: int
+    shape: tuple
+    signed: bool
+
+
+@dataclass
+class NetworkImage:
+    data: bytes  # descriptors, weights and tables (activation regions follow, zero)
+    size: int  # every region included
+    chain: list[str]  # the nodes, in descriptor order: descriptor i at i * 64
+    input: str  # the graph's input and output tensors
+    output: str
+    tensors: dict[str, Tensor]  # graph input and every node's output (a fused ReLU names its producer's)
+
+    @property
+    def count(self) -> int:
+        return len(self.chain)
+
+
+def _map_shape(shape) -> tuple:
+    return tuple(shape) if len(shape) == 3 else (shape[0], 1, 1)
+
+
+def network_image(build, chunk: int) -> NetworkImage:
+    """The chain image of `build` (an EngineBuild) for a network-op unit of `chunk` FIFO beats."""
+    graph, params = build.graph, build.params
+    plans = {p.name: p for p in build.plans}
+    alias, chain = {}, []
+    for node in graph.nodes[1:]:
+        src = alias.get(node.inputs[0], node.inputs[0]) if node.inputs else None
+        if node.op == "relu" and not graph.node(src).quant.signed:
+            alias[node.name] = src
+        elif node.op == "conv2d" or node.op in NETOP_NODES:
+            chain.append(node)
+        else:
+            raise HwgenError(f"node '{node.name}' ({node.op}) does not run in hardware: a network run from one "
+                             f"start takes conv2d, add, 2x2 pools and global average pooling only")
+    ordered = [plans[n.name] for n in chain if n.op == "conv2d"]
+    blobs, static, cursor = weights_and_tables(ordered, params, _align(len(chain) * DESCRIPTOR_BYTES))
+    static_end = cursor
+    tensors = {}
+    for node in [graph.input] + chain:
+        shape = _map_shape(node.out_shape)
+        size = activation_bytes(shape, params)
+        tensors[node.name] = Tensor(cursor, size, shape, bool(node.quant.signed))
+        cursor = _align(cursor + size)
+    for name, src in alias.items():
+        tensors[name] = tensors[src]
+    if cursor >= 1 << 32:
+        raise HwgenError(f"the network's DRAM image needs {cursor} bytes, more than the 32-bit address space")
+    _, bases = rom_tables(ordered)
+    convs = {plan.name: (w, t, base) for (plan, w, _, t, _), base in zip(static, bases)}
+    for i, node in enumerate(chain):
+        ins = [tensors[alias.get(p, p)].addr for p in node.inputs]
+        out = tensors[node.name].addr
+        if node.op == "conv2d":
+            w, t, base = convs[node.name]
+            blob = pack_descriptor(plans[node.name], params, in_addr=ins[0], out_addr=out, weight_addr=w,
+                                   table_addr=t, table_base=base)
+        else:
+            blob = netop.pack_netop(graph, node.name, params, a_addr=ins[0], b_addr=ins[1] if len(ins) > 1 else 0,
+                                    out_addr=out, chunk=chunk)
+        blobs[i * DESCRIPTOR_BYTES] = blob
+    data = bytearray(static_end)
+    for addr, blob in blobs.items():
+        data[addr:addr + len(blob)] = blob
+    return NetworkImage(bytes(data), cursor, [n.name for n in chain], graph.input.name, graph.output, tensors)
+
+
+def netop_chunk(graph, params, least: int = 16) -> int:
+    """The network-op unit's FIFO beats for `graph`: `least`, or the widest pooled input row."""
+    rows = [params.row_beats(graph.node(n.inputs[0]).out_shape[2]) for n in graph.nodes
+            if n.op in ("maxpool2d", "avgpool2d")]
+    return max([least] + rows)
+
+
+def has_netops(graph) -> bool:
+    return any(n.op in NETOP_NODES for n in graph.nodes)
+
+
+def manifest_entry(net: NetworkImage) -> dict:
+    """The manifest's `network`: the chain's descriptors and every tensor's region."""
+    return {"desc_addr": 0, "count": net.count, "chain": list(net.chain), "input": net.input, "output": net.output,
+            "size": net.size,
+            "image_bytes": len(net.data),
+            "tensors": {name: {"addr": t.addr, "bytes": t.bytes, "shape": list(t.shape), "signed": t.signed}
+                        for name, t in net.tensors.items()}}

@@ -1,0 +1,297 @@
+"""The network-op unit: residual add, 2x2 max / average pooling and global average pooling in DRAM.
+
+`NetOps` runs one network-op descriptor (`hwgen.engine.netop`, selected by its `op` field) given
+on `descriptor` when `start` pulses, through the engine's memory port (`req`, `rd`, `wr`, the
+conv engine's streams) and the engine's DRAM activation layout (`memory_map`: A-bit fields,
+`beat_elems` per beat, rows padded to whole beats). `done` pulses after its last write beat.
+Its integer contracts are `hwgen.reference`'s (docs/quantization.md, "Network ops in hardware");
+the requantizer is the conv engine's (`Requant`, no cuts). Output fields past a row's last
+column are written 0.
+
+- ADD: the tensors are `C*H*row_beats` beats each, in the same layout; per chunk of at most
+  `chunk` beats: read a's beats into the FIFO, read b's beats (each combined with the FIFO's
+  head: `requant(a*Ma + b*Mb)` per field, pushed back), write the chunk.
+- MAXPOOL2 / AVGPOOL2: per output row, one read of the two input rows (they are consecutive in
+  DRAM): the first row into the FIFO, the second combined with it (max, or sum, per field), then
+  each output beat from two of those beats (pairs of fields: max, or `requant(sum of 4)`).
+  Rows must fit the FIFO: `in_row_beats <= chunk` (the compiler checks).
+- GAP: per channel, one read of its plane, every field summed, `requant(sum)` in field 0 of the
+  channel's one output beat.
+Reads and writes never overlap: a chunk or row is read whole before it is written, so the
+FIFO is the only storage (`chunk + 1` beats of `beat_elems * (field + 2)` bits).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from ..engine import netop
+from ..engine.params import ADDR_BITS, MAX_BURST, EngineParams
+from ..errors import HwgenError
+from .dma import REQUEST, Reader
+from .requant import Requant
+
+GAP_ACC_BITS = 47  # a plane of up to 2^32 fields, summed (acc * M then fits the requantizer's 63 bits)
+
+
+class NetOps(wiring.Component):
+    """One network op per start. `chunk`: the FIFO's beats (an ADD chunk, the widest pooled row)."""
+
+    def __init__(self, params: EngineParams, chunk: int = 16):
+        self.p = params
+        self._MustUse__silence = True  # a refused unit is no forgotten submodule
+        if params.beat_elems < 2:
+            raise HwgenError(f"the network-op unit needs at least 2 activations per bus beat, "
+                             f"got {params.beat_elems} ({params.bus_bits}-bit bus, A = {params.act_bits})")
+        if not isinstance(chunk, int) or not 1 <= chunk < MAX_BURST:
+            raise HwgenError(f"network-op chunk must be from 1 to {MAX_BURST - 1} beats, got {chunk!r}")
+        self.chunk = chunk
+        self._MustUse__silence = False
+        super().__init__({
+            "req": Out(stream.Signature(REQUEST)),
+            "rd": In(stream.Signature(params.bus_bits)),
+            "wr": Out(stream.Signature(params.bus_bits)),
+            "start": In(1),
+            "descriptor": In(netop.LAYOUT),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, d = self.p, self.descriptor
+        fb, n_el, bb = p.act_field_bits, p.beat_elems, p.beat_bytes
+        bb_log, el_log = bb.bit_length() - 1, n_el.bit_length() - 1
+        vw = fb + 2  # a vertical max or sum of two fields
+        half = n_el // 2
+        m.submodules.reader = reader = Reader(bb)
+        m.submodules.fifo = fifo = SyncFIFO(width=n_el * vw, depth=self.chunk + 1)
+        rq = []
+        for i in range(n_el):
+            m.submodules[f"requant{i}"] = r = Requant(fb + 19)  # (fb+3)-bit operands times 15-bit Ma, Mb, summed
+            m.d.comb += [r.shift.eq(d.shift), r.lo.eq(d.lo), r.hi.eq(d.hi), r.half_even.eq(d.half_even)]
+            rq.append(r)
+        m.submodules.requant_gap = rq_gap = Requant(GAP_ACC_BITS)
+        m.d.comb += [rq_gap.multiplier.eq(d.ma), rq_gap.shift.eq(d.shift), rq_gap.lo.eq(d.lo), rq_gap.hi.eq(d.hi),
+                     rq_gap.half_even.eq(d.half_even)]
+
+        def fields(value, width):
+            """The `n_el` fields of `width` bits of `value`, signed or not as the input is."""
+            out = []
+            for i in range(n_el):
+                f = value[i * width:(i + 1) * width]
+                out.append(Mux(d.in_signed, f.as_signed(), f.as_unsigned()) if width == fb else f.as_signed())
+            return out
+
+        op = d.op
+        is_max = op == netop.OP_MAXPOOL2
+        # layer constants (SETUP)
+        in_row_bytes, out_row_bytes = Signal(ADDR_BITS), Signal(ADDR_BITS)
+        plane_beats, plane_bytes = Signal(32), Signal(ADDR_BITS)
+        # walk state
+        off = Signal(ADDR_BITS)  # ADD: byte offset of the chunk
+        left = Signal(32)  # ADD: beats left
+        n = Signal(range(self.chunk + 1))  # ADD: beats in this chunk
+        got = Signal(32)
+        col_beat = Signal(16)  # the beat's index within its row (column masking)
+        c, oy = Signal(16), Signal(16)
+        in_ptr, chan_ptr, out_ptr = Signal(ADDR_BITS), Signal(ADDR_BITS), Signal(ADDR_BITS)
+        j, vb = Signal(16), Signal(16)  # pools: output beat of the row, vertical beats consumed
+        lower, upper = Signal(half * fb), Signal(half * fb)
+        acc = Signal(signed(GAP_ACC_BITS))
+
+        rd_beat = self.rd.valid & self.rd.ready
+        writing = Signal()  # the request stream carries a write request, else the reader's
+        w_addr, w_len = Signal(ADDR_BITS), Signal(16)
+        with m.If(writing):
+            m.d.comb += [self.req.valid.eq(1), self.req.payload.addr.eq(w_addr), self.req.payload.len.eq(w_len),
+                         self.req.payload.write.eq(1)]
+        with m.Else():
+            m.d.comb += [self.req.valid.eq(reader.req.valid), self.req.payload.eq(reader.req.payload),
+                         reader.req.ready.eq(self.req.ready)]
+
+        def widen(value, width):
+            s = Signal(signed(width))
+            m.d.comb += s.eq(value)
+            return s
+
+        def read(addr, beats):
+            m.d.comb += [reader.start.eq(1), reader.addr.eq(addr), reader.beats.eq(beats)]
+            m.d.sync += got.eq(0)
+
+        def masked(values, first_col, width_limit):
+            """Fields packed `fb` bits each, 0 where the column (first_col + i) is not below width_limit."""
+            return Cat(*(Mux(first_col + i < width_limit, v[:fb], 0) for i, v in enumerate(values)))
+
+        def combine(result):
+            """Each read beat replaces the FIFO's head with `result` (of the beat and the head)."""
+            m.d.comb += [self.rd.ready.eq(1), fifo.r_en.eq(self.rd.valid), fifo.w_en.eq(self.rd.valid),
+                         fifo.w_data.eq(result)]
+
+        def next_col():
+            m.d.sync += col_beat.eq(Mux(col_beat == d.in_row_beats - 1, 0, col_beat + 1))
+
+        # ADD: a (the FIFO head, as read) and b (the read beat), field by field; pools: the FIFO holds
+        # vertical values of `vw` bits
+        a_f, b_f, head_f = fields(fifo.r_data, fb), fields(self.rd.payload, fb), fields(fifo.r_data, vw)
+        sums = Signal(signed(32))
+        # one pair of multipliers per field: ADD `a*Ma + b*Mb`; AVGPOOL2, on the first half of the fields,
+        # `(sum of a window's 4) * M + 0`; the requantizers then only round, shift and clamp (M = 1)
+        is_add = op == netop.OP_ADD
+        for i in range(n_el):
+            x = Signal(signed(fb + 3), name=f"operand{i}")
+            window = head_f[2 * i] + head_f[2 * i + 1] if i < half else 0
+            m.d.comb += [x.eq(Mux(is_add, a_f[i], window)),
+                         rq[i].acc.eq(x * d.ma + Mux(is_add, b_f[i], 0) * d.mb), rq[i].multiplier.eq(1)]
+        add_beat = masked([r.y for r in rq], col_beat << el_log, d.width)
+        pairs = Cat(*(Mux(is_max, Mux(head_f[2 * k] > head_f[2 * k + 1], head_f[2 * k], head_f[2 * k + 1]),
+                          rq[k].y)[:fb] for k in range(half)))
+        vertical = Cat(*(Mux(is_max, Mux(head_f[i] > b_f[i], head_f[i], b_f[i]), head_f[i] + b_f[i])[:vw]
+                         for i in range(n_el)))
+        first_row = Cat(*(widen(f, vw) for f in b_f))
+        out_fields = [lower.word_select(k, fb) for k in range(half)] + [upper.word_select(k, fb) for k in range(half)]
+        pool_beat = masked([f.as_signed() for f in out_fields], j << el_log, d.out_width)
+        beat_sum = Signal(signed(fb + 1 + el_log + 1))
+        m.d.comb += beat_sum.eq(sum(Mux((col_beat << el_log) + i < d.width, f, 0) for i, f in enumerate(b_f)))
+        m.d.comb += [rq_gap.acc.eq(acc), sums.eq(beat_sum)]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                m.d.sync += [in_row_bytes.eq(d.in_row_beats << bb_log), out_row_bytes.eq(d.out_row_beats << bb_log),
+                             plane_beats.eq(d.height * d.in_row_beats), off.eq(0), col_beat.eq(0),
+                             c.eq(0), oy.eq(0), in_ptr.eq(d.a_addr), chan_ptr.eq(d.a_addr), out_ptr.eq(d.out_addr),
+                             acc.eq(0)]
+                m.next = "SETUP2"
+            with m.State("SETUP2"):
+                m.d.sync += [plane_bytes.eq(plane_beats << bb_log),
+                             left.eq(plane_beats * d.channels)]
+                with m.Switch(op):
+                    with m.Case(netop.OP_ADD):
+                        m.next = "A_READ"
+                    with m.Case(netop.OP_MAXPOOL2, netop.OP_AVGPOOL2):
+                        m.next = "POOL_READ"
+                    with m.Default():
+                        m.next = "GAP_READ"
+            # -- ADD ------------------------------------------------------------------------------
+            with m.State("A_READ"):
+                now = Mux(left < self.chunk, left, self.chunk)
+                m.d.sync += n.eq(now)
+                read(d.a_addr + off, now)
+                m.next = "A_FILL"
+            with m.State("A_FILL"):
+                m.d.comb += [self.rd.ready.eq(1), fifo.w_en.eq(self.rd.valid), fifo.w_data.eq(self.rd.payload)]
+                with m.If(rd_beat):
+                    m.d.sync += got.eq(got + 1)
+                    with m.If(got == n - 1):
+                        m.next = "B_READ"
+            with m.State("B_READ"):
+                read(d.b_addr + off, n)
+                m.next = "B_FILL"
+            with m.State("B_FILL"):
+                combine(add_beat)
+                with m.If(rd_beat):
+                    m.d.sync += got.eq(got + 1)
+                    next_col()
+                    with m.If(got == n - 1):
+                        m.next = "A_WREQ"
+            with m.State("A_WREQ"):
+                m.d.comb += [writing.eq(1), w_addr.eq(d.out_addr + off), w_len.eq(n)]
+                m.d.sync += got.eq(0)
+                with m.If(self.req.ready):
+                    m.next = "A_WRITE"
+            with m.State("A_WRITE"):
+                m.d.comb += [self.wr.valid.eq(1), self.wr.payload.eq(fifo.r_data[:p.bus_bits]),
+                             fifo.r_en.eq(self.wr.ready)]
+                with m.If(self.wr.ready):
+                    m.d.sync += got.eq(got + 1)
+                    with m.If(got == n - 1):
+                        m.d.sync += [off.eq(off + (n << bb_log)), left.eq(left - n)]
+                        with m.If(left == n):
+                            m.next = "DONE"
+                        with m.Else():
+                            m.next = "A_READ"
+            # -- MAXPOOL2 / AVGPOOL2: one output row per pass ------------------------------------
+            with m.State("POOL_READ"):
+                read(in_ptr, d.in_row_beats << 1)
+                m.d.sync += col_beat.eq(0)
+                m.next = "POOL_ROW0"
+            with m.State("POOL_ROW0"):
+                m.d.comb += [self.rd.ready.eq(1), fifo.w_en.eq(self.rd.valid), fifo.w_data.eq(first_row)]
+                with m.If(rd_beat):
+                    m.d.sync += got.eq(got + 1)
+                    with m.If(got == d.in_row_beats - 1):
+                        m.d.sync += got.eq(0)
+                        m.next = "POOL_ROW1"
+            with m.State("POOL_ROW1"):
+                combine(vertical)
+                with m.If(rd_beat):
+                    m.d.sync += got.eq(got + 1)
+                    with m.If(got == d.in_row_beats - 1):
+                        m.d.sync += [j.eq(0), vb.eq(0)]
+                        m.next = "POOL_WREQ"
+            with m.State("POOL_WREQ"):
+                m.d.comb += [writing.eq(1), w_addr.eq(out_ptr), w_len.eq(d.out_row_beats)]
+                with m.If(self.req.ready):
+                    m.next = "POOL_LOW"
+            for state, dest, nxt in (("POOL_LOW", lower, "POOL_HIGH"), ("POOL_HIGH", upper, "POOL_OUT")):
+                with m.State(state):
+                    with m.If(vb < d.in_row_beats):
+                        m.d.comb += fifo.r_en.eq(1)
+                        m.d.sync += [dest.eq(pairs), vb.eq(vb + 1)]
+                    with m.Else():
+                        m.d.sync += dest.eq(0)
+                    m.next = nxt
+            with m.State("POOL_OUT"):
+                m.d.comb += [self.wr.valid.eq(1), self.wr.payload.eq(pool_beat)]
+                with m.If(self.wr.ready):
+                    m.d.sync += j.eq(j + 1)
+                    with m.If(j == d.out_row_beats - 1):
+                        m.next = "POOL_DRAIN"
+                    with m.Else():
+                        m.next = "POOL_LOW"
+            with m.State("POOL_DRAIN"):  # vertical beats no output column uses (odd widths)
+                with m.If(vb < d.in_row_beats):
+                    m.d.comb += fifo.r_en.eq(1)
+                    m.d.sync += vb.eq(vb + 1)
+                with m.Else():
+                    m.d.sync += [oy.eq(oy + 1), in_ptr.eq(in_ptr + (in_row_bytes << 1)),
+                                 out_ptr.eq(out_ptr + out_row_bytes)]
+                    m.next = "POOL_READ"
+                    with m.If(oy == d.out_height - 1):
+                        m.d.sync += [oy.eq(0), c.eq(c + 1), chan_ptr.eq(chan_ptr + plane_bytes),
+                                     in_ptr.eq(chan_ptr + plane_bytes)]
+                        with m.If(c == d.channels - 1):
+                            m.next = "DONE"
+            # -- GAP: one channel per pass ----------------------------------------------------------
+            with m.State("GAP_READ"):
+                read(chan_ptr, plane_beats)
+                m.d.sync += [acc.eq(0), col_beat.eq(0)]
+                m.next = "GAP_SUM"
+            with m.State("GAP_SUM"):
+                m.d.comb += self.rd.ready.eq(1)
+                with m.If(rd_beat):
+                    m.d.sync += [got.eq(got + 1), acc.eq(acc + sums)]
+                    next_col()
+                    with m.If(got == plane_beats - 1):
+                        m.next = "GAP_WREQ"
+            with m.State("GAP_WREQ"):
+                m.d.comb += [writing.eq(1), w_addr.eq(out_ptr), w_len.eq(1)]
+                with m.If(self.req.ready):
+                    m.next = "GAP_OUT"
+            with m.State("GAP_OUT"):
+                m.d.comb += [self.wr.valid.eq(1), self.wr.payload.eq(rq_gap.y[:fb])]
+                with m.If(self.wr.ready):
+                    m.d.sync += [c.eq(c + 1), out_ptr.eq(out_ptr + bb), chan_ptr.eq(chan_ptr + plane_bytes)]
+                    with m.If(c == d.channels - 1):
+                        m.next = "DONE"
+                    with m.Else():
+                        m.next = "GAP_READ"
+            with m.State("DONE"):
+                m.d.comb += self.done.eq(1)
+                m.next = "IDLE"
+        return m

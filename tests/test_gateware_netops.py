@@ -1,0 +1,122 @@
+"""The network-op unit (hwgen.gateware.netops) in amaranth.sim against hwgen.reference.
+
+Random shapes (odd heights and widths, rows of one or several beats, partial last beats), bits
+A = 2..8 (A = 3/4 and 2 packed 2 and 4 per byte), signed and unsigned maps, random Ma, Mb, M, S,
+lo/hi (ReLU included), rounding half up and half even, and random stalls on every stream: the
+output map read back from memory equals the reference's, every field (padding fields are 0), and
+the unit moves exactly the compulsory bytes (each input field a window uses and each output once).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hwgen import intmath, reference
+from hwgen.engine import EngineParams, activation_bytes, netop, pack_activations, unpack_activations
+from hwgen.errors import HwgenError
+from hwgen.gateware.netops import NetOps
+from hwgen.gateware.sim_memory import run_layer
+from hwgen.ir import Graph, Node, QuantInfo, Requant
+
+OPS = ("add", "maxpool2", "avgpool2", "gap")
+
+
+def op_graph(rng, op: str, c: int, h: int, w: int, a_bits: int, signed: bool) -> Graph:
+    """input -> one network op with random integer parameters (the shapes of hwgen.quantize's)."""
+    x = Node("x", "input", out_shape=(c, h, w))
+    x.quant = QuantInfo(act_bits=a_bits, out_scale=1.0, signed=signed)
+    half_even = bool(rng.integers(2))
+    relu = bool(rng.integers(2))
+    lo, hi = intmath.qrange(a_bits, not relu)
+    rounding = "half_even" if half_even else "half_up"
+    if op == "add":
+        shift = int(rng.integers(8, 24))
+        ma, mb = (int(v) for v in rng.integers(1, 1 << intmath.MULT_BITS, size=2))
+        rq = Requant(np.ones(c, np.int64), np.full(c, shift), lo, hi, rounding)
+        node = Node("op", "add", ("x", "x"))
+        node.quant = QuantInfo(a_bits, 1.0, not relu, requant=rq, input_multipliers=[ma, mb])
+    elif op == "maxpool2":
+        node = Node("op", "maxpool2d", ("x",), {"kernel": 2, "stride": 2, "padding": 0})
+        node.quant = QuantInfo(a_bits, 1.0, signed)
+    else:
+        kernel = (h, w) if op == "gap" else (2, 2)
+        taps = kernel[0] * kernel[1]
+        mult, shift = intmath.quantize_multiplier(float(rng.uniform(0.3, 1.5)) / taps)
+        rq = Requant(np.full(c, mult), np.full(c, shift), lo, hi, rounding)
+        node = Node("op", "avgpool2d", ("x",), {"kernel": kernel, "stride": kernel if op == "gap" else 2,
+                                                "padding": 0})
+        node.quant = QuantInfo(a_bits, 1.0, not relu, requant=rq)
+    return Graph("netop_case", [x, node], "op").infer_shapes()
+
+
+def run_op(graph: Graph, params: EngineParams, inputs: list[np.ndarray], *, stall: float, seed: int, chunk: int):
+    node = graph.node("op")
+    shape = graph.node("x").out_shape
+    in_bytes = activation_bytes(shape, params)
+    out_shape = tuple(node.out_shape) if len(node.out_shape) == 3 else (node.out_shape[0], 1, 1)
+    a_addr, b_addr = 0, in_bytes
+    out_addr = 2 * in_bytes
+    image = bytearray(out_addr + activation_bytes(out_shape, params))
+    for addr, x in zip((a_addr, b_addr), inputs):
+        blob = pack_activations(x, params)
+        image[addr:addr + len(blob)] = blob
+    image[out_addr:] = b"\xa5" * (len(image) - out_addr)  # stale bytes: every output byte must be written
+    desc = netop.pack_netop(graph, "op", params, a_addr=a_addr, b_addr=b_addr, out_addr=out_addr, chunk=chunk)
+    unit = NetOps(params, chunk=chunk)
+    traffic = run_layer(unit, image, None, stall=stall, seed=seed,
+                        inputs=[(unit.descriptor.as_value(), int.from_bytes(desc, "little"))])
+    raw = bytes(image[out_addr:])
+    got = unpack_activations(raw, out_shape, bool(node.quant.signed), params)
+    return got, raw, traffic, in_bytes * len(inputs), len(raw)
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("seed", range(3))
+def test_netop_equals_reference_under_stalls(op, seed):
+    check_random_op(op, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("seed", range(3, 53))
+def test_netop_soak(op, seed):
+    """make soak: 200 more random cases."""
+    check_random_op(op, seed)
+
+
+def check_random_op(op: str, seed: int) -> None:
+    rng = np.random.default_rng(100 * OPS.index(op) + seed)
+    a_bits = int(rng.choice([2, 3, 4, 5, 8, 8]))
+    signed = bool(rng.integers(2))
+    bus_bits = int(rng.choice([32, 64]))
+    params = EngineParams(bus_bits=bus_bits, act_bits=a_bits)
+    c = int(rng.integers(1, 5))
+    h, w = int(rng.integers(2, 8)), int(rng.integers(2, 3 * params.beat_elems))
+    chunk = int(rng.integers(max(1, params.row_beats(w)), 6))
+    graph = op_graph(rng, op, c, h, w, a_bits, signed)
+    lo, hi = intmath.qrange(a_bits, signed)
+    inputs = [rng.integers(lo, hi + 1, size=(c, h, w)) for _ in range(2 if op == "add" else 1)]
+    got, raw, traffic, in_bytes, out_bytes = run_op(graph, params, inputs, stall=0.4, seed=seed, chunk=chunk)
+    want = reference.run_layer(graph, "op", [x[None] for x in inputs] if op == "add" else inputs[0][None])[0]
+    np.testing.assert_array_equal(got, want.reshape(got.shape))
+    # padding fields are written 0: the bytes equal the packed reference map's
+    assert raw == pack_activations(want.reshape(got.shape), params)
+    if op in ("maxpool2", "avgpool2"):  # an odd height's last row is in no window: not read
+        in_bytes = c * 2 * (h // 2) * params.row_beats(w) * params.beat_bytes
+    assert (traffic.read_bytes, traffic.write_bytes) == (in_bytes, out_bytes)
+
+
+def test_netop_refusals():
+    params = EngineParams(bus_bits=64, act_bits=8)
+    rng = np.random.default_rng(0)
+    graph = op_graph(rng, "maxpool2", 1, 4, 40, 8, False)
+    with pytest.raises(HwgenError, match="does not fit the network-op unit"):
+        netop.pack_netop(graph, "op", params, a_addr=0, out_addr=0, chunk=4)
+    graph.node("op").attrs["kernel"] = (3, 3)
+    with pytest.raises(HwgenError, match="2x2 windows at stride 2"):
+        netop.plan_netop(graph, "op")
+    with pytest.raises(HwgenError, match="at least 2 activations per bus beat"):
+        NetOps(EngineParams(bus_bits=8, act_bits=8))
+    with pytest.raises(HwgenError, match="chunk"):
+        NetOps(params, chunk=0)
