@@ -10,9 +10,10 @@
 //                            "CYCLES ERROR HELD REQ READS WRITES" (run_cycles, error, err_* in hex)
 //   state                    "ERROR CYCLE" (hex): the error pending between runs, the cycle number
 //   quit
-// The clock edges are those of the cocotb testbench (sim/engine_tb.py): the inputs change while
-// the clock is low and are taken at the next rising edge, so cycle numbers, and with them the
-// stall draws, are the reference mode's.
+// The clock edges are those of the cocotb testbench (sim/engine_tb.py): between commands the clock
+// is high (after a rising edge); the inputs change then, are registered at the falling edge and
+// taken at the next rising edge, so cycle numbers, and with them the stall draws, are the
+// reference mode's.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -36,7 +37,7 @@ static void eval() {
 #endif
 }
 
-// One clock cycle from low to low: the rising edge (the design commits), then the falling edge.
+// The rising edge (the design commits) and the falling edge (hwgen_fastmem registers its inputs).
 static void rise() {
     ctx->timeInc(5);
     top->clk = 1;
@@ -69,10 +70,11 @@ int main(int argc, char **argv) {
     }
 #endif
     top->clk = 0;
-    top->rst = 0;
+    top->rst = 1;
     top->start = 0;
     top->bd_strobe = 0;
     eval();
+    rise();  // the testbench's first edge, before rst is registered
     char line[256], cmd[16], a[32], b[32], c[32];
     while (fgets(line, sizeof line, stdin)) {
         int n = sscanf(line, "%15s %31s %31s %31s", cmd, a, b, c);
@@ -81,11 +83,10 @@ int main(int argc, char **argv) {
         if (!strcmp(cmd, "reset") && n == 2) {
             top->rst = 1;
             for (unsigned long long i = u64(a); i; i--) {
-                rise();
                 fall();
+                rise();
             }
-            top->rst = 0;
-            eval();
+            top->rst = 0;  // registered with the first run's start
             puts("ok");
         } else if (!strcmp(cmd, "op") && n == 4) {
             top->bd_op = u64(a);
@@ -100,15 +101,13 @@ int main(int argc, char **argv) {
             top->desc_addr = u64(a);
             top->timeout = u64(b);
             top->start = 1;
-            eval();
-            rise();  // the memory and the engine take start
+            fall();
             top->start = 0;
-            // `finished` falls at this edge and rises at the edge that ends the run (the timeout bounds it)
-            while (!top->finished) {
+            rise();  // the memory and the engine take start; `finished` falls
+            while (!top->finished) {  // it rises at the edge that ends the run (the timeout bounds it)
                 fall();
                 rise();
             }
-            fall();
             printf("%llx %x %llx %llx %x %x\n", (unsigned long long)top->run_cycles, (unsigned)top->error,
                    (unsigned long long)top->err_held, (unsigned long long)top->err_req, (unsigned)top->err_reads,
                    (unsigned)top->err_writes);
