@@ -207,28 +207,33 @@ def run_job(build, job: dict, workdir: Path, waves_file: Path | None = None) -> 
         if build.waves != "vcd" or Path(waves_file).suffix.lower() != ".vcd":
             raise HwgenError(f"waves file '{waves_file}': the fast mode writes .vcd waves from a traced build")
         args += ["--trace-file", str(Path(waves_file).resolve())]
-    log = open(workdir / "sim.log", "w")
-    proc = subprocess.Popen(args, cwd=workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
-    bench = FastBench(proc, job, workdir)
-    try:
-        bench.start()
-        results["host"] = asyncio.run(host_program(job)(bench, job))
-    except (DramError, OSError, KeyError, ValueError) as e:
-        results["error"] = f"{type(e).__name__}: {e}"
-    finally:
-        results["runs"] = bench.records
+    with open(workdir / "sim.log", "w") as log:
         try:
-            bench._state()
-        except (DramError, OSError, ValueError):
-            pass
+            proc = subprocess.Popen(args, cwd=workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                    text=True)
+        except OSError as e:
+            raise HwgenError(f"could not start the fast simulator {build.exe}: {e}") from None
+        bench = None
         try:
-            proc.stdin.close()  # the program ends at the end of its input
-        except OSError:
-            pass
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        log.close()
-    results["cycles_simulated"] = bench.cycle
+            bench = FastBench(proc, job, workdir)
+            bench.start()
+            results["host"] = asyncio.run(host_program(job)(bench, job))
+        except (DramError, OSError, KeyError, ValueError) as e:
+            results["error"] = f"{type(e).__name__}: {e}"
+        finally:
+            if bench is not None:
+                results["runs"] = bench.records
+                try:
+                    bench._state()
+                except (DramError, OSError, ValueError):
+                    pass
+            try:
+                proc.stdin.close()  # the program ends at the end of its input
+            except OSError:
+                pass
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+    results["cycles_simulated"] = bench.cycle if bench is not None else 0
     results["wall_seconds"] = time.perf_counter() - wall
     # the simulator's CPU and the host program's (which runs here), as the cocotb test counts both
     results["cpu_seconds"] = usage.ru_utime + usage.ru_stime + time.process_time() - cpu
