@@ -125,6 +125,7 @@ class Build:
     toplevel: str
     build_dir: Path
     waves: str | None  # trace format compiled in: "vcd", "fst" or None
+    exe: Path | None = None  # a program with its own main loop (the fast mode's), not a cocotb model
 
 
 @contextlib.contextmanager
@@ -160,6 +161,28 @@ def _check_waves(sim: str, waves: str | None) -> None:
                          "use a .vcd file name, or --sim icarus")
 
 
+def _cached(parts: list[str], name: str, cache_dir: Path | None, make) -> Path:
+    """The build folder of `name`-HASH(parts) in the cache; `make(folder)` fills it the first time."""
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+    build_dir = Path(cache_dir or default_cache()) / f"{name}-{key}"
+    stamp = build_dir / "hwgen-built"
+    with locked(build_dir.with_suffix(".lock")):
+        if not stamp.exists():
+            shutil.rmtree(build_dir, ignore_errors=True)
+            build_dir.mkdir(parents=True)
+            make(build_dir)
+            stamp.write_text("ok\n")
+    return build_dir
+
+
+def _write_sources(files: dict[str, str], build_dir: Path) -> list[Path]:
+    sources = []
+    for name, text in sorted(files.items()):
+        sources.append(build_dir / Path(name).name)
+        sources[-1].write_text(text)
+    return sources
+
+
 def build(verilog: str | dict[str, str], toplevel: str, sim: str = "verilator", waves: str | None = None,
           cache_dir: Path | None = None, args: tuple[str, ...] = (), make_vars: tuple[str, ...] = ()) -> Build:
     """Compile `verilog` for `sim`, cached by content: one file's text, or {file name: text}.
@@ -175,42 +198,73 @@ def build(verilog: str | dict[str, str], toplevel: str, sim: str = "verilator", 
     files = {f"{toplevel}.v": verilog} if isinstance(verilog, str) else dict(verilog)
     parts = [toplevel, sim, _tool_version(sim), str(waves), cocotb.__version__, *args, *make_vars]
     parts += [x for item in sorted(files.items()) for x in item]
-    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
-    build_dir = Path(cache_dir or default_cache()) / f"{toplevel}-{sim}{'-' + waves if waves else ''}-{key}"
-    stamp = build_dir / "hwgen-built"
-    with locked(build_dir.with_suffix(".lock")):
-        if not stamp.exists():
-            shutil.rmtree(build_dir, ignore_errors=True)
-            build_dir.mkdir(parents=True)
-            sources = []
-            for name, text in sorted(files.items()):
-                sources.append(build_dir / Path(name).name)
-                sources[-1].write_text(text)
-            log = build_dir / "build.log"
-            # Icarus: Verilog-2005 semantics make the declaration initialisers the generated code relies
-            # on to settle its combinational blocks at time 0 into events (under -g2012 they are not).
-            options = (["-Wno-fatal", "-O3"] if sim == "verilator" else ["-g2005"]) + list(args)
-            if sim == "verilator" and waves == "fst":
-                options.append("--trace-fst")
-            if sim == "icarus" and waves:
-                # cocotb's own dump module needs SystemVerilog (-g2012); this one is plain Verilog.
-                dump = build_dir / "hwgen_dump.v"
-                dump.write_text(ICARUS_DUMP.replace("TOP", toplevel))
-                sources.append(dump)
-                options += ["-s", "hwgen_dump"]
-            try:
-                with _verilator_make_fixes(make_vars):
-                    runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=options,
-                                 waves=sim == "verilator" and waves is not None, timescale=("1ns", "1ps"),
-                                 log_file=log)
-            except (RuntimeError, SystemExit, ValueError) as e:
-                raise HwgenError(f"{sim} build of '{toplevel}' failed ({e}): {_log_tail(log)}") from None
-            stamp.write_text("ok\n")
-    return Build(sim, toplevel, build_dir, waves)
+
+    def make(build_dir: Path) -> None:
+        sources = _write_sources(files, build_dir)
+        log = build_dir / "build.log"
+        # Icarus: Verilog-2005 semantics make the declaration initialisers the generated code relies
+        # on to settle its combinational blocks at time 0 into events (under -g2012 they are not).
+        options = (["-Wno-fatal", "-O3"] if sim == "verilator" else ["-g2005"]) + list(args)
+        if sim == "verilator" and waves == "fst":
+            options.append("--trace-fst")
+        if sim == "icarus" and waves:
+            # cocotb's own dump module needs SystemVerilog (-g2012); this one is plain Verilog.
+            dump = build_dir / "hwgen_dump.v"
+            dump.write_text(ICARUS_DUMP.replace("TOP", toplevel))
+            sources.append(dump)
+            options += ["-s", "hwgen_dump"]
+        try:
+            with _verilator_make_fixes(make_vars):
+                runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir, build_args=options,
+                             waves=sim == "verilator" and waves is not None, timescale=("1ns", "1ps"),
+                             log_file=log)
+        except (RuntimeError, SystemExit, ValueError) as e:
+            raise HwgenError(f"{sim} build of '{toplevel}' failed ({e}): {_log_tail(log)}") from None
+
+    name = f"{toplevel}-{sim}{'-' + waves if waves else ''}"
+    return Build(sim, toplevel, _cached(parts, name, cache_dir, make), waves)
+
+
+EXE_NAME = "hwgen_fastsim"
+
+
+def build_program(verilog: dict[str, str], toplevel: str, main_cpp: str, *, waves: str | None = None,
+                  cache_dir: Path | None = None, args: tuple[str, ...] = (), make_vars: tuple[str, ...] = ()) -> Build:
+    """Compile `verilog` with Verilator into a program whose C++ main loop is `main_cpp` (no cocotb,
+    no VPI), cached by content like `build`. `waves` "vcd" compiles tracing in."""
+    import subprocess
+
+    _check_sim("verilator")
+    if waves not in (None, "vcd"):
+        raise HwgenError(f"the fast mode writes .vcd waves only, not .{waves}")
+    parts = [toplevel, "verilator-exe", _tool_version("verilator"), str(waves), main_cpp, *args, *make_vars]
+    parts += [x for item in sorted(verilog.items()) for x in item]
+
+    def make(build_dir: Path) -> None:
+        sources = _write_sources(dict(verilog, **{f"{EXE_NAME}.cpp": main_cpp}), build_dir)
+        log = build_dir / "build.log"
+        cmd = ["verilator", "--cc", "--exe", "--build", "-Wno-fatal", "-O3", "--top-module", toplevel,
+               "--prefix", "Vtop", "--Mdir", str(build_dir / "obj"), "-o", EXE_NAME, *args,
+               *(["--trace"] if waves else []), *map(str, sources)]
+        with _verilator_make_fixes(make_vars), open(log, "w") as f:
+            done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=build_dir, check=False)
+        if done.returncode:
+            raise HwgenError(f"verilator build of '{toplevel}' failed (exit {done.returncode}): {_log_tail(log)}")
+
+    name = f"{toplevel}-exe{'-' + waves if waves else ''}"
+    build_dir = _cached(parts, name, cache_dir, make)
+    return Build("verilator", toplevel, build_dir, waves, build_dir / "obj" / EXE_NAME)
 
 
 def run_job(b: Build, job: dict, workdir: Path, waves_file: Path | None = None) -> dict:
-    """Run the testbench on build `b` with `job` (see sim/engine_tb.py); returns its results."""
+    """Run the testbench on build `b` with `job` (see sim/engine_tb.py); returns its results.
+
+    A program build (`build_program`, the fast mode's) runs under sim/fast_bench.py instead: the
+    same job, the same results."""
+    if b.exe is not None:
+        from sim.fast_bench import run_job as run_program
+
+        return run_program(b, job, Path(workdir).resolve(), waves_file)
     runner = _runner(b.sim)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -214,11 +214,13 @@ def build(engine, mode: str = "reference", *, sim: str = "verilator", waves: str
 
 
 def build_fast(sources: dict[str, str], *, waves: str | None = None, cache_dir: Path | None = None) -> simrunner.Build:
-    """Compile the fast mode's Verilog (`hwgen.sim_target.fast_verilog`) with Verilator."""
-    from .sim_target import FAST_MAKE_VARS, FAST_TOP, FAST_VERILATOR_ARGS
+    """Compile the fast mode's Verilog (`hwgen.sim_target.fast_verilog`) with Verilator, into a
+    program with its own main loop (sim/fast_bench.py runs it)."""
+    from . import templates
+    from .sim_target import FAST_MAIN, FAST_MAKE_VARS, FAST_TOP
 
-    return simrunner.build(sources, FAST_TOP, sim="verilator", waves=waves, cache_dir=cache_dir,
-                           args=FAST_VERILATOR_ARGS, make_vars=FAST_MAKE_VARS)
+    return simrunner.build_program(sources, FAST_TOP, templates.text(FAST_MAIN), waves=waves, cache_dir=cache_dir,
+                                   make_vars=FAST_MAKE_VARS)
 
 
 def fast_job(regions: int) -> dict:

@@ -6,7 +6,8 @@ It is driven by a job file (JSON, path in the environment variable `HWGEN_SIM_JO
     interface ("stream", the default, or "axi": the AXI top, see sim/axi_bench.py; then `axi_dir`
     names the generated folder whose driver and register map the bench uses),
     memory ("python", the default: sim.dram's agent; "hdl": the fast mode, the memory inside the
-    simulator, see sim/fast_bench.py; then fastmem_regions is the region counters it was built with),
+    simulator, run by sim/fast_bench.py rather than this test; then fastmem_regions is the region
+    counters it was built with),
     bus_bits, dram_size, ports (logical -> HDL port names, see sim.dram.STREAM_PORTS),
     req_layout {addr|len|write: [lsb, width]} (with a req_payload port), timing (sim.dram.BusTiming),
     regions [{name, base, size}], preload [{addr, file}],
@@ -15,7 +16,8 @@ It is driven by a job file (JSON, path in the environment variable `HWGEN_SIM_JO
 
 Without `host`, the runs are replayed in order: load the inputs, pulse start, wait for done,
 dump the outputs. With `host`, that async function `host(bench, job) -> dict` is the program
-(e.g. a whole network, the host computing between layers) and calls `bench.run(...)` itself.
+(e.g. a whole network, the host computing between layers) and calls `bench.run(...)` itself
+(sim/host.py).
 
 The test itself passes whenever the job could be executed; what the master computed, how long it
 took, and any contract violation it made are in the results file, judged by the caller. So a
@@ -24,7 +26,6 @@ wrong engine shows up as mismatches, never as a lost run.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import time
@@ -36,6 +37,7 @@ from cocotb.triggers import ClockCycles, FallingEdge
 from cocotb.utils import get_sim_steps
 
 from sim.dram import BusTiming, Dram, DramAgent, DramError, Region, ReqLayout
+from sim.host import host_program
 
 JOB_ENV = "HWGEN_SIM_JOB"
 RESET_CYCLES = 4
@@ -54,8 +56,6 @@ def job_dram(job: dict) -> Dram:
 class PythonDram:
     """Host access (uncounted) to a bench's Python `dram`; awaited, as the fast mode's HDL memory needs."""
 
-    CLOCK_IMPL = None  # cocotb's choice: the Python DRAM model steps with the clock anyway
-
     async def load(self, addr: int, data: bytes) -> None:
         self.dram.load(addr, data)
 
@@ -68,7 +68,7 @@ class Bench(PythonDram):
     of the master.
 
     `sim.axi_bench.AxiBench` is the same for the AXI top, `sim.fast_bench.FastBench` for the
-    memory inside the simulator (the fast mode)."""
+    memory inside the simulator (the fast mode, which runs without cocotb)."""
 
     def __init__(self, dut, job: dict):
         self.dut = dut
@@ -101,31 +101,8 @@ def make_bench(dut, job: dict):
 
         return AxiBench(dut, job)
     if job.get("memory") == "hdl":
-        from sim.fast_bench import FastBench
-
-        return FastBench(dut, job)
+        raise DramError("the fast mode's design runs under sim/fast_bench.py, not cocotb")
     return Bench(dut, job)
-
-
-async def replay(bench: Bench, job: dict) -> dict:
-    """The default host program: the job's runs in order; stops at the first failed run."""
-    for run in job["runs"]:
-        for item in run.get("loads", []):
-            await bench.load(int(item["addr"]), Path(item["file"]).read_bytes())
-        record = await bench.run(run["name"], int(run["desc_addr"]), int(run["timeout"]))
-        if record["error"]:
-            break
-        for item in run.get("dumps", []):
-            Path(item["file"]).write_bytes(await bench.dump(int(item["addr"]), int(item["size"])))
-    return {}
-
-
-def _host_program(job: dict):
-    spec = job.get("host")
-    if not spec:
-        return replay
-    module, _, func = spec.partition(":")
-    return getattr(importlib.import_module(module), func)
 
 
 @cocotb.test()
@@ -137,14 +114,13 @@ async def run_job(dut):
         bench = make_bench(dut, job)
         bench.drive_idle()
         dut.rst.value = 1
-        if bench.CLOCK_IMPL != "hdl":
-            Clock(dut.clk, CLOCK_NS, unit="ns", impl=bench.CLOCK_IMPL).start()
+        Clock(dut.clk, CLOCK_NS, unit="ns").start()
         await ClockCycles(dut.clk, RESET_CYCLES)
         await FallingEdge(dut.clk)
         dut.rst.value = 0
         await bench.start()
         try:
-            results["host"] = await _host_program(job)(bench, job)
+            results["host"] = await host_program(job)(bench, job)
         finally:
             results["runs"] = bench.records
             results["cycles_simulated"] = bench.cycle

@@ -1,27 +1,35 @@
 """The bench of the fast simulation mode: the DRAM model runs inside the simulator as HDL.
 
-The top level is `hwgen_fastmem` (hwgen/rtl_templates/hwgen_fastmem.v) around the generated
+The design is `hwgen_fastmem` (hwgen/rtl_templates/hwgen_fastmem.v) around the generated
 `hwgen_top`: it serves the engine's req/rd/wr streams cycle for cycle as `sim.dram.DramAgent` does
 (same stall draws for the same seed, same latencies, same contract checks, traffic counted per
-named region in hardware counters). Python is not called while a layer runs: `FastBench.run`
-pulses start and sleeps until the memory raises `finished`. Memory contents, the region map, the
-configuration and the counters cross through the memory's backdoor: $readmemh / $writememh of
-files in the simulator's working folder, triggered by `bd_strobe` without a clock edge.
+named region in hardware counters). It is compiled with its own C++ main loop
+(hwgen/rtl_templates/hwgen_fastsim.cpp) into a program that this module drives through a pipe:
+no cocotb, no VPI and no Python between a layer's start and its finish. Memory contents, the
+region map, the configuration and the counters cross through the memory's backdoor: $readmemh /
+$writememh of files in the program's working folder, triggered without a clock edge.
 
 `FastBench` offers a host program (sim/engine_host.py) what `sim.engine_tb.Bench` offers:
-`load`, `dump`, `run(name, desc_addr, timeout)`, `records`, `cycle`.
+`load`, `dump`, `run(name, desc_addr, timeout)`, `records`, `cycle`; `run_job` runs a job
+(sim/engine_tb.py's fields) as the cocotb test does and returns the same results.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
-from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
 from hwgen.sim_target import FAST_DEPTH, FAST_LAT_THRESHOLDS
 from sim.dram import (OTHER, REQ_DROPPED, WR_CHANGED, WR_DROPPED, BusTiming, Dram, DramError, Region, burst_error,
                       latency_thresholds, ready_threshold, request_changed, stream_base, timed_out, unfinished)
+
+RESET_CYCLES = 4  # sim.engine_tb's: the same cycle numbers, so the same stall draws
 
 # the backdoor operations (bd_op) and their files, in the simulator's working folder
 OP_LOAD, OP_DUMP, OP_LOAD_REGIONS, OP_LOAD_CONFIG, OP_DUMP_COUNTERS, OP_CLEAR_COUNTERS = 1, 2, 3, 4, 5, 6
@@ -67,12 +75,10 @@ def config_words(timing: BusTiming, dram_size: int) -> list[int]:
 
 
 class FastBench:
-    """The engine inside the HDL memory; see the module doc."""
+    """The engine inside the HDL memory, in the program `proc` (hwgen_fastsim.cpp); see the module doc."""
 
-    CLOCK_IMPL = "hdl"  # the design clocks itself: no Python, no VPI between a run's start and finish
-
-    def __init__(self, dut, job: dict):
-        self.dut = dut
+    def __init__(self, proc: subprocess.Popen, job: dict, folder: Path):
+        self.proc = proc
         self.job = job
         self.bb = int(job["bus_bits"]) // 8
         self.size = int(job["dram_size"])
@@ -80,28 +86,33 @@ class FastBench:
         self.layout = Dram(self.size, self.bb, regions)  # checks the regions; its bytes stay unused
         self.regions = sorted(regions, key=lambda r: r.base)
         self.timing = BusTiming.from_dict(job["timing"])
-        self.folder = Path.cwd()  # the simulator's working folder, where $readmemh looks
+        self.folder = folder  # the program's working folder, where $readmemh looks
         self.records: list[dict] = []
+        self.cycle = 0
 
-    @property
-    def cycle(self) -> int:
-        return int(self.dut.cycle.value)
+    def _ask(self, line: str) -> str:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise DramError(f"the fast simulator stopped (exit {self.proc.wait()}) at '{line}'")
+        if answer.startswith("error"):
+            raise DramError(f"the fast simulator: {answer.strip()}")
+        return answer.strip()
 
-    def drive_idle(self) -> None:
-        for name in ("start", "desc_addr", "timeout", "bd_op", "bd_lo", "bd_hi", "bd_strobe"):
-            getattr(self.dut, name).value = 0
+    def _op(self, op: int, lo: int = 0, hi: int = 0) -> None:
+        self._ask(f"op {op} {lo} {hi}")
 
-    async def _op(self, op: int, lo: int = 0, hi: int = 0) -> None:
-        d = self.dut
-        d.bd_op.value, d.bd_lo.value, d.bd_hi.value, d.bd_strobe.value = op, lo, hi, 1
-        await Timer(1, "step")
-        d.bd_strobe.value = 0
-        await Timer(1, "step")
+    def _state(self) -> tuple[int, int]:
+        error, cycle = (int(v, 16) for v in self._ask("state").split())
+        self.cycle = cycle
+        return error, cycle
 
-    async def start(self) -> None:
-        """After reset: configure the memory, name its regions, preload the job's files."""
+    def start(self) -> None:
+        """Reset, configure the memory, name its regions, preload the job's files."""
+        self._ask(f"reset {RESET_CYCLES}")
         (self.folder / CONFIG_FILE).write_text("".join(f"{w:016x}\n" for w in config_words(self.timing, self.size)))
-        await self._op(OP_LOAD_CONFIG)
+        self._op(OP_LOAD_CONFIG)
         words = self.size // self.bb
         ids = np.zeros(words, np.uint16)
         for i, r in enumerate(self.regions, start=1):
@@ -109,22 +120,22 @@ class FastBench:
         if len(self.regions) + 1 > int(self.job["fastmem_regions"]):
             raise DramError(f"{len(self.regions)} regions: the HDL memory was built for {self.job['fastmem_regions'] - 1}")
         (self.folder / REGIONS_FILE).write_text("".join(f"{v:04x}\n" for v in ids.tolist()))
-        await self._op(OP_LOAD_REGIONS, 0, words - 1)
+        self._op(OP_LOAD_REGIONS, 0, words - 1)
         for item in self.job.get("preload", []):
-            await self.load(int(item["addr"]), Path(item["file"]).read_bytes())
+            self._load(int(item["addr"]), Path(item["file"]).read_bytes())
 
-    async def dump(self, addr: int, nbytes: int) -> bytes:
+    def _dump(self, addr: int, nbytes: int) -> bytes:
         if addr < 0 or addr + nbytes > self.size:
             raise DramError(f"host dump of {nbytes} B at {addr:#x} lies outside the DRAM of {self.size} B")
         if nbytes == 0:
             return b""
         lo, hi = addr // self.bb, (addr + nbytes - 1) // self.bb
-        await self._op(OP_DUMP, lo, hi)
+        self._op(OP_DUMP, lo, hi)
         raw = from_hex((self.folder / MEM_FILE).read_text(), self.bb)
         start = addr - lo * self.bb
         return raw[start:start + nbytes]
 
-    async def load(self, addr: int, data: bytes) -> None:
+    def _load(self, addr: int, data: bytes) -> None:
         if addr < 0 or addr + len(data) > self.size:
             raise DramError(f"host load of {len(data)} B at {addr:#x} lies outside the DRAM of {self.size} B")
         if not data:
@@ -132,14 +143,21 @@ class FastBench:
         lo, hi = addr // self.bb, (addr + len(data) - 1) // self.bb
         head, tail = addr - lo * self.bb, (hi + 1) * self.bb - addr - len(data)
         if head or tail:  # partial words at the ends keep their other bytes
-            edges = await self.dump(lo * self.bb, (hi + 1 - lo) * self.bb)
+            edges = self._dump(lo * self.bb, (hi + 1 - lo) * self.bb)
             data = edges[:head] + bytes(data) + edges[len(edges) - tail:]
         (self.folder / MEM_FILE).write_bytes(to_hex(bytes(data), self.bb))
-        await self._op(OP_LOAD, lo, hi)
+        self._op(OP_LOAD, lo, hi)
 
-    async def _traffic(self) -> dict:
+    # the host program's interface: awaited, as the cocotb benches' are
+    async def dump(self, addr: int, nbytes: int) -> bytes:
+        return self._dump(addr, nbytes)
+
+    async def load(self, addr: int, data: bytes) -> None:
+        self._load(addr, data)
+
+    def _traffic(self) -> dict:
         n = len(self.regions) + 1
-        await self._op(OP_DUMP_COUNTERS, 0, n - 1)
+        self._op(OP_DUMP_COUNTERS, 0, n - 1)
         counts = {k: [int(v, 16) for v in (self.folder / f).read_text().split() if not v.startswith(("//", "@"))]
                   for k, f in COUNTER_FILES.items()}
         names = [OTHER] + [r.name for r in self.regions]
@@ -150,32 +168,74 @@ class FastBench:
                 out[name] = t
         return dict(sorted(out.items()))
 
-    def _error(self, code: int, timeout: int) -> str | None:
-        d = self.dut
+    def _error(self, code: int, timeout: int, held: int = 0, req: int = 0, reads: int = 0, writes: int = 0) -> str | None:
         if code == 0:
             return None
         if code == E_CHANGED:
-            return request_changed(_request(int(d.err_held.value)), _request(int(d.err_req.value)))
+            return request_changed(_request(held), _request(req))
         if code == E_BURST:
-            return burst_error(*_request(int(d.err_req.value)), self.size, self.bb)
+            return burst_error(*_request(req), self.size, self.bb)
         if code == E_UNFINISHED:
-            return unfinished(int(d.err_reads.value), int(d.err_writes.value))
+            return unfinished(reads, writes)
         if code == E_TIMEOUT:
             return timed_out(timeout)
         return {E_DROPPED: REQ_DROPPED, E_WR_CHANGED: WR_CHANGED, E_WR_DROPPED: WR_DROPPED}[code]
 
     async def run(self, name: str, desc_addr: int, timeout: int) -> dict:
-        """Pulse start with `desc_addr`, sleep until the memory reports the run finished."""
-        d = self.dut
-        pending = int(d.error.value)
+        """Start a run with `desc_addr`; the program clocks the design until the memory reports it finished."""
+        pending, _ = self._state()
         if pending and not (self.records and self.records[-1]["error"]):
             raise DramError(f"between runs: {self._error(pending, timeout)}")
-        await self._op(OP_CLEAR_COUNTERS, 0, len(self.regions))
-        d.desc_addr.value, d.timeout.value, d.start.value = desc_addr, timeout, 1
-        await FallingEdge(d.clk)  # the memory took start: the engine sees it at the next rising edge
-        d.start.value = 0
-        await RisingEdge(d.finished)
-        record = {"name": name, "cycles": int(d.run_cycles.value), "error": self._error(int(d.error.value), timeout),
-                  "traffic": await self._traffic()}
+        self._op(OP_CLEAR_COUNTERS, 0, len(self.regions))
+        cycles, error, held, req, reads, writes = (int(v, 16) for v in self._ask(f"run {desc_addr} {timeout}").split())
+        record = {"name": name, "cycles": cycles, "error": self._error(error, timeout, held, req, reads, writes),
+                  "traffic": self._traffic()}
         self.records.append(record)
         return record
+
+
+def run_job(build, job: dict, workdir: Path, waves_file: Path | None = None) -> dict:
+    """Run `job` (sim/engine_tb.py's fields) on the program `build.exe`; the cocotb test's results."""
+    from hwgen.errors import HwgenError
+    from sim.host import host_program
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    results: dict = {"runs": [], "host": None, "error": None}
+    wall, cpu = time.perf_counter(), time.process_time()
+    args = [str(build.exe)]
+    if waves_file is not None:
+        if build.waves != "vcd" or Path(waves_file).suffix.lower() != ".vcd":
+            raise HwgenError(f"waves file '{waves_file}': the fast mode writes .vcd waves from a traced build")
+        args += ["--trace-file", str(Path(waves_file).resolve())]
+    with open(workdir / "sim.log", "w") as log:
+        try:
+            proc = subprocess.Popen(args, cwd=workdir, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                    text=True)
+        except OSError as e:
+            raise HwgenError(f"could not start the fast simulator {build.exe}: {e}") from None
+        bench = None
+        try:
+            bench = FastBench(proc, job, workdir)
+            bench.start()
+            results["host"] = asyncio.run(host_program(job)(bench, job))
+        except (DramError, OSError, KeyError, ValueError) as e:
+            results["error"] = f"{type(e).__name__}: {e}"
+        finally:
+            if bench is not None:
+                results["runs"] = bench.records
+                try:
+                    bench._state()
+                except (DramError, OSError, ValueError):
+                    pass
+            try:
+                proc.stdin.close()  # the program ends at the end of its input
+            except OSError:
+                pass
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+    results["cycles_simulated"] = bench.cycle if bench is not None else 0
+    results["wall_seconds"] = time.perf_counter() - wall
+    # the simulator's CPU and the host program's (which runs here), as the cocotb test counts both
+    results["cpu_seconds"] = usage.ru_utime + usage.ru_stime + time.process_time() - cpu
+    (workdir / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True))
+    return results

@@ -14,7 +14,9 @@ import json
 import pytest
 
 from hwgen import sim_target, simulate
-from hwgen.randomnet import random_chain
+from hwgen.engine import plan_node, rom_tables
+from hwgen.engine.params import MAX_PERIOD
+from hwgen.randomnet import random_chain, random_group
 from hwgen.sweep import store
 from hwgen.sweep.verify import Case, run_campaign, run_case
 
@@ -52,22 +54,59 @@ def test_random_campaign_is_bit_exact_and_resumes(tmp_path, cache):
     assert (again["ran"], again["skipped"], again["passed"]) == (0, len(DEFAULT_SEEDS), len(DEFAULT_SEEDS))
 
 
-def test_a_failing_case_keeps_its_seed_files_and_replay_command(tmp_path):
+@pytest.mark.parametrize("chains", [1, 3])
+def test_a_failing_case_keeps_its_seed_files_and_replay_command(tmp_path, chains):
     """A case that cannot run (here: its build cache is not a folder) is a row, not an exception."""
     (tmp_path / "not-a-folder").write_text("")
-    (row,) = run_case(Case(str(tmp_path), 5, "hostile", str(tmp_path / "not-a-folder" / "cache")))
+    (row,) = run_case(Case(str(tmp_path), 5, "hostile", str(tmp_path / "not-a-folder" / "cache"), chains=chains))
     assert row["status"] == "error" and row["seed"] == 5 and row["error"]
     doc = json.loads(row["result"])
-    assert doc["replay"] == f"hwgen verify --random 1 --seed 5 --out {tmp_path}"
-    assert doc["description"] == random_chain(5).description
+    extra = "" if chains == 1 else f" --chains-per-engine {chains}"
+    assert doc["replay"] == f"hwgen verify --random 1 --seed 5{extra} --out {tmp_path}"
+    assert doc["description"] == (random_chain(5) if chains == 1 else random_group(5, chains)).description
     assert (tmp_path / "cases" / "5" / "gen" / "hwgen_engine.v").exists()
 
 
-def test_verify_cli_refuses_an_empty_campaign(tmp_path, capsys):
+@pytest.mark.parametrize("args, named", [(["--random", "0"], "--random"),
+                                         (["--random", "2", "--chains-per-engine", "0"], "--chains-per-engine")])
+def test_verify_cli_refuses_an_empty_campaign(tmp_path, capsys, args, named):
     from hwgen.cli import main
 
-    assert main(["verify", "--random", "0", "--out", str(tmp_path)]) == 2
-    assert "--random" in capsys.readouterr().err
+    assert main(["verify", *args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0]
+
+
+def test_random_groups_share_an_engine_and_draw_their_own_layers():
+    """A group is `chains` chains off one input, on one engine whose pattern ROM holds them all."""
+    groups = [random_group(s, 8) for s in range(6)]
+    for g in groups:
+        chains = g.description.split("; ")[1:]
+        assert len(chains) == 8 and len(set(c.split(": ", 1)[1] for c in chains)) == 8
+        convs = [n for n in g.graph.nodes if n.op == "conv2d"]
+        heads = [n for n in convs if n.inputs == ("x",)]
+        assert len(heads) == 8 and all(n.name.endswith("_conv1") for n in heads)
+        assert {n.quant.weight_bits for n in convs} == {int(g.description[1])}  # one weight width, one engine
+        plans = [plan_node(g.graph, n, m_lanes=g.engine["m_lanes"]) for n in convs]
+        assert len(rom_tables(plans)[0]) <= MAX_PERIOD * 4
+    again = random_group(3, 8)
+    assert again.description == groups[3].description and (again.inputs == groups[3].inputs).all()
+    text = " ".join(g.description for g in groups)
+    for feature in ("1x1", "5x5", "7x7", "/s2", "PS4_P4", "PSD1_P16", "PS3_P3", "dense", "signed-out", "worst-case"):
+        assert feature in text, feature
+
+
+@pytest.mark.slow  # one build and one simulation for four chains
+def test_grouped_campaign_in_fast_mode(tmp_path, cache):
+    out = tmp_path / "campaign"
+    s = run_campaign(1, out, seed=7, chains=4, cache_dir=cache, progress=False, mode="fast", workers=1)
+    assert s["failed"] == [], [(r["seed"], r["error"]) for r in s["failed"]]
+    assert (s["passed"], s["chains"], s["chains_per_hour"]) == (1, 4, 4 * s["cases_per_hour"])
+    (row,) = store.load(out)
+    doc = json.loads(row["result"])
+    layers = doc["report"]["layers"]
+    assert len({lay["name"].split("_")[0] for lay in layers}) == 4
+    assert all(lay["passed"] and lay["bytes_match"] and lay["mismatches"] == 0 for lay in layers)
 
 
 @pytest.mark.slow

@@ -53,6 +53,7 @@ parameters:
     ("inputs: [{zoo: nope}]\n", "inputs[0].zoo"),
     ("inputs: [{checkpoint: DIGITS}]\nstages: {simulate: {images: 1}}\n", "stages.simulate"),
     ("inputs: [{checkpoint: DIGITS}]\nstages: {generate: {synth: vivado}}\n", "stages.generate.synth"),
+    ("inputs: [{checkpoint: DIGITS}]\nstages: {generate: true, simulate: {mode: quick}}\n", "stages.simulate.mode"),
 ])
 def test_bad_spec_is_one_line_naming_the_key(tmp_path, capsys, body, key):
     path = write(tmp_path / "bad.yaml", body)
@@ -71,6 +72,16 @@ def test_grid_expands_with_keys_and_seeds(tmp_path):
     assert [p.key for p in again.points] == [p.key for p in s.points]  # keys are the parameters' hash
     sampled = spec.load(write(tmp_path / "s.yaml", GENERIC + "  sample: 3\n"))
     assert len(sampled.points) == 3 and {p.key for p in sampled.points} < {p.key for p in s.points}
+
+
+def test_simulate_mode_is_part_of_the_row_key(tmp_path):
+    body = "inputs: [{checkpoint: DIGITS}]\nstages: {generate: true, simulate: {images: 1%s}}\n"
+    plain, ref, fast = (spec.load(write(tmp_path / f"{i}.yaml", body % extra)).stages
+                        for i, extra in enumerate(("", ", mode: reference", ", mode: fast")))
+    assert plain == ref and fast.mode == "fast"
+    # a reference sweep keeps the keys it had before the mode existed; a fast one runs its own rows
+    assert ref.options("simulate") == {"images": 1, "timing": "hostile"}
+    assert fast.options("simulate") == {"images": 1, "timing": "hostile", "mode": "fast"}
 
 
 def test_analysis_sweep_equals_analyze_and_a_rerun_does_no_work(tmp_path):

@@ -10,8 +10,9 @@ including DRAM bytes measured vs predicted. A folder generated with --interface 
 cocotbext-axi (AxiRam with random pauses, AxiLiteMaster, the Python driver, a protocol monitor).
 --input X.npy runs your own images (float, quantized with the input scale, or integers); --expect
 Y.npy also compares the engine's outputs with yours. --mode fast runs the same DRAM model as HDL
-inside Verilator (sim/fast_bench.py): the same outputs, DRAM bytes and cycles (the same stalls for
-the same seed), several times faster; the default reference mode keeps the full cocotb testbench.
+inside Verilator, clocked by a C++ main loop without cocotb (sim/fast_bench.py): the same outputs,
+DRAM bytes and cycles (the same stalls for the same seed), many times faster; the default
+reference mode keeps the full cocotb testbench.
 """
 
 from __future__ import annotations

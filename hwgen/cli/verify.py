@@ -8,7 +8,9 @@ with the integer reference and the DRAM bytes with the schedule model. Results g
 DIR/results.parquet (reruns skip passed cases); a failure is printed with its seed, its
 configuration and a one-line command that replays it, and keeps its files in DIR/cases/SEED.
 Exit status 1 if any case fails. --mode fast simulates with the DRAM model as HDL inside Verilator
-(`hwgen simulate --mode fast`). See docs/sweep.md.
+(`hwgen simulate --mode fast`). --chains-per-engine K makes each case K random chains sharing one
+engine (its bits, lanes, bus, input shape and stall seed), so one Verilator build and one
+simulation verify K chains. See docs/sweep.md.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("reference", "fast"), default="reference",
                    help="simulation mode (hwgen simulate --mode): the cocotb DRAM model (default) or fast, the same "
                         "model as HDL inside Verilator")
+    p.add_argument("--chains-per-engine", type=int, default=1, metavar="K",
+                   help="random chains per case, sharing its engine (bits, lanes, bus), input shape and stall seed: "
+                        "one build and one simulation verify K chains (default 1)")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="local process pool (default) or Ray")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="parallel cases (default: every core)")
     p.add_argument("--address", default=None, metavar="ADDR", help="join an existing Ray cluster")
@@ -39,7 +44,7 @@ def run(args) -> int:
 
     s = run_campaign(args.random, args.out, seed=args.seed, timing=args.timing, executor=args.executor,
                      workers=args.workers, address=args.address, progress=not args.no_progress,
-                     mode=args.mode)
+                     mode=args.mode, chains=args.chains_per_engine)
     failures = []
     for r in s["failed"]:
         doc = json.loads(r["result"]) if r["result"] else {}
@@ -49,6 +54,8 @@ def run(args) -> int:
         print(json.dumps({k: v for k, v in s.items() if k != "failed"} | {"failures": failures}, indent=1))
     else:
         rate = f"{s['cases_per_hour']:,.0f} cases/hour" if s["cases_per_hour"] else "nothing to run"
+        if s["cases_per_hour"] and s["chains"] > 1:
+            rate += f", {s['chains']} chains each: {s['chains_per_hour']:,.0f} chains/hour"
         print(f"verify: {s['cases']} random cases, {s['passed']} bit-exact, {len(failures)} failed; ran {s['ran']} "
               f"in {s['wall_s']:.1f} s on {s['executor']} ({rate}), {s['skipped']} already passed")
         for f in failures:

@@ -1,6 +1,7 @@
 // hwgen_fastmem: the simulated DRAM of sim/dram.py as HDL, around the generated hwgen_top shell.
-// For simulation only (`hwgen simulate --fast`, sim/fast_bench.py): the memory, its stalls, its
-// contract checks and its traffic counters run inside Verilator, so Python is not called per cycle.
+// For simulation only (`hwgen simulate --mode fast`, sim/fast_bench.py): the memory, its stalls,
+// its contract checks and its traffic counters run inside Verilator, clocked by a C++ main loop
+// (hwgen_fastsim.cpp), so neither Python nor a simulator callback runs per cycle.
 //
 // Cycle for cycle it is `sim.dram.DramAgent`: in cycle c (the window ending at a rising edge, the
 // commit edge) it offers req_ready, a read beat and wr_ready from its state after cycle c-1 and
@@ -8,7 +9,7 @@
 // (seed, stream, n) compared with an integer threshold that Python derived from the same float
 // comparison the agent makes, so both models stall on the same cycles for the same seed.
 //
-// Python (the backdoor) drives bd_op/bd_lo/bd_hi and raises bd_strobe; the operation runs at once,
+// The main loop drives bd_op/bd_lo/bd_hi and raises bd_strobe; the operation runs at once,
 // without a clock edge, on files in the simulator's working folder:
 //   1 load  mem[bd_lo..bd_hi]      from fastmem_mem.hex       2 dump mem[bd_lo..bd_hi] to fastmem_mem.hex
 //   3 load  region[bd_lo..bd_hi]   from fastmem_regions.hex   4 load the configuration from fastmem_config.hex
@@ -18,28 +19,26 @@
 `default_nettype none
 
 module ${TOP} (
-    // Ports and the clock are VPI-visible (the metacomments): the build drops cocotb's
-    // --public-flat-rw. The clock runs here (Verilator --timing), not from Python or the GPI.
-    // rst, start, desc_addr and timeout are taken at the falling edge, so the engine's logic
-    // depends on registers only: Verilator then evaluates it once per cycle, not on every input
-    // change. Python writes them in the first half of the cycle it means (as the agent drives them
-    // at the falling edge).
-    input  wire        rst /*verilator public_flat_rw*/,
-    input  wire [31:0] desc_addr /*verilator public_flat_rw*/,
-    input  wire        start /*verilator public_flat_rw*/,
-    input  wire [63:0] timeout /*verilator public_flat_rw*/,      // cycles from start before a run is a hang
-    output reg         finished /*verilator public_flat_rd*/,     // rises at the commit edge that ends a run (done, error or timeout)
-    output reg  [3:0]  error /*verilator public_flat_rd*/,        // why the run ended: 0 done, else one of the E_* codes below
-    output reg  [63:0] run_cycles /*verilator public_flat_rd*/,   // done cycle - start cycle
-    output reg  [63:0] cycle /*verilator public_flat_rd*/,        // the cycle number (the agent's: 0 the first cycle out of reset)
-    output reg  [48:0] err_held /*verilator public_flat_rd*/,     // E_CHANGED: the request on hold; as {write, len, addr}
-    output reg  [48:0] err_req /*verilator public_flat_rd*/,      // E_CHANGED, E_BURST: the offending request
-    output reg  [31:0] err_reads /*verilator public_flat_rd*/,    // E_UNFINISHED: requests still open
-    output reg  [31:0] err_writes /*verilator public_flat_rd*/,
-    input  wire [3:0]  bd_op /*verilator public_flat_rw*/,
-    input  wire [31:0] bd_lo /*verilator public_flat_rw*/,
-    input  wire [31:0] bd_hi /*verilator public_flat_rw*/,
-    input  wire        bd_strobe /*verilator public_flat_rw*/
+    // rst, start, desc_addr and timeout change while clk is high and are registered at the falling
+    // edge, so no logic depends on an input combinationally: Verilator then evaluates the engine
+    // once per cycle, not at every call (its input-combinational region cost a fifth of the CPU).
+    input  wire        clk,
+    input  wire        rst,
+    input  wire [31:0] desc_addr,
+    input  wire        start,
+    input  wire [63:0] timeout,      // cycles from start before a run is a hang
+    output reg         finished,     // rises at the commit edge that ends a run (done, error or timeout)
+    output reg  [3:0]  error,        // why the run ended: 0 done, else one of the E_* codes below
+    output reg  [63:0] run_cycles,   // done cycle - start cycle
+    output reg  [63:0] cycle,        // the cycle number (the agent's: 0 the first cycle out of reset)
+    output reg  [48:0] err_held,     // E_CHANGED: the request on hold; as {write, len, addr}
+    output reg  [48:0] err_req,      // E_CHANGED, E_BURST: the offending request
+    output reg  [31:0] err_reads,    // E_UNFINISHED: requests still open
+    output reg  [31:0] err_writes,
+    input  wire [3:0]  bd_op,
+    input  wire [31:0] bd_lo,
+    input  wire [31:0] bd_hi,
+    input  wire        bd_strobe
 );
     localparam BUS = ${BUS_BITS};
     localparam BB = BUS / 8;
@@ -60,9 +59,6 @@ module ${TOP} (
     reg [63:0]    cnt_wb [0:NREG - 1];
     reg [63:0]    cnt_rn [0:NREG - 1];
     reg [63:0]    cnt_wn [0:NREG - 1];
-
-    reg clk /*verilator public_flat_rd*/ = 1'b0;
-    always #5 clk = ~clk;  // a 10 ns period, sim/engine_tb.py's CLOCK_NS
 
     reg         rst_q, start_q;
     reg  [31:0] desc_addr_q;

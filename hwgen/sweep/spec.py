@@ -15,7 +15,7 @@
       sample: 4                                        # optional: that many grid points, drawn at random
     stages:
       generate: {synth: xilinx}                        # optional; synth optional (xilinx | ice40)
-      simulate: {images: 2, timing: ideal}             # optional; needs generate
+      simulate: {images: 2, timing: ideal, mode: fast} # optional; needs generate; mode: reference | fast
 
 `analyze` runs for every point. Every mistake is one HwgenError naming the file and the key.
 """
@@ -52,6 +52,7 @@ GENERIC_ONLY = ("mac_rows", "mac_cols", "dram_bytes_per_cycle")
 STAGES = ("analyze", "generate", "simulate")
 SYNTH_TARGETS = ("xilinx", "ice40")
 TIMINGS = ("hostile", "ideal")
+SIM_MODES = ("reference", "fast")  # hwgen.simulate.MODES, without importing the simulator here
 CALIBRATIONS = ("synthetic", "digits")
 MAX_POINTS = 1_000_000
 
@@ -111,6 +112,7 @@ class Stages:
     simulate: bool = False
     images: int = 1
     timing: str = "hostile"
+    mode: str = "reference"  # hwgen simulate --mode: the cocotb DRAM model, or the same model as HDL
 
     def names(self) -> list[str]:
         return [s for s in STAGES if s == "analyze" or getattr(self, s)]
@@ -118,7 +120,13 @@ class Stages:
     def options(self, stage: str) -> dict:
         """What a stage's result depends on besides the point (part of its row key)."""
         return {"analyze": {}, "generate": {"synth": self.synth},
-                "simulate": {"images": self.images, "timing": self.timing}}[stage]
+                "simulate": self._simulate_options()}[stage]
+
+    def _simulate_options(self) -> dict:
+        opts = {"images": self.images, "timing": self.timing}
+        if self.mode != "reference":  # reference-mode rows keep the keys of sweeps before the fast mode
+            opts["mode"] = self.mode
+        return opts
 
 
 @dataclass
@@ -264,13 +272,16 @@ def _stages(top: specfile.Section, label: str) -> Stages:
     elif not isinstance(gen, bool):
         raise HwgenError(f"{label}: 'stages.generate' must be true, false or a mapping, got {gen!r}")
     sim = st.get("simulate", False)
-    images, timing = 1, "hostile"
+    images, timing, mode = 1, "hostile", "reference"
     if isinstance(sim, dict):
         s = specfile.Section(sim, label, "stages.simulate")
         images = s.number("images", 1, integer=True)
         timing = s.text("timing", "hostile")
         if timing not in TIMINGS:
             raise HwgenError(f"{label}: 'stages.simulate.timing' must be hostile or ideal, got {timing!r}")
+        mode = s.text("mode", "reference")
+        if mode not in SIM_MODES:
+            raise HwgenError(f"{label}: 'stages.simulate.mode' must be reference or fast, got {mode!r}")
         s.done()
         sim = True
     elif not isinstance(sim, bool):
@@ -278,7 +289,7 @@ def _stages(top: specfile.Section, label: str) -> Stages:
     if sim and not gen:
         raise HwgenError(f"{label}: 'stages.simulate' needs 'stages.generate' (it simulates the generated engine)")
     st.done()
-    return Stages(gen, synth, sim, images, timing)
+    return Stages(gen, synth, sim, images, timing, mode)
 
 
 def point_seed(spec_seed: int, key: str) -> int:

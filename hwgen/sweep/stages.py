@@ -188,7 +188,7 @@ def simulate_point(point: Point, out: Path, stages: Stages, row_key: str, cache:
     gen = engine_dir(out, point)
     if not (gen / "manifest.json").exists():
         raise HwgenError("no generated engine to simulate (the generate stage failed)")
-    report = simulate(gen, images=stages.images, seed=point.seed, timing=stages.timing,
+    report = simulate(gen, images=stages.images, seed=point.seed, timing=stages.timing, mode=stages.mode,
                       workdir=out / "sims" / row_key, cache_dir=Path(cache))
     doc = report.to_json()
     t = doc["totals"]

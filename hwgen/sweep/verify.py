@@ -7,6 +7,11 @@ from the same seed, and every output element is compared with the integer refere
 as are the DRAM bytes with the schedule model. Rows go to DIR/results.parquet like a sweep's
 (stage `verify`), so a rerun runs only the cases not yet passed; a failing case keeps its folder
 (DIR/cases/SEED: the Verilog, the DRAM image, the simulation logs) and its replay command.
+
+With `chains` > 1, case `s` is `hwgen.randomnet.random_group(s, chains)`: that many random chains
+on one engine (shared bits, lanes, bus, input shape and stall seed; layers of their own), so one
+generated engine, one Verilator build and one simulation verify them all. Builds dominate a
+case's time, so this multiplies the chains verified per hour.
 """
 
 from __future__ import annotations
@@ -22,17 +27,21 @@ from .spec import digest
 from .stages import error_text, make_row
 
 STAGE = "verify"
+MAX_CHAINS = 64  # chains per engine: one simulation runs them all, so a failure replays them all
 
 
-def case_key(seed: int, timing: str, mode: str = "reference") -> str:
+def case_key(seed: int, timing: str, mode: str = "reference", chains: int = 1) -> str:
     key = {"verify": seed, "timing": timing}
     if mode != "reference":  # the reference mode's keys stay those of campaigns before the fast mode
         key["mode"] = mode
+    if chains != 1:  # and one-chain cases those of campaigns before engines were shared
+        key["chains"] = chains
     return digest(key)
 
 
-def replay_command(seed: int, out: Path, timing: str, mode: str = "reference") -> str:
+def replay_command(seed: int, out: Path, timing: str, mode: str = "reference", chains: int = 1) -> str:
     extra = ("" if timing == "hostile" else f" --timing {timing}") + ("" if mode == "reference" else f" --mode {mode}")
+    extra += "" if chains == 1 else f" --chains-per-engine {chains}"
     return f"hwgen verify --random 1 --seed {seed}{extra} --out {out}"
 
 
@@ -43,29 +52,32 @@ class Case:
     timing: str
     cache: str | None  # a shared Verilator build cache; None: the case's own, deleted when it passes
     mode: str = "reference"  # hwgen.simulate's: the cocotb DRAM model, or "fast" (the same as HDL)
+    chains: int = 1  # random chains sharing the case's engine, build and simulation (hwgen.randomnet.random_group)
     cpus = 1
 
+    def replay(self) -> str:
+        return replay_command(self.seed, Path(self.out), self.timing, self.mode, self.chains)
+
     def base(self, engine: dict | None = None, label: str | None = None) -> dict:
-        key = case_key(self.seed, self.timing, self.mode)
+        key = case_key(self.seed, self.timing, self.mode, self.chains)
         return {"key": key, "point": key, "stage": STAGE, "input": label or f"chain{self.seed}", "input_key": "",
                 "seed": self.seed, **(engine or {})}
 
     def error_rows(self, error: str) -> list[dict]:
-        return [make_row(self.base(), "error", error, 0.0, {},
-                         {"replay": replay_command(self.seed, Path(self.out), self.timing, self.mode)})]
+        return [make_row(self.base(), "error", error, 0.0, {}, {"replay": self.replay(), "chains": self.chains})]
 
 
 def run_case(case: Case) -> list[dict]:
     """Generate, simulate and compare one random chain; one row."""
     from .. import sim_target, simulate
-    from ..randomnet import random_chain
+    from ..randomnet import random_chain, random_group
 
     t0 = time.perf_counter()
     folder = Path(case.out) / "cases" / str(case.seed)
-    doc = {"replay": replay_command(case.seed, Path(case.out), case.timing, case.mode)}
+    doc = {"replay": case.replay(), "chains": case.chains}
     figures, base = {}, case.base()
     try:
-        chain = random_chain(case.seed)
+        chain = random_chain(case.seed) if case.chains == 1 else random_group(case.seed, case.chains)
         base = case.base(chain.engine, chain.graph.name)
         doc["description"] = chain.description
         target = sim_target.from_graph(chain.graph, folder / "gen", **chain.engine)
@@ -95,34 +107,39 @@ def run_case(case: Case) -> list[dict]:
 
 def run_campaign(cases: int, out, *, seed: int = 0, timing: str = "hostile", executor: str = "local",
                  workers: int | None = None, address: str | None = None, cache_dir=None,
-                 progress: bool = True, mode: str = "reference") -> dict:
-    """Cases seed .. seed + cases - 1 not yet passed in `out`; returns counts, failures and cases/hour."""
+                 progress: bool = True, mode: str = "reference", chains: int = 1) -> dict:
+    """Cases seed .. seed + cases - 1 not yet passed in `out`, each `chains` random chains on one
+    engine; returns counts, failures, cases/hour and chains/hour."""
     from ..errors import HwgenError
 
     if cases < 1:
         raise HwgenError(f"--random must be at least 1, got {cases}")
+    if not 1 <= chains <= MAX_CHAINS:
+        raise HwgenError(f"--chains-per-engine must be from 1 to {MAX_CHAINS}, got {chains}")
     if seed < 0:
         raise HwgenError(f"--seed must be non-negative, got {seed}")
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     seeds = range(seed, seed + cases)
     done = {r["key"] for r in store.load(out) if r["status"] == "ok"}
-    todo = [s for s in seeds if case_key(s, timing, mode) not in done]
+    todo = [s for s in seeds if case_key(s, timing, mode, chains) not in done]
     # Every case is a different design: a build (about 150 MB) is worth keeping only for a failure.
     cache = str(cache_dir) if cache_dir else None
     t0 = time.perf_counter()
     ex = executors.make(executor, workers, address)
     try:
-        counts = execute(ex, run_case, [Case(str(out), s, timing, cache, mode) for s in todo], out, len(todo),
+        counts = execute(ex, run_case, [Case(str(out), s, timing, cache, mode, chains) for s in todo], out, len(todo),
                          f"verify {len(todo)} cases", progress)
         store.compact(out)
     finally:
         ex.close()
     wall = time.perf_counter() - t0
-    keys = {case_key(s, timing, mode) for s in seeds}
+    keys = {case_key(s, timing, mode, chains) for s in seeds}
     rows = [r for r in store.load(out) if r["key"] in keys]
     failed = [r for r in rows if r["status"] != "ok"]
     return {"cases": cases, "ran": len(todo), "skipped": cases - len(todo), **counts,
             "passed": len(rows) - len(failed), "failed": failed, "wall_s": round(wall, 3),
             "cases_per_hour": round(len(todo) / wall * 3600, 1) if todo and wall > 0 else None,
+            "chains": chains,
+            "chains_per_hour": round(len(todo) * chains / wall * 3600, 1) if todo and wall > 0 else None,
             "executor": ex.name}
