@@ -169,10 +169,21 @@ class InputBuffer(wiring.Component):
         b_offset = Signal(range(p.row_elems + (1 << 16)))
         b_keep = Signal(cols)
 
+        # the `read` cut (`params.mac_cuts`): stage C, the read data and its row's fields registered once
+        # more, so the buffer's output meets a register, not the shifter; it advances with stage B
+        read_cut = "read" in p.mac_cuts
+        stage_b = (b_valid, b_ky, b_last, b_offset, b_keep, mem.rd_data)
+        if read_cut:
+            stage_c = tuple(Signal.like(v, name=f"c_{name}")
+                            for v, name in zip(stage_b, ("valid", "ky", "last", "offset", "keep", "data")))
+        else:
+            stage_c = stage_b
+        c_valid, c_ky, c_last, c_offset, c_keep, c_data = stage_c
+
         # column x_base + j - kernel_max // 2 of the row; outside 0 .. width-1 it is padding (or a
         # neighbouring slot)
         right = self.width if half_max == 1 else self.width + (half_max - 1)
-        stall = b_valid & b_last & self.window.valid & ~self.window.ready
+        stall = c_valid & c_last & self.window.valid & ~self.window.ready
         advance = ~stall
         rd_slot = Signal(32)
         m.d.comb += [rd_slot.eq(slot_base + ky),
@@ -205,25 +216,29 @@ class InputBuffer(wiring.Component):
                          b_offset.eq((slot_elems + x_base - self.col_origin)[:len(b_offset)]),
                          b_keep.eq(Cat(row_ok & (x_base + j >= half_max) & (x_base + j <= right) for j in range(cols)))]
 
-        # stage B: cut the window's columns out of the row, zero the padding
-        padded = Cat(Const(0, half_max * a), mem.rd_data, Const(0, cols * a))
-        segment = padded.bit_select(b_offset * a, cols * a)
+        if read_cut:
+            with m.If(advance):
+                m.d.sync += [reg.eq(v) for reg, v in zip(stage_c, stage_b)]
+
+        # stage B (C with the `read` cut): cut the window's columns out of the row, zero the padding
+        padded = Cat(Const(0, half_max * a), c_data, Const(0, cols * a))
+        segment = padded.bit_select(c_offset * a, cols * a)
         cut = Signal(cols * a)
-        m.d.comb += cut.eq(Cat(Mux(b_keep[j], segment.word_select(j, a), 0) for j in range(cols)))
+        m.d.comb += cut.eq(Cat(Mux(c_keep[j], segment.word_select(j, a), 0) for j in range(cols)))
         rows = [Signal(cols * a, name=f"row{i}") for i in range(kmax - 1)]
         with m.If(self.window.valid & self.window.ready):
             m.d.sync += self.window.valid.eq(0)
-        with m.If(advance & b_valid):
-            with m.If(b_last):
+        with m.If(advance & c_valid):
+            with m.If(c_last):
                 m.d.sync += [
                     self.window.valid.eq(1),
                     self.window.payload.eq(Mux(self.kernel1x1,
                                                Cat(Const(0, half_max * cols * a), cut, Const(0, half_max * cols * a)),
-                                               Cat(*(Mux(b_ky == i, cut, rows[i]) for i in range(kmax - 1)),
-                                                   Mux(b_ky == kmax - 1, cut, 0)))),
+                                               Cat(*(Mux(c_ky == i, cut, rows[i]) for i in range(kmax - 1)),
+                                                   Mux(c_ky == kmax - 1, cut, 0)))),
                 ]
             for i in range(kmax - 2):
-                with m.Elif(b_ky == i):
+                with m.Elif(c_ky == i):
                     m.d.sync += rows[i].eq(cut)
             with m.Else():
                 m.d.sync += rows[kmax - 2].eq(cut)
