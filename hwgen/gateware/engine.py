@@ -126,6 +126,17 @@ class Engine(wiring.Component):
         tile_x_lo = Signal(16)  # the first input column the tile's windows touch
         tile_x_hi = Signal(signed(18))  # one past the last
         tile_flush = Signal()  # a row's columns end in its last beat's second half: the fill writes once more
+        # their terms, one carry chain per cycle (TILE_COLS .. TILE_ROW_BEATS): output columns left from
+        # the tile's first, its first window's left column, that + kernel - stride, the right end clipped
+        # to the width, its lo and first column less beat_elems - 1 (beats round up), the row's kept beats
+        tile_left = Signal(16)
+        tile_x0 = Signal(signed(18))
+        tile_x_end = Signal(signed(18))
+        tile_hi = Signal(16)
+        tile_lo_up = Signal(signed(18))
+        tile_x_lo_up = Signal(signed(18))
+        tile_kept = Signal(16)
+        tile_last = Signal()  # the band's last column tile
         # resident lane groups: the group within the resident set, its weight-buffer offsets, and
         # the lane group state at the set's first group (restored for every band)
         j = Signal(8)
@@ -234,7 +245,7 @@ class Engine(wiring.Component):
 
         group_state = [group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start]
         last_group = group == d.m_groups - 1
-        last_col = ~col_tiled | (tile_ox0 + (d.col_beats << be_log) >= d.out_width)
+        last_col = ~col_tiled | tile_last
         last_tile = (band == d.bands - 1) & last_col
         bpw_log = wbuf.beats_per_word.bit_length() - 1
         lw_log = wbuf.lane_words_per_word.bit_length() - 1
@@ -312,30 +323,43 @@ class Engine(wiring.Component):
             # -- a column tile: its output columns and the whole input beats of a row its windows touch ----
             with m.State("TILE_COLS"):
                 m.d.comb += self.busy.eq(1)
-                left = d.out_width - tile_ox0
-                cols_now = Signal(16)
-                m.d.comb += cols_now.eq(Mux(left < (d.col_beats << be_log), left, d.col_beats << be_log))
-                x_lo = Signal(signed(18))
-                m.d.comb += x_lo.eq(Mux(d.stride2, tile_ox0 << 1, tile_ox0) - (d.kernel >> 1))
+                m.d.sync += [tile_left.eq(d.out_width - tile_ox0),
+                             tile_x0.eq(Mux(d.stride2, tile_ox0 << 1, tile_ox0) - (d.kernel >> 1))]
+                m.next = "TILE_SPAN"
+            with m.State("TILE_SPAN"):
+                m.d.comb += self.busy.eq(1)
+                tile_width = d.col_beats << be_log
+                x_lo = Mux(tile_x0 < 0, 0, tile_x0).as_unsigned()[:16]
                 m.d.sync += [
-                    tile_cols.eq(cols_now),
-                    tile_xg.eq((cols_now + p.x_lanes - 1) >> (p.x_lanes.bit_length() - 1)),
-                    tile_out_beats.eq((cols_now + p.beat_elems - 1) >> be_log),
-                    tile_x_lo.eq(Mux(x_lo < 0, 0, x_lo).as_unsigned()[:16]),
-                    tile_lo.eq(Mux(x_lo < 0, 0, x_lo).as_unsigned()[:16] >> be_log),
-                    tile_x_hi.eq(x_lo + Mux(d.stride2, (cols_now - 1) << 1, cols_now - 1) + d.kernel),
+                    tile_cols.eq(Mux(tile_left < tile_width, tile_left, tile_width)),
+                    tile_last.eq(tile_left <= tile_width),
+                    tile_x_lo.eq(x_lo), tile_lo.eq(x_lo >> be_log),
+                    tile_x_end.eq(tile_x0 + (d.kernel - Mux(d.stride2, 2, 1))),
+                ]
+                m.next = "TILE_HI"
+            with m.State("TILE_HI"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [
+                    tile_xg.eq((tile_cols + p.x_lanes - 1) >> (p.x_lanes.bit_length() - 1)),
+                    tile_out_beats.eq((tile_cols + p.beat_elems - 1) >> be_log),
+                    tile_x_hi.eq(tile_x_end + Mux(d.stride2, tile_cols << 1, tile_cols)),
+                    tile_lo_up.eq((tile_lo << be_log) - (p.beat_elems - 1)),
+                    tile_x_lo_up.eq(tile_x_lo - (p.beat_elems - 1)),
                 ]
                 m.next = "TILE_BEATS"
             with m.State("TILE_BEATS"):
                 m.d.comb += self.busy.eq(1)
-                hi = Mux(tile_x_hi > d.width, d.width, tile_x_hi).as_unsigned()[:16]
-                beats = ((hi + p.beat_elems - 1) >> be_log) - tile_lo
-                kept = (hi - tile_x_lo + p.beat_elems - 1) >> be_log  # beats of the row's columns in the buffer
-                m.d.sync += [tile_beats.eq(beats), tile_flush.eq((tile_x_lo[:be_log] != 0) & (kept == beats))]
-                m.next = "BAND_BEATS"
+                m.d.sync += tile_hi.eq(Mux(tile_x_hi > d.width, d.width, tile_x_hi).as_unsigned()[:16])
+                m.next = "TILE_ROW_BEATS"
+            with m.State("TILE_ROW_BEATS"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [tile_beats.eq((tile_hi - tile_lo_up) >> be_log),  # beats the row's read covers
+                             tile_kept.eq((tile_hi - tile_x_lo_up) >> be_log)]  # beats of its columns in the buffer
                 m.next = "BAND_BEATS"
             with m.State("BAND_BEATS"):
                 m.d.comb += self.busy.eq(1)
+                with m.If(col_tiled):
+                    m.d.sync += tile_flush.eq((tile_x_lo[:be_log] != 0) & (tile_kept == tile_beats))
                 m.d.sync += [span_beats.eq((band_hi - band_lo).as_unsigned()[:16] * d.in_row_beats),
                              lo_beats.eq(band_lo.as_unsigned()[:16] * d.in_row_beats)]
                 m.next = "BAND_ADDR"
