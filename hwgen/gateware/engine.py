@@ -84,6 +84,9 @@ class Engine(wiring.Component):
         band_out_beats = Signal(32)
         last_tap = Signal(8)  # the layer's taps - 1: the MAC array's last step per channel
         last_channel = Signal(16)  # channels - 1
+        last_m_group = Signal(16)  # m_groups - 1
+        last_band = Signal(16)  # bands - 1
+        band_last_row = Signal(16)  # column tiles: the band's input rows - 1 (one read per row)
         # lane group state
         group = Signal(16)
         lanes_left = Signal(16)
@@ -147,6 +150,7 @@ class Engine(wiring.Component):
         saved = [Signal.like(v, name=f"saved_{v.name}")
                  for v in (group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start)]
         got = Signal(32)  # data beats received in the current load
+        got_last = Signal()  # the next beat is the load's last (loads of a descriptor-dependent length)
         k = Signal(range(lanes + 1))
 
         rd_beat = self.rd.valid & self.rd.ready
@@ -207,7 +211,12 @@ class Engine(wiring.Component):
 
         def read(addr, beats):
             m.d.comb += [reader.start.eq(1), reader.addr.eq(addr), reader.beats.eq(beats)]
-            m.d.sync += got.eq(0)
+            m.d.sync += [got.eq(0), got_last.eq(beats == 1)]
+
+        def count_beat(beats):
+            """A data beat of a load of `beats`: `got_last` follows it one beat ahead, so the load's end
+            is a register, not a compare, in front of the state transition."""
+            m.d.sync += [got.eq(got + 1), got_last.eq(got + 2 == beats)]
 
         resident = d.resident_groups != 0
 
@@ -244,9 +253,9 @@ class Engine(wiring.Component):
                 m.d.sync += tile_ox0.eq(tile_ox0 + (d.col_beats << be_log))
 
         group_state = [group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start]
-        last_group = group == d.m_groups - 1
+        last_group = group == last_m_group
         last_col = ~col_tiled | tile_last
-        last_tile = (band == d.bands - 1) & last_col
+        last_tile = (band == last_band) & last_col
         bpw_log = wbuf.beats_per_word.bit_length() - 1
         lw_log = wbuf.lane_words_per_word.bit_length() - 1
 
@@ -266,6 +275,7 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [
                     row_bytes.eq(d.out_row_beats * bb), last_tap.eq(d.taps - 1), last_channel.eq(d.channels - 1),
+                    last_m_group.eq(d.m_groups - 1), last_band.eq(d.bands - 1),
                     out_plane_beats.eq(d.out_height * d.out_row_beats),
                     in_plane_beats.eq(d.height * d.in_row_beats),
                     band_out_beats.eq(d.band_rows * d.out_row_beats),
@@ -361,6 +371,7 @@ class Engine(wiring.Component):
                 with m.If(col_tiled):
                     m.d.sync += tile_flush.eq((tile_x_lo[:be_log] != 0) & (tile_kept == tile_beats))
                 m.d.sync += [span_beats.eq((band_hi - band_lo).as_unsigned()[:16] * d.in_row_beats),
+                             band_last_row.eq((band_hi - band_lo).as_unsigned()[:16] - 1),
                              lo_beats.eq(band_lo.as_unsigned()[:16] * d.in_row_beats)]
                 m.next = "BAND_ADDR"
             with m.State("BAND_ADDR"):
@@ -381,15 +392,15 @@ class Engine(wiring.Component):
             with m.State("INPUT"):
                 m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), inbuf.fill.valid.eq(self.rd.valid)]
                 with m.If(rd_beat):
-                    m.d.sync += got.eq(got + 1)
-                    with m.If(got == chan_beats - 1):
-                        with m.If(col_tiled & (in_row != (band_hi - band_lo).as_unsigned()[:16] - 1)):
+                    count_beat(chan_beats)
+                    with m.If(got_last):
+                        with m.If(col_tiled & (in_row != band_last_row)):
                             m.d.sync += [in_row.eq(in_row + 1), in_ptr.eq(in_ptr + in_row_bytes)]
                             m.next = "INPUT_REQ"
                         with m.Else():
                             m.d.sync += [in_c.eq(in_c + 1), in_row.eq(0), chan_ptr.eq(chan_ptr + in_plane_bytes),
                                          in_ptr.eq(chan_ptr + in_plane_bytes), slot_ptr.eq(slot_ptr + d.chan_rows)]
-                            with m.If(in_c != d.channels - 1):
+                            with m.If(in_c != last_channel):
                                 m.next = "INPUT_REQ"
                             with m.Else():
                                 m.next = "GROUPS"
@@ -436,8 +447,8 @@ class Engine(wiring.Component):
                 # streamed: the group's weights, then its run; resident: the set's groups side by side
                 m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), wbuf.fill.valid.eq(self.rd.valid)]
                 with m.If(rd_beat):
-                    m.d.sync += got.eq(got + 1)
-                    with m.If(got == d.weight_group_beats - 1):
+                    count_beat(d.weight_group_beats)
+                    with m.If(got_last):
                         with m.If(~resident):
                             m.next = "RUN_START"
                         with m.Else():
