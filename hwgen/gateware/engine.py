@@ -106,7 +106,10 @@ class Engine(wiring.Component):
         band_lo = Signal(signed(18))
         band_hi = Signal(signed(18))
         band_out_off = Signal(ADDR_BITS)
-        band_span = Signal(signed(18))  # input rows from the band's first window's top row to past its last
+        # the band's first window's top row + kernel rows - stride (BAND), then + its output rows * stride:
+        # one past the last input row its windows read (BAND_ROWS), one add per cycle
+        band_top = Signal(signed(18))
+        band_end = Signal(signed(18))
         span_beats = Signal(32)  # beats of the band's rows [lo, hi) of one channel
         lo_beats = Signal(32)  # beats before row lo in a channel
         chan_beats = Signal(32)
@@ -313,19 +316,18 @@ class Engine(wiring.Component):
             # -- a row band's input: the rows [lo, hi) of every channel its windows read ----------------
             with m.State("BAND"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += band_rows_now.eq(Mux(d.out_height - band_oy0 < d.band_rows, d.out_height - band_oy0,
-                                                 d.band_rows))
+                m.d.sync += [band_rows_now.eq(Mux(d.out_height - band_oy0 < d.band_rows, d.out_height - band_oy0,
+                                                  d.band_rows)),
+                             band_top.eq(band_y0 + (kernel_rows - Mux(d.stride2, 2, 1)))]
                 m.next = "BAND_ROWS"
             with m.State("BAND_ROWS"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += band_span.eq(Mux(d.stride2, (band_rows_now - 1) << 1, band_rows_now - 1) + kernel_rows)
+                m.d.sync += band_end.eq(band_top + Mux(d.stride2, band_rows_now << 1, band_rows_now))
                 m.next = "BAND_LIMITS"
             with m.State("BAND_LIMITS"):
                 m.d.comb += self.busy.eq(1)
-                rows_in = Signal(signed(18))
-                m.d.comb += rows_in.eq(band_y0 + band_span)
                 m.d.sync += [band_lo.eq(Mux(band_y0 < 0, 0, band_y0)),
-                             band_hi.eq(Mux(rows_in > d.height, d.height, rows_in))]
+                             band_hi.eq(Mux(band_end > d.height, d.height, band_end))]
                 with m.If(col_tiled):
                     m.next = "TILE_COLS"
                 with m.Else():

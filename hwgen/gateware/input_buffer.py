@@ -155,7 +155,10 @@ class InputBuffer(wiring.Component):
 
         ky_last = Mux(self.kernel1x1, half_max, Mux(self.residue_groups, lasts[f_index], dense_last))
         # the channel after the one being fetched: the next in the pass, or the next pass's first
-        next_index = Mux(c == self.channels - 1, self.group_index, f_next)
+        # channels - 1 in a register (the layer's channels are set long before a run)
+        last_c = Signal(16)
+        m.d.sync += last_c.eq(self.channels - 1)
+        next_index = Mux(c == last_c, self.group_index, f_next)
         y = Signal(signed(18))
         m.d.comb += y.eq(y_base + ky)
         row_ok = (y >= 0) & (y < self.height)
@@ -201,7 +204,7 @@ class InputBuffer(wiring.Component):
             with m.Else():
                 m.d.sync += [ky.eq(ky_first(next_index)), c.eq(c + 1), slot_base.eq(slot_base + self.chan_rows),
                              f_index.eq(next_index)]
-                with m.If(c == self.channels - 1):
+                with m.If(c == last_c):
                     m.d.sync += [c.eq(0), slot_base.eq(row_base), xg.eq(xg + 1),
                                  x_base.eq(x_base + Mux(self.stride2, 2 * p.x_lanes, p.x_lanes))]
                     with m.If(xg == self.x_groups - 1):
