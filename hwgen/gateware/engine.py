@@ -181,7 +181,8 @@ class Engine(wiring.Component):
         m.d.comb += [
             mac.last_channel.eq(last_channel), mac.stride2.eq(d.stride2),
             mac.last_step.eq(Mux(d.residue_groups, rom.last_step, last_tap) if p.sparse else last_tap),
-            mac.next_one_step.eq(Mux(d.residue_groups, rom.next_one_step, last_tap == 0) if p.sparse else last_tap == 0),
+            mac.next_one_step.eq(Mux(d.residue_groups, rom.next_one_step, last_tap == 0) if p.sparse
+                                 else last_tap == 0),
             mac.in_signed.eq(d.in_signed),
             wbuf.addr.eq(mac.weight_addr), wbuf.read_base.eq(lane_base), wbuf.fill_base.eq(fill_base),
             mac.weights.eq(wbuf.data),

@@ -54,7 +54,7 @@ class PatternRom(wiring.Component):
             "pass_done": In(1),  # the issued step is the pass's last: res <- group_res
             "select": Out(data.ArrayLayout(unsigned(select_bits(params)), lanes)),  # one cycle after issue
             "last_step": Out(4),  # taps of lane 0's pattern for the channel being issued, minus one
-            "next_one_step": Out(1),  # lane 0's pattern for the channel after it (this pass's or the next's) has one tap
+            "next_one_step": Out(1),  # lane 0's pattern on the next channel (of this pass or the next) has one tap
             "group_index": Out(select_bits(params)),  # lane 0's ROM index for the group's channel 0
         })
 
