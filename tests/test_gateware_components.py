@@ -100,8 +100,8 @@ def test_reader_splits_into_bursts(beats):
 
 
 def test_pattern_rom_lane_residues():
-    # two tables in the ROM: the layer uses the second (base 3, P = 4); 8 lanes share 4 selections
-    params = EngineParams(m_lanes=8, patterns=(0b111, 0b1, 0b10, 0b11, 0b110, 0b101, 0b1001), lane_period=4).validate()
+    # two tables in the ROM: the layer uses the second (base 3, P = 4, one of one tap); 8 lanes share 4 selections
+    params = EngineParams(m_lanes=8, patterns=(0b111, 0b1, 0b10, 0b11, 0b100, 0b101, 0b1001), lane_period=4).validate()
     dut = PatternRom(params)
     base, period, channels, groups = 3, 4, 5, 3
     lanes = params.select_lanes
@@ -125,6 +125,9 @@ def test_pattern_rom_lane_residues():
                     ctx.set(dut.issue, 1)
                     ctx.set(dut.chan_done, 1)
                     ctx.set(dut.pass_done, c == channels - 1)
+                    # the MAC array's lookahead: lane 0's pattern on the next channel (the next pass's first)
+                    following = base + (g * params.m_lanes + (c + 1) % channels) % period
+                    assert ctx.get(dut.next_one_step) == (bin(params.patterns[following]).count("1") == 1), (g, c)
                     await ctx.tick()
                     ctx.set(dut.issue, 0)
                     got = [ctx.get(dut.select[m]) for m in range(lanes)]

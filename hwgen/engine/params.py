@@ -20,8 +20,9 @@ TAPS = 9  # a 3x3 pattern (periodic and pattern-library layers, the pattern ROM'
 KERNEL_MAX = 7  # the largest kernel an engine can be built for
 # Register cuts of the two long paths, in the order `pipeline` depth adds them (docs/engine.md,
 # "Pipeline"): each cut is one register stage, so one cycle of latency, on its path.
-# MacArray: a window FIFO before the issue, DSP inputs, DSP output, per-pattern pixels
-MAC_CUTS = ("window", "operands", "product", "candidates")
+# InputBuffer -> MacArray: a window FIFO before the issue, DSP inputs, DSP output, per-pattern pixels,
+# the input buffer's read data before the window shifter
+MAC_CUTS = ("window", "operands", "product", "candidates", "read")
 # Requant: after the partial products, the shift, their sum, the clamp; before the multiply
 REQUANT_CUTS = ("product", "rounding", "sum", "output", "inputs")
 MAX_PIPELINE = max(len(MAC_CUTS), len(REQUANT_CUTS))

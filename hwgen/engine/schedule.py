@@ -76,9 +76,9 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
 
     def band_load(lo: int, hi: int, beats: int | None) -> int:
         """BAND, BAND_ROWS, BAND_LIMITS, BAND_BEATS, BAND_ADDR, then a read per channel (per row of a
-        column tile, after TILE_COLS and TILE_BEATS)."""
+        column tile, after TILE_COLS, TILE_SPAN, TILE_HI, TILE_BEATS and TILE_ROW_BEATS)."""
         if beats is not None:
-            return 7 + c * (hi - lo) * _load_cycles(beats, latency)
+            return 10 + c * (hi - lo) * _load_cycles(beats, latency)
         if (lo, hi) == (0, h) and tiling.chan_rows == h:
             return 5 + _load_cycles(c * h * rbi, latency)
         return 5 + c * _load_cycles((hi - lo) * rbi, latency)

@@ -84,6 +84,9 @@ class Engine(wiring.Component):
         band_out_beats = Signal(32)
         last_tap = Signal(8)  # the layer's taps - 1: the MAC array's last step per channel
         last_channel = Signal(16)  # channels - 1
+        last_m_group = Signal(16)  # m_groups - 1
+        last_band = Signal(16)  # bands - 1
+        band_last_row = Signal(16)  # column tiles: the band's input rows - 1 (one read per row)
         # lane group state
         group = Signal(16)
         lanes_left = Signal(16)
@@ -103,7 +106,10 @@ class Engine(wiring.Component):
         band_lo = Signal(signed(18))
         band_hi = Signal(signed(18))
         band_out_off = Signal(ADDR_BITS)
-        band_span = Signal(signed(18))  # input rows from the band's first window's top row to past its last
+        # the band's first window's top row + kernel rows - stride (BAND), then + its output rows * stride:
+        # one past the last input row its windows read (BAND_ROWS), one add per cycle
+        band_top = Signal(signed(18))
+        band_end = Signal(signed(18))
         span_beats = Signal(32)  # beats of the band's rows [lo, hi) of one channel
         lo_beats = Signal(32)  # beats before row lo in a channel
         chan_beats = Signal(32)
@@ -126,6 +132,17 @@ class Engine(wiring.Component):
         tile_x_lo = Signal(16)  # the first input column the tile's windows touch
         tile_x_hi = Signal(signed(18))  # one past the last
         tile_flush = Signal()  # a row's columns end in its last beat's second half: the fill writes once more
+        # their terms, one carry chain per cycle (TILE_COLS .. TILE_ROW_BEATS): output columns left from
+        # the tile's first, its first window's left column, that + kernel - stride, the right end clipped
+        # to the width, its lo and first column less beat_elems - 1 (beats round up), the row's kept beats
+        tile_left = Signal(16)
+        tile_x0 = Signal(signed(18))
+        tile_x_end = Signal(signed(18))
+        tile_hi = Signal(16)
+        tile_lo_up = Signal(signed(18))
+        tile_x_lo_up = Signal(signed(18))
+        tile_kept = Signal(16)
+        tile_last = Signal()  # the band's last column tile
         # resident lane groups: the group within the resident set, its weight-buffer offsets, and
         # the lane group state at the set's first group (restored for every band)
         j = Signal(8)
@@ -136,6 +153,7 @@ class Engine(wiring.Component):
         saved = [Signal.like(v, name=f"saved_{v.name}")
                  for v in (group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start)]
         got = Signal(32)  # data beats received in the current load
+        got_last = Signal()  # the next beat is the load's last (loads of a descriptor-dependent length)
         k = Signal(range(lanes + 1))
 
         rd_beat = self.rd.valid & self.rd.ready
@@ -163,6 +181,8 @@ class Engine(wiring.Component):
         m.d.comb += [
             mac.last_channel.eq(last_channel), mac.stride2.eq(d.stride2),
             mac.last_step.eq(Mux(d.residue_groups, rom.last_step, last_tap) if p.sparse else last_tap),
+            mac.next_one_step.eq(Mux(d.residue_groups, rom.next_one_step, last_tap == 0) if p.sparse
+                                 else last_tap == 0),
             mac.in_signed.eq(d.in_signed),
             wbuf.addr.eq(mac.weight_addr), wbuf.read_base.eq(lane_base), wbuf.fill_base.eq(fill_base),
             mac.weights.eq(wbuf.data),
@@ -195,7 +215,12 @@ class Engine(wiring.Component):
 
         def read(addr, beats):
             m.d.comb += [reader.start.eq(1), reader.addr.eq(addr), reader.beats.eq(beats)]
-            m.d.sync += got.eq(0)
+            m.d.sync += [got.eq(0), got_last.eq(beats == 1)]
+
+        def count_beat(beats):
+            """A data beat of a load of `beats`: `got_last` follows it one beat ahead, so the load's end
+            is a register, not a compare, in front of the state transition."""
+            m.d.sync += [got.eq(got + 1), got_last.eq(got + 2 == beats)]
 
         resident = d.resident_groups != 0
 
@@ -232,9 +257,9 @@ class Engine(wiring.Component):
                 m.d.sync += tile_ox0.eq(tile_ox0 + (d.col_beats << be_log))
 
         group_state = [group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start]
-        last_group = group == d.m_groups - 1
-        last_col = ~col_tiled | (tile_ox0 + (d.col_beats << be_log) >= d.out_width)
-        last_tile = (band == d.bands - 1) & last_col
+        last_group = group == last_m_group
+        last_col = ~col_tiled | tile_last
+        last_tile = (band == last_band) & last_col
         bpw_log = wbuf.beats_per_word.bit_length() - 1
         lw_log = wbuf.lane_words_per_word.bit_length() - 1
 
@@ -254,6 +279,7 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [
                     row_bytes.eq(d.out_row_beats * bb), last_tap.eq(d.taps - 1), last_channel.eq(d.channels - 1),
+                    last_m_group.eq(d.m_groups - 1), last_band.eq(d.bands - 1),
                     out_plane_beats.eq(d.out_height * d.out_row_beats),
                     in_plane_beats.eq(d.height * d.in_row_beats),
                     band_out_beats.eq(d.band_rows * d.out_row_beats),
@@ -291,19 +317,18 @@ class Engine(wiring.Component):
             # -- a row band's input: the rows [lo, hi) of every channel its windows read ----------------
             with m.State("BAND"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += band_rows_now.eq(Mux(d.out_height - band_oy0 < d.band_rows, d.out_height - band_oy0,
-                                                 d.band_rows))
+                m.d.sync += [band_rows_now.eq(Mux(d.out_height - band_oy0 < d.band_rows, d.out_height - band_oy0,
+                                                  d.band_rows)),
+                             band_top.eq(band_y0 + (kernel_rows - Mux(d.stride2, 2, 1)))]
                 m.next = "BAND_ROWS"
             with m.State("BAND_ROWS"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += band_span.eq(Mux(d.stride2, (band_rows_now - 1) << 1, band_rows_now - 1) + kernel_rows)
+                m.d.sync += band_end.eq(band_top + Mux(d.stride2, band_rows_now << 1, band_rows_now))
                 m.next = "BAND_LIMITS"
             with m.State("BAND_LIMITS"):
                 m.d.comb += self.busy.eq(1)
-                rows_in = Signal(signed(18))
-                m.d.comb += rows_in.eq(band_y0 + band_span)
                 m.d.sync += [band_lo.eq(Mux(band_y0 < 0, 0, band_y0)),
-                             band_hi.eq(Mux(rows_in > d.height, d.height, rows_in))]
+                             band_hi.eq(Mux(band_end > d.height, d.height, band_end))]
                 with m.If(col_tiled):
                     m.next = "TILE_COLS"
                 with m.Else():
@@ -311,31 +336,45 @@ class Engine(wiring.Component):
             # -- a column tile: its output columns and the whole input beats of a row its windows touch ----
             with m.State("TILE_COLS"):
                 m.d.comb += self.busy.eq(1)
-                left = d.out_width - tile_ox0
-                cols_now = Signal(16)
-                m.d.comb += cols_now.eq(Mux(left < (d.col_beats << be_log), left, d.col_beats << be_log))
-                x_lo = Signal(signed(18))
-                m.d.comb += x_lo.eq(Mux(d.stride2, tile_ox0 << 1, tile_ox0) - (d.kernel >> 1))
+                m.d.sync += [tile_left.eq(d.out_width - tile_ox0),
+                             tile_x0.eq(Mux(d.stride2, tile_ox0 << 1, tile_ox0) - (d.kernel >> 1))]
+                m.next = "TILE_SPAN"
+            with m.State("TILE_SPAN"):
+                m.d.comb += self.busy.eq(1)
+                tile_width = d.col_beats << be_log
+                x_lo = Mux(tile_x0 < 0, 0, tile_x0).as_unsigned()[:16]
                 m.d.sync += [
-                    tile_cols.eq(cols_now),
-                    tile_xg.eq((cols_now + p.x_lanes - 1) >> (p.x_lanes.bit_length() - 1)),
-                    tile_out_beats.eq((cols_now + p.beat_elems - 1) >> be_log),
-                    tile_x_lo.eq(Mux(x_lo < 0, 0, x_lo).as_unsigned()[:16]),
-                    tile_lo.eq(Mux(x_lo < 0, 0, x_lo).as_unsigned()[:16] >> be_log),
-                    tile_x_hi.eq(x_lo + Mux(d.stride2, (cols_now - 1) << 1, cols_now - 1) + d.kernel),
+                    tile_cols.eq(Mux(tile_left < tile_width, tile_left, tile_width)),
+                    tile_last.eq(tile_left <= tile_width),
+                    tile_x_lo.eq(x_lo), tile_lo.eq(x_lo >> be_log),
+                    tile_x_end.eq(tile_x0 + (d.kernel - Mux(d.stride2, 2, 1))),
+                ]
+                m.next = "TILE_HI"
+            with m.State("TILE_HI"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [
+                    tile_xg.eq((tile_cols + p.x_lanes - 1) >> (p.x_lanes.bit_length() - 1)),
+                    tile_out_beats.eq((tile_cols + p.beat_elems - 1) >> be_log),
+                    tile_x_hi.eq(tile_x_end + Mux(d.stride2, tile_cols << 1, tile_cols)),
+                    tile_lo_up.eq((tile_lo << be_log) - (p.beat_elems - 1)),
+                    tile_x_lo_up.eq(tile_x_lo - (p.beat_elems - 1)),
                 ]
                 m.next = "TILE_BEATS"
             with m.State("TILE_BEATS"):
                 m.d.comb += self.busy.eq(1)
-                hi = Mux(tile_x_hi > d.width, d.width, tile_x_hi).as_unsigned()[:16]
-                beats = ((hi + p.beat_elems - 1) >> be_log) - tile_lo
-                kept = (hi - tile_x_lo + p.beat_elems - 1) >> be_log  # beats of the row's columns in the buffer
-                m.d.sync += [tile_beats.eq(beats), tile_flush.eq((tile_x_lo[:be_log] != 0) & (kept == beats))]
-                m.next = "BAND_BEATS"
+                m.d.sync += tile_hi.eq(Mux(tile_x_hi > d.width, d.width, tile_x_hi).as_unsigned()[:16])
+                m.next = "TILE_ROW_BEATS"
+            with m.State("TILE_ROW_BEATS"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [tile_beats.eq((tile_hi - tile_lo_up) >> be_log),  # beats the row's read covers
+                             tile_kept.eq((tile_hi - tile_x_lo_up) >> be_log)]  # beats of its columns in the buffer
                 m.next = "BAND_BEATS"
             with m.State("BAND_BEATS"):
                 m.d.comb += self.busy.eq(1)
+                with m.If(col_tiled):
+                    m.d.sync += tile_flush.eq((tile_x_lo[:be_log] != 0) & (tile_kept == tile_beats))
                 m.d.sync += [span_beats.eq((band_hi - band_lo).as_unsigned()[:16] * d.in_row_beats),
+                             band_last_row.eq((band_hi - band_lo).as_unsigned()[:16] - 1),
                              lo_beats.eq(band_lo.as_unsigned()[:16] * d.in_row_beats)]
                 m.next = "BAND_ADDR"
             with m.State("BAND_ADDR"):
@@ -356,15 +395,15 @@ class Engine(wiring.Component):
             with m.State("INPUT"):
                 m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), inbuf.fill.valid.eq(self.rd.valid)]
                 with m.If(rd_beat):
-                    m.d.sync += got.eq(got + 1)
-                    with m.If(got == chan_beats - 1):
-                        with m.If(col_tiled & (in_row != (band_hi - band_lo).as_unsigned()[:16] - 1)):
+                    count_beat(chan_beats)
+                    with m.If(got_last):
+                        with m.If(col_tiled & (in_row != band_last_row)):
                             m.d.sync += [in_row.eq(in_row + 1), in_ptr.eq(in_ptr + in_row_bytes)]
                             m.next = "INPUT_REQ"
                         with m.Else():
                             m.d.sync += [in_c.eq(in_c + 1), in_row.eq(0), chan_ptr.eq(chan_ptr + in_plane_bytes),
                                          in_ptr.eq(chan_ptr + in_plane_bytes), slot_ptr.eq(slot_ptr + d.chan_rows)]
-                            with m.If(in_c != d.channels - 1):
+                            with m.If(in_c != last_channel):
                                 m.next = "INPUT_REQ"
                             with m.Else():
                                 m.next = "GROUPS"
@@ -411,8 +450,8 @@ class Engine(wiring.Component):
                 # streamed: the group's weights, then its run; resident: the set's groups side by side
                 m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), wbuf.fill.valid.eq(self.rd.valid)]
                 with m.If(rd_beat):
-                    m.d.sync += got.eq(got + 1)
-                    with m.If(got == d.weight_group_beats - 1):
+                    count_beat(d.weight_group_beats)
+                    with m.If(got_last):
                         with m.If(~resident):
                             m.next = "RUN_START"
                         with m.Else():

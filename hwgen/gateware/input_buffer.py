@@ -155,7 +155,10 @@ class InputBuffer(wiring.Component):
 
         ky_last = Mux(self.kernel1x1, half_max, Mux(self.residue_groups, lasts[f_index], dense_last))
         # the channel after the one being fetched: the next in the pass, or the next pass's first
-        next_index = Mux(c == self.channels - 1, self.group_index, f_next)
+        # channels - 1 in a register (the layer's channels are set long before a run)
+        last_c = Signal(16)
+        m.d.sync += last_c.eq(self.channels - 1)
+        next_index = Mux(c == last_c, self.group_index, f_next)
         y = Signal(signed(18))
         m.d.comb += y.eq(y_base + ky)
         row_ok = (y >= 0) & (y < self.height)
@@ -169,10 +172,21 @@ class InputBuffer(wiring.Component):
         b_offset = Signal(range(p.row_elems + (1 << 16)))
         b_keep = Signal(cols)
 
+        # the `read` cut (`params.mac_cuts`): stage C, the read data and its row's fields registered once
+        # more, so the buffer's output meets a register, not the shifter; it advances with stage B
+        read_cut = "read" in p.mac_cuts
+        stage_b = (b_valid, b_ky, b_last, b_offset, b_keep, mem.rd_data)
+        if read_cut:
+            stage_c = tuple(Signal.like(v, name=f"c_{name}")
+                            for v, name in zip(stage_b, ("valid", "ky", "last", "offset", "keep", "data")))
+        else:
+            stage_c = stage_b
+        c_valid, c_ky, c_last, c_offset, c_keep, c_data = stage_c
+
         # column x_base + j - kernel_max // 2 of the row; outside 0 .. width-1 it is padding (or a
         # neighbouring slot)
         right = self.width if half_max == 1 else self.width + (half_max - 1)
-        stall = b_valid & b_last & self.window.valid & ~self.window.ready
+        stall = c_valid & c_last & self.window.valid & ~self.window.ready
         advance = ~stall
         rd_slot = Signal(32)
         m.d.comb += [rd_slot.eq(slot_base + ky),
@@ -190,7 +204,7 @@ class InputBuffer(wiring.Component):
             with m.Else():
                 m.d.sync += [ky.eq(ky_first(next_index)), c.eq(c + 1), slot_base.eq(slot_base + self.chan_rows),
                              f_index.eq(next_index)]
-                with m.If(c == self.channels - 1):
+                with m.If(c == last_c):
                     m.d.sync += [c.eq(0), slot_base.eq(row_base), xg.eq(xg + 1),
                                  x_base.eq(x_base + Mux(self.stride2, 2 * p.x_lanes, p.x_lanes))]
                     with m.If(xg == self.x_groups - 1):
@@ -205,25 +219,29 @@ class InputBuffer(wiring.Component):
                          b_offset.eq((slot_elems + x_base - self.col_origin)[:len(b_offset)]),
                          b_keep.eq(Cat(row_ok & (x_base + j >= half_max) & (x_base + j <= right) for j in range(cols)))]
 
-        # stage B: cut the window's columns out of the row, zero the padding
-        padded = Cat(Const(0, half_max * a), mem.rd_data, Const(0, cols * a))
-        segment = padded.bit_select(b_offset * a, cols * a)
+        if read_cut:
+            with m.If(advance):
+                m.d.sync += [reg.eq(v) for reg, v in zip(stage_c, stage_b)]
+
+        # stage B (C with the `read` cut): cut the window's columns out of the row, zero the padding
+        padded = Cat(Const(0, half_max * a), c_data, Const(0, cols * a))
+        segment = padded.bit_select(c_offset * a, cols * a)
         cut = Signal(cols * a)
-        m.d.comb += cut.eq(Cat(Mux(b_keep[j], segment.word_select(j, a), 0) for j in range(cols)))
+        m.d.comb += cut.eq(Cat(Mux(c_keep[j], segment.word_select(j, a), 0) for j in range(cols)))
         rows = [Signal(cols * a, name=f"row{i}") for i in range(kmax - 1)]
         with m.If(self.window.valid & self.window.ready):
             m.d.sync += self.window.valid.eq(0)
-        with m.If(advance & b_valid):
-            with m.If(b_last):
+        with m.If(advance & c_valid):
+            with m.If(c_last):
                 m.d.sync += [
                     self.window.valid.eq(1),
                     self.window.payload.eq(Mux(self.kernel1x1,
                                                Cat(Const(0, half_max * cols * a), cut, Const(0, half_max * cols * a)),
-                                               Cat(*(Mux(b_ky == i, cut, rows[i]) for i in range(kmax - 1)),
-                                                   Mux(b_ky == kmax - 1, cut, 0)))),
+                                               Cat(*(Mux(c_ky == i, cut, rows[i]) for i in range(kmax - 1)),
+                                                   Mux(c_ky == kmax - 1, cut, 0)))),
                 ]
             for i in range(kmax - 2):
-                with m.Elif(b_ky == i):
+                with m.Elif(c_ky == i):
                     m.d.sync += rows[i].eq(cut)
             with m.Else():
                 m.d.sync += rows[kmax - 2].eq(cut)

@@ -40,6 +40,7 @@ class MacArray(wiring.Component):
             "window": In(stream.Signature(params.kernel_max * params.win_cols * a)),
             "last_channel": In(16),  # input channels - 1
             "last_step": In(8),  # tap steps per channel - 1
+            "next_one_step": In(1),  # the channel after the one being issued has a single step
             "stride2": In(1),
             "in_signed": In(1),
             "bias": In(data.ArrayLayout(signed(32), lanes)),
@@ -70,9 +71,12 @@ class MacArray(wiring.Component):
         t = Signal(8)
         c = Signal(16)
         waddr = Signal.like(self.weight_addr)
-        first_t = t == 0
-        last_t = t == self.last_step
-        last_step = last_t & (c == self.last_channel)
+        # t == 0, t == last_step and c == last_channel as registers, so the issue decision (which
+        # enables the window register, the counters and the ROM) starts at flip-flops, not at compares:
+        # each flag loads its next value at an issue, else re-reads its compare (a new layer or lane
+        # group changes last_step / last_channel many cycles before the first window can arrive)
+        first_t, last_t, last_c = Signal(init=1), Signal(), Signal()
+        last_step = last_t & last_c
         s2_valid, s2_first, s2_last = Signal(), Signal(), Signal()
         # a pass's last step needs the result register free, counting last steps still in flight
         # in any stage (one-step passes: a 1x1 layer with one input channel)
@@ -102,6 +106,12 @@ class MacArray(wiring.Component):
         s2_step = Signal(range(p.window_taps + 1))
         m.d.sync += [s2_valid.eq(can_issue), s2_first.eq(can_issue & first_t & (c == 0)),
                      s2_last.eq(can_issue & last_step), s2_step.eq(t)]
+        with m.If(can_issue):
+            m.d.sync += [first_t.eq(last_t), last_t.eq(Mux(last_t, self.next_one_step, t + 1 == self.last_step))]
+            with m.If(last_t):
+                m.d.sync += last_c.eq(Mux(last_c, self.last_channel == 0, c + 1 == self.last_channel))
+        with m.Else():
+            m.d.sync += [last_t.eq(t == self.last_step), last_c.eq(c == self.last_channel)]
         with m.If(can_issue):
             with m.If(first_t):
                 m.d.sync += window.eq(next_window)

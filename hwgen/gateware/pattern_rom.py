@@ -54,6 +54,7 @@ class PatternRom(wiring.Component):
             "pass_done": In(1),  # the issued step is the pass's last: res <- group_res
             "select": Out(data.ArrayLayout(unsigned(select_bits(params)), lanes)),  # one cycle after issue
             "last_step": Out(4),  # taps of lane 0's pattern for the channel being issued, minus one
+            "next_one_step": Out(1),  # lane 0's pattern on the next channel (of this pass or the next) has one tap
             "group_index": Out(select_bits(params)),  # lane 0's ROM index for the group's channel 0
         })
 
@@ -70,6 +71,7 @@ class PatternRom(wiring.Component):
             return Mux(r + 1 == end, self.table_base, r + 1)
 
         last_steps = Array(Const(bin(mask).count("1") - 1, 4) for mask in self.p.patterns)  # per ROM index
+        one_step = Array(Const(bin(mask).count("1") == 1, 1) for mask in self.p.patterns)
         for lane in range(self.p.select_lanes):
             group_res = Signal(bits, name=f"group_res{lane}")
             res = Signal(bits, name=f"res{lane}")
@@ -88,5 +90,6 @@ class PatternRom(wiring.Component):
                 m.d.sync += res.eq(inc(res))
             m.d.sync += self.select[lane].eq(res)
             if lane == 0 and self.p.patterns:
-                m.d.comb += [self.last_step.eq(last_steps[res]), self.group_index.eq(group_res)]
+                m.d.comb += [self.last_step.eq(last_steps[res]), self.group_index.eq(group_res),
+                             self.next_one_step.eq(one_step[Mux(self.pass_done, group_res, inc(res))])]
         return m

@@ -120,6 +120,9 @@ class Writeback(wiring.Component):
         lane_addr = Signal(ADDR_BITS)
         beat = Signal(16)  # next beat to read
         out_beat = Signal(16)  # beat on the wr stream
+        # out_beat, wlane and wy at their last values, as registers loaded beside them (no compare
+        # between the bus's ready and the row-end updates)
+        out_last, wlane_last, wy_last = Signal(), Signal(), Signal()
         wbuf = wy[0]
         sending = Signal()
         advance = ~self.wr.valid | self.wr.ready
@@ -129,7 +132,8 @@ class Writeback(wiring.Component):
 
         with m.If(self.run):
             m.d.sync += [oy.eq(0), xg.eq(0), full.eq(0), landed.eq(0), wy.eq(0), wlane.eq(0), sending.eq(0),
-                         row_addr.eq(self.group_addr), lane_addr.eq(self.group_addr), self.done.eq(0)]
+                         row_addr.eq(self.group_addr), lane_addr.eq(self.group_addr), self.done.eq(0),
+                         wlane_last.eq(self.lanes_valid == 1), wy_last.eq(self.out_height == 1)]
         with m.Elif(~sending):
             m.d.comb += [self.req.valid.eq(landed.bit_select(wbuf, 1) & ~self.done),
                          self.req.payload.addr.eq(lane_addr), self.req.payload.len.eq(self.row_beats),
@@ -140,13 +144,16 @@ class Writeback(wiring.Component):
             with m.If(advance):
                 m.d.sync += self.wr.valid.eq(0)
                 with m.If(beat != self.row_beats):
-                    m.d.sync += [self.wr.valid.eq(1), out_beat.eq(beat), beat.eq(beat + 1)]
-            with m.If(self.wr.valid & self.wr.ready & (out_beat == self.row_beats - 1)):
-                m.d.sync += [sending.eq(0), wlane.eq(wlane + 1), lane_addr.eq(lane_addr + self.plane_bytes)]
-                with m.If(wlane == self.lanes_valid - 1):
-                    m.d.sync += [wlane.eq(0), wy.eq(wy + 1),
+                    m.d.sync += [self.wr.valid.eq(1), out_beat.eq(beat), beat.eq(beat + 1),
+                                 out_last.eq(beat == self.row_beats - 1)]
+            with m.If(self.wr.valid & self.wr.ready & out_last):
+                m.d.sync += [sending.eq(0), wlane.eq(wlane + 1), lane_addr.eq(lane_addr + self.plane_bytes),
+                             wlane_last.eq(wlane + 2 == self.lanes_valid)]
+                with m.If(wlane_last):
+                    m.d.sync += [wlane.eq(0), wy.eq(wy + 1), wlane_last.eq(self.lanes_valid == 1),
+                                 wy_last.eq(wy + 2 == self.out_height),
                                  full.bit_select(wbuf, 1).eq(0), landed.bit_select(wbuf, 1).eq(0),
                                  row_addr.eq(row_addr + self.row_bytes), lane_addr.eq(row_addr + self.row_bytes)]
-                    with m.If(wy == self.out_height - 1):
+                    with m.If(wy_last):
                         m.d.sync += self.done.eq(1)
         return m
