@@ -33,7 +33,7 @@ def run(target, tmp_path, cache, images=3, **kw):
     return simulate.run_network(target, inputs, labels, workdir=tmp_path / "sim", cache_dir=cache, **kw)
 
 
-@pytest.mark.parametrize("seed", [0, 7])
+@pytest.mark.parametrize("seed", [0, pytest.param(7, marks=pytest.mark.slow)])
 def test_digits_network_is_bit_exact_under_hostile_dram(digits, tmp_path, cache, seed):
     report = run(digits, tmp_path, cache, images=3, seed=seed, timing="hostile")
     assert report.error is None

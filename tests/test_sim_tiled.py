@@ -72,6 +72,7 @@ def stem(tmp_path_factory):
                                  glb_kib=1)
 
 
+@pytest.mark.slow  # its own engine build; make test keeps the column-tiled 7x7 stride-2 layer
 @pytest.mark.parametrize("timing", ["ideal", "hostile"])
 def test_tiled_7x7_stem_is_bit_exact_with_predicted_bytes_and_cycles(stem, tmp_path, cache, timing):
     manifest = json.loads((stem.image_path.parent / "manifest.json").read_text())
