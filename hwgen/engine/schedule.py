@@ -89,6 +89,11 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     def group_start() -> int:  # RESIDUES, the table
         return params.m_lanes + _load_cycles(tgb, latency)
 
+    def prefetch() -> int:
+        """The shortest a run that prefetches lasts: the next group's table read from RUN_START, its weights'
+        read from the table's last beat, the cycle the last weight beat lands, and the run's last."""
+        return _load_cycles(tgb, latency) + _load_cycles(wgb, latency) + 2
+
     def run(lanes: list[int], rows: int, cols: int) -> tuple[int, int]:
         """(cycles from RUN_START to write-back done, MAC-array pass cycles) of one tile of `cols` output
         columns and one group."""
@@ -116,9 +121,14 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         for b, rows in bands:
             for beats, width in cols:
                 cycles += band_load(*tiling.band_inputs[b], beats) + 1  # the tile's input, GROUPS
-                for lanes in members:
+                for i, lanes in enumerate(members):
                     t, steps = run(lanes, rows, width)
-                    cycles += group_start() + (0 if k else weights_load()) + t
+                    if tiling.prefetch and i + 1 < len(members):  # the run reads the next group's loads
+                        t = max(t, prefetch())
+                    if tiling.prefetch and i:  # this group's loads were read during the previous run
+                        cycles += params.m_lanes + t  # RESIDUES
+                    else:
+                        cycles += group_start() + (0 if k else weights_load()) + t
                     compute += steps
     return LayerSchedule(plan.name, tiled_bytes(plan, params, tiling), cycles, compute,
                          int(np.count_nonzero(plan.weight)) * oh * ow, params.mac_count, tiling)
