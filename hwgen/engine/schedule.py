@@ -12,7 +12,9 @@ per lane group the passes (output row x pixel-lane group), each the sum over inp
 `max(steps, fetch)` cycles (`plan.group_pass_cycles`: steps are the layer's taps, or a residue
 group's pattern's taps on that channel; fetch is the k row reads of a k x k window), and at
 least the drain of the previous pass; output rows go out while the next are computed unless write-back is the slower of the
-two. The pipeline's register cuts (`params.pipeline_latency`) delay each run's last row once.
+two. The pipeline's register cuts (`params.pipeline_latency`) delay each run's last row once. With
+`prefetch` a streamed group's table and weights are read during the previous group's run, which
+then lasts at least as long as those loads.
 The model assumes memory that answers every request after `latency` cycles and never stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).
 """
 
@@ -65,8 +67,10 @@ def _load_cycles(beats: int, latency: int) -> int:
     return beats + latency + 1
 
 
-def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT_LATENCY) -> LayerSchedule:
-    tiling = layer_tiling(plan, params)
+def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT_LATENCY,
+                   tiling: Tiling | None = None) -> LayerSchedule:
+    """The layer's bytes and cycles run with `tiling` (default: the compiler's, `layer_tiling`)."""
+    tiling = tiling or layer_tiling(plan, params)
     c, h, w = plan.in_shape
     m, oh, ow = plan.out_shape
     chans = group_channels(plan, params.m_lanes)

@@ -5,7 +5,9 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
   2. walk the layer's row bands (`bands` bands of `band_rows` output rows) and lane groups (of
      `m_lanes` output channels) in one of two loop nests the compiler chose:
      - streamed weights (`resident_groups` = 0): for every band, read its input rows, then for
-       every lane group read its bias/requant table and weights and run the band;
+       every lane group read its bias/requant table and weights and run the band; with `prefetch`
+       a run reads the next group's table (into `table_next`) and weights (into the weight
+       buffer's other half) while it computes, so the next group starts on its residue steps;
      - resident lane groups (`resident_groups` = k): for every k lane groups, read their weights
        into the weight buffer side by side, then for every band read its input rows and run each
        of the k groups (reading its table) on it; k = all groups reads weights and input once;
