@@ -13,7 +13,7 @@ import dataclasses
 
 import pytest
 from hwgen.layercases import conv_graph, pattern_library_graph
-from test_gateware_engine import run_case
+from test_gateware_engine import column_tiled_case, run_case
 
 from hwgen import engine
 from hwgen.engine import schedule, tiling
@@ -87,3 +87,11 @@ def test_prefetch_cycles_match_schedule(kwargs, knobs):
     assert model.tiling.prefetch
     assert (traffic.read_bytes, traffic.write_bytes) == (model.read_bytes, model.write_bytes)
     assert abs(traffic.cycles - model.cycles) <= 0.03 * traffic.cycles, (traffic.cycles, model.cycles)
+
+
+def test_prefetch_in_row_bands_and_column_tiles():
+    """Each tile loads its first group, prefetches the rest: 2 bands x 2 column tiles, bit-exact under stalls."""
+    plan, params, traffic, tiling = column_tiled_case(78)
+    assert tiling.prefetch and tiling.bands == 2 and tiling.col_tiles == 2
+    model = schedule.layer_schedule(plan, params)
+    assert (traffic.read_bytes, traffic.write_bytes) == (model.read_bytes, model.write_bytes)
