@@ -65,8 +65,9 @@ STALLS = {
 }
 
 
-@pytest.mark.parametrize("pipeline", [0, MAX_PIPELINE])
-@pytest.mark.parametrize("stall", sorted(STALLS))
+# every depth under stalls on every stream: test_gateware_engine.py's ps4p4 case (two groups, one prefetched)
+@pytest.mark.parametrize("stall, pipeline", [("reads_slow", MAX_PIPELINE), ("writes_slow", MAX_PIPELINE),
+                                             ("everywhere", 0), ("everywhere", MAX_PIPELINE)])
 def test_prefetched_layer_is_bit_exact_under_stalls(stall, pipeline):
     graph = conv_graph(3, cin=8, cout=12, h=2, w=5, scheme="PS4_P4")
     plan, params, traffic = run_case(graph, seed=pipeline + len(stall), stall=STALLS[stall], pipeline=pipeline)
