@@ -79,6 +79,9 @@ def main() -> int:
         print(f"\n2. {digits.name} (shipped checkpoint), ideal DRAM, 1 image")
         print(row(header, widths))
         print("\n".join(layer_rows(ideal, widths)))
+        t = ideal.totals()
+        print(f"network: {t['cycles']:,} cycles, MAC utilization {t['utilization']:.1%} (issue 10 target >= 95%: "
+              f"{'met' if t['utilization'] >= 0.95 else 'MISSED'})")
         worst = max(abs(lr.cycles_predicted - lr.cycles) / lr.cycles for lr in ideal.layers + sparse.layers + dense.layers)
         print(f"largest cycle error {worst:.1%} (target within 5%: {'met' if worst <= 0.05 else 'MISSED'}); "
               f"bytes equal on every layer: {all(lr.bytes_match for lr in ideal.layers + sparse.layers + dense.layers)}")

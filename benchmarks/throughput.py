@@ -15,7 +15,7 @@ against the reference) for its cycles. From those:
 Each P&R takes minutes; `--fmax-mhz F` skips it and uses F for every engine (DSP: the engine's
 MAC count). Exits 1 when an image is not bit-exact.
 
-    .venv/bin/python benchmarks/throughput.py [--schemes dense,PS4_P4,PSD1_P16] [--fmax-mhz F]
+    .venv/bin/python benchmarks/throughput.py [--schemes dense,PS4_P4,PSD1_P16] [--fmax-mhz F] [--per-layer]
 """
 
 from __future__ import annotations
@@ -50,13 +50,24 @@ def measure(scheme: str, tmp: Path, fmax_mhz: float | None) -> dict:
     t = report.totals()
     return {"scheme": scheme, "fmax": fmax, "dsp": dsp, "cycles": t["cycles"], "utilization": t["utilization"],
             "effectual_macs": sum(lr.effectual_macs for lr in report.layers), "passed": report.passed,
-            "lanes": report.layers[0].lanes}
+            "lanes": report.layers[0].lanes, "layers": report.layers}
+
+
+def print_layers(r: dict) -> None:
+    """Each conv layer of one scheme: cycles measured in RTL beside the schedule's, and MAC utilization."""
+    print(f"\n{r['scheme']}: per layer (RTL, ideal DRAM)")
+    print(f"{'layer':<24}{'cycles':>12}{'predicted':>12}{'error':>8}{'utilization':>13}")
+    for lr in r["layers"]:
+        print(f"{lr.name:<24}{lr.cycles:>12,}{lr.cycles_predicted:>12,}"
+              f"{(lr.cycles_predicted - lr.cycles) / lr.cycles:>+8.2%}{lr.utilization:>13.1%}")
+    print(f"{'lowest':<24}{'':>32}{min(lr.utilization for lr in r['layers']):>13.1%}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--schemes", default="dense,PS4_P4,PSD1_P16", help="comma separated; dense is the baseline")
     ap.add_argument("--fmax-mhz", type=float, help="skip place-and-route: this Fmax for every engine")
+    ap.add_argument("--per-layer", action="store_true", help="also print each conv layer's cycles and utilization")
     args = ap.parse_args()
     schemes = args.schemes.split(",")
     with tempfile.TemporaryDirectory(prefix="hwgen-bench-") as tmp:
@@ -80,6 +91,9 @@ def main() -> int:
         print("".join(f"{c:>15}" for c in cells))
     if args.fmax_mhz is None:
         print("DSP: as placed (MULT18X18D); without P&R the column counts the engine's MACs")
+    if args.per_layer:
+        for r in rows:
+            print_layers(r)
     return 0 if all(r["passed"] for r in rows) else 1
 
 

@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "split into column tiles when one output row of full width does not fit (default: just enough for the largest layer input whole)")
     p.add_argument("--weight-kib", type=int, metavar="N",
                    help="weight buffer size in KiB: lane groups whose weights fit stay resident while the row bands "
-                        "run (default: one lane group of the widest layer)")
+                        "run, and a layer whose two lane groups fit prefetches the next group's weights while one "
+                        "runs (default: one lane group of the widest layer at 9 taps)")
     p.add_argument("--dense-only", action="store_true",
                    help="generate without the pattern ROM: periodic layers run as dense (for area comparisons)")
     p.add_argument("--pipeline", type=int, default=DEFAULT_PIPELINE, metavar="N",

@@ -20,7 +20,7 @@ def pack_descriptor(plan: LayerPlan, params: EngineParams, *, in_addr: int, out_
     tiling = layer_tiling(plan, params)
     return descriptor.pack(
         band_rows=tiling.band_rows, bands=tiling.bands, chan_rows=tiling.chan_rows, slot_shift=tiling.slot_shift,
-        resident_groups=tiling.resident_groups, col_beats=tiling.col_beats,
+        resident_groups=tiling.resident_groups, col_beats=tiling.col_beats, prefetch=int(tiling.prefetch),
         in_addr=in_addr, out_addr=out_addr, weight_addr=weight_addr, table_addr=table_addr,
         channels=c, height=h, width=w, out_channels=m, out_height=oh, out_width=ow,
         in_row_beats=row_beats(w, params), out_row_beats=row_beats(ow, params),

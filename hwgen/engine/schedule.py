@@ -12,7 +12,9 @@ per lane group the passes (output row x pixel-lane group), each the sum over inp
 `max(steps, fetch)` cycles (`plan.group_pass_cycles`: steps are the layer's taps, or a residue
 group's pattern's taps on that channel; fetch is the k row reads of a k x k window), and at
 least the drain of the previous pass; output rows go out while the next are computed unless write-back is the slower of the
-two. The pipeline's register cuts (`params.pipeline_latency`) delay each run's last row once.
+two. The pipeline's register cuts (`params.pipeline_latency`) delay each run's last row once. With
+`prefetch` a streamed group's table and weights are read during the previous group's run, which
+then lasts at least as long as those loads.
 The model assumes memory that answers every request after `latency` cycles and never stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).
 """
 
@@ -65,8 +67,10 @@ def _load_cycles(beats: int, latency: int) -> int:
     return beats + latency + 1
 
 
-def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT_LATENCY) -> LayerSchedule:
-    tiling = layer_tiling(plan, params)
+def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT_LATENCY,
+                   tiling: Tiling | None = None) -> LayerSchedule:
+    """The layer's bytes and cycles run with `tiling` (default: the compiler's, `layer_tiling`)."""
+    tiling = tiling or layer_tiling(plan, params)
     c, h, w = plan.in_shape
     m, oh, ow = plan.out_shape
     chans = group_channels(plan, params.m_lanes)
@@ -88,6 +92,11 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
 
     def group_start() -> int:  # RESIDUES, the table
         return params.m_lanes + _load_cycles(tgb, latency)
+
+    def prefetch() -> int:
+        """The shortest a run that prefetches lasts: the next group's table read from RUN_START, its weights'
+        read from the table's last beat, the cycle the last weight beat lands, and the run's last."""
+        return _load_cycles(tgb, latency) + _load_cycles(wgb, latency) + 2
 
     def run(lanes: list[int], rows: int, cols: int) -> tuple[int, int]:
         """(cycles from RUN_START to write-back done, MAC-array pass cycles) of one tile of `cols` output
@@ -116,9 +125,14 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         for b, rows in bands:
             for beats, width in cols:
                 cycles += band_load(*tiling.band_inputs[b], beats) + 1  # the tile's input, GROUPS
-                for lanes in members:
+                for i, lanes in enumerate(members):
                     t, steps = run(lanes, rows, width)
-                    cycles += group_start() + (0 if k else weights_load()) + t
+                    if tiling.prefetch and i + 1 < len(members):  # the run reads the next group's loads
+                        t = max(t, prefetch())
+                    if tiling.prefetch and i:  # this group's loads were read during the previous run
+                        cycles += params.m_lanes + t  # RESIDUES
+                    else:
+                        cycles += group_start() + (0 if k else weights_load()) + t
                     compute += steps
     return LayerSchedule(plan.name, tiled_bytes(plan, params, tiling), cycles, compute,
                          int(np.count_nonzero(plan.weight)) * oh * ow, params.mac_count, tiling)

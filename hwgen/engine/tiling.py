@@ -41,6 +41,9 @@ class Tiling:
     group's weights and table once per tile); k > 0: k lane groups' weights stay in the weight
     buffer while every tile runs on them (weights read once, input rows once per k groups, tables
     once per tile).
+    `prefetch` (streamed weights only): the weight buffer holds two lane groups, so while a group
+    runs, the next group of the tile has its table and weights read into the other half (the same
+    bytes, read earlier); without it a group's loads wait for the previous group's run.
     """
 
     band_rows: int
@@ -50,6 +53,7 @@ class Tiling:
     band_inputs: tuple[tuple[int, int], ...]
     col_beats: int = 0
     col_inputs: tuple[tuple[int, int], ...] = ()
+    prefetch: bool = False
 
     @property
     def bands(self) -> int:
@@ -112,6 +116,13 @@ def group_buffer_words(plan: LayerPlan, params: EngineParams) -> int:
     return ceil_div(weight_group_beats(plan, params), params.weight_beats_per_word)
 
 
+def can_prefetch(plan: LayerPlan, params: EngineParams) -> bool:
+    """Whether streamed weights can be double-buffered: two lane groups' weights fit the weight buffer,
+    and the layer has no kernel ids (the kernel-id buffer holds one group's) and more than one group."""
+    return (plan.ids is None and groups(plan, params) > 1
+            and 2 * group_buffer_words(plan, params) <= params.weight_mem_depth)
+
+
 def tiled_bytes(plan: LayerPlan, params: EngineParams, tiling: Tiling) -> dict:
     """DRAM bytes per tensor of a layer run with `tiling`: what its loop nest reads and writes."""
     bb = params.beat_bytes
@@ -147,10 +158,10 @@ def _nests(plan: LayerPlan, params: EngineParams, band_rows: int, col_beats: int
     rows = tuple(band_inputs(plan, band_rows))
     cols = tuple(col_inputs(plan, params, col_beats)) if col_beats else ()
     streamed = Tiling(band_rows, max(hi - lo for lo, hi in rows), tile_slot_shift(plan, params, col_beats), 0, rows,
-                      col_beats, cols)
+                      col_beats, cols, can_prefetch(plan, params))
     k = min(groups(plan, params), MAX_RESIDENT, 1 if plan.ids is not None else
             params.weight_mem_depth // group_buffer_words(plan, params))
-    return [streamed, dataclasses.replace(streamed, resident_groups=k)]
+    return [streamed, dataclasses.replace(streamed, resident_groups=k, prefetch=False)]
 
 
 def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = None) -> Tiling:

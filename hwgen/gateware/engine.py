@@ -5,7 +5,9 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
   2. walk the layer's row bands (`bands` bands of `band_rows` output rows) and lane groups (of
      `m_lanes` output channels) in one of two loop nests the compiler chose:
      - streamed weights (`resident_groups` = 0): for every band, read its input rows, then for
-       every lane group read its bias/requant table and weights and run the band;
+       every lane group read its bias/requant table and weights and run the band; with `prefetch`
+       a run reads the next group's table (into `table_next`) and weights (into the weight
+       buffer's other half) while it computes, so the next group starts on its residue steps;
      - resident lane groups (`resident_groups` = k): for every k lane groups, read their weights
        into the weight buffer side by side, then for every band read its input rows and run each
        of the k groups (reading its table) on it; k = all groups reads weights and input once;
@@ -70,6 +72,7 @@ class Engine(wiring.Component):
         d = descriptor.LAYOUT(desc_raw[:descriptor.LAYOUT.size])
         tgb = table_group_beats(p)
         table = Signal(tgb * p.bus_bits)
+        table_next = Signal(tgb * p.bus_bits)  # the next group's table, read during a run (prefetch)
 
         # layer constants, computed once after the descriptor arrives
         row_bytes = Signal(ADDR_BITS)
@@ -152,6 +155,11 @@ class Engine(wiring.Component):
         lane_base = Signal.like(wbuf.read_base)
         saved = [Signal.like(v, name=f"saved_{v.name}")
                  for v in (group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start)]
+        # prefetch: while a group runs, the next group's table, then its weights into the weight buffer's
+        # other half, share the memory port with write-back
+        pf_table = Signal()
+        pf_weights = Signal()
+        prefetched = Signal()  # the current run's RUN_START started a prefetch (the next group's loads)
         got = Signal(32)  # data beats received in the current load
         got_last = Signal()  # the next beat is the load's last (loads of a descriptor-dependent length)
         k = Signal(range(lanes + 1))
@@ -204,9 +212,15 @@ class Engine(wiring.Component):
             m.d.comb += [mac.bias[lane].eq(entry[0:32]), wb.multiplier[lane].eq(entry[32:47]),
                          wb.shift[lane].eq(entry[48:54]), wb.half_even[lane].eq(entry[56])]
 
-        # the request stream belongs to write-back while a lane group runs, else to the reader
+        # the request stream belongs to the reader, and while a lane group runs to write-back too (the reader
+        # then prefetches): a request not yet accepted keeps the stream until it is
         running = Signal()
-        with m.If(running):
+        held = Signal()
+        held_wb = Signal()
+        to_wb = Signal()
+        m.d.comb += to_wb.eq(running & Mux(held, held_wb, ~reader.req.valid))
+        m.d.sync += [held.eq(self.req.valid & ~self.req.ready), held_wb.eq(to_wb)]
+        with m.If(to_wb):
             m.d.comb += [self.req.valid.eq(wb.req.valid), self.req.payload.eq(wb.req.payload),
                          wb.req.ready.eq(self.req.ready)]
         with m.Else():
@@ -288,7 +302,7 @@ class Engine(wiring.Component):
                     tile_cols.eq(d.out_width), tile_xg.eq(d.x_groups), tile_out_beats.eq(d.out_row_beats),
                     tile_lo.eq(0), tile_beats.eq(d.in_row_beats), tile_x_lo.eq(0), tile_flush.eq(0),
                     group_words.eq((d.weight_group_beats + (1 << bpw_log) - 1) >> bpw_log),
-                    fill_base.eq(0), lane_base.eq(0),
+                    fill_base.eq(0), lane_base.eq(0), prefetched.eq(0),
                 ]
                 reset_groups()
                 reset_bands()
@@ -430,8 +444,11 @@ class Engine(wiring.Component):
                                                   contiguous))
                 m.d.sync += k.eq(k + 1)
                 with m.If(k == lanes - 1):
-                    read(table_ptr, tgb)
-                    m.next = "TABLE"
+                    with m.If(prefetched):  # table and weights arrived during the previous run
+                        m.next = "RUN_START"
+                    with m.Else():
+                        read(table_ptr, tgb)
+                        m.next = "TABLE"
             with m.State("TABLE"):
                 m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), rom.load.eq(1)]
                 with m.If(rd_beat):
@@ -464,13 +481,20 @@ class Engine(wiring.Component):
                                 m.next = "WEIGHTS_REQ"
             # -- the passes of one band and one lane group ------------------------------------------------
             with m.State("RUN_START"):
-                m.d.comb += [self.busy.eq(1), inbuf.run.eq(1), wb.run.eq(1)]
-                m.d.sync += running.eq(1)
+                m.d.comb += [self.busy.eq(1), inbuf.run.eq(1), wb.run.eq(1), rom.load.eq(1)]
+                m.d.sync += [running.eq(1), prefetched.eq(0)]
+                with m.If(~resident):  # streamed: the group's weights are where the last fill put them
+                    m.d.sync += lane_base.eq(fill_base << lw_log)
+                with m.If(d.prefetch & ~last_group):  # the next group's table, then weights into the other half
+                    read(table_ptr + tgb * bb, tgb)
+                    m.d.sync += [pf_table.eq(1), prefetched.eq(1), fill_base.eq(group_words - fill_base)]
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(wb.done):
+                with m.If(wb.done & ~pf_table & ~pf_weights):
                     m.d.sync += running.eq(0)
+                    with m.If(prefetched):
+                        m.d.sync += table.eq(table_next)
                     next_group()
                     m.next = "RESIDUES"
                     with m.If(resident):
@@ -491,4 +515,21 @@ class Engine(wiring.Component):
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
+
+        # -- prefetch, while a run computes: the next group's table, then its weights ------------------------
+        with m.If(pf_table):
+            m.d.comb += self.rd.ready.eq(1)
+            with m.If(rd_beat):
+                m.d.sync += table_next.eq(Cat(table_next[p.bus_bits:], self.rd.payload) if tgb > 1 else self.rd.payload)
+                count_beat(tgb)
+                with m.If(got_last):
+                    m.d.sync += [pf_table.eq(0), pf_weights.eq(1)]
+                    m.d.comb += wbuf.fill_start.eq(1)
+                    read(weight_ptr + d.weight_group_beats * bb, d.weight_group_beats)
+        with m.If(pf_weights):
+            m.d.comb += [self.rd.ready.eq(1), wbuf.fill.valid.eq(self.rd.valid)]
+            with m.If(rd_beat):
+                count_beat(d.weight_group_beats)
+                with m.If(got_last):
+                    m.d.sync += pf_weights.eq(0)
         return m

@@ -23,21 +23,24 @@ class Traffic:
     requests: list = field(default_factory=list)
 
 
-def run_layer(engine, image: bytearray, desc_addr: int | None, *, stall: float = 0.0, seed: int = 0, inputs=(),
+def run_layer(engine, image: bytearray, desc_addr: int | None, *, stall: float | dict = 0.0, seed: int = 0, inputs=(),
               max_cycles: int = 2_000_000) -> Traffic:
     """Run one layer of `engine` (an `Engine`) on `image` (modified in place); returns its Traffic.
 
     Any component with the engine's memory streams, `start` and `done` runs too: `inputs` are
     (signal, value) pairs set with `start` (a `NetOps` descriptor, a `Chain`'s count), and
-    `desc_addr` None leaves that port out."""
+    `desc_addr` None leaves that port out. `stall`: the chance a stream stalls in a cycle, one for all, or
+    per stream as {"req": .., "rd": .., "wr": ..} (e.g. reads slow while writes flow)."""
     from amaranth.sim import Simulator
 
     bb = len(engine.rd.payload) // 8
     rng = random.Random(seed)
     traffic = Traffic()
 
-    def chance():
-        return rng.random() >= stall
+    stalls = stall if isinstance(stall, dict) else dict.fromkeys(("req", "rd", "wr"), stall)
+
+    def chance(stream):
+        return rng.random() >= stalls[stream]
 
     async def bench(ctx):
         if desc_addr is not None:
@@ -49,8 +52,8 @@ def run_layer(engine, image: bytearray, desc_addr: int | None, *, stall: float =
         ctx.set(engine.start, 0)
         reads, writes = [], []  # pending requests: [addr, beats left]
         for cycle in range(max_cycles):
-            req_ready, wr_ready = chance(), chance()
-            rd_valid = bool(reads) and chance()
+            req_ready, wr_ready = chance("req"), chance("wr")
+            rd_valid = bool(reads) and chance("rd")
             ctx.set(engine.req.ready, req_ready)
             ctx.set(engine.wr.ready, wr_ready)
             ctx.set(engine.rd.valid, rd_valid)

@@ -1,0 +1,98 @@
+"""Double-buffered weights: a lane group's run reads the next group's table and weights.
+
+Checked: the compiler double-buffers a streamed layer only when two lane groups' weights fit the
+weight buffer (and falls back to single-buffered loads otherwise, with the schedule predicting
+either case); DRAM bytes do not change; whole layers stay bit-exact when the prefetch outlasts
+the run (reads slow), when the run outlasts it (writes slow) and under stalls everywhere, at the
+shallowest and the deepest pipeline; without stalls the cycles are within 1% of the schedule's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hwgen.layercases import conv_graph, pattern_library_graph
+from test_gateware_engine import column_tiled_case, run_case
+
+from hwgen import engine
+from hwgen.engine import schedule, tiling
+from hwgen.engine.memory_map import table_group_beats, weight_group_beats
+from hwgen.engine.params import MAX_PIPELINE
+
+
+def compiled(graph, m_lanes=4, **fit):
+    plan = engine.plan_node(graph, graph.node("conv"), m_lanes=m_lanes)
+    return plan, engine.fit_params([plan], m_lanes=m_lanes, **fit)
+
+
+def test_prefetch_only_where_two_groups_fit():
+    # PS4_P4 steps 4 taps, the default weight buffer holds one group of 9: room for two groups
+    plan, params = compiled(conv_graph(1, cin=16, cout=12, h=4, w=4, scheme="PS4_P4"))
+    assert tiling.layer_tiling(plan, params).prefetch
+    # a dense layer as wide as the engine fills the default buffer with one group: single-buffered
+    plan, params = compiled(conv_graph(1, cin=16, cout=12, h=4, w=4))
+    assert 2 * tiling.group_buffer_words(plan, params) > params.weight_mem_depth
+    assert not tiling.layer_tiling(plan, params).prefetch
+    # ... until the buffer holds two
+    bigger = dataclasses.replace(params, weight_words=2 * tiling.group_buffer_words(plan, params))
+    assert tiling.layer_tiling(plan, bigger).prefetch
+    # one lane group: nothing to prefetch; kernel ids: their buffer holds one group's
+    plan, params = compiled(conv_graph(1, cin=16, cout=4, h=4, w=4, scheme="PS4_P4"))
+    assert not tiling.layer_tiling(plan, params).prefetch
+    plan, params = compiled(pattern_library_graph(1, cin=8, cout=8, h=4, w=4))
+    assert plan.ids is not None and not tiling.layer_tiling(plan, params).prefetch
+
+
+def test_schedule_predicts_both_cases_with_the_same_bytes():
+    plan, params = compiled(conv_graph(2, cin=32, cout=16, h=4, w=4, scheme="PS4_P4"))
+    double = schedule.layer_schedule(plan, params)
+    assert double.tiling.prefetch
+    # the same layer single-buffered: same bytes, every group's loads before its run
+    single = schedule.layer_schedule(plan, params, tiling=dataclasses.replace(double.tiling, prefetch=False))
+    assert single.bytes == double.bytes
+    # 4 groups, 3 of them prefetched: each saves its table load, WEIGHTS_REQ and its weight load
+    loads = (schedule._load_cycles(table_group_beats(params), schedule.DEFAULT_LATENCY)
+             + 1 + schedule._load_cycles(weight_group_beats(plan, params), schedule.DEFAULT_LATENCY))
+    assert single.cycles - double.cycles == 3 * loads
+
+
+# reads slow: the next group's loads outlast the run; writes slow: write-back paces the run
+STALLS = {
+    "reads_slow": {"req": 0.2, "rd": 0.85, "wr": 0.0},
+    "writes_slow": {"req": 0.2, "rd": 0.0, "wr": 0.85},
+    "everywhere": 0.3,
+}
+
+
+# every depth under stalls on every stream: test_gateware_engine.py's ps4p4 case (two groups, one prefetched)
+@pytest.mark.parametrize("stall, pipeline", [("reads_slow", MAX_PIPELINE), ("writes_slow", MAX_PIPELINE),
+                                             ("everywhere", 0), ("everywhere", MAX_PIPELINE)])
+def test_prefetched_layer_is_bit_exact_under_stalls(stall, pipeline):
+    graph = conv_graph(3, cin=8, cout=12, h=2, w=5, scheme="PS4_P4")
+    plan, params, traffic = run_case(graph, seed=pipeline + len(stall), stall=STALLS[stall], pipeline=pipeline)
+    model = schedule.layer_schedule(plan, params)
+    assert model.tiling.prefetch
+    assert (traffic.read_bytes, traffic.write_bytes) == (model.read_bytes, model.write_bytes)
+
+
+@pytest.mark.parametrize("kwargs, knobs", [
+    (dict(cin=12, cout=12, h=3, w=5, scheme="PS4_P4"), {}),  # the run outlasts the loads
+    (dict(cin=16, cout=24, h=2, w=2, kernel=1), dict(m_lanes=8, x_lanes=2, bus_bits=16)),  # the loads outlast it
+    # residue groups, packed W4 (padded to the largest group: the default buffer holds 1.75 groups)
+    (dict(cin=9, cout=12, h=2, w=4, scheme="PSD4_P8", weight_bits=4), dict(m_lanes=2, bus_bits=32, weight_words=24)),
+])
+def test_prefetch_cycles_match_schedule(kwargs, knobs):
+    plan, params, traffic = run_case(conv_graph(4, **kwargs), seed=4, stall=0.0, **knobs)
+    model = schedule.layer_schedule(plan, params)
+    assert model.tiling.prefetch
+    assert (traffic.read_bytes, traffic.write_bytes) == (model.read_bytes, model.write_bytes)
+    assert abs(traffic.cycles - model.cycles) <= 0.03 * traffic.cycles, (traffic.cycles, model.cycles)
+
+
+def test_prefetch_in_row_bands_and_column_tiles():
+    """Each tile loads its first group, prefetches the rest: 2 bands x 2 column tiles, bit-exact under stalls."""
+    plan, params, traffic, tiling = column_tiled_case(78)
+    assert tiling.prefetch and tiling.bands == 2 and tiling.col_tiles == 2
+    model = schedule.layer_schedule(plan, params)
+    assert (traffic.read_bytes, traffic.write_bytes) == (model.read_bytes, model.write_bytes)
