@@ -90,8 +90,14 @@ class FastBench:
         self.cycle = 0
 
     def _ask(self, line: str) -> str:
+        self._send(line)
+        return self._answer(line)
+
+    def _send(self, line: str) -> None:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
+
+    def _answer(self, line: str) -> str:
         answer = self.proc.stdout.readline()
         if not answer:
             raise DramError(f"the fast simulator stopped (exit {self.proc.wait()}) at '{line}'")
@@ -180,13 +186,21 @@ class FastBench:
             return timed_out(timeout)
         return {E_DROPPED: REQ_DROPPED, E_WR_CHANGED: WR_CHANGED, E_WR_DROPPED: WR_DROPPED}[code]
 
-    async def run(self, name: str, desc_addr: int, timeout: int) -> dict:
-        """Start a run with `desc_addr`; the program clocks the design until the memory reports it finished."""
+    def run(self, name: str, desc_addr: int, timeout: int):
+        """Start a run with `desc_addr` at once; the program clocks the design until the memory reports
+        it finished. Awaiting the result waits for that: a host program that computes between
+        `bench.run(...)` and its `await` (the reference's output of the layer) does it while the
+        program simulates, on another core. (The cocotb benches start a run when it is awaited.)"""
         pending, _ = self._state()
         if pending and not (self.records and self.records[-1]["error"]):
             raise DramError(f"between runs: {self._error(pending, timeout)}")
         self._op(OP_CLEAR_COUNTERS, 0, len(self.regions))
-        cycles, error, held, req, reads, writes = (int(v, 16) for v in self._ask(f"run {desc_addr} {timeout}").split())
+        command = f"run {desc_addr} {timeout}"
+        self._send(command)
+        return self._finish(name, command, timeout)
+
+    async def _finish(self, name: str, command: str, timeout: int) -> dict:
+        cycles, error, held, req, reads, writes = (int(v, 16) for v in self._answer(command).split())
         record = {"name": name, "cycles": cycles, "error": self._error(error, timeout, held, req, reads, writes),
                   "traffic": self._traffic()}
         self.records.append(record)
