@@ -101,7 +101,7 @@ class FastBench:
         answer = self.proc.stdout.readline()
         if not answer:
             raise DramError(f"the fast simulator stopped (exit {self.proc.wait()}) at '{line}'")
-        if answer.startswith("error"):
+        if answer.startswith(("error", "%")):  # "%Error: ...", "%Warning: ...": Verilator's own messages
             raise DramError(f"the fast simulator: {answer.strip()}")
         return answer.strip()
 

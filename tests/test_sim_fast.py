@@ -66,6 +66,22 @@ def test_cli_fast_mode_writes_its_json(tmp_path, cache, monkeypatch, capsys):
     assert doc["mode"] == "fast" and doc["passed"] and [lay["bytes_match"] for lay in doc["layers"]] == [True] * 4
 
 
+@pytest.mark.slow  # a traced build of its own
+def test_fast_mode_writes_waves(tmp_path, cache):
+    """A traced program: the same results, and a VCD whose last time is the cycles run. (Its writer
+    once warned on stdout about the backdoor's evaluations, which the pipe took for answers.)"""
+    target = sim_target.from_graph(checkpoint.load(CKPT), tmp_path / "gen")
+    inputs, labels = simulate.sample_inputs(target.graph, 1, 0)
+    waves = tmp_path / "fast.vcd"
+    report = simulate.run_network(target, inputs, labels, layers=["conv1"], timing="ideal", mode="fast",
+                                  waves=waves, workdir=tmp_path / "sim", cache_dir=cache)
+    assert report.passed, report.error
+    text = waves.read_text()
+    assert " clk " in text and " ctl_strobe " in text
+    last = max(int(line[1:]) for line in text.splitlines() if line.startswith("#"))
+    assert last >= 10 * report.layers[0].cycles  # 10 time units per cycle
+
+
 def test_cli_fast_mode_refuses_icarus_in_one_line(tmp_path, capsys):
     gen = tmp_path / "gen"
     sim_target.from_graph(checkpoint.load(CKPT), gen)

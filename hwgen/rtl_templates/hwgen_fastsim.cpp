@@ -30,6 +30,9 @@ static Vtop *top;
 static VerilatedVcdC *tfp = nullptr;
 #endif
 
+// An evaluation that ends a time step: the waves get its values. The evaluations of the backdoor
+// and of the input strobe stay within a time step (Verilator's VCD writer refuses a second dump at
+// one time, with a warning on stdout, which is the pipe to Python).
 static void eval() {
     top->eval();
 #if VM_TRACE
@@ -56,9 +59,9 @@ static void fall() {
 // the cost of evaluating the design's logic twice per cycle).
 static void latch() {
     top->ctl_strobe = 1;
-    eval();
+    top->eval();
     top->ctl_strobe = 0;
-    eval();
+    top->eval();
 }
 
 static unsigned long long u64(const char *s) { return strtoull(s, nullptr, 0); }
@@ -106,9 +109,9 @@ int main(int argc, char **argv) {
             top->bd_lo = u64(b);
             top->bd_hi = u64(c);
             top->bd_strobe = 1;
-            eval();
+            top->eval();
             top->bd_strobe = 0;
-            eval();
+            top->eval();
             puts("ok");
         } else if (!strcmp(cmd, "run") && n == 3) {
             top->desc_addr = u64(a);
