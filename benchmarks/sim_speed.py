@@ -129,6 +129,7 @@ def main() -> int:
         ok = layer_table(args, Path(tmp))
         if args.network:
             ok = network(args, Path(tmp)) and ok
+    print(f"load average at the end: {load_average()}")
     return 0 if ok else 1
 
 

@@ -6,8 +6,9 @@ The design is `hwgen_fastmem` (hwgen/rtl_templates/hwgen_fastmem.v) around the g
 named region in hardware counters). It is compiled with its own C++ main loop
 (hwgen/rtl_templates/hwgen_fastsim.cpp) into a program that this module drives through a pipe:
 no cocotb, no VPI and no Python between a layer's start and its finish. Memory contents, the
-region map, the configuration and the counters cross through the memory's backdoor: $readmemh /
-$writememh of files in the program's working folder, triggered without a clock edge.
+region map, the configuration and the counters cross through the memory's backdoor: files in the
+program's working folder ($fread of binary words for loads, $readmemh / $writememh of text for the
+rest), triggered without a clock edge.
 
 `FastBench` offers a host program (sim/engine_host.py) what `sim.engine_tb.Bench` offers:
 `load`, `dump`, `run(name, desc_addr, timeout)`, `records`, `cycle`; `run_job` runs a job
@@ -33,19 +34,17 @@ RESET_CYCLES = 4  # sim.engine_tb's: the same cycle numbers, so the same stall d
 
 # the backdoor operations (bd_op) and their files, in the simulator's working folder
 OP_LOAD, OP_DUMP, OP_LOAD_REGIONS, OP_LOAD_CONFIG, OP_DUMP_COUNTERS, OP_CLEAR_COUNTERS = 1, 2, 3, 4, 5, 6
-MEM_FILE, REGIONS_FILE, CONFIG_FILE = "fastmem_mem.hex", "fastmem_regions.hex", "fastmem_config.hex"
+LOAD_FILE, DUMP_FILE = "fastmem_mem.bin", "fastmem_mem.hex"
+REGIONS_FILE, CONFIG_FILE = "fastmem_regions.bin", "fastmem_config.hex"
 COUNTER_FILES = {"read_bytes": "fastmem_rb.hex", "write_bytes": "fastmem_wb.hex",
                  "read_bursts": "fastmem_rn.hex", "write_bursts": "fastmem_wn.hex"}
 E_CHANGED, E_DROPPED, E_BURST, E_WR_CHANGED, E_WR_DROPPED, E_UNFINISHED, E_TIMEOUT = range(1, 8)
 REQ_FIELDS = ((0, 32), (32, 16), (48, 1))  # {write, len, addr} as the HDL memory latches a request
 
 
-def to_hex(words: np.ndarray, bus_bytes: int) -> bytes:
-    """Bytes (a multiple of the word) as $readmemh text: one word per line, most significant byte first."""
-    swapped = np.ascontiguousarray(np.frombuffer(words, np.uint8).reshape(-1, bus_bytes)[:, ::-1])
-    text = swapped.tobytes().hex().encode()
-    lines = np.frombuffer(text, dtype=f"S{2 * bus_bytes}")
-    return b"\n".join(lines.tolist()) + b"\n"
+def to_words(data: bytes, bus_bytes: int) -> bytes:
+    """Bytes (a multiple of the word) as $fread reads words: each word's most significant byte first."""
+    return np.ascontiguousarray(np.frombuffer(data, np.uint8).reshape(-1, bus_bytes)[:, ::-1]).tobytes()
 
 
 def from_hex(text: str, bus_bytes: int) -> bytes:
@@ -91,12 +90,18 @@ class FastBench:
         self.cycle = 0
 
     def _ask(self, line: str) -> str:
+        self._send(line)
+        return self._answer(line)
+
+    def _send(self, line: str) -> None:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
+
+    def _answer(self, line: str) -> str:
         answer = self.proc.stdout.readline()
         if not answer:
             raise DramError(f"the fast simulator stopped (exit {self.proc.wait()}) at '{line}'")
-        if answer.startswith("error"):
+        if answer.startswith(("error", "%")):  # "%Error: ...", "%Warning: ...": Verilator's own messages
             raise DramError(f"the fast simulator: {answer.strip()}")
         return answer.strip()
 
@@ -119,7 +124,7 @@ class FastBench:
             ids[-(-r.base // self.bb):-(-(r.base + r.size) // self.bb)] = i
         if len(self.regions) + 1 > int(self.job["fastmem_regions"]):
             raise DramError(f"{len(self.regions)} regions: the HDL memory was built for {self.job['fastmem_regions'] - 1}")
-        (self.folder / REGIONS_FILE).write_text("".join(f"{v:04x}\n" for v in ids.tolist()))
+        (self.folder / REGIONS_FILE).write_bytes(ids.astype(">u2").tobytes())
         self._op(OP_LOAD_REGIONS, 0, words - 1)
         for item in self.job.get("preload", []):
             self._load(int(item["addr"]), Path(item["file"]).read_bytes())
@@ -131,7 +136,7 @@ class FastBench:
             return b""
         lo, hi = addr // self.bb, (addr + nbytes - 1) // self.bb
         self._op(OP_DUMP, lo, hi)
-        raw = from_hex((self.folder / MEM_FILE).read_text(), self.bb)
+        raw = from_hex((self.folder / DUMP_FILE).read_text(), self.bb)
         start = addr - lo * self.bb
         return raw[start:start + nbytes]
 
@@ -145,7 +150,7 @@ class FastBench:
         if head or tail:  # partial words at the ends keep their other bytes
             edges = self._dump(lo * self.bb, (hi + 1 - lo) * self.bb)
             data = edges[:head] + bytes(data) + edges[len(edges) - tail:]
-        (self.folder / MEM_FILE).write_bytes(to_hex(bytes(data), self.bb))
+        (self.folder / LOAD_FILE).write_bytes(to_words(bytes(data), self.bb))
         self._op(OP_LOAD, lo, hi)
 
     # the host program's interface: awaited, as the cocotb benches' are
@@ -181,13 +186,21 @@ class FastBench:
             return timed_out(timeout)
         return {E_DROPPED: REQ_DROPPED, E_WR_CHANGED: WR_CHANGED, E_WR_DROPPED: WR_DROPPED}[code]
 
-    async def run(self, name: str, desc_addr: int, timeout: int) -> dict:
-        """Start a run with `desc_addr`; the program clocks the design until the memory reports it finished."""
+    def run(self, name: str, desc_addr: int, timeout: int):
+        """Start a run with `desc_addr` at once; the program clocks the design until the memory reports
+        it finished. Awaiting the result waits for that: a host program that computes between
+        `bench.run(...)` and its `await` (the reference's output of the layer) does it while the
+        program simulates, on another core. (The cocotb benches start a run when it is awaited.)"""
         pending, _ = self._state()
         if pending and not (self.records and self.records[-1]["error"]):
             raise DramError(f"between runs: {self._error(pending, timeout)}")
         self._op(OP_CLEAR_COUNTERS, 0, len(self.regions))
-        cycles, error, held, req, reads, writes = (int(v, 16) for v in self._ask(f"run {desc_addr} {timeout}").split())
+        command = f"run {desc_addr} {timeout}"
+        self._send(command)
+        return self._finish(name, command, timeout)
+
+    async def _finish(self, name: str, command: str, timeout: int) -> dict:
+        cycles, error, held, req, reads, writes = (int(v, 16) for v in self._answer(command).split())
         record = {"name": name, "cycles": cycles, "error": self._error(error, timeout, held, req, reads, writes),
                   "traffic": self._traffic()}
         self.records.append(record)

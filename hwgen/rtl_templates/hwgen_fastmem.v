@@ -11,18 +11,23 @@
 //
 // The main loop drives bd_op/bd_lo/bd_hi and raises bd_strobe; the operation runs at once,
 // without a clock edge, on files in the simulator's working folder:
-//   1 load  mem[bd_lo..bd_hi]      from fastmem_mem.hex       2 dump mem[bd_lo..bd_hi] to fastmem_mem.hex
-//   3 load  region[bd_lo..bd_hi]   from fastmem_regions.hex   4 load the configuration from fastmem_config.hex
+//   1 load  mem[bd_lo..bd_hi]      from fastmem_mem.bin       2 dump mem[bd_lo..bd_hi] to fastmem_mem.hex
+//   3 load  region[bd_lo..bd_hi]   from fastmem_regions.bin   4 load the configuration from fastmem_config.hex
 //   5 dump  counters[0..bd_hi]     to fastmem_{rb,wb,rn,wn}.hex (read/written bytes, read/write bursts)
 //   6 clear counters[0..bd_hi]
+// Loads are binary ($$fread: each word's bytes most significant first), since parsing $$readmemh
+// text of a whole DRAM image took more CPU than simulating a small layer; a short file is fatal.
 // Filled in by hwgen.sim_target.fast_top (the dollar-brace placeholders; a doubled dollar is one).
 `default_nettype none
 
 module ${TOP} (
-    // rst, start, desc_addr and timeout change while clk is high and are registered at the falling
-    // edge, so no logic depends on an input combinationally: Verilator then evaluates the engine
-    // once per cycle, not at every call (its input-combinational region cost a fifth of the CPU).
+    // rst, start, desc_addr and timeout change while clk is high and are registered at a rising edge
+    // of ctl_strobe, which the main loop pulses only when it changes them (before the falling edge
+    // of the cycle that is to see them). So no logic depends on an input combinationally (Verilator
+    // would run that logic at every evaluation) and none runs at a falling edge of clk: the falling
+    // edge costs Verilator nothing, the rising edge one evaluation of the design.
     input  wire        clk,
+    input  wire        ctl_strobe,
     input  wire        rst,
     input  wire [31:0] desc_addr,
     input  wire        start,
@@ -63,7 +68,7 @@ module ${TOP} (
     reg         rst_q, start_q;
     reg  [31:0] desc_addr_q;
     reg  [63:0] timeout_q;
-    always @(negedge clk) begin
+    always @(posedge ctl_strobe) begin
         rst_q <= rst;
         start_q <= start;
         desc_addr_q <= desc_addr;
@@ -252,12 +257,24 @@ module ${TOP} (
         end
     end
 
-    integer i;
+    integer i, fd, got;
     always @(posedge bd_strobe) begin
         case (bd_op)
-            1: $$readmemh("fastmem_mem.hex", mem, bd_lo, bd_hi);
+            1: begin
+                fd = $$fopen("fastmem_mem.bin", "rb");
+                got = $$fread(mem, fd, bd_lo, bd_hi - bd_lo + 1);
+                if (fd != 0) $$fclose(fd);
+                if (got != (bd_hi - bd_lo + 1) * BB)
+                    $$fatal(1, "fastmem_mem.bin: %0d bytes read, %0d expected", got, (bd_hi - bd_lo + 1) * BB);
+            end
             2: $$writememh("fastmem_mem.hex", mem, bd_lo, bd_hi);
-            3: $$readmemh("fastmem_regions.hex", region, bd_lo, bd_hi);
+            3: begin
+                fd = $$fopen("fastmem_regions.bin", "rb");
+                got = $$fread(region, fd, bd_lo, bd_hi - bd_lo + 1);
+                if (fd != 0) $$fclose(fd);
+                if (got != (bd_hi - bd_lo + 1) * 2)
+                    $$fatal(1, "fastmem_regions.bin: %0d bytes read, %0d expected", got, (bd_hi - bd_lo + 1) * 2);
+            end
             4: $$readmemh("fastmem_config.hex", cfg);
             5: begin
                 $$writememh("fastmem_rb.hex", cnt_rb, 0, bd_hi);

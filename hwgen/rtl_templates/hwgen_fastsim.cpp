@@ -2,7 +2,7 @@
 //
 // The Verilated hwgen_fastmem (the engine inside the HDL DRAM model) clocked from here, with no
 // cocotb, VPI or Python between a run's start and its finish: a cycle is two evaluations of the
-// model (clock high, clock low). Python (sim/fast_bench.py) drives it through a pipe, one command
+// model (clock low, clock high), of which only the rising edge runs logic. Python (sim/fast_bench.py) drives it through a pipe, one command
 // per line on stdin, one answer per line on stdout:
 //   reset N                  rst high for N cycles, then low                          -> "ok"
 //   op OP LO HI              a backdoor operation (hwgen_fastmem.v: bd_op/bd_lo/bd_hi)  -> "ok"
@@ -11,8 +11,8 @@
 //   state                    "ERROR CYCLE" (hex): the error pending between runs, the cycle number
 //   quit
 // The clock edges are those of the cocotb testbench (sim/engine_tb.py): between commands the clock
-// is high (after a rising edge); the inputs change then, are registered at the falling edge and
-// taken at the next rising edge, so cycle numbers, and with them the stall draws, are the
+// is high (after a rising edge); the inputs change then, are registered by a pulse of ctl_strobe
+// and taken at the next rising edge, so cycle numbers, and with them the stall draws, are the
 // reference mode's.
 #include <cstdint>
 #include <cstdio>
@@ -30,6 +30,9 @@ static Vtop *top;
 static VerilatedVcdC *tfp = nullptr;
 #endif
 
+// An evaluation that ends a time step: the waves get its values. The evaluations of the backdoor
+// and of the input strobe stay within a time step (Verilator's VCD writer refuses a second dump at
+// one time, with a warning on stdout, which is the pipe to Python).
 static void eval() {
     top->eval();
 #if VM_TRACE
@@ -37,7 +40,8 @@ static void eval() {
 #endif
 }
 
-// The rising edge (the design commits) and the falling edge (hwgen_fastmem registers its inputs).
+// The rising edge (the design commits) and the falling edge (no logic: Verilator only notes that
+// the clock is low, so that the next rising edge is seen as one).
 static void rise() {
     ctx->timeInc(5);
     top->clk = 1;
@@ -48,6 +52,16 @@ static void fall() {
     ctx->timeInc(5);
     top->clk = 0;
     eval();
+}
+
+// hwgen_fastmem registers rst, start, desc_addr and timeout: called after changing them, while the
+// clock is high, so the next rising edge takes the new values (a falling edge did this before, at
+// the cost of evaluating the design's logic twice per cycle).
+static void latch() {
+    top->ctl_strobe = 1;
+    top->eval();
+    top->ctl_strobe = 0;
+    top->eval();
 }
 
 static unsigned long long u64(const char *s) { return strtoull(s, nullptr, 0); }
@@ -73,6 +87,7 @@ int main(int argc, char **argv) {
     top->rst = 1;
     top->start = 0;
     top->bd_strobe = 0;
+    top->ctl_strobe = 0;
     eval();
     rise();  // the testbench's first edge, before rst is registered
     char line[256], cmd[16], a[32], b[32], c[32];
@@ -82,6 +97,7 @@ int main(int argc, char **argv) {
         if (!strcmp(cmd, "quit")) break;
         if (!strcmp(cmd, "reset") && n == 2) {
             top->rst = 1;
+            latch();
             for (unsigned long long i = u64(a); i; i--) {
                 fall();
                 rise();
@@ -93,17 +109,19 @@ int main(int argc, char **argv) {
             top->bd_lo = u64(b);
             top->bd_hi = u64(c);
             top->bd_strobe = 1;
-            eval();
+            top->eval();
             top->bd_strobe = 0;
-            eval();
+            top->eval();
             puts("ok");
         } else if (!strcmp(cmd, "run") && n == 3) {
             top->desc_addr = u64(a);
             top->timeout = u64(b);
             top->start = 1;
+            latch();
             fall();
-            top->start = 0;
             rise();  // the memory and the engine take start; `finished` falls
+            top->start = 0;
+            latch();
             while (!top->finished) {  // it rises at the edge that ends the run (the timeout bounds it)
                 fall();
                 rise();
