@@ -17,7 +17,8 @@ least), so the chain's overhead is chain - convs - network-op beats.
     .venv/bin/python benchmarks/network_chain.py --area [--target xilinx|ice40|ecp5]
 
 `--area` instead synthesizes the network-op unit alone with Yosys (the digits engine's
-parameters: 64-bit bus, A = 8, its 16-beat FIFO) and prints its LUT / FF / DSP / BRAM.
+parameters: 64-bit bus, A = 8, its 16-beat FIFO), built with every op and with the digits
+network's ops only, and prints their LUT / FF / DSP / BRAM.
 """
 
 from __future__ import annotations
@@ -49,19 +50,22 @@ def network(digits: bool) -> Graph:
 def area(target: str) -> None:
     from amaranth.back import verilog
 
-    from hwgen.engine.network import netop_chunk
+    from hwgen.engine.network import netop_unit
     from hwgen.gateware.netops import NetOps
     from hwgen.gateware.synth import synthesize
 
     graph = checkpoint.load(CKPT)
     params = engine.build(graph, engine.EngineConfig(m_lanes=4, x_lanes=4, bus_bits=64)).params
-    chunk = netop_chunk(graph, params)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "hwgen_netops.v"
-        path.write_text(verilog.convert(NetOps(params, chunk), name="hwgen_netops", emit_src=False))
-        res = synthesize([path], "hwgen_netops", target)["resources"]
-    print(f"network-op unit (64-bit bus, A = {params.act_bits}, {chunk}-beat FIFO), Yosys {target}: "
-          + ", ".join(f"{k} {v:,}" for k, v in res.items()))
+    from hwgen.engine.netop import OPS
+
+    unit = netop_unit(graph, params)
+    for what, ops in (("every op", tuple(OPS)), ("the digits network's ops", unit.ops)):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "hwgen_netops.v"
+            path.write_text(verilog.convert(NetOps(params, unit.chunk, ops), name="hwgen_netops", emit_src=False))
+            res = synthesize([path], "hwgen_netops", target)["resources"]
+        print(f"network-op unit with {what} ({', '.join(ops)}; 64-bit bus, A = {params.act_bits}, "
+              f"{unit.chunk}-beat FIFO), Yosys {target}: " + ", ".join(f"{k} {v:,}" for k, v in res.items()))
 
 
 def main() -> None:

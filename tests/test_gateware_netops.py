@@ -5,6 +5,7 @@ A = 2..8 (A = 3/4 and 2 packed 2 and 4 per byte), signed and unsigned maps, rand
 lo/hi (ReLU included), rounding half up and half even, and random stalls on every stream: the
 output map read back from memory equals the reference's, every field (padding fields are 0), and
 the unit moves exactly the compulsory bytes (each input field a window uses and each output once).
+Units built with every op and with the op under test alone (`NetOps(ops=...)`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def op_graph(rng, op: str, c: int, h: int, w: int, a_bits: int, signed: bool) ->
     return Graph("netop_case", [x, node], "op").infer_shapes()
 
 
-def run_op(graph: Graph, params: EngineParams, inputs: list[np.ndarray], *, stall: float, seed: int, chunk: int):
+def run_op(graph: Graph, params: EngineParams, inputs: list[np.ndarray], *, stall: float, seed: int, chunk: int,
+           ops=OPS):
     node = graph.node("op")
     shape = graph.node("x").out_shape
     in_bytes = activation_bytes(shape, params)
@@ -63,7 +65,7 @@ def run_op(graph: Graph, params: EngineParams, inputs: list[np.ndarray], *, stal
         image[addr:addr + len(blob)] = blob
     image[out_addr:] = b"\xa5" * (len(image) - out_addr)  # stale bytes: every output byte must be written
     desc = netop.pack_netop(graph, "op", params, a_addr=a_addr, b_addr=b_addr, out_addr=out_addr, chunk=chunk)
-    unit = NetOps(params, chunk=chunk)
+    unit = NetOps(params, chunk=chunk, ops=ops)
     traffic = run_layer(unit, image, None, stall=stall, seed=seed,
                         inputs=[(unit.descriptor.as_value(), int.from_bytes(desc, "little"))])
     raw = bytes(image[out_addr:])
@@ -97,7 +99,9 @@ def check_random_op(op: str, seed: int) -> None:
     graph = op_graph(rng, op, c, h, w, a_bits, signed)
     lo, hi = intmath.qrange(a_bits, signed)
     inputs = [rng.integers(lo, hi + 1, size=(c, h, w)) for _ in range(2 if op == "add" else 1)]
-    got, raw, traffic, in_bytes, out_bytes = run_op(graph, params, inputs, stall=0.4, seed=seed, chunk=chunk)
+    # odd seeds: a unit built with this op only (the others' datapaths left out)
+    got, raw, traffic, in_bytes, out_bytes = run_op(graph, params, inputs, stall=0.4, seed=seed, chunk=chunk,
+                                                    ops=(op,) if seed % 2 else OPS)
     want = reference.run_layer(graph, "op", [x[None] for x in inputs] if op == "add" else inputs[0][None])[0]
     np.testing.assert_array_equal(got, want.reshape(got.shape))
     # padding fields are written 0: the bytes equal the packed reference map's
@@ -120,3 +124,9 @@ def test_netop_refusals():
         NetOps(EngineParams(bus_bits=8, act_bits=8))
     with pytest.raises(HwgenError, match="chunk"):
         NetOps(params, chunk=0)
+    with pytest.raises(HwgenError, match="ops must be some of"):
+        NetOps(params, ops=("conv",))
+    graph = op_graph(rng, "gap", 1, 4, 4, 8, False)
+    with pytest.raises(HwgenError, match=r"^node 'op': this build's network-op unit has no gap \(it was generated "
+                                         r"with add, maxpool2\)$"):
+        netop.pack_netop(graph, "op", params, a_addr=0, out_addr=0, chunk=4, ops=("add", "maxpool2"))

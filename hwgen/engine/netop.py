@@ -28,6 +28,7 @@ NETOP_MAGIC = 0x4E4F  # "NO"
 MAGIC_OFFSET = CONV_LAYOUT["magic"].offset  # both kinds carry their magic here
 OP_ADD, OP_MAXPOOL2, OP_AVGPOOL2, OP_GAP = 1, 2, 3, 4
 OPS = {"add": OP_ADD, "maxpool2": OP_MAXPOOL2, "avgpool2": OP_AVGPOOL2, "gap": OP_GAP}
+OP_NAMES = {code: name for name, code in OPS.items()}
 
 _FIELDS = {
     "a_addr": 32,  # the input map (ADD: the first operand)
@@ -121,9 +122,19 @@ def _check_pool(node) -> None:
                          f"padding, not kernel {a['kernel']} stride {a['stride']} padding {a.get('padding')}")
 
 
-def pack_netop(graph, name: str, params, *, a_addr: int, out_addr: int, b_addr: int = 0, chunk: int) -> bytes:
-    """The descriptor of node `name` for an engine of `params` whose unit has a FIFO of `chunk` beats."""
+def ops_mask(ops) -> int:
+    """The NETOPS configuration register: bit `code` set for each op (a name of OPS) the unit has."""
+    return sum(1 << OPS[op] for op in ops)
+
+
+def pack_netop(graph, name: str, params, *, a_addr: int, out_addr: int, b_addr: int = 0, chunk: int,
+               ops=tuple(OPS)) -> bytes:
+    """The descriptor of node `name` for an engine of `params` whose unit has a FIFO of `chunk` beats
+    and runs `ops` (names of OPS); an op the unit was built without is refused in one line."""
     fields = plan_netop(graph, name)
+    if OP_NAMES[fields["op"]] not in ops:
+        raise HwgenError(f"node '{name}': this build's network-op unit has no {OP_NAMES[fields['op']]} "
+                         f"(it was generated with {', '.join(ops) or 'no network ops'})")
     in_row, out_row = params.row_beats(fields["width"]), params.row_beats(fields["out_width"])
     if fields["op"] in (OP_MAXPOOL2, OP_AVGPOOL2) and in_row > chunk:
         raise HwgenError(f"node '{name}': an input row of {in_row} beats does not fit the network-op unit's "

@@ -1,6 +1,9 @@
 """The DRAM image of a whole network run from one start: one descriptor chain (`hwgen.gateware.chain`).
 
-`network_image(build, chunk)` lays out, from address 0:
+`netop_unit(graph, params)` decides, once, what the network-op unit is built with: the ops the graph
+uses and its FIFO's beats (`NetopUnit`, or None when the graph has no network op); the gateware,
+the NETOPS configuration register, the manifest and the driver all take it from there.
+`network_image(build, unit)` lays out, from address 0:
   - the chain: one 64-byte descriptor per node in graph order, a layer descriptor for each conv
     (`image.pack_descriptor`) and a network-op descriptor for each add, 2x2 pool or global
     average pool (`netop.pack_netop`);
@@ -53,8 +56,37 @@ def _map_shape(shape) -> tuple:
     return tuple(shape) if len(shape) == 3 else (shape[0], 1, 1)
 
 
-def network_image(build, chunk: int) -> NetworkImage:
-    """The chain image of `build` (an EngineBuild) for a network-op unit of `chunk` FIFO beats."""
+@dataclass(frozen=True)
+class NetopUnit:
+    """The network-op unit a build carries: `ops` (names of `netop.OPS`, in op-code order), the only
+    ops its gateware has, and `chunk`, its FIFO's beats."""
+    ops: tuple[str, ...]
+    chunk: int
+
+    @property
+    def mask(self) -> int:
+        return netop.ops_mask(self.ops)
+
+
+def netop_unit(graph, params, least: int = 16) -> NetopUnit | None:
+    """The unit for `graph`: the ops its nodes use (a node the unit cannot run adds none; the network
+    image names it), a FIFO of `least` beats or the widest pooled input row; None without ops."""
+    used = set()
+    for node in graph.nodes:
+        if node.op in NETOP_NODES:
+            try:
+                used.add(netop.plan_netop(graph, node.name)["op"])
+            except HwgenError:
+                continue
+    if not used:
+        return None
+    rows = [params.row_beats(graph.node(n.inputs[0]).out_shape[2]) for n in graph.nodes
+            if n.op in ("maxpool2d", "avgpool2d")]
+    return NetopUnit(tuple(netop.OP_NAMES[c] for c in sorted(used)), max([least] + rows))
+
+
+def network_image(build, unit: NetopUnit | None) -> NetworkImage:
+    """The chain image of `build` (an EngineBuild) for its network-op unit `unit` (None: no unit)."""
     graph, params = build.graph, build.params
     plans = {p.name: p for p in build.plans}
     alias, chain = {}, []
@@ -91,23 +123,12 @@ def network_image(build, chunk: int) -> NetworkImage:
                                    table_addr=t, table_base=base)
         else:
             blob = netop.pack_netop(graph, node.name, params, a_addr=ins[0], b_addr=ins[1] if len(ins) > 1 else 0,
-                                    out_addr=out, chunk=chunk)
+                                    out_addr=out, chunk=unit.chunk if unit else 0, ops=unit.ops if unit else ())
         blobs[i * DESCRIPTOR_BYTES] = blob
     data = bytearray(static_end)
     for addr, blob in blobs.items():
         data[addr:addr + len(blob)] = blob
     return NetworkImage(bytes(data), cursor, [n.name for n in chain], graph.input.name, graph.output, tensors)
-
-
-def netop_chunk(graph, params, least: int = 16) -> int:
-    """The network-op unit's FIFO beats for `graph`: `least`, or the widest pooled input row."""
-    rows = [params.row_beats(graph.node(n.inputs[0]).out_shape[2]) for n in graph.nodes
-            if n.op in ("maxpool2d", "avgpool2d")]
-    return max([least] + rows)
-
-
-def has_netops(graph) -> bool:
-    return any(n.op in NETOP_NODES for n in graph.nodes)
 
 
 def manifest_entry(net: NetworkImage) -> dict:
