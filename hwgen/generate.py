@@ -139,7 +139,7 @@ def axi_top_verilog(params: EngineParams, *, id_bits: int, build: int, config: d
     from .gateware.axi_top import AxiTop, EngineInstance
     from .gateware.netops import NetOps
 
-    netops = None if unit is None else NetOps(params, unit.chunk, unit.ops)
+    netops = None if unit is None else NetOps(params, unit.chunk, unit.ops, unit.logits)
     top = AxiTop(EngineInstance(params, ENGINE_MODULE), bus_bits=params.bus_bits, id_bits=id_bits, build_id=build,
                  config=config, netops=netops)
     return verilog.convert(top, name=TOP_MODULE, emit_src=False)

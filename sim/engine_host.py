@@ -20,6 +20,7 @@ import numpy as np
 
 from hwgen import checkpoint, reference
 from hwgen.engine import EngineParams, activation_bytes, pack_activations, unpack_activations
+from hwgen.engine.network import unpack_tensor
 
 MAX_REPORTED = 5  # mismatching elements listed per layer run
 
@@ -88,9 +89,7 @@ async def chain_host(bench, job: dict) -> dict:
 
     async def read(name):
         t = tensors[name]
-        shape = tuple(t["shape"])
-        return unpack_activations(await bench.dump(int(t["addr"]), activation_bytes(shape, layout)), shape,
-                                  bool(t["signed"]), layout)
+        return unpack_tensor(t, await bench.dump(int(t["addr"]), int(t["bytes"])), layout)
 
     images = []
     for i, x in enumerate(inputs):

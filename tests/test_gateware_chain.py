@@ -69,11 +69,11 @@ def test_network_image_refuses_what_the_hardware_cannot_run():
     graph = conv_graph(0, 2, 4, 4, 4)
     from hwgen.ir import Graph, Node, QuantInfo
 
-    flat = Node("flat", "flatten", ("conv",))
-    flat.quant = QuantInfo(8, 1.0, False)
-    g = Graph("g", graph.nodes + [flat], "flat").infer_shapes()
+    cat = Node("cat", "concat", ("conv", "conv"))
+    cat.quant = QuantInfo(8, 1.0, False)
+    g = Graph("g", graph.nodes + [cat], "cat").infer_shapes()
     b = engine.build(g, engine.EngineConfig(m_lanes=4, x_lanes=4, bus_bits=64))
-    with pytest.raises(HwgenError, match=r"node 'flat' \(flatten\) does not run in hardware"):
+    with pytest.raises(HwgenError, match=r"node 'cat' \(concat\) does not run in hardware"):
         network_image(b, None)
 
 

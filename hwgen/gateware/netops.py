@@ -24,7 +24,7 @@ FIFO is the only storage (`chunk + 1` beats of `beat_elems * (field + 2)` bits).
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
@@ -40,9 +40,10 @@ GAP_ACC_BITS = 47  # a plane of up to 2^32 fields, summed (acc * M then fits the
 class NetOps(wiring.Component):
     """One network op per start. `chunk`: the FIFO's beats (an ADD chunk, the widest pooled row);
     `ops`: the ops (names of `netop.OPS`) it is built with, the others' datapaths are left out (a
-    descriptor of another op must not start it: `Chain` refuses it, `hwgen.engine.network` too)."""
+    descriptor of another op must not start it: `Chain` refuses it, `hwgen.engine.network` too);
+    `logits`: with LINEAR, the most logits a descriptor may ask for (its partial-sum memory)."""
 
-    def __init__(self, params: EngineParams, chunk: int = 16, ops=tuple(netop.OPS)):
+    def __init__(self, params: EngineParams, chunk: int = 16, ops=tuple(netop.OPS), logits: int = 16):
         self.p = params
         self._MustUse__silence = True  # a refused unit is no forgotten submodule
         if params.beat_elems < 2:
@@ -52,8 +53,12 @@ class NetOps(wiring.Component):
             raise HwgenError(f"network-op chunk must be from 1 to {MAX_BURST - 1} beats, got {chunk!r}")
         if not ops or any(op not in netop.OPS for op in ops):
             raise HwgenError(f"network-op unit ops must be some of {', '.join(netop.OPS)}, got {ops!r}")
+        if "linear" in ops and (params.act_field_bits != 8 or not isinstance(logits, int) or not 1 <= logits < 1 << 16):
+            raise HwgenError(f"the network-op unit's linear layer needs one byte per activation and 1 to 65,535 "
+                             f"logits, got A = {params.act_bits}, {logits!r} logits")
         self.chunk = chunk
         self.ops = tuple(op for op in netop.OPS if op in ops)  # only these are built
+        self.logits = logits  # LINEAR: accumulators of the partial logits between input chunks
         self._MustUse__silence = False
         super().__init__({
             "req": Out(stream.Signature(REQUEST)),
@@ -71,7 +76,7 @@ class NetOps(wiring.Component):
         bb_log, el_log = bb.bit_length() - 1, n_el.bit_length() - 1
         vw = fb + 2  # a vertical max or sum of two fields
         half = n_el // 2
-        add, mx, avg, gap = (name in self.ops for name in ("add", "maxpool2", "avgpool2", "gap"))
+        add, mx, avg, gap, lin = (name in self.ops for name in ("add", "maxpool2", "avgpool2", "gap", "linear"))
         pool = mx or avg
         m.submodules.reader = reader = Reader(bb)
         m.submodules.fifo = fifo = SyncFIFO(width=n_el * (vw if pool else fb), depth=self.chunk + 1)
@@ -170,6 +175,19 @@ class NetOps(wiring.Component):
             first_row = Cat(*(widen(f, vw) for f in b_f))
             out_fields = [lower.word_select(k, fb) for k in range(half)] + [upper.word_select(k, fb) for k in range(half)]
             pool_beat = masked([f.as_signed() for f in out_fields], j << el_log, d.out_width)
+        if lin:
+            # LINEAR: the FIFO's head (an input beat, kept: it goes back in behind the tail) times the
+            # read weight beat, field by field; partial logits wait in `partial` between input chunks
+            x_f, w_f = fields(fifo.r_data, fb), [self.rd.payload[i * 8:(i + 1) * 8].as_signed() for i in range(n_el)]
+            logit = Signal(signed(netop.LOGIT_BITS))
+            dot = Signal(signed(fb + 10 + el_log))
+            m.d.comb += dot.eq(sum(x * w for x, w in zip(x_f, w_f)))
+            m.submodules.partial = partial = memory.Memory(shape=signed(netop.LOGIT_BITS), depth=self.logits, init=[])
+            p_rd, p_wr = partial.read_port(domain="comb"), partial.write_port()
+            o = Signal(16)
+            block, w_ptr = Signal(ADDR_BITS), Signal(ADDR_BITS)  # a weight block's bytes; this output's block
+            first = Signal()  # the first input chunk: each block's read starts at its bias beat
+            m.d.comb += [p_rd.addr.eq(o), p_wr.addr.eq(o), p_wr.data.eq(logit)]
         if gap:
             sums = Signal(signed(32))
             beat_sum = Signal(signed(fb + 1 + el_log + 1))
@@ -199,6 +217,9 @@ class NetOps(wiring.Component):
                     if gap:
                         with m.Case(netop.OP_GAP):
                             m.next = "GAP_READ"
+                    if lin:
+                        with m.Case(netop.OP_LINEAR):
+                            m.next = "L_SETUP"
                     with m.Default():  # an op this unit was built without (the chain never starts one)
                         m.next = "DONE"
             if add:
@@ -318,6 +339,67 @@ class NetOps(wiring.Component):
                             m.next = "DONE"
                         with m.Else():
                             m.next = "GAP_READ"
+            if lin:  # -- LINEAR: per input chunk, every output's weights over it ---------------------
+                with m.State("L_SETUP"):
+                    m.d.sync += [block.eq((left + 1) << bb_log), first.eq(1)]
+                    m.next = "L_READ"
+                with m.State("L_READ"):
+                    now = Mux(left < self.chunk, left, self.chunk)
+                    m.d.sync += n.eq(now)
+                    read(d.a_addr + off, now)
+                    m.next = "L_FILL"
+                with m.State("L_FILL"):
+                    m.d.comb += [self.rd.ready.eq(1), fifo.w_en.eq(self.rd.valid), fifo.w_data.eq(self.rd.payload)]
+                    with m.If(rd_beat):
+                        m.d.sync += got.eq(got + 1)
+                        with m.If(got == n - 1):
+                            m.d.sync += [o.eq(0), w_ptr.eq(d.b_addr), out_ptr.eq(d.out_addr)]
+                            m.next = "L_WREAD"
+                with m.State("L_WREAD"):
+                    read(Mux(first, w_ptr, w_ptr + bb + off), n + first)
+                    m.d.sync += logit.eq(p_rd.data)
+                    m.next = "L_SUM"
+                with m.State("L_SUM"):
+                    bias_beat = first & (got == 0)
+                    m.d.comb += self.rd.ready.eq(1)
+                    with m.If(rd_beat):
+                        m.d.sync += got.eq(got + 1)
+                        with m.If(bias_beat):
+                            m.d.sync += logit.eq(self.rd.payload[:netop.LOGIT_BITS].as_signed())
+                        with m.Else():
+                            m.d.comb += [fifo.r_en.eq(1), fifo.w_en.eq(1), fifo.w_data.eq(fifo.r_data)]
+                            m.d.sync += logit.eq(logit + dot)
+                        with m.If(got == n + first - 1):
+                            m.next = "L_NEXT"
+                with m.State("L_NEXT"):
+                    with m.If(left == n):  # the last chunk: the logit is whole
+                        m.next = "L_WREQ"
+                    with m.Else():
+                        m.d.comb += p_wr.en.eq(1)
+                        m.next = "L_OUTPUT"
+                with m.State("L_WREQ"):
+                    m.d.comb += [writing.eq(1), w_addr.eq(out_ptr), w_len.eq(1)]
+                    with m.If(self.req.ready):
+                        m.next = "L_WRITE"
+                with m.State("L_WRITE"):
+                    m.d.comb += [self.wr.valid.eq(1), self.wr.payload.eq(logit.as_unsigned())]
+                    with m.If(self.wr.ready):
+                        m.next = "L_OUTPUT"
+                with m.State("L_OUTPUT"):
+                    m.d.sync += [o.eq(o + 1), w_ptr.eq(w_ptr + block), out_ptr.eq(out_ptr + bb), got.eq(0)]
+                    with m.If(o == d.out_width - 1):
+                        m.next = "L_DRAIN"
+                    with m.Else():
+                        m.next = "L_WREAD"
+                with m.State("L_DRAIN"):  # the chunk leaves the FIFO
+                    m.d.comb += fifo.r_en.eq(1)
+                    m.d.sync += got.eq(got + 1)
+                    with m.If(got == n - 1):
+                        m.d.sync += [off.eq(off + (n << bb_log)), left.eq(left - n), first.eq(0)]
+                        with m.If(left == n):
+                            m.next = "DONE"
+                        with m.Else():
+                            m.next = "L_READ"
             with m.State("DONE"):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
