@@ -9,9 +9,11 @@ Every conv2d layer runs on the engine; other layers (pooling, add, classifier) s
 With --synth, Yosys reports LUT/FF/DSP/BRAM counts. With --interface axi the top is an AXI4 master
 (m_axi_*) with an AXI4-Lite register file (s_axil_*) and irq, and the register map is written as
 registers.json, driver/hwgen_regs.h and driver/hwgen_regs.py; one start runs a chain of DESC_COUNT
-descriptors, residual adds and 2x2 / global average pools run on a network-op unit in that top, and
-a network made only of convs, adds and those pools also gets network_image.bin, the whole network
-from one start (driver/run_layer.py --network). See docs/engine.md.
+descriptors, residual adds, 2x2 / global average pools and the classifier (raw 32-bit logits) run
+on a network-op unit in that top, built with only the ops the network has (NETOPS register,
+manifest interface.netops), and a network made only of convs, those ops and flattens also gets
+network_image.bin, the whole network from one start, no layer on the host (driver/run_layer.py
+--network). See docs/engine.md.
 """
 
 from __future__ import annotations

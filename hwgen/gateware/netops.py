@@ -149,6 +149,32 @@ class NetOps(wiring.Component):
             m.d.comb += [self.rd.ready.eq(1), fifo.r_en.eq(self.rd.valid), fifo.w_en.eq(self.rd.valid),
                          fifo.w_data.eq(result)]
 
+        def read_chunk(read_state, fill_state, then, when_filled=()):
+            """States reading the input's next chunk (at most `chunk` beats from `off`) into the FIFO."""
+            with m.State(read_state):
+                now = Mux(left < self.chunk, left, self.chunk)
+                m.d.sync += n.eq(now)
+                read(d.a_addr + off, now)
+                m.next = fill_state
+            with m.State(fill_state):
+                m.d.comb += [self.rd.ready.eq(1), fifo.w_en.eq(self.rd.valid), fifo.w_data.eq(self.rd.payload)]
+                with m.If(rd_beat):
+                    m.d.sync += got.eq(got + 1)
+                    with m.If(got == n - 1):
+                        m.d.sync += list(when_filled)
+                        m.next = then
+
+        def write_beat(req_state, beat_state, value, then):
+            """States writing one beat of `value` at `out_ptr`; `then()` in the cycle it is taken."""
+            with m.State(req_state):
+                m.d.comb += [writing.eq(1), w_addr.eq(out_ptr), w_len.eq(1)]
+                with m.If(self.req.ready):
+                    m.next = beat_state
+            with m.State(beat_state):
+                m.d.comb += [self.wr.valid.eq(1), self.wr.payload.eq(value)]
+                with m.If(self.wr.ready):
+                    then()
+
         def next_col():
             m.d.sync += col_beat.eq(Mux(col_beat == d.in_row_beats - 1, 0, col_beat + 1))
 
@@ -224,17 +250,7 @@ class NetOps(wiring.Component):
                         m.next = "DONE"
             if add:
                 # -- ADD ------------------------------------------------------------------------------
-                with m.State("A_READ"):
-                    now = Mux(left < self.chunk, left, self.chunk)
-                    m.d.sync += n.eq(now)
-                    read(d.a_addr + off, now)
-                    m.next = "A_FILL"
-                with m.State("A_FILL"):
-                    m.d.comb += [self.rd.ready.eq(1), fifo.w_en.eq(self.rd.valid), fifo.w_data.eq(self.rd.payload)]
-                    with m.If(rd_beat):
-                        m.d.sync += got.eq(got + 1)
-                        with m.If(got == n - 1):
-                            m.next = "B_READ"
+                read_chunk("A_READ", "A_FILL", "B_READ")
                 with m.State("B_READ"):
                     read(d.b_addr + off, n)
                     m.next = "B_FILL"
@@ -327,34 +343,20 @@ class NetOps(wiring.Component):
                         next_col()
                         with m.If(got == plane_beats - 1):
                             m.next = "GAP_WREQ"
-                with m.State("GAP_WREQ"):
-                    m.d.comb += [writing.eq(1), w_addr.eq(out_ptr), w_len.eq(1)]
-                    with m.If(self.req.ready):
-                        m.next = "GAP_OUT"
-                with m.State("GAP_OUT"):
-                    m.d.comb += [self.wr.valid.eq(1), self.wr.payload.eq(rq_gap.y[:fb])]
-                    with m.If(self.wr.ready):
-                        m.d.sync += [c.eq(c + 1), out_ptr.eq(out_ptr + bb), chan_ptr.eq(chan_ptr + plane_bytes)]
-                        with m.If(c == d.channels - 1):
-                            m.next = "DONE"
-                        with m.Else():
-                            m.next = "GAP_READ"
+
+                def next_channel():
+                    m.d.sync += [c.eq(c + 1), out_ptr.eq(out_ptr + bb), chan_ptr.eq(chan_ptr + plane_bytes)]
+                    with m.If(c == d.channels - 1):
+                        m.next = "DONE"
+                    with m.Else():
+                        m.next = "GAP_READ"
+
+                write_beat("GAP_WREQ", "GAP_OUT", rq_gap.y[:fb], next_channel)
             if lin:  # -- LINEAR: per input chunk, every output's weights over it ---------------------
                 with m.State("L_SETUP"):
                     m.d.sync += [block.eq((left + 1) << bb_log), first.eq(1)]
                     m.next = "L_READ"
-                with m.State("L_READ"):
-                    now = Mux(left < self.chunk, left, self.chunk)
-                    m.d.sync += n.eq(now)
-                    read(d.a_addr + off, now)
-                    m.next = "L_FILL"
-                with m.State("L_FILL"):
-                    m.d.comb += [self.rd.ready.eq(1), fifo.w_en.eq(self.rd.valid), fifo.w_data.eq(self.rd.payload)]
-                    with m.If(rd_beat):
-                        m.d.sync += got.eq(got + 1)
-                        with m.If(got == n - 1):
-                            m.d.sync += [o.eq(0), w_ptr.eq(d.b_addr), out_ptr.eq(d.out_addr)]
-                            m.next = "L_WREAD"
+                read_chunk("L_READ", "L_FILL", "L_WREAD", [o.eq(0), w_ptr.eq(d.b_addr), out_ptr.eq(d.out_addr)])
                 with m.State("L_WREAD"):
                     read(Mux(first, w_ptr, w_ptr + bb + off), n + first)
                     m.d.sync += logit.eq(p_rd.data)
@@ -377,14 +379,11 @@ class NetOps(wiring.Component):
                     with m.Else():
                         m.d.comb += p_wr.en.eq(1)
                         m.next = "L_OUTPUT"
-                with m.State("L_WREQ"):
-                    m.d.comb += [writing.eq(1), w_addr.eq(out_ptr), w_len.eq(1)]
-                    with m.If(self.req.ready):
-                        m.next = "L_WRITE"
-                with m.State("L_WRITE"):
-                    m.d.comb += [self.wr.valid.eq(1), self.wr.payload.eq(logit.as_unsigned())]
-                    with m.If(self.wr.ready):
-                        m.next = "L_OUTPUT"
+
+                def to_output():
+                    m.next = "L_OUTPUT"
+
+                write_beat("L_WREQ", "L_WRITE", logit.as_unsigned(), to_output)
                 with m.State("L_OUTPUT"):
                     m.d.sync += [o.eq(o + 1), w_ptr.eq(w_ptr + block), out_ptr.eq(out_ptr + bb), got.eq(0)]
                     with m.If(o == d.out_width - 1):
