@@ -80,7 +80,14 @@ def run(args) -> int:
         print(f"{lay['name']:<16}{lay['structure']:<10}{lay['period']:>3}{lay['taps']:>5}{shape(lay['input']):>14}"
               f"{shape(lay['output']):>14}{sum(s['bytes'].values()):>12}{s['cycles']:>10}{s['utilization']:>7.1%}")
     if manifest["host_ops"]:
-        print("on the host: " + ", ".join(manifest["host_ops"]))
+        print("layer by layer, on the host: " + ", ".join(manifest["host_ops"]))
+    net = manifest.get("network")
+    if net and "error" not in net:
+        unit = manifest["interface"]["netops"]
+        print(f"the whole network from one start (network_image.bin): {' -> '.join(net['chain'])}; host layers: "
+              f"none; network-op unit: {', '.join(unit) or 'none'}; {net['bytes_total']:,} DRAM bytes per image")
+    elif net:
+        print(f"not from one start: {net['error']}")
     if "synth" in manifest:
         r = manifest["synth"]
         print(f"synthesis ({r['target']}): " + ", ".join(f"{k} {v}" for k, v in r["resources"].items()))
