@@ -65,14 +65,10 @@ def _map_shape(shape) -> tuple:
 @dataclass(frozen=True)
 class NetopUnit:
     """The network-op unit a build carries: `ops` (names of `netop.OPS`, in op-code order), the only
-    ops its gateware has, and `chunk`, its FIFO's beats."""
+    ops its gateware has (the NETOPS register: `netop.ops_mask`), and `chunk`, its FIFO's beats."""
     ops: tuple[str, ...]
     chunk: int
     logits: int = 0  # LINEAR: the most outputs of a linear layer (its accumulators)
-
-    @property
-    def mask(self) -> int:
-        return netop.ops_mask(self.ops)
 
 
 def netop_unit(graph, params, least: int = 16) -> NetopUnit | None:

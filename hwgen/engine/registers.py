@@ -57,11 +57,11 @@ REGISTERS = (
     Register("WEIGHT_BITS", 0x2C, "ro", "weight bits W"),
     Register("ACT_BITS", 0x30, "ro", "activation bits A"),
     Register("ACC_BITS", 0x34, "ro", "accumulator bits"),
+    Register("DESC_COUNT", 0x38, "rw", "descriptors the next start runs, back to back (64 bytes apart) from "
+             "DESC_ADDR; 0 runs one, as 1 does", {"COUNT": (0, 16)}),
     Register("NETOPS", 0x3C, "ro", "the network ops this build's network-op unit runs, bit = op code "
              "(0: no unit); a descriptor of another op stops the chain with ERROR_CAUSE.NETOP",
              {name.upper(): (code, 1) for name, code in netop.OPS.items()}),
-    Register("DESC_COUNT", 0x38, "rw", "descriptors the next start runs, back to back (64 bytes apart) from "
-             "DESC_ADDR; 0 runs one, as 1 does", {"COUNT": (0, 16)}),
     Register("BUSY_CYCLES", 0x40, "ro", "cycles with BUSY high"),
     Register("BYTES_READ", 0x44, "ro", "bytes read on m_axi (R beats x BUS_BITS/8)"),
     Register("BYTES_WRITTEN", 0x48, "ro", "bytes written on m_axi (W beats x BUS_BITS/8)"),

@@ -1,4 +1,5 @@
-"""The network-op unit: residual add, 2x2 max / average pooling and global average pooling in DRAM.
+"""The network-op unit: residual add, 2x2 max / average pooling, global average pooling and the
+classifier, in DRAM.
 
 `NetOps` runs one network-op descriptor (`hwgen.engine.netop`, selected by its `op` field) given
 on `descriptor` when `start` pulses, through the engine's memory port (`req`, `rd`, `wr`, the
@@ -17,8 +18,15 @@ column are written 0.
   Rows must fit the FIFO: `in_row_beats <= chunk` (the compiler checks).
 - GAP: per channel, one read of its plane, every field summed, `requant(sum)` in field 0 of the
   channel's one output beat.
+- LINEAR (the classifier, one byte per field): per chunk of at most `chunk` input beats, read into
+  the FIFO once; then for each output its weight beats over that chunk (its bias beat first, on
+  the first chunk), each multiplied field by field with the FIFO's head, which goes back in
+  behind the tail; the partial logit waits in a memory of `logits` words until the next chunk,
+  and after the last one is written as one beat (`netop.LOGIT_BITS` low bits).
+Only the ops in `ops` are built: the others' datapaths and states are left out.
 Reads and writes never overlap: a chunk or row is read whole before it is written, so the
-FIFO is the only storage (`chunk + 1` beats of `beat_elems * (field + 2)` bits).
+FIFO is the only storage (`chunk + 1` beats of `beat_elems * (field + 2)` bits with pools, else
+of one bus beat), besides LINEAR's partial logits.
 """
 
 from __future__ import annotations
