@@ -146,8 +146,10 @@ class Driver:
 
     async def load_image(self, network: bool = False) -> None:
         """The per-layer DRAM image, or (`network`) the whole network's chain image."""
-        if network and (self._network() is None or not self.network_image):
-            raise HwgenError("this engine cannot run the whole network from one start: no network image was loaded")
+        if network:
+            self._network()
+            if not self.network_image:
+                raise HwgenError("this engine cannot run the whole network from one start: no network image was read")
         await self.backend.write_mem(0, self.network_image if network else self.image)
 
     def _network(self) -> dict:
