@@ -3,7 +3,7 @@
 Generates, with `--interface axi` (4x4 MACs, 64-bit bus), a network whose every node runs in
 hardware: the residual case of `hwgen.layercases.residual_graph` (conv 3->8, conv 8->8, add +
 ReLU, 2x2 max pool, 2x2 average pool, global average pool, 8x8 input) or, with `--digits`, the
-shipped digits network up to its last pool. It runs it in Verilator on one image twice with an
+whole shipped digits network (its classifier on the network-op unit too). It runs it in Verilator on one image twice with an
 ideal memory (AxiRam without pauses):
   - from one start (`Driver.run` with DESC_COUNT = the chain's length): cycles from the start to
     irq, the counters' bytes, every node's map checked against the reference;
@@ -17,7 +17,8 @@ least), so the chain's overhead is chain - convs - network-op beats.
     .venv/bin/python benchmarks/network_chain.py --area [--target xilinx|ice40|ecp5]
 
 `--area` instead synthesizes the network-op unit alone with Yosys (the digits engine's
-parameters: 64-bit bus, A = 8, its 16-beat FIFO) and prints its LUT / FF / DSP / BRAM.
+parameters: 64-bit bus, A = 8, its 16-beat FIFO), built with every op and with the digits
+network's ops only, and prints their LUT / FF / DSP / BRAM.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from hwgen import checkpoint, engine, simulate
-from hwgen.engine.descriptor import DESCRIPTOR_BYTES
-from hwgen.ir import Graph
+import numpy as np
+
+from hwgen import checkpoint, engine, reference, simulate
 from hwgen.layercases import random_input, residual_graph
 from hwgen.sim_target import from_graph
 
@@ -39,36 +40,35 @@ CKPT = ROOT / "models" / "digits_ps4p4_w8a8.hwq"
 
 
 def network(digits: bool) -> Graph:
-    if not digits:
-        return residual_graph(1, 3, 8, 8, 8)
-    graph = checkpoint.load(CKPT)
-    last = [n.name for n in graph.nodes].index("pool2")
-    return Graph(graph.name, graph.nodes[:last + 1], "pool2").infer_shapes()
+    return checkpoint.load(CKPT) if digits else residual_graph(1, 3, 8, 8, 8)
 
 
 def area(target: str) -> None:
     from amaranth.back import verilog
 
-    from hwgen.engine.network import netop_chunk
+    from hwgen.engine.network import netop_unit
     from hwgen.gateware.netops import NetOps
     from hwgen.gateware.synth import synthesize
 
     graph = checkpoint.load(CKPT)
     params = engine.build(graph, engine.EngineConfig(m_lanes=4, x_lanes=4, bus_bits=64)).params
-    chunk = netop_chunk(graph, params)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "hwgen_netops.v"
-        path.write_text(verilog.convert(NetOps(params, chunk), name="hwgen_netops", emit_src=False))
-        res = synthesize([path], "hwgen_netops", target)["resources"]
-    print(f"network-op unit (64-bit bus, A = {params.act_bits}, {chunk}-beat FIFO), Yosys {target}: "
-          + ", ".join(f"{k} {v:,}" for k, v in res.items()))
+    from hwgen.engine.netop import OPS
+
+    unit = netop_unit(graph, params)
+    for what, ops in (("every op", tuple(OPS)), ("the digits network's ops", unit.ops)):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "hwgen_netops.v"
+            path.write_text(verilog.convert(NetOps(params, unit.chunk, ops), name="hwgen_netops", emit_src=False))
+            res = synthesize([path], "hwgen_netops", target)["resources"]
+        print(f"network-op unit with {what} ({', '.join(ops)}; 64-bit bus, A = {params.act_bits}, "
+              f"{unit.chunk}-beat FIFO), Yosys {target}: " + ", ".join(f"{k} {v:,}" for k, v in res.items()))
 
 
 def main() -> None:
     from hwgen.gateware.synth import TARGETS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--digits", action="store_true", help="the digits network up to its last pool")
+    ap.add_argument("--digits", action="store_true", help="the whole digits network (classifier included)")
     ap.add_argument("--timing", choices=simulate.TIMINGS, default="ideal")
     ap.add_argument("--area", action="store_true", help="synthesize the network-op unit instead")
     ap.add_argument("--target", choices=tuple(TARGETS), default="xilinx")
@@ -89,12 +89,12 @@ def main() -> None:
     if host["aborted"] or not layers.passed:
         raise SystemExit(f"a run failed: {host['aborted'] or [(lr.name, lr.error) for lr in layers.layers]}")
     (img,) = host["images"]
-    run, t = img["run"], net["tensors"]
+    run = img["run"]
     mismatches = sum(v["mismatches"] for v in img["nodes"].values())
     netops = [n for n in net["chain"] if graph.node(n).op != "conv2d"]
-    netop_bytes = {n: DESCRIPTOR_BYTES + t[n]["bytes"] + sum(t[i]["bytes"] for i in graph.node(n).inputs)
-                   for n in netops}
+    netop_bytes = {n: net["bytes"][n] for n in netops}  # netop.moved_bytes, the compiler's prediction
     one_by_one = sum(sum(s.bytes.values()) for s in b.schedules) + sum(netop_bytes.values())
+    logits_equal = np.array_equal(np.asarray(img["output"]), reference.run(graph, x)[0])
     measured = run["counters"]["BYTES_READ"] + run["counters"]["BYTES_WRITTEN"]
     convs = sum(lr.cycles for lr in layers.layers)
     beats = sum(v // bb for v in netop_bytes.values())
@@ -109,7 +109,8 @@ def main() -> None:
           f"| {sum(lr.mismatches for lr in layers.layers)} |")
     print(f"network ops: {', '.join(netops)}: {beats:,} beats moved (a cycle each at least); "
           f"chain - convs - network-op beats = {run['cycles'] - convs - beats:,} cycles")
-    print(f"bytes equal: {measured == one_by_one}; counters' BUSY_CYCLES = bench cycles: "
+    print(f"output equal to the reference: {logits_equal}; bytes equal (= manifest network.bytes_total "
+          f"{net['bytes_total']:,}): {measured == one_by_one == net['bytes_total']}; counters' BUSY_CYCLES = bench cycles: "
           f"{run['counters']['BUSY_CYCLES'] == run['cycles']}")
     print(f"wall {time.perf_counter() - wall:.0f} s, this process's CPU {time.process_time() - cpu:.0f} s "
           f"(the simulator's: chain {host['cpu_seconds']:.1f} s)")

@@ -148,11 +148,13 @@ class Driver:
         """The per-layer DRAM image, or (`network`) the whole network's chain image."""
         if network:
             self._network()
+            if not self.network_image:
+                raise HwgenError("this engine cannot run the whole network from one start: no network image was read")
         await self.backend.write_mem(0, self.network_image if network else self.image)
 
     def _network(self) -> dict:
         net = self.manifest.get("network")
-        if not net or "error" in net or not self.network_image:
+        if not net or "error" in net:
             why = net["error"] if net and "error" in net else "it was generated without a network image"
             raise HwgenError(f"this engine cannot run the whole network from one start: {why}")
         return net
@@ -202,26 +204,38 @@ class Driver:
 
     async def run_network(self, x: np.ndarray, **kw) -> np.ndarray:
         """The whole network on an integer input `x` (C, H, W) from one start (after
-        `load_image(network=True)`): write it, run the chain, read the network's output map."""
-        net = self._network()
-        tin, tout = net["tensors"][net["input"]], net["tensors"][net["output"]]
-        x = np.asarray(x)
-        if list(x.shape) != tin["shape"]:
-            raise HwgenError(f"the network takes an input of shape {tin['shape']}, got {list(x.shape)}")
-        from .engine import pack_activations
-
-        await self.backend.write_mem(int(tin["addr"]), pack_activations(x, self._layout()))
+        `load_image(network=True)`): write it, run the chain, read the network's output (its
+        logits when the classifier runs in hardware)."""
+        net = await self.write_input(x)
         await self.run(int(net["desc_addr"]), count=int(net["count"]), **kw)
         return await self.read_tensor(net["output"])
 
+    async def write_input(self, x: np.ndarray) -> dict:
+        """Write the network's integer input `x` (C, H, W) to its tensor, after checking its shape and
+        range (one line otherwise); returns the manifest's `network`."""
+        from .engine import pack_activations
+        from .intmath import qrange
+
+        net = self._network()
+        tin = net["tensors"][net["input"]]
+        x = np.asarray(x)
+        if list(x.shape) != tin["shape"]:
+            raise HwgenError(f"the network takes an input of shape {tin['shape']}, got {list(x.shape)}")
+        lo, hi = qrange(int(self.manifest["params"]["act_bits"]), bool(tin["signed"]))
+        if x.dtype.kind not in "iu" or x.size and (int(x.min()) < lo or int(x.max()) > hi):
+            raise HwgenError(f"the network's input must be integers in [{lo}, {hi}], got {x.dtype} values"
+                             + (f" in [{x.min()}, {x.max()}]" if x.size else ""))
+        await self.backend.write_mem(int(tin["addr"]), pack_activations(x, self._layout()))
+        return net
+
     async def read_tensor(self, name: str) -> np.ndarray:
-        """A tensor of the network image (any node's output) as it is in memory."""
-        from .engine import activation_bytes, unpack_activations
+        """A tensor of the network image (any node's output) as it is in memory: an activation map,
+        or the classifier's logits (int64, from their 32-bit fields)."""
+        from .engine.network import unpack_tensor
 
         t = self._network()["tensors"][name]
-        shape = tuple(t["shape"])
-        raw = await self.backend.read_mem(int(t["addr"]), activation_bytes(shape, self._layout()))
-        return unpack_activations(raw, shape, bool(t["signed"]), self._layout())
+        raw = await self.backend.read_mem(int(t["addr"]), int(t["bytes"]))
+        return unpack_tensor(t, raw, self._layout())
 
     def _layout(self):
         from .engine import EngineParams

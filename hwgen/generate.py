@@ -130,16 +130,16 @@ def build_id(engine_text: str, image: bytes) -> int:
     return int.from_bytes(hashlib.sha256(engine_text.encode() + b"\0" + image).digest()[:4], "big")
 
 
-def axi_top_verilog(params: EngineParams, *, id_bits: int, build: int, netops_chunk: int | None = None) -> str:
-    """The AXI top around the `hwgen_engine` instance; with `netops_chunk`, the network-op unit too."""
+def axi_top_verilog(params: EngineParams, *, id_bits: int, build: int, config: dict,
+                    unit: network.NetopUnit | None = None) -> str:
+    """The AXI top around the `hwgen_engine` instance (configuration registers `config`); with
+    `unit`, the network-op unit too, built with its ops only."""
     from amaranth.back import verilog
 
-    from .engine import registers
     from .gateware.axi_top import AxiTop, EngineInstance
     from .gateware.netops import NetOps
 
-    config = registers.config_values(dataclasses.asdict(params))
-    netops = None if netops_chunk is None else NetOps(params, netops_chunk)
+    netops = None if unit is None else NetOps(params, unit.chunk, unit.ops, unit.logits)
     top = AxiTop(EngineInstance(params, ENGINE_MODULE), bus_bits=params.bus_bits, id_bits=id_bits, build_id=build,
                  config=config, netops=netops)
     return verilog.convert(top, name=TOP_MODULE, emit_src=False)
@@ -282,17 +282,19 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
         manifest["interface"] = {"kind": "axi", "id_bits": axi_id_bits, "lite_addr_bits": registers.ADDR_BITS,
                                  "lite_data_bits": registers.DATA_BITS, "build_id": bid}
         manifest["ports"] = _axi_ports(params.bus_bits, axi_id_bits)
-        chunk = network.netop_chunk(graph, params) if network.has_netops(graph) else None
-        manifest["interface"]["netops_chunk"] = chunk
-        texts[FILES["top"]] = axi_top_verilog(params, id_bits=axi_id_bits, build=bid, netops_chunk=chunk)
+        unit = network.netop_unit(graph, params)
+        manifest["interface"]["netops_chunk"] = unit.chunk if unit else None
+        manifest["interface"]["netops"] = list(unit.ops) if unit else []
+        config = registers.config_values(manifest["params"], unit.ops if unit else ())
+        texts[FILES["top"]] = axi_top_verilog(params, id_bits=axi_id_bits, build=bid, config=config, unit=unit)
         try:
-            net = network.network_image(b, chunk or 1)
+            net = network.network_image(b, unit)
             blobs[NETWORK_IMAGE] = net.data
             manifest["files"]["network_image"] = NETWORK_IMAGE
             manifest["network"] = network.manifest_entry(net)
         except HwgenError as e:
             manifest["network"] = {"error": str(e)}
-        regmap = (bid, manifest["params"], manifest["layers"])
+        regmap = (bid, config, manifest["layers"])
         net_j = manifest["network"]
         texts[AXI_FILES["registers"]] = json.dumps(registers.as_json(*regmap, net_j), indent=2) + "\n"
         texts[AXI_FILES["c_header"]] = registers.c_header(*regmap, manifest["dram"], net_j)

@@ -80,23 +80,17 @@ async def chain_host(bench, job: dict) -> dict:
 
     Job fields under `chain`: checkpoint, inputs, bus_bits, act_bits, timeout, and the manifest's
     `network` (desc_addr, count, chain, input, output, tensors). The DRAM holds the network image;
-    per image the host writes the input map, makes one start, and reads back every node's output
-    map, each compared with the reference's. No host computation between nodes."""
+    per image the generated driver (`hwgen.driver.Driver`: `write_input`, `run`, `read_tensor`)
+    writes the input map, makes one start, and reads back every node's output (the classifier's
+    logits included), each compared with the reference's. No host computation between nodes."""
     net = job["chain"]
     graph = checkpoint.load(net["checkpoint"])
     inputs = np.load(net["inputs"], allow_pickle=False)
-    layout = EngineParams(bus_bits=int(net["bus_bits"]), act_bits=int(net["act_bits"]))
-    tensors = net["tensors"]
-
-    async def read(name):
-        t = tensors[name]
-        shape = tuple(t["shape"])
-        return unpack_activations(await bench.dump(int(t["addr"]), activation_bytes(shape, layout)), shape,
-                                  bool(t["signed"]), layout)
+    driver = bench.driver  # the generated driver writes the input and reads every tensor back
 
     images = []
     for i, x in enumerate(inputs):
-        await bench.load(int(tensors[net["input"]]["addr"]), pack_activations(x, layout))
+        await driver.write_input(x)
         record = await bench.run(f"chain#{i}", int(net["desc_addr"]), int(net["timeout"]), count=int(net["count"]))
         if record["error"]:
             images.append({"run": record, "nodes": {}, "output": None})
@@ -104,8 +98,8 @@ async def chain_host(bench, job: dict) -> dict:
         want = reference.run_all(graph, x[None])
         nodes = {}
         for name in net["chain"]:
-            got = await read(name)
+            got = await driver.read_tensor(name)
             mismatches, notes = compare(want[name][0].reshape(got.shape), got)
             nodes[name] = {"mismatches": mismatches, "notes": notes}
-        images.append({"run": record, "nodes": nodes, "output": (await read(net["output"])).tolist()})
+        images.append({"run": record, "nodes": nodes, "output": (await driver.read_tensor(net["output"])).tolist()})
     return {"images": images, "aborted": None}

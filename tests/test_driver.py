@@ -22,6 +22,7 @@ from hwgen.driver import Driver, MmapBackend
 from hwgen.engine import EngineParams, pack_activations, registers as regs
 from hwgen.errors import HwgenError
 from hwgen.generate import generate
+from hwgen.intmath import qrange
 
 from test_sim_axi import CKPT
 
@@ -154,7 +155,8 @@ def test_generated_run_layer_script_over_a_memory_file(axi_dir, tmp_path):
 def test_driver_runs_a_whole_network_from_one_start_over_mmap(axi_dir, tmp_path):
     """A residual network's folder: the network image, the input at its tensor, DESC_ADDR 0 and
     DESC_COUNT = the chain's length in one start, the output read from the graph output's tensor.
-    The digits folder (flatten, classifier) refuses the network run in one line."""
+    The digits folder runs its classifier in hardware too: the driver returns the logits from
+    their 32-bit fields, and refuses an image of the wrong shape or range in one line."""
     from hwgen.layercases import residual_graph
 
     out = tmp_path / "res"
@@ -169,7 +171,7 @@ def test_driver_runs_a_whole_network_from_one_start_over_mmap(axi_dir, tmp_path)
     rng = np.random.default_rng(2)
     t_out, t_in = net["tensors"][net["output"]], net["tensors"][net["input"]]
     y = rng.integers(0, 256, size=t_out["shape"])
-    x = rng.integers(0, 256, size=t_in["shape"])
+    x = rng.integers(*qrange(8, t_in["signed"]), size=t_in["shape"])
     drv = Driver.open(out, MmapBackend(reg_map, mem_map))
 
     async def session():
@@ -184,6 +186,24 @@ def test_driver_runs_a_whole_network_from_one_start_over_mmap(axi_dir, tmp_path)
     packed_x = pack_activations(x, layout)
     assert mem_map[t_in["addr"]:t_in["addr"] + len(packed_x)] == packed_x
     assert (peek(reg_map, "DESC_ADDR"), peek(reg_map, "DESC_COUNT")) == (0, net["count"]) and net["count"] == 6
-    digits = Driver.open(axi_dir, MmapBackend(bytearray(4096), bytearray(64)))
-    with pytest.raises(HwgenError, match=r"cannot run the whole network from one start: node 'flatten'"):
-        asyncio.run(digits.load_image(network=True))
+    net = json.loads((axi_dir / "manifest.json").read_text())["network"]
+    assert net["chain"][-1] == "classifier" and net["host_layers"] == []
+    (tmp_path / "digits").mkdir()
+    reg_map, mem_map = fake_device(tmp_path / "digits", net["size"])
+    poke(reg_map, "STATUS", regs.bit("STATUS", "DONE"))
+    digits = Driver.open(axi_dir, MmapBackend(reg_map, mem_map))
+    logits = rng.integers(-(1 << 31), 1 << 31, size=10)
+    t_out = net["tensors"]["classifier"]
+    beats = b"".join(int(v).to_bytes(4, "little", signed=True) + bytes(4) for v in logits)  # 64-bit beats
+
+    async def digits_session(image):
+        await digits.load_image(network=True)
+        mem_map[t_out["addr"]:t_out["addr"] + len(beats)] = beats
+        return await digits.run_network(image, use_irq=False)
+
+    np.testing.assert_array_equal(asyncio.run(digits_session(np.zeros((1, 8, 8), np.int64))), logits)
+    for bad, message in ((np.zeros((8, 8), np.int64), r"input of shape \[1, 8, 8\], got \[8, 8\]"),
+                         (np.full((1, 8, 8), 200), r"integers in \[-128, 127\], got int64 values in \[200, 200\]"),
+                         (np.zeros((1, 8, 8)), r"integers in \[-128, 127\], got float64")):
+        with pytest.raises(HwgenError, match=message):
+            asyncio.run(digits_session(bad))

@@ -279,24 +279,38 @@ def test_lite_slave_writes_and_reads():
     assert got and all(g == want for _, g, want in got)
 
 
-@pytest.mark.parametrize("slverr, bad_next", [(False, False), (True, False), (False, True)])
+@pytest.mark.parametrize("slverr, bad_next", [(False, None), (True, None), (False, "weights"), (False, "netop")])
 def test_axi_top_runs_a_layer_with_registers_irq_and_counters(slverr, bad_next):
     """With `slverr` the memory answers the descriptor's read with SLVERR (and the right data): the
     run completes, with ERROR, ERROR_CAUSE.READ_RESP and IRQ_STATUS.ERROR set. With `bad_next`,
-    DESC_COUNT is 2 and the next 64 bytes are weights, not a descriptor: the layer runs, then the
-    chain stops there with ERROR_CAUSE.DESCRIPTOR (one irq, 64 more bytes read)."""
+    DESC_COUNT is 2 and the next 64 bytes are weights, not a descriptor ("weights"), or the
+    descriptor of a network op (ADD) the top's network-op unit was built without ("netop", a unit
+    of GAP only): the layer runs, then the chain stops there with ERROR_CAUSE.DESCRIPTOR or
+    ERROR_CAUSE.NETOP (one irq, 64 more bytes read)."""
+    from hwgen.engine import netop
     from hwgen.gateware.engine import Engine
+    from hwgen.gateware.netops import NetOps
 
     graph = conv_graph(3, 8, 8, 6, 6, scheme="PS4_P4")
     b = engine.build(graph, engine.EngineConfig(m_lanes=4, x_lanes=4, bus_bits=64))
     p = b.params
     lay = b.image.layers[0]
-    dut = AxiTop(Engine(p), bus_bits=64, id_bits=2, build_id=0x1234ABCD, config=regs.config_values(asdict(p)))
+    units = ("gap",) if bad_next == "netop" else ()
+    dut = AxiTop(Engine(p), bus_bits=64, id_bits=2, build_id=0x1234ABCD, config=regs.config_values(asdict(p), units),
+                 netops=NetOps(p, 16, units) if units else None)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=graph.input_shape)
     base = 0x10000
-    mem = bytearray(base + b.image.size)
+    mem = bytearray(base + b.image.size + 128)
     mem[base:base + len(b.image.data)] = b.image.data
+    desc_addr = lay.descriptor
+    if bad_next == "netop":  # a chain of the layer and an ADD, after the image
+        desc_addr = b.image.size
+        mem[base + desc_addr:base + desc_addr + 64] = b.image.data[lay.descriptor:lay.descriptor + 64]
+        mem[base + desc_addr + 64:base + desc_addr + 128] = netop.pack(
+            op=netop.OP_ADD, a_addr=lay.output, b_addr=lay.output, out_addr=lay.output, in_signed=0, half_even=0,
+            channels=1, height=1, width=1, in_row_beats=1, out_height=1, out_width=1, out_row_beats=1, ma=1, mb=1,
+            shift=1, lo=0, hi=255)
     packed = engine.pack_activations(x, p)
     mem[base + lay.input:base + lay.input + len(packed)] = packed
     axi = AxiMemory(dut, 64, mem, random.Random(9), 0.3, error_at={base + lay.descriptor} if slverr else ())
@@ -346,7 +360,8 @@ def test_axi_top_runs_a_layer_with_registers_irq_and_counters(slverr, bad_next):
         assert await lite(ctx, regs.offset("M_LANES")) == 4 and await lite(ctx, regs.offset("BUS_BITS")) == 64
         await lite(ctx, regs.offset("MEM_BASE"), base | 0x123)  # low 12 bits are dropped
         assert await lite(ctx, regs.offset("MEM_BASE")) == base
-        await lite(ctx, regs.offset("DESC_ADDR"), lay.descriptor)
+        assert await lite(ctx, regs.offset("NETOPS")) == (1 << netop.OP_GAP if units else 0)
+        await lite(ctx, regs.offset("DESC_ADDR"), desc_addr)
         if bad_next:
             await lite(ctx, regs.offset("DESC_COUNT"), 2)
             assert await lite(ctx, regs.offset("DESC_COUNT")) == 2
@@ -362,7 +377,8 @@ def test_axi_top_runs_a_layer_with_registers_irq_and_counters(slverr, bad_next):
         error = regs.bit("STATUS", "ERROR") if slverr or bad_next else 0
         assert status == regs.bit("STATUS", "DONE") | error, status
         cause = (regs.bit("ERROR_CAUSE", "READ_RESP") if slverr else 0) | \
-            (regs.bit("ERROR_CAUSE", "DESCRIPTOR") if bad_next else 0)
+            (regs.bit("ERROR_CAUSE", "DESCRIPTOR") if bad_next == "weights" else 0) | \
+            (regs.bit("ERROR_CAUSE", "NETOP") if bad_next == "netop" else 0)
         assert await lite(ctx, regs.offset("ERROR_CAUSE")) == cause
         irq_error = (1 << regs.IRQ_ERROR) if slverr or bad_next else 0
         assert await lite(ctx, regs.offset("IRQ_STATUS")) == (1 << regs.IRQ_DONE) | irq_error
@@ -376,7 +392,7 @@ def test_axi_top_runs_a_layer_with_registers_irq_and_counters(slverr, bad_next):
     c = out["counters"]
     assert c["BYTES_READ"] == sum(n for _, n in axi.ar) * bb
     assert c["BYTES_WRITTEN"] == sum(n for _, n in axi.aw) * bb
-    assert c["BYTES_READ"] + c["BYTES_WRITTEN"] == sum(b.schedules[0].bytes.values()) + 64 * bad_next
+    assert c["BYTES_READ"] + c["BYTES_WRITTEN"] == sum(b.schedules[0].bytes.values()) + 64 * bool(bad_next)
     assert 0 < c["STALL_READ"] < c["BUSY_CYCLES"] and 0 < c["STALL_WRITE"] < c["BUSY_CYCLES"]
     node = graph.node("conv")
     raw = bytes(mem[base + lay.output:base + lay.output + lay.output_bytes])

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from hwgen import engine, reference
-from hwgen.engine.network import network_image, netop_chunk
+from hwgen.engine.network import NetopUnit, netop_unit, network_image
 from hwgen.errors import HwgenError
 from hwgen.gateware.chain import Chain
 from hwgen.gateware.engine import Engine
@@ -40,8 +40,9 @@ def test_chain_soak(seed):
 def check_residual_chain(graph, seed: int, stall: float) -> None:
     b = engine.build(graph, engine.EngineConfig(m_lanes=4, x_lanes=4, bus_bits=64))
     p = b.params
-    chunk = netop_chunk(graph, p, least=3)
-    img = network_image(b, chunk)
+    unit = netop_unit(graph, p, least=3)
+    assert unit.ops == ("add", "maxpool2", "avgpool2", "gap")
+    img = network_image(b, unit)
     assert img.chain == ["c1", "c2", "add", "mp", "ap", "gap"] and img.tensors["relu"] == img.tensors["add"]
     x = random_input(graph, seed)
     image = bytearray(img.size)
@@ -49,7 +50,7 @@ def check_residual_chain(graph, seed: int, stall: float) -> None:
     blob = engine.pack_activations(x, p)
     t_in = img.tensors["x"]
     image[t_in.addr:t_in.addr + len(blob)] = blob
-    chain = Chain(Engine(p), p.bus_bits, NetOps(p, chunk))
+    chain = Chain(Engine(p), p.bus_bits, NetOps(p, unit.chunk, unit.ops))
     traffic = run_layer(chain, image, 0, stall=stall, seed=seed,
                         inputs=[(chain.desc_count, img.count), (chain.mem_idle, 1)])
     want = reference.run_all(graph, x[None])
@@ -68,9 +69,17 @@ def test_network_image_refuses_what_the_hardware_cannot_run():
     graph = conv_graph(0, 2, 4, 4, 4)
     from hwgen.ir import Graph, Node, QuantInfo
 
-    flat = Node("flat", "flatten", ("conv",))
-    flat.quant = QuantInfo(8, 1.0, False)
-    g = Graph("g", graph.nodes + [flat], "flat").infer_shapes()
+    cat = Node("cat", "concat", ("conv", "conv"))
+    cat.quant = QuantInfo(8, 1.0, False)
+    g = Graph("g", graph.nodes + [cat], "cat").infer_shapes()
     b = engine.build(g, engine.EngineConfig(m_lanes=4, x_lanes=4, bus_bits=64))
-    with pytest.raises(HwgenError, match=r"node 'flat' \(flatten\) does not run in hardware"):
-        network_image(b, 16)
+    with pytest.raises(HwgenError, match=r"node 'cat' \(concat\) does not run in hardware"):
+        network_image(b, None)
+
+
+def test_network_image_refuses_an_op_the_unit_was_built_without():
+    graph = residual_graph(1, 3, 6, 8, 12)
+    b = engine.build(graph, engine.EngineConfig(m_lanes=4, x_lanes=4, bus_bits=64))
+    with pytest.raises(HwgenError, match=r"^node 'add': this build's network-op unit has no add \(it was generated "
+                                         r"with maxpool2, gap\)$"):
+        network_image(b, NetopUnit(("maxpool2", "gap"), 16))

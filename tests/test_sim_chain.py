@@ -6,9 +6,9 @@ per image) on cocotbext-axi's AxiRam pausing every channel at random: every node
 equals the reference's, no AXI protocol violation (the monitor's checks), the performance
 counters equal the bench's cycles and bytes, and the bytes equal those of the same nodes run one
 by one.
-- the shipped digits network up to its last pool (conv, conv, max pool, conv, conv, max pool: 6
-  descriptors): its engine and AXI top are the Verilog of the whole digits network, so the build
-  is the one tests/test_sim_axi.py makes (one build per session, shared through the cache);
+- the whole shipped digits network on 4 images (conv, conv, max pool, conv, conv, max pool, the
+  classifier on the flattened map: 7 descriptors; the logits equal the reference's): the build is
+  the one tests/test_sim_axi.py makes (one build per session, shared through the cache);
 - (slow: a Verilator build of its own) conv -> conv -> add(+ReLU) -> 2x2 max pool -> 2x2
   average pool -> global average pool.
 """
@@ -21,26 +21,22 @@ import numpy as np
 import pytest
 
 from hwgen import checkpoint, engine, reference, sim_target, simulate
-from hwgen.engine.descriptor import DESCRIPTOR_BYTES
 from hwgen.errors import HwgenError
-from hwgen.ir import Graph
 from hwgen.layercases import random_input, residual_graph
 from tests.test_sim_axi import CKPT
 
 
-def check_chain(graph, netops: tuple[str, ...], tmp_path, cache, seed: int):
-    """Generate `graph` for the AXI top, run it from one start on two images, check everything."""
+def check_chain(graph, tmp_path, cache, seed: int, images: int = 2):
+    """Generate `graph` for the AXI top, run it from one start on `images` images, check everything."""
     target = sim_target.from_graph(graph, tmp_path / "gen", interface="axi")
     net = json.loads((target.gen_dir / "manifest.json").read_text())["network"]
-    inputs = np.stack([random_input(graph, s) for s in (seed, seed + 1)])
+    inputs = np.stack([random_input(graph, s) for s in range(seed, seed + images)])
     host = simulate.run_chain(target, inputs, seed=seed, timing="hostile", workdir=tmp_path / "sim", cache_dir=cache)
     assert host["aborted"] is None, host["aborted"]
     b = engine.build(graph, engine.EngineConfig(m_lanes=4, x_lanes=4, bus_bits=64))
-    t = net["tensors"]
-    # every input row of these pools is in a window (even heights): each op moves its maps once
-    netop_bytes = sum(DESCRIPTOR_BYTES + t[n]["bytes"] + sum(t[i]["bytes"] for i in graph.node(n).inputs)
-                      for n in netops)
-    chain_bytes = sum(sum(s.bytes.values()) for s in b.schedules) + netop_bytes
+    # the prediction: the convs' schedules and each network op's bytes (netop.moved_bytes), node by node
+    assert [net["bytes"][p.name] for p in b.plans] == [sum(s.bytes.values()) for s in b.schedules]
+    assert net["bytes_total"] == sum(net["bytes"].values()) and net["host_layers"] == []
     for i, img in enumerate(host["images"]):
         run = img["run"]
         assert run["error"] is None, run["error"]  # protocol violations and counter differences land here
@@ -48,33 +44,37 @@ def check_chain(graph, netops: tuple[str, ...], tmp_path, cache, seed: int):
         np.testing.assert_array_equal(np.asarray(img["output"]), reference.run(graph, inputs[i:i + 1])[0])
         c = run["counters"]
         assert c["BUSY_CYCLES"] == run["cycles"] and c["STALL_READ"] > 0
-        assert c["BYTES_READ"] + c["BYTES_WRITTEN"] == chain_bytes
-        assert sum(r["read_bytes"] + r["write_bytes"] for r in run["traffic"].values()) == chain_bytes
+        assert c["BYTES_READ"] + c["BYTES_WRITTEN"] == net["bytes_total"]
+        assert sum(r["read_bytes"] + r["write_bytes"] for r in run["traffic"].values()) == net["bytes_total"]
     return net
 
 
-def test_digits_features_from_one_start_through_axi(tmp_path, cache):
+def test_digits_network_from_one_start_through_axi(tmp_path, cache):
+    """The whole digits network, classifier included: the host writes the image and reads the logits."""
     graph = checkpoint.load(CKPT)
-    last = [n.name for n in graph.nodes].index("pool2")
-    features = Graph(graph.name, graph.nodes[:last + 1], "pool2").infer_shapes()
-    net = check_chain(features, ("pool1", "pool2"), tmp_path, cache, seed=3)
-    assert net["chain"] == ["conv1", "conv2", "pool1", "conv3", "conv4", "pool2"]
+    net = check_chain(graph, tmp_path, cache, seed=3, images=4)
+    assert net["chain"] == ["conv1", "conv2", "pool1", "conv3", "conv4", "pool2", "classifier"]
+    assert net["tensors"]["classifier"]["logits"] and net["tensors"]["flatten"] == net["tensors"]["pool2"]
 
 
 @pytest.mark.slow
 def test_residual_network_from_one_start_through_axi(tmp_path, cache):
-    net = check_chain(residual_graph(1, 3, 8, 8, 8), ("add", "mp", "ap", "gap"), tmp_path, cache, seed=5)
+    net = check_chain(residual_graph(1, 3, 8, 8, 8), tmp_path, cache, seed=5)
     assert net["chain"] == ["c1", "c2", "add", "mp", "ap", "gap"]
 
 
-def test_digits_network_image_names_what_stays_on_the_host(tmp_path):
+def test_a_network_op_the_hardware_cannot_run_is_one_line_and_exit_2(tmp_path, capsys):
+    """A ceil-mode max pool in the digits network: the generated folder names it in `network.error`,
+    and running that network from one start is refused in one line (exit 2 from the CLI)."""
     from hwgen.generate import generate
 
-    manifest = generate(checkpoint.load(CKPT), tmp_path / "gen", interface="axi")
-    assert manifest["network"] == {"error": "node 'flatten' (flatten) does not run in hardware: a network run "
-                                            "from one start takes conv2d, add, 2x2 pools and global average "
-                                            "pooling only"}
-    assert manifest["interface"]["netops_chunk"] == 16  # the top carries the unit for its pools
-    with pytest.raises(HwgenError, match="cannot run the whole network from one start"):
+    graph = checkpoint.load(CKPT)
+    graph.node("pool2").attrs["ceil_mode"] = True  # same shapes on its 4x4 input
+    manifest = generate(graph, tmp_path / "gen", interface="axi")
+    assert manifest["network"] == {"error": "node 'pool2': the network-op unit pools 2x2 windows at stride 2 "
+                                            "without padding, not kernel (2, 2) stride (2, 2) padding (0, 0) "
+                                            "in ceil mode"}
+    assert manifest["interface"]["netops"] == ["maxpool2", "linear"]  # what the network's other nodes use
+    with pytest.raises(HwgenError, match="cannot run the whole network from one start: node 'pool2'"):
         simulate.run_chain(sim_target.load_generated(tmp_path / "gen"), np.zeros((1, 1, 8, 8), np.int64),
                            workdir=tmp_path / "sim")

@@ -151,12 +151,15 @@ def test_demo_runs_end_to_end(tmp_path, cache, monkeypatch, capsys):
 
     monkeypatch.setenv("HWGEN_SIM_CACHE", str(cache))  # the digits engine built above is reused
     out = tmp_path / "demo"
-    assert demo.main([str(CKPT), "--out", str(out), "--images", "2"]) == 0
+    assert demo.main([str(CKPT), "--out", str(out), "--images", "2", "--axi-images", "1"]) == 0
     summary = (out / "summary.md").read_text()
     assert "bit-exact: **yes**" in summary and "**equal**" in summary
+    assert "the whole network in hardware from one start per image" in summary and "host layers: 0): **bit-exact**" \
+        in summary  # the AXI top, driven by the generated driver
     assert "accuracy: engine" in summary and "energy per image" in summary
     for name in ("inspect.txt", "analyze.txt", "analyze.json", "analyze.png", "simulate.json", "simulate_ideal.json",
-                 "engine/manifest.json", "engine/hwgen_top.v", "engine/model.hwq"):
+                 "engine/manifest.json", "engine/hwgen_top.v", "engine/model.hwq", "engine-axi/network_image.bin",
+                 "network_axi.json"):
         assert (out / name).exists(), name
     assert summary in capsys.readouterr().out
 

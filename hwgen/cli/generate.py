@@ -9,9 +9,11 @@ Every conv2d layer runs on the engine; other layers (pooling, add, classifier) s
 With --synth, Yosys reports LUT/FF/DSP/BRAM counts. With --interface axi the top is an AXI4 master
 (m_axi_*) with an AXI4-Lite register file (s_axil_*) and irq, and the register map is written as
 registers.json, driver/hwgen_regs.h and driver/hwgen_regs.py; one start runs a chain of DESC_COUNT
-descriptors, residual adds and 2x2 / global average pools run on a network-op unit in that top, and
-a network made only of convs, adds and those pools also gets network_image.bin, the whole network
-from one start (driver/run_layer.py --network). See docs/engine.md.
+descriptors, residual adds, 2x2 / global average pools and the classifier (raw 32-bit logits) run
+on a network-op unit in that top, built with only the ops the network has (NETOPS register,
+manifest interface.netops), and a network made only of convs, those ops and flattens also gets
+network_image.bin, the whole network from one start, no layer on the host (driver/run_layer.py
+--network). See docs/engine.md.
 """
 
 from __future__ import annotations
@@ -79,7 +81,14 @@ def run(args) -> int:
         print(f"{lay['name']:<16}{lay['structure']:<10}{lay['period']:>3}{lay['taps']:>5}{shape(lay['input']):>14}"
               f"{shape(lay['output']):>14}{sum(s['bytes'].values()):>12}{s['cycles']:>10}{s['utilization']:>7.1%}")
     if manifest["host_ops"]:
-        print("on the host: " + ", ".join(manifest["host_ops"]))
+        print("layer by layer, on the host: " + ", ".join(manifest["host_ops"]))
+    net = manifest.get("network")
+    if net and "error" not in net:
+        unit = manifest["interface"]["netops"]
+        print(f"the whole network from one start (network_image.bin): {' -> '.join(net['chain'])}; host layers: "
+              f"none; network-op unit: {', '.join(unit) or 'none'}; {net['bytes_total']:,} DRAM bytes per image")
+    elif net:
+        print(f"not from one start: {net['error']}")
     if "synth" in manifest:
         r = manifest["synth"]
         print(f"synthesis ({r['target']}): " + ", ".join(f"{k} {v}" for k, v in r["resources"].items()))

@@ -8,7 +8,13 @@ dispatch on the magic alone. Ops (`op` field):
   (`a_addr`, `b_addr`), the residual add of `hwgen.reference` (ReLU after it by `lo = 0`);
 - MAXPOOL2: 2x2 windows, stride 2, no padding (floor): the max of 4;
 - AVGPOOL2: same windows, `y = requant(sum of 4)` with one `M`, `S`;
-- GAP: global average pooling, `y = requant(sum over H x W)` per channel, output `(C, 1, 1)`.
+- GAP: global average pooling, `y = requant(sum over H x W)` per channel, output `(C, 1, 1)`;
+- LINEAR: the classifier (a linear layer whose output is the graph's raw logits, `requant` None)
+  on the map its flatten reads: `logit[o] = bias[o] + sum x[c, y, x] * w[o, (c*H + y)*W + x]`, in
+  `LOGIT_BITS`-bit two's complement, one beat per logit (`unpack_logits`). Its weights
+  (`b_addr`, `linear_block`) are one block per output: a beat holding the bias, then the weight
+  row as a map in the input's layout (8-bit fields, 0 in the padding), so a weight beat meets the
+  input beat of the same fields; the flatten is that layout, no data moves for it.
 
 Every map is in the engine's DRAM activation layout (`memory_map`: rows padded to whole beats,
 A-bit fields). `plan_netop` turns a graph node into the descriptor's fields, or refuses, in one
@@ -17,6 +23,7 @@ line, a node the unit cannot run.
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data
 
@@ -26,12 +33,14 @@ from .descriptor import DESCRIPTOR_BYTES, LAYOUT as CONV_LAYOUT, pack_layout
 
 NETOP_MAGIC = 0x4E4F  # "NO"
 MAGIC_OFFSET = CONV_LAYOUT["magic"].offset  # both kinds carry their magic here
-OP_ADD, OP_MAXPOOL2, OP_AVGPOOL2, OP_GAP = 1, 2, 3, 4
-OPS = {"add": OP_ADD, "maxpool2": OP_MAXPOOL2, "avgpool2": OP_AVGPOOL2, "gap": OP_GAP}
+OP_ADD, OP_MAXPOOL2, OP_AVGPOOL2, OP_GAP, OP_LINEAR = 1, 2, 3, 4, 5
+OPS = {"add": OP_ADD, "maxpool2": OP_MAXPOOL2, "avgpool2": OP_AVGPOOL2, "gap": OP_GAP, "linear": OP_LINEAR}
+LOGIT_BITS = 32  # a logit's field: the low 4 bytes of its beat
+OP_NAMES = {code: name for name, code in OPS.items()}
 
 _FIELDS = {
     "a_addr": 32,  # the input map (ADD: the first operand)
-    "b_addr": 32,  # ADD: the second operand (same shape and layout)
+    "b_addr": 32,  # ADD: the second operand (same shape and layout); LINEAR: the weight blocks
     "out_addr": 32,
     "op": 4,
     "in_signed": 1,  # the input fields are two's complement
@@ -42,7 +51,7 @@ _FIELDS = {
     "width": 16,
     "in_row_beats": 16,
     "out_height": 16,
-    "out_width": 16,
+    "out_width": 16,  # LINEAR: the logits (out features)
     "out_row_beats": 16,
     "ma": 16,  # ADD: Ma; AVGPOOL2 / GAP: the requant multiplier M
     "mb": 16,  # ADD: Mb
@@ -69,14 +78,26 @@ def plan_netop(graph, name: str) -> dict:
     without padding (or global), per-channel multipliers that differ, multipliers over 16 bits.
     """
     node = graph.node(name)
-    src = graph.node(node.inputs[0])
+    src = linear_map(graph, node) if node.op == "linear" else graph.node(node.inputs[0])
     q, qin = node.quant, src.quant
     if q is None or qin is None:
         raise HwgenError(f"node '{name}': the network-op unit runs quantized graphs only")
     c, h, w = src.out_shape
-    _, oh, ow = node.out_shape
+    _, oh, ow = (1, 1, node.out_shape[0]) if node.op == "linear" else node.out_shape
     fields = {"in_signed": int(bool(qin.signed)), "channels": c, "height": h, "width": w,
               "out_height": oh, "out_width": ow, "ma": 0, "mb": 0, "shift": 1, "lo": 0, "hi": 0, "half_even": 0}
+    if node.op == "linear":
+        if q.requant is not None or graph.output != name:
+            raise HwgenError(f"node '{name}': the network-op unit runs a linear layer only as the classifier "
+                             f"(the graph's output, raw logits), not a requantized hidden layer")
+        from ..reference import accumulator_bits
+
+        bits = accumulator_bits(graph, node)
+        if bits > LOGIT_BITS:
+            raise HwgenError(f"node '{name}': its logits need a {bits}-bit accumulator; the network-op unit "
+                             f"writes {LOGIT_BITS}-bit logits")
+        fields.update(op=OP_LINEAR)
+        return fields
     if node.op == "maxpool2d":
         _check_pool(node)
         fields.update(op=OP_MAXPOOL2, lo=-(1 << 15), hi=(1 << 15) - 1)
@@ -118,14 +139,93 @@ def _check_pool(node) -> None:
     if (tuple(a["kernel"]) != (2, 2) or tuple(a["stride"]) != (2, 2) or any(a.get("padding", (0, 0)))
             or a.get("ceil_mode")):
         raise HwgenError(f"node '{node.name}': the network-op unit pools 2x2 windows at stride 2 without "
-                         f"padding, not kernel {a['kernel']} stride {a['stride']} padding {a.get('padding')}")
+                         f"padding, not kernel {a['kernel']} stride {a['stride']} padding {a.get('padding')}"
+                         f"{' in ceil mode' if a.get('ceil_mode') else ''}")
 
 
-def pack_netop(graph, name: str, params, *, a_addr: int, out_addr: int, b_addr: int = 0, chunk: int) -> bytes:
-    """The descriptor of node `name` for an engine of `params` whose unit has a FIFO of `chunk` beats."""
+def linear_map(graph, node):
+    """The node whose (C, H, W) map a linear layer reads: its flatten's input (or its own input
+    when that is already a map). A linear layer on a vector of another kind is refused."""
+    src = graph.node(node.inputs[0])
+    if src.op == "flatten":
+        src = graph.node(src.inputs[0])
+    if len(src.out_shape) != 3:
+        raise HwgenError(f"node '{node.name}': the network-op unit runs a linear layer on a flattened map only, "
+                         f"not on the output of '{src.name}' ({src.op})")
+    return src
+
+
+def linear_block(graph, name: str, params) -> bytes:
+    """The weight blocks of LINEAR node `name`: per output, a beat whose low LOGIT_BITS hold the bias,
+    then the output's weight row as a map in the input's DRAM layout (one byte per weight)."""
+    node = graph.node(name)
+    c, h, w = linear_map(graph, node).out_shape
+    q = node.quant
+    bb, row = params.beat_bytes, params.row_beats(w) * params.beat_bytes
+    blocks = np.zeros((q.weight.shape[0], bb + c * h * row), np.uint8)
+    blocks[:, :LOGIT_BITS // 8] = np.asarray(q.bias, "<i4").view(np.uint8).reshape(-1, LOGIT_BITS // 8)
+    rows = np.zeros((q.weight.shape[0], c, h, row), np.int8)
+    rows[..., :w] = np.asarray(q.weight, np.int64).reshape(-1, c, h, w)
+    blocks[:, bb:] = rows.reshape(q.weight.shape[0], -1).view(np.uint8)
+    return blocks.tobytes()
+
+
+def logits_bytes(count: int, params) -> int:
+    """DRAM bytes of `count` logits: one beat each."""
+    return count * params.beat_bytes
+
+
+def unpack_logits(raw: bytes, count: int, params) -> np.ndarray:
+    """The `count` logits (int64) from their beats: the low LOGIT_BITS of each, two's complement."""
+    beats = np.frombuffer(raw, np.uint8)[:count * params.beat_bytes].reshape(count, params.beat_bytes)
+    return beats[:, :LOGIT_BITS // 8].copy().view("<i4").reshape(count).astype(np.int64)
+
+
+def ops_mask(ops) -> int:
+    """The NETOPS configuration register: bit `code` set for each op (a name of OPS) the unit has."""
+    return sum(1 << OPS[op] for op in ops)
+
+
+def pack_netop(graph, name: str, params, **kw) -> bytes:
+    """The descriptor of node `name` (the arguments of `netop_fields`)."""
+    return pack(**netop_fields(graph, name, params, **kw))
+
+
+def moved_bytes(fields: dict, params) -> int:
+    """The DRAM bytes the unit moves for a descriptor of `fields` (its own 64 included): every input
+    field a window uses and every output once; LINEAR reads the input map once and each weight
+    block once (`linear_block`)."""
+    bb = params.beat_bytes
+    plane = fields["channels"] * fields["height"] * fields["in_row_beats"] * bb
+    out = fields["channels"] * fields["out_height"] * fields["out_row_beats"] * bb
+    op = fields["op"]
+    if op == OP_ADD:
+        moved = 3 * plane
+    elif op in (OP_MAXPOOL2, OP_AVGPOOL2):  # an odd last row is in no window: not read
+        moved = fields["channels"] * 2 * (fields["height"] // 2) * fields["in_row_beats"] * bb + out
+    elif op == OP_GAP:
+        moved = plane + out
+    else:
+        logits = fields["out_width"]
+        moved = plane + logits * (bb + plane) + logits_bytes(logits, params)
+    return DESCRIPTOR_BYTES + moved
+
+
+def netop_fields(graph, name: str, params, *, a_addr: int, out_addr: int, b_addr: int = 0, chunk: int,
+                 ops=tuple(OPS)) -> dict:
+    """The descriptor fields of node `name` for an engine of `params` whose unit has a FIFO of `chunk`
+    beats and runs `ops` (names of OPS); an op the unit was built without is refused in one line."""
     fields = plan_netop(graph, name)
+    if OP_NAMES[fields["op"]] not in ops:
+        raise HwgenError(f"node '{name}': this build's network-op unit has no {OP_NAMES[fields['op']]} "
+                         f"(it was generated with {', '.join(ops) or 'no network ops'})")
+    if fields["op"] == OP_LINEAR and params.act_field_bits != 8:
+        raise HwgenError(f"node '{name}': the network-op unit's linear layer needs one byte per activation "
+                         f"(A = 5 to 8), not A = {params.act_bits}")
     in_row, out_row = params.row_beats(fields["width"]), params.row_beats(fields["out_width"])
+    if fields["op"] == OP_LINEAR:
+        out_row = 1  # one beat per logit
     if fields["op"] in (OP_MAXPOOL2, OP_AVGPOOL2) and in_row > chunk:
         raise HwgenError(f"node '{name}': an input row of {in_row} beats does not fit the network-op unit's "
                          f"{chunk}-beat FIFO")
-    return pack(**fields, a_addr=a_addr, b_addr=b_addr, out_addr=out_addr, in_row_beats=in_row, out_row_beats=out_row)
+    return dict(fields, a_addr=a_addr, b_addr=b_addr, out_addr=out_addr, in_row_beats=in_row, out_row_beats=out_row)

@@ -14,12 +14,14 @@ import json
 from dataclasses import dataclass, field
 
 from ..errors import HwgenError
+from . import netop
 
 DATA_BITS = 32  # AXI4-Lite data width
 ADDR_BITS = 12  # AXI4-Lite address width: the map fits one 4 KiB page
 IRQ_DONE, IRQ_ERROR = 0, 1  # bits of IRQ_ENABLE / IRQ_STATUS
 ERROR_READ, ERROR_WRITE = 0, 1  # bits of ERROR_CAUSE: an RRESP / BRESP other than OKAY
 ERROR_DESCRIPTOR = 2  # bit of ERROR_CAUSE: a descriptor of no known kind (its magic) ended the chain
+ERROR_NETOP = 3  # bit of ERROR_CAUSE: a network op the network-op unit was built without ended the chain
 MEM_BASE_ALIGN = 4096  # MEM_BASE's low 12 bits read as 0, so bursts still never cross 4 KiB
 
 
@@ -37,9 +39,10 @@ REGISTERS = (
              "(ignored while busy); clears DONE, ERROR, ERROR_CAUSE and the counters", {"START": (0, 1)}),
     Register("STATUS", 0x04, "ro", "BUSY from start until the last write response; DONE and ERROR stay set "
              "until the next start", {"BUSY": (0, 1), "DONE": (1, 1), "ERROR": (2, 1)}),
-    Register("ERROR_CAUSE", 0x08, "ro", "why ERROR is set: a read or write response other than OKAY, or a "
-             "descriptor of no known kind (the chain stops there)",
-             {"READ_RESP": (ERROR_READ, 1), "WRITE_RESP": (ERROR_WRITE, 1), "DESCRIPTOR": (ERROR_DESCRIPTOR, 1)}),
+    Register("ERROR_CAUSE", 0x08, "ro", "why ERROR is set: a read or write response other than OKAY, a "
+             "descriptor of no known kind, or a network op this build's unit lacks (NETOPS; the chain stops there)",
+             {"READ_RESP": (ERROR_READ, 1), "WRITE_RESP": (ERROR_WRITE, 1), "DESCRIPTOR": (ERROR_DESCRIPTOR, 1),
+              "NETOP": (ERROR_NETOP, 1)}),
     Register("DESC_ADDR", 0x0C, "rw", "engine address of the first descriptor the next start runs"),
     Register("MEM_BASE", 0x10, "rw", "added to every engine address on m_axi (where the DRAM image lies in "
              "the system's address map); 4 KiB aligned, the low 12 bits read 0"),
@@ -56,6 +59,9 @@ REGISTERS = (
     Register("ACC_BITS", 0x34, "ro", "accumulator bits"),
     Register("DESC_COUNT", 0x38, "rw", "descriptors the next start runs, back to back (64 bytes apart) from "
              "DESC_ADDR; 0 runs one, as 1 does", {"COUNT": (0, 16)}),
+    Register("NETOPS", 0x3C, "ro", "the network ops this build's network-op unit runs, bit = op code "
+             "(0: no unit); a descriptor of another op stops the chain with ERROR_CAUSE.NETOP",
+             {name.upper(): (code, 1) for name, code in netop.OPS.items()}),
     Register("BUSY_CYCLES", 0x40, "ro", "cycles with BUSY high"),
     Register("BYTES_READ", 0x44, "ro", "bytes read on m_axi (R beats x BUS_BITS/8)"),
     Register("BYTES_WRITTEN", 0x48, "ro", "bytes written on m_axi (W beats x BUS_BITS/8)"),
@@ -79,9 +85,10 @@ def bit(register: str, name: str) -> int:
     return ((1 << width) - 1) << lsb
 
 
-def config_values(params: dict) -> dict[str, int]:
-    """The configuration registers' values from the manifest's `params` (m_lanes, ... acc_bits)."""
-    return {name: int(params[name.lower()]) for name in CONFIG}
+def config_values(params: dict, netops=()) -> dict[str, int]:
+    """The configuration registers' values from the manifest's `params` (m_lanes, ... acc_bits) and
+    `netops`, the ops of the network-op unit (`NetopUnit.ops`, the manifest's `interface.netops`)."""
+    return {**{name: int(params[name.lower()]) for name in CONFIG}, "NETOPS": netop.ops_mask(netops)}
 
 
 def check_axi(bus_bits: int, id_bits: int) -> None:
@@ -92,12 +99,12 @@ def check_axi(bus_bits: int, id_bits: int) -> None:
         raise HwgenError(f"--axi-id-bits must be from 1 to 16, got {id_bits!r}")
 
 
-def as_json(build_id: int, params: dict, layers: list[dict], network: dict | None = None) -> dict:
+def as_json(build_id: int, config: dict, layers: list[dict], network: dict | None = None) -> dict:
     """registers.json: the map, the build's ID and configuration, the memory layout per layer and
     the whole-network chain (the manifest's `network`)."""
     return {
         "data_bits": DATA_BITS, "addr_bits": ADDR_BITS, "build_id": build_id,
-        "config": config_values(params),
+        "config": dict(config),
         "registers": [{"name": r.name, "offset": r.offset, "access": r.access, "doc": r.doc,
                        "fields": {k: {"lsb": v[0], "bits": v[1]} for k, v in r.fields.items()}} for r in REGISTERS],
         "layers": layers,
@@ -140,12 +147,12 @@ def _ident(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).upper()
 
 
-def c_header(build_id: int, params: dict, layers: list[dict], dram: dict, network: dict | None = None) -> str:
+def c_header(build_id: int, config: dict, layers: list[dict], dram: dict, network: dict | None = None) -> str:
     lines = ["/* hwgen_regs.h: register map and memory layout of the generated engine (hwgen generate).",
              " * Registers are 32-bit, offsets in bytes from the AXI4-Lite base; see docs/engine.md. */",
              "#ifndef HWGEN_REGS_H", "#define HWGEN_REGS_H", "",
              f"#define HWGEN_BUILD_ID 0x{build_id:08X}u"]
-    lines += [f"#define HWGEN_CFG_{k} {v}u" for k, v in config_values(params).items()]
+    lines += [f"#define HWGEN_CFG_{k} {v}u" for k, v in config.items()]
     lines += [f"#define HWGEN_DRAM_SIZE {int(dram['size'])}u", f"#define HWGEN_DRAM_IMAGE_BYTES {int(dram['image_bytes'])}u", ""]
     for r in REGISTERS:
         lines.append(f"#define HWGEN_REG_{r.name} 0x{r.offset:03X}u /* {r.access}: {r.doc} */")
@@ -161,10 +168,10 @@ def c_header(build_id: int, params: dict, layers: list[dict], dram: dict, networ
     return "\n".join(lines)
 
 
-def python_module(build_id: int, params: dict, layers: list[dict], dram: dict, network: dict | None = None) -> str:
+def python_module(build_id: int, config: dict, layers: list[dict], dram: dict, network: dict | None = None) -> str:
     lines = ['"""hwgen_regs: register map and memory layout of the generated engine (hwgen generate)."""', "",
              f"BUILD_ID = 0x{build_id:08X}",
-             f"CONFIG = {json.dumps(config_values(params))}",
+             f"CONFIG = {json.dumps(config)}",
              f"DRAM_SIZE = {int(dram['size'])}", f"DRAM_IMAGE_BYTES = {int(dram['image_bytes'])}", ""]
     for r in REGISTERS:
         lines.append(f"REG_{r.name} = 0x{r.offset:03X}  # {r.access}: {r.doc}")

@@ -77,7 +77,7 @@ class AxiTop(wiring.Component):
         wiring.connect(m, eng.wr, axi.wr)
 
         busy, done, error = Signal(), Signal(), Signal()
-        cause = Signal(3)
+        cause = Signal(len(regs.BY_NAME["ERROR_CAUSE"].fields))
         engine_done = Signal()  # the engine finished; write responses may still be outstanding
         desc_addr, mem_base = Signal(32), Signal(32)
         desc_count = Signal(DESC_COUNT_BITS)
@@ -104,9 +104,9 @@ class AxiTop(wiring.Component):
         with m.If(writes("IRQ_ENABLE")):
             m.d.sync += irq_enable.eq(lite.w_data)
 
-        new_cause = Signal(3)
+        new_cause = Signal(len(cause))
         m.d.comb += [new_cause[regs.ERROR_READ].eq(axi.read_error), new_cause[regs.ERROR_WRITE].eq(axi.write_error),
-                     new_cause[regs.ERROR_DESCRIPTOR].eq(eng.bad_descriptor)]
+                     new_cause[regs.ERROR_DESCRIPTOR].eq(eng.bad_descriptor), new_cause[regs.ERROR_NETOP].eq(eng.bad_op)]
         raised = Signal(2)  # IRQ_STATUS bits set this cycle
         m.d.comb += [raised[regs.IRQ_DONE].eq(finish), raised[regs.IRQ_ERROR].eq(new_cause != 0)]
         cleared = Signal(2)

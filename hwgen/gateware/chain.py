@@ -10,7 +10,8 @@
      memory port to the engine until its `done`;
      a network-op descriptor (`netop.NETOP_MAGIC`): hands the descriptor's bits and the port to
      the network-op unit until its `done`;
-     anything else ends the chain with `bad_descriptor`;
+     one whose op the unit was built without (`NetOps.ops`) ends the chain with `bad_op`, anything
+     else with `bad_descriptor`;
   3. waits for `mem_idle` (every write response back: AXI does not order a read after a write),
      so the next descriptor reads what this one wrote; then the next descriptor, 64 bytes on.
 `done` pulses once, after the last descriptor. `desc_count` 0 runs one descriptor, as 1 does.
@@ -46,6 +47,7 @@ class Chain(wiring.Component):
             "busy": Out(1),
             "done": Out(1),
             "bad_descriptor": Out(1),  # with `done`: a descriptor of neither kind ended the chain
+            "bad_op": Out(1),  # with `done`: a network op the unit was built without ended the chain
         })
 
     def elaborate(self, platform):
@@ -98,9 +100,13 @@ class Chain(wiring.Component):
                     m.d.comb += eng.start.eq(1)
                     m.next = "REPLAY_REQ"
                 if ops is not None:
-                    with m.Elif(magic == netop.NETOP_MAGIC):
+                    op = raw[netop.LAYOUT["op"].offset:][:netop.LAYOUT["op"].width]
+                    with m.Elif((magic == netop.NETOP_MAGIC) & sum(op == netop.OPS[o] for o in ops.ops).bool()):
                         m.d.comb += ops.start.eq(1)
                         m.next = "NETOP"
+                with m.Elif(magic == netop.NETOP_MAGIC):  # an op the network-op unit was built without
+                    m.d.comb += [self.done.eq(1), self.bad_op.eq(1)]
+                    m.next = "IDLE"
                 with m.Else():
                     m.d.comb += [self.done.eq(1), self.bad_descriptor.eq(1)]
                     m.next = "IDLE"
