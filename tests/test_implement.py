@@ -87,8 +87,12 @@ def test_wrapper_connects_every_engine_port(tiny):
     assert "in_q[68-1:36]" in text and "out_w[86-1:54]" in text  # the 32-bit buses end each chain
 
 
+@pytest.mark.slow
 def test_wrapper_keeps_all_logic(tiny, tmp_path):
-    """Yosys synth_ecp5 behind the wrapper: the engine's flip-flops, DSPs and RAMs all survive."""
+    """Yosys synth_ecp5 behind the wrapper: the engine's flip-flops, DSPs and RAMs all survive.
+
+    Two ECP5 syntheses (70 s): in `make soak`, beside the place-and-route run that uses the wrapper;
+    `make test` keeps test_generate's synthesis smoke test and the ASIC estimate."""
     manifest = json.loads((tiny / "manifest.json").read_text())
     cells, command = fpga.synthesize(tiny, tmp_path, manifest, targets.get("ecp5-85k"))
     assert command.startswith("synth_ecp5 -top hwgen_pinlight")  # plus classic ABC where ABC9 asserts
