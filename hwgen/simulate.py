@@ -357,7 +357,7 @@ def simulate(gen_dir, *, images: int = 4, layers: list[str] | None = None, seed:
                        expected=expected, mode=mode)
 
 
-def write_json(report: SimReport, path: Path) -> None:
+def write_json(report: SimReport | ChainReport, path: Path) -> None:
     Path(path).write_text(json.dumps(report.to_json(), indent=1, sort_keys=True) + "\n")
 
 
@@ -378,6 +378,105 @@ def chain_regions(net: dict) -> list[dict]:
             seen.add(int(t["addr"]))
             out.append({"name": f"{name}.map", "base": int(t["addr"]), "size": int(t["bytes"])})
     return out
+
+
+@dataclass
+class ChainImage:
+    """One image run from one start: the bench's count, the AXI-Lite counters and the checks."""
+    cycles: int
+    counters: dict  # the AXI top's performance counters, read over AXI-Lite
+    monitor_bytes: int  # bytes the AXI protocol monitor saw, every region
+    bytes_predicted: int  # the manifest's, from the schedules and the network ops (one fact, one place)
+    node_mismatches: dict  # node -> elements of its output map that differ from the reference's
+    output_equal: bool  # the network's output (the logits) equal to the reference's
+    expect_equal: bool | None = None  # with --expect: equal to the user's outputs
+    error: str | None = None  # protocol violation, counter/bench difference, hang, driver error
+
+    @property
+    def counter_bytes(self) -> int:
+        return int(self.counters.get("BYTES_READ", 0)) + int(self.counters.get("BYTES_WRITTEN", 0))
+
+    @property
+    def passed(self) -> bool:
+        return (self.error is None and self.output_equal and self.expect_equal is not False
+                and not any(self.node_mismatches.values())
+                and self.counters.get("BUSY_CYCLES") == self.cycles
+                and self.counter_bytes == self.monitor_bytes == self.bytes_predicted)
+
+
+@dataclass
+class ChainReport:
+    """The whole network from one start per image (`hwgen simulate --chain`)."""
+    sim: str
+    seed: int
+    timing: str
+    requested: int  # images asked for; fewer in `images` when a run aborted
+    chain: list[str]  # the nodes the descriptors run, in order
+    host_layers: list[str]
+    images: list[ChainImage]
+    engine_top1: list[int]
+    reference_top1: list[int]
+    labels: list[int] | None
+    wall_seconds: float
+    cpu_seconds: float
+    aborted: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.aborted is None and len(self.images) == self.requested and all(i.passed for i in self.images)
+
+    def to_json(self) -> dict:
+        return {"sim": self.sim, "seed": self.seed, "timing": self.timing, "passed": self.passed,
+                "aborted": self.aborted, "chain": self.chain, "host_layers": self.host_layers,
+                "images": [dict(vars(i), counter_bytes=i.counter_bytes, passed=i.passed) for i in self.images],
+                "engine_top1": self.engine_top1, "reference_top1": self.reference_top1, "labels": self.labels,
+                "wall_seconds": self.wall_seconds, "sim_cpu_seconds": self.cpu_seconds}
+
+
+def simulate_chain(gen_dir, *, images: int = 4, seed: int = 0, sim: str = "verilator", timing: str = "hostile",
+                   checkpoint: Path | None = None, workdir: Path | None = None, cache_dir: Path | None = None,
+                   inputs: np.ndarray | None = None, expected: np.ndarray | None = None) -> ChainReport:
+    """Run the network `hwgen generate --interface axi` wrote to `gen_dir` from one start per image
+    (`run_chain`) and check each image: every node's map and the logits against the reference (and
+    `expected`), BUSY_CYCLES against the bench's count, counter bytes against the monitor's and the
+    manifest's prediction."""
+    from . import reference
+    from .quantize import integer_inputs
+    from .sim_target import load_generated
+
+    target = load_generated(gen_dir, checkpoint)
+    if inputs is None:
+        x, labels = sample_inputs(target.graph, images, seed)
+    else:
+        x, labels = integer_inputs(target.graph, inputs, "--input"), None
+    want = reference.run(target.graph, x)
+    if expected is not None and np.asarray(expected).shape != want.shape:
+        raise HwgenError(f"expected outputs: shape {np.asarray(expected).shape}, the network gives {want.shape}")
+    wall = time.perf_counter()
+    host = run_chain(target, x, sim=sim, seed=seed, timing=timing, workdir=workdir or Path(gen_dir) / "sim-chain",
+                     cache_dir=cache_dir)
+    wall = time.perf_counter() - wall
+    net = json.loads((target.gen_dir / "manifest.json").read_text())["network"]
+    done = []
+    for i, img in enumerate(host["images"]):
+        run, out = img["run"], img["output"]
+        got = None if out is None else np.asarray(out, dtype=np.int64).reshape(want.shape[1:])
+        done.append(ChainImage(
+            cycles=int(run["cycles"]), counters=dict(run["counters"]),
+            monitor_bytes=sum(r["read_bytes"] + r["write_bytes"] for r in run["traffic"].values()),
+            bytes_predicted=int(net["bytes_total"]),
+            node_mismatches={n: int(v["mismatches"]) for n, v in img["nodes"].items()},
+            output_equal=got is not None and np.array_equal(got, want[i]),
+            expect_equal=None if expected is None or got is None else bool(np.array_equal(got, expected[i])),
+            error=run["error"]))
+    flat = lambda a: np.asarray(a).reshape(len(a), -1)  # noqa: E731
+    outputs = [img["output"] for img in host["images"] if img["output"] is not None]
+    return ChainReport(sim=sim, seed=seed, timing=timing, requested=len(x), chain=list(net["chain"]),
+                       host_layers=list(net["host_layers"]), images=done,
+                       engine_top1=[int(v) for v in flat(outputs).argmax(1)] if outputs else [],
+                       reference_top1=[int(v) for v in flat(want).argmax(1)],
+                       labels=None if labels is None else [int(v) for v in labels],
+                       wall_seconds=wall, cpu_seconds=float(host["cpu_seconds"]), aborted=host["aborted"])
 
 
 def run_chain(engine, inputs: np.ndarray, *, sim: str = "verilator", seed: int = 0, timing: str = "hostile",

@@ -20,46 +20,53 @@ import json
 import numpy as np
 import pytest
 
-from hwgen import checkpoint, engine, reference, sim_target, simulate
+from hwgen import checkpoint, engine, sim_target, simrunner, simulate
+from hwgen.cli import main
 from hwgen.errors import HwgenError
 from hwgen.layercases import random_input, residual_graph
 from tests.test_sim_axi import CKPT
 
 
-def check_chain(graph, tmp_path, cache, seed: int, images: int = 2):
-    """Generate `graph` for the AXI top, run it from one start on `images` images, check everything."""
+def check_chain(graph, tmp_path, cache, monkeypatch, seed: int, images: int = 2):
+    """Generate `graph` for the AXI top and run it from one start per image on `images` images with
+    `hwgen simulate --chain` (exit 0 only if everything below holds); check its JSON report."""
+    monkeypatch.setenv(simrunner.CACHE_ENV, str(cache))
     target = sim_target.from_graph(graph, tmp_path / "gen", interface="axi")
     net = json.loads((target.gen_dir / "manifest.json").read_text())["network"]
     inputs = np.stack([random_input(graph, s) for s in range(seed, seed + images)])
-    host = simulate.run_chain(target, inputs, seed=seed, timing="hostile", workdir=tmp_path / "sim", cache_dir=cache)
-    assert host["aborted"] is None, host["aborted"]
+    np.save(tmp_path / "x.npy", inputs)
+    code = main(["simulate", str(target.gen_dir), "--chain", "--input", str(tmp_path / "x.npy"),
+                 "--seed", str(seed), "--json", str(tmp_path / "chain.json")])
+    report = json.loads((tmp_path / "chain.json").read_text())
+    assert report["aborted"] is None, report["aborted"]
     b = engine.build(graph, engine.EngineConfig(m_lanes=4, x_lanes=4, bus_bits=64))
     # the prediction: the convs' schedules and each network op's bytes (netop.moved_bytes), node by node
     assert [net["bytes"][p.name] for p in b.plans] == [sum(s.bytes.values()) for s in b.schedules]
     assert net["bytes_total"] == sum(net["bytes"].values()) and net["host_layers"] == []
-    for i, img in enumerate(host["images"]):
-        run = img["run"]
-        assert run["error"] is None, run["error"]  # protocol violations and counter differences land here
-        assert all(v["mismatches"] == 0 for v in img["nodes"].values()), img["nodes"]
-        np.testing.assert_array_equal(np.asarray(img["output"]), reference.run(graph, inputs[i:i + 1])[0])
-        c = run["counters"]
-        assert c["BUSY_CYCLES"] == run["cycles"] and c["STALL_READ"] > 0
-        assert c["BYTES_READ"] + c["BYTES_WRITTEN"] == net["bytes_total"]
-        assert sum(r["read_bytes"] + r["write_bytes"] for r in run["traffic"].values()) == net["bytes_total"]
+    assert len(report["images"]) == images
+    for img in report["images"]:
+        assert img["error"] is None, img["error"]  # protocol violations and counter differences land here
+        assert set(img["node_mismatches"]) == set(net["chain"]) and not any(img["node_mismatches"].values())
+        assert img["output_equal"]
+        c = img["counters"]
+        assert c["BUSY_CYCLES"] == img["cycles"] and c["STALL_READ"] > 0
+        assert c["BYTES_READ"] + c["BYTES_WRITTEN"] == img["monitor_bytes"] == net["bytes_total"]
+    assert report["engine_top1"] == report["reference_top1"]
+    assert report["passed"] and code == 0
     return net
 
 
-def test_digits_network_from_one_start_through_axi(tmp_path, cache):
+def test_digits_network_from_one_start_through_axi(tmp_path, cache, monkeypatch):
     """The whole digits network, classifier included: the host writes the image and reads the logits."""
     graph = checkpoint.load(CKPT)
-    net = check_chain(graph, tmp_path, cache, seed=3, images=4)
+    net = check_chain(graph, tmp_path, cache, monkeypatch, seed=3, images=4)
     assert net["chain"] == ["conv1", "conv2", "pool1", "conv3", "conv4", "pool2", "classifier"]
     assert net["tensors"]["classifier"]["logits"] and net["tensors"]["flatten"] == net["tensors"]["pool2"]
 
 
 @pytest.mark.slow
-def test_residual_network_from_one_start_through_axi(tmp_path, cache):
-    net = check_chain(residual_graph(1, 3, 8, 8, 8), tmp_path, cache, seed=5)
+def test_residual_network_from_one_start_through_axi(tmp_path, cache, monkeypatch):
+    net = check_chain(residual_graph(1, 3, 8, 8, 8), tmp_path, cache, monkeypatch, seed=5)
     assert net["chain"] == ["c1", "c2", "add", "mp", "ap", "gap"]
 
 
@@ -78,3 +85,14 @@ def test_a_network_op_the_hardware_cannot_run_is_one_line_and_exit_2(tmp_path, c
     with pytest.raises(HwgenError, match="cannot run the whole network from one start: node 'pool2'"):
         simulate.run_chain(sim_target.load_generated(tmp_path / "gen"), np.zeros((1, 1, 8, 8), np.int64),
                            workdir=tmp_path / "sim")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--mode", "fast"], "--chain runs the whole network on the AXI top under cocotb: --mode fast does not apply"),
+    (["--layers", "conv1"], "--layers does not apply"),
+])
+def test_chain_with_a_flag_that_does_not_apply_is_one_line_and_exit_2(tmp_path, capsys, flags, message):
+    assert main(["simulate", str(tmp_path / "no-such-folder"), "--chain", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+

@@ -12,7 +12,11 @@ cocotbext-axi (AxiRam with random pauses, AxiLiteMaster, the Python driver, a pr
 Y.npy also compares the engine's outputs with yours. --mode fast runs the same DRAM model as HDL
 inside Verilator, clocked by a C++ main loop without cocotb (sim/fast_bench.py): the same outputs,
 DRAM bytes and cycles (the same stalls for the same seed), many times faster; the default
-reference mode keeps the full cocotb testbench.
+reference mode keeps the full cocotb testbench. --chain runs a folder generated with --interface
+axi as the hardware runs it: the whole network from one start per image (the descriptor chain and
+the network-op unit, no host layer), with per image the logits and every node's map against the
+reference, BUSY_CYCLES against the bench's count, and bytes counted by the AXI-Lite counters, by
+the protocol monitor and predicted, which must all be equal.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expect", type=Path, default=None, metavar="Y.npy",
                    help="integer outputs the engine's must equal too (exit 1 otherwise)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--chain", action="store_true",
+                   help="the whole network from one start per image (a folder generated with --interface axi)")
 
 
 def _fmt_int(v) -> str:
@@ -74,10 +80,66 @@ def format_table(report) -> str:
                  f"{t['utilization']:.1%}", _fmt_int(t["dram_bytes_measured"]), _fmt_int(t["dram_bytes_predicted"]),
                  "", _bound_ratio(t["dram_bytes_measured"], t["dram_bytes_compulsory"]),
                  _fmt_int(t["cycles_predicted"]), ""))
+    return align(rows)
+
+
+def align(rows: list[tuple]) -> str:
+    """A text table: the first row is the header, the first column left-aligned, the rest right."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def chain_rows(report) -> list[tuple]:
+    """Header and one row per image of a `ChainReport` (the CLI's table, the demo's markdown)."""
+    rows = [("image", "result", "cycles (bench)", "BUSY_CYCLES", "counter bytes", "monitor bytes", "predicted",
+             "STALL_READ", "STALL_WRITE", "node mismatches")]
+    for i, img in enumerate(report.images):
+        c = img.counters
+        result = "PASS" if img.passed else ("ERROR" if img.error else "FAIL")
+        rows.append((str(i), result, f"{img.cycles:,}", _fmt_int(c.get("BUSY_CYCLES")), f"{img.counter_bytes:,}",
+                     f"{img.monitor_bytes:,}", f"{img.bytes_predicted:,}", _fmt_int(c.get("STALL_READ")),
+                     _fmt_int(c.get("STALL_WRITE")), f"{sum(img.node_mismatches.values()):,}"))
+    return rows
+
+
+def chain_summary_lines(report) -> list[str]:
+    lines = [f"the whole network from one start per image ({len(report.chain)} descriptors: "
+             f"{' -> '.join(report.chain)}; host layers: {len(report.host_layers)}): "
+             f"{'bit-exact, counters = bench, bytes equal' if report.passed else 'FAILED'} "
+             f"on {len(report.images)} of {report.requested} image(s) ({report.sim}, {report.timing} AXI memory, "
+             f"seed {report.seed})"]
+    if report.labels:
+        right = sum(int(p == y) for p, y in zip(report.engine_top1, report.labels))
+        lines.append(f"accuracy: {right} of {len(report.engine_top1)} images classified right")
+    for i, img in enumerate(report.images):
+        if img.error:
+            lines.append(f"image {i}: {img.error}")
+        if not img.output_equal:
+            lines.append(f"image {i}: the output differs from the reference's")
+        if img.expect_equal is False:
+            lines.append(f"image {i}: the output differs from --expect")
+    if report.aborted:
+        lines.append(f"aborted: {report.aborted}")
+    return lines
+
+
+def run_chain(args, inputs, expected) -> int:
+    from ..simulate import simulate_chain, write_json
+
+    unsupported = [flag for flag, on in (("--layers", args.layers), ("--mode fast", args.mode == "fast"),
+                                         ("--waves", args.waves)) if on]
+    if unsupported:
+        raise HwgenError(f"--chain runs the whole network on the AXI top under cocotb: {', '.join(unsupported)} "
+                         "does not apply")
+    report = simulate_chain(args.dir, images=args.images, seed=args.seed, sim=args.sim, timing=args.timing,
+                            checkpoint=args.checkpoint, inputs=inputs, expected=expected)
+    print(align(chain_rows(report)))
+    print("\n".join(chain_summary_lines(report)))
+    if args.json:
+        write_json(report, args.json)
+    return 0 if report.passed else 1
 
 
 def summary_lines(report) -> list[str]:
@@ -110,6 +172,8 @@ def run(args) -> int:
     expected = load_array(args.expect, "--expect") if args.expect else None
     if expected is not None and expected.dtype.kind not in "iu":
         raise HwgenError(f"--expect {args.expect}: expected integer outputs, got dtype {expected.dtype}")
+    if args.chain:
+        return run_chain(args, inputs, expected)
     report = simulate(args.dir, images=args.images, layers=layers, seed=args.seed, sim=args.sim,
                       timing=args.timing, waves=args.waves, checkpoint=args.checkpoint,
                       progress=not args.no_progress, inputs=inputs, expected=expected, mode=args.mode)
