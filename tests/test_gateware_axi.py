@@ -308,7 +308,7 @@ def test_axi_top_runs_a_layer_with_registers_irq_and_counters(slverr, bad_next):
         desc_addr = b.image.size
         mem[base + desc_addr:base + desc_addr + 64] = b.image.data[lay.descriptor:lay.descriptor + 64]
         mem[base + desc_addr + 64:base + desc_addr + 128] = netop.pack(
-            op=netop.OP_ADD, a_addr=lay.output, b_addr=lay.output, out_addr=lay.output, in_signed=0, half_even=0,
+            op=netop.OP_ADD, a_addr=lay.output, b_addr=lay.output, out_addr=lay.output, in_signed=0, b_signed=0, half_even=0,
             channels=1, height=1, width=1, in_row_beats=1, out_height=1, out_width=1, out_row_beats=1, ma=1, mb=1,
             shift=1, lo=0, hi=255)
     packed = engine.pack_activations(x, p)
