@@ -381,17 +381,25 @@ def chain_regions(net: dict) -> list[dict]:
 
 
 def run_chain(engine, inputs: np.ndarray, *, sim: str = "verilator", seed: int = 0, timing: str = "hostile",
-              workdir: Path, cache_dir: Path | None = None, timeout: int = 2_000_000) -> dict:
+              workdir: Path, cache_dir: Path | None = None, timeout: int = 2_000_000, mode: str = "reference") -> dict:
     """The whole network from one start per image on an `--interface axi` engine whose folder holds
     a network image (manifest `network`): the host program `sim.engine_host.chain_host`'s results
     (per image: the run's cycles, counters, traffic per region and error; per node, mismatches
-    against the reference; the output map)."""
+    against the reference; the output map).
+
+    `mode` "reference": the AXI top, its registers through the generated driver, cocotbext-axi's
+    AxiRam (sim/axi_bench.py); "fast": the same engine and network-op unit walking the same chain
+    behind the stream bus (`generate.chain_shell_sources`) inside the HDL DRAM model
+    (sim/fast_bench.py), the driver moving memory only: the AXI adapters, registers and counters
+    are not in it (a run has no `counters`)."""
     from sim.dram import BusTiming
 
     if engine.interface != "axi":
         raise HwgenError("a whole network from one start needs an engine generated with --interface axi")
     if timing not in TIMINGS:
         raise HwgenError(f"unknown bus timing '{timing}' (choose from {', '.join(TIMINGS)})")
+    if mode not in MODES:
+        raise HwgenError(f"unknown simulation mode '{mode}' (choose from {', '.join(MODES)})")
     manifest = json.loads((engine.gen_dir / "manifest.json").read_text())
     net = manifest.get("network") or {"error": "no network image"}
     if "error" in net:
@@ -403,12 +411,40 @@ def run_chain(engine, inputs: np.ndarray, *, sim: str = "verilator", seed: int =
     chain = dict(net, checkpoint=str(engine.checkpoint), inputs=str(inputs_path), timeout=timeout,
                  bus_bits=engine.params["bus_bits"], act_bits=engine.params["act_bits"])
     bb = engine.params["bus_bits"] // 8
-    job = simrunner.make_job(bus_bits=engine.params["bus_bits"], dram_size=-(-int(net["size"]) // bb) * bb,
+    dram_size, regions = -(-int(net["size"]) // bb) * bb, chain_regions(net)
+    job = simrunner.make_job(bus_bits=engine.params["bus_bits"], dram_size=dram_size,
                              ports=engine.ports, timing=BusTiming.profile(timing, seed).as_dict(),
-                             regions=chain_regions(net),
+                             regions=regions,
                              preload=[{"addr": 0, "file": str(engine.gen_dir / manifest["files"]["network_image"])}],
                              host=CHAIN_HOST_PROGRAM, chain=chain, interface="axi", axi_dir=str(engine.gen_dir))
-    b, _ = build(engine, "reference", sim=sim, cache_dir=cache_dir)
+    if mode == "fast":
+        if sim != "verilator":
+            raise HwgenError(f"the fast mode runs on Verilator, not {sim}")
+        b, fields = _fast_chain_build(engine, manifest, dram_size, len(regions), cache_dir)
+        job.update(fields, chain_count=int(net["count"]))
+    else:
+        b, _ = build(engine, "reference", sim=sim, cache_dir=cache_dir)
     results = simrunner.run_job(b, job, workdir)
     return dict(results["host"] or {"images": [], "aborted": results.get("error")},
                 cpu_seconds=float(results.get("cpu_seconds", 0.0)))
+
+
+def _fast_chain_build(engine, manifest: dict, dram_size: int, n_regions: int, cache_dir) -> tuple[simrunner.Build, dict]:
+    """The fast mode's program of the folder's whole network (its engine Verilog, a `ChainShell` of
+    the manifest's chain length and network-op unit) and the job fields it needs."""
+    from .engine import EngineParams, network
+    from .generate import CHAIN_TOP_MODULE, chain_shell_sources
+    from .sim_target import fast_verilog
+
+    p = manifest["params"]
+    layout = EngineParams(bus_bits=int(p["bus_bits"]), act_bits=int(p["act_bits"]))  # what NetOps and the ports read
+    unit = network.netop_unit(engine.graph, layout)
+    got = (list(unit.ops) if unit else [], unit.chunk if unit else None)
+    want = (manifest["interface"]["netops"], manifest["interface"]["netops_chunk"])
+    if got != want:
+        raise HwgenError(f"the folder's network-op unit ({want}) is not its checkpoint's ({got})")
+    files = manifest["files"]
+    sources = {name: text for name, text in engine.sources.items() if name != files["top"]}
+    sources.update(chain_shell_sources(layout, unit, int(manifest["network"]["count"])))
+    sources, regions = fast_verilog(sources, CHAIN_TOP_MODULE, layout.bus_bits, dram_size, n_regions)
+    return build_fast(sources, cache_dir=cache_dir), fast_job(regions)
