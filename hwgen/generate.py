@@ -204,7 +204,8 @@ def _layer_entry(graph, plan: engine.LayerPlan, regs: engine.LayerRegions, table
                    "col_beats": sched.tiling.col_beats, "col_tiles": sched.tiling.col_tiles,
                    "col_columns": sched.tiling.col_beats * params.beat_elems or plan.out_shape[2],
                    "col_inputs": [list(c) for c in sched.tiling.col_inputs]},
-        "schedule": {"bytes": sched.bytes, "cycles": sched.cycles, "utilization": round(sched.utilization, 4)},
+        "schedule": {"bytes": sched.bytes, "cycles": sched.cycles, "mac_active": sched.mac_active,
+                     "utilization": round(sched.utilization, 4)},
         "compulsory_bytes": engine_compulsory(layer_from_node(graph, node))["total"],
     }
 

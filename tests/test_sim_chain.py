@@ -52,6 +52,7 @@ def check_chain(graph, tmp_path, cache, seed: int, images: int = 2, mode: str = 
             c = run["counters"]
             assert c["BUSY_CYCLES"] == run["cycles"] and c["STALL_READ"] > 0
             assert c["BYTES_READ"] + c["BYTES_WRITTEN"] == net["bytes_total"]
+            assert c["MAC_ACTIVE"] == net["mac_active"] == sum(s.mac_active for s in b.schedules)
     return net
 
 

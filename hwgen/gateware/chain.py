@@ -145,7 +145,7 @@ class Chain(wiring.Component):
 
 class ChainShell(wiring.Component):
     """`Chain` behind the conv engine's own ports (`desc_addr`, `start`, `busy`, `done`, `req`, `rd`,
-    `wr`), walking `count` descriptors per start: a whole network where a single layer's engine
+    `wr`, `mac_active`), walking `count` descriptors per start: a whole network where a single layer's engine
     sits, so the generated `hwgen_top` shell (rtl_templates/hwgen_top.v) wraps it unchanged and the
     fast simulation mode runs a chain (`hwgen.simulate.run_chain(mode="fast")`). On that stream bus
     a write is in memory once its beat is taken, before the unit's `done`, so `mem_idle` is 1."""
@@ -162,6 +162,7 @@ class ChainShell(wiring.Component):
             "start": In(1),
             "busy": Out(1),
             "done": Out(1),
+            "mac_active": Out(1),
         })
 
     def elaborate(self, platform):
@@ -171,5 +172,6 @@ class ChainShell(wiring.Component):
         wiring.connect(m, wiring.flipped(self.rd), chain.rd)
         wiring.connect(m, chain.wr, wiring.flipped(self.wr))
         m.d.comb += [chain.desc_addr.eq(self.desc_addr), chain.desc_count.eq(self.count), chain.start.eq(self.start),
-                     chain.mem_idle.eq(1), self.busy.eq(chain.busy), self.done.eq(chain.done)]
+                     chain.mem_idle.eq(1), self.busy.eq(chain.busy), self.done.eq(chain.done),
+                     self.mac_active.eq(self.engine.mac_active)]
         return m
