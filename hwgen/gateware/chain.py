@@ -154,16 +154,7 @@ class ChainShell(wiring.Component):
         if not 1 <= count < 1 << COUNT_BITS:
             raise ValueError(f"a chain of {count} descriptors")
         self.engine, self.netops, self.bus_bits, self.count = engine, netops, bus_bits, count
-        super().__init__({
-            "req": Out(stream.Signature(REQUEST)),
-            "rd": In(stream.Signature(bus_bits)),
-            "wr": Out(stream.Signature(bus_bits)),
-            "desc_addr": In(ADDR_BITS),
-            "start": In(1),
-            "busy": Out(1),
-            "done": Out(1),
-            "mac_active": Out(1),
-        })
+        super().__init__(engine.signature)  # the engine's own ports
 
     def elaborate(self, platform):
         m = Module()
