@@ -117,17 +117,20 @@ def network_through_axi(ckpt: Path, gen: Path, out: Path, images: int, seed: int
     host = simulate.run_chain(target, inputs, seed=seed, timing="hostile", workdir=out / "sim-axi")
     want = reference.run(target.graph, inputs)
     rows = ["| image | logits = reference | cycles (bench) | BUSY_CYCLES | BYTES_READ + BYTES_WRITTEN "
-            "| monitor bytes | predicted | STALL_READ | STALL_WRITE |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| monitor bytes | predicted | STALL_READ | STALL_WRITE | MAC_ACTIVE (schedule model) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     ok = host["aborted"] is None and len(host["images"]) == images
     for i, img in enumerate(host["images"]):
         run, c = img["run"], img["run"]["counters"]
         monitor = sum(r["read_bytes"] + r["write_bytes"] for r in run["traffic"].values())
         equal = img["output"] is not None and list(img["output"]) == want[i].tolist()
         ok &= equal and run["error"] is None and c["BUSY_CYCLES"] == run["cycles"] \
-            and c["BYTES_READ"] + c["BYTES_WRITTEN"] == monitor == net["bytes_total"]
+            and c["BYTES_READ"] + c["BYTES_WRITTEN"] == monitor == net["bytes_total"] \
+            and c["MAC_ACTIVE"] == net["mac_active"]
         rows.append(f"| {i} | {'yes' if equal else 'NO'} | {run['cycles']:,} | {c.get('BUSY_CYCLES', 0):,} | "
                     f"{c.get('BYTES_READ', 0) + c.get('BYTES_WRITTEN', 0):,} | {monitor:,} | {net['bytes_total']:,} | "
-                    f"{c.get('STALL_READ', 0):,} | {c.get('STALL_WRITE', 0):,} |")
+                    f"{c.get('STALL_READ', 0):,} | {c.get('STALL_WRITE', 0):,} | "
+                    f"{c.get('MAC_ACTIVE', 0):,} ({net['mac_active']:,}) |")
     predicted = [int(np.argmax(img["output"])) for img in host["images"] if img["output"] is not None]
     correct = sum(int(p == y) for p, y in zip(predicted, labels)) if labels is not None else None
     (out / "network_axi.json").write_text(json.dumps(host, indent=1) + "\n")
