@@ -11,11 +11,12 @@ reads every node's output back):
     over AXI-Lite, irq: adds the BUSY_CYCLES and byte counters read over AXI-Lite, the AXI
     monitor's bytes. ~16 M engine cycles an image through cocotb: hours; run it niced, in the
     background.
-Both under `--timing` (hostile: random stalls / pauses on every channel). Prints, per image: cycles,
-the counters (reference mode), the measured bytes and the compiler's prediction (manifest
+Both under `--timing` (hostile: random stalls / pauses on every channel). Prints, per image:
+cycles, the counters (reference mode; MAC_ACTIVE against the schedule model's
+`network.mac_active`), the measured bytes and the compiler's prediction (manifest
 `network.bytes_total`), mismatching elements over every node's output map, logits equal to
-hwgen.reference; the schedule model's cycles of the convs; wall and simulator CPU time. Exit 1 on
-any difference.
+hwgen.reference; the schedule model's cycles of the convs; wall and simulator CPU time. Exit 1
+on any difference.
 
     .venv/bin/python benchmarks/resnet18_chain.py [--mode fast|reference] [--images 1]
         [--timing hostile|ideal] [--gen DIR]
@@ -70,20 +71,22 @@ def run(args, tmp: Path) -> bool:
     if not ok:
         print(f"aborted: {host['aborted']}")
     print("| image | cycles (start to done) | BUSY_CYCLES | counter bytes | measured bytes | predicted bytes "
-          "| mismatching elements | logits = reference |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"| MAC_ACTIVE (model {net['mac_active']:,}) | mismatching elements | logits = reference |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for i, img in enumerate(host["images"]):
         r, c = img["run"], img["run"].get("counters") or {}
         counted = c.get("BYTES_READ", 0) + c.get("BYTES_WRITTEN", 0)
         monitor = sum(t["read_bytes"] + t["write_bytes"] for t in r.get("traffic", {}).values())
         bad = sum(v["mismatches"] for v in img["nodes"].values())
         same = img["output"] is not None and np.array_equal(np.asarray(img["output"]), reference.run(target.graph, x[i:i + 1])[0])
-        busy, counted_s = (f"{c['BUSY_CYCLES']:,}", f"{counted:,}") if c else ("n/a", "n/a")
+        busy, counted_s, active = (f"{c['BUSY_CYCLES']:,}", f"{counted:,}", f"{c['MAC_ACTIVE']:,}") if c \
+            else ("n/a", "n/a", "n/a")
         print(f"| {i} | {r.get('cycles', 0):,} | {busy} | {counted_s} | {monitor:,} "
-              f"| {net['bytes_total']:,} | {bad} | {same} |")
+              f"| {net['bytes_total']:,} | {active} | {bad} | {same} |")
         ok = ok and r["error"] is None and bad == 0 and same and monitor == net["bytes_total"]
         if args.mode == "reference":
-            ok = ok and c.get("BUSY_CYCLES") == r["cycles"] and counted == monitor
+            ok = ok and c.get("BUSY_CYCLES") == r["cycles"] and counted == monitor \
+                and c.get("MAC_ACTIVE") == net["mac_active"]
     print(f"simulate {t2 - t1:.0f} s wall, simulator CPU {host['cpu_seconds']:.0f} s; "
           f"{'all equal' if ok else 'DIFFERENCES'}")
     return ok
