@@ -65,8 +65,10 @@ def test_digits_network_from_one_start_through_axi(tmp_path, cache):
 
 
 @pytest.mark.slow
-def test_residual_network_from_one_start_through_axi(tmp_path, cache):
-    net = check_chain(residual_graph(1, 3, 8, 8, 8), tmp_path, cache, seed=5)
+@pytest.mark.parametrize("basic_block", [False, True])
+def test_residual_network_from_one_start_through_axi(tmp_path, cache, basic_block):
+    """(`basic_block`: the add as a ResNet basic block's, signed conv branch + unsigned shortcut)"""
+    net = check_chain(residual_graph(1, 3, 8, 8, 8, basic_block=basic_block), tmp_path, cache, seed=5)
     assert net["chain"] == ["c1", "c2", "add", "mp", "ap", "gap"]
 
 
