@@ -145,6 +145,27 @@ def axi_top_verilog(params: EngineParams, *, id_bits: int, build: int, config: d
     return verilog.convert(top, name=TOP_MODULE, emit_src=False)
 
 
+CHAIN_SHELL_MODULE = "hwgen_chain"  # the fast mode's whole-network top (`chain_shell_sources`)
+CHAIN_TOP_MODULE = "hwgen_chain_top"
+
+
+def chain_shell_sources(params: EngineParams, unit: network.NetopUnit | None, count: int) -> dict[str, str]:
+    """Verilog (file name -> text) of a whole network behind the engine's own stream ports, for the
+    fast simulation mode: `ChainShell` (the `hwgen_engine` instance and the network-op unit of
+    `unit`, `count` descriptors per start) inside the `hwgen_top` shell as CHAIN_TOP_MODULE."""
+    from amaranth.back import verilog
+
+    from .gateware.axi_top import EngineInstance
+    from .gateware.chain import ChainShell
+    from .gateware.netops import NetOps
+
+    netops = None if unit is None else NetOps(params, unit.chunk, unit.ops, unit.logits)
+    shell = ChainShell(EngineInstance(params, ENGINE_MODULE), params.bus_bits, netops, count)
+    return {f"{CHAIN_SHELL_MODULE}.v": verilog.convert(shell, name=CHAIN_SHELL_MODULE, emit_src=False),
+            f"{CHAIN_TOP_MODULE}.v": templates.fill("hwgen_top.v", TOP=CHAIN_TOP_MODULE, ENGINE=CHAIN_SHELL_MODULE,
+                                                    BUS_BITS=params.bus_bits)}
+
+
 def _axi_ports(bus_bits: int, id_bits: int) -> dict:
     from amaranth.hdl import Shape
 
@@ -183,7 +204,8 @@ def _layer_entry(graph, plan: engine.LayerPlan, regs: engine.LayerRegions, table
                    "col_beats": sched.tiling.col_beats, "col_tiles": sched.tiling.col_tiles,
                    "col_columns": sched.tiling.col_beats * params.beat_elems or plan.out_shape[2],
                    "col_inputs": [list(c) for c in sched.tiling.col_inputs]},
-        "schedule": {"bytes": sched.bytes, "cycles": sched.cycles, "utilization": round(sched.utilization, 4)},
+        "schedule": {"bytes": sched.bytes, "cycles": sched.cycles, "mac_active": sched.mac_active,
+                     "utilization": round(sched.utilization, 4)},
         "compulsory_bytes": engine_compulsory(layer_from_node(graph, node))["total"],
     }
 

@@ -77,12 +77,14 @@ def load_image(plan_image: engine.DramImage, x: np.ndarray, params, layer: int =
 
 
 def residual_graph(seed: int, cin: int, ch: int, h: int, w: int, *, act_bits: int = 8,
-                   scheme: str | None = "PS4_P4") -> Graph:
+                   scheme: str | None = "PS4_P4", basic_block: bool = False) -> Graph:
     """input -> c1 -> c2 -> add(c1, c2) + ReLU -> 2x2 max pool -> 2x2 average pool -> global average pool:
-    every node the hardware runs from one start (hwgen.engine.network), with random integer parameters."""
+    every node the hardware runs from one start (hwgen.engine.network), with random integer parameters.
+    `basic_block`: the add as a ResNet basic block's, add(c2, c1): the conv branch c2 signed (no
+    ReLU before the add), the identity shortcut c1 unsigned."""
     rng = np.random.default_rng(seed)
     first = conv_graph(seed, cin, ch, h, w, scheme=scheme, act_bits=act_bits)
-    second = conv_graph(seed + 1, ch, ch, h, w, scheme=scheme, act_bits=act_bits)
+    second = conv_graph(seed + 1, ch, ch, h, w, scheme=scheme, act_bits=act_bits, relu=not basic_block)
     x, c1 = first.nodes
     c2 = second.node("conv")
     c1.name, c2.name, c2.inputs = "c1", "c2", ("c1",)
@@ -90,7 +92,7 @@ def residual_graph(seed: int, cin: int, ch: int, h: int, w: int, *, act_bits: in
     lo, hi = intmath.qrange(act_bits, False)
     shift = int(rng.integers(14, 18))
     ma, mb = (int(v) for v in rng.integers(1 << 12, 1 << intmath.MULT_BITS, size=2))
-    add = Node("add", "add", ("c1", "c2"))
+    add = Node("add", "add", ("c2", "c1") if basic_block else ("c1", "c2"))
     add.quant = QuantInfo(act_bits, 1.0, False, requant=Requant(np.ones(ch, np.int64), np.full(ch, shift), lo, hi),
                           input_multipliers=[ma, mb])
     relu = Node("relu", "relu", ("add",))

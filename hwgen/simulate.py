@@ -384,24 +384,33 @@ def chain_regions(net: dict) -> list[dict]:
 class ChainImage:
     """One image run from one start: the bench's count, the AXI-Lite counters and the checks."""
     cycles: int
-    counters: dict  # the AXI top's performance counters, read over AXI-Lite
-    monitor_bytes: int  # bytes the AXI protocol monitor saw, every region
+    counters: dict | None  # the AXI top's performance counters, read over AXI-Lite (None: the fast mode has none)
+    monitor_bytes: int  # bytes the memory model saw (the AXI protocol monitor's in the reference mode), every region
     bytes_predicted: int  # the manifest's, from the schedules and the network ops (one fact, one place)
+    mac_active_predicted: int  # cycles the MAC array issues a step: the schedules' `mac_active`, summed
     node_mismatches: dict  # node -> elements of its output map that differ from the reference's
     output_equal: bool  # the network's output (the logits) equal to the reference's
     expect_equal: bool | None = None  # with --expect: equal to the user's outputs
     error: str | None = None  # protocol violation, counter/bench difference, hang, driver error
 
     @property
-    def counter_bytes(self) -> int:
+    def counter_bytes(self) -> int | None:
+        if self.counters is None:
+            return None
         return int(self.counters.get("BYTES_READ", 0)) + int(self.counters.get("BYTES_WRITTEN", 0))
+
+    @property
+    def counters_agree(self) -> bool:
+        """BUSY_CYCLES = the bench's count, counter bytes = monitor bytes, MAC_ACTIVE = the model's."""
+        c = self.counters
+        return c is None or (c.get("BUSY_CYCLES") == self.cycles and self.counter_bytes == self.monitor_bytes
+                             and c.get("MAC_ACTIVE") == self.mac_active_predicted)
 
     @property
     def passed(self) -> bool:
         return (self.error is None and self.output_equal and self.expect_equal is not False
-                and not any(self.node_mismatches.values())
-                and self.counters.get("BUSY_CYCLES") == self.cycles
-                and self.counter_bytes == self.monitor_bytes == self.bytes_predicted)
+                and not any(self.node_mismatches.values()) and self.counters_agree
+                and self.monitor_bytes == self.bytes_predicted)
 
 
 @dataclass
@@ -410,6 +419,7 @@ class ChainReport:
     sim: str
     seed: int
     timing: str
+    mode: str  # "reference": the AXI top on cocotbext-axi; "fast": the chain behind the stream bus, HDL memory
     requested: int  # images asked for; fewer in `images` when a run aborted
     chain: list[str]  # the nodes the descriptors run, in order
     host_layers: list[str]
@@ -426,20 +436,23 @@ class ChainReport:
         return self.aborted is None and len(self.images) == self.requested and all(i.passed for i in self.images)
 
     def to_json(self) -> dict:
-        return {"sim": self.sim, "seed": self.seed, "timing": self.timing, "passed": self.passed,
+        return {"sim": self.sim, "mode": self.mode, "seed": self.seed, "timing": self.timing, "passed": self.passed,
                 "aborted": self.aborted, "chain": self.chain, "host_layers": self.host_layers,
-                "images": [dict(vars(i), counter_bytes=i.counter_bytes, passed=i.passed) for i in self.images],
+                "images": [dict(vars(i), counter_bytes=i.counter_bytes, counters_agree=i.counters_agree, passed=i.passed)
+                           for i in self.images],
                 "engine_top1": self.engine_top1, "reference_top1": self.reference_top1, "labels": self.labels,
                 "wall_seconds": self.wall_seconds, "sim_cpu_seconds": self.cpu_seconds}
 
 
 def simulate_chain(gen_dir, *, images: int = 4, seed: int = 0, sim: str = "verilator", timing: str = "hostile",
                    checkpoint: Path | None = None, workdir: Path | None = None, cache_dir: Path | None = None,
-                   inputs: np.ndarray | None = None, expected: np.ndarray | None = None) -> ChainReport:
+                   inputs: np.ndarray | None = None, expected: np.ndarray | None = None,
+                   mode: str = "reference") -> ChainReport:
     """Run the network `hwgen generate --interface axi` wrote to `gen_dir` from one start per image
     (`run_chain`) and check each image: every node's map and the logits against the reference (and
-    `expected`), BUSY_CYCLES against the bench's count, counter bytes against the monitor's and the
-    manifest's prediction."""
+    `expected`), the bytes moved against the manifest's prediction, and in the reference mode the
+    AXI-Lite counters: BUSY_CYCLES against the bench's count, bytes against the monitor's, MAC_ACTIVE
+    against the schedule model's."""
     from . import reference
     from .quantize import integer_inputs
     from .sim_target import load_generated
@@ -454,7 +467,7 @@ def simulate_chain(gen_dir, *, images: int = 4, seed: int = 0, sim: str = "veril
         raise HwgenError(f"expected outputs: shape {np.asarray(expected).shape}, the network gives {want.shape}")
     wall = time.perf_counter()
     host = run_chain(target, x, sim=sim, seed=seed, timing=timing, workdir=workdir or Path(gen_dir) / "sim-chain",
-                     cache_dir=cache_dir)
+                     cache_dir=cache_dir, mode=mode)
     wall = time.perf_counter() - wall
     net = json.loads((target.gen_dir / "manifest.json").read_text())["network"]
     done = []
@@ -462,16 +475,16 @@ def simulate_chain(gen_dir, *, images: int = 4, seed: int = 0, sim: str = "veril
         run, out = img["run"], img["output"]
         got = None if out is None else np.asarray(out, dtype=np.int64).reshape(want.shape[1:])
         done.append(ChainImage(
-            cycles=int(run["cycles"]), counters=dict(run["counters"]),
+            cycles=int(run["cycles"]), counters=dict(run["counters"]) if mode == "reference" else None,
             monitor_bytes=sum(r["read_bytes"] + r["write_bytes"] for r in run["traffic"].values()),
-            bytes_predicted=int(net["bytes_total"]),
+            bytes_predicted=int(net["bytes_total"]), mac_active_predicted=int(net["mac_active"]),
             node_mismatches={n: int(v["mismatches"]) for n, v in img["nodes"].items()},
             output_equal=got is not None and np.array_equal(got, want[i]),
             expect_equal=None if expected is None or got is None else bool(np.array_equal(got, expected[i])),
             error=run["error"]))
     flat = lambda a: np.asarray(a).reshape(len(a), -1)  # noqa: E731
     outputs = [img["output"] for img in host["images"] if img["output"] is not None]
-    return ChainReport(sim=sim, seed=seed, timing=timing, requested=len(x), chain=list(net["chain"]),
+    return ChainReport(sim=sim, seed=seed, timing=timing, mode=mode, requested=len(x), chain=list(net["chain"]),
                        host_layers=list(net["host_layers"]), images=done,
                        engine_top1=[int(v) for v in flat(outputs).argmax(1)] if outputs else [],
                        reference_top1=[int(v) for v in flat(want).argmax(1)],
@@ -480,17 +493,25 @@ def simulate_chain(gen_dir, *, images: int = 4, seed: int = 0, sim: str = "veril
 
 
 def run_chain(engine, inputs: np.ndarray, *, sim: str = "verilator", seed: int = 0, timing: str = "hostile",
-              workdir: Path, cache_dir: Path | None = None, timeout: int = 2_000_000) -> dict:
+              workdir: Path, cache_dir: Path | None = None, timeout: int | None = None, mode: str = "reference") -> dict:
     """The whole network from one start per image on an `--interface axi` engine whose folder holds
     a network image (manifest `network`): the host program `sim.engine_host.chain_host`'s results
     (per image: the run's cycles, counters, traffic per region and error; per node, mismatches
-    against the reference; the output map)."""
+    against the reference; the output map).
+
+    `mode` "reference": the AXI top, its registers through the generated driver, cocotbext-axi's
+    AxiRam (sim/axi_bench.py); "fast": the same engine and network-op unit walking the same chain
+    behind the stream bus (`generate.chain_shell_sources`) inside the HDL DRAM model
+    (sim/fast_bench.py), the driver moving memory only: the AXI adapters, registers and counters
+    are not in it (a run has no `counters`)."""
     from sim.dram import BusTiming
 
     if engine.interface != "axi":
         raise HwgenError("a whole network from one start needs an engine generated with --interface axi")
     if timing not in TIMINGS:
         raise HwgenError(f"unknown bus timing '{timing}' (choose from {', '.join(TIMINGS)})")
+    if mode not in MODES:
+        raise HwgenError(f"unknown simulation mode '{mode}' (choose from {', '.join(MODES)})")
     manifest = json.loads((engine.gen_dir / "manifest.json").read_text())
     net = manifest.get("network") or {"error": "no network image"}
     if "error" in net:
@@ -499,15 +520,47 @@ def run_chain(engine, inputs: np.ndarray, *, sim: str = "verilator", seed: int =
     workdir.mkdir(parents=True, exist_ok=True)
     inputs_path = workdir / "inputs.npy"
     np.save(inputs_path, np.asarray(inputs, dtype=np.int64), allow_pickle=False)
+    if timeout is None:  # a hang, not a slow run: the convs' predicted cycles and a cycle per op beat, with margin
+        bus_bytes = engine.params["bus_bits"] // 8
+        predicted = sum(lay.cycles_predicted or 0 for lay in engine.layers) + int(net["bytes_total"]) // bus_bytes
+        timeout = max(TIMEOUT_MIN, TIMEOUT_FACTOR * predicted)
     chain = dict(net, checkpoint=str(engine.checkpoint), inputs=str(inputs_path), timeout=timeout,
                  bus_bits=engine.params["bus_bits"], act_bits=engine.params["act_bits"])
     bb = engine.params["bus_bits"] // 8
-    job = simrunner.make_job(bus_bits=engine.params["bus_bits"], dram_size=-(-int(net["size"]) // bb) * bb,
+    dram_size, regions = -(-int(net["size"]) // bb) * bb, chain_regions(net)
+    job = simrunner.make_job(bus_bits=engine.params["bus_bits"], dram_size=dram_size,
                              ports=engine.ports, timing=BusTiming.profile(timing, seed).as_dict(),
-                             regions=chain_regions(net),
+                             regions=regions,
                              preload=[{"addr": 0, "file": str(engine.gen_dir / manifest["files"]["network_image"])}],
                              host=CHAIN_HOST_PROGRAM, chain=chain, interface="axi", axi_dir=str(engine.gen_dir))
-    b, _ = build(engine, "reference", sim=sim, cache_dir=cache_dir)
+    if mode == "fast":
+        if sim != "verilator":
+            raise HwgenError(f"the fast mode runs on Verilator, not {sim}")
+        b, fields = _fast_chain_build(engine, manifest, dram_size, len(regions), cache_dir)
+        job.update(fields, chain_count=int(net["count"]))
+    else:
+        b, _ = build(engine, "reference", sim=sim, cache_dir=cache_dir)
     results = simrunner.run_job(b, job, workdir)
     return dict(results["host"] or {"images": [], "aborted": results.get("error")},
                 cpu_seconds=float(results.get("cpu_seconds", 0.0)))
+
+
+def _fast_chain_build(engine, manifest: dict, dram_size: int, n_regions: int, cache_dir) -> tuple[simrunner.Build, dict]:
+    """The fast mode's program of the folder's whole network (its engine Verilog, a `ChainShell` of
+    the manifest's chain length and network-op unit) and the job fields it needs."""
+    from .engine import EngineParams, network
+    from .generate import CHAIN_TOP_MODULE, chain_shell_sources
+    from .sim_target import fast_verilog
+
+    p = manifest["params"]
+    layout = EngineParams(bus_bits=int(p["bus_bits"]), act_bits=int(p["act_bits"]))  # what NetOps and the ports read
+    unit = network.netop_unit(engine.graph, layout)
+    got = (list(unit.ops) if unit else [], unit.chunk if unit else None)
+    want = (manifest["interface"]["netops"], manifest["interface"]["netops_chunk"])
+    if got != want:
+        raise HwgenError(f"the folder's network-op unit ({want}) is not its checkpoint's ({got})")
+    files = manifest["files"]
+    sources = {name: text for name, text in engine.sources.items() if name != files["top"]}
+    sources.update(chain_shell_sources(layout, unit, int(manifest["network"]["count"])))
+    sources, regions = fast_verilog(sources, CHAIN_TOP_MODULE, layout.bus_bits, dram_size, n_regions)
+    return build_fast(sources, cache_dir=cache_dir), fast_job(regions)

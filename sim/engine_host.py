@@ -75,6 +75,28 @@ async def network_host(bench, job: dict) -> dict:
     return {"images": images, "aborted": None}
 
 
+class BenchMemory:
+    """The driver's backend over a bench's memory only (`hwgen.driver.Backend`'s read_mem/write_mem)."""
+
+    def __init__(self, bench):
+        self.bench = bench
+
+    async def read_mem(self, addr: int, nbytes: int) -> bytes:
+        return await self.bench.dump(addr, nbytes)
+
+    async def write_mem(self, addr: int, data: bytes) -> None:
+        await self.bench.load(addr, data)
+
+
+def memory_driver(bench, job: dict):
+    import json
+
+    from hwgen.driver import Driver
+
+    manifest = json.loads((Path(job["axi_dir"]) / "manifest.json").read_text())
+    return Driver(manifest, {}, b"", BenchMemory(bench))
+
+
 async def chain_host(bench, job: dict) -> dict:
     """The whole network from one start per image (the AXI top's descriptor chain, hwgen.engine.network).
 
@@ -86,7 +108,9 @@ async def chain_host(bench, job: dict) -> dict:
     net = job["chain"]
     graph = checkpoint.load(net["checkpoint"])
     inputs = np.load(net["inputs"], allow_pickle=False)
-    driver = bench.driver  # the generated driver writes the input and reads every tensor back
+    # the generated driver writes the input and reads every tensor back (the fast mode's bench has no
+    # registers: the driver over its memory only)
+    driver = getattr(bench, "driver", None) or memory_driver(bench, job)
 
     images = []
     for i, x in enumerate(inputs):

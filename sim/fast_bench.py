@@ -186,11 +186,15 @@ class FastBench:
             return timed_out(timeout)
         return {E_DROPPED: REQ_DROPPED, E_WR_CHANGED: WR_CHANGED, E_WR_DROPPED: WR_DROPPED}[code]
 
-    def run(self, name: str, desc_addr: int, timeout: int):
+    def run(self, name: str, desc_addr: int, timeout: int, count: int = 1):
         """Start a run with `desc_addr` at once; the program clocks the design until the memory reports
         it finished. Awaiting the result waits for that: a host program that computes between
         `bench.run(...)` and its `await` (the reference's output of the layer) does it while the
-        program simulates, on another core. (The cocotb benches start a run when it is awaited.)"""
+        program simulates, on another core. (The cocotb benches start a run when it is awaited.)
+        `count`: the descriptors a start walks, fixed in the design (the job's `chain_count`, 1 but
+        for a chain shell, hwgen.gateware.chain.ChainShell)."""
+        if count != int(self.job.get("chain_count", 1)):
+            raise DramError(f"this design walks {self.job.get('chain_count', 1)} descriptors per start, not {count}")
         pending, _ = self._state()
         if pending and not (self.records and self.records[-1]["error"]):
             raise DramError(f"between runs: {self._error(pending, timeout)}")

@@ -44,6 +44,7 @@ class MemCopy(wiring.Component):
             "start": In(1),
             "busy": Out(1),
             "done": Out(1),
+            "mac_active": Out(1),  # the engine's port, for the hwgen_top shell; 0: no MAC array here
             "req": Out(stream.Signature(req_layout())),
             "rd": In(stream.Signature(bus_bits)),
             "wr": Out(stream.Signature(bus_bits)),

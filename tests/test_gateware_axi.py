@@ -308,7 +308,7 @@ def test_axi_top_runs_a_layer_with_registers_irq_and_counters(slverr, bad_next):
         desc_addr = b.image.size
         mem[base + desc_addr:base + desc_addr + 64] = b.image.data[lay.descriptor:lay.descriptor + 64]
         mem[base + desc_addr + 64:base + desc_addr + 128] = netop.pack(
-            op=netop.OP_ADD, a_addr=lay.output, b_addr=lay.output, out_addr=lay.output, in_signed=0, half_even=0,
+            op=netop.OP_ADD, a_addr=lay.output, b_addr=lay.output, out_addr=lay.output, in_signed=0, b_signed=0, half_even=0,
             channels=1, height=1, width=1, in_row_beats=1, out_height=1, out_width=1, out_row_beats=1, ma=1, mb=1,
             shift=1, lo=0, hi=255)
     packed = engine.pack_activations(x, p)
@@ -394,6 +394,10 @@ def test_axi_top_runs_a_layer_with_registers_irq_and_counters(slverr, bad_next):
     assert c["BYTES_WRITTEN"] == sum(n for _, n in axi.aw) * bb
     assert c["BYTES_READ"] + c["BYTES_WRITTEN"] == sum(b.schedules[0].bytes.values()) + 64 * bool(bad_next)
     assert 0 < c["STALL_READ"] < c["BUSY_CYCLES"] and 0 < c["STALL_WRITE"] < c["BUSY_CYCLES"]
+    # the MAC array's issue cycles: the schedule model's tap steps (plan.group_pass_steps), stalls or not;
+    # each issues M x X MAC slots, so they bound the effectual MACs from above
+    sched = b.schedules[0]
+    assert c["MAC_ACTIVE"] == sched.mac_active and sched.effectual_macs <= c["MAC_ACTIVE"] * p.mac_count
     node = graph.node("conv")
     raw = bytes(mem[base + lay.output:base + lay.output + lay.output_bytes])
     got = engine.unpack_activations(raw, node.out_shape, bool(node.quant.signed), p)

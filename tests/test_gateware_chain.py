@@ -1,7 +1,9 @@
 """Descriptor chains (hwgen.gateware.chain) in amaranth.sim: a whole small network from one start.
 
-conv -> conv -> add(+ReLU) -> 2x2 max pool -> 2x2 average pool -> global average pool, the chain
-image of hwgen.engine.network, on `Chain(Engine, NetOps)` under random stalls on every stream:
+conv -> conv -> add(+ReLU) -> 2x2 max pool -> 2x2 average pool -> global average pool (the add
+also in a ResNet basic block's form: signed conv branch + unsigned shortcut), the chain image of
+hwgen.engine.network, on `ChainShell(Engine, NetOps)` (`Chain` behind the engine's own ports, as
+the fast simulation mode runs it) under random stalls on every stream:
 every intermediate map in DRAM equals the reference's, and the chain moves exactly the bytes of
 its nodes run one by one (the conv schedules' bytes, and each network op's descriptor, inputs and
 output), so answering the engine's descriptor read from the chain's copy costs nothing.
@@ -15,16 +17,16 @@ import pytest
 from hwgen import engine, reference
 from hwgen.engine.network import NetopUnit, netop_unit, network_image
 from hwgen.errors import HwgenError
-from hwgen.gateware.chain import Chain
+from hwgen.gateware.chain import ChainShell
 from hwgen.gateware.engine import Engine
 from hwgen.gateware.netops import NetOps
 from hwgen.gateware.sim_memory import run_layer
 from hwgen.layercases import conv_graph, random_input, residual_graph
 
 
-@pytest.mark.parametrize("seed, act_bits, stall", [(1, 8, 0.3), (2, 4, 0.5)])
-def test_chain_runs_a_residual_network_from_one_start(seed, act_bits, stall):
-    check_residual_chain(residual_graph(seed, 3, 6, 8, 12, act_bits=act_bits), seed, stall)
+@pytest.mark.parametrize("seed, act_bits, stall, basic_block", [(1, 8, 0.3, False), (2, 4, 0.5, True)])
+def test_chain_runs_a_residual_network_from_one_start(seed, act_bits, stall, basic_block):
+    check_residual_chain(residual_graph(seed, 3, 6, 8, 12, act_bits=act_bits, basic_block=basic_block), seed, stall)
 
 
 @pytest.mark.slow
@@ -34,6 +36,16 @@ def test_chain_soak(seed):
     rng = np.random.default_rng(seed)
     graph = residual_graph(seed, int(rng.integers(1, 5)), int(rng.integers(1, 9)), 4 * int(rng.integers(1, 4)),
                            4 * int(rng.integers(1, 6)), act_bits=int(rng.choice([2, 4, 8])))
+    check_residual_chain(graph, seed, float(rng.uniform(0, 0.6)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(23, 33))
+def test_chain_soak_basic_block(seed):
+    """make soak: 10 random residual networks with the add in a ResNet basic block's form."""
+    rng = np.random.default_rng(seed)
+    graph = residual_graph(seed, int(rng.integers(1, 5)), int(rng.integers(1, 9)), 4 * int(rng.integers(1, 4)),
+                           4 * int(rng.integers(1, 6)), act_bits=int(rng.choice([2, 4, 8])), basic_block=True)
     check_residual_chain(graph, seed, float(rng.uniform(0, 0.6)))
 
 
@@ -50,9 +62,8 @@ def check_residual_chain(graph, seed: int, stall: float) -> None:
     blob = engine.pack_activations(x, p)
     t_in = img.tensors["x"]
     image[t_in.addr:t_in.addr + len(blob)] = blob
-    chain = Chain(Engine(p), p.bus_bits, NetOps(p, unit.chunk, unit.ops))
-    traffic = run_layer(chain, image, 0, stall=stall, seed=seed,
-                        inputs=[(chain.desc_count, img.count), (chain.mem_idle, 1)])
+    shell = ChainShell(Engine(p), p.bus_bits, NetOps(p, unit.chunk, unit.ops), img.count)
+    traffic = run_layer(shell, image, 0, stall=stall, seed=seed)
     want = reference.run_all(graph, x[None])
     for name in img.chain:
         t = img.tensors[name]

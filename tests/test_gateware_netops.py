@@ -41,12 +41,15 @@ def op_graph(rng, op: str, c: int, h: int, w: int, a_bits: int, signed: bool) ->
                                weight=rng.integers(wlo, whi + 1, size=(m, c * h * w)),
                                bias=rng.integers(-(1 << 20), 1 << 20, size=m))
         return Graph("netop_case", [x, flat, node], "op").infer_shapes()
-    if op == "add":
+    if op == "add":  # the second operand signed or not on its own (a ResNet's identity shortcut: unsigned)
         shift = int(rng.integers(8, 24))
         ma, mb = (int(v) for v in rng.integers(1, 1 << intmath.MULT_BITS, size=2))
         rq = Requant(np.ones(c, np.int64), np.full(c, shift), lo, hi, rounding)
-        node = Node("op", "add", ("x", "x"))
+        y = Node("y", "input", out_shape=(c, h, w))
+        y.quant = QuantInfo(act_bits=a_bits, out_scale=1.0, signed=bool(rng.integers(2)))
+        node = Node("op", "add", ("x", "y"))
         node.quant = QuantInfo(a_bits, 1.0, not relu, requant=rq, input_multipliers=[ma, mb])
+        return Graph("netop_case", [x, y, node], "op").infer_shapes()
     elif op == "maxpool2":
         node = Node("op", "maxpool2d", ("x",), {"kernel": 2, "stride": 2, "padding": 0})
         node.quant = QuantInfo(a_bits, 1.0, signed)
@@ -115,8 +118,8 @@ def check_random_op(op: str, seed: int) -> None:
     h, w = int(rng.integers(2, 8)), int(rng.integers(2, 3 * params.beat_elems))
     chunk = int(rng.integers(max(1, params.row_beats(w)), 6))
     graph = op_graph(rng, op, c, h, w, a_bits, signed)
-    lo, hi = intmath.qrange(a_bits, signed)
-    inputs = [rng.integers(lo, hi + 1, size=(c, h, w)) for _ in range(2 if op == "add" else 1)]
+    ranges = [intmath.qrange(a_bits, bool(graph.node(name).quant.signed)) for name in graph.node("op").inputs]
+    inputs = [rng.integers(lo, hi + 1, size=(c, h, w)) for lo, hi in ranges[:2 if op == "add" else 1]]
     # odd seeds: a unit built with this op only (the others' datapaths left out); even: every op it can have
     every = tuple(o for o in OPS if o != "linear" or params.act_field_bits == 8)
     got, raw, traffic, in_bytes, out_bytes = run_op(graph, params, inputs, stall=0.4, seed=seed, chunk=chunk,

@@ -83,8 +83,8 @@ def test_wrapper_connects_every_engine_port(tiny):
     top = (tiny / manifest["files"]["top"]).read_text()
     ports = re.findall(r"^\s*(?:input|output)\s+wire\s+(?:\[[^\]]*\]\s*)?(\w+)", top, re.M)
     text = fpga.wrapper_verilog(manifest["modules"]["top"], 32)
-    assert len(ports) == 17 and all(f".{p}(" in text for p in ports)
-    assert "in_q[68-1:36]" in text and "out_w[86-1:54]" in text  # the 32-bit buses end each chain
+    assert len(ports) == 18 and all(f".{p}(" in text for p in ports)
+    assert "in_q[68-1:36]" in text and "out_w[87-1:55]" in text  # the 32-bit buses end each chain
 
 
 @pytest.mark.slow

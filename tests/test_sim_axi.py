@@ -36,6 +36,8 @@ def run(target, tmp_path, cache, images, **kw):
 def test_digits_network_through_axi_is_bit_exact_under_random_pauses(digits_axi, tmp_path, cache):
     report = run(digits_axi, tmp_path, cache, images=2, seed=3, timing="hostile")
     assert report.error is None, report.error
+    layers = json.loads((digits_axi.gen_dir / "manifest.json").read_text())["layers"]
+    active = {lay["name"]: lay["schedule"]["mac_active"] for lay in layers}
     for lr in report.layers:
         # an error would carry any protocol violation or counter that differs from the bench's count
         assert lr.error is None and lr.images == 2 and lr.mismatches == 0, (lr.name, lr.error, lr.notes)
@@ -44,6 +46,7 @@ def test_digits_network_through_axi_is_bit_exact_under_random_pauses(digits_axi,
         assert c["BUSY_CYCLES"] == lr.cycles
         assert c["BYTES_READ"] + c["BYTES_WRITTEN"] == lr.dram_bytes_predicted
         assert c["STALL_READ"] > 0 and c["STALL_WRITE"] > 0  # the pauses were felt
+        assert c["MAC_ACTIVE"] == active[lr.name]  # the schedule model's tap steps, whatever the pauses
     assert report.logits_match and report.passed
 
 

@@ -5,7 +5,9 @@ at the same bit offset, so a chain of descriptors (`hwgen.gateware.chain`) can h
 dispatch on the magic alone. Ops (`op` field):
 
 - ADD: `y = clamp((a*Ma + b*Mb + 2^(S-1)) >> S, lo, hi)` elementwise over two maps of one shape
-  (`a_addr`, `b_addr`), the residual add of `hwgen.reference` (ReLU after it by `lo = 0`);
+  (`a_addr`, `b_addr`), the residual add of `hwgen.reference` (ReLU after it by `lo = 0`); each
+  operand signed or not on its own (`in_signed`, `b_signed`: a ResNet's conv branch is signed,
+  its identity shortcut the block input after a ReLU);
 - MAXPOOL2: 2x2 windows, stride 2, no padding (floor): the max of 4;
 - AVGPOOL2: same windows, `y = requant(sum of 4)` with one `M`, `S`;
 - GAP: global average pooling, `y = requant(sum over H x W)` per channel, output `(C, 1, 1)`;
@@ -45,7 +47,8 @@ _FIELDS = {
     "op": 4,
     "in_signed": 1,  # the input fields are two's complement
     "half_even": 1,  # round exact ties to even (intmath.requantize rounding="half_even")
-    "_flags_pad": 2,
+    "b_signed": 1,  # ADD: the second operand's fields are two's complement (each operand has its own)
+    "_flags_pad": 1,
     "channels": 16,
     "height": 16,
     "width": 16,
@@ -85,7 +88,7 @@ def plan_netop(graph, name: str) -> dict:
     c, h, w = src.out_shape
     _, oh, ow = (1, 1, node.out_shape[0]) if node.op == "linear" else node.out_shape
     fields = {"in_signed": int(bool(qin.signed)), "channels": c, "height": h, "width": w,
-              "out_height": oh, "out_width": ow, "ma": 0, "mb": 0, "shift": 1, "lo": 0, "hi": 0, "half_even": 0}
+              "out_height": oh, "out_width": ow, "ma": 0, "mb": 0, "shift": 1, "lo": 0, "hi": 0, "half_even": 0, "b_signed": 0}
     if node.op == "linear":
         if q.requant is not None or graph.output != name:
             raise HwgenError(f"node '{name}': the network-op unit runs a linear layer only as the classifier "
@@ -107,12 +110,13 @@ def plan_netop(graph, name: str) -> dict:
     fields.update(lo=int(r.lo), hi=int(r.hi), shift=shift, half_even=int(r.rounding == "half_even"), ma=mult)
     if node.op == "add":
         other = graph.node(node.inputs[1])
-        if other.out_shape != src.out_shape or bool(other.quant.signed) != bool(qin.signed):
-            raise HwgenError(f"node '{name}': add of maps with different shapes or signedness")
+        if other.out_shape != src.out_shape:
+            raise HwgenError(f"node '{name}': add of maps of different shapes {tuple(src.out_shape)} and "
+                             f"{tuple(other.out_shape)}")
         ma, mb = (int(v) for v in q.input_multipliers)
         if mult != 1:
             raise HwgenError(f"node '{name}': add with a requant multiplier {mult} (the contract has 1)")
-        fields.update(op=OP_ADD, ma=ma, mb=mb)
+        fields.update(op=OP_ADD, ma=ma, mb=mb, b_signed=int(bool(other.quant.signed)))
     elif node.op == "avgpool2d" and tuple(node.attrs["kernel"]) == (h, w) and (oh, ow) == (1, 1) \
             and not any(node.attrs.get("padding", (0, 0))):
         fields.update(op=OP_GAP)

@@ -52,6 +52,7 @@ class NetworkImage:
     output: str
     tensors: dict[str, Tensor]  # graph input and every node's output (a fused ReLU names its producer's)
     moved: dict[str, int]  # DRAM bytes each chain node moves (descriptor included): the prediction
+    mac_active: int = 0  # cycles the MAC array issues a step over the chain (the convs' schedules)
 
     @property
     def count(self) -> int:
@@ -153,7 +154,8 @@ def network_image(build, unit: NetopUnit | None) -> NetworkImage:
     data = bytearray(static_end)
     for addr, blob in blobs.items():
         data[addr:addr + len(blob)] = blob
-    return NetworkImage(bytes(data), cursor, [n.name for n in chain], graph.input.name, graph.output, tensors, moved)
+    return NetworkImage(bytes(data), cursor, [n.name for n in chain], graph.input.name, graph.output, tensors, moved,
+                        sum(schedules[n.name].mac_active for n in chain if n.op == "conv2d"))
 
 
 def unpack_tensor(entry: dict, raw: bytes, params) -> np.ndarray:
@@ -171,5 +173,5 @@ def manifest_entry(net: NetworkImage) -> dict:
             "image_bytes": len(net.data),
             "tensors": {name: {"addr": t.addr, "bytes": t.bytes, "shape": list(t.shape), "signed": t.signed,
                                "logits": t.logits} for name, t in net.tensors.items()},
-            "bytes": dict(net.moved), "bytes_total": sum(net.moved.values()),
+            "bytes": dict(net.moved), "bytes_total": sum(net.moved.values()), "mac_active": net.mac_active,
             "host_layers": []}

@@ -248,6 +248,12 @@ def pass_cycles(plan: LayerPlan, m_lanes: int, window_fifo: bool = DEFAULT_WINDO
     return sum(group_pass_cycles(plan, chans[0], m_lanes, window_fifo) for chans in group_channels(plan, m_lanes))
 
 
+def group_pass_steps(plan: LayerPlan, first_channel: int) -> int:
+    """Tap steps the MAC array issues in one pass of the lane group from `first_channel`: the cycles
+    of the pass it works in (the MAC_ACTIVE counter), whatever the fetch or the drain add."""
+    return sum(plan.channel_steps(first_channel, c) for c in range(plan.in_shape[0]))
+
+
 def group_pass_cycles(plan: LayerPlan, first_channel: int, m_lanes: int, window_fifo: bool) -> int:
     if not plan.residue_groups:  # the same steps and fetch on every channel: the slower of the two paces it
         return max(plan.in_shape[0] * max(plan.taps, plan.channel_rows(first_channel, 0)), m_lanes + 1)

@@ -69,10 +69,12 @@ REGISTERS = (
              "outstanding and RVALID is low"),
     Register("STALL_WRITE", 0x50, "ro", "busy cycles of write backpressure: a write beat or write address not "
              "accepted, or the engine finished and write responses are outstanding"),
+    Register("MAC_ACTIVE", 0x54, "ro", "busy cycles in which the MAC array issues a tap step (every lane's "
+             "weight times its M_LANES x X_LANES pixels; the schedule model's `mac_active`)"),
 )
 BY_NAME = {r.name: r for r in REGISTERS}
 CONFIG = ("M_LANES", "X_LANES", "BUS_BITS", "WEIGHT_BITS", "ACT_BITS", "ACC_BITS")  # from the manifest's params
-COUNTERS = ("BUSY_CYCLES", "BYTES_READ", "BYTES_WRITTEN", "STALL_READ", "STALL_WRITE")
+COUNTERS = ("BUSY_CYCLES", "BYTES_READ", "BYTES_WRITTEN", "STALL_READ", "STALL_WRITE", "MAC_ACTIVE")
 
 
 def offset(name: str) -> int:

@@ -27,7 +27,7 @@ import numpy as np
 from . import descriptor
 from .memory_map import ceil_div, row_beats, table_group_beats, weight_group_beats
 from .params import EngineParams
-from .plan import LayerPlan, group_channels, group_pass_cycles
+from .plan import LayerPlan, group_channels, group_pass_cycles, group_pass_steps
 from .tiling import Tiling, layer_tiling, tiled_bytes
 
 DEFAULT_LATENCY = 1  # cycles from a request's acceptance to its first data beat (sim_memory's model)
@@ -42,6 +42,7 @@ class LayerSchedule:
     effectual_macs: int = 0  # MACs with a nonzero weight (padding taps count, as in the field)
     mac_count: int = 1  # m_lanes * x_lanes
     tiling: Tiling | None = None
+    mac_active: int = 0  # cycles the MAC array issues a tap step (plan.group_pass_steps per pass)
 
     @property
     def read_bytes(self) -> int:
@@ -98,10 +99,11 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         read from the table's last beat, the cycle the last weight beat lands, and the run's last."""
         return _load_cycles(tgb, latency) + _load_cycles(wgb, latency) + 2
 
-    def run(lanes: list[int], rows: int, cols: int) -> tuple[int, int]:
-        """(cycles from RUN_START to write-back done, MAC-array pass cycles) of one tile of `cols` output
-        columns and one group."""
+    def run(lanes: list[int], rows: int, cols: int) -> tuple[int, int, int]:
+        """(cycles from RUN_START to write-back done, MAC-array pass cycles, its tap steps) of one tile
+        of `cols` output columns and one group."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
+        passes = rows * ceil_div(cols, params.x_lanes)
         row_compute = ceil_div(cols, params.x_lanes) * group_pass_cycles(plan, lanes[0], params.m_lanes,
                                                                           params.window_fifo)
         # compute-bound: the last row drains and goes out after the passes; write-bound: the
@@ -109,10 +111,10 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         # the writer through the pipeline's register cuts once more
         tail = params.m_lanes + params.pipeline_latency
         return (1 + 5 + max(rows * row_compute + tail + row_out, row_compute + tail + rows * row_out),
-                rows * row_compute)
+                rows * row_compute, passes * group_pass_steps(plan, lanes[0]))
 
     cycles = 1 + _load_cycles(desc_beats, latency) + 2  # IDLE, the descriptor, SETUP, SETUP_BYTES
-    compute = 0
+    compute = active = 0
     bands = [(b, min(tiling.band_rows, oh - b * tiling.band_rows)) for b in range(tiling.bands)]
     tile_cols = tiling.col_beats * params.beat_elems
     cols = ([(hi - lo, min(tile_cols, ow - t * tile_cols)) for t, (lo, hi) in enumerate(tiling.col_inputs)]
@@ -126,7 +128,7 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
             for beats, width in cols:
                 cycles += band_load(*tiling.band_inputs[b], beats) + 1  # the tile's input, GROUPS
                 for i, lanes in enumerate(members):
-                    t, steps = run(lanes, rows, width)
+                    t, steps, issued = run(lanes, rows, width)
                     if tiling.prefetch and i + 1 < len(members):  # the run reads the next group's loads
                         t = max(t, prefetch())
                     if tiling.prefetch and i:  # this group's loads were read during the previous run
@@ -134,8 +136,9 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                     else:
                         cycles += group_start() + (0 if k else weights_load()) + t
                     compute += steps
+                    active += issued
     return LayerSchedule(plan.name, tiled_bytes(plan, params, tiling), cycles, compute,
-                         int(np.count_nonzero(plan.weight)) * oh * ow, params.mac_count, tiling)
+                         int(np.count_nonzero(plan.weight)) * oh * ow, params.mac_count, tiling, mac_active=active)
 
 
 def network_schedule(plans: list[LayerPlan], params: EngineParams, latency: int = DEFAULT_LATENCY) -> list[LayerSchedule]:

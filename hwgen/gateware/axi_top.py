@@ -134,6 +134,7 @@ class AxiTop(wiring.Component):
                                                  + (axi.m_axi_wvalid & axi.m_axi_wready) * bb),
                     counters["STALL_READ"].eq(counters["STALL_READ"] + (axi.read_pending & ~axi.m_axi_rvalid)),
                     counters["STALL_WRITE"].eq(counters["STALL_WRITE"] + stall_write),
+                    counters["MAC_ACTIVE"].eq(counters["MAC_ACTIVE"] + self.engine.mac_active),
                 ]
 
         status = Signal(regs.DATA_BITS)

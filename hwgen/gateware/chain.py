@@ -141,3 +141,28 @@ class Chain(wiring.Component):
                     with m.Else():
                         m.next = "FETCH_REQ"
         return m
+
+
+class ChainShell(wiring.Component):
+    """`Chain` behind the conv engine's own ports (`desc_addr`, `start`, `busy`, `done`, `req`, `rd`,
+    `wr`, `mac_active`), walking `count` descriptors per start: a whole network where a single layer's engine
+    sits, so the generated `hwgen_top` shell (rtl_templates/hwgen_top.v) wraps it unchanged and the
+    fast simulation mode runs a chain (`hwgen.simulate.run_chain(mode="fast")`). On that stream bus
+    a write is in memory once its beat is taken, before the unit's `done`, so `mem_idle` is 1."""
+
+    def __init__(self, engine: wiring.Component, bus_bits: int, netops: wiring.Component | None, count: int):
+        if not 1 <= count < 1 << COUNT_BITS:
+            raise ValueError(f"a chain of {count} descriptors")
+        self.engine, self.netops, self.bus_bits, self.count = engine, netops, bus_bits, count
+        super().__init__(engine.signature)  # the engine's own ports
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.chain = chain = Chain(self.engine, self.bus_bits, self.netops)
+        wiring.connect(m, chain.req, wiring.flipped(self.req))
+        wiring.connect(m, wiring.flipped(self.rd), chain.rd)
+        wiring.connect(m, chain.wr, wiring.flipped(self.wr))
+        m.d.comb += [chain.desc_addr.eq(self.desc_addr), chain.desc_count.eq(self.count), chain.start.eq(self.start),
+                     chain.mem_idle.eq(1), self.busy.eq(chain.busy), self.done.eq(chain.done),
+                     self.mac_active.eq(self.engine.mac_active)]
+        return m

@@ -53,6 +53,7 @@ class Engine(wiring.Component):
             "start": In(1),
             "busy": Out(1),
             "done": Out(1),
+            "mac_active": Out(1),  # the MAC array issues a step this cycle (the MAC_ACTIVE counter)
         })
 
     def elaborate(self, platform):
@@ -186,6 +187,7 @@ class Engine(wiring.Component):
             kernel_rows, kernel_top = Mux(d.kernel1x1, 1, 3), Mux(d.kernel1x1, 0, -1)
         wiring.connect(m, inbuf.window, mac.window)
         wiring.connect(m, mac.result, wb.result)
+        m.d.comb += self.mac_active.eq(mac.issue)
         m.d.comb += [
             mac.last_channel.eq(last_channel), mac.stride2.eq(d.stride2),
             mac.last_step.eq(Mux(d.residue_groups, rom.last_step, last_tap) if p.sparse else last_tap),

@@ -9,7 +9,8 @@ Its integer contracts are `hwgen.reference`'s (docs/quantization.md, "Network op
 the requantizer is the conv engine's (`Requant`, no cuts). Output fields past a row's last
 column are written 0.
 
-- ADD: the tensors are `C*H*row_beats` beats each, in the same layout; per chunk of at most
+- ADD: the tensors are `C*H*row_beats` beats each, in the same layout (each operand's fields signed
+  or not on its own: `in_signed`, `b_signed`); per chunk of at most
   `chunk` beats: read a's beats into the FIFO, read b's beats (each combined with the FIFO's
   head: `requant(a*Ma + b*Mb)` per field, pushed back), write the chunk.
 - MAXPOOL2 / AVGPOOL2: per output row, one read of the two input rows (they are consecutive in
@@ -98,12 +99,12 @@ class NetOps(wiring.Component):
             m.d.comb += [rq_gap.multiplier.eq(d.ma), rq_gap.shift.eq(d.shift), rq_gap.lo.eq(d.lo),
                          rq_gap.hi.eq(d.hi), rq_gap.half_even.eq(d.half_even)]
 
-        def fields(value, width):
-            """The `n_el` fields of `width` bits of `value`, signed or not as the input is."""
+        def fields(value, width, is_signed=d.in_signed):
+            """The `n_el` fields of `width` bits of `value`, signed or not as `is_signed` (the input) says."""
             out = []
             for i in range(n_el):
                 f = value[i * width:(i + 1) * width]
-                out.append(Mux(d.in_signed, f.as_signed(), f.as_unsigned()) if width == fb else f.as_signed())
+                out.append(Mux(is_signed, f.as_signed(), f.as_unsigned()) if width == fb else f.as_signed())
             return out
 
         def either(cond, when_true, present_true, when_false, present_false):
@@ -186,9 +187,9 @@ class NetOps(wiring.Component):
         def next_col():
             m.d.sync += col_beat.eq(Mux(col_beat == d.in_row_beats - 1, 0, col_beat + 1))
 
-        # ADD: a (the FIFO head, as read) and b (the read beat), field by field; pools: the FIFO holds
-        # vertical values of `vw` bits
-        b_f = fields(self.rd.payload, fb)
+        # ADD: a (the FIFO head, as read) and b (the read beat, of its own signedness), field by field;
+        # pools: the FIFO holds vertical values of `vw` bits
+        b_f = fields(self.rd.payload, fb, either(is_add, d.b_signed, add, d.in_signed, True))
         # one pair of multipliers per field: ADD `a*Ma + b*Mb`; AVGPOOL2, on the first half of the fields,
         # `(sum of a window's 4) * M + 0`; the requantizers then only round, shift and clamp (M = 1)
         a_f = fields(fifo.r_data, fb) if add else None

@@ -21,8 +21,8 @@ from .targets import Target
 
 WRAPPER_MODULE = "hwgen_pinlight"
 # Engine ports through the wrapper (hwgen_top): desc_addr 32, start, req_ready, rd_valid, wr_ready, rd_data
-# in; busy, done, req_valid, req_write, rd_ready, wr_valid, req_addr 32, req_len 16, wr_data out.
-IN_FIXED_BITS, OUT_FIXED_BITS = 36, 54
+# in; busy, done, req_valid, req_write, rd_ready, wr_valid, req_addr 32, req_len 16, mac_active, wr_data out.
+IN_FIXED_BITS, OUT_FIXED_BITS = 36, 55
 
 
 def wrapper_ff(bus_bits: int) -> int:

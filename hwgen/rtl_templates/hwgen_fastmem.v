@@ -84,7 +84,7 @@ module ${TOP} (
     wire [BUS-1:0] rd_data;
 
     ${ENGINE_TOP} dut (
-        .clk(clk), .rst(rst_q), .desc_addr(desc_addr_q), .start(start_q), .busy(busy), .done(done),
+        .clk(clk), .rst(rst_q), .desc_addr(desc_addr_q), .start(start_q), .busy(busy), .done(done), .mac_active(),
         .req_valid(req_valid), .req_ready(req_ready), .req_addr(req_addr), .req_len(req_len), .req_write(req_write),
         .rd_valid(rd_valid), .rd_ready(rd_ready), .rd_data(rd_data),
         .wr_valid(wr_valid), .wr_ready(wr_ready), .wr_data(wr_data)

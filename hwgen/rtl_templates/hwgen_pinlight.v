@@ -40,8 +40,8 @@ module ${WRAPPER} (
         .rd_data(in_q[${IN_BITS}-1:36]),
         .busy(out_w[0]), .done(out_w[1]),
         .req_valid(out_w[2]), .req_write(out_w[3]), .rd_ready(out_w[4]), .wr_valid(out_w[5]),
-        .req_addr(out_w[37:6]), .req_len(out_w[53:38]),
-        .wr_data(out_w[${OUT_BITS}-1:54])
+        .req_addr(out_w[37:6]), .req_len(out_w[53:38]), .mac_active(out_w[54]),
+        .wr_data(out_w[${OUT_BITS}-1:55])
     );
 endmodule
 

@@ -13,6 +13,7 @@ module ${TOP} (
     input  wire                   start,
     output wire                   busy,
     output wire                   done,
+    output wire                   mac_active, // high in the cycles the MAC array issues a step
 
     // requests (engine -> memory): len beats from byte address addr; write = 1 for a write
     output wire                   req_valid,
@@ -38,7 +39,7 @@ module ${TOP} (
 
     ${ENGINE} engine (
         .clk(clk), .rst(rst),
-        .desc_addr(desc_addr), .start(start), .busy(busy), .done(done),
+        .desc_addr(desc_addr), .start(start), .busy(busy), .done(done), .mac_active(mac_active),
         .req__valid(req_valid), .req__ready(req_ready), .req__payload(req_payload),
         .rd__valid(rd_valid), .rd__ready(rd_ready), .rd__payload(rd_data),
         .wr__valid(wr_valid), .wr__ready(wr_ready), .wr__payload(wr_data)
