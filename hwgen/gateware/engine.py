@@ -113,6 +113,10 @@ class Engine(wiring.Component):
         # one past the last input row its windows read (BAND_ROWS), one add per cycle
         band_top = Signal(signed(18))
         band_end = Signal(signed(18))
+        # the input buffer's fetch origin, set per band (BAND, BAND_BEATS) so that a run's start meets
+        # registers: the band's first window row (first output row * stride - kernel_max // 2) and its slot
+        win_top = Signal(signed(18))
+        win_slot = Signal(signed(18))
         span_beats = Signal(32)  # beats of the band's rows [lo, hi) of one channel
         lo_beats = Signal(32)  # beats before row lo in a channel
         chan_beats = Signal(32)
@@ -174,7 +178,7 @@ class Engine(wiring.Component):
             inbuf.x_start.eq(Mux(d.stride2, tile_ox0 << 1, tile_ox0)), inbuf.col_origin.eq(tile_x_lo),
             inbuf.col_shift.eq(tile_x_lo[:be_log]), inbuf.col_flush.eq(tile_flush),
             inbuf.slot_shift.eq(d.slot_shift), inbuf.chan_rows.eq(d.chan_rows), inbuf.fill_slot.eq(slot_ptr + in_row),
-            inbuf.y_start.eq(Mux(d.stride2, band_oy0 << 1, band_oy0) - p.kernel_max // 2), inbuf.row_origin.eq(band_lo),
+            inbuf.y_start.eq(win_top), inbuf.first_slot.eq(win_slot),
             inbuf.stride2.eq(d.stride2), inbuf.kernel1x1.eq(d.kernel1x1), inbuf.residue_groups.eq(d.residue_groups),
             inbuf.group_index.eq(rom.group_index), inbuf.table_base.eq(d.table_base), inbuf.period.eq(d.period),
         ]
@@ -333,7 +337,8 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [band_rows_now.eq(Mux(d.out_height - band_oy0 < d.band_rows, d.out_height - band_oy0,
                                                   d.band_rows)),
-                             band_top.eq(band_y0 + (kernel_rows - Mux(d.stride2, 2, 1)))]
+                             band_top.eq(band_y0 + (kernel_rows - Mux(d.stride2, 2, 1))),
+                             win_top.eq(Mux(d.stride2, band_oy0 << 1, band_oy0) - p.kernel_max // 2)]
                 m.next = "BAND_ROWS"
             with m.State("BAND_ROWS"):
                 m.d.comb += self.busy.eq(1)
@@ -389,6 +394,7 @@ class Engine(wiring.Component):
                     m.d.sync += tile_flush.eq((tile_x_lo[:be_log] != 0) & (tile_kept == tile_beats))
                 m.d.sync += [span_beats.eq((band_hi - band_lo).as_unsigned()[:16] * d.in_row_beats),
                              band_last_row.eq((band_hi - band_lo).as_unsigned()[:16] - 1),
+                             win_slot.eq(win_top - band_lo),
                              lo_beats.eq(band_lo.as_unsigned()[:16] * d.in_row_beats)]
                 m.next = "BAND_ADDR"
             with m.State("BAND_ADDR"):

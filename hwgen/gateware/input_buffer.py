@@ -50,7 +50,9 @@ class InputBuffer(wiring.Component):
             "slot_shift": In(4),  # log2 rows per word
             "chan_rows": In(16),  # slots per input channel
             "y_start": In(signed(18)),  # first output row of the band * stride - kernel_max // 2 (window's top row)
-            "row_origin": In(signed(18)),  # the input row in each channel's first slot (the band's first loaded row)
+            # the slot of channel 0's row y_start: y_start - the input row in each channel's first slot (the
+            # band's first loaded row)
+            "first_slot": In(signed(18)),
             "channels": In(16),
             "height": In(16),
             "width": In(16),
@@ -193,10 +195,9 @@ class InputBuffer(wiring.Component):
                      mem.rd_en.eq(advance), mem.rd_addr.eq(rd_slot >> self.slot_shift)]
 
         with m.If(self.run):
-            first_row = self.y_start - self.row_origin
             m.d.sync += [active.eq(1), oy.eq(0), xg.eq(0), c.eq(0), y_base.eq(self.y_start),
                          x_base.eq(self.x_start), x_start.eq(self.x_start),
-                         row_base.eq(first_row), slot_base.eq(first_row),
+                         row_base.eq(self.first_slot), slot_base.eq(self.first_slot),
                          f_index.eq(self.group_index), ky.eq(ky_first(self.group_index))]
         with m.Elif(active & advance):
             with m.If(ky != ky_last):
