@@ -195,7 +195,7 @@ def test_input_buffer_windows(stride, k, bus_bits, max_width, band, kernel_max, 
                        (dut.out_height, oy1 - oy0), (dut.x_groups, xg), (dut.stride2, stride == 2),
                        (dut.kernel1x1, k == 1), (dut.slot_shift, params.slot_shift(w)),
                        (dut.chan_rows, chan_rows), (dut.y_start, oy0 * stride - kernel_max // 2),
-                       (dut.row_origin, lo)):
+                       (dut.first_slot, oy0 * stride - kernel_max // 2 - lo)):
             ctx.set(sig, v)
         if kernel_max > 3:
             ctx.set(dut.kernel_half, k // 2)

@@ -33,16 +33,21 @@ class Reader(wiring.Component):
         m = Module()
         cursor = self.req.payload.addr  # registered: the next burst's address
         left = Signal(COUNT_BITS)
+        # `left != 0` as a register: the engine chooses the request stream's owner from it, and a 32-bit
+        # compare in front of that choice was the engine's critical path (docs/implement.md)
+        pending = Signal()
         burst = Signal(LEN_BITS)
         m.d.comb += [
             burst.eq(Mux(left < MAX_BURST, left, MAX_BURST)),
             self.req.payload.len.eq(burst),
             self.req.payload.write.eq(0),
-            self.req.valid.eq(left != 0),
-            self.busy.eq(left != 0),
+            self.req.valid.eq(pending),
+            self.busy.eq(pending),
         ]
         with m.If(self.start):
-            m.d.sync += [cursor.eq(self.addr), left.eq(self.beats)]
+            m.d.sync += [cursor.eq(self.addr), left.eq(self.beats), pending.eq(self.beats != 0)]
         with m.Elif(self.req.valid & self.req.ready):
-            m.d.sync += [cursor.eq(cursor + burst * self.beat_bytes), left.eq(left - burst)]
+            # left - burst != 0 exactly when more than one burst was left
+            m.d.sync += [cursor.eq(cursor + burst * self.beat_bytes), left.eq(left - burst),
+                         pending.eq(left > MAX_BURST)]
         return m

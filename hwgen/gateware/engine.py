@@ -114,8 +114,15 @@ class Engine(wiring.Component):
         # one past the last input row its windows read (BAND_ROWS), one add per cycle
         band_top = Signal(signed(18))
         band_end = Signal(signed(18))
-        span_beats = Signal(32)  # beats of the band's rows [lo, hi) of one channel
-        lo_beats = Signal(32)  # beats before row lo in a channel
+        # the input buffer's fetch origin, set per band (BAND, BAND_BEATS) so that a run's start meets
+        # registers: the band's first window row (first output row * stride - kernel_max // 2) and its slot
+        win_top = Signal(signed(18))
+        win_slot = Signal(signed(18))
+        # beats before row hi and before row lo in a channel (BAND_BEATS: each a multiply of a register, no
+        # subtraction in front of the multiplier), and the band's input rows hi - lo
+        hi_beats = Signal(32)
+        lo_beats = Signal(32)
+        band_in_rows = Signal(16)
         chan_beats = Signal(32)
         in_c = Signal(16)
         in_ptr = Signal(ADDR_BITS)
@@ -151,6 +158,8 @@ class Engine(wiring.Component):
         # the lane group state at the set's first group (restored for every band)
         j = Signal(8)
         set_size = Signal(8)
+        set_last = Signal(8)  # set_size - 1, a cycle after SET_START: `j` meets an equality, not a carry chain
+        m.d.sync += set_last.eq(set_size - 1)
         group_words = Signal(16)  # weight-buffer memory words per group
         fill_base = Signal(range(wbuf.depth))
         lane_base = Signal.like(wbuf.read_base)
@@ -175,7 +184,7 @@ class Engine(wiring.Component):
             inbuf.x_start.eq(Mux(d.stride2, tile_ox0 << 1, tile_ox0)), inbuf.col_origin.eq(tile_x_lo),
             inbuf.col_shift.eq(tile_x_lo[:be_log]), inbuf.col_flush.eq(tile_flush),
             inbuf.slot_shift.eq(d.slot_shift), inbuf.chan_rows.eq(d.chan_rows), inbuf.fill_slot.eq(slot_ptr + in_row),
-            inbuf.y_start.eq(Mux(d.stride2, band_oy0 << 1, band_oy0) - p.kernel_max // 2), inbuf.row_origin.eq(band_lo),
+            inbuf.y_start.eq(win_top), inbuf.first_slot.eq(win_slot),
             inbuf.stride2.eq(d.stride2), inbuf.kernel1x1.eq(d.kernel1x1), inbuf.residue_groups.eq(d.residue_groups),
             inbuf.group_index.eq(rom.group_index), inbuf.table_base.eq(d.table_base), inbuf.period.eq(d.period),
         ]
@@ -335,7 +344,8 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [band_rows_now.eq(Mux(d.out_height - band_oy0 < d.band_rows, d.out_height - band_oy0,
                                                   d.band_rows)),
-                             band_top.eq(band_y0 + (kernel_rows - Mux(d.stride2, 2, 1)))]
+                             band_top.eq(band_y0 + (kernel_rows - Mux(d.stride2, 2, 1))),
+                             win_top.eq(Mux(d.stride2, band_oy0 << 1, band_oy0) - p.kernel_max // 2)]
                 m.next = "BAND_ROWS"
             with m.State("BAND_ROWS"):
                 m.d.comb += self.busy.eq(1)
@@ -389,8 +399,9 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(col_tiled):
                     m.d.sync += tile_flush.eq((tile_x_lo[:be_log] != 0) & (tile_kept == tile_beats))
-                m.d.sync += [span_beats.eq((band_hi - band_lo).as_unsigned()[:16] * d.in_row_beats),
-                             band_last_row.eq((band_hi - band_lo).as_unsigned()[:16] - 1),
+                m.d.sync += [hi_beats.eq(band_hi.as_unsigned()[:16] * d.in_row_beats),
+                             band_in_rows.eq((band_hi - band_lo).as_unsigned()[:16]),
+                             win_slot.eq(win_top - band_lo),
                              lo_beats.eq(band_lo.as_unsigned()[:16] * d.in_row_beats)]
                 m.next = "BAND_ADDR"
             with m.State("BAND_ADDR"):
@@ -400,7 +411,9 @@ class Engine(wiring.Component):
                 # (a column tile reads its beats of each row: one read per row)
                 whole = (band_lo == 0) & (band_hi == d.height) & (d.chan_rows == d.height) & ~col_tiled
                 first = d.in_addr + (lo_beats + tile_lo) * bb
+                span_beats = hi_beats - lo_beats  # the band's rows [lo, hi) of one channel
                 m.d.sync += [chan_beats.eq(Mux(whole, input_beats, Mux(col_tiled, tile_beats, span_beats))),
+                             band_last_row.eq(band_in_rows - 1),
                              in_ptr.eq(first), chan_ptr.eq(first), in_row.eq(0),
                              slot_ptr.eq(0), in_c.eq(Mux(whole, d.channels - 1, 0))]
                 m.next = "INPUT_REQ"
@@ -476,7 +489,7 @@ class Engine(wiring.Component):
                         with m.Else():
                             m.d.sync += [j.eq(j + 1), fill_base.eq(fill_base + group_words),
                                          weight_ptr.eq(weight_ptr + d.weight_group_beats * bb)]
-                            with m.If(j == set_size - 1):
+                            with m.If(j == set_last):
                                 reset_bands()
                                 m.next = "BAND"
                             with m.Else():
@@ -501,7 +514,7 @@ class Engine(wiring.Component):
                     m.next = "RESIDUES"
                     with m.If(resident):
                         m.d.sync += [j.eq(j + 1), lane_base.eq(lane_base + (group_words << lw_log))]
-                        with m.If(j == set_size - 1):
+                        with m.If(j == set_last):
                             with m.If(~last_tile):
                                 next_tile()
                                 m.next = "BAND"

@@ -50,7 +50,9 @@ class InputBuffer(wiring.Component):
             "slot_shift": In(4),  # log2 rows per word
             "chan_rows": In(16),  # slots per input channel
             "y_start": In(signed(18)),  # first output row of the band * stride - kernel_max // 2 (window's top row)
-            "row_origin": In(signed(18)),  # the input row in each channel's first slot (the band's first loaded row)
+            # the slot of channel 0's row y_start: y_start - the input row in each channel's first slot (the
+            # band's first loaded row)
+            "first_slot": In(signed(18)),
             "channels": In(16),
             "height": In(16),
             "width": In(16),
@@ -150,15 +152,29 @@ class InputBuffer(wiring.Component):
         else:
             dense_first, dense_last = 0, 2
 
+        singles = Array(Const(f == la) for f, la in spans)
+        dense_single = (self.kernel_half == 0) if kmax > 3 else Const(0)
+
         def ky_first(index):
             return Mux(self.kernel1x1, half_max, Mux(self.residue_groups, firsts[index], dense_first))
 
+        def ky_single(index):
+            """The channel's pattern reads one row: its first ky is its last."""
+            return self.kernel1x1 | Mux(self.residue_groups, singles[index], dense_single)
+
         ky_last = Mux(self.kernel1x1, half_max, Mux(self.residue_groups, lasts[f_index], dense_last))
+        # each loop counter's "at its last value" as a flag beside it, loaded with the counter from the
+        # limit - 2 (or limit == 1 when it wraps), so that the walk's next state meets flags, not
+        # compares chained through the loop nest; the limits, one cycle behind their ports, are set
+        # long before a run
+        ky_at_last, c_at_last, xg_at_last, oy_at_last = Signal(), Signal(), Signal(), Signal()
+        c_penult, xg_penult, oy_penult = Signal(16), Signal(16), Signal(16)
+        one_c, one_xg, one_oy = Signal(), Signal(), Signal()
+        m.d.sync += [c_penult.eq(self.channels - 2), one_c.eq(self.channels == 1),
+                     xg_penult.eq(self.x_groups - 2), one_xg.eq(self.x_groups == 1),
+                     oy_penult.eq(self.out_height - 2), one_oy.eq(self.out_height == 1)]
         # the channel after the one being fetched: the next in the pass, or the next pass's first
-        # channels - 1 in a register (the layer's channels are set long before a run)
-        last_c = Signal(16)
-        m.d.sync += last_c.eq(self.channels - 1)
-        next_index = Mux(c == last_c, self.group_index, f_next)
+        next_index = Mux(c_at_last, self.group_index, f_next)
         y = Signal(signed(18))
         m.d.comb += y.eq(y_base + ky)
         row_ok = (y >= 0) & (y < self.height)
@@ -193,29 +209,33 @@ class InputBuffer(wiring.Component):
                      mem.rd_en.eq(advance), mem.rd_addr.eq(rd_slot >> self.slot_shift)]
 
         with m.If(self.run):
-            first_row = self.y_start - self.row_origin
             m.d.sync += [active.eq(1), oy.eq(0), xg.eq(0), c.eq(0), y_base.eq(self.y_start),
                          x_base.eq(self.x_start), x_start.eq(self.x_start),
-                         row_base.eq(first_row), slot_base.eq(first_row),
-                         f_index.eq(self.group_index), ky.eq(ky_first(self.group_index))]
+                         row_base.eq(self.first_slot), slot_base.eq(self.first_slot),
+                         f_index.eq(self.group_index), ky.eq(ky_first(self.group_index)),
+                         ky_at_last.eq(ky_single(self.group_index)), c_at_last.eq(one_c), xg_at_last.eq(one_xg),
+                         oy_at_last.eq(one_oy)]
         with m.Elif(active & advance):
-            with m.If(ky != ky_last):
-                m.d.sync += ky.eq(ky + 1)
+            with m.If(~ky_at_last):
+                m.d.sync += [ky.eq(ky + 1), ky_at_last.eq(ky + 1 == ky_last)]
             with m.Else():
-                m.d.sync += [ky.eq(ky_first(next_index)), c.eq(c + 1), slot_base.eq(slot_base + self.chan_rows),
+                m.d.sync += [ky.eq(ky_first(next_index)), ky_at_last.eq(ky_single(next_index)), c.eq(c + 1),
+                             c_at_last.eq(c == c_penult), slot_base.eq(slot_base + self.chan_rows),
                              f_index.eq(next_index)]
-                with m.If(c == last_c):
-                    m.d.sync += [c.eq(0), slot_base.eq(row_base), xg.eq(xg + 1),
+                with m.If(c_at_last):
+                    m.d.sync += [c.eq(0), c_at_last.eq(one_c), slot_base.eq(row_base), xg.eq(xg + 1),
+                                 xg_at_last.eq(xg == xg_penult),
                                  x_base.eq(x_base + Mux(self.stride2, 2 * p.x_lanes, p.x_lanes))]
-                    with m.If(xg == self.x_groups - 1):
+                    with m.If(xg_at_last):
                         row_step = Mux(self.stride2, 2, 1)
-                        m.d.sync += [xg.eq(0), x_base.eq(x_start), oy.eq(oy + 1), y_base.eq(y_base + row_step),
+                        m.d.sync += [xg.eq(0), xg_at_last.eq(one_xg), x_base.eq(x_start), oy.eq(oy + 1),
+                                     oy_at_last.eq(oy == oy_penult), y_base.eq(y_base + row_step),
                                      row_base.eq(row_base + row_step), slot_base.eq(row_base + row_step)]
-                        with m.If(oy == self.out_height - 1):
+                        with m.If(oy_at_last):
                             m.d.sync += active.eq(0)
         with m.If(advance):
             slot_elems = ((rd_slot & slot_mask) << slot_log2) * be  # the row's first element within the word
-            m.d.sync += [b_valid.eq(active & ~self.run), b_ky.eq(ky), b_last.eq(ky == ky_last),
+            m.d.sync += [b_valid.eq(active & ~self.run), b_ky.eq(ky), b_last.eq(ky_at_last),
                          b_offset.eq((slot_elems + x_base - self.col_origin)[:len(b_offset)]),
                          b_keep.eq(Cat(row_ok & (x_base + j >= half_max) & (x_base + j <= right) for j in range(cols)))]
 
