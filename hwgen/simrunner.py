@@ -29,9 +29,10 @@ TB_MODULE = "sim.engine_tb"
 JOB_ENV = "HWGEN_SIM_JOB"
 # The folder holding the `sim` package (the repository root in a checkout / editable install).
 CACHE_ENV = "HWGEN_SIM_CACHE"  # where compiled designs are kept (default ~/.cache/hwgen/sim)
-# The C++ optimization of a cocotb model's per-cycle code (the wheel's default: -Os). A cocotb run
-# spends its time in Python, so -O0 changes its speed little and compiles a design in a third of
-# the time: the test suite, whose designs each run a few thousand cycles, sets it.
+# The C++ optimization of a model's per-cycle code, over what the caller asked (the wheel's default:
+# -Os; the fast mode's: hwgen.sim_target.FAST_OPT). A cocotb run spends its time in Python, so -O0
+# changes its speed little and compiles a design in a third of the time; a fast-mode program of a
+# few thousand cycles too: the test suite, whose designs each run a few thousand cycles, sets it.
 OPT_FAST_ENV = "HWGEN_SIM_OPT_FAST"
 LOG_TAIL_LINES = 12
 ICARUS_DUMP = """module hwgen_dump();
@@ -134,6 +135,14 @@ def _verilator_make_fixes(make_vars: tuple[str, ...] = ()):
             os.environ["MAKEFLAGS"] = old
 
 
+def _opt_from_env(make_vars: tuple[str, ...]) -> tuple[str, ...]:
+    """`make_vars` with OPT_FAST replaced by $HWGEN_SIM_OPT_FAST when it is set."""
+    opt = os.environ.get(OPT_FAST_ENV)
+    if not opt:
+        return tuple(make_vars)
+    return (f"OPT_FAST={opt}", *(v for v in make_vars if not v.startswith("OPT_FAST=")))
+
+
 @dataclass(frozen=True)
 class Build:
     """A compiled simulation model of one Verilog design."""
@@ -213,8 +222,8 @@ def build(verilog: str | dict[str, str], toplevel: str, sim: str = "verilator", 
     runner = _runner(sim)
     _check_waves(sim, waves)
     files = {f"{toplevel}.v": verilog} if isinstance(verilog, str) else dict(verilog)
-    if sim == "verilator" and os.environ.get(OPT_FAST_ENV):
-        make_vars = (f"OPT_FAST={os.environ[OPT_FAST_ENV]}", *make_vars)
+    if sim == "verilator":
+        make_vars = _opt_from_env(make_vars)
     parts = [toplevel, sim, _tool_version(sim), str(waves), cocotb.__version__, *args, *make_vars]
     parts += [x for item in sorted(files.items()) for x in item]
 
@@ -256,6 +265,7 @@ def build_program(verilog: dict[str, str], toplevel: str, main_cpp: str, *, wave
     _check_sim("verilator")
     if waves not in (None, "vcd"):
         raise HwgenError(f"the fast mode writes .vcd waves only, not .{waves}")
+    make_vars = _opt_from_env(make_vars)
     parts = [toplevel, "verilator-exe", _tool_version("verilator"), str(waves), main_cpp, *args, *make_vars]
     parts += [x for item in sorted(verilog.items()) for x in item]
 

@@ -200,9 +200,9 @@ class _Progress:
 
 
 def build(engine, mode: str = "reference", *, sim: str = "verilator", waves: str | None = None,
-          cache_dir: Path | None = None) -> tuple[simrunner.Build, dict]:
+          cache_dir: Path | None = None, opt: str | None = None) -> tuple[simrunner.Build, dict]:
     """The compiled simulation model of `engine` in `mode` (cached per Verilog), and the fields the
-    job needs for it."""
+    job needs for it. `opt`: the fast mode's C++ optimization (default `sim_target.FAST_OPT`)."""
     from .sim_target import fast_top
 
     if mode == "reference":
@@ -210,17 +210,18 @@ def build(engine, mode: str = "reference", *, sim: str = "verilator", waves: str
     if sim != "verilator":
         raise HwgenError(f"the fast mode runs on Verilator, not {sim}")
     sources, regions = fast_top(engine)
-    return build_fast(sources, waves=waves, cache_dir=cache_dir), fast_job(regions)
+    return build_fast(sources, waves=waves, cache_dir=cache_dir, opt=opt), fast_job(regions)
 
 
-def build_fast(sources: dict[str, str], *, waves: str | None = None, cache_dir: Path | None = None) -> simrunner.Build:
+def build_fast(sources: dict[str, str], *, waves: str | None = None, cache_dir: Path | None = None,
+               opt: str | None = None) -> simrunner.Build:
     """Compile the fast mode's Verilog (`hwgen.sim_target.fast_verilog`) with Verilator, into a
     program with its own main loop (sim/fast_bench.py runs it)."""
     from . import templates
-    from .sim_target import FAST_MAIN, FAST_MAKE_VARS, FAST_TOP
+    from .sim_target import FAST_MAIN, FAST_TOP, fast_make_vars
 
     return simrunner.build_program(sources, FAST_TOP, templates.text(FAST_MAIN), waves=waves, cache_dir=cache_dir,
-                                   make_vars=FAST_MAKE_VARS)
+                                   make_vars=fast_make_vars(opt))
 
 
 def fast_job(regions: int) -> dict:
@@ -231,12 +232,13 @@ def fast_job(regions: int) -> dict:
 def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", seed: int = 0,
                 timing: str = "hostile", layers: list[str] | None = None, waves: Path | None = None,
                 workdir: Path, cache_dir: Path | None = None, progress: bool = False,
-                expected: np.ndarray | None = None, mode: str = "reference") -> SimReport:
+                expected: np.ndarray | None = None, mode: str = "reference", opt: str | None = None) -> SimReport:
     """Simulate `engine` (a `hwgen.sim_target.EngineTarget`) on `inputs`; compare with the reference
     (and with `expected`, the user's integer outputs, when given).
 
     `mode` "reference" serves the engine from the cocotb DRAM model (sim/dram.py); "fast" from the
-    same model as HDL inside the simulator (sim/fast_bench.py): same outputs, bytes and cycles."""
+    same model as HDL inside the simulator (sim/fast_bench.py): same outputs, bytes and cycles; `opt`
+    its C++ optimization (see `build`)."""
     from sim.dram import BusTiming
 
     from . import reference
@@ -274,7 +276,7 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
         print(f"compiling the engine ({mode} mode) with {sim} (kept in a cache: only the first run of a design waits)",
               file=sys.stderr, flush=True)
     b, mode_fields = build(engine, mode, sim=sim, waves=simrunner.waves_format(waves) if waves else None,
-                           cache_dir=cache_dir)
+                           cache_dir=cache_dir, opt=opt)
     job.update(mode_fields)
     with _Progress(workdir / "progress.txt", len(chosen) * len(inputs), progress):
         results = simrunner.run_job(b, job, workdir, waves_file=waves)

@@ -52,6 +52,20 @@ def test_fast_mode_equals_reference_mode(case, tmp_path, cache):
             assert a.cycles_all == b.cycles_all, (where, b.name)
             assert a.traffic == b.traffic, (where, b.name)
         assert fast.engine_top1 == ref.engine_top1 == ref.reference_top1, where
+    # the program is one C++ translation unit: no precompiled headers (hwgen.sim_target.fast_make_vars)
+    obj = simulate.build(target, "fast", cache_dir=cache)[0].exe.parent
+    assert (obj / "Vtop__ALL.o").exists() and not list(obj.glob("*.gch"))
+
+
+def test_opt_env_overrides_only_the_optimization(monkeypatch):
+    from hwgen.simrunner import OPT_FAST_ENV, _opt_from_env
+
+    asked = sim_target.fast_make_vars(sim_target.FAST_OPT_CAMPAIGN)
+    assert asked == ("OPT_FAST=-O1", "VM_PARALLEL_BUILDS=0")
+    monkeypatch.setenv(OPT_FAST_ENV, "-O0")
+    assert _opt_from_env(asked) == ("OPT_FAST=-O0", "VM_PARALLEL_BUILDS=0")
+    monkeypatch.delenv(OPT_FAST_ENV)
+    assert _opt_from_env(asked) == asked
 
 
 def test_cli_fast_mode_writes_its_json(tmp_path, cache, monkeypatch, capsys):

@@ -82,7 +82,7 @@ def run_case(case: Case) -> list[dict]:
         doc["description"] = chain.description
         target = sim_target.from_graph(chain.graph, folder / "gen", **chain.engine)
         report = simulate.run_network(target, chain.inputs, None, seed=case.seed, timing=case.timing,
-                                      workdir=folder / "sim", mode=case.mode,
+                                      workdir=folder / "sim", mode=case.mode, opt=sim_target.FAST_OPT_CAMPAIGN,
                                       cache_dir=Path(case.cache) if case.cache else folder / "sim-cache")
         doc["report"] = report.to_json()
         t = report.totals()
