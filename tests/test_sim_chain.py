@@ -6,9 +6,10 @@ per image) on cocotbext-axi's AxiRam pausing every channel at random: every node
 equals the reference's, no AXI protocol violation (the monitor's checks), the performance
 counters equal the bench's cycles and bytes, and the bytes equal those of the same nodes run one
 by one.
-- the whole shipped digits network on 4 images (conv, conv, max pool, conv, conv, max pool, the
-  classifier on the flattened map: 7 descriptors; the logits equal the reference's): the build is
-  the one tests/test_sim_axi.py makes (one build per session, shared through the cache);
+- the whole shipped digits network on 2 images, `make demo` runs 4 (conv, conv, max pool, conv,
+  conv, max pool, the classifier on the flattened map: 7 descriptors; the logits equal the
+  reference's): the build is the one tests/test_sim_axi.py makes (one per session, shared through
+  the cache);
 - (slow: a Verilator build of its own) conv -> conv -> add(+ReLU) -> 2x2 max pool -> 2x2
   average pool -> global average pool;
 - (slow) in the fast simulation mode (the same engine and network-op unit walking the same chain
@@ -67,7 +68,7 @@ def check_chain(graph, tmp_path, cache, monkeypatch, seed: int, images: int = 2,
 def test_digits_network_from_one_start_through_axi(tmp_path, cache, monkeypatch):
     """The whole digits network, classifier included: the host writes the image and reads the logits."""
     graph = checkpoint.load(CKPT)
-    net = check_chain(graph, tmp_path, cache, monkeypatch, seed=3, images=4)
+    net = check_chain(graph, tmp_path, cache, monkeypatch, seed=3, images=2)
     assert net["chain"] == ["conv1", "conv2", "pool1", "conv3", "conv4", "pool2", "classifier"]
     assert net["tensors"]["classifier"]["logits"] and net["tensors"]["flatten"] == net["tensors"]["pool2"]
 
