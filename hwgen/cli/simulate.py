@@ -94,7 +94,7 @@ def align(rows: list[tuple]) -> str:
 
 
 def chain_rows(report) -> list[tuple]:
-    """Header and one row per image of a `ChainReport` (the CLI's table, the demo's markdown)."""
+    """Header and one row per image of a `ChainReport` (`make demo` keeps this table in its summary)."""
     rows = [("image", "result", "cycles (bench)", "BUSY_CYCLES", "bytes: counters", "monitor", "predicted",
              "STALL_READ", "STALL_WRITE", "MAC_ACTIVE", "model", "node mismatches")]
     for i, img in enumerate(report.images):
