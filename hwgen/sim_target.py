@@ -63,9 +63,20 @@ FAST_MAIN = "hwgen_fastsim.cpp"  # its main loop: the clock in C++, Python throu
 # The C++ optimization of the model's per-cycle code. The wheel's verilated.mk uses -Os; -O2 takes a
 # fifth off the CPU time of a ResNet-18 CIFAR image (25.7 s instead of 31.9 s, same build time).
 FAST_OPT = "-O2"
+# Profile-guided optimization (gcc's, hwgen.simrunner.Training) of a network's fast-mode program at
+# FAST_OPT: built instrumented, run on the network's first layers up to this many predicted cycles,
+# built again with the profile.
+FAST_TRAIN_CYCLES = 1_000_000
 # A randomized campaign builds one engine per case and simulates it for a few 100 k cycles: -O1
 # compiles in 60 % of -O2's CPU time and simulates about a fifth slower, a net gain per case.
 FAST_OPT_CAMPAIGN = "-O1"
+
+
+# Verilator options of the fast mode's program. The variables Verilog leaves uninitialized start at 0,
+# as they do in every build here (the default `--x-initial unique` draws them from
+# +verilator+rand+reset, 0 unless given); stated, the model's constructor stores zeros instead of
+# calling the random-reset function per element: 52 M instructions, 4 % of a small layer's program.
+FAST_VERILATOR_ARGS = ("--x-initial", "0")
 
 
 def fast_make_vars(opt: str | None = None) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +144,11 @@ def _opt_from_env(make_vars: tuple[str, ...]) -> tuple[str, ...]:
     return (f"OPT_FAST={opt}", *(v for v in make_vars if not v.startswith("OPT_FAST=")))
 
 
+def effective_opt(make_vars: tuple[str, ...]) -> str | None:
+    """The C++ optimization a build with `make_vars` gets (OPT_FAST, after $HWGEN_SIM_OPT_FAST)."""
+    return next((v.partition("=")[2] for v in _opt_from_env(make_vars) if v.startswith("OPT_FAST=")), None)
+
+
 @dataclass(frozen=True)
 class Build:
     """A compiled simulation model of one Verilog design."""
@@ -254,12 +260,54 @@ def build(verilog: str | dict[str, str], toplevel: str, sim: str = "verilator", 
 
 
 EXE_NAME = "hwgen_fastsim"
+# gcc's profile-guided optimization of a program build (`Training`). Counters without atomics: the
+# model runs on one thread. `-fprofile-partial-training` optimizes code the training run never
+# reached as without a profile (rather than for size), so a workload the training did not cover
+# (another layer shape) runs no slower than an unprofiled build.
+PROFILE_GENERATE = ("-fprofile-generate", "-fprofile-update=single")
+PROFILE_USE = ("-fprofile-use", "-fprofile-partial-training", "-Wno-missing-profile")
+
+
+@dataclass(frozen=True)
+class Training:
+    """A representative workload of a program build, for profile-guided optimization: `run(build)`
+    runs the program of `build` (instrumented) on it, `key` says what it runs (part of the cache
+    key: the profile, and so the program, is a function of the workload). A deterministic workload
+    gives the same counts, so the same program, on every machine."""
+
+    key: str
+    run: Callable[[Build], None]
+
+
+def _profiled_make(obj: Path, make_vars: tuple[str, ...], log, train: Callable[[], None]):
+    """Make the program Verilator generated in `obj` instrumented, run `train`, and make the model and
+    the main loop again with the counts it left there (obj/*.gcda). Only they are profiled: the
+    Verilator runtime (OPT_GLOBAL) is compiled once, as in every build (and found in ccache)."""
+    import subprocess
+
+    opt = effective_opt(make_vars) or ""
+    fixed = tuple(v for v in make_vars if not v.startswith("OPT_FAST="))
+
+    def make(*flags: str, ldflags: str = ""):
+        cmd = ["make", "-C", str(obj), "-f", "Vtop.mk", f"OPT_FAST={' '.join([opt, *flags])}", f"USER_LDFLAGS={ldflags}"]
+        with _verilator_make_fixes(fixed):
+            return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
+
+    done = make(*PROFILE_GENERATE, ldflags=PROFILE_GENERATE[0])
+    if done.returncode:
+        return done
+    train()
+    for old in ("Vtop__ALL.o", "Vtop__ALL.a", f"{EXE_NAME}.o", EXE_NAME):
+        (obj / old).unlink(missing_ok=True)
+    return make(*PROFILE_USE)
 
 
 def build_program(verilog: dict[str, str], toplevel: str, main_cpp: str, *, waves: str | None = None,
-                  cache_dir: Path | None = None, args: tuple[str, ...] = (), make_vars: tuple[str, ...] = ()) -> Build:
+                  cache_dir: Path | None = None, args: tuple[str, ...] = (), make_vars: tuple[str, ...] = (),
+                  train: Training | None = None) -> Build:
     """Compile `verilog` with Verilator into a program whose C++ main loop is `main_cpp` (no cocotb,
-    no VPI), cached by content like `build`. `waves` "vcd" compiles tracing in."""
+    no VPI), cached by content like `build`. `waves` "vcd" compiles tracing in. `train`: compile
+    instrumented, run the training workload, and compile again with the profile it wrote."""
     import subprocess
 
     _check_sim("verilator")
@@ -268,19 +316,25 @@ def build_program(verilog: dict[str, str], toplevel: str, main_cpp: str, *, wave
     make_vars = _opt_from_env(make_vars)
     parts = [toplevel, "verilator-exe", _tool_version("verilator"), str(waves), main_cpp, *args, *make_vars]
     parts += [x for item in sorted(verilog.items()) for x in item]
+    if train is not None:
+        parts += ["train", *PROFILE_GENERATE, *PROFILE_USE, train.key]
 
     def make(build_dir: Path) -> None:
         sources = _write_sources(dict(verilog, **{f"{EXE_NAME}.cpp": main_cpp}), build_dir)
-        log = build_dir / "build.log"
-        cmd = ["verilator", "--cc", "--exe", "--build", "-Wno-fatal", "-O3", "--top-module", toplevel,
-               "--prefix", "Vtop", "--Mdir", str(build_dir / "obj"), "-o", EXE_NAME, *args,
+        log, obj = build_dir / "build.log", build_dir / "obj"
+        cmd = ["verilator", "--cc", "--exe", *([] if train else ["--build"]), "-Wno-fatal", "-O3", "--top-module",
+               toplevel, "--prefix", "Vtop", "--Mdir", str(obj), "-o", EXE_NAME, *args,
                *(["--trace"] if waves else []), *map(str, sources)]
-        with _verilator_make_fixes(make_vars), open(log, "w") as f:
-            done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=build_dir, check=False)
+        with open(log, "w") as f:
+            with _verilator_make_fixes(make_vars):
+                done = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=build_dir, check=False)
+            if train and not done.returncode:
+                done = _profiled_make(obj, make_vars, f, lambda: train.run(Build("verilator", toplevel, build_dir, waves,
+                                                                                 obj / EXE_NAME)))
         if done.returncode:
             raise HwgenError(f"verilator build of '{toplevel}' failed (exit {done.returncode}): {_log_tail(log)}")
 
-    name = f"{toplevel}-exe{'-' + waves if waves else ''}"
+    name = f"{toplevel}-exe{'-' + waves if waves else ''}{'-pgo' if train else ''}"
     build_dir = _cached(parts, name, cache_dir, make)
     return Build("verilator", toplevel, build_dir, waves, build_dir / "obj" / EXE_NAME)
 

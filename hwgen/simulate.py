@@ -200,28 +200,68 @@ class _Progress:
 
 
 def build(engine, mode: str = "reference", *, sim: str = "verilator", waves: str | None = None,
-          cache_dir: Path | None = None, opt: str | None = None) -> tuple[simrunner.Build, dict]:
+          cache_dir: Path | None = None, opt: str | None = None,
+          profile: bool | None = None) -> tuple[simrunner.Build, dict]:
     """The compiled simulation model of `engine` in `mode` (cached per Verilog), and the fields the
-    job needs for it. `opt`: the fast mode's C++ optimization (default `sim_target.FAST_OPT`)."""
-    from .sim_target import fast_top
+    job needs for it. `opt`: the fast mode's C++ optimization (default `sim_target.FAST_OPT`).
+    `profile`: optimize the fast mode's program with a profile of its own run (`fast_training`); by
+    default when it is built at `FAST_OPT` without waves, the builds that simulate for long."""
+    from .sim_target import FAST_OPT, fast_make_vars, fast_top
 
     if mode == "reference":
         return simrunner.build(engine.sources, engine.toplevel, sim=sim, waves=waves, cache_dir=cache_dir), {}
     if sim != "verilator":
         raise HwgenError(f"the fast mode runs on Verilator, not {sim}")
     sources, regions = fast_top(engine)
-    return build_fast(sources, waves=waves, cache_dir=cache_dir, opt=opt), fast_job(regions)
+    if profile is None:
+        profile = waves is None and simrunner.effective_opt(fast_make_vars(opt)) == FAST_OPT
+    train = fast_training(engine, regions) if profile else None
+    return build_fast(sources, waves=waves, cache_dir=cache_dir, opt=opt, train=train), fast_job(regions)
 
 
 def build_fast(sources: dict[str, str], *, waves: str | None = None, cache_dir: Path | None = None,
-               opt: str | None = None) -> simrunner.Build:
+               opt: str | None = None, train: simrunner.Training | None = None) -> simrunner.Build:
     """Compile the fast mode's Verilog (`hwgen.sim_target.fast_verilog`) with Verilator, into a
-    program with its own main loop (sim/fast_bench.py runs it)."""
+    program with its own main loop (sim/fast_bench.py runs it); `train`: profile-guided."""
     from . import templates
-    from .sim_target import FAST_MAIN, FAST_TOP, fast_make_vars
+    from .sim_target import FAST_MAIN, FAST_TOP, FAST_VERILATOR_ARGS, fast_make_vars
 
     return simrunner.build_program(sources, FAST_TOP, templates.text(FAST_MAIN), waves=waves, cache_dir=cache_dir,
-                                   make_vars=fast_make_vars(opt))
+                                   args=FAST_VERILATOR_ARGS, make_vars=fast_make_vars(opt), train=train)
+
+
+def fast_training(engine, regions: int) -> simrunner.Training:
+    """The profile-training workload of `engine`'s fast-mode program: its first layers, in order, until
+    `sim_target.FAST_TRAIN_CYCLES` predicted cycles, on the DRAM image as generated (the input
+    buffers hold what `hwgen generate` left there: the control flow of the Verilated model does not
+    depend on the data), under the hostile DRAM of seed 0. Deterministic, so the profile is."""
+    import hashlib
+    import tempfile
+
+    from sim.dram import BusTiming
+
+    from .sim_target import FAST_TRAIN_CYCLES
+
+    runs, cycles = [], 0
+    for lay in engine.layers:
+        if cycles >= FAST_TRAIN_CYCLES:
+            break
+        runs.append({"name": lay.name, "desc_addr": lay.desc_addr,
+                     "timeout": max(TIMEOUT_MIN, TIMEOUT_FACTOR * lay.cycles_predicted)})
+        cycles += lay.cycles_predicted
+    job = simrunner.make_job(bus_bits=engine.params["bus_bits"], dram_size=engine.dram_size, ports=engine.ports,
+                             timing=BusTiming.profile("hostile", 0).as_dict(), regions=engine.regions,
+                             preload=[{"addr": 0, "file": str(engine.image_path)}], runs=runs, **fast_job(regions))
+    image = hashlib.sha256(Path(engine.image_path).read_bytes()).hexdigest()
+    key = json.dumps(dict(job, preload=image), sort_keys=True)  # the image by content, not by path
+
+    def run(b: simrunner.Build) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            results = simrunner.run_job(b, job, Path(tmp))
+        if results["error"]:
+            raise HwgenError(f"the fast mode's profile-training run failed: {results['error']}")
+
+    return simrunner.Training(key, run)
 
 
 def fast_job(regions: int) -> dict:
@@ -232,7 +272,8 @@ def fast_job(regions: int) -> dict:
 def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", seed: int = 0,
                 timing: str = "hostile", layers: list[str] | None = None, waves: Path | None = None,
                 workdir: Path, cache_dir: Path | None = None, progress: bool = False,
-                expected: np.ndarray | None = None, mode: str = "reference", opt: str | None = None) -> SimReport:
+                expected: np.ndarray | None = None, mode: str = "reference", opt: str | None = None,
+                profile: bool | None = None) -> SimReport:
     """Simulate `engine` (a `hwgen.sim_target.EngineTarget`) on `inputs`; compare with the reference
     (and with `expected`, the user's integer outputs, when given).
 
@@ -276,7 +317,7 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
         print(f"compiling the engine ({mode} mode) with {sim} (kept in a cache: only the first run of a design waits)",
               file=sys.stderr, flush=True)
     b, mode_fields = build(engine, mode, sim=sim, waves=simrunner.waves_format(waves) if waves else None,
-                           cache_dir=cache_dir, opt=opt)
+                           cache_dir=cache_dir, opt=opt, profile=profile)
     job.update(mode_fields)
     with _Progress(workdir / "progress.txt", len(chosen) * len(inputs), progress):
         results = simrunner.run_job(b, job, workdir, waves_file=waves)

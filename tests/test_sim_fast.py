@@ -58,14 +58,36 @@ def test_fast_mode_equals_reference_mode(case, tmp_path, cache):
 
 
 def test_opt_env_overrides_only_the_optimization(monkeypatch):
-    from hwgen.simrunner import OPT_FAST_ENV, _opt_from_env
+    from hwgen.simrunner import OPT_FAST_ENV, _opt_from_env, effective_opt
 
     asked = sim_target.fast_make_vars(sim_target.FAST_OPT_CAMPAIGN)
     assert asked == ("OPT_FAST=-O1", "VM_PARALLEL_BUILDS=0")
     monkeypatch.setenv(OPT_FAST_ENV, "-O0")
     assert _opt_from_env(asked) == ("OPT_FAST=-O0", "VM_PARALLEL_BUILDS=0")
+    assert effective_opt(sim_target.fast_make_vars()) == "-O0"  # so no profile-guided build (simulate.build)
     monkeypatch.delenv(OPT_FAST_ENV)
     assert _opt_from_env(asked) == asked
+    assert effective_opt(asked) == "-O1" and effective_opt(sim_target.fast_make_vars()) == sim_target.FAST_OPT
+
+
+def test_profile_guided_program_equals_the_unprofiled_one(tmp_path, cache):
+    """The fast mode's program built with gcc's profile of its own training run (the suite's -O0
+    keeps the build cheap: this checks the two-pass build and its results, not its speed)."""
+    target = sim_target.from_graph(checkpoint.load(CKPT), tmp_path / "gen")
+    inputs, labels = simulate.sample_inputs(target.graph, 1, 0)
+    reports = {profile: simulate.run_network(target, inputs, labels, seed=5, timing="hostile", mode="fast",
+                                             profile=profile, workdir=tmp_path / str(profile), cache_dir=cache)
+               for profile in (False, True)}
+    plain, profiled = reports[False], reports[True]
+    assert plain.passed and profiled.passed, (plain.error, profiled.error)
+    for a, b in zip(plain.layers, profiled.layers, strict=True):
+        assert (a.cycles_all, a.traffic) == (b.cycles_all, b.traffic), b.name
+    b, _ = simulate.build(target, "fast", cache_dir=cache, profile=True)
+    # a build of its own (the training is part of its cache key), compiled again from the counts the
+    # training run of all four digits layers (under FAST_TRAIN_CYCLES) left
+    assert b.build_dir != simulate.build(target, "fast", cache_dir=cache, profile=False)[0].build_dir
+    assert sorted(p.name for p in b.exe.parent.glob("*.gcda")) == ["Vtop__ALL.gcda", "hwgen_fastsim.gcda"]
+    assert "-fprofile-use" in (b.build_dir / "build.log").read_text()
 
 
 def test_cli_fast_mode_writes_its_json(tmp_path, cache, monkeypatch, capsys):
