@@ -65,8 +65,10 @@ FAST_MAIN = "hwgen_fastsim.cpp"  # its main loop: the clock in C++, Python throu
 FAST_OPT = "-O2"
 # Profile-guided optimization (gcc's, hwgen.simrunner.Training) of a network's fast-mode program at
 # FAST_OPT: built instrumented, run on the network's first layers up to this many predicted cycles,
-# built again with the profile.
+# built again with the profile; only for networks of FAST_PROFILE_MIN_CYCLES an image or more (a
+# ResNet-18 CIFAR image is 16 M; one 64->64 layer at 32x32, 1 M, would train on all of itself).
 FAST_TRAIN_CYCLES = 1_000_000
+FAST_PROFILE_MIN_CYCLES = 4 * FAST_TRAIN_CYCLES
 # A randomized campaign builds one engine per case and simulates it for a few 100 k cycles: -O1
 # compiles in 60 % of -O2's CPU time and simulates about a fifth slower, a net gain per case.
 FAST_OPT_CAMPAIGN = "-O1"

@@ -205,8 +205,10 @@ def build(engine, mode: str = "reference", *, sim: str = "verilator", waves: str
     """The compiled simulation model of `engine` in `mode` (cached per Verilog), and the fields the
     job needs for it. `opt`: the fast mode's C++ optimization (default `sim_target.FAST_OPT`).
     `profile`: optimize the fast mode's program with a profile of its own run (`fast_training`); by
-    default when it is built at `FAST_OPT` without waves, the builds that simulate for long."""
-    from .sim_target import FAST_OPT, fast_make_vars, fast_top
+    default when it is built at `FAST_OPT` without waves for a network of at least
+    `FAST_PROFILE_MIN_CYCLES` predicted cycles an image: the training is then a small part of one
+    image, and the second compile pays off over the images that follow."""
+    from .sim_target import FAST_OPT, FAST_PROFILE_MIN_CYCLES, fast_make_vars, fast_top
 
     if mode == "reference":
         return simrunner.build(engine.sources, engine.toplevel, sim=sim, waves=waves, cache_dir=cache_dir), {}
@@ -214,7 +216,8 @@ def build(engine, mode: str = "reference", *, sim: str = "verilator", waves: str
         raise HwgenError(f"the fast mode runs on Verilator, not {sim}")
     sources, regions = fast_top(engine)
     if profile is None:
-        profile = waves is None and simrunner.effective_opt(fast_make_vars(opt)) == FAST_OPT
+        profile = (waves is None and simrunner.effective_opt(fast_make_vars(opt)) == FAST_OPT
+                   and sum(lay.cycles_predicted for lay in engine.layers) >= FAST_PROFILE_MIN_CYCLES)
     train = fast_training(engine, regions) if profile else None
     return build_fast(sources, waves=waves, cache_dir=cache_dir, opt=opt, train=train), fast_job(regions)
 
@@ -232,9 +235,9 @@ def build_fast(sources: dict[str, str], *, waves: str | None = None, cache_dir: 
 
 def fast_training(engine, regions: int) -> simrunner.Training:
     """The profile-training workload of `engine`'s fast-mode program: its first layers, in order, until
-    `sim_target.FAST_TRAIN_CYCLES` predicted cycles, on the DRAM image as generated (the input
-    buffers hold what `hwgen generate` left there: the control flow of the Verilated model does not
-    depend on the data), under the hostile DRAM of seed 0. Deterministic, so the profile is."""
+    `sim_target.FAST_TRAIN_CYCLES` predicted cycles, on the DRAM image as generated (the inputs are
+    what `hwgen generate` left there: the Verilated model's branches follow the engine's control,
+    hardly its data), under the hostile DRAM of seed 0. Deterministic, so the profile is."""
     import hashlib
     import tempfile
 
