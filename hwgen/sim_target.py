@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import simrunner
 from .engine.params import DEFAULT_PIPELINE
 from .errors import HwgenError
 
@@ -83,11 +84,9 @@ FAST_VERILATOR_ARGS = ("--x-initial", "0")
 
 
 def fast_make_vars(opt: str | None = None) -> tuple[str, ...]:
-    """Make variables of the fast mode's C++ build. The model compiles as one translation unit
-    (VM_PARALLEL_BUILDS=0): Verilator splits the engine into several files that each read one of
-    two precompiled headers built first (70 MB each, 10 CPU-s even at -O0); one unit needs neither,
-    and compiles in about half the CPU time at the same simulation speed (docs/verification.md)."""
-    return (f"OPT_FAST={opt or FAST_OPT}", "VM_PARALLEL_BUILDS=0")
+    """Make variables of the fast mode's C++ build: one translation unit, like every Verilator
+    build here (`simrunner.ONE_UNIT`), at `opt` (default FAST_OPT)."""
+    return (f"OPT_FAST={opt or FAST_OPT}", simrunner.ONE_UNIT)
 
 
 def _pow2_bits(n: int, least: int) -> int:
