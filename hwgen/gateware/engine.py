@@ -282,9 +282,17 @@ class Engine(wiring.Component):
                 m.d.sync += tile_ox0.eq(tile_ox0 + (d.col_beats << be_log))
 
         group_state = [group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start]
-        last_group = group == last_m_group
-        last_col = ~col_tiled | tile_last
-        last_tile = (band == last_band) & last_col
+        # where the group, column tile, band and resident set loops end, as flip-flops beside their counters: a
+        # counter changes at least a cycle before the RUN_START or RUN that reads its flag (RESIDUES, or a band's
+        # setup, lies between), so the compares are made ahead and a run's exit (the next state, the enables of
+        # the group and band registers) starts at registers (the 85.54 MHz path: `band == last_band` there)
+        last_group = Signal()
+        last_col = Signal()
+        last_tile = Signal()
+        set_end = Signal()  # the resident set's last group (RUN; WEIGHTS compares `j` itself, a beat after SET_START)
+        col_end = ~col_tiled | tile_last
+        m.d.sync += [last_group.eq(group == last_m_group), last_col.eq(col_end),
+                     last_tile.eq((band == last_band) & col_end), set_end.eq(j == set_last)]
         bpw_log = wbuf.beats_per_word.bit_length() - 1
         lw_log = wbuf.lane_words_per_word.bit_length() - 1
 
@@ -514,7 +522,7 @@ class Engine(wiring.Component):
                     m.next = "RESIDUES"
                     with m.If(resident):
                         m.d.sync += [j.eq(j + 1), lane_base.eq(lane_base + (group_words << lw_log))]
-                        with m.If(j == set_last):
+                        with m.If(set_end):
                             with m.If(~last_tile):
                                 next_tile()
                                 m.next = "BAND"

@@ -91,8 +91,11 @@ class InputBuffer(wiring.Component):
         slot_beat = Signal(wbl + 1)  # the row's first beat within its word
         slot_mask = Signal(16)
         slot_log2 = Signal(4)  # log2 of a slot's beats
-        m.d.comb += [slot_mask.eq((1 << self.slot_shift) - 1), slot_log2.eq(wbl - self.slot_shift),
-                     slot_beat.eq((slot & slot_mask) << slot_log2)]
+        # layer constants in registers (slot_shift is a descriptor field, loaded cycles before a fill or run):
+        # the read's slot offset into b_offset then starts at flip-flops, not at the descriptor's `- 1` carry
+        # chain (main's 79.95 MHz critical path, seed 1)
+        m.d.sync += [slot_mask.eq((1 << self.slot_shift) - 1), slot_log2.eq(wbl - self.slot_shift)]
+        m.d.comb += slot_beat.eq((slot & slot_mask) << slot_log2)
         beat_elems = Cat(self.fill.payload.word_select(i, p.act_field_bits)[:a] for i in range(be))
         # a column tile's row starts `col_shift` elements into its first beat: slot beat j is elements
         # col_shift .. of read beats j and j + 1, written when beat j + 1 (or, flushing, nothing) arrives
