@@ -6,10 +6,11 @@ stream top: `dram` (the memory, host access uncounted) and `run(name, desc_addr,
 `run` is the Python driver (`hwgen.driver.Driver.run`: DESC_ADDR, start, wait for `irq`, STATUS,
 counters) over `CocotbBackend` (AXI4-Lite through AxiLiteMaster, memory through the DRAM model).
 AxiRam serves `m_axi_*` from the same bytes as the DRAM model, with seeded random pauses on every
-channel (AR, R, AW, W, B) drawn from the job's `BusTiming`.
+channel (AR, R, AW, W, B) drawn from the job's `BusTiming` by `Pauser`s, only in the cycles a
+channel has work.
 
-`AxiMonitor` samples every cycle (between edges, settled) and checks the master: AR/AW bursts aligned, inside the
-DRAM, INCR, full-width, at most 256 beats and within one 4 KiB page; a valid AR/AW/W held with
+`AxiMonitor` samples every cycle in which anything is open (between edges, settled; idle cycles
+are skipped, see its doc) and checks the master: AR/AW bursts aligned, inside the DRAM, INCR, full-width, at most 256 beats and within one 4 KiB page; a valid AR/AW/W held with
 its payload until accepted; WSTRB all ones and WLAST on exactly the last beat of its burst; no W
 before its AW; nothing outstanding at `irq`. It counts every beat in the DRAM model's region
 counters. A run's record also checks the performance counters: BUSY_CYCLES equals the cycles the
@@ -24,7 +25,6 @@ import logging
 import random
 from collections import deque
 from pathlib import Path
-
 from typing import Callable
 
 import cocotb
@@ -42,14 +42,6 @@ from sim.engine_tb import CLOCK_NS, PythonDram, job_dram
 
 PAGE = 4096
 MAX_BURST = 256
-
-
-def _int(value) -> int | None:
-    """A sampled signal's value, or None if any bit is X or Z."""
-    try:
-        return int(value)
-    except ValueError:
-        return None
 
 
 class CocotbBackend(Backend):
