@@ -12,6 +12,7 @@ DEMO_OUT  ?= demo-out
 JOBS      ?= 2
 SOAK_CASES ?= 125
 SOAK_CHAINS ?= 16
+SOAK_AXI_CASES ?= 200
 SOAK_OUT  ?= soak-out
 
 .PHONY: setup test soak demo bench clean
@@ -41,6 +42,9 @@ soak: $(STAMP)
 	@# a randomized campaign in the fast simulation mode: 125 engines x 16 random chains = 2,000 chains,
 	@# about 1 CPU-hour (docs/sweep.md); reruns resume, the summary gives cases/hour and chains/hour
 	$(PY) -m hwgen verify --random $(SOAK_CASES) --chains-per-engine $(SOAK_CHAINS) --mode fast --out $(SOAK_OUT)/verify-fast
+	@# through the AXI top on cocotbext-axi (random pauses on every channel, protocol monitor, counters): each
+	@# case a random engine and chain run layer by layer and from one start; the summary gives cases/hour
+	$(PY) -m hwgen verify --random $(SOAK_AXI_CASES) --interface axi --out $(SOAK_OUT)/verify-axi
 
 demo: $(STAMP)
 	$(PY) -m hwgen.demo $(DEMO_CKPT) --out $(DEMO_OUT)

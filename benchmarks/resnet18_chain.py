@@ -11,6 +11,9 @@ reads every node's output back):
     over AXI-Lite, irq: adds the BUSY_CYCLES and byte counters read over AXI-Lite, the AXI
     monitor's bytes. ~16 M engine cycles an image through cocotb: hours; run it niced, in the
     background.
+`--max-cycles N` is a speed probe: the first image runs until N cycles (a timeout that ends the run on
+purpose) and the script prints the cycles simulated per CPU second of the simulator process, the
+figure that says how long a whole image takes (the whole run is about 16.5 M cycles).
 Both under `--timing` (hostile: random stalls / pauses on every channel). Prints, per image:
 cycles, the counters (reference mode; MAC_ACTIVE against the schedule model's
 `network.mac_active`), the measured bytes and the compiler's prediction (manifest
@@ -19,7 +22,7 @@ hwgen.reference; the schedule model's cycles of the convs; wall and simulator CP
 on any difference.
 
     .venv/bin/python benchmarks/resnet18_chain.py [--mode fast|reference] [--images 1]
-        [--timing hostile|ideal] [--gen DIR]
+        [--timing hostile|ideal] [--gen DIR] [--max-cycles N]
 
 `--gen DIR` keeps the generated folder there (and reuses it when it already holds one).
 """
@@ -57,11 +60,20 @@ def run(args, tmp: Path) -> bool:
         print(f"not runnable from one start: {net['error']}")
         return False
     x, _ = simulate.sample_inputs(target.graph, args.images, args.seed)
+    cache = Path(args.gen) / "cache" if args.gen else None
+    if args.max_cycles and args.mode == "reference":
+        simulate.build(target, args.mode, cache_dir=cache)  # the Verilator build is not in the probe's wall time
     t1 = time.perf_counter()
-    host = simulate.run_chain(target, x, seed=args.seed, timing=args.timing, workdir=tmp / "chain",
-                              cache_dir=Path(args.gen) / "cache" if args.gen else None, timeout=TIMEOUT_CYCLES,
+    host = simulate.run_chain(target, x[:1] if args.max_cycles else x, seed=args.seed, timing=args.timing,
+                              workdir=tmp / "chain", cache_dir=cache, timeout=args.max_cycles or TIMEOUT_CYCLES,
                               mode=args.mode)
     t2 = time.perf_counter()
+    if args.max_cycles:
+        n, cpu = host["cycles_simulated"], host["cpu_seconds"]
+        print(f"speed probe, {args.mode} mode, {args.timing} timing: {n:,} cycles simulated in {t2 - t1:.1f} s wall, "
+              f"{cpu:.1f} s of simulator CPU: {n / cpu:,.0f} cycles per CPU second "
+              f"(the run stops at its {args.max_cycles:,}-cycle timeout: {host['aborted']})")
+        return host["aborted"] is not None and "timeout" in host["aborted"]
     memory = "AXI top, AxiRam" if args.mode == "reference" else "stream bus, HDL DRAM model"
     print(f"ResNet-18 CIFAR PS4_P4 W8A8 (random weights), 4x4 lanes, 64-bit bus, {net['count']} descriptors "
           f"({sum(target.graph.node(n).op == 'conv2d' for n in net['chain'])} convs), host layers "
@@ -99,6 +111,8 @@ def main() -> int:
     ap.add_argument("--timing", choices=simulate.TIMINGS, default="hostile")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gen", help="keep (and reuse) the generated folder here")
+    ap.add_argument("--max-cycles", type=int, default=0, metavar="N",
+                    help="speed probe: stop the first image after N cycles, print cycles per CPU second")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         return 0 if run(args, Path(tmp)) else 1

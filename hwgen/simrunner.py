@@ -41,6 +41,11 @@ OPT_FAST_ENV = "HWGEN_SIM_OPT_FAST"
 # 24.7 CPU-s), at the same simulation speed (docs/verification.md).
 ONE_UNIT = "VM_PARALLEL_BUILDS=0"
 LOG_TAIL_LINES = 12
+# cocotb's runner builds with --public-flat-rw: every signal of every module reachable over VPI,
+# which keeps Verilator from optimizing any of them away and made the model itself cost ~33 us a
+# cycle (the AXI top of ResNet-18's engine, no Python running). The benches touch the top's ports
+# only, so only the top level stays public.
+VERILATOR_VPI_SCOPE = ("--no-public-flat-rw", "--public-depth", "1")
 ICARUS_DUMP = """module hwgen_dump();
   reg [8*1024-1:0] path;
   initial begin
@@ -235,6 +240,7 @@ def build(verilog: str | dict[str, str], toplevel: str, sim: str = "verilator", 
     files = {f"{toplevel}.v": verilog} if isinstance(verilog, str) else dict(verilog)
     if sim == "verilator":
         make_vars = _opt_from_env((ONE_UNIT, *make_vars))
+        args = (*VERILATOR_VPI_SCOPE, *args)
     parts = [toplevel, sim, _tool_version(sim), str(waves), cocotb.__version__, *args, *make_vars]
     parts += [x for item in sorted(files.items()) for x in item]
 

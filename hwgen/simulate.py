@@ -543,7 +543,7 @@ def run_chain(engine, inputs: np.ndarray, *, sim: str = "verilator", seed: int =
     """The whole network from one start per image on an `--interface axi` engine whose folder holds
     a network image (manifest `network`): the host program `sim.engine_host.chain_host`'s results
     (per image: the run's cycles, counters, traffic per region and error; per node, mismatches
-    against the reference; the output map).
+    against the reference; the output map), the simulator's CPU seconds and the cycles it simulated.
 
     `mode` "reference": the AXI top, its registers through the generated driver, cocotbext-axi's
     AxiRam (sim/axi_bench.py); "fast": the same engine and network-op unit walking the same chain
@@ -588,7 +588,7 @@ def run_chain(engine, inputs: np.ndarray, *, sim: str = "verilator", seed: int =
         b, _ = build(engine, "reference", sim=sim, cache_dir=cache_dir)
     results = simrunner.run_job(b, job, workdir)
     return dict(results["host"] or {"images": [], "aborted": results.get("error")},
-                cpu_seconds=float(results.get("cpu_seconds", 0.0)))
+                cpu_seconds=float(results.get("cpu_seconds", 0.0)), cycles_simulated=int(results.get("cycles_simulated", 0)))
 
 
 def _fast_chain_build(engine, manifest: dict, dram_size: int, n_regions: int, cache_dir) -> tuple[simrunner.Build, dict]:

@@ -10,7 +10,9 @@ configuration and a one-line command that replays it, and keeps its files in DIR
 Exit status 1 if any case fails. --mode fast simulates with the DRAM model as HDL inside Verilator
 (`hwgen simulate --mode fast`). --chains-per-engine K makes each case K random chains sharing one
 engine (its bits, lanes, bus, input shape and stall seed), so one Verilator build and one
-simulation verify K chains. See docs/sweep.md.
+simulation verify K chains. --interface axi generates the AXI top and runs each case on
+cocotbext-axi, layer by layer and as a whole chain from one start (protocol monitor, counters).
+See docs/sweep.md.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("reference", "fast"), default="reference",
                    help="simulation mode (hwgen simulate --mode): the cocotb DRAM model (default) or fast, the same "
                         "model as HDL inside Verilator")
+    p.add_argument("--interface", choices=("stream", "axi"), default="stream",
+                   help="the engine's top (hwgen generate --interface): the stream bus (default), or axi: "
+                        "cocotbext-axi with random pauses on every channel, the driver and the protocol monitor, "
+                        "each case run layer by layer and as a whole chain from one start (reference mode only)")
     p.add_argument("--chains-per-engine", type=int, default=1, metavar="K",
                    help="random chains per case, sharing its engine (bits, lanes, bus), input shape and stall seed: "
                         "one build and one simulation verify K chains (default 1)")
@@ -44,7 +50,7 @@ def run(args) -> int:
 
     s = run_campaign(args.random, args.out, seed=args.seed, timing=args.timing, executor=args.executor,
                      workers=args.workers, address=args.address, progress=not args.no_progress,
-                     mode=args.mode, chains=args.chains_per_engine)
+                     mode=args.mode, chains=args.chains_per_engine, interface=args.interface)
     failures = []
     for r in s["failed"]:
         doc = json.loads(r["result"]) if r["result"] else {}

@@ -8,6 +8,13 @@ as are the DRAM bytes with the schedule model. Rows go to DIR/results.parquet li
 (stage `verify`), so a rerun runs only the cases not yet passed; a failing case keeps its folder
 (DIR/cases/SEED: the Verilog, the DRAM image, the simulation logs) and its replay command.
 
+With `interface` "axi", the engine is generated with the AXI top (`hwgen generate --interface axi`)
+and simulated on cocotbext-axi (AxiRam pausing every channel at random, AxiLiteMaster, the
+generated driver, the AXI protocol monitor: sim/axi_bench.py) twice on one build: layer by layer
+(each layer started on its own, the host feeding it) and the whole chain from one start per image
+(`hwgen simulate --chain`: every node's map, BUSY_CYCLES and the byte counters against the bench,
+MAC_ACTIVE against the schedule model). A protocol violation or a counter that differs fails it.
+
 With `chains` > 1, case `s` is `hwgen.randomnet.random_group(s, chains)`: that many random chains
 on one engine (shared bits, lanes, bus, input shape and stall seed; layers of their own), so one
 generated engine, one Verilator build and one simulation verify them all. Builds dominate a
@@ -30,18 +37,25 @@ STAGE = "verify"
 MAX_CHAINS = 64  # chains per engine: one simulation runs them all, so a failure replays them all
 
 
-def case_key(seed: int, timing: str, mode: str = "reference", chains: int = 1) -> str:
+INTERFACES = ("stream", "axi")
+
+
+def case_key(seed: int, timing: str, mode: str = "reference", chains: int = 1, interface: str = "stream") -> str:
     key = {"verify": seed, "timing": timing}
     if mode != "reference":  # the reference mode's keys stay those of campaigns before the fast mode
         key["mode"] = mode
     if chains != 1:  # and one-chain cases those of campaigns before engines were shared
         key["chains"] = chains
+    if interface != "stream":  # and stream-top cases those of campaigns before the AXI top
+        key["interface"] = interface
     return digest(key)
 
 
-def replay_command(seed: int, out: Path, timing: str, mode: str = "reference", chains: int = 1) -> str:
+def replay_command(seed: int, out: Path, timing: str, mode: str = "reference", chains: int = 1,
+                   interface: str = "stream") -> str:
     extra = ("" if timing == "hostile" else f" --timing {timing}") + ("" if mode == "reference" else f" --mode {mode}")
     extra += "" if chains == 1 else f" --chains-per-engine {chains}"
+    extra += "" if interface == "stream" else f" --interface {interface}"
     return f"hwgen verify --random 1 --seed {seed}{extra} --out {out}"
 
 
@@ -53,13 +67,14 @@ class Case:
     cache: str | None  # a shared Verilator build cache; None: the case's own, deleted when it passes
     mode: str = "reference"  # hwgen.simulate's: the cocotb DRAM model, or "fast" (the same as HDL)
     chains: int = 1  # random chains sharing the case's engine, build and simulation (hwgen.randomnet.random_group)
+    interface: str = "stream"  # the engine's top: the stream bus, or "axi" (AxiRam, AxiLiteMaster, the driver)
     cpus = 1
 
     def replay(self) -> str:
-        return replay_command(self.seed, Path(self.out), self.timing, self.mode, self.chains)
+        return replay_command(self.seed, Path(self.out), self.timing, self.mode, self.chains, self.interface)
 
     def base(self, engine: dict | None = None, label: str | None = None) -> dict:
-        key = case_key(self.seed, self.timing, self.mode, self.chains)
+        key = case_key(self.seed, self.timing, self.mode, self.chains, self.interface)
         return {"key": key, "point": key, "stage": STAGE, "input": label or f"chain{self.seed}", "input_key": "",
                 "seed": self.seed, **(engine or {})}
 
@@ -80,10 +95,11 @@ def run_case(case: Case) -> list[dict]:
         chain = random_chain(case.seed) if case.chains == 1 else random_group(case.seed, case.chains)
         base = case.base(chain.engine, chain.graph.name)
         doc["description"] = chain.description
-        target = sim_target.from_graph(chain.graph, folder / "gen", **chain.engine)
+        target = sim_target.from_graph(chain.graph, folder / "gen", interface=case.interface, **chain.engine)
+        cache = Path(case.cache) if case.cache else folder / "sim-cache"
         report = simulate.run_network(target, chain.inputs, None, seed=case.seed, timing=case.timing,
                                       workdir=folder / "sim", mode=case.mode, opt=sim_target.FAST_OPT_CAMPAIGN,
-                                      cache_dir=Path(case.cache) if case.cache else folder / "sim-cache")
+                                      cache_dir=cache)
         doc["report"] = report.to_json()
         t = report.totals()
         figures = {"mismatches": t["mismatches"] + report.logit_mismatches, "sim_cycles": t["cycles"],
@@ -97,6 +113,8 @@ def run_case(case: Case) -> list[dict]:
         if not report.logits_match:
             problems.append(f"{report.logit_mismatches} output elements differ from the reference")
         problems += [f"{n}: DRAM bytes differ from the schedule model" for n in wrong_bytes]
+        if case.interface == "axi":
+            problems += _whole_chain(case, chain, folder, cache, doc, figures)
         status, error = ("ok", None) if not problems else ("mismatch", "; ".join(problems))
     except Exception as e:  # noqa: BLE001 - recorded with its seed, never stops the campaign
         status, error = "error", error_text(e)
@@ -105,13 +123,42 @@ def run_case(case: Case) -> list[dict]:
     return [make_row(base, status, error, time.perf_counter() - t0, figures, doc)]
 
 
+def _whole_chain(case: Case, chain, folder: Path, cache: Path, doc: dict, figures: dict) -> list[str]:
+    """The AXI case's second run, on the same build: the whole chain from one start per image
+    (`simulate.simulate_chain`): every node's map, the output, the bytes against the manifest's
+    prediction, BUSY_CYCLES / byte counters / MAC_ACTIVE against the bench; what differs."""
+    from .. import simulate
+
+    report = simulate.simulate_chain(folder / "gen", inputs=chain.inputs, seed=case.seed, timing=case.timing,
+                                     workdir=folder / "sim-chain", cache_dir=cache)
+    doc["chain_report"] = report.to_json()
+    figures["sim_cycles"] += sum(img.cycles for img in report.images)
+    figures["sim_dram_bytes"] += sum(img.monitor_bytes for img in report.images)
+    problems = [f"from one start: {report.aborted}"] if report.aborted else []
+    for i, img in enumerate(report.images):
+        wrong = [n for n, v in img.node_mismatches.items() if v]
+        figures["mismatches"] += sum(img.node_mismatches.values())
+        if img.error:
+            problems.append(f"from one start, image {i}: {img.error}")
+        if wrong or not img.output_equal:
+            problems.append(f"from one start, image {i}: {', '.join(wrong) or 'the output'} differ from the reference")
+        if img.monitor_bytes != img.bytes_predicted or not img.counters_agree:
+            problems.append(f"from one start, image {i}: bytes {img.monitor_bytes} (predicted {img.bytes_predicted}), "
+                            f"counters {img.counters}")
+    return problems
+
+
 def run_campaign(cases: int, out, *, seed: int = 0, timing: str = "hostile", executor: str = "local",
                  workers: int | None = None, address: str | None = None, cache_dir=None,
-                 progress: bool = True, mode: str = "reference", chains: int = 1) -> dict:
+                 progress: bool = True, mode: str = "reference", chains: int = 1, interface: str = "stream") -> dict:
     """Cases seed .. seed + cases - 1 not yet passed in `out`, each `chains` random chains on one
-    engine; returns counts, failures, cases/hour and chains/hour."""
+    engine with the `interface` top; returns counts, failures, cases/hour and chains/hour."""
     from ..errors import HwgenError
 
+    if interface not in INTERFACES:
+        raise HwgenError(f"unknown interface '{interface}' (choose from {', '.join(INTERFACES)})")
+    if interface == "axi" and mode != "reference":
+        raise HwgenError("--interface axi runs in the reference mode (cocotbext-axi): the fast mode has no AXI top")
     if cases < 1:
         raise HwgenError(f"--random must be at least 1, got {cases}")
     if not 1 <= chains <= MAX_CHAINS:
@@ -122,19 +169,19 @@ def run_campaign(cases: int, out, *, seed: int = 0, timing: str = "hostile", exe
     out.mkdir(parents=True, exist_ok=True)
     seeds = range(seed, seed + cases)
     done = {r["key"] for r in store.load(out) if r["status"] == "ok"}
-    todo = [s for s in seeds if case_key(s, timing, mode, chains) not in done]
+    todo = [s for s in seeds if case_key(s, timing, mode, chains, interface) not in done]
     # Every case is a different design: a build (about 150 MB) is worth keeping only for a failure.
     cache = str(cache_dir) if cache_dir else None
     t0 = time.perf_counter()
     ex = executors.make(executor, workers, address)
     try:
-        counts = execute(ex, run_case, [Case(str(out), s, timing, cache, mode, chains) for s in todo], out, len(todo),
+        counts = execute(ex, run_case, [Case(str(out), s, timing, cache, mode, chains, interface) for s in todo], out, len(todo),
                          f"verify {len(todo)} cases", progress)
         store.compact(out)
     finally:
         ex.close()
     wall = time.perf_counter() - t0
-    keys = {case_key(s, timing, mode, chains) for s in seeds}
+    keys = {case_key(s, timing, mode, chains, interface) for s in seeds}
     rows = [r for r in store.load(out) if r["key"] in keys]
     failed = [r for r in rows if r["status"] != "ok"]
     return {"cases": cases, "ran": len(todo), "skipped": cases - len(todo), **counts,
