@@ -35,7 +35,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) -m "not slow" --durations=20 tests
+	$(PY) -m pytest -n $(JOBS) --dist worksteal -m "not slow" --durations=20 tests
 
 soak: $(STAMP)
 	$(PY) -m pytest -m slow tests

