@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from hwgen import checkpoint, engine, reference, simulate
+from hwgen.ir import Graph
 from hwgen.layercases import random_input, residual_graph
 from hwgen.sim_target import from_graph
 

@@ -67,8 +67,6 @@ def op_graph(rng, op: str, c: int, h: int, w: int, a_bits: int, signed: bool) ->
 def run_op(graph: Graph, params: EngineParams, inputs: list[np.ndarray], *, stall: float, seed: int, chunk: int,
            ops=OPS):
     node = graph.node("op")
-    shape = graph.node("x").out_shape
-    in_bytes = activation_bytes(shape, params)
     linear = node.op == "linear"
     out_shape = tuple(node.out_shape) if len(node.out_shape) == 3 else (node.out_shape[0], 1, 1)
     blobs = [pack_activations(x, params) for x in inputs]
