@@ -47,8 +47,8 @@ static Vtop *top;
 static VerilatedVcdC *tfp = nullptr;
 #endif
 
-// An evaluation that ends a time step: the waves get its values. The evaluations of the backdoor
-// and of the input strobe stay within a time step (Verilator's VCD writer refuses a second dump at
+// An evaluation that ends a time step: the waves get its values. The evaluations of the
+// configuration strobe and of the input strobe stay within a time step (Verilator's VCD writer refuses a second dump at
 // one time, with a warning on stdout, which is the pipe to Python).
 static void eval() {
 #if VM_TRACE
