@@ -90,6 +90,8 @@ static unsigned long long u64(const char *s) { return strtoull(s, nullptr, 0); }
 // runs (a run ends with none open, or with an error that ends the host's work), and the next
 // rising edge evaluates that port again after its sequential logic, as it does at every edge.
 #define FASTMEM(name) (top->rootp->hwgen_fastmem__DOT__##name)
+// A beat's bytes in bus order are the array element's bytes on a little-endian host only.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the fast mode's loads and dumps assume a little-endian host");
 
 // Elements LO..HI of `array` to or from `path`, all of them or an error message.
 template <typename Array>
