@@ -150,9 +150,9 @@ int main(int argc, char **argv) {
     if (tfp) tfp->dump(ctx->time());
 #endif
     rise();  // the testbench's first edge, before rst is registered
-    char line[256], cmd[16], a[32], b[32], c[32];
+    char line[256], cmd[16], a[32], b[32];
     while (fgets(line, sizeof line, stdin)) {
-        int n = sscanf(line, "%15s %31s %31s %31s", cmd, a, b, c);
+        int n = sscanf(line, "%15s %31s %31s", cmd, a, b);
         if (n < 1) continue;
         if (!strcmp(cmd, "quit")) break;
         if (!strcmp(cmd, "reset") && n == 2) {
