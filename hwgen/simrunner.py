@@ -274,9 +274,13 @@ EXE_NAME = "hwgen_fastsim"
 # gcc's profile-guided optimization of a program build (`Training`). Counters without atomics: the
 # model runs on one thread. `-fprofile-partial-training` optimizes code the training run never
 # reached as without a profile (rather than for size), so a workload the training did not cover
-# (another layer shape) runs no slower than an unprofiled build.
-PROFILE_GENERATE = ("-fprofile-generate", "-fprofile-update=single")
-PROFILE_USE = ("-fprofile-use", "-fprofile-partial-training", "-Wno-missing-profile")
+# (another layer shape) runs no slower than an unprofiled build. No value profiles (the values of
+# divisors, call targets and string-operation sizes): one of their counters ORs stack addresses
+# together, so it followed address randomization from run to run, and the program ran the same
+# number of instructions without them (docs/verification.md); the profile is now only branch and
+# function-order counts, which a deterministic training run reproduces.
+PROFILE_GENERATE = ("-fprofile-generate", "-fno-profile-values", "-fprofile-update=single")
+PROFILE_USE = ("-fprofile-use", "-fno-profile-values", "-fprofile-partial-training", "-Wno-missing-profile")
 
 
 @dataclass(frozen=True)

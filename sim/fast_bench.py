@@ -5,10 +5,10 @@ The design is `hwgen_fastmem` (hwgen/rtl_templates/hwgen_fastmem.v) around the g
 (same stall draws for the same seed, same latencies, same contract checks, traffic counted per
 named region in hardware counters). It is compiled with its own C++ main loop
 (hwgen/rtl_templates/hwgen_fastsim.cpp) into a program that this module drives through a pipe:
-no cocotb, no VPI and no Python between a layer's start and its finish. Memory contents, the
-region map, the configuration and the counters cross through the memory's backdoor: files in the
-program's working folder ($fread of binary words for loads, $readmemh / $writememh of text for the
-rest), triggered without a clock edge.
+no cocotb, no VPI and no Python between a layer's start and its finish. Memory contents and the
+region map cross as binary files in the program's working folder, which the program copies into
+or out of the model's arrays between clock edges; the counters come back on a line of the pipe; the
+configuration is a $readmemh file the design loads at a strobe, without a clock edge.
 
 `FastBench` offers a host program (sim/engine_host.py) what `sim.engine_tb.Bench` offers:
 `load`, `dump`, `run(name, desc_addr, timeout)`, `records`, `cycle`; `run_job` runs a job
@@ -32,26 +32,12 @@ from sim.dram import (OTHER, REQ_DROPPED, WR_CHANGED, WR_DROPPED, BusTiming, Dra
 
 RESET_CYCLES = 4  # sim.engine_tb's: the same cycle numbers, so the same stall draws
 
-# the backdoor operations (bd_op) and their files, in the simulator's working folder
-OP_LOAD, OP_DUMP, OP_LOAD_REGIONS, OP_LOAD_CONFIG, OP_DUMP_COUNTERS, OP_CLEAR_COUNTERS = 1, 2, 3, 4, 5, 6
-LOAD_FILE, DUMP_FILE = "fastmem_mem.bin", "fastmem_mem.hex"
-REGIONS_FILE, CONFIG_FILE = "fastmem_regions.bin", "fastmem_config.hex"
-COUNTER_FILES = {"read_bytes": "fastmem_rb.hex", "write_bytes": "fastmem_wb.hex",
-                 "read_bursts": "fastmem_rn.hex", "write_bursts": "fastmem_wn.hex"}
+# the files of the program's commands (hwgen_fastsim.cpp), in its working folder
+LOAD_FILE, DUMP_FILE, REGIONS_FILE, CONFIG_FILE = ("fastmem_load.bin", "fastmem_dump.bin", "fastmem_regions.bin",
+                                                   "fastmem_config.hex")
+COUNTERS = ("read_bytes", "write_bytes", "read_bursts", "write_bursts")  # the `counters` answer's order
 E_CHANGED, E_DROPPED, E_BURST, E_WR_CHANGED, E_WR_DROPPED, E_UNFINISHED, E_TIMEOUT = range(1, 8)
 REQ_FIELDS = ((0, 32), (32, 16), (48, 1))  # {write, len, addr} as the HDL memory latches a request
-
-
-def to_words(data: bytes, bus_bytes: int) -> bytes:
-    """Bytes (a multiple of the word) as $fread reads words: each word's most significant byte first."""
-    return np.ascontiguousarray(np.frombuffer(data, np.uint8).reshape(-1, bus_bytes)[:, ::-1]).tobytes()
-
-
-def from_hex(text: str, bus_bytes: int) -> bytes:
-    """$writememh text back to bytes (little-endian words)."""
-    digits = "".join(ln.strip().rjust(2 * bus_bytes, "0") for ln in text.splitlines()
-                     if ln.strip() and not ln.startswith(("//", "@")))
-    return np.ascontiguousarray(np.frombuffer(bytes.fromhex(digits), np.uint8).reshape(-1, bus_bytes)[:, ::-1]).tobytes()
 
 
 def _request(value: int) -> tuple[int, int, bool]:
@@ -85,7 +71,7 @@ class FastBench:
         self.layout = Dram(self.size, self.bb, regions)  # checks the regions; its bytes stay unused
         self.regions = sorted(regions, key=lambda r: r.base)
         self.timing = BusTiming.from_dict(job["timing"])
-        self.folder = folder  # the program's working folder, where $readmemh looks
+        self.folder = folder  # the program's working folder, where its files go
         self.records: list[dict] = []
         self.cycle = 0
 
@@ -105,9 +91,6 @@ class FastBench:
             raise DramError(f"the fast simulator: {answer.strip()}")
         return answer.strip()
 
-    def _op(self, op: int, lo: int = 0, hi: int = 0) -> None:
-        self._ask(f"op {op} {lo} {hi}")
-
     def _state(self) -> tuple[int, int]:
         error, cycle = (int(v, 16) for v in self._ask("state").split())
         self.cycle = cycle
@@ -117,15 +100,15 @@ class FastBench:
         """Reset, configure the memory, name its regions, preload the job's files."""
         self._ask(f"reset {RESET_CYCLES}")
         (self.folder / CONFIG_FILE).write_text("".join(f"{w:016x}\n" for w in config_words(self.timing, self.size)))
-        self._op(OP_LOAD_CONFIG)
+        self._ask("config")
         words = self.size // self.bb
         ids = np.zeros(words, np.uint16)
         for i, r in enumerate(self.regions, start=1):
             ids[-(-r.base // self.bb):-(-(r.base + r.size) // self.bb)] = i
         if len(self.regions) + 1 > int(self.job["fastmem_regions"]):
             raise DramError(f"{len(self.regions)} regions: the HDL memory was built for {self.job['fastmem_regions'] - 1}")
-        (self.folder / REGIONS_FILE).write_bytes(ids.astype(">u2").tobytes())
-        self._op(OP_LOAD_REGIONS, 0, words - 1)
+        (self.folder / REGIONS_FILE).write_bytes(ids.astype("<u2").tobytes())
+        self._ask(f"regions 0 {words - 1}")
         for item in self.job.get("preload", []):
             self._load(int(item["addr"]), Path(item["file"]).read_bytes())
 
@@ -135,8 +118,8 @@ class FastBench:
         if nbytes == 0:
             return b""
         lo, hi = addr // self.bb, (addr + nbytes - 1) // self.bb
-        self._op(OP_DUMP, lo, hi)
-        raw = from_hex((self.folder / DUMP_FILE).read_text(), self.bb)
+        self._ask(f"dump {lo} {hi}")
+        raw = (self.folder / DUMP_FILE).read_bytes()
         start = addr - lo * self.bb
         return raw[start:start + nbytes]
 
@@ -150,8 +133,8 @@ class FastBench:
         if head or tail:  # partial words at the ends keep their other bytes
             edges = self._dump(lo * self.bb, (hi + 1 - lo) * self.bb)
             data = edges[:head] + bytes(data) + edges[len(edges) - tail:]
-        (self.folder / LOAD_FILE).write_bytes(to_words(bytes(data), self.bb))
-        self._op(OP_LOAD, lo, hi)
+        (self.folder / LOAD_FILE).write_bytes(data)
+        self._ask(f"load {lo} {hi}")
 
     # the host program's interface: awaited, as the cocotb benches' are
     async def dump(self, addr: int, nbytes: int) -> bytes:
@@ -161,14 +144,12 @@ class FastBench:
         self._load(addr, data)
 
     def _traffic(self) -> dict:
-        n = len(self.regions) + 1
-        self._op(OP_DUMP_COUNTERS, 0, n - 1)
-        counts = {k: [int(v, 16) for v in (self.folder / f).read_text().split() if not v.startswith(("//", "@"))]
-                  for k, f in COUNTER_FILES.items()}
         names = [OTHER] + [r.name for r in self.regions]
+        values = [int(v, 16) for v in self._ask(f"counters {len(names)}").split()]
+        counts = {k: values[i * len(names):(i + 1) * len(names)] for i, k in enumerate(COUNTERS)}
         out = {}
         for i, name in enumerate(names):
-            t = {k: counts[k][i] for k in COUNTER_FILES}
+            t = {k: counts[k][i] for k in COUNTERS}
             if any(t.values()):
                 out[name] = t
         return dict(sorted(out.items()))
@@ -198,8 +179,7 @@ class FastBench:
         pending, _ = self._state()
         if pending and not (self.records and self.records[-1]["error"]):
             raise DramError(f"between runs: {self._error(pending, timeout)}")
-        self._op(OP_CLEAR_COUNTERS, 0, len(self.regions))
-        command = f"run {desc_addr} {timeout}"
+        command = f"run {desc_addr} {timeout}"  # the program zeroes the counters first
         self._send(command)
         return self._finish(name, command, timeout)
 

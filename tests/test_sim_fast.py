@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from hwgen import checkpoint, sim_target, simulate
+from hwgen import checkpoint, sim_target, simrunner, simulate
 from hwgen.cli import main
 from hwgen.randomnet import random_chain
 from sim.dram import chance, draw, latency_of, latency_thresholds, ready_threshold
-from sim.fast_bench import from_hex, to_words
 
 CKPT = Path(__file__).resolve().parents[1] / "models" / "digits_ps4p4_w8a8.hwq"
 RANDOM_SEEDS = [11, 12]
@@ -143,16 +142,37 @@ def test_integer_thresholds_decide_as_the_float_draws_do():
     assert chance(5, 1, 9) == draw(5, 1, 9) / 2.0 ** 64
 
 
-@pytest.mark.parametrize("bus_bytes", [4, 8, 16])
-def test_memory_files_round_trip(bus_bytes):
-    """Loads go in as $fread reads words (most significant byte first), dumps come back as
-    $writememh text (one word per line, leading zeros dropped); both give the bytes back."""
-    data = bytes(random.Random(bus_bytes).getrandbits(8) for _ in range(bus_bytes * 7))
-    words = [int.from_bytes(data[i:i + bus_bytes], "little") for i in range(0, len(data), bus_bytes)]
-    loaded = to_words(data, bus_bytes)
-    assert [int.from_bytes(loaded[i:i + bus_bytes], "big") for i in range(0, len(loaded), bus_bytes)] == words
-    text = "// comment\n" + "".join(f"{w:x}\n" for w in words)
-    assert from_hex(text, bus_bytes) == data
+def test_program_loads_and_dumps_the_memory_in_place(tmp_path, cache):
+    """The program copies loads into the model's memory and dumps out of it between clock edges
+    (hwgen_fastsim.cpp): bytes at unaligned addresses come back as loaded, the bytes around them as
+    the image had them; a file of the wrong size or words outside the memory are one error line."""
+    import subprocess
+
+    from sim.dram import BusTiming, DramError
+    from sim.fast_bench import LOAD_FILE, FastBench
+
+    target = sim_target.from_graph(checkpoint.load(CKPT), tmp_path / "gen")
+    b, fields = simulate.build(target, "fast", cache_dir=cache)
+    job = simrunner.make_job(bus_bits=target.params["bus_bits"], dram_size=target.dram_size, ports=target.ports,
+                             timing=BusTiming.profile("ideal", 0).as_dict(), regions=target.regions,
+                             preload=[{"addr": 0, "file": str(target.image_path)}], **fields)
+    image = target.image_path.read_bytes()
+    data = bytes(random.Random(1).getrandbits(8) for _ in range(203))
+    with subprocess.Popen([str(b.exe)], cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
+        bench = FastBench(proc, job, tmp_path)
+        bench.start()
+        assert bench._dump(0, len(image)) == image
+        bench._load(13, data)
+        assert bench._dump(0, 300) == image[:13] + data + image[13 + len(data):300]
+        bb = target.params["bus_bits"] // 8
+        (tmp_path / LOAD_FILE).write_bytes(bytes(2 * bb - 1))
+        with pytest.raises(DramError, match=f"read {2 * bb - 1} bytes, {2 * bb} expected"):
+            bench._ask("load 0 1")
+        with pytest.raises(DramError, match="outside the memory"):
+            bench._ask(f"dump 0 {1 << 40}")
+        assert bench._dump(2 * bb, 100) == data[2 * bb - 13:][:100]  # the program still answers
+        proc.stdin.close()
+        assert proc.wait() == 0
 
 
 @pytest.mark.slow  # a minute of builds and runs; make soak's 2,000-case fast campaign covers the path too

@@ -9,14 +9,11 @@
 // (seed, stream, n) compared with an integer threshold that Python derived from the same float
 // comparison the agent makes, so both models stall on the same cycles for the same seed.
 //
-// The main loop drives bd_op/bd_lo/bd_hi and raises bd_strobe; the operation runs at once,
-// without a clock edge, on files in the simulator's working folder:
-//   1 load  mem[bd_lo..bd_hi]      from fastmem_mem.bin       2 dump mem[bd_lo..bd_hi] to fastmem_mem.hex
-//   3 load  region[bd_lo..bd_hi]   from fastmem_regions.bin   4 load the configuration from fastmem_config.hex
-//   5 dump  counters[0..bd_hi]     to fastmem_{rb,wb,rn,wn}.hex (read/written bytes, read/write bursts)
-//   6 clear counters[0..bd_hi]
-// Loads are binary ($$fread: each word's bytes most significant first), since parsing $$readmemh
-// text of a whole DRAM image took more CPU than simulating a small layer; a short file is fatal.
+// The memory's contents, its region map and its counters are arrays the main loop reads and writes
+// in place, between clock edges (hwgen_fastsim.cpp: a copy, no simulator call per word). The
+// configuration goes through the design: a rising edge of cfg_strobe loads it from
+// fastmem_config.hex in the simulator's working folder, without a clock edge, so the logic that
+// reads it (the ready decisions) is evaluated again at once.
 // Filled in by hwgen.sim_target.fast_top (the dollar-brace placeholders; a doubled dollar is one).
 `default_nettype none
 
@@ -40,10 +37,7 @@ module ${TOP} (
     output reg  [48:0] err_req,      // E_CHANGED, E_BURST: the offending request
     output reg  [31:0] err_reads,    // E_UNFINISHED: requests still open
     output reg  [31:0] err_writes,
-    input  wire [3:0]  bd_op,
-    input  wire [31:0] bd_lo,
-    input  wire [31:0] bd_hi,
-    input  wire        bd_strobe
+    input  wire        cfg_strobe
 );
     localparam BUS = ${BUS_BITS};
     localparam BB = BUS / 8;
@@ -58,12 +52,17 @@ module ${TOP} (
     localparam C_SIZE = 0, C_MAX_OUT = 1, C_LAT_LO = 2, C_LAT_N = 3, C_BASE = 4, C_THR = 8, C_LAT_THR = 11;
 
     reg [63:0]    cfg [0:C_LAT_THR + LAT_THRESHOLDS - 1];
+    // mem, region and cnt_* are read and written in place by the main loop under these names
+    // (hwgen_fastsim.cpp's FASTMEM; a beat's bytes little-endian, as on the bus). The counters,
+    // which nothing in the design reads, are marked public to be kept in the model; mem is not: a
+    // public variable may change between evaluations, so the logic that reads it (the read port)
+    // would be evaluated again at every evaluation, the falling edge's too.
     reg [BUS-1:0] mem [0:(1 << WORD_BITS) - 1];
     reg [15:0]    region [0:(1 << WORD_BITS) - 1];
-    reg [63:0]    cnt_rb [0:NREG - 1];
-    reg [63:0]    cnt_wb [0:NREG - 1];
-    reg [63:0]    cnt_rn [0:NREG - 1];
-    reg [63:0]    cnt_wn [0:NREG - 1];
+    reg [63:0]    cnt_rb [0:NREG - 1] /*verilator public_flat*/;
+    reg [63:0]    cnt_wb [0:NREG - 1] /*verilator public_flat*/;
+    reg [63:0]    cnt_rn [0:NREG - 1] /*verilator public_flat*/;
+    reg [63:0]    cnt_wn [0:NREG - 1] /*verilator public_flat*/;
 
     reg         rst_q, start_q;
     reg  [31:0] desc_addr_q;
@@ -257,38 +256,7 @@ module ${TOP} (
         end
     end
 
-    integer i, fd, got;
-    always @(posedge bd_strobe) begin
-        case (bd_op)
-            1: begin
-                fd = $$fopen("fastmem_mem.bin", "rb");
-                got = $$fread(mem, fd, bd_lo, bd_hi - bd_lo + 1);
-                if (fd != 0) $$fclose(fd);
-                if (got != (bd_hi - bd_lo + 1) * BB)
-                    $$fatal(1, "fastmem_mem.bin: %0d bytes read, %0d expected", got, (bd_hi - bd_lo + 1) * BB);
-            end
-            2: $$writememh("fastmem_mem.hex", mem, bd_lo, bd_hi);
-            3: begin
-                fd = $$fopen("fastmem_regions.bin", "rb");
-                got = $$fread(region, fd, bd_lo, bd_hi - bd_lo + 1);
-                if (fd != 0) $$fclose(fd);
-                if (got != (bd_hi - bd_lo + 1) * 2)
-                    $$fatal(1, "fastmem_regions.bin: %0d bytes read, %0d expected", got, (bd_hi - bd_lo + 1) * 2);
-            end
-            4: $$readmemh("fastmem_config.hex", cfg);
-            5: begin
-                $$writememh("fastmem_rb.hex", cnt_rb, 0, bd_hi);
-                $$writememh("fastmem_wb.hex", cnt_wb, 0, bd_hi);
-                $$writememh("fastmem_rn.hex", cnt_rn, 0, bd_hi);
-                $$writememh("fastmem_wn.hex", cnt_wn, 0, bd_hi);
-            end
-            6: for (i = 0; i < NREG; i = i + 1)
-                if (i <= bd_hi) begin
-                    cnt_rb[i] = 0; cnt_wb[i] = 0; cnt_rn[i] = 0; cnt_wn[i] = 0;
-                end
-            default: ;
-        endcase
-    end
+    always @(posedge cfg_strobe) $$readmemh("fastmem_config.hex", cfg);
 endmodule
 
 `default_nettype wire

@@ -5,11 +5,20 @@
 // model (clock low, clock high), of which only the rising edge runs logic. Python (sim/fast_bench.py) drives it through a pipe, one command
 // per line on stdin, one answer per line on stdout:
 //   reset N                  rst high for N cycles, then low                          -> "ok"
-//   op OP LO HI              a backdoor operation (hwgen_fastmem.v: bd_op/bd_lo/bd_hi)  -> "ok"
-//   run DESC TIMEOUT         start a run at the next rising edge, clock until `finished` ->
-//                            "CYCLES ERROR HELD REQ READS WRITES" (run_cycles, error, err_* in hex)
+//   config                   the memory loads fastmem_config.hex (a pulse of cfg_strobe)  -> "ok"
+//   load LO HI               memory beats LO..HI from fastmem_load.bin                    -> "ok"
+//   regions LO HI            the region numbers of beats LO..HI from fastmem_regions.bin  -> "ok"
+//   dump LO HI               memory beats LO..HI to fastmem_dump.bin                      -> "ok"
+//   run DESC TIMEOUT         zero the traffic counters, start a run at the next rising edge,
+//                            clock until `finished` -> "CYCLES ERROR HELD REQ READS WRITES"
+//                            (run_cycles, error, err_* in hex)
+//   counters N               the counters of regions 0..N-1, hex: "RB.. WB.. RN.. WN.."
 //   state                    "ERROR CYCLE" (hex): the error pending between runs, the cycle number
 //   quit
+// Files are in the working folder, binary, as the arrays hold them: a memory beat's bytes in bus
+// order (little-endian words), a region number as 16 bits little-endian; a file of another size
+// is an error. (Through the simulator, $fread read a file one getc() per byte: 505 M instructions
+// to load the ResNet-18 CIFAR image and its region map, callgrind; a copy is a memcpy.)
 // The clock edges are those of the cocotb testbench (sim/engine_tb.py): between commands the clock
 // is high (after a rising edge); the inputs change then, are registered by a pulse of ctl_strobe
 // and taken at the next rising edge, so cycle numbers, and with them the stall draws, are the
@@ -38,8 +47,8 @@ static Vtop *top;
 static VerilatedVcdC *tfp = nullptr;
 #endif
 
-// An evaluation that ends a time step: the waves get its values. The evaluations of the backdoor
-// and of the input strobe stay within a time step (Verilator's VCD writer refuses a second dump at
+// An evaluation that ends a time step: the waves get its values. The evaluations of the
+// configuration strobe and of the input strobe stay within a time step (Verilator's VCD writer refuses a second dump at
 // one time, with a warning on stdout, which is the pipe to Python).
 static void eval() {
 #if VM_TRACE
@@ -76,6 +85,44 @@ static void latch() {
 
 static unsigned long long u64(const char *s) { return strtoull(s, nullptr, 0); }
 
+// hwgen_fastmem's arrays in the model, by Verilator's names for them (MODULE__DOT__NAME). The
+// loaded words are seen by the design through its read port only, which no open read uses between
+// runs (a run ends with none open, or with an error that ends the host's work), and the next
+// rising edge evaluates that port again after its sequential logic, as it does at every edge.
+#define FASTMEM(name) (top->rootp->hwgen_fastmem__DOT__##name)
+// A beat's bytes in bus order are the array element's bytes on a little-endian host only.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the fast mode's loads and dumps assume a little-endian host");
+
+// Elements LO..HI of `array` to or from `path`, all of them or an error message.
+template <typename Array>
+static const char *transfer(Array &array, const char *lo_s, const char *hi_s, const char *path, bool load) {
+    static char why[160];
+    unsigned long long lo = u64(lo_s), hi = u64(hi_s), size = sizeof(array.m_storage[0]) * (hi - lo + 1);
+    if (lo > hi || hi >= array.size()) {
+        snprintf(why, sizeof why, "%s: words %llu..%llu outside the memory", path, lo, hi);
+        return why;
+    }
+    FILE *f = fopen(path, load ? "rb" : "wb");
+    if (!f) {
+        snprintf(why, sizeof why, "%s: cannot open", path);
+        return why;
+    }
+    size_t done = load ? fread(&array[lo], 1, size, f) : fwrite(&array[lo], 1, size, f);
+    bool whole = done == size && (!load || fgetc(f) == EOF);
+    if (fclose(f) || !whole) {
+        snprintf(why, sizeof why, "%s: %s %zu bytes, %llu expected", path, load ? "read" : "wrote", done, size);
+        return why;
+    }
+    return nullptr;
+}
+
+static void answer(const char *error) {
+    if (error)
+        printf("error: %s\n", error);
+    else
+        puts("ok");
+}
+
 int main(int argc, char **argv) {
     VerilatedContext context;
     context.commandArgs(argc, argv);
@@ -96,16 +143,16 @@ int main(int argc, char **argv) {
     top->clk = 0;
     top->rst = 1;
     top->start = 0;
-    top->bd_strobe = 0;
+    top->cfg_strobe = 0;
     top->ctl_strobe = 0;
     top->eval();  // initializes the model (then the clock edges evaluate it without eval_step)
 #if VM_TRACE
     if (tfp) tfp->dump(ctx->time());
 #endif
     rise();  // the testbench's first edge, before rst is registered
-    char line[256], cmd[16], a[32], b[32], c[32];
+    char line[256], cmd[16], a[32], b[32];
     while (fgets(line, sizeof line, stdin)) {
-        int n = sscanf(line, "%15s %31s %31s %31s", cmd, a, b, c);
+        int n = sscanf(line, "%15s %31s %31s", cmd, a, b);
         if (n < 1) continue;
         if (!strcmp(cmd, "quit")) break;
         if (!strcmp(cmd, "reset") && n == 2) {
@@ -117,16 +164,31 @@ int main(int argc, char **argv) {
             }
             top->rst = 0;  // registered with the first run's start
             puts("ok");
-        } else if (!strcmp(cmd, "op") && n == 4) {
-            top->bd_op = u64(a);
-            top->bd_lo = u64(b);
-            top->bd_hi = u64(c);
-            top->bd_strobe = 1;
+        } else if (!strcmp(cmd, "config") && n == 1) {
+            top->cfg_strobe = 1;
             top->eval();
-            top->bd_strobe = 0;
+            top->cfg_strobe = 0;
             top->eval();
             puts("ok");
+        } else if (!strcmp(cmd, "load") && n == 3) {
+            answer(transfer(FASTMEM(mem), a, b, "fastmem_load.bin", true));
+        } else if (!strcmp(cmd, "regions") && n == 3) {
+            answer(transfer(FASTMEM(region), a, b, "fastmem_regions.bin", true));
+        } else if (!strcmp(cmd, "dump") && n == 3) {
+            answer(transfer(FASTMEM(mem), a, b, "fastmem_dump.bin", false));
+        } else if (!strcmp(cmd, "counters") && n == 2) {
+            unsigned long long regions = u64(a);
+            if (regions > FASTMEM(cnt_rb).size()) {
+                printf("error: %llu regions, the memory counts %zu\n", regions, FASTMEM(cnt_rb).size());
+            } else {
+                for (auto *counts : {&FASTMEM(cnt_rb), &FASTMEM(cnt_wb), &FASTMEM(cnt_rn), &FASTMEM(cnt_wn)})
+                    for (unsigned long long i = 0; i < regions; i++)
+                        printf("%llx ", (unsigned long long)(*counts)[i]);
+                puts("");
+            }
         } else if (!strcmp(cmd, "run") && n == 3) {
+            for (auto *counts : {&FASTMEM(cnt_rb), &FASTMEM(cnt_wb), &FASTMEM(cnt_rn), &FASTMEM(cnt_wn)})
+                counts->fill(0);
             top->desc_addr = u64(a);
             top->timeout = u64(b);
             top->start = 1;
