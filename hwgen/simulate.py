@@ -17,6 +17,7 @@ import json
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -316,14 +317,19 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
                              host=HOST_PROGRAM, network=net, interface=engine.interface,
                              axi_dir=str(engine.gen_dir) if engine.interface == "axi" else None)
     wall = time.perf_counter()
-    if progress:
-        print(f"compiling the engine ({mode} mode) with {sim} (kept in a cache: only the first run of a design waits)",
-              file=sys.stderr, flush=True)
-    b, mode_fields = build(engine, mode, sim=sim, waves=simrunner.waves_format(waves) if waves else None,
-                           cache_dir=cache_dir, opt=opt, profile=profile)
-    job.update(mode_fields)
-    with _Progress(workdir / "progress.txt", len(chosen) * len(inputs), progress):
-        results = simrunner.run_job(b, job, workdir, waves_file=waves)
+    # the whole network's reference, for the logits, computed while the simulator runs (its numpy
+    # kernels release the GIL): after the last layer it would add its time to the wall time
+    with ThreadPoolExecutor(1) as pool:
+        pending_logits = pool.submit(reference.run, graph, inputs)
+        if progress:
+            print(f"compiling the engine ({mode} mode) with {sim} (kept in a cache: only the first run of a design "
+                  f"waits)", file=sys.stderr, flush=True)
+        b, mode_fields = build(engine, mode, sim=sim, waves=simrunner.waves_format(waves) if waves else None,
+                               cache_dir=cache_dir, opt=opt, profile=profile)
+        job.update(mode_fields)
+        with _Progress(workdir / "progress.txt", len(chosen) * len(inputs), progress):
+            results = simrunner.run_job(b, job, workdir, waves_file=waves)
+        ref_logits = pending_logits.result()
     wall = time.perf_counter() - wall
 
     host = results["host"]
@@ -356,7 +362,6 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
     for lr in by_name.values():
         lr.utilization = lr.effectual_macs / (lanes * lr.cycles) if lr.cycles else 0.0
 
-    ref_logits = reference.run(graph, inputs)
     done = [img for img in host["images"] if img["logits"] is not None]
     eng_logits = np.asarray([img["logits"] for img in done], dtype=np.int64).reshape(len(done), *ref_logits.shape[1:])
     logit_mismatches = int(np.count_nonzero(eng_logits != ref_logits[:len(done)])) + \
