@@ -287,5 +287,6 @@ class EngineParams:
             "output_row_buffer_words": 2 * self.m_lanes * self.out_row_beats_max,
             "pattern_rom_entries": len(self.patterns),
             "mac_register_cuts": list(self.mac_cuts),
+            "window_fifo_depth": self.window_depth,
             "requant_register_cuts": list(self.requant_cuts),
         }
