@@ -115,6 +115,13 @@ def test_residue_engines_get_a_window_fifo_deep_enough_for_one_step_channels():
     assert engine.fit_params([residue], m_lanes=2, x_lanes=2, pipeline=0).window_depth == 0
 
 
+def test_deep_window_fifo_alone_is_bit_exact_under_stalls():
+    # pipeline 1: the `window` cut is the only one, so the 4-window FIFO meets the issue directly
+    kwargs, knobs = CASES["psd1p16"]
+    plan, params, _ = run_case(conv_graph(seed=7, **kwargs), seed=6, stall=0.3, pipeline=1, **knobs)
+    assert plan.residue_groups and params.window_depth == 4 and params.mac_cuts == ("window",)
+
+
 def test_window_fifo_depth_is_what_the_rtl_runs():
     # the schedule at the engine's depth, not at 2, predicts the RTL: the two differ by 6 % here
     kwargs, knobs = CASES["psd1p16"]
