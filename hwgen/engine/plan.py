@@ -285,8 +285,8 @@ def _fetch_bound_pass(steps: list[int], fetch: list[int], window_depth: int) -> 
     stage passes it on (window i-1 left). Without the MAC array's window FIFO a window leaves when
     the array takes it, after the previous channel's steps; with it (the `window` cut, a FIFO of
     `window_depth` windows) it leaves into the FIFO once window i - window_depth is out of it, and
-    the array takes it a cycle later at the earliest. Walked over three passes (the fetch runs on across passes), the third's
-    duration is the steady state's.
+    the array takes it a cycle later at the earliest. Walked over three passes (the fetch runs on
+    across passes), the third's duration is the steady state's.
     """
     seq, rows = steps * 3, fetch * 3
     last_row, left, taken = [], [], []  # per window: its last row in stage B, it leaves the buffer, the array takes it
