@@ -10,12 +10,14 @@ cycles within 3%.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hwgen.layercases import conv_graph, pattern_library_graph
 from test_gateware_engine import run_case
 
 from hwgen import engine
-from hwgen.engine import descriptor, schedule
+from hwgen.engine import descriptor, plan as planning, schedule
 
 
 def plan_of(graph, m_lanes, dense_only=False):
@@ -96,3 +98,35 @@ def test_engine_analysis_reports_the_layers_own_structure_and_schedule(make, str
                                bus_bits=a.arch.engine.bus_bits)
     sched = schedule.layer_schedule(plan, params)
     assert r.cycles == sched.cycles and r.dram_bytes["weights"] == sched.bytes["weights"]
+
+
+def test_residue_engines_get_a_window_fifo_deep_enough_for_one_step_channels():
+    # a PSD1_P16 class walks one dense channel (9 steps, 3 rows) then 15 one-step, one-row channels:
+    # with 2 windows in the FIFO the fetch falls behind after each dense channel, with 4 it does not
+    steps = [9 if c % 16 == 0 else 1 for c in range(64)]
+    rows = [3 if c % 16 == 0 else 1 for c in range(64)]
+    assert planning._fetch_bound_pass(steps, rows, 2) == sum(steps) + 4 * 2
+    assert planning._fetch_bound_pass(steps, rows, 4) == sum(steps)
+    residue = plan_of(conv_graph(1, cin=16, cout=32, h=3, w=3, scheme="PSD1_P16"), 2)
+    contiguous = plan_of(conv_graph(1, cin=16, cout=16, h=3, w=3, scheme="PS4_P4"), 2)
+    depths = [engine.fit_params(plans, m_lanes=2, x_lanes=2).window_depth
+              for plans in ([residue], [contiguous], [residue, contiguous])]
+    assert depths == [4, 2, 4]
+    assert engine.fit_params([residue], m_lanes=2, x_lanes=2, pipeline=0).window_depth == 0
+
+
+def test_deep_window_fifo_alone_is_bit_exact_under_stalls():
+    # pipeline 1: the `window` cut is the only one, so the 4-window FIFO meets the issue directly
+    kwargs, knobs = CASES["psd1p16"]
+    plan, params, _ = run_case(conv_graph(seed=7, **kwargs), seed=6, stall=0.3, pipeline=1, **knobs)
+    assert plan.residue_groups and params.window_depth == 4 and params.mac_cuts == ("window",)
+
+
+def test_window_fifo_depth_is_what_the_rtl_runs():
+    # the schedule at the engine's depth, not at 2, predicts the RTL: the two differ by 6 % here
+    kwargs, knobs = CASES["psd1p16"]
+    plan, params, traffic = run_case(conv_graph(seed=9, **kwargs), seed=5, stall=0.0, **knobs)
+    shallow = schedule.layer_schedule(plan, dataclasses.replace(params, residue_groups=False)).cycles
+    deep = schedule.layer_schedule(plan, params).cycles
+    assert params.window_depth == 4 and shallow - deep > 0.05 * deep
+    assert abs(traffic.cycles - deep) <= 0.02 * traffic.cycles, (traffic.cycles, deep, shallow)

@@ -29,9 +29,19 @@ MAX_PIPELINE = max(len(MAC_CUTS), len(REQUANT_CUTS))
 DEFAULT_PIPELINE = MAX_PIPELINE  # what `hwgen generate` builds unless told otherwise
 
 
-def has_window_fifo(pipeline: int) -> bool:
-    """The MAC array's `window` cut is in at this depth (the schedule's fetch model depends on it)."""
-    return "window" in MAC_CUTS[:pipeline]
+# Windows the `window` cut's FIFO holds. After a residue group's dense channel (9 steps) the
+# channels of one step each need a window per cycle; the fetch reads ahead only while the FIFO
+# takes windows, and with 2 a PSD1_P16 pass lost 2 cycles per dense channel (104 cycles for 96
+# steps at 64 channels): 4 hides them. Engines without residue-grouped layers keep 2 (area).
+WINDOW_DEPTH, RESIDUE_WINDOW_DEPTH = 2, 4
+
+
+def window_depth(pipeline: int, residue_groups: bool) -> int:
+    """Windows the MAC array's `window` FIFO holds at this depth, 0 without the cut (the schedule's
+    fetch model depends on it); `residue_groups`: some layer of the engine has residue-grouped lanes."""
+    if "window" not in MAC_CUTS[:pipeline]:
+        return 0
+    return RESIDUE_WINDOW_DEPTH if residue_groups else WINDOW_DEPTH
 
 
 def _pow2(v: int) -> bool:
@@ -72,6 +82,7 @@ class EngineParams:
     lane_period: int = 0  # lcm of the periodic layers' P: lanes m and m + lane_period share a tap mux (0: none)
     sram_cells: bool = False  # buffers as hwgen_sram_1r1w instances (generated Verilog) or lib.memory (sim)
     pipeline: int = DEFAULT_PIPELINE  # register cuts per long path (MAC_CUTS, REQUANT_CUTS); 0: single-cycle
+    residue_groups: bool = False  # some layer has residue-grouped lanes: a deeper window FIFO (`window_depth`)
 
     # -- validation ------------------------------------------------------------------------------
     def validate(self) -> "EngineParams":
@@ -246,8 +257,8 @@ class EngineParams:
         return REQUANT_CUTS[:self.pipeline]
 
     @property
-    def window_fifo(self) -> bool:
-        return has_window_fifo(self.pipeline)
+    def window_depth(self) -> int:
+        return window_depth(self.pipeline, self.residue_groups)
 
     @property
     def pipeline_latency(self) -> int:
@@ -276,5 +287,6 @@ class EngineParams:
             "output_row_buffer_words": 2 * self.m_lanes * self.out_row_beats_max,
             "pattern_rom_entries": len(self.patterns),
             "mac_register_cuts": list(self.mac_cuts),
+            "window_fifo_depth": self.window_depth,
             "requant_register_cuts": list(self.requant_cuts),
         }

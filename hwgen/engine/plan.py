@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import HwgenError
 from ..sparsity import ResidueStats
-from .params import DEFAULT_PIPELINE, KERNEL_MAX, MAX_PERIOD, TAPS, has_window_fifo
+from .params import DEFAULT_PIPELINE, KERNEL_MAX, MAX_PERIOD, TAPS, window_depth
 
 KERNELS = tuple(range(1, KERNEL_MAX + 1, 2))  # square kernel sizes the engine runs (padding k // 2)
 MAX_LIBRARY = 32  # pattern library masks per layer (ids travel as one byte per kernel)
@@ -234,18 +234,20 @@ def group_channels(plan: LayerPlan, m_lanes: int) -> list[list[int]]:
     return out
 
 
-DEFAULT_WINDOW_FIFO = has_window_fifo(DEFAULT_PIPELINE)
+# planning, before the engine's parameters exist, assumes the default depth's window FIFO, as deep
+# as the engine it plans gets when the plan is residue-grouped (contiguous groups do not depend on it)
+PLANNING_WINDOW_DEPTH = window_depth(DEFAULT_PIPELINE, residue_groups=True)
 
 
-def pass_cycles(plan: LayerPlan, m_lanes: int, window_fifo: bool = DEFAULT_WINDOW_FIFO) -> int:
+def pass_cycles(plan: LayerPlan, m_lanes: int, window_depth: int = PLANNING_WINDOW_DEPTH) -> int:
     """MAC-array cycles of one pass (output row x pixel group) summed over the lane groups.
 
     Per input channel a group takes its tap steps, but about at least the window fetch (k row
     reads for a k x k kernel, the rows its pattern touches for a residue group); a pass lasts at
-    least the drain of the previous one (m_lanes + 1). `window_fifo`: the engine has the `window`
-    cut (planning, before the engine's parameters exist, assumes the default depth's).
+    least the drain of the previous one (m_lanes + 1). `window_depth`: windows the `window` cut's
+    FIFO holds (`EngineParams.window_depth`, 0: no cut).
     """
-    return sum(group_pass_cycles(plan, chans[0], m_lanes, window_fifo) for chans in group_channels(plan, m_lanes))
+    return sum(group_pass_cycles(plan, chans[0], m_lanes, window_depth) for chans in group_channels(plan, m_lanes))
 
 
 def group_pass_steps(plan: LayerPlan, first_channel: int) -> int:
@@ -254,37 +256,37 @@ def group_pass_steps(plan: LayerPlan, first_channel: int) -> int:
     return sum(plan.channel_steps(first_channel, c) for c in range(plan.in_shape[0]))
 
 
-def group_pass_cycles(plan: LayerPlan, first_channel: int, m_lanes: int, window_fifo: bool) -> int:
+def group_pass_cycles(plan: LayerPlan, first_channel: int, m_lanes: int, window_depth: int) -> int:
     if not plan.residue_groups:  # the same steps and fetch on every channel: the slower of the two paces it
         return max(plan.in_shape[0] * max(plan.taps, plan.channel_rows(first_channel, 0)), m_lanes + 1)
-    return _residue_pass_cycles(plan, first_channel % plan.period, m_lanes, window_fifo)
+    return _residue_pass_cycles(plan, first_channel % plan.period, m_lanes, window_depth)
 
 
 @functools.lru_cache(maxsize=4096)
 def _residue_pass_cycles_of(masks: tuple[int, ...], residue: int, channels: int, m_lanes: int,
-                            window_fifo: bool) -> int:
+                            window_depth: int) -> int:
     patterns = [masks[(residue + c) % len(masks)] for c in range(channels)]
     steps = [bin(mk).count("1") for mk in patterns]
     fetch = [row_span(mk)[1] - row_span(mk)[0] + 1 for mk in patterns]
-    return max(_fetch_bound_pass(steps, fetch, window_fifo), m_lanes + 1)
+    return max(_fetch_bound_pass(steps, fetch, window_depth), m_lanes + 1)
 
 
-def _residue_pass_cycles(plan: LayerPlan, residue: int, m_lanes: int, window_fifo: bool) -> int:
+def _residue_pass_cycles(plan: LayerPlan, residue: int, m_lanes: int, window_depth: int) -> int:
     """A residue group's pass: every group of one class walks the same patterns, so it is cached."""
-    return _residue_pass_cycles_of(tuple(plan.masks), residue, plan.in_shape[0], m_lanes, window_fifo)
+    return _residue_pass_cycles_of(tuple(plan.masks), residue, plan.in_shape[0], m_lanes, window_depth)
 
 
-def _fetch_bound_pass(steps: list[int], fetch: list[int], window_fifo: bool) -> int:
+def _fetch_bound_pass(steps: list[int], fetch: list[int], window_depth: int) -> int:
     """Cycles of a pass in steady state when some channels take fewer steps than a window's fetch.
 
     The input buffer's fetch (`input_buffer.py`) reads a window's rows one per cycle (`fetch[c]`
     reads) and holds one finished window ahead: it may start window i's reads once window i-2 has
     left it and its stage holds window i-1's last row. Window i is offered the cycle after that
     stage passes it on (window i-1 left). Without the MAC array's window FIFO a window leaves when
-    the array takes it, after the previous channel's steps; with it (`window_fifo`, the `window`
-    cut) it leaves into the FIFO once window i-2 is out of it, and the array takes it a cycle later
-    at the earliest. Walked over three passes (the fetch runs on across passes), the third's
-    duration is the steady state's.
+    the array takes it, after the previous channel's steps; with it (the `window` cut, a FIFO of
+    `window_depth` windows) it leaves into the FIFO once window i - window_depth is out of it, and
+    the array takes it a cycle later at the earliest. Walked over three passes (the fetch runs on
+    across passes), the third's duration is the steady state's.
     """
     seq, rows = steps * 3, fetch * 3
     last_row, left, taken = [], [], []  # per window: its last row in stage B, it leaves the buffer, the array takes it
@@ -293,8 +295,8 @@ def _fetch_bound_pass(steps: list[int], fetch: list[int], window_fifo: bool) -> 
         last_row.append(first_read + rows[i])
         offered = max(last_row[i], left[i - 1] if i >= 1 else 0) + 1
         after_steps = taken[i - 1] + seq[i - 1] if i >= 1 else 0
-        if window_fifo:
-            left.append(max(offered, taken[i - 2] + 1 if i >= 2 else 0))
+        if window_depth:
+            left.append(max(offered, taken[i - window_depth] + 1 if i >= window_depth else 0))
             taken.append(max(left[i] + 1, after_steps))
         else:
             taken.append(max(offered, after_steps))

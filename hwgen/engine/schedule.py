@@ -105,7 +105,7 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
         passes = rows * ceil_div(cols, params.x_lanes)
         row_compute = ceil_div(cols, params.x_lanes) * group_pass_cycles(plan, lanes[0], params.m_lanes,
-                                                                          params.window_fifo)
+                                                                          params.window_depth)
         # compute-bound: the last row drains and goes out after the passes; write-bound: the
         # first row is computed before the writes that pace the rest; either way a row reaches
         # the writer through the pipeline's register cuts once more

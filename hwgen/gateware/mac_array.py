@@ -10,7 +10,7 @@ bias; the last hands the accumulators to write-back on the `result` stream.
 Stages: issue (window taken, weight and ROM addresses); one cycle later, when the weight word
 and taps are out of their memories, each pixel lane's candidate pixels (one per ROM pattern);
 then each lane's choice among them, the multiply and the accumulate. `params.mac_cuts` puts a
-two-entry FIFO between the input buffer and the issue (`window`: the buffer's fetch sees a
+FIFO (`params.window_depth` windows) between the input buffer and the issue (`window`: the buffer's fetch sees a
 registered ready), and registers the path after the candidates (`candidates`), before the
 multiply (`operands`: the DSP input registers) and after it (`product`: the DSP output
 register); the step's flags (first, last) travel with it, so each cut delays a run by one cycle
@@ -82,10 +82,11 @@ class MacArray(wiring.Component):
         # in any stage (one-step passes: a 1x1 layer with one input channel)
         in_flight = [s2_last]
         last_in_flight = Signal()
-        # the `window` cut: a two-entry FIFO between the input buffer and the issue, so the buffer's
-        # fetch sees a registered ready (its level), not the issue logic; a window per cycle still passes
-        if "window" in p.mac_cuts:
-            m.submodules.window_fifo = fifo = SyncFIFO(width=len(self.window.payload), depth=2)
+        # the `window` cut: a FIFO between the input buffer and the issue, so the buffer's fetch sees a
+        # registered ready (its level), not the issue logic; a window per cycle still passes. Its depth
+        # (`params.window_depth`: 2, or 4 with residue-grouped layers) is how far the fetch runs ahead
+        if p.window_depth:
+            m.submodules.window_fifo = fifo = SyncFIFO(width=len(self.window.payload), depth=p.window_depth)
             m.d.comb += [fifo.w_data.eq(self.window.payload), fifo.w_en.eq(self.window.valid),
                          self.window.ready.eq(fifo.w_rdy)]
             next_valid, next_window, take = fifo.r_rdy, fifo.r_data, fifo.r_en
