@@ -9,9 +9,11 @@ placement: the spread shows whether a change beats placement noise). Then the AS
 transistors, logic levels, SRAM bits) of the 4x4 engine. Each P&R takes minutes; `--jobs N` runs N
 of them at once (each synthesizes and places its own copy of the generated folder). `--pipeline N`
 generates with that many register cuts (default: the generator's; 0 is the single-cycle datapath).
+`--keep DIR` leaves each run's folder (`DIR/4x4-seed1/implement.json`, `implement.txt`, the Yosys and
+nextpnr logs) for reading the paths behind the worst one; without it they go to a temporary folder.
 
     .venv/bin/python benchmarks/implement_fmax.py [--engines 4x4,8x8] [--pipeline N] [--freq 150]
-                                                  [--seeds 1[,2,3]] [--jobs 1] [--no-asic]
+                                                  [--seeds 1[,2,3]] [--jobs 1] [--no-asic] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -46,12 +48,14 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="place-and-route runs at once")
     ap.add_argument("--target", default="ecp5-85k")
     ap.add_argument("--no-asic", action="store_true", help="skip the ASIC estimate")
+    ap.add_argument("--keep", type=Path, help="write the runs' folders here (not in a temporary folder)")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     graph = load(CHECKPOINT)
     specs = args.engines.split(",")
     asic = None
-    with tempfile.TemporaryDirectory(prefix="hwgen-bench-") as tmp, ProcessPoolExecutor(args.jobs) as pool:
+    with tempfile.TemporaryDirectory(prefix="hwgen-bench-") as scratch, ProcessPoolExecutor(args.jobs) as pool:
+        tmp = args.keep or scratch
         runs = {}
         for spec in specs:
             m, x = (int(v) for v in spec.split("x"))
@@ -59,7 +63,7 @@ def main() -> None:
             generate(graph, out, m_lanes=m, x_lanes=x, bus_bits=64, pipeline=args.pipeline)
             for seed in seeds:
                 copy = Path(tmp) / f"{spec}-seed{seed}"
-                shutil.copytree(out, copy)
+                shutil.copytree(out, copy, dirs_exist_ok=True)
                 runs[spec, seed] = pool.submit(place, copy, args.target, args.freq, seed)
         if "4x4" in specs and not args.no_asic:
             asic = implement(Path(tmp) / "4x4", "asic")

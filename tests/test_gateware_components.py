@@ -151,7 +151,7 @@ def window_model(x, oy, xg, c, stride, x_lanes, kernel_max=3):
     return win
 
 
-@pytest.mark.parametrize("stride, k, bus_bits, max_width, band, kernel_max, act_bits", [
+WINDOW_CASES = [
     (1, 3, 64, 16, None, 3, 6), (2, 3, 32, 16, None, 3, 6), (2, 1, 64, 16, None, 3, 6),
     (1, 3, 64, 32, (2, 5), 3, 6),  # two rows per word, a middle band (halo above and below)
     (2, 3, 32, 64, (0, 2), 3, 6),  # four rows per word, the top band (no row above the tensor)
@@ -166,14 +166,19 @@ def window_model(x, oy, xg, c, stride, x_lanes, kernel_max=3):
     (1, 1, 32, 64, (4, 7), 3, 3),  # 8 per beat, four rows per word
     (2, 3, 32, 64, (0, 2), 3, 2),  # 16 per beat, four rows per word
     (1, 5, 64, 32, (1, 4), 5, 4),  # a 5x5 kernel on packed rows
-])
-def test_input_buffer_windows(stride, k, bus_bits, max_width, band, kernel_max, act_bits):
+]
+
+
+# every case with the `read` cut (stage C computes the window's place from stage B's read), some without it
+@pytest.mark.parametrize("stride, k, bus_bits, max_width, band, kernel_max, act_bits, pipeline",
+                         [(*case, MAX_PIPELINE) for case in WINDOW_CASES] + [(*case, 0) for case in WINDOW_CASES[3:6]])
+def test_input_buffer_windows(stride, k, bus_bits, max_width, band, kernel_max, act_bits, pipeline):
     """Rows of one band loaded into their slots, channel by channel; every window of the band (the rows of
     the layer's kernel: a smaller kernel's window leaves the rows outside it stale)."""
     rng = np.random.default_rng(stride + 2 * k + max_width + act_bits)
     c, h, w = 3, 7, 11
     params = EngineParams(x_lanes=4, bus_bits=bus_bits, act_bits=act_bits, max_width=max_width,
-                          input_words=c * (h + 1), kernel_max=kernel_max).validate()
+                          input_words=c * (h + 1), kernel_max=kernel_max, pipeline=pipeline).validate()
     x = rng.integers(0, 1 << act_bits, size=(c, h, w))
     rb = engine.row_beats(w, params)
     bb = params.beat_bytes

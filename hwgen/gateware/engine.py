@@ -86,6 +86,9 @@ class Engine(wiring.Component):
         out_plane_beats = Signal(32)
         in_plane_beats = Signal(32)
         band_out_beats = Signal(32)
+        # the lanes' planes apart: the period in a residue-grouped layer, else 1; a register, so that the
+        # descriptor's fields and this mux are not in front of lane_bytes' multiplier
+        lane_planes = Signal(8)
         last_tap = Signal(8)  # the layer's taps - 1: the MAC array's last step per channel
         last_channel = Signal(16)  # channels - 1
         last_m_group = Signal(16)  # m_groups - 1
@@ -248,6 +251,11 @@ class Engine(wiring.Component):
             m.d.sync += [got.eq(got + 1), got_last.eq(got + 2 == beats)]
 
         resident = d.resident_groups != 0
+        # the next residue class's lanes, computed a cycle behind `res_class` (which changes at least two cycles
+        # before a run's end reads this: RUN_START and RUN lie between), so that the class counter's add and
+        # compare are not chained into `lanes_left`'s
+        next_class_lanes = Signal.like(lanes_left)
+        m.d.sync += next_class_lanes.eq(d.class_channels + (res_class + 1 < d.class_extra))
 
         def reset_groups():
             m.d.sync += [group.eq(0), weight_ptr.eq(d.weight_addr), table_ptr.eq(d.table_addr),
@@ -266,7 +274,7 @@ class Engine(wiring.Component):
                 m.d.sync += [
                     res_class.eq(res_class + 1), class_ptr.eq(class_ptr + plane_bytes),
                     out_ptr.eq(class_ptr + plane_bytes), class_start.eq(1),
-                    lanes_left.eq(d.class_channels + (res_class + 1 < d.class_extra)),
+                    lanes_left.eq(next_class_lanes),
                 ]
 
         def reset_bands():
@@ -316,6 +324,7 @@ class Engine(wiring.Component):
                     out_plane_beats.eq(d.out_height * d.out_row_beats),
                     in_plane_beats.eq(d.height * d.in_row_beats),
                     band_out_beats.eq(d.band_rows * d.out_row_beats),
+                    lane_planes.eq(Mux(d.residue_groups, d.period, 1)),
                     in_row_bytes.eq(d.in_row_beats * bb),
                     # full rows; column tiles set these per tile (TILE_COLS, TILE_BEATS)
                     tile_cols.eq(d.out_width), tile_xg.eq(d.x_groups), tile_out_beats.eq(d.out_row_beats),
@@ -330,7 +339,7 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [
                     plane_bytes.eq(out_plane_beats * bb),
-                    lane_bytes.eq(out_plane_beats * bb * Mux(d.residue_groups, d.period, 1)),
+                    lane_bytes.eq(out_plane_beats * bb * lane_planes),
                     in_plane_bytes.eq(in_plane_beats * bb),
                     input_beats.eq(d.channels * in_plane_beats),
                     band_out_step.eq(band_out_beats * bb),

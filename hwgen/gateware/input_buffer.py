@@ -180,36 +180,50 @@ class InputBuffer(wiring.Component):
         next_index = Mux(c_at_last, self.group_index, f_next)
         y = Signal(signed(18))
         m.d.comb += y.eq(y_base + ky)
-        row_ok = (y >= 0) & (y < self.height)
 
         # stage B: the row read issued last cycle is on mem.rd_data
         b_valid = Signal()
         b_ky = Signal.like(ky)
         b_last = Signal()
-        # the window's first column within the word, and which of its columns are inside the row,
-        # both computed at the read so that the read data meets only a shifter and an AND
-        b_offset = Signal(range(p.row_elems + (1 << 16)))
-        b_keep = Signal(cols)
-
-        # the `read` cut (`params.mac_cuts`): stage C, the read data and its row's fields registered once
-        # more, so the buffer's output meets a register, not the shifter; it advances with stage B
-        read_cut = "read" in p.mac_cuts
-        stage_b = (b_valid, b_ky, b_last, b_offset, b_keep, mem.rd_data)
-        if read_cut:
-            stage_c = tuple(Signal.like(v, name=f"c_{name}")
-                            for v, name in zip(stage_b, ("valid", "ky", "last", "offset", "keep", "data")))
-        else:
-            stage_c = stage_b
-        c_valid, c_ky, c_last, c_offset, c_keep, c_data = stage_c
-
-        # column x_base + j - kernel_max // 2 of the row; outside 0 .. width-1 it is padding (or a
-        # neighbouring slot)
-        right = self.width if half_max == 1 else self.width + (half_max - 1)
-        stall = c_valid & c_last & self.window.valid & ~self.window.ready
+        stall = Signal()
         advance = ~stall
         rd_slot = Signal(32)
         m.d.comb += [rd_slot.eq(slot_base + ky),
                      mem.rd_en.eq(advance), mem.rd_addr.eq(rd_slot >> self.slot_shift)]
+        with m.If(advance):
+            m.d.sync += [b_valid.eq(active & ~self.run), b_ky.eq(ky), b_last.eq(ky_at_last)]
+
+        # where the window lies in the read word: its first column's offset, and which of its columns are
+        # inside the row (column x + j - kernel_max // 2; outside 0 .. width-1 it is padding or a
+        # neighbouring slot), registered beside the read data so that they meet only a shifter and an AND
+        right = self.width if half_max == 1 else self.width + (half_max - 1)
+        c_offset = Signal(range(p.row_elems + (1 << 16)))
+        c_keep = Signal(cols)
+
+        def place(slot, row, x):
+            """The window's (offset, keep) for a read of `slot`, input row `row`, first column `x`."""
+            slot_elems = ((slot & slot_mask) << slot_log2) * be  # the row's first element within the word
+            return ((slot_elems + x - self.col_origin)[:len(c_offset)],
+                    Cat((row >= 0) & (row < self.height) & (x + j >= half_max) & (x + j <= right) for j in range(cols)))
+
+        if "read" in p.mac_cuts:
+            # the `read` cut (`params.mac_cuts`): stage C, the read data registered once more, so the buffer's
+            # output meets a register, not the shifter; it advances with stage B. The window's place is
+            # computed from B's copy of the read's slot, row and first column, so the read's carry chains
+            # (`slot_base + ky`, `y_base + ky`) and the place's (shift, adds, compares) are in two cycles
+            b_slot, b_row, b_x = Signal(16), Signal.like(y), Signal.like(x_base)
+            c_valid, c_ky, c_last = Signal(), Signal.like(ky), Signal()
+            c_data = Signal.like(mem.rd_data)
+            c_place = place(b_slot, b_row, b_x)
+            with m.If(advance):
+                m.d.sync += [b_slot.eq(rd_slot), b_row.eq(y), b_x.eq(x_base),
+                             c_valid.eq(b_valid), c_ky.eq(b_ky), c_last.eq(b_last), c_data.eq(mem.rd_data)]
+        else:
+            c_valid, c_ky, c_last, c_data = b_valid, b_ky, b_last, mem.rd_data
+            c_place = place(rd_slot, y, x_base)
+        with m.If(advance):
+            m.d.sync += [c_offset.eq(c_place[0]), c_keep.eq(c_place[1])]
+        m.d.comb += stall.eq(c_valid & c_last & self.window.valid & ~self.window.ready)
 
         with m.If(self.run):
             m.d.sync += [active.eq(1), oy.eq(0), xg.eq(0), c.eq(0), y_base.eq(self.y_start),
@@ -236,15 +250,6 @@ class InputBuffer(wiring.Component):
                                      row_base.eq(row_base + row_step), slot_base.eq(row_base + row_step)]
                         with m.If(oy_at_last):
                             m.d.sync += active.eq(0)
-        with m.If(advance):
-            slot_elems = ((rd_slot & slot_mask) << slot_log2) * be  # the row's first element within the word
-            m.d.sync += [b_valid.eq(active & ~self.run), b_ky.eq(ky), b_last.eq(ky_at_last),
-                         b_offset.eq((slot_elems + x_base - self.col_origin)[:len(b_offset)]),
-                         b_keep.eq(Cat(row_ok & (x_base + j >= half_max) & (x_base + j <= right) for j in range(cols)))]
-
-        if read_cut:
-            with m.If(advance):
-                m.d.sync += [reg.eq(v) for reg, v in zip(stage_c, stage_b)]
 
         # stage B (C with the `read` cut): cut the window's columns out of the row, zero the padding
         padded = Cat(Const(0, half_max * a), c_data, Const(0, cols * a))
