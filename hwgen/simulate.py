@@ -273,6 +273,14 @@ def fast_job(regions: int) -> dict:
     return {"memory": "hdl", "fastmem_regions": regions}
 
 
+def check_expected_shape(graph, images: int, expected) -> None:
+    """The user's expected outputs must have the network's output shape for `images` images: checked
+    before a simulation, not after it."""
+    want = (images, *graph.node(graph.output).out_shape)
+    if expected is not None and np.asarray(expected).shape != want:
+        raise HwgenError(f"expected outputs: shape {np.asarray(expected).shape}, the network gives {want}")
+
+
 def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", seed: int = 0,
                 timing: str = "hostile", layers: list[str] | None = None, waves: Path | None = None,
                 workdir: Path, cache_dir: Path | None = None, progress: bool = False,
@@ -294,6 +302,7 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
     if mode not in MODES:
         raise HwgenError(f"unknown simulation mode '{mode}' (choose from {', '.join(MODES)})")
     graph = engine.graph
+    check_expected_shape(graph, len(inputs), expected)
     names = [lay.name for lay in engine.layers]
     if layers:
         unknown = [n for n in layers if n not in names]
@@ -369,8 +378,6 @@ def run_network(engine, inputs: np.ndarray, labels, *, sim: str = "verilator", s
     expect_mismatches = None
     if expected is not None:
         expected = np.asarray(expected)
-        if expected.shape != ref_logits.shape:
-            raise HwgenError(f"expected outputs: shape {expected.shape}, the network gives {ref_logits.shape}")
         expect_mismatches = int(np.count_nonzero(eng_logits != expected[:len(done)])) + \
             int(np.prod(ref_logits.shape[1:])) * (len(inputs) - len(done))
     flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
@@ -513,12 +520,14 @@ def simulate_chain(gen_dir, *, images: int = 4, seed: int = 0, sim: str = "veril
         x, labels = sample_inputs(target.graph, images, seed)
     else:
         x, labels = integer_inputs(target.graph, inputs, "--input"), None
-    want = reference.run(target.graph, x)
-    if expected is not None and np.asarray(expected).shape != want.shape:
-        raise HwgenError(f"expected outputs: shape {np.asarray(expected).shape}, the network gives {want.shape}")
+    check_expected_shape(target.graph, len(x), expected)
     wall = time.perf_counter()
-    host = run_chain(target, x, sim=sim, seed=seed, timing=timing, workdir=workdir or Path(gen_dir) / "sim-chain",
-                     cache_dir=cache_dir, mode=mode)
+    # the logits' reference computed while the simulator runs, as in run_network
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(reference.run, target.graph, x)
+        host = run_chain(target, x, sim=sim, seed=seed, timing=timing, workdir=workdir or Path(gen_dir) / "sim-chain",
+                         cache_dir=cache_dir, mode=mode)
+        want = pending.result()
     wall = time.perf_counter() - wall
     net = json.loads((target.gen_dir / "manifest.json").read_text())["network"]
     done = []

@@ -130,6 +130,13 @@ def test_cli_simulate_bad_arguments_are_one_line(digits, capsys, argv, message):
     assert code == 2 and message in err and err.count("\n") == 1
 
 
+def test_expected_outputs_of_the_wrong_shape_stop_before_the_simulation(digits, tmp_path):
+    inputs, labels = simulate.sample_inputs(digits.graph, 2, 0)
+    with pytest.raises(HwgenError, match=r"expected outputs: shape \(2, 9\), the network gives \(2, 10\)"):
+        simulate.run_network(digits, inputs, labels, workdir=tmp_path / "sim", expected=np.zeros((2, 9)))
+    assert not (tmp_path / "sim").exists()
+
+
 def test_cli_simulate_not_a_generated_folder(tmp_path, capsys):
     code = main(["simulate", str(tmp_path)])
     err = capsys.readouterr().err
