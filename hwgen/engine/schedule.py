@@ -113,7 +113,8 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         passes = rows * ceil_div(cols, params.x_lanes)
         row_compute = ceil_div(cols, params.x_lanes) * group_pass_cycles(plan, lanes[0], params.m_lanes,
                                                                           params.window_depth)
-        # RUN_START, then the first window's fetch: a 1x1 kernel's one row, else (as counted for 3x3) three
+        # RUN_START, then the first window's fetch: one row read for a 1x1 kernel (the other kernels' count is
+        # a 3x3 window's three reads)
         start = 1 + (3 if plan.kernel1x1 else 5)
         sent = backlog
         for r in range(rows):
@@ -138,12 +139,12 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                 backlog = 0  # the writer's rows of the tile's runs before, left at a run's end
                 for i, lanes in enumerate(members):
                     # this group's loads were read during the previous run (prefetch): RESIDUES only
-                    start = params.m_lanes if tiling.prefetch and i else group_start() + (0 if k else weights_load())
-                    t, steps, issued, left = run(lanes, rows, width, i + 1 < len(members), max(0, backlog - start))
+                    setup = params.m_lanes if tiling.prefetch and i else group_start() + (0 if k else weights_load())
+                    t, steps, issued, left = run(lanes, rows, width, i + 1 < len(members), max(0, backlog - setup))
                     if tiling.prefetch and i + 1 < len(members):  # the run reads the next group's loads
                         left = max(0, left - max(0, prefetch() - t))
                         t = max(t, prefetch())
-                    cycles += start + t
+                    cycles += setup + t
                     backlog = left
                     compute += steps
                     active += issued
