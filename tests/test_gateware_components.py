@@ -301,45 +301,69 @@ def test_activation_layout_round_trip(act_bits, signed, bus_bits):
 @pytest.mark.parametrize("pipeline", [0, MAX_PIPELINE])
 def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_width, pipeline):
     """Accumulators in, requantized rows out in the DRAM activation layout, under random back-pressure,
-    with the requantization in one cycle or in every register stage."""
+    with the requantization in one cycle or in every register stage; two lane groups' runs overlap as
+    the engine runs them: the second starts `m_lanes` cycles after the first is `drained` (the table
+    switched right after it) while the writer may still send the first's rows (the run then `pending`),
+    and an odd number of rows puts the first's last row and the second's first in one row buffer."""
     params = EngineParams(m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, act_bits=act_bits, acc_bits=20,
                           max_out_width=out_width, pipeline=pipeline).validate()
     rng = random.Random(act_bits * 100 + out_width)
     signed = act_bits == 3
     lo, hi = intmath.qrange(act_bits, signed)
-    lanes_valid, rows = m_lanes - (m_lanes > 2), 3
+    rows = 3
     xg = -(-out_width // x_lanes)
-    mults = [rng.randrange(1 << 14, 1 << 15) for _ in range(m_lanes)]
-    shifts = [rng.randint(12, 16) for _ in range(m_lanes)]
-    accs = [[[rng.randrange(-(1 << 19), 1 << 19) for _ in range(m_lanes * x_lanes)] for _ in range(xg)]
-            for _ in range(rows)]
     row_beats = engine.row_beats(out_width, params)
     bb = params.beat_bytes
     row_bytes = row_beats * bb
     plane_bytes = rows * row_bytes
+    groups = []  # (lanes, first output address, multipliers, shifts, accumulators)
+    for lanes_valid, addr in ((m_lanes - (m_lanes > 2), 0), (m_lanes, m_lanes * plane_bytes)):
+        groups.append((lanes_valid, addr, [rng.randrange(1 << 14, 1 << 15) for _ in range(m_lanes)],
+                       [rng.randint(12, 16) for _ in range(m_lanes)],
+                       [[[rng.randrange(-(1 << 19), 1 << 19) for _ in range(m_lanes * x_lanes)] for _ in range(xg)]
+                        for _ in range(rows)]))
     want = {}
-    for oy in range(rows):
-        for lane in range(lanes_valid):
-            ys = [int(intmath.requantize(accs[oy][g][lane * x_lanes + j], mults[lane], shifts[lane], lo, hi))
-                  for g in range(xg) for j in range(x_lanes)][:out_width]
-            want[lane * plane_bytes + oy * row_bytes] = packed_row(ys, act_bits, bb)
+    for lanes_valid, addr, mults, shifts, accs in groups:
+        for oy in range(rows):
+            for lane in range(lanes_valid):
+                ys = [int(intmath.requantize(accs[oy][g][lane * x_lanes + j], mults[lane], shifts[lane], lo, hi))
+                      for g in range(xg) for j in range(x_lanes)][:out_width]
+                want[addr + lane * plane_bytes + oy * row_bytes] = packed_row(ys, act_bits, bb)
     dut = Writeback(params)
     acc_mask = (1 << params.acc_bits) - 1
 
     async def bench(ctx):
         for sig, v in ((dut.lo, lo), (dut.hi, hi), (dut.out_width, out_width), (dut.out_height, rows),
                        (dut.x_groups, xg), (dut.row_beats, row_beats), (dut.row_bytes, row_bytes),
-                       (dut.plane_bytes, plane_bytes), (dut.lanes_valid, lanes_valid), (dut.group_addr, 0)):
+                       (dut.plane_bytes, plane_bytes)):
             ctx.set(sig, v)
-        for lane in range(m_lanes):
-            ctx.set(dut.multiplier[lane], mults[lane])
-            ctx.set(dut.shift[lane], shifts[lane])
-        ctx.set(dut.run, 1)
+
+        def start_group(g):  # the run's group (its table is switched in `m_lanes` cycles before)
+            ctx.set(dut.lanes_valid, groups[g][0])
+            ctx.set(dut.group_addr, groups[g][1])
+            ctx.set(dut.run, 1)
+
+        def table(g):
+            for lane in range(m_lanes):
+                ctx.set(dut.multiplier[lane], groups[g][2][lane])
+                ctx.set(dut.shift[lane], groups[g][3][lane])
+
+        table(0)
+        start_group(0)
         await ctx.tick()
         ctx.set(dut.run, 0)
-        results = [sum((a & acc_mask) << (i * params.acc_bits) for i, a in enumerate(p)) for row in accs for p in row]
+        queues = [[sum((a & acc_mask) << (i * params.acc_bits) for i, a in enumerate(p)) for row in g[4] for p in row]
+                  for g in groups]
+        group, next_run, pended = 0, None, False
         got, requests = {}, []
-        for _ in range(5000):
+        for _ in range(8000):
+            results = queues[group]  # the run's results come from the cycle after it starts
+            ctx.set(dut.run, next_run == 0)
+            if next_run == 0:
+                start_group(1)
+                group, next_run = 1, None
+            elif next_run is not None:
+                next_run -= 1
             ctx.set(dut.result.valid, bool(results) and rng.random() < 0.7)
             if results:
                 ctx.set(dut.result.payload.as_value(), results[0])
@@ -353,11 +377,18 @@ def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_w
                 requests.append([ctx.get(dut.req.payload.addr), b""])
             if wr_ready and ctx.get(dut.wr.valid):
                 requests[-1][1] += ctx.get(dut.wr.payload).to_bytes(bb, "little")
-            if ctx.get(dut.done):
+            if group == 0 and next_run is None and ctx.get(dut.drained):
+                assert not queues[0]
+                table(1)
+                next_run = m_lanes
+            pended |= bool(ctx.get(dut.pending))
+            if ctx.get(dut.done) and group == 1 and not ctx.get(dut.run):
                 break
+            assert not ctx.get(dut.done) or group == 0 and next_run is not None
             await ctx.tick()
-        assert ctx.get(dut.done) and not results, (len(results), len(requests))
+        assert ctx.get(dut.done) and not any(queues), [len(q) for q in queues]
         got = {addr: blob for addr, blob in requests}
         assert got == want
+        assert pended  # the second run came while the writer still sent the first's rows
 
     simulate(dut, bench)

@@ -12,7 +12,9 @@ per lane group the passes (output row x pixel-lane group), each the sum over inp
 `max(steps, fetch)` cycles (`plan.group_pass_cycles`: steps are the layer's taps, or a residue
 group's pattern's taps on that channel; fetch is the k row reads of a k x k window), and at
 least the drain of the previous pass; output rows go out while the next are computed unless write-back is the slower of the
-two. The pipeline's register cuts (`params.pipeline_latency`) delay each run's last row once. With
+two. The pipeline's register cuts (`params.pipeline_latency`) delay the last row of each band's (tile's, resident set's)
+last run once; the other runs end when their last pass is drained (through the MAC array's cuts only), and the next
+group's run starts while their last rows go out. With
 `prefetch` a streamed group's table and weights are read during the previous group's run, which
 then lasts at least as long as those loads.
 The model assumes memory that answers every request after `latency` cycles and never stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).
@@ -99,19 +101,26 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         read from the table's last beat, the cycle the last weight beat lands, and the run's last."""
         return _load_cycles(tgb, latency) + _load_cycles(wgb, latency) + 2
 
-    def run(lanes: list[int], rows: int, cols: int) -> tuple[int, int, int]:
-        """(cycles from RUN_START to write-back done, MAC-array pass cycles, its tap steps) of one tile
-        of `cols` output columns and one group."""
+    def run(lanes: list[int], rows: int, cols: int, overlapped: bool, backlog: int) -> tuple[int, int, int, int]:
+        """(cycles from RUN_START to the run's end, MAC-array pass cycles, its tap steps, the writer's backlog at
+        the end) of one tile of `cols` output columns and one group. `backlog`: the cycles from RUN_START until
+        the writer has sent the rows of the runs before (0 when it is idle). Row r reaches the writer after
+        its passes, the drain of its last pass and the pipeline's register cuts; the writer sends the rows in
+        order. A run ends when the writer has sent its last row or, `overlapped` (a next group of the same band
+        follows), when its last pass is drained (through the MAC array's cuts only), its last rows going out
+        while the next group runs."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
         passes = rows * ceil_div(cols, params.x_lanes)
         row_compute = ceil_div(cols, params.x_lanes) * group_pass_cycles(plan, lanes[0], params.m_lanes,
                                                                           params.window_depth)
-        # compute-bound: the last row drains and goes out after the passes; write-bound: the
-        # first row is computed before the writes that pace the rest; either way a row reaches
-        # the writer through the pipeline's register cuts once more
-        tail = params.m_lanes + params.pipeline_latency
-        return (1 + 5 + max(rows * row_compute + tail + row_out, row_compute + tail + rows * row_out),
-                rows * row_compute, passes * group_pass_steps(plan, lanes[0]))
+        # RUN_START, then the first window's fetch: one row read for a 1x1 kernel (the other kernels' count is
+        # a 3x3 window's three reads)
+        start = 1 + (3 if plan.kernel1x1 else 5)
+        sent = backlog
+        for r in range(rows):
+            sent = max(start + (r + 1) * row_compute + params.m_lanes + params.pipeline_latency, sent) + row_out
+        t = start + rows * row_compute + len(params.mac_cuts) if overlapped else sent
+        return t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t)
 
     cycles = 1 + _load_cycles(desc_beats, latency) + 2  # IDLE, the descriptor, SETUP, SETUP_BYTES
     compute = active = 0
@@ -127,14 +136,16 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         for b, rows in bands:
             for beats, width in cols:
                 cycles += band_load(*tiling.band_inputs[b], beats) + 1  # the tile's input, GROUPS
+                backlog = 0  # the writer's rows of the tile's runs before, left at a run's end
                 for i, lanes in enumerate(members):
-                    t, steps, issued = run(lanes, rows, width)
+                    # this group's loads were read during the previous run (prefetch): RESIDUES only
+                    setup = params.m_lanes if tiling.prefetch and i else group_start() + (0 if k else weights_load())
+                    t, steps, issued, left = run(lanes, rows, width, i + 1 < len(members), max(0, backlog - setup))
                     if tiling.prefetch and i + 1 < len(members):  # the run reads the next group's loads
+                        left = max(0, left - max(0, prefetch() - t))
                         t = max(t, prefetch())
-                    if tiling.prefetch and i:  # this group's loads were read during the previous run
-                        cycles += params.m_lanes + t  # RESIDUES
-                    else:
-                        cycles += group_start() + (0 if k else weights_load()) + t
+                    cycles += setup + t
+                    backlog = left
                     compute += steps
                     active += issued
     return LayerSchedule(plan.name, tiled_bytes(plan, params, tiling), cycles, compute,

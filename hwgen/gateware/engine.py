@@ -16,7 +16,9 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
      column tiles (`col_beats`), each tile of a band (left to right) is read and run in turn,
      one read per row of the whole beats covering its columns (TILE_COLS, TILE_BEATS), and its
      output rows are written from its first output beat; a run is every pass of the band
-     (output row x lane group of pixels) while write-back streams finished rows out. Groups are
+     (output row x lane group of pixels) while write-back streams finished rows out. When another
+     group of the band (tile, resident set) follows, it starts once the run's last pass is drained
+     (`wb.drained`): the write-back sends the run's last rows while the next group starts. Groups are
      contiguous channels, or (`residue_groups`) channels `r + (k0 + m) * P` of one residue class
      `r` after the other: then every lane shares the residue and each channel steps its pattern's taps;
   4. one-cycle `done` after the last write beat is accepted.
@@ -226,8 +228,9 @@ class Engine(wiring.Component):
             m.d.comb += [mac.bias[lane].eq(entry[0:32]), wb.multiplier[lane].eq(entry[32:47]),
                          wb.shift[lane].eq(entry[48:54]), wb.half_even[lane].eq(entry[56])]
 
-        # the request stream belongs to the reader, and while a lane group runs to write-back too (the reader
-        # then prefetches): a request not yet accepted keeps the stream until it is
+        # the request stream belongs to the reader, and from a run's start until its band's rows are written to
+        # write-back too (the reader then prefetches, or reads the next group's table and weights while the
+        # writer sends the last rows of the group before): a request not yet accepted keeps the stream until it is
         running = Signal()
         held = Signal()
         held_wb = Signal()
@@ -301,6 +304,7 @@ class Engine(wiring.Component):
         col_end = ~col_tiled | tile_last
         m.d.sync += [last_group.eq(group == last_m_group), last_col.eq(col_end),
                      last_tile.eq((band == last_band) & col_end), set_end.eq(j == set_last)]
+        overlap = Mux(resident, ~set_end, ~last_group)  # RUN's exit goes to the next group of the same band
         bpw_log = wbuf.beats_per_word.bit_length() - 1
         lw_log = wbuf.lane_words_per_word.bit_length() - 1
 
@@ -523,8 +527,14 @@ class Engine(wiring.Component):
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(wb.done & ~pf_table & ~pf_weights):
-                    m.d.sync += running.eq(0)
+                # the band's (tile's, resident set's) next group starts once this one's last pass is drained
+                # (the writer sends its last rows meanwhile, and the request stream stays shared); the band's
+                # last group waits until its rows are written (the next band changes the writer's row shape).
+                # RESIDUES' m_lanes cycles outlast the drain's m_lanes cycles on that last pass, so the next
+                # RUN_START finds the drain idle
+                with m.If(Mux(overlap, wb.drained & ~wb.pending, wb.done) & ~pf_table & ~pf_weights):
+                    with m.If(~overlap):
+                        m.d.sync += running.eq(0)
                     with m.If(prefetched):
                         m.d.sync += table.eq(table_next)
                     next_group()

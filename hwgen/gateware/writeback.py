@@ -14,11 +14,22 @@ The requantization is pipelined (`params.requant_cuts`): a lane's values reach t
 A row buffer is `full` (the drain may not refill it) from its row's last drain cycle, and
 `landed` (the writer may send it) once that row's last values are in the buffer; the writer's
 send clears both.
+
+Runs overlap: `drained` rises the cycle after the drain takes a run's last pass, and the engine
+may then start the next lane group's run (`run`) while the writer still sends this one's last
+rows. So the drain takes, with each pass, a copy of its lanes' requant entries (the engine may
+switch its table right after `drained`), and the writer keeps its own copy of the group's output
+address and lane count: a `run` that finds the writer busy is `pending`, and the writer takes the
+new group's address and lanes (unchanged until the engine's next run) when it finishes the old
+group's last row. A run restarts the drain's row count (the drain is idle then); the row
+buffers' parity is the row's, so when a run has an odd number of rows, its last row and the next
+run's first share a buffer and the drain waits until the writer has sent it. `done`: every row
+of every run so far is written.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -50,7 +61,9 @@ class Writeback(wiring.Component):
             "lanes_valid": In(range(lanes + 1)),  # output channels of this group (the last may be short)
             "group_addr": In(ADDR_BITS),  # address of row 0 of the group's first output channel
             "run": In(1),
-            "done": Out(1),  # every row of the group has been written
+            "done": Out(1),  # every row of every run has been written
+            "drained": Out(1),  # the drain has taken the run's last pass
+            "pending": Out(1),  # a run waits for the writer to finish the previous group's rows
             "req": Out(stream.Signature(REQUEST)),
             "wr": Out(stream.Signature(params.bus_bits)),
         })
@@ -68,23 +81,33 @@ class Writeback(wiring.Component):
         # -- drain ----------------------------------------------------------------------------------
         holding = Signal()
         work = Signal(lanes * xl * p.acc_bits)
+        # the pass's lanes' requant entries (multiplier, shift, half-even flag), taken with it and
+        # shifted beside `work`: lane 0's entry is the one being requantized
+        entry_bits = intmath.MULT_BITS + SHIFT_BITS + 1
+        entries = Signal(lanes * entry_bits)
         lane = Signal(range(lanes))
         xg = Signal(16)
         oy = Signal(16)
+        # the pass's and the row's last as flags beside their counters (loaded from `limit - 2` compares, or
+        # `limit == 1` when they wrap), so the take's `drained` and the row's end start at registers
+        xg_last, oy_last = Signal(), Signal()
         buf = oy[0]
         row_free = (xg != 0) | ~full.bit_select(buf, 1)
         m.d.comb += self.result.ready.eq(~holding & row_free)
         with m.If(self.result.valid & self.result.ready):
-            m.d.sync += [holding.eq(1), lane.eq(0), work.eq(self.result.payload.as_value())]
+            m.d.sync += [holding.eq(1), lane.eq(0), work.eq(self.result.payload.as_value()),
+                         entries.eq(Cat(Cat(self.multiplier[i], self.shift[i], self.half_even[i]) for i in range(lanes))),
+                         self.drained.eq(xg_last & oy_last)]
 
-        mults, shifts, evens = Array(self.multiplier), Array(self.shift), Array(self.half_even)
+        entry = entries[:entry_bits]
         ys = []
         for j in range(xl):
             rq = Requant(p.acc_bits, p.requant_cuts)
             m.submodules[f"requant{j}"] = rq
-            m.d.comb += [rq.acc.eq(work.word_select(j, p.acc_bits).as_signed()), rq.multiplier.eq(mults[lane]),
-                         rq.shift.eq(shifts[lane]), rq.half_even.eq(evens[lane]), rq.lo.eq(self.lo),
-                         rq.hi.eq(self.hi)]
+            m.d.comb += [rq.acc.eq(work.word_select(j, p.acc_bits).as_signed()),
+                         rq.multiplier.eq(entry[:intmath.MULT_BITS]),
+                         rq.shift.eq(entry[intmath.MULT_BITS:intmath.MULT_BITS + SHIFT_BITS]),
+                         rq.half_even.eq(entry[-1]), rq.lo.eq(self.lo), rq.hi.eq(self.hi)]
             ys.append(rq.y[:f])
         latency = rq.latency
         slot = xg[:gshift] if gshift else 0
@@ -99,12 +122,13 @@ class Writeback(wiring.Component):
         ]
         with m.If(holding):
             m.d.comb += wr_en.eq(((1 << xl) - 1) << (slot * xl))
-            m.d.sync += [lane.eq(lane + 1), work.eq(work >> (xl * p.acc_bits))]
+            m.d.sync += [lane.eq(lane + 1), work.eq(work >> (xl * p.acc_bits)), entries.eq(entries >> entry_bits)]
             with m.If(lane == lanes - 1):
-                m.d.sync += [holding.eq(0), xg.eq(xg + 1)]
-                with m.If(xg == self.x_groups - 1):
+                m.d.sync += [holding.eq(0), xg.eq(xg + 1), xg_last.eq(xg + 2 == self.x_groups)]
+                with m.If(xg_last):
                     m.d.comb += row_end.eq(1)
-                    m.d.sync += [xg.eq(0), oy.eq(oy + 1), full.bit_select(buf, 1).eq(1)]
+                    m.d.sync += [xg.eq(0), xg_last.eq(self.x_groups == 1), oy.eq(oy + 1),
+                                 oy_last.eq(oy + 2 == self.out_height), full.bit_select(buf, 1).eq(1)]
         if latency:
             landed = Signal(2)
             landed_row, landed_buf = delay(m, row_end, latency, "row_end"), delay(m, buf, latency, "row_end_buf")
@@ -125,17 +149,23 @@ class Writeback(wiring.Component):
         out_last, wlane_last, wy_last = Signal(), Signal(), Signal()
         wbuf = wy[0]
         sending = Signal()
+        active = Signal()  # the writer has a group whose rows are not all sent
+        group_lanes = Signal.like(self.lanes_valid)  # the writer's group's output channels, and whether it is one
+        one_lane = Signal()
         advance = ~self.wr.valid | self.wr.ready
         m.d.comb += [mem.rd_en.eq(advance), mem.rd_addr.eq((wbuf * lanes + wlane) * rb_max + beat)]
         cols = Cat((out_beat * be + e < self.out_width).replicate(f) for e in range(be))
         m.d.comb += self.wr.payload.eq(mem.rd_data & cols)
 
+        # a run restarts the drain (idle then: the engine starts a run after `drained` or `done`)
         with m.If(self.run):
-            m.d.sync += [oy.eq(0), xg.eq(0), full.eq(0), landed.eq(0), wy.eq(0), wlane.eq(0), sending.eq(0),
-                         row_addr.eq(self.group_addr), lane_addr.eq(self.group_addr), self.done.eq(0),
-                         wlane_last.eq(self.lanes_valid == 1), wy_last.eq(self.out_height == 1)]
-        with m.Elif(~sending):
-            m.d.comb += [self.req.valid.eq(landed.bit_select(wbuf, 1) & ~self.done),
+            m.d.sync += [oy.eq(0), xg.eq(0), xg_last.eq(self.x_groups == 1), oy_last.eq(self.out_height == 1),
+                         self.drained.eq(0), self.done.eq(0)]
+        # the writer: a group's rows, in the drain's order; it takes a run's group when it has none or has just
+        # sent its group's last beat, else the run waits as `pending`
+        finish = Signal()  # the group's last beat is taken
+        with m.If(~sending):
+            m.d.comb += [self.req.valid.eq(landed.bit_select(wbuf, 1) & active),
                          self.req.payload.addr.eq(lane_addr), self.req.payload.len.eq(self.row_beats),
                          self.req.payload.write.eq(1)]
             with m.If(self.req.valid & self.req.ready):
@@ -148,12 +178,20 @@ class Writeback(wiring.Component):
                                  out_last.eq(beat == self.row_beats - 1)]
             with m.If(self.wr.valid & self.wr.ready & out_last):
                 m.d.sync += [sending.eq(0), wlane.eq(wlane + 1), lane_addr.eq(lane_addr + self.plane_bytes),
-                             wlane_last.eq(wlane + 2 == self.lanes_valid)]
+                             wlane_last.eq(wlane + 2 == group_lanes)]
                 with m.If(wlane_last):
-                    m.d.sync += [wlane.eq(0), wy.eq(wy + 1), wlane_last.eq(self.lanes_valid == 1),
+                    m.d.sync += [wlane.eq(0), wy.eq(wy + 1), wlane_last.eq(one_lane),
                                  wy_last.eq(wy + 2 == self.out_height),
                                  full.bit_select(wbuf, 1).eq(0), landed.bit_select(wbuf, 1).eq(0),
                                  row_addr.eq(row_addr + self.row_bytes), lane_addr.eq(row_addr + self.row_bytes)]
-                    with m.If(wy_last):
-                        m.d.sync += self.done.eq(1)
+                    m.d.comb += finish.eq(wy_last)
+        with m.If((self.run | self.pending) & (~active | finish)):
+            m.d.sync += [active.eq(1), self.pending.eq(0), wy.eq(0), wlane.eq(0), row_addr.eq(self.group_addr),
+                         lane_addr.eq(self.group_addr), group_lanes.eq(self.lanes_valid),
+                         one_lane.eq(self.lanes_valid == 1), wlane_last.eq(self.lanes_valid == 1),
+                         wy_last.eq(self.out_height == 1)]
+        with m.Elif(self.run):
+            m.d.sync += self.pending.eq(1)
+        with m.Elif(finish):
+            m.d.sync += [active.eq(0), self.done.eq(1)]
         return m
