@@ -20,15 +20,16 @@ The model assumes memory that answers every request after `latency` cycles and n
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import descriptor
 from .memory_map import ceil_div, row_beats, table_group_beats, weight_group_beats
-from .params import EngineParams
-from .plan import LayerPlan, group_channels, group_pass_cycles, group_pass_steps
-from .tiling import Tiling, layer_tiling, tiled_bytes
+from .params import FOLD, EngineParams
+from .plan import LayerPlan, can_fold, group_channels, group_pass_cycles, group_pass_steps
+from .tiling import Tiling, group_buffer_words, layer_tiling, tiled_bytes
 
 DEFAULT_LATENCY = 1  # cycles from a request's acceptance to its first data beat (sim_memory's model)
 
@@ -77,7 +78,8 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     chans = group_channels(plan, params.m_lanes)
     rbi = row_beats(w, params)
     desc_beats = ceil_div(descriptor.DESCRIPTOR_BYTES, params.beat_bytes)
-    wgb, tgb = weight_group_beats(plan, params), table_group_beats(params)
+    wgb, tgb = weight_group_beats(plan, params), table_group_beats(params, plan.fold)
+    xl = params.x_lanes // plan.fold  # output pixels per pass
 
     def band_load(lo: int, hi: int, beats: int | None) -> int:
         """BAND, BAND_ROWS, BAND_LIMITS, BAND_BEATS, BAND_ADDR, then a read per channel (per row of a
@@ -103,13 +105,13 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         """(cycles from RUN_START to write-back done, MAC-array pass cycles, its tap steps) of one tile
         of `cols` output columns and one group."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
-        passes = rows * ceil_div(cols, params.x_lanes)
-        row_compute = ceil_div(cols, params.x_lanes) * group_pass_cycles(plan, lanes[0], params.m_lanes,
+        passes = rows * ceil_div(cols, xl)
+        row_compute = ceil_div(cols, xl) * group_pass_cycles(plan, lanes[0], params.m_lanes,
                                                                           params.window_depth)
         # compute-bound: the last row drains and goes out after the passes; write-bound: the
         # first row is computed before the writes that pace the rest; either way a row reaches
         # the writer through the pipeline's register cuts once more
-        tail = params.m_lanes + params.pipeline_latency
+        tail = params.m_lanes * plan.fold + params.pipeline_latency  # the last pass's drain
         return (1 + 5 + max(rows * row_compute + tail + row_out, row_compute + tail + rows * row_out),
                 rows * row_compute, passes * group_pass_steps(plan, lanes[0]))
 
@@ -139,6 +141,28 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                     active += issued
     return LayerSchedule(plan.name, tiled_bytes(plan, params, tiling), cycles, compute,
                          int(np.count_nonzero(plan.weight)) * oh * ow, params.mac_count, tiling, mac_active=active)
+
+
+def fold_plans(plans: list[LayerPlan], params: EngineParams) -> list[LayerPlan]:
+    """`plans` with the channel fold (`plan.fold` = FOLD) on each layer the engine can fold
+    (`plan.can_fold`) and that then runs in fewer cycles (the compiler's per-layer choice).
+
+    Folding pays where a row leaves x lanes idle (OW below `x_lanes`, or just over a multiple of it).
+    A folded layer also needs its rows whole (no column tiles) and a folded group's weights in the
+    weight buffer; it moves the same bytes, in lane groups twice as large.
+    """
+    folded_params = dataclasses.replace(params, fold=FOLD)
+    out = []
+    for plan in plans:
+        if can_fold(plan, params.m_lanes, params.x_lanes):
+            folded = dataclasses.replace(plan, fold=FOLD)
+            tiling = layer_tiling(folded, folded_params)
+            if (not tiling.col_beats and group_buffer_words(folded, folded_params) <= folded_params.weight_mem_depth
+                    and layer_schedule(folded, folded_params, tiling=tiling).cycles
+                    < layer_schedule(plan, folded_params).cycles):
+                plan = folded
+        out.append(plan)
+    return out
 
 
 def network_schedule(plans: list[LayerPlan], params: EngineParams, latency: int = DEFAULT_LATENCY) -> list[LayerSchedule]:

@@ -36,10 +36,12 @@ class WeightBuffer(wiring.Component):
             "fill": In(stream.Signature(params.bus_bits)),
             "fill_start": In(1),
             "fill_base": In(range(self.depth)),  # memory word of the group's first weights
-            "addr": In(range(params.weight_depth)),  # word index within the group: c * taps + t
+            "addr": In(range(params.weight_depth * params.fold)),  # lane word within the group: (c * taps + t) * fold
             "read_base": In(range(params.weight_mem_depth * (params.weight_word_bytes // params.m_lanes))),  # lane
             # word of the group's first weights
-            "data": Out(params.m_lanes * 8),  # the word at last cycle's addr
+            # the lane word at last cycle's addr, and in an engine with a folded layer the next one beside it
+            # (a folded step's other `m_lanes` channels; its addr is even, so both are in one memory word)
+            "data": Out(params.m_lanes * params.fold * 8),
             "id_words": In(16),  # memory words of kernel ids at the start of the fill
             "id_addr": In(range(params.max_channels)),  # input channel
             "id_en": In(1),
@@ -84,13 +86,14 @@ class WeightBuffer(wiring.Component):
 
         addr = Signal(range(self.depth * self.lane_words_per_word))
         m.d.comb += addr.eq(self.addr + self.read_base)
-        m.d.comb += self.data.eq(self._read(m, mem, addr, 1))
+        m.d.comb += self.data.eq(self._read(m, mem, addr, 1, p.fold))
         if p.library:
             m.d.comb += self.ids.eq(self._read(m, id_mem, self.id_addr, self.id_en))
         return m
 
-    def _read(self, m, mem, addr, en):
-        """The lane word at `addr` (lane words per memory word: a sync read, then a select)."""
+    def _read(self, m, mem, addr, en, words=1):
+        """`words` lane words from `addr` (lane words per memory word: a sync read, then a select; `addr` a
+        multiple of `words` when they are used)."""
         k = self.lane_words_per_word
         shift = k.bit_length() - 1
         m.d.comb += [mem.rd_addr.eq(addr >> shift), mem.rd_en.eq(en)]
@@ -99,4 +102,7 @@ class WeightBuffer(wiring.Component):
         sel = Signal(range(k))
         with m.If(en):
             m.d.sync += sel.eq(addr[:shift])
-        return mem.rd_data.word_select(sel, self.p.m_lanes * 8)
+        lanes = self.p.m_lanes * 8
+        if words == 1:
+            return mem.rd_data.word_select(sel, lanes)
+        return Cat(*(mem.rd_data.word_select(sel | w, lanes) for w in range(words)))
