@@ -234,10 +234,10 @@ def can_fold(plan: LayerPlan, m_lanes: int, x_lanes: int) -> bool:
     whose rows leave x lanes idle fold (OW below `x_lanes`, or past a multiple of it by at most half):
     elsewhere a fold only makes lane groups larger, which saves a fraction of a percent.
     """
+    if x_lanes < FOLD or plan.residue_groups or plan.ids is not None or (not plan.dense and m_lanes % plan.period):
+        return False
     ow, half = plan.out_shape[2], x_lanes // FOLD
-    spare = -(-ow // half) * half < -(-ow // x_lanes) * x_lanes
-    return (spare and x_lanes >= FOLD and not plan.residue_groups and plan.ids is None
-            and (plan.dense or m_lanes % plan.period == 0))
+    return -(-ow // half) * half < -(-ow // x_lanes) * x_lanes
 
 
 def group_channels(plan: LayerPlan, m_lanes: int) -> list[list[int]]:
