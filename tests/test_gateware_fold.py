@@ -8,13 +8,53 @@ depth; with DRAM bytes equal to the schedule's and cycles within 3% of it withou
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hwgen.layercases import conv_graph
 from test_gateware_engine import run_case
 
 from hwgen import engine
-from hwgen.engine import schedule
+from hwgen.engine import descriptor, plan as planning, schedule
 from hwgen.engine.params import MAX_PIPELINE
+
+
+def built(graph, **knobs):
+    return engine.build(graph, engine.EngineConfig(**knobs))
+
+
+def test_compiler_folds_only_layers_with_spare_x_lanes():
+    """4x4 outputs on 8 x lanes fold (twice the channels per group, the descriptor says so); 8-wide rows do
+    not, nor layers the fold cannot share a pattern or kernel ids on; an engine without a folded layer is
+    built as before (fold 1: no wider weight word, table or row buffer)."""
+    narrow = built(conv_graph(1, cin=8, cout=16, h=4, w=4, scheme="PS4_P4"), m_lanes=4, x_lanes=8)
+    (plan,), params = narrow.plans, narrow.params
+    assert plan.fold == 2 and params.fold == 2 and params.out_lanes == 8
+    assert [len(g) for g in planning.group_channels(plan, 4)] == [8, 8]
+    at = narrow.image.layers[0].descriptor
+    fields = descriptor.unpack(narrow.image.data[at:at + descriptor.DESCRIPTOR_BYTES])
+    assert fields["fold"] == 1 and fields["x_groups"] == 1 and fields["m_groups"] == 2
+    wide = built(conv_graph(1, cin=8, cout=16, h=8, w=8, scheme="PS4_P4"), m_lanes=4, x_lanes=8)
+    assert wide.plans[0].fold == 1 and wide.params.fold == 1
+    for graph, m_lanes in [(conv_graph(2, cin=8, cout=16, h=4, w=4, scheme="PSD1_P16"), 4),  # residue groups
+                           (conv_graph(3, cin=8, cout=16, h=4, w=4, scheme="PS3_P3"), 4)]:  # P does not divide lanes
+        b = built(graph, m_lanes=m_lanes, x_lanes=8)
+        assert not planning.can_fold(b.plans[0], m_lanes, 8) and b.params.fold == 1
+    assert not planning.can_fold(plan, 4, 1)
+
+
+def test_fold_needs_room_and_fewer_cycles():
+    """The compiler folds only where the schedule gives fewer cycles: a 1x1 layer of few input channels
+    would wait on the drain of twice the channels; a folded group must fit the weight buffer."""
+    few = built(conv_graph(4, cin=6, cout=9, h=8, w=8, kernel=1, stride=2), m_lanes=4, x_lanes=8)
+    assert few.plans[0].fold == 1
+    dense = built(conv_graph(5, cin=8, cout=16, h=4, w=4), m_lanes=4, x_lanes=8)  # one dense group fills the buffer
+    assert dense.plans[0].fold == 1
+    roomy = built(conv_graph(5, cin=8, cout=16, h=4, w=4), m_lanes=4, x_lanes=8, weight_kib=2)
+    assert roomy.plans[0].fold == 2
+    unfolded = schedule.layer_schedule(dataclasses.replace(roomy.plans[0], fold=1), roomy.params)
+    assert roomy.schedules[0].cycles < unfolded.cycles
+    assert roomy.schedules[0].bytes == unfolded.bytes  # the same bytes, in larger lane groups
 
 FOLDED = {
     # name: (conv_graph kwargs, engine knobs); every one leaves half the x lanes idle unfolded
@@ -23,7 +63,9 @@ FOLDED = {
     "dense_stride2_3wide": (dict(cin=3, cout=6, h=6, w=5, stride=2), dict(m_lanes=2, x_lanes=8, weight_words=64)),
     "ps4p4_w4_a4": (dict(cin=4, cout=8, h=3, w=2, scheme="PS4_P4", weight_bits=4, act_bits=4),
                     dict(m_lanes=4, x_lanes=4, bus_bits=32)),
-    "dense_row_bands": (dict(cin=4, cout=8, h=9, w=4), dict(m_lanes=4, x_lanes=8, input_words=16, weight_words=64)),
+    # row bands, two folded groups' weights resident
+    "dense_row_bands": (dict(cin=4, cout=16, h=9, w=4), dict(m_lanes=4, x_lanes=8, input_words=16, weight_words=80)),
+    "ps4p4_8x8_lanes": (dict(cin=16, cout=24, h=4, w=4, scheme="PS4_P4"), dict(m_lanes=8, x_lanes=8, weight_words=64)),
 }
 
 

@@ -20,7 +20,9 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
      contiguous channels, or (`residue_groups`) channels `r + (k0 + m) * P` of one residue class
      `r` after the other: then every lane shares the residue and each channel steps its pattern's taps;
   4. one-cycle `done` after the last write beat is accepted.
-`hwgen.engine.tiling.layer_tiling` chooses bands and nest, and counts the same bytes.
+`hwgen.engine.tiling.layer_tiling` chooses bands and nest, and counts the same bytes. A folded layer
+(`fold`, engines built with one) has lane groups of `2 * m_lanes` channels and their tables; the MAC
+array, input buffer and write-back run its passes of `x_lanes / 2` pixels.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ and costs no throughput.
 
 The window is `kernel_max` rows of `win_cols` pixels; a k x k kernel sits in its middle
 (`EngineParams.window_tap`), and a dense layer's step `t` is its raster tap `t`.
+
+A folded layer (`fold`, `plan.can_fold`) runs passes of `x_lanes / 2` pixels: lane `m`'s upper
+pixel lanes take the lower ones' pixels and the step's second lane word (channel `m + m_lanes`),
+with that channel's bias.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ The requantization is pipelined (`params.requant_cuts`): a lane's values reach t
 A row buffer is `full` (the drain may not refill it) from its row's last drain cycle, and
 `landed` (the writer may send it) once that row's last values are in the buffer; the writer's
 send clears both.
+
+A folded layer's group (`fold`) has `2 * m_lanes` channels of `x_lanes / 2` pixels per pass: the drain
+takes lane `m`'s lower pixel lanes (channel `m`), then its upper ones (channel `m + m_lanes`), each
+through the first `x_lanes / 2` requantizers, and the row buffer holds rows of `2 * m_lanes` channels.
 """
 
 from __future__ import annotations
