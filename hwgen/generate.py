@@ -267,7 +267,7 @@ def sram_instances(params: EngineParams) -> dict:
     row_bits = params.row_elems * params.act_bits
     srams = {
         "input_buffer": {"width": row_bits, "depth": params.input_words, "granularity": params.beat_elems * params.act_bits},
-        "weight_buffer": {"width": word_bytes * 8, "depth": depth, "granularity": word_bytes * 8},
+        "weight_buffer": {"width": word_bytes * 8, "depth": depth, "granularity": params.weight_write_bits},
         "output_rows": {"width": params.bus_bits, "depth": 2 * params.out_lanes * params.out_row_beats_max,
                         "granularity": params.act_field_bits},
     }

@@ -15,9 +15,9 @@ from hwgen.gateware.engine import Engine
 from hwgen.gateware.sim_memory import run_layer
 
 
-def run_case(graph, seed, *, m_lanes=4, x_lanes=4, bus_bits=64, stall=0.3, dense_only=False, fold=False, **buffer):
+def run_case(graph, seed, *, m_lanes=4, x_lanes=4, bus_bits=64, stall=0.3, dense_only=False, folded=False, **buffer):
     """One conv layer in amaranth.sim; `buffer`: input buffer parameters (input_words, max_width) to force
-    row bands and several rows per word; `fold`: the layer as the compiler folds it (it must)."""
+    row bands and several rows per word; `folded`: the layer as the compiler folds it (it must)."""
     plan = engine.plan_node(graph, graph.node("conv"), dense_only=dense_only, m_lanes=m_lanes)
 
     def fit(plan):
@@ -25,7 +25,7 @@ def run_case(graph, seed, *, m_lanes=4, x_lanes=4, bus_bits=64, stall=0.3, dense
                                                      sparse=False if dense_only else None), **buffer)
 
     params = fit(plan)
-    if fold:
+    if folded:
         (plan,) = engine.fold_plans([plan], params)
         assert plan.fold > 1, "the compiler does not fold this layer"
         params = fit(plan)

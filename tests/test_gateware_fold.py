@@ -59,6 +59,7 @@ def test_fold_needs_room_and_fewer_cycles():
 FOLDED = {
     # name: (conv_graph kwargs, engine knobs); every one leaves half the x lanes idle unfolded
     "ps4p4_4wide": (dict(cin=5, cout=12, h=4, w=4, scheme="PS4_P4"), dict(m_lanes=4, x_lanes=8)),
+    "ps4p4_stride2": (dict(cin=8, cout=16, h=8, w=8, scheme="PS4_P4", stride=2), dict(m_lanes=4, x_lanes=8)),
     "pointwise_stride2": (dict(cin=16, cout=9, h=8, w=8, kernel=1, stride=2), dict(m_lanes=4, x_lanes=8)),
     "dense_stride2_3wide": (dict(cin=3, cout=6, h=6, w=5, stride=2), dict(m_lanes=2, x_lanes=8, weight_words=64)),
     "ps4p4_w4_a4": (dict(cin=4, cout=8, h=3, w=2, scheme="PS4_P4", weight_bits=4, act_bits=4),
@@ -72,13 +73,13 @@ FOLDED = {
 @pytest.mark.parametrize("name", sorted(FOLDED))
 def test_folded_layer_matches_reference(name):
     kwargs, knobs = FOLDED[name]
-    run_case(conv_graph(seed=len(name), **kwargs), seed=len(name), stall=0.3, fold=True, **knobs)
+    run_case(conv_graph(seed=len(name), **kwargs), seed=len(name), stall=0.3, folded=True, **knobs)
 
 
 @pytest.mark.parametrize("name", ["ps4p4_4wide", "pointwise_stride2"])
 def test_folded_traffic_and_cycles_match_schedule(name):
     kwargs, knobs = FOLDED[name]
-    plan, params, traffic = run_case(conv_graph(seed=len(name), **kwargs), seed=1, stall=0.0, fold=True, **knobs)
+    plan, params, traffic = run_case(conv_graph(seed=len(name), **kwargs), seed=1, stall=0.0, folded=True, **knobs)
     model = schedule.layer_schedule(plan, params)
     assert traffic.read_bytes == model.read_bytes
     assert traffic.write_bytes == model.write_bytes
@@ -88,4 +89,14 @@ def test_folded_traffic_and_cycles_match_schedule(name):
 @pytest.mark.parametrize("pipeline", [0, MAX_PIPELINE])
 def test_folded_layer_at_pipeline_depths(pipeline):
     kwargs, knobs = FOLDED["ps4p4_4wide"]
-    run_case(conv_graph(seed=9, **kwargs), seed=pipeline, stall=0.3, fold=True, pipeline=pipeline, **knobs)
+    run_case(conv_graph(seed=9, **kwargs), seed=pipeline, stall=0.3, folded=True, pipeline=pipeline, **knobs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(cin=3, cout=16, h=8, w=8, in_signed=True),  # ResNet-18's stem
+                                    dict(cin=5, cout=20, h=8, w=8, scheme="PS4_P4")])
+def test_unfolded_layer_in_an_engine_that_folds(kwargs):
+    """An engine with a folded layer runs its other layers as before: their groups of `m_lanes`-byte steps may
+    end in the middle of its wider weight words (27 beats of the 3-channel stem at 8x8 lanes: one beat per write),
+    and their tables fill the low half of the table registers."""
+    plan, params, _ = run_case(conv_graph(seed=6, **kwargs), seed=2, stall=0.3, m_lanes=8, x_lanes=8, fold=2)
+    assert plan.fold == 1 and params.fold == 2 and params.weight_write_bits < params.weight_word_bytes * 8

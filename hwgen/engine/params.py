@@ -234,6 +234,14 @@ class EngineParams:
         return self.weight_word_bytes // (self.weight_pack * self.beat_bytes)
 
     @property
+    def weight_write_bits(self) -> int:
+        """Bits one weight buffer write covers: a memory word, or in an engine with a folded layer whose words
+        gather several beats one unpacked beat (an unfolded layer's group, of `m_lanes`-byte steps, may end
+        in the middle of a word)."""
+        word_bits = self.weight_word_bytes * 8
+        return self.weight_pack * self.bus_bits if self.fold > 1 and self.weight_beats_per_word > 1 else word_bits
+
+    @property
     def weight_mem_depth(self) -> int:
         """Weight buffer memory words: `weight_words`, and at least one lane group of the widest layer."""
         return max(-(-self.weight_depth // (self.weight_word_bytes // self.m_lanes)), self.weight_words)

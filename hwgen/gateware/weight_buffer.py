@@ -51,7 +51,9 @@ class WeightBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.p
-        m.submodules.mem = mem = Sram(self.word_bytes * 8, self.depth, cells=p.sram_cells)
+        beat_writes = p.weight_write_bits < self.word_bytes * 8  # each beat written into its part of the word
+        m.submodules.mem = mem = Sram(self.word_bytes * 8, self.depth, granularity=p.weight_write_bits if beat_writes
+                                      else None, cells=p.sram_cells)
 
         gathered = Signal(self.word_bytes * 8)
         beat = Signal(range(self.beats_per_word + 1))
@@ -63,7 +65,8 @@ class WeightBuffer(wiring.Component):
         shifted = Cat(gathered[self.unpacked_bits:], unpacked) if self.beats_per_word > 1 else unpacked
         ids_left = Signal(16)  # id words still to come in this fill
         to_ids = ids_left != 0
-        m.d.comb += [self.fill.ready.eq(1), mem.wr_addr.eq(waddr), mem.wr_data.eq(shifted)]
+        m.d.comb += [self.fill.ready.eq(1), mem.wr_addr.eq(waddr),
+                     mem.wr_data.eq(unpacked.replicate(self.beats_per_word) if beat_writes else shifted)]
         if p.library:
             m.submodules.id_mem = id_mem = Sram(self.word_bytes * 8, p.id_mem_depth, cells=p.sram_cells)
             m.d.comb += [id_mem.wr_addr.eq(waddr), id_mem.wr_data.eq(shifted)]
@@ -71,6 +74,9 @@ class WeightBuffer(wiring.Component):
             m.d.sync += [beat.eq(0), waddr.eq(self.fill_base), ids_left.eq(self.id_words)]
         with m.Elif(self.fill.valid):
             m.d.sync += gathered.eq(shifted)
+            if beat_writes:
+                with m.If(~to_ids):
+                    m.d.comb += mem.wr_en.eq(1 << beat)
             with m.If(beat == self.beats_per_word - 1):
                 m.d.sync += [beat.eq(0), waddr.eq(waddr + 1)]
                 if p.library:
@@ -79,8 +85,9 @@ class WeightBuffer(wiring.Component):
                         m.d.sync += ids_left.eq(ids_left - 1)
                         with m.If(ids_left == 1):
                             m.d.sync += waddr.eq(self.fill_base)  # weights start at the base
-                with m.If(~to_ids):
-                    m.d.comb += mem.wr_en.eq(1)
+                if not beat_writes:
+                    with m.If(~to_ids):
+                        m.d.comb += mem.wr_en.eq(1)
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
 
