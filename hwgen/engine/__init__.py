@@ -1,7 +1,8 @@
 """The engine compiler: a quantized graph in, everything the generated engine runs on out (pure Python).
 
 `build(graph, EngineConfig(...))` plans every conv layer (`plan`), sizes the engine to the
-checkpoint (`fit`), tiles each layer onto the fixed buffers (`tiling`: row bands and the loop
+checkpoint (`fit`), folds the layers that leave x lanes idle where that saves cycles
+(`schedule.fold_plans`), tiles each layer onto the fixed buffers (`tiling`: row bands and the loop
 nest), lays out the DRAM (`memory_map` for the formats, `image` for descriptors and addresses)
 and models each layer's DRAM bytes and cycles (`schedule`). Every consumer takes its
 `EngineBuild`: `hwgen generate` (Verilog and files), the `engine` analysis preset, the simulation
