@@ -1,9 +1,9 @@
 """Throughput at the achieved Fmax: ResNet-18 CIFAR W8A8, PS4_P4 and PSD1_P16 beside the same network dense.
 
 For each scheme: the network (random weights, seed 0, quantized W8A8) is generated on a 4x4-lane
-engine (`--lanes MxX`) with a 64-bit bus and 16 KiB input + 32 KiB weight buffers (`--weight-kib`); the engine, specialized to that
-checkpoint, is placed and routed (`hwgen implement --target ecp5-85k`, seed 1, 150 MHz target)
-for its Fmax and DSP count; one image runs in RTL (Verilator, fast mode, ideal DRAM, bit-exact
+engine (`--lanes MxX`) with a 64-bit bus and 16 KiB input + 32 KiB weight buffers (`--weight-kib`);
+the engine, specialized to that checkpoint, is placed and routed (`hwgen implement --target
+ecp5-85k`, seed 1, 150 MHz target) for its Fmax and DSP count; one image runs in RTL (Verilator, fast mode, ideal DRAM, bit-exact
 against the reference) for its cycles. From those:
 
 - images/s = Fmax / engine cycles per image (the conv layers: the add, pooling and classifier

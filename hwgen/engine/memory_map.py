@@ -11,10 +11,10 @@ elements each), so row `(c, y)` is at `base + (c * H + y) * row_beats * beat_byt
 Packed weights (`pack_weights`): lane group after lane group (`group_channels`: output channels
 `g*m_lanes ..`, or, for residue-grouped layers, `r + (k0 + m) * P`, one residue class after the
 other); in a group, for each input channel `c`, for each tap step `t < channel_steps`, one word
-of `m_lanes` bytes (lane 0 first; `fold * m_lanes` in a folded layer's groups): lane `m`'s weight at the `t`-th tap of its kernel's pattern,
-raster order (a dense k x k kernel: all k * k taps, row after row). Only the pattern's taps
-travel (no indices); a lane whose pattern has fewer taps
-than the step count, or a lane without an output channel, gets a zero byte. For W = 2 and 4
+of `m_lanes` bytes (lane 0 first; `fold * m_lanes` in a folded layer's groups): lane `m`'s weight
+at the `t`-th tap of its kernel's pattern, raster order (a dense k x k kernel: all k * k taps, row
+after row). Only the pattern's taps travel (no indices); a lane whose pattern has fewer taps than
+the step count, or a lane without an output channel, gets a zero byte. For W = 2 and 4
 (`params.weight_pack` = 8 // W weights per byte) these bytes travel packed: weight `i` of the
 group's stream at bits `(i % pack) * W ..` of byte `i // pack`. Each group is padded to whole
 beats (the same count for every group of a layer).

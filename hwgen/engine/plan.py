@@ -264,8 +264,8 @@ def pass_cycles(plan: LayerPlan, m_lanes: int, window_depth: int = PLANNING_WIND
 
     Per input channel a group takes its tap steps, but about at least the window fetch (k row
     reads for a k x k kernel, the rows its pattern touches for a residue group); a pass lasts at
-    least the drain of the previous one (a cycle per output channel of the group, plus one). `window_depth`: windows the `window` cut's
-    FIFO holds (`EngineParams.window_depth`, 0: no cut).
+    least the drain of the previous one (a cycle per output channel of the group, plus one).
+    `window_depth`: windows the `window` cut's FIFO holds (`EngineParams.window_depth`, 0: no cut).
     """
     return sum(group_pass_cycles(plan, chans[0], m_lanes, window_depth) for chans in group_channels(plan, m_lanes))
 

@@ -183,8 +183,8 @@ class MacArray(wiring.Component):
         for lane in range(lanes):
             operands[f"w{lane}"] = v["weights"].word_select(lane, 8)[:p.weight_bits].as_signed()
             if p.fold > 1:  # the weight of pixel lanes x_lanes / 2 ..: channel m + m_lanes's when folded
-                operands[f"wf{lane}"] = Mux(self.fold, v["weights"].word_select(lanes + lane, 8)[:p.weight_bits].as_signed(),
-                                            operands[f"w{lane}"])
+                upper = v["weights"].word_select(lanes + lane, 8)[:p.weight_bits].as_signed()
+                operands[f"wf{lane}"] = Mux(self.fold, upper, operands[f"w{lane}"])
             sel = lane % sl
             for j in range(xl):
                 per_pattern = [v[f"px{j}_{r}"] for r in range(len(candidates[j][1]) or 1)]
