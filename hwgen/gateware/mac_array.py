@@ -209,13 +209,17 @@ class MacArray(wiring.Component):
 
         with m.If(self.result.valid & self.result.ready):
             m.d.sync += self.result.valid.eq(0)
+        if p.fold > 1:
+            # the upper pixel lanes' bias (channel m + m_lanes's when folded) chosen a cycle ahead, so the
+            # accumulate path meets a register as before: the table is final cycles before a run's first step
+            fold_bias = [Signal(signed(32), name=f"fold_bias{lane}") for lane in range(lanes)]
+            m.d.sync += [fb.eq(Mux(self.fold, self.bias[lanes + lane], self.bias[lane]))
+                         for lane, fb in enumerate(fold_bias)]
         for lane in range(lanes):
             for j in range(xl):
                 acc = Signal(signed(p.acc_bits), name=f"acc_{lane}_{j}")
                 total = Signal(signed(p.acc_bits), name=f"sum_{lane}_{j}")
-                bias = self.bias[lane]
-                if p.fold > 1 and j >= half:
-                    bias = Mux(self.fold, self.bias[lanes + lane], bias)
+                bias = fold_bias[lane] if p.fold > 1 and j >= half else self.bias[lane]
                 m.d.comb += total.eq(Mux(flags["first"], bias, acc) + v[f"p{lane}_{j}"])
                 with m.If(flags["valid"]):
                     m.d.sync += acc.eq(total)
