@@ -1,9 +1,9 @@
 """Throughput at the achieved Fmax: ResNet-18 CIFAR W8A8, PS4_P4 and PSD1_P16 beside the same network dense.
 
 For each scheme: the network (random weights, seed 0, quantized W8A8) is generated on a 4x4-lane
-engine with a 64-bit bus and 16 KiB input + 32 KiB weight buffers; the engine, specialized to that
-checkpoint, is placed and routed (`hwgen implement --target ecp5-85k`, seed 1, 150 MHz target)
-for its Fmax and DSP count; one image runs in RTL (Verilator, fast mode, ideal DRAM, bit-exact
+engine (`--lanes MxX`) with a 64-bit bus and 16 KiB input + 32 KiB weight buffers (`--weight-kib`);
+the engine, specialized to that checkpoint, is placed and routed (`hwgen implement --target
+ecp5-85k`, seed 1, 150 MHz target) for its Fmax and DSP count; one image runs in RTL (Verilator, fast mode, ideal DRAM, bit-exact
 against the reference) for its cycles. From those:
 
 - images/s = Fmax / engine cycles per image (the conv layers: the add, pooling and classifier
@@ -16,6 +16,7 @@ Each P&R takes minutes; `--fmax-mhz F` skips it and uses F for every engine (DSP
 MAC count). Exits 1 when an image is not bit-exact.
 
     .venv/bin/python benchmarks/throughput.py [--schemes dense,PS4_P4,PSD1_P16] [--fmax-mhz F] [--per-layer]
+                                              [--lanes 4x4] [--weight-kib 32]
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ from hwgen.implement import implement
 NETWORK = "resnet18-cifar"
 
 
-def measure(scheme: str, tmp: Path, fmax_mhz: float | None) -> dict:
+def measure(scheme: str, tmp: Path, fmax_mhz: float | None, lanes: tuple[int, int], weight_kib: int) -> dict:
     from models.synthetic import quantized_zoo
 
     graph = quantized_zoo(NETWORK, scheme=None if scheme == "dense" else scheme)
     out = tmp / scheme
-    generate(graph, out, m_lanes=4, x_lanes=4, bus_bits=64, glb_kib=16, weight_kib=32)
+    generate(graph, out, m_lanes=lanes[0], x_lanes=lanes[1], bus_bits=64, glb_kib=16, weight_kib=weight_kib)
     if fmax_mhz is None:
         r = implement(out, "ecp5-85k", freq_mhz=150.0, seed=1)
         fmax, dsp = r["fmax_mhz"], r["resources"]["DSP"]["used"]
@@ -68,13 +69,22 @@ def main() -> int:
     ap.add_argument("--schemes", default="dense,PS4_P4,PSD1_P16", help="comma separated; dense is the baseline")
     ap.add_argument("--fmax-mhz", type=float, help="skip place-and-route: this Fmax for every engine")
     ap.add_argument("--per-layer", action="store_true", help="also print each conv layer's cycles and utilization")
+    ap.add_argument("--lanes", default="4x4", help="MxX: output-channel x pixel lanes of the engine")
+    ap.add_argument("--weight-kib", type=int, default=32, help="weight buffer KiB (a 512-channel lane group of 8 "
+                                                               "lanes needs more than 32)")
     args = ap.parse_args()
     schemes = args.schemes.split(",")
+    try:
+        lanes = tuple(int(v) for v in args.lanes.lower().split("x"))
+        assert len(lanes) == 2
+    except (ValueError, AssertionError):
+        ap.error(f"--lanes must be MxX (e.g. 8x8), got {args.lanes!r}")
     with tempfile.TemporaryDirectory(prefix="hwgen-bench-") as tmp:
-        rows = [measure(s, Path(tmp), args.fmax_mhz) for s in schemes]
+        rows = [measure(s, Path(tmp), args.fmax_mhz, lanes, args.weight_kib) for s in schemes]
     dense = next((r for r in rows if r["scheme"] == "dense"), None)
     where = "--fmax-mhz (no P&R)" if args.fmax_mhz else "nextpnr-ecp5, LFE5U-85F speed 6, seed 1"
-    print(f"{NETWORK} W8A8, random weights (seed 0), 4x4 lanes, 64-bit bus, 16 KiB input + 32 KiB weight buffers; "
+    print(f"{NETWORK} W8A8, random weights (seed 0), {lanes[0]}x{lanes[1]} lanes, 64-bit bus, 16 KiB input + "
+          f"{args.weight_kib} KiB weight buffers; "
           f"Fmax: {where}; cycles: 1 image in RTL (Verilator fast mode, ideal DRAM), conv layers")
     head = ("scheme", "Fmax MHz", "DSP", "cycles/image", "utilization", "images/s", "eff. GOP/s", "GOP/s/DSP",
             "dense-eq GOP/s", "vs dense", "bit-exact")

@@ -193,6 +193,7 @@ def _layer_entry(graph, plan: engine.LayerPlan, regs: engine.LayerRegions, table
         "stride": plan.stride,
         "structure": plan.structure,
         "grouping": "residue" if plan.residue_groups else "contiguous",
+        "fold": plan.fold,  # 2: the spare x lanes on twice the output channels (docs/engine.md, "Folded layers")
         "period": plan.period,
         "taps": plan.taps,
         "masks": list(plan.masks),
@@ -228,7 +229,7 @@ def build_manifest(b: EngineBuild, params: EngineParams, srams: dict) -> dict:
             "input_buffer_bytes": params.input_buffer_bytes,
             "patterns": list(params.patterns), "sparse": params.sparse, "library": params.library,
             "lane_period": params.lane_period, "weight_pack": params.weight_pack, "pipeline": params.pipeline,
-            "pipeline_latency": params.pipeline_latency,
+            "pipeline_latency": params.pipeline_latency, "fold": params.fold,
         },
         "widths": params.widths(),
         "srams": srams,
@@ -266,8 +267,8 @@ def sram_instances(params: EngineParams) -> dict:
     row_bits = params.row_elems * params.act_bits
     srams = {
         "input_buffer": {"width": row_bits, "depth": params.input_words, "granularity": params.beat_elems * params.act_bits},
-        "weight_buffer": {"width": word_bytes * 8, "depth": depth, "granularity": word_bytes * 8},
-        "output_rows": {"width": params.bus_bits, "depth": 2 * params.m_lanes * params.out_row_beats_max,
+        "weight_buffer": {"width": word_bytes * 8, "depth": depth, "granularity": params.weight_write_bits},
+        "output_rows": {"width": params.bus_bits, "depth": 2 * params.out_lanes * params.out_row_beats_max,
                         "granularity": params.act_field_bits},
     }
     if params.library:

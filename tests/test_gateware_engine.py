@@ -15,13 +15,20 @@ from hwgen.gateware.engine import Engine
 from hwgen.gateware.sim_memory import run_layer
 
 
-def run_case(graph, seed, *, m_lanes=4, x_lanes=4, bus_bits=64, stall=0.3, dense_only=False, **buffer):
+def run_case(graph, seed, *, m_lanes=4, x_lanes=4, bus_bits=64, stall=0.3, dense_only=False, folded=False, **buffer):
     """One conv layer in amaranth.sim; `buffer`: input buffer parameters (input_words, max_width) to force
-    row bands and several rows per word."""
+    row bands and several rows per word; `folded`: the layer as the compiler folds it (it must)."""
     plan = engine.plan_node(graph, graph.node("conv"), dense_only=dense_only, m_lanes=m_lanes)
-    params = engine.fit_params([plan], m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits,
-                               sparse=False if dense_only else None)
-    params = dataclasses.replace(params, **buffer)
+
+    def fit(plan):
+        return dataclasses.replace(engine.fit_params([plan], m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits,
+                                                     sparse=False if dense_only else None), **buffer)
+
+    params = fit(plan)
+    if folded:
+        (plan,) = engine.fold_plans([plan], params)
+        assert plan.fold > 1, "the compiler does not fold this layer"
+        params = fit(plan)
     img = engine.dram_image([plan], params)
     x = random_input(graph, seed)
     image = load_image(img, x, params)

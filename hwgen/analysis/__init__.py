@@ -94,7 +94,7 @@ def analyze_layer(layer: Layer, arch: Architecture, energy: EnergyTable, objecti
     else:
         check_fits(layer, cost, arch, energy, mapping, rows, cols)
     r = evaluate(layer, cost, arch, energy, mapping.order, mapping.m, mapping.c, mapping.p, mapping.q, rows, cols,
-                 mapping.lanes, mapping.period, mapping.bypass)
+                 mapping.lanes, mapping.period, mapping.bypass, mapping.fold)
     dram = {k: int(r[k]) for k in DRAM_KEYS[:-1]}
     dram["total"] = sum(dram.values())
     e = {"dram": float(r["e_dram"]), "sram": float(r["e_sram"]), "mac": float(r["e_mac"])}

@@ -59,11 +59,14 @@ class Mapping:
     lanes: str = "contiguous"  # output channels of a lane group: consecutive, or one residue class mod `period`
     period: int = 1
     bypass: tuple[str, ...] = ()  # tensors the buffer does not hold (outputs: written as they are computed)
+    fold: int = 1  # the array runs the layer as rows * fold x cols / fold (lane groups of rows * fold channels)
 
     def as_dict(self) -> dict:
         out = {"order": self.order, "tiles": {"M": self.m, "C": self.c, "P": self.p, "Q": self.q}}
         if self.lanes != "contiguous":
             out["lanes"] = self.lanes
+        if self.fold != 1:
+            out["fold"] = self.fold
         if self.bypass:
             out["bypass"] = list(self.bypass)
         return out
@@ -189,13 +192,13 @@ def lane_group_steps(cost: FormatCost, rows: int, lanes: str, period: int) -> np
 
 def evaluate(layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTable, order: str,
              m, c, p, q, rows: Extents, cols: Extents, lanes: str = "contiguous", period: int = 1,
-             bypass: tuple[str, ...] = ()) -> dict:
+             bypass: tuple[str, ...] = (), fold: int = 1) -> dict:
     """Counts for tile sizes m, c, p, q (numpy arrays, broadcast together) in loop `order`.
 
     Returns arrays: DRAM bytes per tensor, the buffer bits the tiles need, buffer and register
     file bits moved, energy per level (pJ), cycles.
     """
-    return Candidates(layer, cost, arch, table, m, c, p, q, rows, cols, lanes, period, bypass).counts(order)
+    return Candidates(layer, cost, arch, table, m, c, p, q, rows, cols, lanes, period, bypass, fold).counts(order)
 
 
 class Candidates:
@@ -203,8 +206,10 @@ class Candidates:
     `counts(order)` adds the order's refetches (the mapping search tries every order on them)."""
 
     def __init__(self, layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTable, m, c, p, q,
-                 rows: Extents, cols: Extents, lanes: str = "contiguous", period: int = 1, bypass: tuple[str, ...] = ()):
+                 rows: Extents, cols: Extents, lanes: str = "contiguous", period: int = 1, bypass: tuple[str, ...] = (),
+                 fold: int = 1):
         m, c, p, q = (np.asarray(x, dtype=np.int64) for x in (m, c, p, q))
+        group_rows = arch.rows * fold  # output channels of a lane group
         lane_slots, m = m, np.minimum(m, layer.m)
         self.layer, self.arch = layer, arch
 
@@ -217,17 +222,17 @@ class Candidates:
             if cost.kernel_values is None:
                 raise HwgenError(f"layer '{layer.name}': its weight format does not store whole kernels, so it "
                                  f"cannot move in lane steps")
-            steps = lane_group_steps(cost, arch.rows, lanes, period)
-            n_groups, tile_groups = steps.size, _ceil_div(lane_slots, arch.rows)
-            group_bytes = beats(int(steps.max(initial=0)) * arch.rows * w_field)
-            id_bytes = beats(layer.c * arch.rows * arch.id_bits) if cost.kernel_ids else 0
+            steps = lane_group_steps(cost, group_rows, lanes, period)
+            n_groups, tile_groups = steps.size, _ceil_div(lane_slots, group_rows)
+            group_bytes = beats(int(steps.max(initial=0)) * group_rows * w_field)
+            id_bytes = beats(layer.c * group_rows * arch.id_bits) if cost.kernel_ids else 0
             m_trips = _ceil_div(n_groups, tile_groups)
             self.weights_once, self.metadata_once = n_groups * group_bytes, n_groups * id_bytes
             # on chip a weight and an id take their own bits, not their DRAM fields
-            weight_tile_bits = np.minimum(tile_groups, n_groups) * arch.rows * (
+            weight_tile_bits = np.minimum(tile_groups, n_groups) * group_rows * (
                 int(steps.max(initial=0)) * layer.weight_bits + (layer.c * arch.id_bits if cost.kernel_ids else 0))
         else:
-            n_groups = _ceil_div(layer.m, arch.rows)
+            n_groups = _ceil_div(layer.m, group_rows)
             m_trips = _ceil_div(layer.m, m)
             self.weights_once, self.metadata_once = beats(cost.values * w_field), beats(cost.meta_bits)
             weight_tile_bits = _ceil_div(cost.bits * m * c, layer.m * layer.c)
@@ -253,7 +258,7 @@ class Candidates:
         else:
             self.outputs = _ceil_div(outputs_n * out_field, 8)
         self.psum_bits_per_visit = 2 * outputs_n * arch.psum_bits
-        self.tables = (n_groups * beats(8 * arch.rows * arch.channel_bytes) * trips["P"] * trips["Q"]
+        self.tables = (n_groups * beats(8 * group_rows * arch.channel_bytes) * trips["P"] * trips["Q"]
                        if arch.channel_bytes else 0)
         self.descriptor = beats(8 * arch.layer_bytes) if arch.layer_bytes else 0
 

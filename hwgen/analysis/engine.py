@@ -4,9 +4,10 @@ DRAM bytes and cycles are not modelled here: they are `hwgen.engine.schedule`'s,
 RTL simulation is checked against (weights in the engine's packed layout, descriptor and
 bias/requant tables, inputs and outputs in whole bus beats). The engine runs a layer in row bands
 on its input buffer and streams or keeps lane groups of weights (`hwgen.engine.tiling`); the
-mapping reported is M tiles of m_lanes, everything else whole. Its compulsory traffic counts the
-bias/requant tables too, which the engine moves through DRAM. Buffer, register-file and MAC
-energy use the same array model as every architecture, with the engine's lanes as the MAC array.
+mapping reported is M tiles of m_lanes (of 2 * m_lanes, `fold: 2`, for a folded layer), everything
+else whole. Its compulsory traffic counts the bias/requant tables too, which the engine moves
+through DRAM. Buffer, register-file and MAC energy use the same array model as every architecture,
+with the engine's lanes as the MAC array.
 """
 
 from __future__ import annotations
@@ -64,10 +65,11 @@ def engine_results(graph: Graph, arch: Architecture, energy: EnergyTable, weight
         layer = known.get(node.name) or layer_from_node(graph, node, weight_bits, act_bits)
         costs = layer.costs
         fmt = _engine_format(plan.structure, costs)
-        mapping = Mapping("MCPQ", min(spec.m_lanes, layer.m), layer.c, layer.p, layer.q)
+        # a folded layer's lane groups hold twice the channels (docs/engine.md, "Folded layers")
+        mapping = Mapping("MCPQ", min(spec.m_lanes * plan.fold, layer.m), layer.c, layer.p, layer.q, fold=plan.fold)
         rows, cols = Extents(layer, 0), Extents(layer, 1)
         r = evaluate(layer, costs[fmt], arch, energy, mapping.order, mapping.m, mapping.c, mapping.p, mapping.q,
-                     rows, cols)
+                     rows, cols, fold=mapping.fold)
         b = sched.bytes
         dram = {"weights": b["weights"], "metadata": 0, "tables": b["tables"], "descriptor": b["descriptor"],
                 "inputs": b["inputs"], "outputs": b["outputs"], "psums": 0}

@@ -16,6 +16,7 @@ residue lanes the M tile counts lane slots, k lane groups x rows, which may exce
 An entry may also fix
     bypass: [outputs]        # outputs go straight to DRAM (then C is not tiled)
     lanes: residue           # lane groups of one residue class mod the format's period
+    fold: 2                  # the array runs the layer as rows * 2 x cols / 2 (lane groups of 2 * rows channels)
     format: dense            # or {name: periodic, period: 4, table: [..]} / {name: pattern, library: [..]}:
                              # the weights' storage format, with its table or library as kernel
                              # masks (bit i = tap i in raster order)
@@ -79,7 +80,7 @@ def search_all(layer: Layer, cost: FormatCost, arch: Architecture, table: Energy
 def check_fits(layer: Layer, cost: FormatCost, arch: Architecture, table: EnergyTable, mapping: Mapping,
                rows: Extents, cols: Extents) -> None:
     need = int(evaluate(layer, cost, arch, table, mapping.order, mapping.m, mapping.c, mapping.p, mapping.q,
-                        rows, cols, mapping.lanes, mapping.period, mapping.bypass)["need_bits"])
+                        rows, cols, mapping.lanes, mapping.period, mapping.bypass, mapping.fold)["need_bits"])
     if need > arch.glb_bits:
         raise HwgenError(f"layer '{layer.name}': mapping {mapping.order} {mapping.as_dict()['tiles']} needs "
                          f"{need / 8192:.2f} KiB of buffer, more than the {arch.glb_kib:g} KiB global buffer")
@@ -124,8 +125,9 @@ class FixedMappings:
         fmt = self._format(sec)
         if lanes == "residue" and (fmt is None or fmt[0] != "periodic"):
             raise HwgenError(f"{self.label}: '{sec.path}': residue lanes need a periodic format with its period")
+        fold = sec.number("fold", 1, integer=True)
         sec.done()
-        return order, sizes, tuple(bypass), lanes, fmt
+        return order, sizes, tuple(bypass), lanes, fmt, fold
 
     def _format(self, sec: specfile.Section):
         """(name, period, masks) of the entry's `format`, or None."""
@@ -157,14 +159,14 @@ class FixedMappings:
         self._unused.discard(layer.name)
         if entry is None:
             return None
-        order, sizes, bypass, lanes, fmt = entry
+        order, sizes, bypass, lanes, fmt, fold = entry
         dims = {"M": layer.m, "C": layer.c, "P": layer.p, "Q": layer.q}
         t = {d: min(sizes.get(d, n), n) for d, n in dims.items()}
         if lanes == "residue":  # residue classes may leave lanes empty: the tile counts lane slots, unclipped
             t["M"] = sizes.get("M", layer.m)
         if bypass and t["C"] < layer.c:
             raise HwgenError(f"{self.label}: layer '{layer.name}': outputs bypass the buffer, so C cannot be tiled")
-        return Mapping(order, t["M"], t["C"], t["P"], t["Q"], lanes, fmt[1] if fmt else 1, bypass)
+        return Mapping(order, t["M"], t["C"], t["P"], t["Q"], lanes, fmt[1] if fmt else 1, bypass, fold)
 
     def format_cost(self, layer: Layer) -> tuple[str, FormatCost] | None:
         """(name, cost) of the format the entry for `layer` fixes, or None."""

@@ -80,6 +80,9 @@ def run(args) -> int:
         shape = lambda v: "x".join(map(str, v["shape"]))  # noqa: E731
         print(f"{lay['name']:<16}{lay['structure']:<10}{lay['period']:>3}{lay['taps']:>5}{shape(lay['input']):>14}"
               f"{shape(lay['output']):>14}{sum(s['bytes'].values()):>12}{s['cycles']:>10}{s['utilization']:>7.1%}")
+    folded = [lay["name"] for lay in manifest["layers"] if lay["fold"] > 1]
+    if folded:
+        print("folded (spare x lanes on twice the output channels): " + ", ".join(folded))
     if manifest["host_ops"]:
         print("layer by layer, on the host: " + ", ".join(manifest["host_ops"]))
     net = manifest.get("network")

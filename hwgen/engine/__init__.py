@@ -1,7 +1,8 @@
 """The engine compiler: a quantized graph in, everything the generated engine runs on out (pure Python).
 
 `build(graph, EngineConfig(...))` plans every conv layer (`plan`), sizes the engine to the
-checkpoint (`fit`), tiles each layer onto the fixed buffers (`tiling`: row bands and the loop
+checkpoint (`fit`), folds the layers that leave x lanes idle where that saves cycles
+(`schedule.fold_plans`), tiles each layer onto the fixed buffers (`tiling`: row bands and the loop
 nest), lays out the DRAM (`memory_map` for the formats, `image` for descriptors and addresses)
 and models each layer's DRAM bytes and cycles (`schedule`). Every consumer takes its
 `EngineBuild`: `hwgen generate` (Verilog and files), the `engine` analysis preset, the simulation
@@ -22,7 +23,7 @@ from .memory_map import (TABLE_ENTRY_BYTES, activation_bytes, ceil_div, group_st
                          weight_group_beats)
 from .params import DEFAULT_PIPELINE, EngineParams, check_lanes
 from .plan import (LayerPlan, check_weights_covered, group_channels, pass_cycles, plan_node, rom_tables, tap_order)
-from .schedule import LayerSchedule, layer_schedule, network_schedule
+from .schedule import LayerSchedule, fold_plans, layer_schedule, network_schedule
 from .tiling import Tiling, band_inputs, band_words, layer_tiling, tiled_bytes
 
 __all__ = [
@@ -31,7 +32,7 @@ __all__ = [
     "TABLE_ENTRY_BYTES", "activation_bytes", "ceil_div", "group_steps", "groups", "id_words", "pack_activations",
     "pack_table", "pack_weights", "row_beats", "table_group_beats", "unpack_activations", "weight_group_beats",
     "EngineParams", "check_lanes", "LayerPlan", "check_weights_covered", "group_channels", "pass_cycles",
-    "plan_node", "rom_tables", "tap_order", "LayerSchedule", "layer_schedule", "network_schedule",
+    "plan_node", "rom_tables", "tap_order", "LayerSchedule", "fold_plans", "layer_schedule", "network_schedule",
     "Tiling", "band_inputs", "band_words", "layer_tiling", "tiled_bytes",
 ]
 
@@ -92,7 +93,11 @@ def build(graph, config: EngineConfig = EngineConfig()) -> EngineBuild:
     """Compile `graph` (a quantized hwgen Graph) for the engine (raises HwgenError naming what cannot run)."""
     check_lanes(config.m_lanes, config.x_lanes)
     plans = plan_graph(graph, dense_only=config.dense_only, m_lanes=config.m_lanes)
-    params = fit_params(plans, m_lanes=config.m_lanes, x_lanes=config.x_lanes, bus_bits=config.bus_bits,
-                        glb_kib=config.glb_kib, weight_kib=config.weight_kib, sparse=False if config.dense_only else None,
-                        pipeline=config.pipeline)
+    fit = functools.partial(fit_params, m_lanes=config.m_lanes, x_lanes=config.x_lanes, bus_bits=config.bus_bits,
+                            glb_kib=config.glb_kib, weight_kib=config.weight_kib,
+                            sparse=False if config.dense_only else None, pipeline=config.pipeline)
+    params = fit(plans)
+    folded = fold_plans(plans, params)  # the layers that fold their spare x lanes: an engine that folds
+    if any(p.fold > 1 for p in folded):
+        plans, params = folded, fit(folded)
     return EngineBuild(graph, config, plans, params)

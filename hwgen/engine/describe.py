@@ -64,10 +64,12 @@ def mapping_spec(build) -> dict:
         q = tiling.col_beats * build.params.beat_elems if tiling.col_beats else ow
         layers[plan.name] = {
             "order": "MPQC" if k else "PQMC",
-            "tiles": {"M": build.params.m_lanes * max(k, 1), "C": plan.in_shape[0], "P": tiling.band_rows, "Q": q},
+            "tiles": {"M": build.params.m_lanes * plan.fold * max(k, 1), "C": plan.in_shape[0], "P": tiling.band_rows,
+                      "Q": q},
             "bypass": ["outputs"],
             "lanes": "residue" if plan.residue_groups else "contiguous",
             "format": _format(plan),
+            **({"fold": plan.fold} if plan.fold > 1 else {}),
         }
     return {"layers": layers}
 

@@ -29,8 +29,8 @@ LAYOUT = data.StructLayout({
     "out_width": 16,  # OW
     "in_row_beats": 16,  # beats per input row in DRAM
     "out_row_beats": 16,  # beats per output row in DRAM
-    "x_groups": 16,  # ceil(OW / x_lanes)
-    "m_groups": 16,  # ceil(M / m_lanes)
+    "x_groups": 16,  # ceil(OW / x_lanes), folded: ceil(OW / (x_lanes / FOLD))
+    "m_groups": 16,  # ceil(M / m_lanes), folded: ceil(M / (FOLD * m_lanes))
     "weight_group_beats": 16,  # beats of packed weights per lane group
     "table_group_beats": 16,  # beats of bias/requant table per lane group
     "id_words": 16,  # weight-buffer words of kernel ids before each group's weights (library layers)
@@ -44,7 +44,7 @@ LAYOUT = data.StructLayout({
     "library": 1,  # a pattern library layer: lanes take their pattern from the kernel ids
     "residue_groups": 1,  # lane groups hold one residue class mod P each; steps follow each channel's pattern
     "prefetch": 1,  # streamed weights, two lane groups in the weight buffer: a run reads the next group's loads
-    "_flags_pad": 1,
+    "fold": 1,  # FOLD output channels per MAC lane, x_lanes / FOLD pixels per pass (`plan.can_fold`)
     "lo": signed(16),  # output clamp range (requant lo/hi)
     "hi": signed(16),
     "magic": 16,

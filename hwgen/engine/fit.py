@@ -49,7 +49,7 @@ def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bu
         patterns=tuple(rom), sparse=any(not p.dense for p in plans) if sparse is None else sparse,
         lane_period=0 if any(p.ids is not None for p in plans) else math.lcm(*(p.period for p in plans)),
         library=any(p.ids is not None for p in plans), pipeline=pipeline,
-        residue_groups=any(p.residue_groups for p in plans),
+        residue_groups=any(p.residue_groups for p in plans), fold=max(p.fold for p in plans),
     ).validate()
     if glb_kib is None:
         words = max(band_words(p, params, p.out_shape[1]) for p in plans)

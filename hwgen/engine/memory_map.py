@@ -11,10 +11,10 @@ elements each), so row `(c, y)` is at `base + (c * H + y) * row_beats * beat_byt
 Packed weights (`pack_weights`): lane group after lane group (`group_channels`: output channels
 `g*m_lanes ..`, or, for residue-grouped layers, `r + (k0 + m) * P`, one residue class after the
 other); in a group, for each input channel `c`, for each tap step `t < channel_steps`, one word
-of `m_lanes` bytes (lane 0 first): lane `m`'s weight at the `t`-th tap of its kernel's pattern,
-raster order (a dense k x k kernel: all k * k taps, row after row). Only the pattern's taps
-travel (no indices); a lane whose pattern has fewer taps
-than the step count, or a lane without an output channel, gets a zero byte. For W = 2 and 4
+of `m_lanes` bytes (lane 0 first; `fold * m_lanes` in a folded layer's groups): lane `m`'s weight
+at the `t`-th tap of its kernel's pattern, raster order (a dense k x k kernel: all k * k taps, row
+after row). Only the pattern's taps travel (no indices); a lane whose pattern has fewer taps than
+the step count, or a lane without an output channel, gets a zero byte. For W = 2 and 4
 (`params.weight_pack` = 8 // W weights per byte) these bytes travel packed: weight `i` of the
 group's stream at bits `(i % pack) * W ..` of byte `i // pack`. Each group is padded to whole
 beats (the same count for every group of a layer).
@@ -98,11 +98,12 @@ def weight_group_beats(plan: LayerPlan, params: EngineParams) -> int:
     ids = id_words(plan, params) * params.weight_word_bytes
     firsts = range(plan.period) if plan.residue_groups else [0]
     words = max(group_steps(plan, r) for r in firsts)
-    return ceil_div(ids + words * params.m_lanes, params.beat_bytes * params.weight_pack)
+    return ceil_div(ids + words * params.m_lanes * plan.fold, params.beat_bytes * params.weight_pack)
 
 
-def table_group_beats(params: EngineParams) -> int:
-    return ceil_div(params.m_lanes * TABLE_ENTRY_BYTES, params.beat_bytes)
+def table_group_beats(params: EngineParams, fold: int = 1) -> int:
+    """Beats of one lane group's bias/requant table (a layer folded `fold` times has `fold * m_lanes` entries)."""
+    return ceil_div(params.m_lanes * fold * TABLE_ENTRY_BYTES, params.beat_bytes)
 
 
 def pack_weights(plan: LayerPlan, params: EngineParams, table_base: int = 0) -> bytes:
@@ -118,7 +119,7 @@ def pack_weights(plan: LayerPlan, params: EngineParams, table_base: int = 0) -> 
             out += blob + bytes(id_bytes - len(blob))
         blob = bytearray()
         for ci in range(c):
-            words = np.zeros((plan.channel_steps(chans[0], ci), params.m_lanes), dtype=np.int64)
+            words = np.zeros((plan.channel_steps(chans[0], ci), params.m_lanes * plan.fold), dtype=np.int64)
             for lane, mo in enumerate(chans):
                 for t, tap in enumerate(plan.lane_taps(mo, ci)):
                     words[t, lane] = flat[mo, ci, tap]
@@ -151,12 +152,12 @@ def pack_table(plan: LayerPlan, params: EngineParams) -> bytes:
     out = bytearray()
     for chans in group_channels(plan, params.m_lanes):
         blob = bytearray()
-        for lane in range(params.m_lanes):
+        for lane in range(params.m_lanes * plan.fold):
             if lane < len(chans):
                 mo = chans[lane]
                 b, mul, s = int(plan.bias[mo]), int(plan.multiplier[mo]), int(plan.shift[mo])
             else:
                 b, mul, s = 0, 0, 1
             blob += (b & 0xFFFFFFFF).to_bytes(4, "little") + mul.to_bytes(2, "little") + bytes([s, int(plan.half_even)])
-        out += blob + bytes(table_group_beats(params) * params.beat_bytes - len(blob))
+        out += blob + bytes(table_group_beats(params, plan.fold) * params.beat_bytes - len(blob))
     return bytes(out)

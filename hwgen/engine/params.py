@@ -26,6 +26,8 @@ MAC_CUTS = ("window", "operands", "product", "candidates", "read")
 # Requant: after the partial products, the shift, their sum, the clamp; before the multiply
 REQUANT_CUTS = ("product", "rounding", "sum", "output", "inputs")
 MAX_PIPELINE = max(len(MAC_CUTS), len(REQUANT_CUTS))
+# Output channels a MAC lane holds in a folded layer (`plan.can_fold`): x lanes / FOLD pixels per pass
+FOLD = 2
 DEFAULT_PIPELINE = MAX_PIPELINE  # what `hwgen generate` builds unless told otherwise
 
 
@@ -83,6 +85,7 @@ class EngineParams:
     sram_cells: bool = False  # buffers as hwgen_sram_1r1w instances (generated Verilog) or lib.memory (sim)
     pipeline: int = DEFAULT_PIPELINE  # register cuts per long path (MAC_CUTS, REQUANT_CUTS); 0: single-cycle
     residue_groups: bool = False  # some layer has residue-grouped lanes: a deeper window FIFO (`window_depth`)
+    fold: int = 1  # FOLD: some layer folds its spare x lanes onto more output channels (`plan.can_fold`)
 
     # -- validation ------------------------------------------------------------------------------
     def validate(self) -> "EngineParams":
@@ -113,6 +116,8 @@ class EngineParams:
         if not isinstance(self.pipeline, int) or isinstance(self.pipeline, bool) \
                 or not 0 <= self.pipeline <= MAX_PIPELINE:
             raise HwgenError(f"pipeline must be an integer from 0 to {MAX_PIPELINE}, got {self.pipeline!r}")
+        if self.fold not in (1, FOLD) or self.fold > self.x_lanes:
+            raise HwgenError(f"fold must be 1 or {FOLD} (at most x-lanes), got {self.fold!r}")
         if len(self.patterns) > MAX_PERIOD * 4:
             raise HwgenError(f"the pattern ROM holds at most {MAX_PERIOD * 4} masks, got {len(self.patterns)}")
         for p in self.patterns:
@@ -214,13 +219,27 @@ class EngineParams:
 
     @property
     def weight_word_bytes(self) -> int:
-        """Weight buffer memory word: the wider of an unpacked beat and a lane word (powers of two)."""
-        return max(self.weight_pack * self.beat_bytes, self.m_lanes)
+        """Weight buffer memory word: the wider of an unpacked beat and a tap step's weights (`fold` lane
+        words in an engine with a folded layer; powers of two)."""
+        return max(self.weight_pack * self.beat_bytes, self.m_lanes * self.fold)
+
+    @property
+    def out_lanes(self) -> int:
+        """Output channels of a lane group at most: `m_lanes`, twice that with a folded layer."""
+        return self.m_lanes * self.fold
 
     @property
     def weight_beats_per_word(self) -> int:
         """Fill beats (each spread to one byte per weight) one weight buffer memory word gathers."""
         return self.weight_word_bytes // (self.weight_pack * self.beat_bytes)
+
+    @property
+    def weight_write_bits(self) -> int:
+        """Bits one weight buffer write covers: a memory word, or in an engine with a folded layer whose words
+        gather several beats one unpacked beat (an unfolded layer's group, of `m_lanes`-byte steps, may end
+        in the middle of a word)."""
+        word_bits = self.weight_word_bytes * 8
+        return self.weight_pack * self.bus_bits if self.fold > 1 and self.weight_beats_per_word > 1 else word_bits
 
     @property
     def weight_mem_depth(self) -> int:
@@ -284,7 +303,7 @@ class EngineParams:
             "weight_buffer_word_bits": self.m_lanes * self.weight_bits,
             "weight_dram_bits": 8 // self.weight_pack,
             "activation_dram_bits": self.act_field_bits,
-            "output_row_buffer_words": 2 * self.m_lanes * self.out_row_beats_max,
+            "output_row_buffer_words": 2 * self.out_lanes * self.out_row_beats_max,
             "pattern_rom_entries": len(self.patterns),
             "mac_register_cuts": list(self.mac_cuts),
             "window_fifo_depth": self.window_depth,

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import HwgenError
 from ..sparsity import ResidueStats
-from .params import DEFAULT_PIPELINE, KERNEL_MAX, MAX_PERIOD, TAPS, window_depth
+from .params import DEFAULT_PIPELINE, FOLD, KERNEL_MAX, MAX_PERIOD, TAPS, window_depth
 
 KERNELS = tuple(range(1, KERNEL_MAX + 1, 2))  # square kernel sizes the engine runs (padding k // 2)
 MAX_LIBRARY = 32  # pattern library masks per layer (ids travel as one byte per kernel)
@@ -101,6 +101,7 @@ class LayerPlan:
     ids: np.ndarray | None = None  # pattern library layers: (M, C) index into masks of every kernel
     residue_groups: bool = False  # lane groups hold one residue class mod P each (see the module doc)
     half_even: bool = False  # requant rounds ties to even (`Requant.rounding`)
+    fold: int = 1  # output channels per MAC lane: FOLD folds the spare x lanes onto more channels (`can_fold`)
 
     @property
     def kernel1x1(self) -> bool:
@@ -222,11 +223,30 @@ def _residue_table(stats: ResidueStats, period: int) -> tuple[list[int], int]:
     return table, slots
 
 
+def can_fold(plan: LayerPlan, m_lanes: int, x_lanes: int) -> bool:
+    """Whether the engine can fold the layer's spare x lanes onto more output channels (`plan.fold` = FOLD).
+
+    A folded lane group holds `FOLD * m_lanes` contiguous output channels; MAC lane `m` computes
+    channel `m` on pixel lanes `0 .. x_lanes / FOLD - 1` and channel `m + m_lanes` on the others, at
+    the same pixels. Both read the same window, and (every lane's pattern being its residue) the same
+    ROM pattern when `m_lanes` is a multiple of the layer's period: dense, 1x1 and such periodic
+    layers fold; residue-grouped and pattern-library layers (per-lane kernel ids) do not. Only layers
+    whose rows leave x lanes idle fold (OW below `x_lanes`, or past a multiple of it by at most half):
+    elsewhere a fold only makes lane groups larger, which saves a fraction of a percent.
+    """
+    if x_lanes < FOLD or plan.residue_groups or plan.ids is not None or (not plan.dense and m_lanes % plan.period):
+        return False
+    ow, half = plan.out_shape[2], x_lanes // FOLD
+    return -(-ow // half) * half < -(-ow // x_lanes) * x_lanes
+
+
 def group_channels(plan: LayerPlan, m_lanes: int) -> list[list[int]]:
-    """The output channels of each lane group, lane 0 first (the last group of a class may be short)."""
+    """The output channels of each lane group, lane 0 first (the last group of a class may be short);
+    a folded layer's groups hold `fold * m_lanes` channels."""
     m = plan.out_shape[0]
     if not plan.residue_groups:
-        return [list(range(g, min(g + m_lanes, m))) for g in range(0, m, m_lanes)]
+        lanes = m_lanes * plan.fold
+        return [list(range(g, min(g + lanes, m))) for g in range(0, m, lanes)]
     out = []
     for r in range(plan.period):
         cls = list(range(r, m, plan.period))
@@ -244,8 +264,8 @@ def pass_cycles(plan: LayerPlan, m_lanes: int, window_depth: int = PLANNING_WIND
 
     Per input channel a group takes its tap steps, but about at least the window fetch (k row
     reads for a k x k kernel, the rows its pattern touches for a residue group); a pass lasts at
-    least the drain of the previous one (m_lanes + 1). `window_depth`: windows the `window` cut's
-    FIFO holds (`EngineParams.window_depth`, 0: no cut).
+    least the drain of the previous one (a cycle per output channel of the group, plus one).
+    `window_depth`: windows the `window` cut's FIFO holds (`EngineParams.window_depth`, 0: no cut).
     """
     return sum(group_pass_cycles(plan, chans[0], m_lanes, window_depth) for chans in group_channels(plan, m_lanes))
 
@@ -258,7 +278,7 @@ def group_pass_steps(plan: LayerPlan, first_channel: int) -> int:
 
 def group_pass_cycles(plan: LayerPlan, first_channel: int, m_lanes: int, window_depth: int) -> int:
     if not plan.residue_groups:  # the same steps and fetch on every channel: the slower of the two paces it
-        return max(plan.in_shape[0] * max(plan.taps, plan.channel_rows(first_channel, 0)), m_lanes + 1)
+        return max(plan.in_shape[0] * max(plan.taps, plan.channel_rows(first_channel, 0)), m_lanes * plan.fold + 1)
     return _residue_pass_cycles(plan, first_channel % plan.period, m_lanes, window_depth)
 
 

@@ -22,15 +22,16 @@ The model assumes memory that answers every request after `latency` cycles and n
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import descriptor
 from .memory_map import ceil_div, row_beats, table_group_beats, weight_group_beats
-from .params import EngineParams
-from .plan import LayerPlan, group_channels, group_pass_cycles, group_pass_steps
-from .tiling import Tiling, layer_tiling, tiled_bytes
+from .params import FOLD, EngineParams
+from .plan import LayerPlan, can_fold, group_channels, group_pass_cycles, group_pass_steps
+from .tiling import Tiling, group_buffer_words, layer_tiling, tiled_bytes
 
 DEFAULT_LATENCY = 1  # cycles from a request's acceptance to its first data beat (sim_memory's model)
 
@@ -79,7 +80,8 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     chans = group_channels(plan, params.m_lanes)
     rbi = row_beats(w, params)
     desc_beats = ceil_div(descriptor.DESCRIPTOR_BYTES, params.beat_bytes)
-    wgb, tgb = weight_group_beats(plan, params), table_group_beats(params)
+    wgb, tgb = weight_group_beats(plan, params), table_group_beats(params, plan.fold)
+    xl = params.x_lanes // plan.fold  # output pixels per pass
 
     def band_load(lo: int, hi: int, beats: int | None) -> int:
         """BAND, BAND_ROWS, BAND_LIMITS, BAND_BEATS, BAND_ADDR, then a read per channel (per row of a
@@ -110,15 +112,16 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         follows), when its last pass is drained (through the MAC array's cuts only), its last rows going out
         while the next group runs."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
-        passes = rows * ceil_div(cols, params.x_lanes)
-        row_compute = ceil_div(cols, params.x_lanes) * group_pass_cycles(plan, lanes[0], params.m_lanes,
+        passes = rows * ceil_div(cols, xl)
+        row_compute = ceil_div(cols, xl) * group_pass_cycles(plan, lanes[0], params.m_lanes,
                                                                           params.window_depth)
         # RUN_START, then the first window's fetch: one row read for a 1x1 kernel (the other kernels' count is
         # a 3x3 window's three reads)
         start = 1 + (3 if plan.kernel1x1 else 5)
+        drain = params.m_lanes * plan.fold  # a pass's drain: a folded lane's two channels in turn
         sent = backlog
         for r in range(rows):
-            sent = max(start + (r + 1) * row_compute + params.m_lanes + params.pipeline_latency, sent) + row_out
+            sent = max(start + (r + 1) * row_compute + drain + params.pipeline_latency, sent) + row_out
         t = start + rows * row_compute + len(params.mac_cuts) if overlapped else sent
         return t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t)
 
@@ -140,7 +143,10 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                 for i, lanes in enumerate(members):
                     # this group's loads were read during the previous run (prefetch): RESIDUES only
                     setup = params.m_lanes if tiling.prefetch and i else group_start() + (0 if k else weights_load())
-                    t, steps, issued, left = run(lanes, rows, width, i + 1 < len(members), max(0, backlog - setup))
+                    # a folded layer's groups do not overlap: the drain's 2 * m_lanes cycles on the last pass
+                    # outlast the next group's m_lanes residue steps
+                    overlapped = i + 1 < len(members) and plan.fold == 1
+                    t, steps, issued, left = run(lanes, rows, width, overlapped, max(0, backlog - setup))
                     if tiling.prefetch and i + 1 < len(members):  # the run reads the next group's loads
                         left = max(0, left - max(0, prefetch() - t))
                         t = max(t, prefetch())
@@ -150,6 +156,28 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                     active += issued
     return LayerSchedule(plan.name, tiled_bytes(plan, params, tiling), cycles, compute,
                          int(np.count_nonzero(plan.weight)) * oh * ow, params.mac_count, tiling, mac_active=active)
+
+
+def fold_plans(plans: list[LayerPlan], params: EngineParams) -> list[LayerPlan]:
+    """`plans` with the channel fold (`plan.fold` = FOLD) on each layer the engine can fold
+    (`plan.can_fold`) and that then runs in fewer cycles (the compiler's per-layer choice).
+
+    Folding pays where a row leaves x lanes idle (OW below `x_lanes`, or just over a multiple of it).
+    A folded layer also needs its rows whole (no column tiles) and a folded group's weights in the
+    weight buffer; it moves the same bytes, in lane groups twice as large.
+    """
+    folded_params = dataclasses.replace(params, fold=FOLD)
+    out = []
+    for plan in plans:
+        if can_fold(plan, params.m_lanes, params.x_lanes):
+            folded = dataclasses.replace(plan, fold=FOLD)
+            tiling = layer_tiling(folded, folded_params)
+            if (not tiling.col_beats and group_buffer_words(folded, folded_params) <= folded_params.weight_mem_depth
+                    and layer_schedule(folded, folded_params, tiling=tiling).cycles
+                    < layer_schedule(plan, folded_params).cycles):
+                plan = folded
+        out.append(plan)
+    return out
 
 
 def network_schedule(plans: list[LayerPlan], params: EngineParams, latency: int = DEFAULT_LATENCY) -> list[LayerSchedule]:

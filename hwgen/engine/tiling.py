@@ -135,7 +135,7 @@ def tiled_bytes(plan: LayerPlan, params: EngineParams, tiling: Tiling) -> dict:
     return {
         "descriptor": ceil_div(descriptor.DESCRIPTOR_BYTES, bb) * bb,
         "weights": (1 if k else tiling.tiles) * g * weight_group_beats(plan, params) * bb,
-        "tables": tiling.tiles * g * table_group_beats(params) * bb,
+        "tables": tiling.tiles * g * table_group_beats(params, plan.fold) * bb,
         "inputs": (ceil_div(g, k) if k else 1) * once,
         "outputs": m * oh * row_beats(ow, params) * bb,
     }

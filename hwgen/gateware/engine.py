@@ -22,7 +22,9 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
      contiguous channels, or (`residue_groups`) channels `r + (k0 + m) * P` of one residue class
      `r` after the other: then every lane shares the residue and each channel steps its pattern's taps;
   4. one-cycle `done` after the last write beat is accepted.
-`hwgen.engine.tiling.layer_tiling` chooses bands and nest, and counts the same bytes.
+`hwgen.engine.tiling.layer_tiling` chooses bands and nest, and counts the same bytes. A folded layer
+(`fold`, engines built with one) has lane groups of `2 * m_lanes` channels and their tables; the MAC
+array, input buffer and write-back run its passes of `x_lanes / 2` pixels.
 """
 
 from __future__ import annotations
@@ -74,8 +76,25 @@ class Engine(wiring.Component):
         desc_raw = Signal(desc_beats * p.bus_bits)
         d = descriptor.LAYOUT(desc_raw[:descriptor.LAYOUT.size])
         tgb = table_group_beats(p)
-        table = Signal(tgb * p.bus_bits)
-        table_next = Signal(tgb * p.bus_bits)  # the next group's table, read during a run (prefetch)
+        tgb_wide = table_group_beats(p, p.fold)  # a folded group's table: twice the entries
+        table = Signal(tgb_wide * p.bus_bits)
+        table_next = Signal(tgb_wide * p.bus_bits)  # the next group's table, read during a run (prefetch)
+        # a folded layer's lane groups hold twice the channels, and their tables twice the entries (mux of
+        # constants on a descriptor bit)
+        if p.fold > 1:
+            group_lanes, group_tgb = Mux(d.fold, 2 * lanes, lanes), Mux(d.fold, tgb_wide, tgb)
+            group_table_bytes = Mux(d.fold, tgb_wide * bb, tgb * bb)
+        else:
+            group_lanes, group_tgb, group_table_bytes = lanes, tgb, tgb * bb
+
+        def table_beat(reg):
+            """`reg` (a table register) after a table beat arrives: beats shift in at the top of the group's
+            table, an unfolded group's in the low `tgb` beats."""
+            wide = Cat(reg[p.bus_bits:], self.rd.payload) if tgb_wide > 1 else self.rd.payload
+            if tgb_wide == tgb:
+                return wide
+            narrow = Cat(reg[p.bus_bits:tgb * p.bus_bits], self.rd.payload, reg[tgb * p.bus_bits:])
+            return Mux(d.fold, wide, narrow)
 
         # layer constants, computed once after the descriptor arrives
         row_bytes = Signal(ADDR_BITS)
@@ -220,10 +239,12 @@ class Engine(wiring.Component):
             wb.plane_bytes.eq(lane_bytes),
             # a column tile starts on an output beat: its rows' first beats
             wb.group_addr.eq(out_ptr + band_out_off + (tile_ox0 >> be_log) * bb),
-            wb.lanes_valid.eq(Mux(lanes_left < lanes, lanes_left, lanes)),
+            wb.lanes_valid.eq(Mux(lanes_left < group_lanes, lanes_left, group_lanes)),
             wb.wr.ready.eq(self.wr.ready), self.wr.valid.eq(wb.wr.valid), self.wr.payload.eq(wb.wr.payload),
         ]
-        for lane in range(lanes):
+        if p.fold > 1:
+            m.d.comb += [mac.fold.eq(d.fold), inbuf.fold.eq(d.fold), wb.fold.eq(d.fold)]
+        for lane in range(p.out_lanes):
             entry = table.word_select(lane, TABLE_ENTRY_BYTES * 8)
             m.d.comb += [mac.bias[lane].eq(entry[0:32]), wb.multiplier[lane].eq(entry[32:47]),
                          wb.shift[lane].eq(entry[48:54]), wb.half_even[lane].eq(entry[56])]
@@ -268,8 +289,10 @@ class Engine(wiring.Component):
 
         def next_group():
             m.d.sync += [
-                group.eq(group + 1), lanes_left.eq(lanes_left - lanes), k.eq(0), table_ptr.eq(table_ptr + tgb * bb),
-                out_ptr.eq(out_ptr + lane_bytes * lanes), class_start.eq(0),
+                group.eq(group + 1), lanes_left.eq(lanes_left - group_lanes), k.eq(0),
+                table_ptr.eq(table_ptr + group_table_bytes),
+                out_ptr.eq(out_ptr + (Mux(d.fold, lane_bytes * (2 * lanes), lane_bytes * lanes) if p.fold > 1
+                                      else lane_bytes * lanes)), class_start.eq(0),
             ]
             with m.If(~resident):  # resident groups' weights were read when their set started
                 m.d.sync += weight_ptr.eq(weight_ptr + d.weight_group_beats * bb)
@@ -305,6 +328,8 @@ class Engine(wiring.Component):
         m.d.sync += [last_group.eq(group == last_m_group), last_col.eq(col_end),
                      last_tile.eq((band == last_band) & col_end), set_end.eq(j == set_last)]
         overlap = Mux(resident, ~set_end, ~last_group)  # RUN's exit goes to the next group of the same band
+        if p.fold > 1:  # ... but not a folded layer's: its drain's 2 * m_lanes cycles outlast RESIDUES
+            overlap &= ~d.fold
         bpw_log = wbuf.beats_per_word.bit_length() - 1
         lw_log = wbuf.lane_words_per_word.bit_length() - 1
 
@@ -483,14 +508,13 @@ class Engine(wiring.Component):
                     with m.If(prefetched):  # table and weights arrived during the previous run
                         m.next = "RUN_START"
                     with m.Else():
-                        read(table_ptr, tgb)
+                        read(table_ptr, group_tgb)
                         m.next = "TABLE"
             with m.State("TABLE"):
                 m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), rom.load.eq(1)]
                 with m.If(rd_beat):
-                    m.d.sync += [got.eq(got + 1), table.eq(Cat(table[p.bus_bits:], self.rd.payload)
-                                                           if tgb > 1 else self.rd.payload)]
-                    with m.If(got == tgb - 1):
+                    m.d.sync += [got.eq(got + 1), table.eq(table_beat(table))]
+                    with m.If(got == group_tgb - 1):
                         with m.If(resident):
                             m.next = "RUN_START"
                         with m.Else():
@@ -522,7 +546,7 @@ class Engine(wiring.Component):
                 with m.If(~resident):  # streamed: the group's weights are where the last fill put them
                     m.d.sync += lane_base.eq(fill_base << lw_log)
                 with m.If(d.prefetch & ~last_group):  # the next group's table, then weights into the other half
-                    read(table_ptr + tgb * bb, tgb)
+                    read(table_ptr + group_table_bytes, group_tgb)
                     m.d.sync += [pf_table.eq(1), prefetched.eq(1), fill_base.eq(group_words - fill_base)]
                 m.next = "RUN"
             with m.State("RUN"):
@@ -562,8 +586,8 @@ class Engine(wiring.Component):
         with m.If(pf_table):
             m.d.comb += self.rd.ready.eq(1)
             with m.If(rd_beat):
-                m.d.sync += table_next.eq(Cat(table_next[p.bus_bits:], self.rd.payload) if tgb > 1 else self.rd.payload)
-                count_beat(tgb)
+                m.d.sync += table_next.eq(table_beat(table_next))
+                count_beat(group_tgb)
                 with m.If(got_last):
                     m.d.sync += [pf_table.eq(0), pf_weights.eq(1)]
                     m.d.comb += wbuf.fill_start.eq(1)

@@ -75,6 +75,8 @@ class InputBuffer(wiring.Component):
             "window": Out(stream.Signature(params.kernel_max * params.win_cols * a)),
             # k // 2 of the layer's k x k kernel (engines for 3x3 at most tell 1x1 by kernel1x1 alone)
             **({"kernel_half": In(2)} if params.kernel_max > 3 else {}),
+            # a folded layer's passes are x_lanes / 2 pixels apart (engines with a folded layer, `plan.can_fold`)
+            **({"fold": In(1)} if params.fold > 1 else {}),
         })
 
     def elaborate(self, platform):
@@ -225,6 +227,9 @@ class InputBuffer(wiring.Component):
             m.d.sync += [c_offset.eq(c_place[0]), c_keep.eq(c_place[1])]
         m.d.comb += stall.eq(c_valid & c_last & self.window.valid & ~self.window.ready)
 
+        x_step = Mux(self.stride2, 2 * p.x_lanes, p.x_lanes)
+        if p.fold > 1:
+            x_step = Mux(self.fold, Mux(self.stride2, p.x_lanes, p.x_lanes // 2), x_step)
         with m.If(self.run):
             m.d.sync += [active.eq(1), oy.eq(0), xg.eq(0), c.eq(0), y_base.eq(self.y_start),
                          x_base.eq(self.x_start), x_start.eq(self.x_start),
@@ -242,7 +247,7 @@ class InputBuffer(wiring.Component):
                 with m.If(c_at_last):
                     m.d.sync += [c.eq(0), c_at_last.eq(one_c), slot_base.eq(row_base), xg.eq(xg + 1),
                                  xg_at_last.eq(xg == xg_penult),
-                                 x_base.eq(x_base + Mux(self.stride2, 2 * p.x_lanes, p.x_lanes))]
+                                 x_base.eq(x_base + x_step)]
                     with m.If(xg_at_last):
                         row_step = Mux(self.stride2, 2, 1)
                         m.d.sync += [xg.eq(0), xg_at_last.eq(one_xg), x_base.eq(x_start), oy.eq(oy + 1),

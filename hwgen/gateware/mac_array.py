@@ -18,6 +18,10 @@ and costs no throughput.
 
 The window is `kernel_max` rows of `win_cols` pixels; a k x k kernel sits in its middle
 (`EngineParams.window_tap`), and a dense layer's step `t` is its raster tap `t`.
+
+A folded layer (`fold`, `plan.can_fold`) runs passes of `x_lanes / 2` pixels: lane `m`'s upper
+pixel lanes take the lower ones' pixels and the step's second lane word (channel `m + m_lanes`),
+with that channel's bias.
 """
 
 from __future__ import annotations
@@ -43,10 +47,10 @@ class MacArray(wiring.Component):
             "next_one_step": In(1),  # the channel after the one being issued has a single step
             "stride2": In(1),
             "in_signed": In(1),
-            "bias": In(data.ArrayLayout(signed(32), lanes)),
+            "bias": In(data.ArrayLayout(signed(32), params.out_lanes)),
             # weight buffer and pattern ROM, read in the issue stage
-            "weight_addr": Out(range(params.weight_depth)),
-            "weights": In(lanes * 8),
+            "weight_addr": Out(range(params.weight_depth * params.fold)),
+            "weights": In(params.out_lanes * 8),
             "dense": In(1),  # taps in raster order (dense k x k) ...
             "kernel1x1": In(1),  # ... or the centre only (1x1), for every lane
             "issue": Out(1),
@@ -60,6 +64,9 @@ class MacArray(wiring.Component):
             "result": Out(stream.Signature(data.ArrayLayout(signed(params.acc_bits), lanes * xl))),
             # k // 2 of the layer's k x k kernel (engines for 3x3 at most tell 1x1 by kernel1x1 alone)
             **({"kernel_half": In(2)} if params.kernel_max > 3 else {}),
+            # a folded layer (engines with one): lane m computes channel m + m_lanes on pixel lanes x_lanes / 2 ..,
+            # at the pixels of lanes 0 .., with the step's second lane word of weights (see `plan.can_fold`)
+            **({"fold": In(1)} if params.fold > 1 else {}),
         })
 
     def elaborate(self, platform):
@@ -116,7 +123,8 @@ class MacArray(wiring.Component):
         with m.If(can_issue):
             with m.If(first_t):
                 m.d.sync += window.eq(next_window)
-            m.d.sync += [t.eq(t + 1), waddr.eq(waddr + 1)]
+            # a folded step reads two lane words
+            m.d.sync += [t.eq(t + 1), waddr.eq(waddr + (Mux(self.fold, 2, 1) if p.fold > 1 else 1))]
             with m.If(last_t):
                 m.d.sync += [t.eq(0), c.eq(c + 1)]
             with m.If(last_step):
@@ -136,11 +144,14 @@ class MacArray(wiring.Component):
             fixed_tap = Mux(self.kernel1x1, p.window_tap(1, 0), s2_step)
         orders = tap_orders(p.patterns) if p.sparse else []
         candidates = []
+        half = xl // 2  # pixel lanes of a folded pass
         for j in range(xl):
             at_tap = []
             for pos in range(p.window_taps):
                 ky, kx = divmod(pos, kmax)
                 px = Mux(self.stride2, pixel(ky, 2 * j + kx), pixel(ky, j + kx))
+                if p.fold > 1 and j >= half:  # folded: the pixel of lane j - x_lanes / 2
+                    px = Mux(self.fold, Mux(self.stride2, pixel(ky, 2 * (j - half) + kx), pixel(ky, j - half + kx)), px)
                 at_tap.append(Mux(self.in_signed, px.as_signed(), px))
             fixed = Signal(signed(a + 1), name=f"fixed_px{j}")
             m.d.comb += fixed.eq(Array(at_tap)[fixed_tap])
@@ -171,6 +182,9 @@ class MacArray(wiring.Component):
         operands = {}
         for lane in range(lanes):
             operands[f"w{lane}"] = v["weights"].word_select(lane, 8)[:p.weight_bits].as_signed()
+            if p.fold > 1:  # the weight of pixel lanes x_lanes / 2 ..: channel m + m_lanes's when folded
+                upper = v["weights"].word_select(lanes + lane, 8)[:p.weight_bits].as_signed()
+                operands[f"wf{lane}"] = Mux(self.fold, upper, operands[f"w{lane}"])
             sel = lane % sl
             for j in range(xl):
                 per_pattern = [v[f"px{j}_{r}"] for r in range(len(candidates[j][1]) or 1)]
@@ -186,16 +200,27 @@ class MacArray(wiring.Component):
                 else:  # one pattern (or a dense-only engine): nothing to choose per lane
                     operands[f"x{sel}_{j}"] = per_pattern[0]
         v = stage("operands", **operands)
-        v = stage("product", **{f"p{lane}_{j}": v[f"w{lane}"] * v[f"x{lane % sl}_{j}"]
+
+        def weight(lane, j):
+            return v[f"wf{lane}" if p.fold > 1 and j >= half else f"w{lane}"]
+
+        v = stage("product", **{f"p{lane}_{j}": weight(lane, j) * v[f"x{lane % sl}_{j}"]
                                 for lane in range(lanes) for j in range(xl)})
 
         with m.If(self.result.valid & self.result.ready):
             m.d.sync += self.result.valid.eq(0)
+        if p.fold > 1:
+            # the upper pixel lanes' bias (channel m + m_lanes's when folded) chosen a cycle ahead, so the
+            # accumulate path meets a register as before: the table is final cycles before a run's first step
+            fold_bias = [Signal(signed(32), name=f"fold_bias{lane}") for lane in range(lanes)]
+            m.d.sync += [fb.eq(Mux(self.fold, self.bias[lanes + lane], self.bias[lane]))
+                         for lane, fb in enumerate(fold_bias)]
         for lane in range(lanes):
             for j in range(xl):
                 acc = Signal(signed(p.acc_bits), name=f"acc_{lane}_{j}")
                 total = Signal(signed(p.acc_bits), name=f"sum_{lane}_{j}")
-                m.d.comb += total.eq(Mux(flags["first"], self.bias[lane], acc) + v[f"p{lane}_{j}"])
+                bias = fold_bias[lane] if p.fold > 1 and j >= half else self.bias[lane]
+                m.d.comb += total.eq(Mux(flags["first"], bias, acc) + v[f"p{lane}_{j}"])
                 with m.If(flags["valid"]):
                     m.d.sync += acc.eq(total)
                     with m.If(flags["last"]):

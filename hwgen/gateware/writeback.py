@@ -25,11 +25,17 @@ group's last row. A run restarts the drain's row count (the drain is idle then);
 buffers' parity is the row's, so when a run has an odd number of rows, its last row and the next
 run's first share a buffer and the drain waits until the writer has sent it. `done`: every row
 of every run so far is written.
+
+A folded layer's group (`fold`) has `2 * m_lanes` channels of `x_lanes / 2` pixels per pass: the drain
+takes lane `m`'s lower pixel lanes (channel `m`), then its upper ones (channel `m + m_lanes`), each
+through the first `x_lanes / 2` requantizers, and the row buffer holds rows of `2 * m_lanes` channels.
+Its runs do not overlap (the engine waits for `done`): the drain's `2 * m_lanes` cycles on a last pass
+would outlast the next group's `m_lanes` residue steps.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -47,9 +53,9 @@ class Writeback(wiring.Component):
         lanes, xl = params.m_lanes, params.x_lanes
         super().__init__({
             "result": In(stream.Signature(data.ArrayLayout(signed(params.acc_bits), lanes * xl))),
-            "multiplier": In(data.ArrayLayout(unsigned(intmath.MULT_BITS), lanes)),
-            "shift": In(data.ArrayLayout(unsigned(SHIFT_BITS), lanes)),
-            "half_even": In(data.ArrayLayout(unsigned(1), lanes)),
+            "multiplier": In(data.ArrayLayout(unsigned(intmath.MULT_BITS), params.out_lanes)),
+            "shift": In(data.ArrayLayout(unsigned(SHIFT_BITS), params.out_lanes)),
+            "half_even": In(data.ArrayLayout(unsigned(1), params.out_lanes)),
             "lo": In(signed(16)),
             "hi": In(signed(16)),
             "out_width": In(16),
@@ -58,7 +64,7 @@ class Writeback(wiring.Component):
             "row_beats": In(16),
             "row_bytes": In(ADDR_BITS),
             "plane_bytes": In(ADDR_BITS),
-            "lanes_valid": In(range(lanes + 1)),  # output channels of this group (the last may be short)
+            "lanes_valid": In(range(params.out_lanes + 1)),  # output channels of this group (the last may be short)
             "group_addr": In(ADDR_BITS),  # address of row 0 of the group's first output channel
             "run": In(1),
             "done": Out(1),  # every row of every run has been written
@@ -66,16 +72,19 @@ class Writeback(wiring.Component):
             "pending": Out(1),  # a run waits for the writer to finish the previous group's rows
             "req": Out(stream.Signature(REQUEST)),
             "wr": Out(stream.Signature(params.bus_bits)),
+            # a folded layer (engines with one): lane m's pixel lanes x_lanes / 2 .. hold channel m + m_lanes
+            **({"fold": In(1)} if params.fold > 1 else {}),
         })
 
     def elaborate(self, platform):
         m = Module()
         p = self.p
         lanes, xl, be, f = p.m_lanes, p.x_lanes, p.beat_elems, p.act_field_bits
+        out_lanes = p.out_lanes  # row buffer lanes: output channels of a (folded) lane group
         rb_max = p.out_row_beats_max
         groups_per_beat = be // xl
         gshift = groups_per_beat.bit_length() - 1
-        m.submodules.mem = mem = Sram(p.bus_bits, 2 * lanes * rb_max, granularity=f, cells=p.sram_cells)
+        m.submodules.mem = mem = Sram(p.bus_bits, 2 * out_lanes * rb_max, granularity=f, cells=p.sram_cells)
         full = Signal(2)  # row buffer i holds a drained row not yet written
 
         # -- drain ----------------------------------------------------------------------------------
@@ -84,7 +93,8 @@ class Writeback(wiring.Component):
         # the pass's lanes' requant entries (multiplier, shift, half-even flag), taken with it and
         # shifted beside `work`: lane 0's entry is the one being requantized
         entry_bits = intmath.MULT_BITS + SHIFT_BITS + 1
-        entries = Signal(lanes * entry_bits)
+        # (a folded pass's in drain order: channel m, then m + m_lanes, for each lane m)
+        entries = Signal(out_lanes * entry_bits)
         lane = Signal(range(lanes))
         xg = Signal(16)
         oy = Signal(16)
@@ -94,18 +104,30 @@ class Writeback(wiring.Component):
         buf = oy[0]
         row_free = (xg != 0) | ~full.bit_select(buf, 1)
         m.d.comb += self.result.ready.eq(~holding & row_free)
+        entry_of = [Cat(self.multiplier[i], self.shift[i], self.half_even[i]) for i in range(out_lanes)]
+        taken_entries = Cat(entry_of[:lanes])
+        if p.fold > 1:
+            taken_entries = Mux(self.fold, Cat(Cat(entry_of[i], entry_of[lanes + i]) for i in range(lanes)),
+                                taken_entries)
         with m.If(self.result.valid & self.result.ready):
             m.d.sync += [holding.eq(1), lane.eq(0), work.eq(self.result.payload.as_value()),
-                         entries.eq(Cat(Cat(self.multiplier[i], self.shift[i], self.half_even[i]) for i in range(lanes))),
+                         entries.eq(taken_entries),
                          self.drained.eq(xg_last & oy_last)]
 
         entry = entries[:entry_bits]
+        # a folded pass drains lane m's two halves in turn: channel m (pixel lanes 0 ..), then channel m + m_lanes
+        # (pixel lanes x_lanes / 2 ..) through the first x_lanes / 2 requantizers
+        half = xl // 2
+        upper = Signal() if p.fold > 1 else None  # draining the upper half of a folded lane
+        out_lane = lane if p.fold == 1 else Cat(lane, upper)  # the output channel within the group
         ys = []
         for j in range(xl):
             rq = Requant(p.acc_bits, p.requant_cuts)
             m.submodules[f"requant{j}"] = rq
-            m.d.comb += [rq.acc.eq(work.word_select(j, p.acc_bits).as_signed()),
-                         rq.multiplier.eq(entry[:intmath.MULT_BITS]),
+            acc = work.word_select(j, p.acc_bits).as_signed()
+            if p.fold > 1 and j < half:
+                acc = Mux(upper, work.word_select(half + j, p.acc_bits).as_signed(), acc)
+            m.d.comb += [rq.acc.eq(acc), rq.multiplier.eq(entry[:intmath.MULT_BITS]),
                          rq.shift.eq(entry[intmath.MULT_BITS:intmath.MULT_BITS + SHIFT_BITS]),
                          rq.half_even.eq(entry[-1]), rq.lo.eq(self.lo), rq.hi.eq(self.hi)]
             ys.append(rq.y[:f])
@@ -114,16 +136,33 @@ class Writeback(wiring.Component):
         wr_addr = Signal.like(mem.wr_addr)
         wr_en = Signal.like(mem.wr_en)
         row_end = Signal()  # the drain takes a row's last values
+        en = ((1 << xl) - 1) << (slot * xl)
+        row_data = Cat(ys * groups_per_beat)
+        if p.fold > 1:  # a folded pass's x_lanes / 2 values, twice as many pixel groups per beat
+            en = Mux(self.fold, ((1 << half) - 1) << (xg[:gshift + 1] * half), en)
+            row_data = Mux(self.fold, Cat(ys[:half] * (2 * groups_per_beat)), row_data)
+            beat_of_xg = Mux(self.fold, xg >> (gshift + 1), xg >> gshift)
+        else:
+            beat_of_xg = xg >> gshift
         m.d.comb += [
-            wr_addr.eq((buf * lanes + lane) * rb_max + (xg >> gshift)),
+            wr_addr.eq((buf * out_lanes + out_lane) * rb_max + beat_of_xg),
             mem.wr_addr.eq(delay(m, wr_addr, latency, "wr_addr")),
             mem.wr_en.eq(delay(m, wr_en, latency, "wr_en")),
-            mem.wr_data.eq(Cat(ys * groups_per_beat)),
+            mem.wr_data.eq(row_data),
         ]
         with m.If(holding):
-            m.d.comb += wr_en.eq(((1 << xl) - 1) << (slot * xl))
-            m.d.sync += [lane.eq(lane + 1), work.eq(work >> (xl * p.acc_bits)), entries.eq(entries >> entry_bits)]
-            with m.If(lane == lanes - 1):
+            m.d.comb += wr_en.eq(en)
+            m.d.sync += entries.eq(entries >> entry_bits)
+            last_lane = lane == lanes - 1
+            if p.fold == 1:
+                m.d.sync += [lane.eq(lane + 1), work.eq(work >> (xl * p.acc_bits))]
+            else:
+                lane_done = ~self.fold | upper
+                m.d.sync += upper.eq(~lane_done)
+                with m.If(lane_done):
+                    m.d.sync += [lane.eq(lane + 1), work.eq(work >> (xl * p.acc_bits))]
+                last_lane &= lane_done
+            with m.If(last_lane):
                 m.d.sync += [holding.eq(0), xg.eq(xg + 1), xg_last.eq(xg + 2 == self.x_groups)]
                 with m.If(xg_last):
                     m.d.comb += row_end.eq(1)
@@ -139,7 +178,7 @@ class Writeback(wiring.Component):
 
         # -- writer ---------------------------------------------------------------------------------
         wy = Signal(16)
-        wlane = Signal(range(lanes + 1))
+        wlane = Signal(range(out_lanes + 1))
         row_addr = Signal(ADDR_BITS)  # row wy of the group's first channel
         lane_addr = Signal(ADDR_BITS)
         beat = Signal(16)  # next beat to read
@@ -153,7 +192,7 @@ class Writeback(wiring.Component):
         group_lanes = Signal.like(self.lanes_valid)  # the writer's group's output channels, and whether it is one
         one_lane = Signal()
         advance = ~self.wr.valid | self.wr.ready
-        m.d.comb += [mem.rd_en.eq(advance), mem.rd_addr.eq((wbuf * lanes + wlane) * rb_max + beat)]
+        m.d.comb += [mem.rd_en.eq(advance), mem.rd_addr.eq((wbuf * out_lanes + wlane) * rb_max + beat)]
         cols = Cat((out_beat * be + e < self.out_width).replicate(f) for e in range(be))
         m.d.comb += self.wr.payload.eq(mem.rd_data & cols)
 
