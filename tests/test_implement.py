@@ -200,6 +200,7 @@ def test_place_and_route_ecp5_deterministic(tiny, tmp_path):
         assert r["fmax_mhz"] > 5 and r["resources"]["LUT"]["available"] > 20_000
         assert r["resources"]["FF"]["used"] >= fpga.wrapper_ff(32)
         assert r["critical_paths"] and r["critical_paths"][0]["start"] and r["critical_paths"][0]["end"]
+        assert r["flow"]["place_and_route"][-9:-7] == ["--placer-heap-timingweight", "30"]
         assert r["endpoints"]["endpoints"] > 1000
     (a, ta, bit_a), (b, tb, bit_b) = runs
     a.pop("wall_seconds"), b.pop("wall_seconds")

@@ -193,7 +193,7 @@ def implement(src: Path, work: Path, manifest: dict, target: Target, *, freq_mhz
     cells, synth_cmd = synthesize(src, work, manifest, target)
     wall["synthesis"] = round(time.monotonic() - t0, 1)
     out = f"{WRAPPER_MODULE}.{'config' if fam.pack == 'ecppack' else 'asc'}"
-    pnr_args = [*target.pnr_args, "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--timing-allow-fail"]
+    pnr_args = [*target.pnr_args, *fam.pnr_options, "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--timing-allow-fail"]
     if fam.pnr == "nextpnr-ice40":
         pnr_args.append("--pcf-allow-unconstrained")
     t0 = time.monotonic()
