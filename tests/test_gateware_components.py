@@ -27,11 +27,28 @@ def simulate(dut, bench, clocked: bool = True):
     sim.run()
 
 
+def check_requant(dut: Requant, vectors: list[tuple]):
+    """Drive one (acc, M, S, lo, hi, half_even) vector per cycle; each answer `latency` cycles later
+    must be `intmath.requantize`'s (a pipeline that never stalls)."""
+    want = [int(intmath.requantize(*v[:5], intmath.ROUNDINGS[v[5]])) for v in vectors]
+
+    async def bench(ctx):
+        for i in range(len(vectors) + dut.latency):
+            for sig, v in zip((dut.acc, dut.multiplier, dut.shift, dut.lo, dut.hi, dut.half_even),
+                              vectors[min(i, len(vectors) - 1)]):
+                ctx.set(sig, v)
+            if i >= dut.latency:
+                assert ctx.get(dut.y) == want[i - dut.latency], vectors[i - dut.latency]
+            if dut.latency:
+                await ctx.tick()
+
+    simulate(dut, bench, clocked=dut.latency > 0)
+
+
 @pytest.mark.parametrize("cuts", [REQUANT_CUTS[:n] for n in range(len(REQUANT_CUTS) + 1)] + [("rounding",)])
 @pytest.mark.parametrize("rounding", intmath.ROUNDINGS)
 @pytest.mark.parametrize("acc_bits", [12, 30, 48])  # one, two and three partial products
 def test_requant_matches_intmath(rounding, cuts, acc_bits):
-    """A new vector every cycle; the answer `len(cuts)` cycles later (a pipeline that never stalls)."""
     dut = Requant(acc_bits, cuts)
     assert dut.latency == len(cuts)
     rng = random.Random(1)
@@ -48,20 +65,22 @@ def test_requant_matches_intmath(rounding, cuts, acc_bits):
         k = rng.randint(0, min(shift - 1, 14))
         acc = (2 * rng.randint(-1000, 1000) + 1) << (shift - 1 - k)
         vectors.append((acc, 1 << k, shift, -32768, 32767))
-    vectors = [v for v in vectors if -lim <= v[0] < lim]  # what the accumulator holds
-    want = [int(intmath.requantize(*v, rounding)) for v in vectors]
+    half_even = intmath.ROUNDINGS.index(rounding)
+    check_requant(dut, [(*v, half_even) for v in vectors if -lim <= v[0] < lim])  # what the accumulator holds
 
-    async def bench(ctx):
-        ctx.set(dut.half_even, int(rounding == "half_even"))
-        for i in range(len(vectors) + dut.latency):
-            for sig, v in zip((dut.acc, dut.multiplier, dut.shift, dut.lo, dut.hi), vectors[min(i, len(vectors) - 1)]):
-                ctx.set(sig, v)
-            if i >= dut.latency:
-                assert ctx.get(dut.y) == want[i - dut.latency], vectors[i - dut.latency]
-            if dut.latency:
-                await ctx.tick()
 
-    simulate(dut, bench, clocked=dut.latency > 0)
+@pytest.mark.parametrize("cuts", [(), REQUANT_CUTS])
+def test_requant_clamp_edges(cuts):
+    """Rounded results at, one inside and one outside each bound, exact ties among them: the clamp
+    compares the unrounded value with the doubled bounds, so each bound is tried both ways."""
+    vectors = []
+    for shift in (1, 2, 3):
+        for acc in range(-24, 24):
+            for half_even in (0, 1):
+                r = int(intmath.requantize(acc, 1, shift, -32768, 32767, intmath.ROUNDINGS[half_even]))
+                for lo, hi in ((r, r + 3), (r + 1, r + 3), (r - 3, r), (r - 3, r - 1)):
+                    vectors.append((acc, 1, shift, lo, hi, half_even))
+    check_requant(Requant(12, cuts), vectors)
 
 
 def test_requant_refuses_unknown_cut():

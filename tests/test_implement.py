@@ -19,6 +19,8 @@ from hwgen.implement import REPORT_FILE, RESULT_FILE, fpga, implement, report, t
 
 DATA = Path(__file__).resolve().parent / "data"
 ECP5_REPORT = DATA / "nextpnr_ecp5_digits4x4.json"  # nextpnr-ecp5 on the digits 4x4 engine, seed 1, 100 MHz
+# nextpnr-ecp5 --detailed-timing-report on the digits 4x4 engine at 150 MHz (seed 1, 97.38 MHz), 30 of its nets
+ENDPOINTS_REPORT = DATA / "nextpnr_ecp5_digits4x4_endpoints.json"
 LIBERTY = DATA / "tiny_cells.lib"
 
 
@@ -72,11 +74,35 @@ def test_report_says_missed_or_met():
     assert "MISSED" not in met and " met" in met
 
 
+def test_failing_endpoints_by_block_and_signal():
+    raw = json.loads(ENDPOINTS_REPORT.read_text())
+    r = fpga.summarize(raw, targets.get("ecp5-85k"), 150.0, {})
+    ends = r["endpoints"]
+    clocked = [max(e["delay"]) for n in raw["detailed_net_timings"] if n["event"].startswith("posedge")
+               for e in n["endpoints"]]
+    assert ends["period_ns"] == round(1000 / 150, 3) and ends["endpoints"] == len(clocked)
+    assert 0 < ends["failing"] == sum(d > 1000 / 150 for d in clocked) < len(clocked)
+    assert sum(g["failing"] for g in ends["groups"]) == ends["failing"]
+    assert [g["failing"] for g in ends["groups"]] == sorted((g["failing"] for g in ends["groups"]), reverse=True)
+    # the worst endpoint is where the critical path ends (its setup time is 0), its slack target - Fmax period
+    worst = min(ends["groups"], key=lambda g: g["worst_slack_ns"])
+    assert abs(worst["worst_slack_ns"] - (1000 / 150 - r["critical_paths"][0]["delay_ns"])) < 0.01
+    assert (worst["block"], worst["signal"]) == ("core.engine.wb.requant2", "rounding_tie_to_even")
+    assert worst["worst"] == r["critical_paths"][0]["end"]
+    text = report.text({**ecp5_summary(150.0), "endpoints": ends})
+    assert f"endpoints missing the 6.67 ns period: {ends['failing']} of {ends['endpoints']}" in text
+    assert "core.engine.wb.requant2.rounding_tie_to_even" in text
+    assert "endpoints" not in ecp5_summary(150.0)  # a report without the detailed timing has no such section
+
+
 def test_block_names():
     assert fpga.block("core.engine.wb.requant3.$1_MULT18X18D_P9") == "core.engine.wb.requant3"
     assert fpga.block("core.engine.wb.lane_TRELLIS_FF_Q_1") == "core.engine.wb"
     assert fpga.block("core.engine.wb.mem.cell.mem.0.1$DPRAM_COMB3") == "core.engine.wb.mem.cell.mem"
     assert fpga.clock_name("$glbnet$clk$TRELLIS_IO_IN") == "clk"
+    assert fpga.signal("core.engine.wb.requant0.rounding_tie_to_even_TRELLIS_FF_Q_DI_LUT4_Z") == "rounding_tie_to_even"
+    assert fpga.signal("core.engine.mac.w_data_TRELLIS_FF_Q_32") == "w_data"
+    assert fpga.signal("core.engine.reader.$11_TRELLIS_FF_Q_21") == ""
 
 
 def test_wrapper_connects_every_engine_port(tiny):
@@ -174,6 +200,8 @@ def test_place_and_route_ecp5_deterministic(tiny, tmp_path):
         assert r["fmax_mhz"] > 5 and r["resources"]["LUT"]["available"] > 20_000
         assert r["resources"]["FF"]["used"] >= fpga.wrapper_ff(32)
         assert r["critical_paths"] and r["critical_paths"][0]["start"] and r["critical_paths"][0]["end"]
+        assert r["flow"]["place_and_route"][-9:-7] == ["--placer-heap-timingweight", "30"]
+        assert r["endpoints"]["endpoints"] > 1000
     (a, ta, bit_a), (b, tb, bit_b) = runs
     a.pop("wall_seconds"), b.pop("wall_seconds")
     assert a == b and ta == tb and bit_a == bit_b

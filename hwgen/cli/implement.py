@@ -4,7 +4,8 @@ DIR is a folder written by `hwgen generate`. For an FPGA target, Yosys synthesiz
 behind a pin-light wrapper (four pins; every engine port is registered and kept live, so the wide
 buses are not limited by the package's I/O and nothing is optimized away) and nextpnr places and
 routes it with a fixed --seed. Written into DIR: implement.json (target, seed, `fmax_mhz`,
-utilization against the device, critical paths; wall times only under `wall_seconds`),
+utilization against the device, critical paths, the endpoints that miss --freq by block and
+signal; wall times only under `wall_seconds`),
 implement.txt (the readable report) and implement/ (logs, nextpnr's report, the bitstream with
 --bitstream). A design slower than --freq is reported as MISSED with its critical path, exit 0.
 --target asic: generic Yosys synthesis to CMOS gates: kGE (NAND2 equivalents), transistors,

@@ -17,7 +17,7 @@ products (`product`: the DSP output registers), after their sum (`sum`), after t
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -59,22 +59,38 @@ class Requant(wiring.Component):
         starts = range(0, self.acc_bits, PART_BITS)
         slices = [v["acc"][lo:lo + PART_BITS] for lo in starts]
         slices[-1] = slices[-1].as_signed()  # the top slice carries the sign
+        shift = v["shift"]
+        width = self.acc_bits + intmath.MULT_BITS + 1  # the width of acc * M (M unsigned)
+        # A tie is `product >> s1` (s1 = S - 1) odd with its bit 1 clear and every bit under s1 clear:
+        # the low S + 1 bits of the product equal 1 << s1. Its mask and pattern depend on S alone, so
+        # they are ready a stage before the product, each bit a compare of S with a constant (no
+        # subtractor), and the tie flag is one compare without the variable shift. At s1 >= width - 1
+        # (S = 0 wraps s1 to 63) the arithmetic shift leaves two copies of the sign bit, never a tie.
         v = stage("product", **{f"part{i}": piece * v["multiplier"] for i, piece in enumerate(slices)},
-                  s1=(v["shift"] - 1)[:SHIFT_BITS], lo=v["lo"], hi=v["hi"], half_even=v["half_even"])
-        total = Signal(signed(self.acc_bits + intmath.MULT_BITS + 1))  # the width of acc * M (M unsigned)
+                  s1=(shift - 1)[:SHIFT_BITS], tie_mask=Cat(*(shift >= i for i in range(width))),
+                  tie_bits=Cat(*(shift == i + 1 for i in range(width))),
+                  half_even=v["half_even"] & (shift != 0) & (shift < width), lo=v["lo"], hi=v["hi"])
+        total = Signal(signed(width))
         m.d.comb += total.eq(sum(v[f"part{i}"] << lo for i, lo in enumerate(starts)))
-        v = stage("sum", product=total, s1=v["s1"], lo=v["lo"], hi=v["hi"], half_even=v["half_even"])
-        product, s1 = v["product"], v["s1"]
-        halved = product >> s1
-        # the bits under the rounding position, masked by comparisons with S - 1 (no subtractor)
-        below_half = product.as_unsigned() & Cat(*(s1 > i for i in range(len(product))))
-        tie_to_even = v["half_even"] & halved[0] & ~halved[1] & (below_half == 0)
-        v = stage("rounding", halved=halved, tie_to_even=tie_to_even, lo=v["lo"], hi=v["hi"])
-        rounded = Mux(v["tie_to_even"], v["halved"] >> 1, (v["halved"] + 1) >> 1)
+        v = stage("sum", product=total, s1=v["s1"], tie_mask=v["tie_mask"], tie_bits=v["tie_bits"],
+                  lo=v["lo"], hi=v["hi"], half_even=v["half_even"])
+        product = v["product"]
+        tie_to_even = v["half_even"] & ((product.as_unsigned() & v["tie_mask"]) == v["tie_bits"])
+        v = stage("rounding", halved=product >> v["s1"], tie_to_even=tie_to_even, lo=v["lo"], lo_m1=v["lo"] - 1,
+                  hi=v["hi"])
+        # rounded = (halved + 1 - tie) >> 1. Its low 16 bits, all y needs when it is in range, come from a
+        # 17-bit add; the clamp compares halved itself with the bounds doubled (`rounded < lo` is
+        # `halved + 1 - tie < 2 lo`, `rounded > hi` is `halved + 1 - tie >= 2 hi + 2`), one compare per
+        # value of the tie flag, so no compare waits for the add.
+        halved, tie = v["halved"], v["tie_to_even"]
+        rounded = (halved[:17] + ~tie)[1:17].as_signed()
+        below = Mux(tie, halved < Cat(Const(0, 1), v["lo"]).as_signed(),
+                    halved < Cat(Const(1, 1), v["lo_m1"]).as_signed())
+        above = Mux(tie, halved > Cat(Const(1, 1), v["hi"]).as_signed(), halved > Cat(Const(0, 1), v["hi"]).as_signed())
         y = Signal(signed(16))
-        with m.If(rounded < v["lo"]):
+        with m.If(below):
             m.d.comb += y.eq(v["lo"])
-        with m.Elif(rounded > v["hi"]):
+        with m.Elif(above):
             m.d.comb += y.eq(v["hi"])
         with m.Else():
             m.d.comb += y.eq(rounded)

@@ -82,6 +82,45 @@ def summarize_path(path: dict) -> dict:
     }
 
 
+def signal(cell: str) -> str:
+    """The signal a nextpnr cell was mapped from: the component after its block, without the techmap's
+    suffix (`rounding_tie_to_even_TRELLIS_FF_Q_DI_LUT4_Z` -> `rounding_tie_to_even`); '' for Yosys's `$` names."""
+    rest = cell[len(block(cell)):].lstrip(".")
+    name = re.split(r"_(?:TRELLIS|LUT4|CCU2C|PFUMX|L6MUX21|MULT18X18D|DP16KD|SB_|ICESTORM)|\$", rest, maxsplit=1)[0]
+    return name if re.fullmatch(r"[a-z0-9_]+", name) else ""
+
+
+def endpoint_slack(report: dict, freq_mhz: float) -> dict:
+    """Where the endpoints that miss the target are, from nextpnr's `--detailed-timing-report`.
+
+    Every register-to-register timing endpoint (a flip-flop, DSP or block-RAM input) with its arrival
+    time after the clock edge; its slack is the target period minus that arrival (nextpnr-ecp5's
+    flip-flop setup time is 0, the DSP and block-RAM inputs' setup is left out). Grouped by the block
+    and signal of the endpoint's cell, the groups with the most failing endpoints first.
+    """
+    period = 1000.0 / freq_mhz
+    groups: dict = {}
+    total = 0
+    for net in report.get("detailed_net_timings", []):
+        launch = net.get("event", "")
+        for ep in net["endpoints"]:
+            if not launch.startswith("posedge") or ep.get("event") != launch:
+                continue  # the wrapper's pins (async) and any cross-clock pair
+            total += 1
+            slack = period - max(ep["delay"]) if isinstance(ep["delay"], list) else period - float(ep["delay"])
+            if slack >= 0:
+                continue
+            key = (block(ep["cell"]), signal(ep["cell"]))
+            g = groups.setdefault(key, {"block": key[0], "signal": key[1], "failing": 0, "worst_slack_ns": 0.0,
+                                        "worst": ""})
+            g["failing"] += 1
+            if slack < g["worst_slack_ns"]:
+                g["worst_slack_ns"], g["worst"] = round(slack, 3), f"{ep['cell']}.{ep['port']}"
+    ranked = sorted(groups.values(), key=lambda g: (-g["failing"], g["worst_slack_ns"], g["block"], g["signal"]))
+    return {"period_ns": round(period, 3), "endpoints": total, "failing": sum(g["failing"] for g in ranked),
+            "groups": ranked}
+
+
 def summarize(report: dict, target: Target, freq_mhz: float, yosys_cells: dict) -> dict:
     """The implement.json body for one nextpnr report: clocks, resources, critical paths."""
     clocks = []
@@ -109,6 +148,7 @@ def summarize(report: dict, target: Target, freq_mhz: float, yosys_cells: dict) 
         "resources": resources,
         "utilization": util,
         "critical_paths": paths,
+        **({"endpoints": endpoint_slack(report, freq_mhz)} if "detailed_net_timings" in report else {}),
     }
 
 
@@ -153,13 +193,13 @@ def implement(src: Path, work: Path, manifest: dict, target: Target, *, freq_mhz
     cells, synth_cmd = synthesize(src, work, manifest, target)
     wall["synthesis"] = round(time.monotonic() - t0, 1)
     out = f"{WRAPPER_MODULE}.{'config' if fam.pack == 'ecppack' else 'asc'}"
-    pnr_args = [*target.pnr_args, "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--timing-allow-fail"]
+    pnr_args = [*target.pnr_args, *fam.pnr_options, "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--timing-allow-fail"]
     if fam.pnr == "nextpnr-ice40":
         pnr_args.append("--pcf-allow-unconstrained")
     t0 = time.monotonic()
     progress(f"placing and routing ({fam.pnr} {' '.join(pnr_args)}), minutes")
     tools.run(pnr + ["--json", "netlist.json", *[a.format(out=out) for a in fam.pnr_netlist],
-                    "--report", "nextpnr-report.json", *pnr_args], work, fam.pnr, "nextpnr.log")
+                    "--report", "nextpnr-report.json", "--detailed-timing-report", *pnr_args], work, fam.pnr, "nextpnr.log")
     wall["place_and_route"] = round(time.monotonic() - t0, 1)
     report = json.loads((work / "nextpnr-report.json").read_text())
     result = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+ENDPOINT_GROUPS = 12  # groups of failing endpoints the text shows
+
 
 def _engine(e: dict) -> str:
     return f"{e['m_lanes']}x{e['x_lanes']} MACs, {e['bus_bits']}-bit bus, W{e['weight_bits']} A{e['act_bits']}"
@@ -26,6 +28,13 @@ def fpga_text(r: dict) -> list[str]:
         lines.append(f"   from {p['start']}")
         lines.append(f"   to   {p['end']}")
         lines.append("   through " + " -> ".join(f"{t['block']} ({t['delay_ns']:.2f})" for t in p["through"]))
+    ends = r.get("endpoints")
+    if ends and ends["failing"]:
+        lines += ["", f"endpoints missing the {ends['period_ns']:.2f} ns period: {ends['failing']} of {ends['endpoints']}"
+                  f" (the {ENDPOINT_GROUPS} blocks and signals with the most; implement.json has all)",
+                  f"{'failing':>8}{'worst ns':>10}  block.signal"]
+        for g in ends["groups"][:ENDPOINT_GROUPS]:
+            lines.append(f"{g['failing']:>8}{g['worst_slack_ns']:>10.2f}  {g['block']}{'.' + g['signal'] if g['signal'] else ''}")
     if "bitstream" in r:
         lines += ["", f"bitstream: {r['bitstream']}"]
     return lines
