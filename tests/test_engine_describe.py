@@ -86,7 +86,7 @@ def test_generic_model_predicts_column_tiled_bytes(seed, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs", [dict(cin=5, cout=12, h=4, w=4, scheme="PS4_P4"),
-                                    dict(cin=16, cout=9, h=8, w=8, kernel=1, stride=2),
+                                    dict(cin=24, cout=9, h=8, w=8, kernel=1, stride=2),
                                     dict(cin=16, cout=40, h=5, w=3)])
 def test_generic_model_predicts_folded_bytes(kwargs, tmp_path):
     """A folded layer (`plan.can_fold`) moves lane groups of twice the channels: mapping `fold: 2`."""

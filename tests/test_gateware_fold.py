@@ -57,16 +57,18 @@ def test_fold_needs_room_and_fewer_cycles():
     assert roomy.schedules[0].bytes == unfolded.bytes  # the same bytes, in larger lane groups
 
 FOLDED = {
-    # name: (conv_graph kwargs, engine knobs); every one leaves half the x lanes idle unfolded
-    "ps4p4_4wide": (dict(cin=5, cout=12, h=4, w=4, scheme="PS4_P4"), dict(m_lanes=4, x_lanes=8)),
+    # name: (conv_graph kwargs, engine knobs); every one leaves half the x lanes idle unfolded, and the compiler
+    # folds it: the fold must save more than the unfolded groups' overlapped run tails (5 -> 12 channels at 4x8
+    # lanes, 16 -> 9 1x1, 16 -> 24 at 8x8 do not)
+    "ps4p4_4wide": (dict(cin=5, cout=16, h=4, w=4, scheme="PS4_P4"), dict(m_lanes=4, x_lanes=8)),
     "ps4p4_stride2": (dict(cin=8, cout=16, h=8, w=8, scheme="PS4_P4", stride=2), dict(m_lanes=4, x_lanes=8)),
-    "pointwise_stride2": (dict(cin=16, cout=9, h=8, w=8, kernel=1, stride=2), dict(m_lanes=4, x_lanes=8)),
+    "pointwise_stride2": (dict(cin=24, cout=9, h=8, w=8, kernel=1, stride=2), dict(m_lanes=4, x_lanes=8)),
     "dense_stride2_3wide": (dict(cin=3, cout=6, h=6, w=5, stride=2), dict(m_lanes=2, x_lanes=8, weight_words=64)),
     "ps4p4_w4_a4": (dict(cin=4, cout=8, h=3, w=2, scheme="PS4_P4", weight_bits=4, act_bits=4),
                     dict(m_lanes=4, x_lanes=4, bus_bits=32)),
     # row bands, two folded groups' weights resident
     "dense_row_bands": (dict(cin=4, cout=16, h=9, w=4), dict(m_lanes=4, x_lanes=8, input_words=16, weight_words=80)),
-    "ps4p4_8x8_lanes": (dict(cin=16, cout=24, h=4, w=4, scheme="PS4_P4"), dict(m_lanes=8, x_lanes=8, weight_words=64)),
+    "ps4p4_8x8_lanes": (dict(cin=32, cout=24, h=4, w=4, scheme="PS4_P4"), dict(m_lanes=8, x_lanes=8, weight_words=96)),
 }
 
 
