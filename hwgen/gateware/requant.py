@@ -66,8 +66,9 @@ class Requant(wiring.Component):
         # they are ready a stage before the product, each bit a compare of S with a constant (no
         # subtractor), and the tie flag is one compare without the variable shift. At s1 >= width - 1
         # (S = 0 wraps s1 to 63) the arithmetic shift leaves two copies of the sign bit, never a tie.
+        # (Mask bit 0, S >= 0, is a constant: Verilator's lint flags the compare.)
         v = stage("product", **{f"part{i}": piece * v["multiplier"] for i, piece in enumerate(slices)},
-                  s1=(shift - 1)[:SHIFT_BITS], tie_mask=Cat(*(shift >= i for i in range(width))),
+                  s1=(shift - 1)[:SHIFT_BITS], tie_mask=Cat(Const(1, 1), *(shift >= i for i in range(1, width))),
                   tie_bits=Cat(*(shift == i + 1 for i in range(width))),
                   half_even=v["half_even"] & (shift != 0) & (shift < width), lo=v["lo"], hi=v["hi"])
         total = Signal(signed(width))
