@@ -88,7 +88,7 @@ def test_requant_refuses_unknown_cut():
         Requant(24, ("middle",))
 
 
-@pytest.mark.parametrize("beats", [1, MAX_BURST, 2 * MAX_BURST + 77])
+@pytest.mark.parametrize("beats", [1, MAX_BURST - 1, MAX_BURST, MAX_BURST + 1, 2 * MAX_BURST, 2 * MAX_BURST + 77])
 def test_reader_splits_into_bursts(beats):
     dut = Reader(beat_bytes=8)
     rng = random.Random(beats)
