@@ -17,7 +17,7 @@ COUNT_BITS = 32
 
 
 class Reader(wiring.Component):
-    """On `start`, requests `beats` beats from `addr` in bursts of at most MAX_BURST."""
+    """On `start`, requests `beats` beats from `addr` in bursts of at most MAX_BURST; `start` only while not `busy`."""
 
     def __init__(self, beat_bytes: int):
         self.beat_bytes = beat_bytes
@@ -49,10 +49,13 @@ class Reader(wiring.Component):
             self.req.valid.eq(pending),
             self.busy.eq(pending),
         ]
-        with m.If(self.start):
+        # idle, the registers follow `addr` and `beats` whether or not `start` is up (a start comes only while
+        # idle: every user starts a load after the previous one's data, so after its last request): `start`
+        # then reaches `pending` alone, not the clock enables of the 100 flip-flops below
+        with m.If(~pending):
             m.d.sync += [cursor.eq(self.addr), left.eq(self.beats), over.eq(self.beats - MAX_BURST),
-                         many.eq(self.beats > MAX_BURST), pending.eq(self.beats != 0)]
-        with m.Elif(self.req.valid & self.req.ready):
+                         many.eq(self.beats > MAX_BURST), pending.eq(self.start & (self.beats != 0))]
+        with m.Elif(self.req.ready):
             # a burst of less than all that is left leaves `over`; after the last, `left` is not read again
             m.d.sync += [cursor.eq(cursor + burst * self.beat_bytes), left.eq(over), over.eq(over - MAX_BURST),
                          many.eq(over > MAX_BURST), pending.eq(many)]
