@@ -103,14 +103,17 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         read from the table's last beat, the cycle the last weight beat lands, and the run's last."""
         return _load_cycles(tgb, latency) + _load_cycles(wgb, latency) + 2
 
-    def run(lanes: list[int], rows: int, cols: int, overlapped: bool, backlog: int) -> tuple[int, int, int, int]:
+    def run(lanes: list[int], rows: int, cols: int, overlapped: bool, backlog: int,
+            early: bool = False) -> tuple[int, int, int, int]:
         """(cycles from RUN_START to the run's end, MAC-array pass cycles, its tap steps, the writer's backlog at
         the end) of one tile of `cols` output columns and one group. `backlog`: the cycles from RUN_START until
         the writer has sent the rows of the runs before (0 when it is idle). Row r reaches the writer after
         its passes, the drain of its last pass and the pipeline's register cuts; the writer sends the rows in
         order. A run ends when the writer has sent its last row or, `overlapped` (a next group of the same band
         follows), when its last pass is drained (through the MAC array's cuts only), its last rows going out
-        while the next group runs."""
+        while the next group runs. `early` (overlapped, its successor's loads prefetched): the run ends the
+        cycle after its last step issues (the prefetch landed), the next group's residue steps follow, and its
+        RUN_START waits for the drain to take the last pass: the run's cycles here count to that RUN_START."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
         passes = rows * ceil_div(cols, xl)
         row_compute = ceil_div(cols, xl) * group_pass_cycles(plan, lanes[0], params.m_lanes,
@@ -122,7 +125,14 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         sent = backlog
         for r in range(rows):
             sent = max(start + (r + 1) * row_compute + drain + params.pipeline_latency, sent) + row_out
-        t = start + rows * row_compute + len(params.mac_cuts) if overlapped else sent
+        end = start + rows * row_compute + len(params.mac_cuts)  # the cycle after the drain takes the last pass
+        t = end if overlapped else sent
+        if early:
+            # the last step issues 4 + step cuts cycles before `end` (its accumulate, the take, `drained`, RUN's
+            # exit); RUN exits the cycle after (`last_issued`), or at the prefetch's last cycle, then the residue
+            # steps, and RUN_START waits for `drained`
+            issued = end - len(params.step_cuts) - 4
+            t = max(max(issued + 2, prefetch()) + params.m_lanes, end - 1)
         return t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t)
 
     cycles = 1 + _load_cycles(desc_beats, latency) + 2  # IDLE, the descriptor, SETUP, SETUP_BYTES
@@ -141,13 +151,18 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                 cycles += band_load(*tiling.band_inputs[b], beats) + 1  # the tile's input, GROUPS
                 backlog = 0  # the writer's rows of the tile's runs before, left at a run's end
                 for i, lanes in enumerate(members):
-                    # this group's loads were read during the previous run (prefetch): RESIDUES only
-                    setup = params.m_lanes if tiling.prefetch and i else group_start() + (0 if k else weights_load())
                     # a folded layer's groups do not overlap: the drain's 2 * m_lanes cycles on the last pass
                     # outlast the next group's m_lanes residue steps
                     overlapped = i + 1 < len(members) and plan.fold == 1
-                    t, steps, issued, left = run(lanes, rows, width, overlapped, max(0, backlog - setup))
-                    if tiling.prefetch and i + 1 < len(members):  # the run reads the next group's loads
+                    # this group's loads were read during the previous run (prefetch): RESIDUES only, or nothing
+                    # when that run ended early (its cycles count them)
+                    if tiling.prefetch and i:
+                        setup = 0 if plan.fold == 1 else params.m_lanes
+                    else:
+                        setup = group_start() + (0 if k else weights_load())
+                    early = overlapped and tiling.prefetch
+                    t, steps, issued, left = run(lanes, rows, width, overlapped, max(0, backlog - setup), early)
+                    if tiling.prefetch and i + 1 < len(members) and not early:  # the run reads the next group's loads
                         left = max(0, left - max(0, prefetch() - t))
                         t = max(t, prefetch())
                     cycles += setup + t

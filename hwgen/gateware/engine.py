@@ -330,6 +330,25 @@ class Engine(wiring.Component):
         overlap = Mux(resident, ~set_end, ~last_group)  # RUN's exit goes to the next group of the same band
         if p.fold > 1:  # ... but not a folded layer's: its drain's 2 * m_lanes cycles outlast RESIDUES
             overlap &= ~d.fold
+        # a prefetched run of a band whose next group follows ends when its last pass is issued (`early`): the
+        # next group's residue steps overlap the last pass's way through the MAC array's cuts and the drain,
+        # and its RUN_START waits for the drain to take that pass (`wait_drain`). The passes issued are counted
+        # like the drain counts them, each loop's last as a flag beside its counter
+        early = overlap & prefetched
+        wait_drain = Signal()
+        last_issued = Signal()  # the run's last pass has issued its last step
+        i_xg, i_oy = Signal(16), Signal(16)
+        i_xg_last, i_oy_last = Signal(), Signal()
+        with m.If(inbuf.run):
+            m.d.sync += [i_xg.eq(0), i_oy.eq(0), i_xg_last.eq(tile_xg == 1), i_oy_last.eq(band_rows_now == 1),
+                         last_issued.eq(0)]
+        with m.Elif(mac.issue & mac.pass_done):
+            m.d.sync += [i_xg.eq(i_xg + 1), i_xg_last.eq(i_xg + 2 == tile_xg)]
+            with m.If(i_xg_last):
+                m.d.sync += [i_xg.eq(0), i_xg_last.eq(tile_xg == 1), i_oy.eq(i_oy + 1),
+                             i_oy_last.eq(i_oy + 2 == band_rows_now)]
+                with m.If(i_oy_last):
+                    m.d.sync += last_issued.eq(1)
         bpw_log = wbuf.beats_per_word.bit_length() - 1
         lw_log = wbuf.lane_words_per_word.bit_length() - 1
 
@@ -541,14 +560,21 @@ class Engine(wiring.Component):
                                 m.next = "WEIGHTS_REQ"
             # -- the passes of one band and one lane group ------------------------------------------------
             with m.State("RUN_START"):
-                m.d.comb += [self.busy.eq(1), inbuf.run.eq(1), wb.run.eq(1), rom.load.eq(1)]
-                m.d.sync += [running.eq(1), prefetched.eq(0)]
-                with m.If(~resident):  # streamed: the group's weights are where the last fill put them
-                    m.d.sync += lane_base.eq(fill_base << lw_log)
-                with m.If(d.prefetch & ~last_group):  # the next group's table, then weights into the other half
-                    read(table_ptr + group_table_bytes, group_tgb)
-                    m.d.sync += [pf_table.eq(1), prefetched.eq(1), fill_base.eq(group_words - fill_base)]
-                m.next = "RUN"
+                m.d.comb += self.busy.eq(1)
+                # after an early exit the previous run's last pass may not be drained yet: the drain takes it
+                # with the old requant entries and the MAC array adds the old bias, so the table switches once
+                # it is taken (`wb.drained`), before this run's first step can reach the accumulate
+                with m.If(~wait_drain | wb.drained):
+                    m.d.comb += [inbuf.run.eq(1), wb.run.eq(1), rom.load.eq(1)]
+                    m.d.sync += [running.eq(1), prefetched.eq(0), wait_drain.eq(0)]
+                    with m.If(prefetched):  # the table read during the previous run
+                        m.d.sync += table.eq(table_next)
+                    with m.If(~resident):  # streamed: the group's weights are where the last fill put them
+                        m.d.sync += lane_base.eq(fill_base << lw_log)
+                    with m.If(d.prefetch & ~last_group):  # the next group's table, then weights into the other half
+                        read(table_ptr + group_table_bytes, group_tgb)
+                        m.d.sync += [pf_table.eq(1), prefetched.eq(1), fill_base.eq(group_words - fill_base)]
+                    m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 # the band's (tile's, resident set's) next group starts once this one's last pass is drained
@@ -556,11 +582,11 @@ class Engine(wiring.Component):
                 # last group waits until its rows are written (the next band changes the writer's row shape).
                 # RESIDUES' m_lanes cycles outlast the drain's m_lanes cycles on that last pass, so the next
                 # RUN_START finds the drain idle
-                with m.If(Mux(overlap, wb.drained & ~wb.pending, wb.done) & ~pf_table & ~pf_weights):
+                with m.If(Mux(early, last_issued & ~wb.pending, Mux(overlap, wb.drained & ~wb.pending, wb.done))
+                          & ~pf_table & ~pf_weights):
                     with m.If(~overlap):
                         m.d.sync += running.eq(0)
-                    with m.If(prefetched):
-                        m.d.sync += table.eq(table_next)
+                    m.d.sync += wait_drain.eq(early)
                     next_group()
                     m.next = "RESIDUES"
                     with m.If(resident):

@@ -103,7 +103,8 @@ class Writeback(wiring.Component):
         xg_last, oy_last = Signal(), Signal()
         buf = oy[0]
         row_free = (xg != 0) | ~full.bit_select(buf, 1)
-        m.d.comb += self.result.ready.eq(~holding & row_free)
+        restart = Signal()  # a run came while the drain held the previous run's last pass
+        m.d.comb += self.result.ready.eq(~holding & ~restart & row_free)
         entry_of = [Cat(self.multiplier[i], self.shift[i], self.half_even[i]) for i in range(out_lanes)]
         taken_entries = Cat(entry_of[:lanes])
         if p.fold > 1:
@@ -196,10 +197,17 @@ class Writeback(wiring.Component):
         cols = Cat((out_beat * be + e < self.out_width).replicate(f) for e in range(be))
         m.d.comb += self.wr.payload.eq(mem.rd_data & cols)
 
-        # a run restarts the drain (idle then: the engine starts a run after `drained` or `done`)
+        # a run restarts the drain's row count. The engine starts a run after `drained` or `done`, so the drain
+        # has taken the previous run's last pass but may still hold it: then the restart waits for the hold's
+        # end (`restart`; the hold's last lane still counts its row and marks its buffer full), and no pass is
+        # taken until it is done
         with m.If(self.run):
+            m.d.sync += [self.drained.eq(0), self.done.eq(0)]
+        with m.If((self.run | restart) & ~holding):
             m.d.sync += [oy.eq(0), xg.eq(0), xg_last.eq(self.x_groups == 1), oy_last.eq(self.out_height == 1),
-                         self.drained.eq(0), self.done.eq(0)]
+                         restart.eq(0)]
+        with m.Elif(self.run):
+            m.d.sync += restart.eq(1)
         # the writer: a group's rows, in the drain's order; it takes a run's group when it has none or has just
         # sent its group's last beat, else the run waits as `pending`
         finish = Signal()  # the group's last beat is taken
