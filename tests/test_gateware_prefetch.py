@@ -99,3 +99,47 @@ def test_prefetch_in_row_bands_and_column_tiles():
     assert tiling.prefetch and tiling.bands == 2 and tiling.col_tiles == 2
     model = schedule.layer_schedule(plan, params)
     assert (traffic.read_bytes, traffic.write_bytes) == (model.read_bytes, model.write_bytes)
+
+
+# Early exits: a prefetched run ends at its last issue, the next group's residue steps overlap the last pass's way
+# to the drain, and (residue groups aside) the input buffer fetches the next run's first windows meanwhile
+EARLY = {
+    # 4 groups of 3 rows x 3 pixel groups
+    "ps4p4_rows": (dict(cin=5, cout=16, h=3, w=9, scheme="PS4_P4"), {}),
+    # runs of one pass: the last issue is the first pass's; write-back paces the runs (each waits for the writer to
+    # take its group), which the schedule counts within 4 %
+    "one_pass_runs": (dict(cin=3, cout=12, h=1, w=4, kernel=1), {}),
+    # two lanes: the drain holds a pass two cycles
+    "two_lanes_stride2": (dict(cin=4, cout=8, h=5, w=7, scheme="PS4_P4", stride=2), dict(m_lanes=2, bus_bits=32)),
+    # residue groups: the fetch waits for RUN_START (it needs the group's residue)
+    "psd4p8_residue": (dict(cin=9, cout=12, h=2, w=4, scheme="PSD4_P8", weight_bits=4),
+                       dict(m_lanes=2, bus_bits=32, weight_words=24)),
+}
+
+
+def early_case(name, **run):
+    kwargs, knobs = EARLY[name]
+    plan, params, traffic = run_case(conv_graph(9, **kwargs), **{**knobs, **run})
+    model = schedule.layer_schedule(plan, params)
+    assert model.tiling.prefetch and len(engine.group_channels(plan, params.m_lanes)) > 1
+    assert plan.residue_groups == (name == "psd4p8_residue")
+    assert (traffic.read_bytes, traffic.write_bytes) == (model.read_bytes, model.write_bytes)
+    return traffic, model
+
+
+@pytest.mark.parametrize("stall", ["writes_slow", "everywhere"])
+@pytest.mark.parametrize("pipeline", [0, MAX_PIPELINE])
+@pytest.mark.parametrize("name", sorted(EARLY))
+def test_early_exits_are_bit_exact_under_stalls(name, pipeline, stall):
+    early_case(name, seed=pipeline + len(stall), stall=STALLS[stall], pipeline=pipeline)
+
+
+@pytest.mark.parametrize("name", sorted(set(EARLY) - {"one_pass_runs"}))
+def test_early_exits_follow_the_schedule_at_every_depth(name):
+    """Without stalls the RTL's cycles exceed the schedule's by the same few cycles at every pipeline depth:
+    the model's run ends (the last issue, the drain's take, the residue steps, the fetch ahead) are exact."""
+    gaps = []
+    for pipeline in range(MAX_PIPELINE + 1):
+        traffic, model = early_case(name, seed=1, stall=0.0, pipeline=pipeline)
+        gaps.append(traffic.cycles - model.cycles)
+    assert gaps == [gaps[0]] * len(gaps) and abs(gaps[0]) <= 0.03 * traffic.cycles, gaps

@@ -103,17 +103,20 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         read from the table's last beat, the cycle the last weight beat lands, and the run's last."""
         return _load_cycles(tgb, latency) + _load_cycles(wgb, latency) + 2
 
-    def run(lanes: list[int], rows: int, cols: int, overlapped: bool, backlog: int,
-            early: bool = False) -> tuple[int, int, int, int]:
+    def run(lanes: list[int], rows: int, cols: int, overlapped: bool, backlog: int, early: bool = False,
+            ahead: int = 0) -> tuple[int, int, int, int, int]:
         """(cycles from RUN_START to the run's end, MAC-array pass cycles, its tap steps, the writer's backlog at
-        the end) of one tile of `cols` output columns and one group. `backlog`: the cycles from RUN_START until
+        the end, the cycles the next run's window fetch starts before its RUN_START) of one tile of `cols` output
+        columns and one group. `ahead`: this run's fetch started that many cycles before its RUN_START (the MAC
+        array holding its windows until then). `backlog`: the cycles from RUN_START until
         the writer has sent the rows of the runs before (0 when it is idle). Row r reaches the writer after
         its passes, the drain of its last pass and the pipeline's register cuts; the writer sends the rows in
         order. A run ends when the writer has sent its last row or, `overlapped` (a next group of the same band
         follows), when its last pass is drained (through the MAC array's cuts only), its last rows going out
         while the next group runs. `early` (overlapped, its successor's loads prefetched): the run ends the
         cycle after its last step issues (the prefetch landed), the next group's residue steps follow, and its
-        RUN_START waits for the drain to take the last pass: the run's cycles here count to that RUN_START."""
+        RUN_START waits for the drain to take the last pass: the run's cycles here count to that RUN_START; the
+        next run's fetch starts at the exit (a residue-grouped layer's at RUN_START, after the residue steps)."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
         passes = rows * ceil_div(cols, xl)
         row_compute = ceil_div(cols, xl) * group_pass_cycles(plan, lanes[0], params.m_lanes,
@@ -121,6 +124,10 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         # RUN_START, then the first window's fetch: one row read for a 1x1 kernel (the other kernels' count is
         # a 3x3 window's three reads)
         start = 1 + (3 if plan.kernel1x1 else 5)
+        # a fetch started ahead: the first step issues the cycle after RUN_START at the soonest (the issue comes
+        # `start` + the cuts before it - 1 cycles after the fetch's start)
+        pre_cuts = len(params.mac_cuts) - len(params.step_cuts)
+        start = max(start - ahead, 2 - pre_cuts)
         drain = params.m_lanes * plan.fold  # a pass's drain: a folded lane's two channels in turn
         sent = backlog
         for r in range(rows):
@@ -129,11 +136,16 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         t = end if overlapped else sent
         if early:
             # the last step issues 4 + step cuts cycles before `end` (its accumulate, the take, `drained`, RUN's
-            # exit); RUN exits the cycle after (`last_issued`), or at the prefetch's last cycle, then the residue
-            # steps, and RUN_START waits for `drained`
+            # exit); RUN exits the cycle after (`last_issued`), at the prefetch's last cycle, or the cycle after
+            # the writer has sent the rows of the runs before (it takes this run's group: `~pending`), then the
+            # residue steps, and RUN_START waits for `drained`
             issued = end - len(params.step_cuts) - 4
-            t = max(max(issued + 2, prefetch()) + params.m_lanes, end - 1)
-        return t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t)
+            exit_ = max(issued + 1, prefetch() - 1, backlog + 1)
+            t = max(exit_ + 1 + params.m_lanes, end - 1)
+            ahead = 0 if plan.residue_groups else t - exit_
+        else:
+            ahead = 0
+        return t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t), ahead
 
     cycles = 1 + _load_cycles(desc_beats, latency) + 2  # IDLE, the descriptor, SETUP, SETUP_BYTES
     compute = active = 0
@@ -150,6 +162,7 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
             for beats, width in cols:
                 cycles += band_load(*tiling.band_inputs[b], beats) + 1  # the tile's input, GROUPS
                 backlog = 0  # the writer's rows of the tile's runs before, left at a run's end
+                ahead = 0
                 for i, lanes in enumerate(members):
                     # a folded layer's groups do not overlap: the drain's 2 * m_lanes cycles on the last pass
                     # outlast the next group's m_lanes residue steps
@@ -161,7 +174,8 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                     else:
                         setup = group_start() + (0 if k else weights_load())
                     early = overlapped and tiling.prefetch
-                    t, steps, issued, left = run(lanes, rows, width, overlapped, max(0, backlog - setup), early)
+                    t, steps, issued, left, ahead = run(lanes, rows, width, overlapped, max(0, backlog - setup), early,
+                                                        ahead)
                     if tiling.prefetch and i + 1 < len(members) and not early:  # the run reads the next group's loads
                         left = max(0, left - max(0, prefetch() - t))
                         t = max(t, prefetch())

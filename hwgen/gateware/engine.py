@@ -336,6 +336,8 @@ class Engine(wiring.Component):
         # like the drain counts them, each loop's last as a flag beside its counter
         early = overlap & prefetched
         wait_drain = Signal()
+        fetched = Signal()  # the input buffer fetches this run's windows since the previous run's early exit
+        m.d.comb += mac.hold.eq(fetched)
         last_issued = Signal()  # the run's last pass has issued its last step
         i_xg, i_oy = Signal(16), Signal(16)
         i_xg_last, i_oy_last = Signal(), Signal()
@@ -565,8 +567,8 @@ class Engine(wiring.Component):
                 # with the old requant entries and the MAC array adds the old bias, so the table switches once
                 # it is taken (`wb.drained`), before this run's first step can reach the accumulate
                 with m.If(~wait_drain | wb.drained):
-                    m.d.comb += [inbuf.run.eq(1), wb.run.eq(1), rom.load.eq(1)]
-                    m.d.sync += [running.eq(1), prefetched.eq(0), wait_drain.eq(0)]
+                    m.d.comb += [inbuf.run.eq(~fetched), wb.run.eq(1), rom.load.eq(1)]
+                    m.d.sync += [running.eq(1), prefetched.eq(0), wait_drain.eq(0), fetched.eq(0)]
                     with m.If(prefetched):  # the table read during the previous run
                         m.d.sync += table.eq(table_next)
                     with m.If(~resident):  # streamed: the group's weights are where the last fill put them
@@ -587,6 +589,12 @@ class Engine(wiring.Component):
                     with m.If(~overlap):
                         m.d.sync += running.eq(0)
                     m.d.sync += wait_drain.eq(early)
+                    # the band's windows do not change between its groups: the input buffer fetches the next run's
+                    # first windows now, the MAC array holding them until RUN_START (a residue-grouped layer's
+                    # fetch needs the group's residue, stepped in RESIDUES: it starts at RUN_START)
+                    with m.If(early & ~d.residue_groups):
+                        m.d.comb += inbuf.run.eq(1)
+                        m.d.sync += fetched.eq(1)
                     next_group()
                     m.next = "RESIDUES"
                     with m.If(resident):
