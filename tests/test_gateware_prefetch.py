@@ -51,13 +51,14 @@ def test_schedule_predicts_both_cases_with_the_same_bytes():
     # the same layer single-buffered: same bytes, every group's loads before its run
     single = schedule.layer_schedule(plan, params, tiling=dataclasses.replace(double.tiling, prefetch=False))
     assert single.bytes == double.bytes
-    # 4 groups, 3 of them prefetched: each saves its table load, WEIGHTS_REQ and its weight load, and (the
-    # runs before them ending at their last issue) its residue steps and RUN's exit cycle, which overlap the
-    # last pass's way through the MAC array's cuts to the drain (3 step cuts: longer than m_lanes + 1)
+    # 4 groups, 3 of them prefetched: each saves its table load, WEIGHTS_REQ and its weight load; and the run
+    # before it ends at its last issue: its residue steps and RUN's exit cycle (m_lanes + 1) overlap the last
+    # pass's way through the MAC array's cuts to the drain (3 step cuts: no shorter), and the input buffer
+    # fetches its first windows from that exit, m_lanes + 1 cycles before its RUN_START
     assert len(params.step_cuts) + 1 >= params.m_lanes
     loads = (schedule._load_cycles(table_group_beats(params), schedule.DEFAULT_LATENCY)
              + 1 + schedule._load_cycles(weight_group_beats(plan, params), schedule.DEFAULT_LATENCY))
-    assert single.cycles - double.cycles == 3 * (loads + params.m_lanes + 1)
+    assert single.cycles - double.cycles == 3 * (loads + 2 * (params.m_lanes + 1))
 
 
 # reads slow: the next group's loads outlast the run; writes slow: write-back paces the run

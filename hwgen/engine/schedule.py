@@ -16,7 +16,8 @@ two. The pipeline's register cuts (`params.pipeline_latency`) delay the last row
 last run once; the other runs end when their last pass is drained (through the MAC array's cuts only), and the next
 group's run starts while their last rows go out. With
 `prefetch` a streamed group's table and weights are read during the previous group's run, which
-then lasts at least as long as those loads.
+then lasts at least as long as those loads; such a run ends at its last issue, the next group's residue steps and
+first window fetch overlapping its last pass's way to the drain.
 The model assumes memory that answers every request after `latency` cycles and never stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).
 """
 

@@ -18,7 +18,10 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
      output rows are written from its first output beat; a run is every pass of the band
      (output row x lane group of pixels) while write-back streams finished rows out. When another
      group of the band (tile, resident set) follows, it starts once the run's last pass is drained
-     (`wb.drained`): the write-back sends the run's last rows while the next group starts. Groups are
+     (`wb.drained`): the write-back sends the run's last rows while the next group starts. With its
+     table and weights prefetched, the run ends at its last issue instead: the next group's residue
+     steps and (residue groups aside) its first windows' fetch overlap the last pass's way to the
+     drain, and its RUN_START waits for `wb.drained` (the table switches there). Groups are
      contiguous channels, or (`residue_groups`) channels `r + (k0 + m) * P` of one residue class
      `r` after the other: then every lane shares the residue and each channel steps its pattern's taps;
   4. one-cycle `done` after the last write beat is accepted.
@@ -580,10 +583,10 @@ class Engine(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 # the band's (tile's, resident set's) next group starts once this one's last pass is drained
-                # (the writer sends its last rows meanwhile, and the request stream stays shared); the band's
-                # last group waits until its rows are written (the next band changes the writer's row shape).
-                # RESIDUES' m_lanes cycles outlast the drain's m_lanes cycles on that last pass, so the next
-                # RUN_START finds the drain idle
+                # (the writer sends its last rows meanwhile, and the request stream stays shared), or, its
+                # loads prefetched (`early`), once that pass has issued; the band's last group waits until its
+                # rows are written (the next band changes the writer's row shape). The exit waits for the
+                # writer to have taken this group (`~pending`): next_group changes its address and lanes
                 with m.If(Mux(early, last_issued & ~wb.pending, Mux(overlap, wb.drained & ~wb.pending, wb.done))
                           & ~pf_table & ~pf_weights):
                     with m.If(~overlap):

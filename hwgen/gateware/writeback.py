@@ -21,8 +21,10 @@ rows. So the drain takes, with each pass, a copy of its lanes' requant entries (
 switch its table right after `drained`), and the writer keeps its own copy of the group's output
 address and lane count: a `run` that finds the writer busy is `pending`, and the writer takes the
 new group's address and lanes (unchanged until the engine's next run) when it finishes the old
-group's last row. A run restarts the drain's row count (the drain is idle then); the row
-buffers' parity is the row's, so when a run has an odd number of rows, its last row and the next
+group's last row. A run restarts the drain's row count; it comes after `drained` (or `done`), but
+the drain may still hold the last pass (a run that ended at its last issue: the next group's
+residue steps ran while that pass went through the MAC array), and then the restart waits for the
+hold's end, no pass taken before it (`restart`). The row buffers' parity is the row's, so when a run has an odd number of rows, its last row and the next
 run's first share a buffer and the drain waits until the writer has sent it. `done`: every row
 of every run so far is written.
 
