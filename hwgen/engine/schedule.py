@@ -36,6 +36,13 @@ from .tiling import Tiling, group_buffer_words, layer_tiling, tiled_bytes
 
 DEFAULT_LATENCY = 1  # cycles from a request's acceptance to its first data beat (sim_memory's model)
 
+# Where a layer's cycles outside its passes go (`LayerSchedule.idle`): the descriptor and setup states, the
+# layer's first tile's input load, the other tiles' input loads (bands, column tiles; again per resident set),
+# the resident sets' weight loads, each group's residue steps and the loads it waits for (table, streamed
+# weights), and each run's own (its start and first fetch, the MAC array's cuts, the wait for its rows'
+# writes or for a prefetch longer than the run).
+IDLE_CAUSES = ("descriptor", "first_input", "inputs", "set_weights", "group_loads", "runs")
+
 
 @dataclass
 class LayerSchedule:
@@ -47,6 +54,7 @@ class LayerSchedule:
     mac_count: int = 1  # m_lanes * x_lanes
     tiling: Tiling | None = None
     mac_active: int = 0  # cycles the MAC array issues a tap step (plan.group_pass_steps per pass)
+    idle: dict = field(default_factory=dict)  # cycles - compute_cycles by cause (IDLE_CAUSES), summing to it
 
     @property
     def read_bytes(self) -> int:
@@ -150,6 +158,8 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
 
     cycles = 1 + _load_cycles(desc_beats, latency) + 2  # IDLE, the descriptor, SETUP, SETUP_BYTES
     compute = active = 0
+    idle = dict.fromkeys(IDLE_CAUSES, 0)
+    idle["descriptor"] = cycles
     bands = [(b, min(tiling.band_rows, oh - b * tiling.band_rows)) for b in range(tiling.bands)]
     tile_cols = tiling.col_beats * params.beat_elems
     cols = ([(hi - lo, min(tile_cols, ow - t * tile_cols)) for t, (lo, hi) in enumerate(tiling.col_inputs)]
@@ -158,10 +168,14 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     sets = [chans[i:i + k] for i in range(0, len(chans), k)] if k else [chans]
     for members in sets:
         if k:
-            cycles += 1 + len(members) * weights_load()  # SET_START, the set's weights
+            loads = 1 + len(members) * weights_load()  # SET_START, the set's weights
+            cycles += loads
+            idle["set_weights"] += loads
         for b, rows in bands:
             for beats, width in cols:
-                cycles += band_load(*tiling.band_inputs[b], beats) + 1  # the tile's input, GROUPS
+                loads = band_load(*tiling.band_inputs[b], beats) + 1  # the tile's input, GROUPS
+                cycles += loads
+                idle["inputs" if idle["first_input"] else "first_input"] += loads
                 backlog = 0  # the writer's rows of the tile's runs before, left at a run's end
                 ahead = 0
                 for i, lanes in enumerate(members):
@@ -181,11 +195,14 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                         left = max(0, left - max(0, prefetch() - t))
                         t = max(t, prefetch())
                     cycles += setup + t
+                    idle["group_loads"] += setup
+                    idle["runs"] += t - steps
                     backlog = left
                     compute += steps
                     active += issued
     return LayerSchedule(plan.name, tiled_bytes(plan, params, tiling), cycles, compute,
-                         int(np.count_nonzero(plan.weight)) * oh * ow, params.mac_count, tiling, mac_active=active)
+                         int(np.count_nonzero(plan.weight)) * oh * ow, params.mac_count, tiling, mac_active=active,
+                         idle=idle)
 
 
 def fold_plans(plans: list[LayerPlan], params: EngineParams) -> list[LayerPlan]:

@@ -153,7 +153,7 @@ def _tallest_band(plan: LayerPlan, params: EngineParams, col_beats: int) -> int 
                 None)
 
 
-def _nests(plan: LayerPlan, params: EngineParams, band_rows: int, col_beats: int) -> list[Tiling]:
+def nests(plan: LayerPlan, params: EngineParams, band_rows: int, col_beats: int) -> list[Tiling]:
     """The streamed and the resident loop nest of a band size and column tile width, streamed first."""
     rows = tuple(band_inputs(plan, band_rows))
     cols = tuple(col_inputs(plan, params, col_beats)) if col_beats else ()
@@ -181,13 +181,13 @@ def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = No
                          f"this one has {params.kernel_max}x{params.kernel_max}")
     band_rows = _tallest_band(plan, params, 0)
     if band_rows is not None:
-        candidates = _nests(plan, params, band_rows, 0)
+        candidates = nests(plan, params, band_rows, 0)
     else:
         candidates = []
         for cb in range(min(MAX_COL_BEATS, params.row_beats(plan.out_shape[2]) - 1), 0, -1):
             rows = _tallest_band(plan, params, cb)
             if rows is not None:
-                candidates += _nests(plan, params, rows, cb)
+                candidates += nests(plan, params, rows, cb)
     if not candidates:
         c = plan.in_shape[0]
         least = 1 if params.row_beats(plan.out_shape[2]) > 1 else 0
