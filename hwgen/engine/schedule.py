@@ -40,7 +40,8 @@ DEFAULT_LATENCY = 1  # cycles from a request's acceptance to its first data beat
 # layer's first tile's input load, the other tiles' input loads (bands, column tiles; again per resident set),
 # the resident sets' weight loads, each group's residue steps and the loads it waits for (table, streamed
 # weights), and each run's own (its start and first fetch, the MAC array's cuts, the wait for its rows'
-# writes or for a prefetch longer than the run).
+# writes or for a prefetch longer than the run; a run that ends at its last issue also counts the next group's
+# residue steps, which overlap its last pass).
 IDLE_CAUSES = ("descriptor", "first_input", "inputs", "set_weights", "group_loads", "runs")
 
 
