@@ -24,9 +24,9 @@ new group's address and lanes (unchanged until the engine's next run) when it fi
 group's last row. A run restarts the drain's row count; it comes after `drained` (or `done`), but
 the drain may still hold the last pass (a run that ended at its last issue: the next group's
 residue steps ran while that pass went through the MAC array), and then the restart waits for the
-hold's end, no pass taken before it (`restart`). The row buffers' parity is the row's, so when a run has an odd number of rows, its last row and the next
-run's first share a buffer and the drain waits until the writer has sent it. `done`: every row
-of every run so far is written.
+hold's end, no pass taken before it (`restart`). The row buffers' parity is the row's, so when a
+run has an odd number of rows, its last row and the next run's first share a buffer and the drain
+waits until the writer has sent it. `done`: every row of every run so far is written.
 
 A folded layer's group (`fold`) has `2 * m_lanes` channels of `x_lanes / 2` pixels per pass: the drain
 takes lane `m`'s lower pixel lanes (channel `m`), then its upper ones (channel `m + m_lanes`), each
