@@ -318,12 +318,16 @@ def test_activation_layout_round_trip(act_bits, signed, bus_bits):
     (2, 2, 32, 2, 19),  # four per byte, a row over two beats
 ])
 @pytest.mark.parametrize("pipeline", [0, MAX_PIPELINE])
-def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_width, pipeline):
+@pytest.mark.parametrize("gap", ["at_drained", "after_residues"])
+def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_width, pipeline, gap):
     """Accumulators in, requantized rows out in the DRAM activation layout, under random back-pressure,
     with the requantization in one cycle or in every register stage; two lane groups' runs overlap as
-    the engine runs them: the second starts `m_lanes` cycles after the first is `drained` (the table
-    switched right after it) while the writer may still send the first's rows (the run then `pending`),
-    and an odd number of rows puts the first's last row and the second's first in one row buffer."""
+    the engine runs them: the second starts (its table switched with it) in the cycle the first is
+    `drained`, the drain still holding the first's last pass (its `m_lanes` cycles; a run that ended at
+    its last issue), or
+    `m_lanes` cycles later (after the residue steps), while the writer may still send the first's rows
+    (the run then `pending`), and an odd number of rows puts the first's last row and the second's first
+    in one row buffer."""
     params = EngineParams(m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, act_bits=act_bits, acc_bits=20,
                           max_out_width=out_width, pipeline=pipeline).validate()
     rng = random.Random(act_bits * 100 + out_width)
@@ -377,8 +381,12 @@ def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_w
         got, requests = {}, []
         for _ in range(8000):
             results = queues[group]  # the run's results come from the cycle after it starts
+            if group == 0 and next_run is None and ctx.get(dut.drained):
+                assert not queues[0]
+                next_run = 0 if gap == "at_drained" else m_lanes
             ctx.set(dut.run, next_run == 0)
             if next_run == 0:
+                table(1)
                 start_group(1)
                 group, next_run = 1, None
             elif next_run is not None:
@@ -396,10 +404,6 @@ def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_w
                 requests.append([ctx.get(dut.req.payload.addr), b""])
             if wr_ready and ctx.get(dut.wr.valid):
                 requests[-1][1] += ctx.get(dut.wr.payload).to_bytes(bb, "little")
-            if group == 0 and next_run is None and ctx.get(dut.drained):
-                assert not queues[0]
-                table(1)
-                next_run = m_lanes
             pended |= bool(ctx.get(dut.pending))
             if ctx.get(dut.done) and group == 1 and not ctx.get(dut.run):
                 break

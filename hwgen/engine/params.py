@@ -271,6 +271,12 @@ class EngineParams:
         return MAC_CUTS[:self.pipeline]
 
     @property
+    def step_cuts(self) -> tuple[str, ...]:
+        """The MAC array's cuts between a tap step's issue and its accumulate (the others, the window FIFO and
+        the input buffer's read, lie before the issue)."""
+        return tuple(c for c in self.mac_cuts if c not in ("window", "read"))
+
+    @property
     def requant_cuts(self) -> tuple[str, ...]:
         """The write-back requantization's register cuts at this pipeline depth."""
         return REQUANT_CUTS[:self.pipeline]

@@ -16,7 +16,8 @@ two. The pipeline's register cuts (`params.pipeline_latency`) delay the last row
 last run once; the other runs end when their last pass is drained (through the MAC array's cuts only), and the next
 group's run starts while their last rows go out. With
 `prefetch` a streamed group's table and weights are read during the previous group's run, which
-then lasts at least as long as those loads.
+then lasts at least as long as those loads; such a run ends at its last issue, the next group's residue steps and
+first window fetch overlapping its last pass's way to the drain.
 The model assumes memory that answers every request after `latency` cycles and never stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).
 """
 
@@ -39,7 +40,8 @@ DEFAULT_LATENCY = 1  # cycles from a request's acceptance to its first data beat
 # layer's first tile's input load, the other tiles' input loads (bands, column tiles; again per resident set),
 # the resident sets' weight loads, each group's residue steps and the loads it waits for (table, streamed
 # weights), and each run's own (its start and first fetch, the MAC array's cuts, the wait for its rows'
-# writes or for a prefetch longer than the run).
+# writes or for a prefetch longer than the run; a run that ends at its last issue also counts the next group's
+# residue steps, which overlap its last pass).
 IDLE_CAUSES = ("descriptor", "first_input", "inputs", "set_weights", "group_loads", "runs")
 
 
@@ -111,14 +113,20 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         read from the table's last beat, the cycle the last weight beat lands, and the run's last."""
         return _load_cycles(tgb, latency) + _load_cycles(wgb, latency) + 2
 
-    def run(lanes: list[int], rows: int, cols: int, overlapped: bool, backlog: int) -> tuple[int, int, int, int]:
+    def run(lanes: list[int], rows: int, cols: int, overlapped: bool, backlog: int, early: bool = False,
+            ahead: int = 0) -> tuple[int, int, int, int, int]:
         """(cycles from RUN_START to the run's end, MAC-array pass cycles, its tap steps, the writer's backlog at
-        the end) of one tile of `cols` output columns and one group. `backlog`: the cycles from RUN_START until
+        the end, the cycles the next run's window fetch starts before its RUN_START) of one tile of `cols` output
+        columns and one group. `ahead`: this run's fetch started that many cycles before its RUN_START (the MAC
+        array holding its windows until then). `backlog`: the cycles from RUN_START until
         the writer has sent the rows of the runs before (0 when it is idle). Row r reaches the writer after
         its passes, the drain of its last pass and the pipeline's register cuts; the writer sends the rows in
         order. A run ends when the writer has sent its last row or, `overlapped` (a next group of the same band
         follows), when its last pass is drained (through the MAC array's cuts only), its last rows going out
-        while the next group runs."""
+        while the next group runs. `early` (overlapped, its successor's loads prefetched): the run ends the
+        cycle after its last step issues (the prefetch landed), the next group's residue steps follow, and its
+        RUN_START waits for the drain to take the last pass: the run's cycles here count to that RUN_START; the
+        next run's fetch starts at the exit (a residue-grouped layer's at RUN_START, after the residue steps)."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
         passes = rows * ceil_div(cols, xl)
         row_compute = ceil_div(cols, xl) * group_pass_cycles(plan, lanes[0], params.m_lanes,
@@ -126,12 +134,28 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         # RUN_START, then the first window's fetch: one row read for a 1x1 kernel (the other kernels' count is
         # a 3x3 window's three reads)
         start = 1 + (3 if plan.kernel1x1 else 5)
+        # a fetch started ahead: the first step issues the cycle after RUN_START at the soonest (the issue comes
+        # `start` + the cuts before it - 1 cycles after the fetch's start)
+        pre_cuts = len(params.mac_cuts) - len(params.step_cuts)
+        start = max(start - ahead, 2 - pre_cuts)
         drain = params.m_lanes * plan.fold  # a pass's drain: a folded lane's two channels in turn
         sent = backlog
         for r in range(rows):
             sent = max(start + (r + 1) * row_compute + drain + params.pipeline_latency, sent) + row_out
-        t = start + rows * row_compute + len(params.mac_cuts) if overlapped else sent
-        return t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t)
+        end = start + rows * row_compute + len(params.mac_cuts)  # the cycle after the drain takes the last pass
+        t = end if overlapped else sent
+        if early:
+            # the last step issues 4 + step cuts cycles before `end` (its accumulate, the take, `drained`, RUN's
+            # exit); RUN exits the cycle after (`last_issued`), at the prefetch's last cycle, or the cycle after
+            # the writer has sent the rows of the runs before (it takes this run's group: `~pending`), then the
+            # residue steps, and RUN_START waits for `drained`
+            issued = end - len(params.step_cuts) - 4
+            exit_ = max(issued + 1, prefetch() - 1, backlog + 1)
+            t = max(exit_ + 1 + params.m_lanes, end - 1)
+            ahead = 0 if plan.residue_groups else t - exit_
+        else:
+            ahead = 0
+        return t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t), ahead
 
     cycles = 1 + _load_cycles(desc_beats, latency) + 2  # IDLE, the descriptor, SETUP, SETUP_BYTES
     compute = active = 0
@@ -154,14 +178,21 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                 cycles += loads
                 idle["inputs" if idle["first_input"] else "first_input"] += loads
                 backlog = 0  # the writer's rows of the tile's runs before, left at a run's end
+                ahead = 0
                 for i, lanes in enumerate(members):
-                    # this group's loads were read during the previous run (prefetch): RESIDUES only
-                    setup = params.m_lanes if tiling.prefetch and i else group_start() + (0 if k else weights_load())
                     # a folded layer's groups do not overlap: the drain's 2 * m_lanes cycles on the last pass
                     # outlast the next group's m_lanes residue steps
                     overlapped = i + 1 < len(members) and plan.fold == 1
-                    t, steps, issued, left = run(lanes, rows, width, overlapped, max(0, backlog - setup))
-                    if tiling.prefetch and i + 1 < len(members):  # the run reads the next group's loads
+                    # this group's loads were read during the previous run (prefetch): RESIDUES only, or nothing
+                    # when that run ended early (its cycles count them)
+                    if tiling.prefetch and i:
+                        setup = 0 if plan.fold == 1 else params.m_lanes
+                    else:
+                        setup = group_start() + (0 if k else weights_load())
+                    early = overlapped and tiling.prefetch
+                    t, steps, issued, left, ahead = run(lanes, rows, width, overlapped, max(0, backlog - setup), early,
+                                                        ahead)
+                    if tiling.prefetch and i + 1 < len(members) and not early:  # the run reads the next group's loads
                         left = max(0, left - max(0, prefetch() - t))
                         t = max(t, prefetch())
                     cycles += setup + t

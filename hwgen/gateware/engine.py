@@ -18,7 +18,10 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
      output rows are written from its first output beat; a run is every pass of the band
      (output row x lane group of pixels) while write-back streams finished rows out. When another
      group of the band (tile, resident set) follows, it starts once the run's last pass is drained
-     (`wb.drained`): the write-back sends the run's last rows while the next group starts. Groups are
+     (`wb.drained`): the write-back sends the run's last rows while the next group starts. With its
+     table and weights prefetched, the run ends at its last issue instead: the next group's residue
+     steps and (residue groups aside) its first windows' fetch overlap the last pass's way to the
+     drain, and its RUN_START waits for `wb.drained` (the table switches there). Groups are
      contiguous channels, or (`residue_groups`) channels `r + (k0 + m) * P` of one residue class
      `r` after the other: then every lane shares the residue and each channel steps its pattern's taps;
   4. one-cycle `done` after the last write beat is accepted.
@@ -335,12 +338,30 @@ class Engine(wiring.Component):
         col_end = ~col_tiled | tile_last
         m.d.sync += [last_group.eq(group == last_m_group), last_col.eq(col_end),
                      last_tile.eq((band == last_band) & col_end), set_end.eq(j == set_last)]
-        # RUN's exit goes to the next group of the same band ... but not a folded layer's (its drain's 2 * m_lanes
-        # cycles outlast RESIDUES): a register a cycle behind the flags, two behind `group` and `j`, which change
-        # at least m_lanes + 2 cycles before a RUN reads this (RESIDUES and RUN_START lie between), so the exit's
-        # wide enable does not start at the descriptor's `resident_groups != 0` (the 92.71 MHz critical path)
-        overlap = Signal()
-        m.d.sync += overlap.eq(Mux(resident, ~set_end, ~last_group) & (~d.fold if p.fold > 1 else 1))
+        overlap = Mux(resident, ~set_end, ~last_group)  # RUN's exit goes to the next group of the same band
+        if p.fold > 1:  # ... but not a folded layer's: its drain's 2 * m_lanes cycles outlast RESIDUES
+            overlap &= ~d.fold
+        # a prefetched run of a band whose next group follows ends when its last pass is issued (`early`): the
+        # next group's residue steps overlap the last pass's way through the MAC array's cuts and the drain,
+        # and its RUN_START waits for the drain to take that pass (`wait_drain`). The passes issued are counted
+        # like the drain counts them, each loop's last as a flag beside its counter
+        early = overlap & prefetched
+        wait_drain = Signal()
+        fetched = Signal()  # the input buffer fetches this run's windows since the previous run's early exit
+        m.d.comb += mac.hold.eq(fetched)
+        last_issued = Signal()  # the run's last pass has issued its last step
+        i_xg, i_oy = Signal(16), Signal(16)
+        i_xg_last, i_oy_last = Signal(), Signal()
+        with m.If(inbuf.run):
+            m.d.sync += [i_xg.eq(0), i_oy.eq(0), i_xg_last.eq(tile_xg == 1), i_oy_last.eq(band_rows_now == 1),
+                         last_issued.eq(0)]
+        with m.Elif(mac.issue & mac.pass_done):
+            m.d.sync += [i_xg.eq(i_xg + 1), i_xg_last.eq(i_xg + 2 == tile_xg)]
+            with m.If(i_xg_last):
+                m.d.sync += [i_xg.eq(0), i_xg_last.eq(tile_xg == 1), i_oy.eq(i_oy + 1),
+                             i_oy_last.eq(i_oy + 2 == band_rows_now)]
+                with m.If(i_oy_last):
+                    m.d.sync += last_issued.eq(1)
         bpw_log = wbuf.beats_per_word.bit_length() - 1
         lw_log = wbuf.lane_words_per_word.bit_length() - 1
 
@@ -555,26 +576,39 @@ class Engine(wiring.Component):
                                 m.next = "WEIGHTS_REQ"
             # -- the passes of one band and one lane group ------------------------------------------------
             with m.State("RUN_START"):
-                m.d.comb += [self.busy.eq(1), inbuf.run.eq(1), wb.run.eq(1), rom.load.eq(1)]
-                m.d.sync += [running.eq(1), prefetched.eq(0)]
-                with m.If(~resident):  # streamed: the group's weights are where the last fill put them
-                    m.d.sync += lane_base.eq(fill_base << lw_log)
-                with m.If(d.prefetch & ~last_group):  # the next group's table, then weights into the other half
-                    read(table_ptr + group_table_bytes, group_tgb)
-                    m.d.sync += [pf_table.eq(1), prefetched.eq(1), fill_base.eq(group_words - fill_base)]
-                m.next = "RUN"
+                m.d.comb += self.busy.eq(1)
+                # after an early exit the previous run's last pass may not be drained yet: the drain takes it
+                # with the old requant entries and the MAC array adds the old bias, so the table switches once
+                # it is taken (`wb.drained`), before this run's first step can reach the accumulate
+                with m.If(~wait_drain | wb.drained):
+                    m.d.comb += [inbuf.run.eq(~fetched), wb.run.eq(1), rom.load.eq(1)]
+                    m.d.sync += [running.eq(1), prefetched.eq(0), wait_drain.eq(0), fetched.eq(0)]
+                    with m.If(prefetched):  # the table read during the previous run
+                        m.d.sync += table.eq(table_next)
+                    with m.If(~resident):  # streamed: the group's weights are where the last fill put them
+                        m.d.sync += lane_base.eq(fill_base << lw_log)
+                    with m.If(d.prefetch & ~last_group):  # the next group's table, then weights into the other half
+                        read(table_ptr + group_table_bytes, group_tgb)
+                        m.d.sync += [pf_table.eq(1), prefetched.eq(1), fill_base.eq(group_words - fill_base)]
+                    m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 # the band's (tile's, resident set's) next group starts once this one's last pass is drained
-                # (the writer sends its last rows meanwhile, and the request stream stays shared); the band's
-                # last group waits until its rows are written (the next band changes the writer's row shape).
-                # RESIDUES' m_lanes cycles outlast the drain's m_lanes cycles on that last pass, so the next
-                # RUN_START finds the drain idle
-                with m.If(Mux(overlap, wb.drained & ~wb.pending, wb.done) & ~pf_table & ~pf_weights):
+                # (the writer sends its last rows meanwhile, and the request stream stays shared), or, its
+                # loads prefetched (`early`), once that pass has issued; the band's last group waits until its
+                # rows are written (the next band changes the writer's row shape). The exit waits for the
+                # writer to have taken this group (`~pending`): next_group changes its address and lanes
+                with m.If(Mux(early, last_issued & ~wb.pending, Mux(overlap, wb.drained & ~wb.pending, wb.done))
+                          & ~pf_table & ~pf_weights):
                     with m.If(~overlap):
                         m.d.sync += running.eq(0)
-                    with m.If(prefetched):
-                        m.d.sync += table.eq(table_next)
+                    m.d.sync += wait_drain.eq(early)
+                    # the band's windows do not change between its groups: the input buffer fetches the next run's
+                    # first windows now, the MAC array holding them until RUN_START (a residue-grouped layer's
+                    # fetch needs the group's residue, stepped in RESIDUES: it starts at RUN_START)
+                    with m.If(early & ~d.residue_groups):
+                        m.d.comb += inbuf.run.eq(1)
+                        m.d.sync += fetched.eq(1)
                     next_group()
                     m.next = "RESIDUES"
                     with m.If(resident):

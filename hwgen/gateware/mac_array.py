@@ -47,6 +47,9 @@ class MacArray(wiring.Component):
             "next_one_step": In(1),  # the channel after the one being issued has a single step
             "stride2": In(1),
             "in_signed": In(1),
+            # no step issues: the windows waiting are the next lane group's, whose residues, weights and table
+            # are not switched yet (a register of the engine's)
+            "hold": In(1),
             "bias": In(data.ArrayLayout(signed(32), params.out_lanes)),
             # weight buffer and pattern ROM, read in the issue stage
             "weight_addr": Out(range(params.weight_depth * params.fold)),
@@ -99,7 +102,7 @@ class MacArray(wiring.Component):
             next_valid, next_window, take = fifo.r_rdy, fifo.r_data, fifo.r_en
         else:
             next_valid, next_window, take = self.window.valid, self.window.payload, self.window.ready
-        can_issue = (~first_t | next_valid) & (~last_step | ~(self.result.valid | last_in_flight))
+        can_issue = ~self.hold & (~first_t | next_valid) & (~last_step | ~(self.result.valid | last_in_flight))
         window = Signal(kmax * cols * a)
 
         m.d.comb += [

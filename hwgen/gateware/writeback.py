@@ -21,10 +21,12 @@ rows. So the drain takes, with each pass, a copy of its lanes' requant entries (
 switch its table right after `drained`), and the writer keeps its own copy of the group's output
 address and lane count: a `run` that finds the writer busy is `pending`, and the writer takes the
 new group's address and lanes (unchanged until the engine's next run) when it finishes the old
-group's last row. A run restarts the drain's row count (the drain is idle then); the row
-buffers' parity is the row's, so when a run has an odd number of rows, its last row and the next
-run's first share a buffer and the drain waits until the writer has sent it. `done`: every row
-of every run so far is written.
+group's last row. A run restarts the drain's row count; it comes after `drained` (or `done`), but
+the drain may still hold the last pass (a run that ended at its last issue: the next group's
+residue steps ran while that pass went through the MAC array), and then the restart waits for the
+hold's end, no pass taken before it (`restart`). The row buffers' parity is the row's, so when a
+run has an odd number of rows, its last row and the next run's first share a buffer and the drain
+waits until the writer has sent it. `done`: every row of every run so far is written.
 
 A folded layer's group (`fold`) has `2 * m_lanes` channels of `x_lanes / 2` pixels per pass: the drain
 takes lane `m`'s lower pixel lanes (channel `m`), then its upper ones (channel `m + m_lanes`), each
@@ -103,7 +105,8 @@ class Writeback(wiring.Component):
         xg_last, oy_last = Signal(), Signal()
         buf = oy[0]
         row_free = (xg != 0) | ~full.bit_select(buf, 1)
-        m.d.comb += self.result.ready.eq(~holding & row_free)
+        restart = Signal()  # a run came while the drain held the previous run's last pass
+        m.d.comb += self.result.ready.eq(~holding & ~restart & row_free)
         entry_of = [Cat(self.multiplier[i], self.shift[i], self.half_even[i]) for i in range(out_lanes)]
         taken_entries = Cat(entry_of[:lanes])
         if p.fold > 1:
@@ -149,8 +152,8 @@ class Writeback(wiring.Component):
             mem.wr_data.eq(row_data),
         ]
         # `work` and `entries` load unconditionally: the result stream's payload while not holding (it is
-        # don't-care until the take, which ends that), their next lanes while holding. Their ~100 x x_lanes
-        # flip-flops then need no clock enable: the take (a function of the stream's valid, the row
+        # don't-care until the take, which ends that), their next lanes while holding. Their m_lanes x x_lanes x
+        # acc_bits flip-flops then need no clock enable: the take (a function of the stream's valid, the row
         # buffers and the pass counters) drove one before, the widest fan-out of the write-back
         shifted = work >> (xl * p.acc_bits)
         with m.If(holding):
@@ -201,10 +204,17 @@ class Writeback(wiring.Component):
         cols = Cat((out_beat * be + e < self.out_width).replicate(f) for e in range(be))
         m.d.comb += self.wr.payload.eq(mem.rd_data & cols)
 
-        # a run restarts the drain (idle then: the engine starts a run after `drained` or `done`)
+        # a run restarts the drain's row count. The engine starts a run after `drained` or `done`, so the drain
+        # has taken the previous run's last pass but may still hold it: then the restart waits for the hold's
+        # end (`restart`; the hold's last lane still counts its row and marks its buffer full), and no pass is
+        # taken until it is done
         with m.If(self.run):
+            m.d.sync += [self.drained.eq(0), self.done.eq(0)]
+        with m.If((self.run | restart) & ~holding):
             m.d.sync += [oy.eq(0), xg.eq(0), xg_last.eq(self.x_groups == 1), oy_last.eq(self.out_height == 1),
-                         self.drained.eq(0), self.done.eq(0)]
+                         restart.eq(0)]
+        with m.Elif(self.run):
+            m.d.sync += restart.eq(1)
         # the writer: a group's rows, in the drain's order; it takes a run's group when it has none or has just
         # sent its group's last beat, else the run waits as `pending`
         finish = Signal()  # the group's last beat is taken
