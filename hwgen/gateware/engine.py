@@ -104,11 +104,7 @@ class Engine(wiring.Component):
         plane_bytes = Signal(ADDR_BITS)
         lane_bytes = Signal(ADDR_BITS)  # output address stride between the lanes of a group
         in_plane_bytes = Signal(ADDR_BITS)  # input address stride between channels
-        # the whole input tensor's beats: read in one load only when it fits the input buffer (`whole`, BAND_ADDR),
-        # so it needs the buffer's beats' width alone, and its multiply (modulo that) is one DSP without a sum of
-        # partial products (a 16 x 32-bit multiply was 32 endpoints at -3.3 ns at 150 MHz)
-        buffer_beats_bits = (p.input_words * p.word_beats).bit_length()
-        input_beats = Signal(buffer_beats_bits)
+        input_beats = Signal(32)  # the whole input tensor's beats
         band_out_step = Signal(ADDR_BITS)  # output address advance per band
         # their factors, one multiply per cycle (SETUP, then SETUP_BYTES): no multiplier chain in one cycle
         out_plane_beats = Signal(32)
@@ -159,10 +155,6 @@ class Engine(wiring.Component):
         in_ptr = Signal(ADDR_BITS)
         chan_ptr = Signal(ADDR_BITS)  # the channel's first row to load
         in_row = Signal(16)  # column tiles: the row being loaded (one read per row), from the band's first
-        # column tiles and in_row is not the band's last row: a flag loaded beside in_row, so the end of a row's
-        # load (the enables of the channel's pointers) starts at a flip-flop, not at the 16-bit compare and the
-        # descriptor's `col_beats != 0` (main's 96.97 MHz critical path, seed 1)
-        more_rows = Signal()
         slot_ptr = Signal(32)
         in_row_bytes = Signal(ADDR_BITS)
         # column tile state: its first output column, output columns, lane groups of pixels and output
@@ -402,7 +394,7 @@ class Engine(wiring.Component):
                     plane_bytes.eq(out_plane_beats * bb),
                     lane_bytes.eq(out_plane_beats * bb * lane_planes),
                     in_plane_bytes.eq(in_plane_beats * bb),
-                    input_beats.eq(d.channels[:buffer_beats_bits] * in_plane_beats[:buffer_beats_bits]),
+                    input_beats.eq(d.channels * in_plane_beats),
                     band_out_step.eq(band_out_beats * bb),
                 ]
                 with m.If(resident):
@@ -493,7 +485,6 @@ class Engine(wiring.Component):
                 m.d.sync += [chan_beats.eq(Mux(whole, input_beats, Mux(col_tiled, tile_beats, span_beats))),
                              band_last_row.eq(band_in_rows - 1),
                              in_ptr.eq(first), chan_ptr.eq(first), in_row.eq(0),
-                             more_rows.eq(col_tiled & (band_in_rows != 1)),
                              slot_ptr.eq(0), in_c.eq(Mux(whole, d.channels - 1, 0))]
                 m.next = "INPUT_REQ"
             with m.State("INPUT_REQ"):
@@ -505,13 +496,11 @@ class Engine(wiring.Component):
                 with m.If(rd_beat):
                     count_beat(chan_beats)
                     with m.If(got_last):
-                        with m.If(more_rows):
-                            m.d.sync += [in_row.eq(in_row + 1), in_ptr.eq(in_ptr + in_row_bytes),
-                                         more_rows.eq(in_row + 1 != band_last_row)]
+                        with m.If(col_tiled & (in_row != band_last_row)):
+                            m.d.sync += [in_row.eq(in_row + 1), in_ptr.eq(in_ptr + in_row_bytes)]
                             m.next = "INPUT_REQ"
                         with m.Else():
-                            m.d.sync += [in_c.eq(in_c + 1), in_row.eq(0), more_rows.eq(col_tiled & (band_last_row != 0)),
-                                         chan_ptr.eq(chan_ptr + in_plane_bytes),
+                            m.d.sync += [in_c.eq(in_c + 1), in_row.eq(0), chan_ptr.eq(chan_ptr + in_plane_bytes),
                                          in_ptr.eq(chan_ptr + in_plane_bytes), slot_ptr.eq(slot_ptr + d.chan_rows)]
                             with m.If(in_c != last_channel):
                                 m.next = "INPUT_REQ"

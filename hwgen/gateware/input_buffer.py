@@ -89,9 +89,6 @@ class InputBuffer(wiring.Component):
 
         # -- fill: each beat is one write into its row's slot ------------------------------------------
         beat_in_row = Signal(16)
-        # beat_in_row at the row's last beat, a flag loaded beside it: a row's end (the enable of `slot` and the
-        # flush registers) starts at a flip-flop, not at `row_beats - 1` and a compare (-3.46 ns at 150 MHz)
-        row_end = Signal()
         slot = Signal(32)
         slot_beat = Signal(wbl + 1)  # the row's first beat within its word
         slot_mask = Signal(16)
@@ -118,19 +115,19 @@ class InputBuffer(wiring.Component):
         with m.If(flush):
             m.d.comb += mem.wr_en.eq(1 << flush_beat)
         with m.If(self.fill_start):
-            m.d.sync += [beat_in_row.eq(0), row_end.eq(self.row_beats == 1), slot.eq(self.fill_slot)]
+            m.d.sync += [beat_in_row.eq(0), slot.eq(self.fill_slot)]
         with m.Elif(self.fill.valid):
             m.d.sync += prev.eq(beat_elems)
             with m.If(~shifting):
                 m.d.comb += mem.wr_en.eq(1 << (slot_beat + beat_in_row)[:wbl + 1])
             with m.Elif(beat_in_row != 0):
                 m.d.comb += mem.wr_en.eq(1 << (slot_beat + beat_in_row - 1)[:wbl + 1])
-            with m.If(row_end):
-                m.d.sync += [beat_in_row.eq(0), row_end.eq(self.row_beats == 1), slot.eq(slot + 1),
+            with m.If(beat_in_row == self.row_beats - 1):
+                m.d.sync += [beat_in_row.eq(0), slot.eq(slot + 1),
                              flush.eq(shifting & self.col_flush), flush_addr.eq(slot >> self.slot_shift),
                              flush_beat.eq((slot_beat + beat_in_row)[:wbl + 1])]
             with m.Else():
-                m.d.sync += [beat_in_row.eq(beat_in_row + 1), row_end.eq(beat_in_row + 2 == self.row_beats)]
+                m.d.sync += beat_in_row.eq(beat_in_row + 1)
 
         # -- fetch, stage A: walk (oy, x group, c, ky) and issue row reads -----------------------------
         active = Signal()

@@ -123,12 +123,9 @@ class MacArray(wiring.Component):
                 m.d.sync += last_c.eq(Mux(last_c, self.last_channel == 0, c + 1 == self.last_channel))
         with m.Else():
             m.d.sync += [last_t.eq(t == self.last_step), last_c.eq(c == self.last_channel)]
-        # the window loads whenever a channel's first step is next, issued or not: until that step issues,
-        # no step in stage 2 reads it, and the issue is the last load. Its enable is then the `first_t` flip-flop,
-        # not the issue decision behind it
-        with m.If(first_t):
-            m.d.sync += window.eq(next_window)
         with m.If(can_issue):
+            with m.If(first_t):
+                m.d.sync += window.eq(next_window)
             # a folded step reads two lane words
             m.d.sync += [t.eq(t + 1), waddr.eq(waddr + (Mux(self.fold, 2, 1) if p.fold > 1 else 1))]
             with m.If(last_t):
@@ -229,11 +226,9 @@ class MacArray(wiring.Component):
                 m.d.comb += total.eq(Mux(flags["first"], bias, acc) + v[f"p{lane}_{j}"])
                 with m.If(flags["valid"]):
                     m.d.sync += acc.eq(total)
-                # a last step is a valid one (the flags move together): the result's wide enable is the flag's
-                # flip-flop alone
-                with m.If(flags["last"]):
-                    m.d.sync += self.result.payload[lane * xl + j].eq(total)
-        with m.If(flags["last"]):
+                    with m.If(flags["last"]):
+                        m.d.sync += self.result.payload[lane * xl + j].eq(total)
+        with m.If(flags["valid"] & flags["last"]):
             m.d.sync += self.result.valid.eq(1)
         m.d.comb += last_in_flight.eq(Cat(*in_flight).any())
         return m

@@ -113,7 +113,9 @@ class Writeback(wiring.Component):
             taken_entries = Mux(self.fold, Cat(Cat(entry_of[i], entry_of[lanes + i]) for i in range(lanes)),
                                 taken_entries)
         with m.If(self.result.valid & self.result.ready):
-            m.d.sync += [holding.eq(1), lane.eq(0), self.drained.eq(xg_last & oy_last)]
+            m.d.sync += [holding.eq(1), lane.eq(0), work.eq(self.result.payload.as_value()),
+                         entries.eq(taken_entries),
+                         self.drained.eq(xg_last & oy_last)]
 
         entry = entries[:entry_bits]
         # a folded pass drains lane m's two halves in turn: channel m (pixel lanes 0 ..), then channel m + m_lanes
@@ -151,31 +153,24 @@ class Writeback(wiring.Component):
             mem.wr_en.eq(delay(m, wr_en, latency, "wr_en")),
             mem.wr_data.eq(row_data),
         ]
-        # `work` and `entries` load unconditionally: the result stream's payload while not holding (it is
-        # don't-care until the take, which ends that), their next lanes while holding. Their m_lanes x x_lanes x
-        # acc_bits flip-flops then need no clock enable: the take (a function of the stream's valid, the row
-        # buffers and the pass counters) drove one before, the widest fan-out of the write-back
-        shifted = work >> (xl * p.acc_bits)
         with m.If(holding):
             m.d.comb += wr_en.eq(en)
+            m.d.sync += entries.eq(entries >> entry_bits)
             last_lane = lane == lanes - 1
             if p.fold == 1:
-                m.d.sync += lane.eq(lane + 1)
+                m.d.sync += [lane.eq(lane + 1), work.eq(work >> (xl * p.acc_bits))]
             else:
                 lane_done = ~self.fold | upper
                 m.d.sync += upper.eq(~lane_done)
                 with m.If(lane_done):
-                    m.d.sync += lane.eq(lane + 1)
+                    m.d.sync += [lane.eq(lane + 1), work.eq(work >> (xl * p.acc_bits))]
                 last_lane &= lane_done
-                shifted = Mux(lane_done, shifted, work)
             with m.If(last_lane):
                 m.d.sync += [holding.eq(0), xg.eq(xg + 1), xg_last.eq(xg + 2 == self.x_groups)]
                 with m.If(xg_last):
                     m.d.comb += row_end.eq(1)
                     m.d.sync += [xg.eq(0), xg_last.eq(self.x_groups == 1), oy.eq(oy + 1),
                                  oy_last.eq(oy + 2 == self.out_height), full.bit_select(buf, 1).eq(1)]
-        m.d.sync += [work.eq(Mux(holding, shifted, self.result.payload.as_value())),
-                     entries.eq(Mux(holding, entries >> entry_bits, taken_entries))]
         if latency:
             landed = Signal(2)
             landed_row, landed_buf = delay(m, row_end, latency, "row_end"), delay(m, buf, latency, "row_end_buf")
