@@ -179,6 +179,7 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                 idle["inputs" if idle["first_input"] else "first_input"] += loads
                 backlog = 0  # the writer's rows of the tile's runs before, left at a run's end
                 ahead = 0
+                early = False  # the previous run ended at its last issue
                 for i, lanes in enumerate(members):
                     # a folded layer's groups do not overlap: the drain's 2 * m_lanes cycles on the last pass
                     # outlast the next group's m_lanes residue steps
@@ -186,7 +187,7 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                     # this group's loads were read during the previous run (prefetch): RESIDUES only, or nothing
                     # when that run ended early (its cycles count them)
                     if tiling.prefetch and i:
-                        setup = 0 if plan.fold == 1 else params.m_lanes
+                        setup = 0 if early else params.m_lanes
                     else:
                         setup = group_start() + (0 if k else weights_load())
                     early = overlapped and tiling.prefetch
