@@ -124,6 +124,10 @@ class Engine(wiring.Component):
         weight_ptr = Signal(ADDR_BITS)
         table_ptr = Signal(ADDR_BITS)
         out_ptr = Signal(ADDR_BITS)
+        # the writer's group: its first row (a column tile's from its first output beat) and output channels
+        # (the last group's may be fewer), a cycle behind the registers they are computed from (below)
+        group_addr = Signal(ADDR_BITS)
+        lanes_valid = Signal.like(wb.lanes_valid)
         # residue groups: the current class, its first output plane, and whether this group starts it
         res_class = Signal(8)
         class_ptr = Signal(ADDR_BITS)
@@ -157,10 +161,14 @@ class Engine(wiring.Component):
         in_row = Signal(16)  # column tiles: the row being loaded (one read per row), from the band's first
         slot_ptr = Signal(32)
         in_row_bytes = Signal(ADDR_BITS)
+        # the layer's nest, from descriptor fields, as registers (SETUP): their 8-bit ORs are not in front of RUN's
+        # exit and the input buffer's `run` (main's 88.61 / 91.68 MHz paths, seeds 2 and 3: `resident_groups` ->
+        # `overlap` -> the resets of the fetch's and the issue count's registers)
+        col_tiled = Signal()
+        resident = Signal()
         # column tile state: its first output column, output columns, lane groups of pixels and output
         # beats, and the input beats [tile_lo, tile_lo + tile_beats) of each row it reads (full rows:
         # set once in SETUP)
-        col_tiled = d.col_beats != 0
         tile_ox0 = Signal(16)
         tile_cols = Signal(16)
         tile_xg = Signal(16)
@@ -240,9 +248,7 @@ class Engine(wiring.Component):
             wb.lo.eq(d.lo), wb.hi.eq(d.hi), wb.out_width.eq(tile_cols), wb.out_height.eq(band_rows_now),
             wb.x_groups.eq(tile_xg), wb.row_beats.eq(tile_out_beats), wb.row_bytes.eq(row_bytes),
             wb.plane_bytes.eq(lane_bytes),
-            # a column tile starts on an output beat: its rows' first beats
-            wb.group_addr.eq(out_ptr + band_out_off + (tile_ox0 >> be_log) * bb),
-            wb.lanes_valid.eq(Mux(lanes_left < group_lanes, lanes_left, group_lanes)),
+            wb.group_addr.eq(group_addr), wb.lanes_valid.eq(lanes_valid),
             wb.wr.ready.eq(self.wr.ready), self.wr.valid.eq(wb.wr.valid), self.wr.payload.eq(wb.wr.payload),
         ]
         if p.fold > 1:
@@ -277,12 +283,30 @@ class Engine(wiring.Component):
             is a register, not a compare, in front of the state transition."""
             m.d.sync += [got.eq(got + 1), got_last.eq(got + 2 == beats)]
 
-        resident = d.resident_groups != 0
         # the next residue class's lanes, computed a cycle behind `res_class` (which changes at least two cycles
         # before a run's end reads this: RUN_START and RUN lie between), so that the class counter's add and
         # compare are not chained into `lanes_left`'s
         next_class_lanes = Signal.like(lanes_left)
         m.d.sync += next_class_lanes.eq(d.class_channels + (res_class + 1 < d.class_extra))
+        # what a group's end (RUN's exit), its prefetch and its writer read of the group pointers, a cycle behind
+        # them: a group's registers change at a run's exit (or its band's setup), at least two cycles before the
+        # next RUN_START or exit, so these meet the exit's enables and the reader's address as flip-flops, not
+        # as adds and compares (the out_ptr / class_ptr / lane_addr / reader address endpoints of main's runs)
+        table_ptr_next = Signal.like(table_ptr)
+        weight_ptr_next = Signal.like(weight_ptr)
+        out_ptr_next = Signal.like(out_ptr)
+        class_ptr_next = Signal.like(class_ptr)
+        class_done = Signal()  # the group is its residue class's last: the next one starts the next class
+        m.d.sync += [
+            table_ptr_next.eq(table_ptr + group_table_bytes),
+            weight_ptr_next.eq(weight_ptr + d.weight_group_beats * bb),
+            out_ptr_next.eq(out_ptr + (Mux(d.fold, lane_bytes * (2 * lanes), lane_bytes * lanes) if p.fold > 1
+                                       else lane_bytes * lanes)),
+            class_ptr_next.eq(class_ptr + plane_bytes),
+            class_done.eq(d.residue_groups & (lanes_left <= lanes)),
+            group_addr.eq(out_ptr + band_out_off + (tile_ox0 >> be_log) * bb),
+            lanes_valid.eq(Mux(lanes_left < group_lanes, lanes_left, group_lanes)),
+        ]
 
         def reset_groups():
             m.d.sync += [group.eq(0), weight_ptr.eq(d.weight_addr), table_ptr.eq(d.table_addr),
@@ -293,16 +317,14 @@ class Engine(wiring.Component):
         def next_group():
             m.d.sync += [
                 group.eq(group + 1), lanes_left.eq(lanes_left - group_lanes), k.eq(0),
-                table_ptr.eq(table_ptr + group_table_bytes),
-                out_ptr.eq(out_ptr + (Mux(d.fold, lane_bytes * (2 * lanes), lane_bytes * lanes) if p.fold > 1
-                                      else lane_bytes * lanes)), class_start.eq(0),
+                table_ptr.eq(table_ptr_next), out_ptr.eq(out_ptr_next), class_start.eq(0),
             ]
             with m.If(~resident):  # resident groups' weights were read when their set started
-                m.d.sync += weight_ptr.eq(weight_ptr + d.weight_group_beats * bb)
-            with m.If(d.residue_groups & (lanes_left <= lanes)):  # the class is done: the next one
+                m.d.sync += weight_ptr.eq(weight_ptr_next)
+            with m.If(class_done):
                 m.d.sync += [
-                    res_class.eq(res_class + 1), class_ptr.eq(class_ptr + plane_bytes),
-                    out_ptr.eq(class_ptr + plane_bytes), class_start.eq(1),
+                    res_class.eq(res_class + 1), class_ptr.eq(class_ptr_next), out_ptr.eq(class_ptr_next),
+                    class_start.eq(1),
                     lanes_left.eq(next_class_lanes),
                 ]
 
@@ -330,14 +352,18 @@ class Engine(wiring.Component):
         col_end = ~col_tiled | tile_last
         m.d.sync += [last_group.eq(group == last_m_group), last_col.eq(col_end),
                      last_tile.eq((band == last_band) & col_end), set_end.eq(j == set_last)]
-        overlap = Mux(resident, ~set_end, ~last_group)  # RUN's exit goes to the next group of the same band
+        # RUN's exit goes to the next group of the same band (`overlap`)
+        next_in_band = Mux(resident, ~set_end, ~last_group)
         if p.fold > 1:  # ... but not a folded layer's: its drain's 2 * m_lanes cycles outlast RESIDUES
-            overlap &= ~d.fold
+            next_in_band &= ~d.fold
         # a prefetched run of a band whose next group follows ends when its last pass is issued (`early`): the
         # next group's residue steps overlap the last pass's way through the MAC array's cuts and the drain,
         # and its RUN_START waits for the drain to take that pass (`wait_drain`). The passes issued are counted
-        # like the drain counts them, each loop's last as a flag beside its counter
-        early = overlap & prefetched
+        # like the drain counts them, each loop's last as a flag beside its counter. Both are registers set at
+        # RUN_START (the flags above are the run's by then), so RUN's exit and the fetch's `run` start at
+        # flip-flops
+        overlap = Signal()
+        early = Signal()
         wait_drain = Signal()
         fetched = Signal()  # the input buffer fetches this run's windows since the previous run's early exit
         m.d.comb += mac.hold.eq(fetched)
@@ -382,6 +408,7 @@ class Engine(wiring.Component):
                     # full rows; column tiles set these per tile (TILE_COLS, TILE_BEATS)
                     tile_cols.eq(d.out_width), tile_xg.eq(d.x_groups), tile_out_beats.eq(d.out_row_beats),
                     tile_lo.eq(0), tile_beats.eq(d.in_row_beats), tile_x_lo.eq(0), tile_flush.eq(0),
+                    col_tiled.eq(d.col_beats != 0), resident.eq(d.resident_groups != 0),
                     group_words.eq((d.weight_group_beats + (1 << bpw_log) - 1) >> bpw_log),
                     fill_base.eq(0), lane_base.eq(0), prefetched.eq(0),
                 ]
@@ -557,7 +584,7 @@ class Engine(wiring.Component):
                             m.next = "RUN_START"
                         with m.Else():
                             m.d.sync += [j.eq(j + 1), fill_base.eq(fill_base + group_words),
-                                         weight_ptr.eq(weight_ptr + d.weight_group_beats * bb)]
+                                         weight_ptr.eq(weight_ptr_next)]
                             with m.If(j == set_last):
                                 reset_bands()
                                 m.next = "BAND"
@@ -571,14 +598,16 @@ class Engine(wiring.Component):
                 # it is taken (`wb.drained`), before this run's first step can reach the accumulate
                 with m.If(~wait_drain | wb.drained):
                     m.d.comb += [inbuf.run.eq(~fetched), wb.run.eq(1), rom.load.eq(1)]
-                    m.d.sync += [running.eq(1), prefetched.eq(0), wait_drain.eq(0), fetched.eq(0)]
+                    m.d.sync += [running.eq(1), prefetched.eq(0), wait_drain.eq(0), fetched.eq(0),
+                                 overlap.eq(next_in_band), early.eq(0)]
                     with m.If(prefetched):  # the table read during the previous run
                         m.d.sync += table.eq(table_next)
                     with m.If(~resident):  # streamed: the group's weights are where the last fill put them
                         m.d.sync += lane_base.eq(fill_base << lw_log)
                     with m.If(d.prefetch & ~last_group):  # the next group's table, then weights into the other half
-                        read(table_ptr + group_table_bytes, group_tgb)
-                        m.d.sync += [pf_table.eq(1), prefetched.eq(1), fill_base.eq(group_words - fill_base)]
+                        read(table_ptr_next, group_tgb)
+                        m.d.sync += [pf_table.eq(1), prefetched.eq(1), fill_base.eq(group_words - fill_base),
+                                     early.eq(next_in_band)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
@@ -628,7 +657,7 @@ class Engine(wiring.Component):
                 with m.If(got_last):
                     m.d.sync += [pf_table.eq(0), pf_weights.eq(1)]
                     m.d.comb += wbuf.fill_start.eq(1)
-                    read(weight_ptr + d.weight_group_beats * bb, d.weight_group_beats)
+                    read(weight_ptr_next, d.weight_group_beats)
         with m.If(pf_weights):
             m.d.comb += [self.rd.ready.eq(1), wbuf.fill.valid.eq(self.rd.valid)]
             with m.If(rd_beat):

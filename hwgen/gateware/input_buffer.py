@@ -98,6 +98,11 @@ class InputBuffer(wiring.Component):
         # chain (main's 79.95 MHz critical path, seed 1)
         m.d.sync += [slot_mask.eq((1 << self.slot_shift) - 1), slot_log2.eq(wbl - self.slot_shift)]
         m.d.comb += slot_beat.eq((slot & slot_mask) << slot_log2)
+        # the row's last beat, a cycle behind `row_beats` (set at least three cycles before a fill's first beat): the
+        # row end that resets `flush` meets an equality of registers, not the `- 1` carry chain (main's 91.73 MHz
+        # path, seed 1)
+        row_last = Signal.like(self.row_beats)
+        m.d.sync += row_last.eq(self.row_beats - 1)
         beat_elems = Cat(self.fill.payload.word_select(i, p.act_field_bits)[:a] for i in range(be))
         # a column tile's row starts `col_shift` elements into its first beat: slot beat j is elements
         # col_shift .. of read beats j and j + 1, written when beat j + 1 (or, flushing, nothing) arrives
@@ -122,7 +127,7 @@ class InputBuffer(wiring.Component):
                 m.d.comb += mem.wr_en.eq(1 << (slot_beat + beat_in_row)[:wbl + 1])
             with m.Elif(beat_in_row != 0):
                 m.d.comb += mem.wr_en.eq(1 << (slot_beat + beat_in_row - 1)[:wbl + 1])
-            with m.If(beat_in_row == self.row_beats - 1):
+            with m.If(beat_in_row == row_last):
                 m.d.sync += [beat_in_row.eq(0), slot.eq(slot + 1),
                              flush.eq(shifting & self.col_flush), flush_addr.eq(slot >> self.slot_shift),
                              flush_beat.eq((slot_beat + beat_in_row)[:wbl + 1])]
@@ -193,7 +198,7 @@ class InputBuffer(wiring.Component):
         m.d.comb += [rd_slot.eq(slot_base + ky),
                      mem.rd_en.eq(advance), mem.rd_addr.eq(rd_slot >> self.slot_shift)]
         with m.If(advance):
-            m.d.sync += [b_valid.eq(active & ~self.run), b_ky.eq(ky), b_last.eq(ky_at_last)]
+            m.d.sync += [b_valid.eq(active), b_ky.eq(ky), b_last.eq(ky_at_last)]
 
         # where the window lies in the read word: its first column's offset, and which of its columns are
         # inside the row (column x + j - kernel_max // 2; outside 0 .. width-1 it is padding or a
@@ -230,14 +235,21 @@ class InputBuffer(wiring.Component):
         x_step = Mux(self.stride2, 2 * p.x_lanes, p.x_lanes)
         if p.fold > 1:
             x_step = Mux(self.fold, Mux(self.stride2, p.x_lanes, p.x_lanes // 2), x_step)
-        with m.If(self.run):
-            m.d.sync += [active.eq(1), oy.eq(0), xg.eq(0), c.eq(0), y_base.eq(self.y_start),
+        # a run comes while the fetch is idle (its previous run's windows have all been issued), so the walk's
+        # registers load their start values in every idle cycle, the run's included, and `run` only sets `active`:
+        # the ~200 loads are enabled by a flip-flop, not by the engine's run condition (the worst paths of main's
+        # seeds 2 and 3 and of the cuts before this one: the engine's state and flags -> `run` -> the resets of
+        # `oy` and `c`, the enable of `row_base`)
+        with m.If(~active):
+            m.d.sync += [oy.eq(0), xg.eq(0), c.eq(0), y_base.eq(self.y_start),
                          x_base.eq(self.x_start), x_start.eq(self.x_start),
                          row_base.eq(self.first_slot), slot_base.eq(self.first_slot),
                          f_index.eq(self.group_index), ky.eq(ky_first(self.group_index)),
                          ky_at_last.eq(ky_single(self.group_index)), c_at_last.eq(one_c), xg_at_last.eq(one_xg),
                          oy_at_last.eq(one_oy)]
-        with m.Elif(active & advance):
+            with m.If(self.run):
+                m.d.sync += active.eq(1)
+        with m.Elif(advance):
             with m.If(~ky_at_last):
                 m.d.sync += [ky.eq(ky + 1), ky_at_last.eq(ky + 1 == ky_last)]
             with m.Else():
