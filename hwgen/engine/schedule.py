@@ -108,13 +108,14 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     def group_start() -> int:  # RESIDUES, the table
         return params.m_lanes + _load_cycles(tgb, latency)
 
-    def prefetch() -> int:
+    def prefetch(weights: bool) -> int:
         """The shortest a run that prefetches lasts: the next group's table read from RUN_START, its weights'
-        read from the table's last beat, the cycle the last weight beat lands, and the run's last."""
-        return _load_cycles(tgb, latency) + _load_cycles(wgb, latency) + 2
+        (streamed, or a resident set's first tile) read from the table's last beat, and RUN's exit the cycle
+        after the last beat."""
+        return _load_cycles(tgb, latency) + (_load_cycles(wgb, latency) - 1 if weights else 0) + 1
 
     def run(lanes: list[int], rows: int, cols: int, overlapped: bool, backlog: int, early: bool = False,
-            ahead: int = 0) -> tuple[int, int, int, int, int]:
+            ahead: int = 0, prefetched: int = 0) -> tuple[int, int, int, int, int]:
         """(cycles from RUN_START to the run's end, MAC-array pass cycles, its tap steps, the writer's backlog at
         the end, the cycles the next run's window fetch starts before its RUN_START) of one tile of `cols` output
         columns and one group. `ahead`: this run's fetch started that many cycles before its RUN_START (the MAC
@@ -126,11 +127,12 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         while the next group runs. `early` (overlapped, its successor's loads prefetched): the run ends the
         cycle after its last step issues (the prefetch landed), the next group's residue steps follow, and its
         RUN_START waits for the drain to take the last pass: the run's cycles here count to that RUN_START; the
-        next run's fetch starts at the exit (a residue-grouped layer's at RUN_START, after the residue steps)."""
+        next run's fetch starts at the exit (a residue-grouped layer's at RUN_START, after the residue steps).
+        `prefetched`: the shortest the run lasts with its prefetch (`prefetch`)."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
         passes = rows * ceil_div(cols, xl)
-        row_compute = ceil_div(cols, xl) * group_pass_cycles(plan, lanes[0], params.m_lanes,
-                                                                          params.window_depth)
+        pass_cycles = group_pass_cycles(plan, lanes[0], params.m_lanes, params.window_depth)
+        row_compute = ceil_div(cols, xl) * pass_cycles
         # RUN_START, then the first window's fetch: one row read for a 1x1 kernel (the other kernels' count is
         # a 3x3 window's three reads)
         start = 1 + (3 if plan.kernel1x1 else 5)
@@ -139,19 +141,25 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         pre_cuts = len(params.mac_cuts) - len(params.step_cuts)
         start = max(start - ahead, 2 - pre_cuts)
         drain = params.m_lanes * plan.fold  # a pass's drain: a folded lane's two channels in turn
+        # the row buffers' parity is the row's: a run of odd rows puts its first row in the buffer of the run
+        # before's last, so the drain takes the run's first pass once the writer has sent the runs before
+        # (`backlog`). A one-pass run ends that much later; in a longer one the MAC array issues the next pass
+        # meanwhile, and only its last step waits for the take (it issues after the first pass's result is taken)
+        wait = max(0, backlog + 1 - (start + pass_cycles + len(params.mac_cuts))) if rows % 2 else 0
+        delay = wait if passes == 1 else max(0, wait + len(params.step_cuts) + 3 - pass_cycles)
         sent = backlog
         for r in range(rows):
-            sent = max(start + (r + 1) * row_compute + drain + params.pipeline_latency, sent) + row_out
-        end = start + rows * row_compute + len(params.mac_cuts)  # the cycle after the drain takes the last pass
-        t = end if overlapped else sent
+            sent = max(start + delay + (r + 1) * row_compute + drain + params.pipeline_latency, sent) + row_out
+        end = start + delay + rows * row_compute + len(params.mac_cuts)  # the drain takes the last pass
+        t = end + 2 if overlapped else sent  # RUN exits at `drained`, the cycle after the take
         if early:
-            # the last step issues 4 + step cuts cycles before `end` (its accumulate, the take, `drained`, RUN's
-            # exit); RUN exits the cycle after (`last_issued`), at the prefetch's last cycle, or the cycle after
-            # the writer has sent the rows of the runs before (it takes this run's group: `~pending`), then the
-            # residue steps, and RUN_START waits for `drained`
-            issued = end - len(params.step_cuts) - 4
-            exit_ = max(issued + 1, prefetch() - 1, backlog + 1)
-            t = max(exit_ + 1 + params.m_lanes, end - 1)
+            # the last step issues 2 + step cuts cycles before the take (its accumulate), a one-pass run's before
+            # the wait for that take; RUN exits the cycle after (`last_issued`), at the prefetch's last cycle, or
+            # the cycle after the writer has sent the rows of the runs before (it takes this run's group:
+            # `~pending`), then the residue steps, and RUN_START waits for `drained`
+            issued = end - len(params.step_cuts) - 2 - (delay if passes == 1 else 0)
+            exit_ = max(issued + 1, prefetched - 1, backlog + 1)
+            t = max(exit_ + 1 + params.m_lanes, end + 1)
             ahead = 0 if plan.residue_groups else t - exit_
         else:
             ahead = 0
@@ -169,14 +177,18 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     sets = [chans[i:i + k] for i in range(0, len(chans), k)] if k else [chans]
     for members in sets:
         if k:
-            loads = 1 + len(members) * weights_load()  # SET_START, the set's weights
+            # SET_START, the set's weights; prefetched, only its first group's: its first tile's runs read the others'
+            loads = 1 + (1 if tiling.prefetch else len(members)) * weights_load()
             cycles += loads
             idle["set_weights"] += loads
+        filling = True  # the runs' prefetch reads weights: every tile's when streamed, a resident set's first tile's
         for b, rows in bands:
             for beats, width in cols:
                 loads = band_load(*tiling.band_inputs[b], beats) + 1  # the tile's input, GROUPS
                 cycles += loads
                 idle["inputs" if idle["first_input"] else "first_input"] += loads
+                pf = prefetch(not k or filling)
+                filling = False
                 backlog = 0  # the writer's rows of the tile's runs before, left at a run's end
                 ahead = 0
                 early = False  # the previous run ended at its last issue
@@ -192,10 +204,10 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                         setup = group_start() + (0 if k else weights_load())
                     early = overlapped and tiling.prefetch
                     t, steps, issued, left, ahead = run(lanes, rows, width, overlapped, max(0, backlog - setup), early,
-                                                        ahead)
+                                                        ahead, pf)
                     if tiling.prefetch and i + 1 < len(members) and not early:  # the run reads the next group's loads
-                        left = max(0, left - max(0, prefetch() - t))
-                        t = max(t, prefetch())
+                        left = max(0, left - max(0, pf - t))
+                        t = max(t, pf)
                     cycles += setup + t
                     idle["group_loads"] += setup
                     idle["runs"] += t - steps

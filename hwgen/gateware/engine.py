@@ -10,7 +10,10 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
        buffer's other half) while it computes, so the next group starts on its residue steps;
      - resident lane groups (`resident_groups` = k): for every k lane groups, read their weights
        into the weight buffer side by side, then for every band read its input rows and run each
-       of the k groups (reading its table) on it; k = all groups reads weights and input once;
+       of the k groups (reading its table) on it; k = all groups reads weights and input once. With
+       `prefetch` only the set's first group's weights are read before its first band: each run of
+       that band (tile) reads the next group's weights into its slot behind it, and every run the next
+       group's table (into `table_next`), so the set's groups start on their residue steps;
   3. a band's input is read channel by channel: the rows its windows need (halo included, rows
      outside the tensor skipped) go into the input buffer; when the compiler split bands into
      column tiles (`col_beats`), each tile of a band (left to right) is read and run in turn,
@@ -205,6 +208,8 @@ class Engine(wiring.Component):
         pf_table = Signal()
         pf_weights = Signal()
         prefetched = Signal()  # the current run's RUN_START started a prefetch (the next group's loads)
+        # a resident set's first tile: its runs' prefetch also reads the next group's weights, into that group's slot
+        set_fill = Signal()
         got = Signal(32)  # data beats received in the current load
         got_last = Signal()  # the next beat is the load's last (loads of a descriptor-dependent length)
         k = Signal(range(lanes + 1))
@@ -288,10 +293,11 @@ class Engine(wiring.Component):
         # compare are not chained into `lanes_left`'s
         next_class_lanes = Signal.like(lanes_left)
         m.d.sync += next_class_lanes.eq(d.class_channels + (res_class + 1 < d.class_extra))
-        # what a group's end (RUN's exit), its prefetch and its writer read of the group pointers, a cycle behind
-        # them: a group's registers change at a run's exit (or its band's setup), at least two cycles before the
-        # next RUN_START or exit, so these meet the exit's enables and the reader's address as flip-flops, not
-        # as adds and compares (the out_ptr / class_ptr / lane_addr / reader address endpoints of main's runs)
+        # what a group's end (RUN's exit), its loads and its writer read of the group pointers, a cycle behind
+        # them: the pointers change at a run's exit, a load's last beat or a band's setup, at least two cycles before
+        # the next RUN_START, exit or load reads these, so the exit's enables, the reader's address and the writer's
+        # row address meet flip-flops, not adds and compares (the out_ptr / class_ptr / lane_addr / reader address
+        # endpoints of main's runs)
         table_ptr_next = Signal.like(table_ptr)
         weight_ptr_next = Signal.like(weight_ptr)
         out_ptr_next = Signal.like(out_ptr)
@@ -352,8 +358,8 @@ class Engine(wiring.Component):
         col_end = ~col_tiled | tile_last
         m.d.sync += [last_group.eq(group == last_m_group), last_col.eq(col_end),
                      last_tile.eq((band == last_band) & col_end), set_end.eq(j == set_last)]
-        # RUN's exit goes to the next group of the same band (`overlap`)
-        next_in_band = Mux(resident, ~set_end, ~last_group)
+        follows = Mux(resident, ~set_end, ~last_group)  # another group of the same band (tile, resident set) follows
+        next_in_band = follows  # RUN's exit goes to it (`overlap`)
         if p.fold > 1:  # ... but not a folded layer's: its drain's 2 * m_lanes cycles outlast RESIDUES
             next_in_band &= ~d.fold
         # a prefetched run of a band whose next group follows ends when its last pass is issued (`early`): the
@@ -432,7 +438,7 @@ class Engine(wiring.Component):
             with m.State("SET_START"):
                 m.d.comb += [self.busy.eq(1), rom.save.eq(1)]
                 m.d.sync += [sv.eq(v) for sv, v in zip(saved, group_state)]
-                m.d.sync += [j.eq(0), fill_base.eq(0),
+                m.d.sync += [j.eq(0), fill_base.eq(0), set_fill.eq(1),
                              set_size.eq(Mux(d.m_groups - group < d.resident_groups, d.m_groups - group,
                                              d.resident_groups))]
                 m.next = "WEIGHTS_REQ"
@@ -585,7 +591,8 @@ class Engine(wiring.Component):
                         with m.Else():
                             m.d.sync += [j.eq(j + 1), fill_base.eq(fill_base + group_words),
                                          weight_ptr.eq(weight_ptr_next)]
-                            with m.If(j == set_last):
+                            # prefetched: the first group's, the set's first tile reads the others' behind its runs
+                            with m.If((j == set_last) | d.prefetch):
                                 reset_bands()
                                 m.next = "BAND"
                             with m.Else():
@@ -604,10 +611,13 @@ class Engine(wiring.Component):
                         m.d.sync += table.eq(table_next)
                     with m.If(~resident):  # streamed: the group's weights are where the last fill put them
                         m.d.sync += lane_base.eq(fill_base << lw_log)
-                    with m.If(d.prefetch & ~last_group):  # the next group's table, then weights into the other half
+                    # the next group's table, then (streamed, or a resident set's first tile) its weights: streamed
+                    # into the other half, resident into its slot
+                    with m.If(d.prefetch & follows):
                         read(table_ptr_next, group_tgb)
-                        m.d.sync += [pf_table.eq(1), prefetched.eq(1), fill_base.eq(group_words - fill_base),
-                                     early.eq(next_in_band)]
+                        m.d.sync += [pf_table.eq(1), prefetched.eq(1), early.eq(next_in_band)]
+                        with m.If(~resident):
+                            m.d.sync += fill_base.eq(group_words - fill_base)
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
@@ -632,6 +642,7 @@ class Engine(wiring.Component):
                     with m.If(resident):
                         m.d.sync += [j.eq(j + 1), lane_base.eq(lane_base + (group_words << lw_log))]
                         with m.If(set_end):
+                            m.d.sync += set_fill.eq(0)
                             with m.If(~last_tile):
                                 next_tile()
                                 m.next = "BAND"
@@ -655,9 +666,14 @@ class Engine(wiring.Component):
                 m.d.sync += table_next.eq(table_beat(table_next))
                 count_beat(group_tgb)
                 with m.If(got_last):
-                    m.d.sync += [pf_table.eq(0), pf_weights.eq(1)]
-                    m.d.comb += wbuf.fill_start.eq(1)
-                    read(weight_ptr_next, d.weight_group_beats)
+                    m.d.sync += pf_table.eq(0)
+                    with m.If(~resident | set_fill):
+                        # a resident set's `weight_ptr` and `fill_base` are the next group's (its loads advance them)
+                        m.d.sync += pf_weights.eq(1)
+                        m.d.comb += wbuf.fill_start.eq(1)
+                        read(Mux(resident, weight_ptr, weight_ptr_next), d.weight_group_beats)
+                        with m.If(resident):
+                            m.d.sync += [fill_base.eq(fill_base + group_words), weight_ptr.eq(weight_ptr_next)]
         with m.If(pf_weights):
             m.d.comb += [self.rd.ready.eq(1), wbuf.fill.valid.eq(self.rd.valid)]
             with m.If(rd_beat):
