@@ -16,8 +16,9 @@ two. The pipeline's register cuts (`params.pipeline_latency`) delay the last row
 last run once; the other runs end when their last pass is drained (through the MAC array's cuts only), and the next
 group's run starts while their last rows go out. With
 `prefetch` a streamed group's table and weights are read during the previous group's run, which
-then lasts at least as long as those loads; such a run ends at its last issue, the next group's residue steps and
-first window fetch overlapping its last pass's way to the drain.
+then lasts at least as long as those loads; such a run ends at its last issue, the next group's residue
+step and RUN_START overlapping its last pass's way to the drain, and the next run's windows are fetched as soon as
+this run's last are.
 The model assumes memory that answers every request after `latency` cycles and never stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).
 """
 
@@ -38,10 +39,10 @@ DEFAULT_LATENCY = 1  # cycles from a request's acceptance to its first data beat
 
 # Where a layer's cycles outside its passes go (`LayerSchedule.idle`): the descriptor and setup states, the
 # layer's first tile's input load, the other tiles' input loads (bands, column tiles; again per resident set),
-# the resident sets' weight loads, each group's residue steps and the loads it waits for (table, streamed
+# the resident sets' weight loads, each group's residue step and the loads it waits for (table, streamed
 # weights), and each run's own (its start and first fetch, the MAC array's cuts, the wait for its rows'
 # writes or for a prefetch longer than the run; a run that ends at its last issue also counts the next group's
-# residue steps, which overlap its last pass).
+# residue step and RUN_START, which overlap its last pass).
 IDLE_CAUSES = ("descriptor", "first_input", "inputs", "set_weights", "group_loads", "runs")
 
 
@@ -105,8 +106,8 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     def weights_load() -> int:  # WEIGHTS_REQ / SET_WEIGHTS_REQ, then the beats
         return 1 + _load_cycles(wgb, latency)
 
-    def group_start() -> int:  # RESIDUES, the table
-        return params.m_lanes + _load_cycles(tgb, latency)
+    def group_start() -> int:  # RESIDUES (one cycle), the table
+        return 1 + _load_cycles(tgb, latency)
 
     def prefetch() -> int:
         """The shortest a run that prefetches lasts: the next group's table read from RUN_START, its weights'
@@ -114,30 +115,27 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         return _load_cycles(tgb, latency) + _load_cycles(wgb, latency) + 2
 
     def run(lanes: list[int], rows: int, cols: int, overlapped: bool, backlog: int, early: bool = False,
-            ahead: int = 0) -> tuple[int, int, int, int, int]:
+            fetched: bool = False) -> tuple[int, int, int, int, bool]:
         """(cycles from RUN_START to the run's end, MAC-array pass cycles, its tap steps, the writer's backlog at
-        the end, the cycles the next run's window fetch starts before its RUN_START) of one tile of `cols` output
-        columns and one group. `ahead`: this run's fetch started that many cycles before its RUN_START (the MAC
-        array holding its windows until then). `backlog`: the cycles from RUN_START until
+        the end, whether the next run's windows are fetched before its RUN_START) of one tile of `cols` output
+        columns and one group. `fetched`: this run's windows were fetched during the run before (the MAC
+        array holding them until its RUN_START). `backlog`: the cycles from RUN_START until
         the writer has sent the rows of the runs before (0 when it is idle). Row r reaches the writer after
         its passes, the drain of its last pass and the pipeline's register cuts; the writer sends the rows in
         order. A run ends when the writer has sent its last row or, `overlapped` (a next group of the same band
         follows), when its last pass is drained (through the MAC array's cuts only), its last rows going out
         while the next group runs. `early` (overlapped, its successor's loads prefetched): the run ends the
-        cycle after its last step issues (the prefetch landed), the next group's residue steps follow, and its
-        RUN_START waits for the drain to take the last pass: the run's cycles here count to that RUN_START; the
-        next run's fetch starts at the exit (a residue-grouped layer's at RUN_START, after the residue steps)."""
+        cycle after its last step issues (the prefetch landed), the next group's residue step follows, then its
+        RUN_START: the run's cycles here count to that RUN_START; the next run's windows were fetched after this
+        run's (a residue-grouped layer's fetch starts at RUN_START, after the residue step)."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
         passes = rows * ceil_div(cols, xl)
         row_compute = ceil_div(cols, xl) * group_pass_cycles(plan, lanes[0], params.m_lanes,
                                                                           params.window_depth)
         # RUN_START, then the first window's fetch: one row read for a 1x1 kernel (the other kernels' count is
-        # a 3x3 window's three reads)
-        start = 1 + (3 if plan.kernel1x1 else 5)
-        # a fetch started ahead: the first step issues the cycle after RUN_START at the soonest (the issue comes
-        # `start` + the cuts before it - 1 cycles after the fetch's start)
-        pre_cuts = len(params.mac_cuts) - len(params.step_cuts)
-        start = max(start - ahead, 2 - pre_cuts)
+        # a 3x3 window's three reads); windows fetched ahead: the first step issues the cycle after RUN_START (the
+        # issue comes `start` + the cuts before it - 1 cycles after RUN_START)
+        start = 2 - (len(params.mac_cuts) - len(params.step_cuts)) if fetched else 1 + (3 if plan.kernel1x1 else 5)
         drain = params.m_lanes * plan.fold  # a pass's drain: a folded lane's two channels in turn
         sent = backlog
         for r in range(rows):
@@ -148,14 +146,11 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
             # the last step issues 4 + step cuts cycles before `end` (its accumulate, the take, `drained`, RUN's
             # exit); RUN exits the cycle after (`last_issued`), at the prefetch's last cycle, or the cycle after
             # the writer has sent the rows of the runs before (it takes this run's group: `~pending`), then the
-            # residue steps, and RUN_START waits for `drained`
+            # residue step and RUN_START
             issued = end - len(params.step_cuts) - 4
-            exit_ = max(issued + 1, prefetch() - 1, backlog + 1)
-            t = max(exit_ + 1 + params.m_lanes, end - 1)
-            ahead = 0 if plan.residue_groups else t - exit_
-        else:
-            ahead = 0
-        return t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t), ahead
+            t = max(issued + 1, prefetch() - 1, backlog + 1) + 2
+        return (t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t),
+                early and not plan.residue_groups)
 
     cycles = 1 + _load_cycles(desc_beats, latency) + 2  # IDLE, the descriptor, SETUP, SETUP_BYTES
     compute = active = 0
@@ -178,21 +173,20 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                 cycles += loads
                 idle["inputs" if idle["first_input"] else "first_input"] += loads
                 backlog = 0  # the writer's rows of the tile's runs before, left at a run's end
-                ahead = 0
+                fetched = False
                 early = False  # the previous run ended at its last issue
                 for i, lanes in enumerate(members):
-                    # a folded layer's groups do not overlap: the drain's 2 * m_lanes cycles on the last pass
-                    # outlast the next group's m_lanes residue steps
+                    # a folded layer's groups do not overlap (docs/engine.md, "Overlapped run tails")
                     overlapped = i + 1 < len(members) and plan.fold == 1
                     # this group's loads were read during the previous run (prefetch): RESIDUES only, or nothing
                     # when that run ended early (its cycles count them)
                     if tiling.prefetch and i:
-                        setup = 0 if early else params.m_lanes
+                        setup = 0 if early else 1
                     else:
                         setup = group_start() + (0 if k else weights_load())
                     early = overlapped and tiling.prefetch
-                    t, steps, issued, left, ahead = run(lanes, rows, width, overlapped, max(0, backlog - setup), early,
-                                                        ahead)
+                    t, steps, issued, left, fetched = run(lanes, rows, width, overlapped, max(0, backlog - setup), early,
+                                                          fetched)
                     if tiling.prefetch and i + 1 < len(members) and not early:  # the run reads the next group's loads
                         left = max(0, left - max(0, prefetch() - t))
                         t = max(t, prefetch())

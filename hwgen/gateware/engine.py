@@ -7,7 +7,7 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
      - streamed weights (`resident_groups` = 0): for every band, read its input rows, then for
        every lane group read its bias/requant table and weights and run the band; with `prefetch`
        a run reads the next group's table (into `table_next`) and weights (into the weight
-       buffer's other half) while it computes, so the next group starts on its residue steps;
+       buffer's other half) while it computes, so the next group starts on its residue step;
      - resident lane groups (`resident_groups` = k): for every k lane groups, read their weights
        into the weight buffer side by side, then for every band read its input rows and run each
        of the k groups (reading its table) on it; k = all groups reads weights and input once;
@@ -19,9 +19,10 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
      (output row x lane group of pixels) while write-back streams finished rows out. When another
      group of the band (tile, resident set) follows, it starts once the run's last pass is drained
      (`wb.drained`): the write-back sends the run's last rows while the next group starts. With its
-     table and weights prefetched, the run ends at its last issue instead: the next group's residue
-     steps and (residue groups aside) its first windows' fetch overlap the last pass's way to the
-     drain, and its RUN_START waits for `wb.drained` (the table switches there). Groups are
+     table and weights prefetched, the run ends at its last issue instead (the table switches there:
+     write-back copied the run's entries and biases when it started it): the next group's residue step
+     and RUN_START overlap the last pass's way to the drain, and (residue groups aside) the input buffer
+     fetched the next group's first windows as soon as it had fetched this run's last. Groups are
      contiguous channels, or (`residue_groups`) channels `r + (k0 + m) * P` of one residue class
      `r` after the other: then every lane shares the residue and each channel steps its pattern's taps;
   4. one-cycle `done` after the last write beat is accepted.
@@ -32,7 +33,7 @@ array, input buffer and write-back run its passes of `x_lanes / 2` pixels.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -199,7 +200,6 @@ class Engine(wiring.Component):
         prefetched = Signal()  # the current run's RUN_START started a prefetch (the next group's loads)
         got = Signal(32)  # data beats received in the current load
         got_last = Signal()  # the next beat is the load's last (loads of a descriptor-dependent length)
-        k = Signal(range(lanes + 1))
 
         rd_beat = self.rd.valid & self.rd.ready
 
@@ -235,7 +235,8 @@ class Engine(wiring.Component):
             mac.dense.eq(d.dense), mac.kernel1x1.eq(d.kernel1x1), mac.library.eq(d.library),
             wbuf.id_words.eq(d.id_words), wbuf.id_addr.eq(mac.id_addr), wbuf.id_en.eq(mac.id_en),
             mac.ids.eq(wbuf.ids),
-            rom.table_base.eq(d.table_base), rom.period.eq(d.period), rom.issue.eq(mac.issue),
+            rom.table_base.eq(d.table_base), rom.period.eq(d.period), rom.shared.eq(d.residue_groups),
+            rom.issue.eq(mac.issue),
             rom.chan_done.eq(mac.chan_done), rom.pass_done.eq(mac.pass_done), mac.select.eq(rom.select),
             wb.lo.eq(d.lo), wb.hi.eq(d.hi), wb.out_width.eq(tile_cols), wb.out_height.eq(band_rows_now),
             wb.x_groups.eq(tile_xg), wb.row_beats.eq(tile_out_beats), wb.row_bytes.eq(row_bytes),
@@ -249,7 +250,7 @@ class Engine(wiring.Component):
             m.d.comb += [mac.fold.eq(d.fold), inbuf.fold.eq(d.fold), wb.fold.eq(d.fold)]
         for lane in range(p.out_lanes):
             entry = table.word_select(lane, TABLE_ENTRY_BYTES * 8)
-            m.d.comb += [mac.bias[lane].eq(entry[0:32]), wb.multiplier[lane].eq(entry[32:47]),
+            m.d.comb += [wb.bias[lane].eq(entry[0:32]), wb.multiplier[lane].eq(entry[32:47]),
                          wb.shift[lane].eq(entry[48:54]), wb.half_even[lane].eq(entry[56])]
 
         # the request stream belongs to the reader, and from a run's start until its band's rows are written to
@@ -286,13 +287,13 @@ class Engine(wiring.Component):
 
         def reset_groups():
             m.d.sync += [group.eq(0), weight_ptr.eq(d.weight_addr), table_ptr.eq(d.table_addr),
-                         out_ptr.eq(d.out_addr), res_class.eq(0), class_ptr.eq(d.out_addr), class_start.eq(0), k.eq(0),
+                         out_ptr.eq(d.out_addr), res_class.eq(0), class_ptr.eq(d.out_addr), class_start.eq(0),
                          lanes_left.eq(Mux(d.residue_groups, d.class_channels + (d.class_extra != 0), d.out_channels))]
             m.d.comb += rom.group_clear.eq(1)
 
         def next_group():
             m.d.sync += [
-                group.eq(group + 1), lanes_left.eq(lanes_left - group_lanes), k.eq(0),
+                group.eq(group + 1), lanes_left.eq(lanes_left - group_lanes),
                 table_ptr.eq(table_ptr + group_table_bytes),
                 out_ptr.eq(out_ptr + (Mux(d.fold, lane_bytes * (2 * lanes), lane_bytes * lanes) if p.fold > 1
                                       else lane_bytes * lanes)), class_start.eq(0),
@@ -331,20 +332,28 @@ class Engine(wiring.Component):
         m.d.sync += [last_group.eq(group == last_m_group), last_col.eq(col_end),
                      last_tile.eq((band == last_band) & col_end), set_end.eq(j == set_last)]
         overlap = Mux(resident, ~set_end, ~last_group)  # RUN's exit goes to the next group of the same band
-        if p.fold > 1:  # ... but not a folded layer's: its drain's 2 * m_lanes cycles outlast RESIDUES
+        if p.fold > 1:  # ... but not a folded layer's (docs/engine.md, "Overlapped run tails")
             overlap &= ~d.fold
         # a prefetched run of a band whose next group follows ends when its last pass is issued (`early`): the
-        # next group's residue steps overlap the last pass's way through the MAC array's cuts and the drain,
-        # and its RUN_START waits for the drain to take that pass (`wait_drain`). The passes issued are counted
-        # like the drain counts them, each loop's last as a flag beside its counter
+        # next group's residue step and RUN_START overlap the last pass's way through the MAC array's cuts and
+        # the drain. The passes issued are counted like the drain counts them, each loop's last as a flag beside
+        # its counter; from the last issue until the next RUN_START the MAC array holds (the windows waiting are
+        # the next group's, whose residues and weights are not switched yet)
         early = overlap & prefetched
-        wait_drain = Signal()
-        fetched = Signal()  # the input buffer fetches this run's windows since the previous run's early exit
-        m.d.comb += mac.hold.eq(fetched)
         last_issued = Signal()  # the run's last pass has issued its last step
+        m.d.comb += mac.hold.eq(last_issued)
+        # the band's windows do not change between its groups: when the run will end early (residue groups aside:
+        # their fetch needs the group's residue), the input buffer fetches the next run's windows as soon as it
+        # has fetched this run's last (`refetch`, set at RUN_START), behind them in the window FIFO
+        refetch = Signal()
+        fetched = Signal()  # the next run's windows are being fetched: its RUN_START does not start the fetch
+        with m.If(refetch & ~inbuf.fetching):
+            m.d.comb += inbuf.run.eq(1)
+            m.d.sync += [refetch.eq(0), fetched.eq(1)]
+        start_run = Signal()  # RUN_START: the MAC array's run starts (its passes issued from the next cycle)
         i_xg, i_oy = Signal(16), Signal(16)
         i_xg_last, i_oy_last = Signal(), Signal()
-        with m.If(inbuf.run):
+        with m.If(start_run):
             m.d.sync += [i_xg.eq(0), i_oy.eq(0), i_xg_last.eq(tile_xg == 1), i_oy_last.eq(band_rows_now == 1),
                          last_issued.eq(0)]
         with m.Elif(mac.issue & mac.pass_done):
@@ -511,29 +520,22 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(resident):
                     m.d.sync += [v.eq(sv) for v, sv in zip(group_state, saved)]
-                    m.d.sync += [j.eq(0), lane_base.eq(0), k.eq(0)]
+                    m.d.sync += [j.eq(0), lane_base.eq(0)]
                     m.d.comb += rom.restore.eq(1)
                 with m.Else():
                     reset_groups()
                 m.next = "RESIDUES"
             # -- a lane group: its residues, bias/requant table (and streamed weights) -------------------
             with m.State("RESIDUES"):
-                # lane m's group residue must become (group * lanes + m) % P: the first group
-                # steps lane m m times (a staircase), later groups step every lane `lanes` times;
-                # residue groups share one residue: every lane steps once when a group starts a class
-                m.d.comb += self.busy.eq(1)
-                sl = p.select_lanes
-                stair = Cat(Const(0, 1), *(k < lane for lane in range(1, sl)))
-                contiguous = Mux(group == 0, stair, (1 << sl) - 1)
-                m.d.comb += rom.group_step.eq(Mux(d.residue_groups, Mux(class_start & (k == 0), (1 << sl) - 1, 0),
-                                                  contiguous))
-                m.d.sync += k.eq(k + 1)
-                with m.If(k == lanes - 1):
-                    with m.If(prefetched):  # table and weights arrived during the previous run
-                        m.next = "RUN_START"
-                    with m.Else():
-                        read(table_ptr, group_tgb)
-                        m.next = "TABLE"
+                # lane m's group residue must become (group * lanes + m) % P: the first group's were set with
+                # `group_clear`, a later group's step by lanes % P at once; residue groups share one residue,
+                # stepped when a group starts a class
+                m.d.comb += [self.busy.eq(1), rom.group_step.eq(Mux(d.residue_groups, class_start, group != 0))]
+                with m.If(prefetched):  # table and weights arrived during the previous run
+                    m.next = "RUN_START"
+                with m.Else():
+                    read(table_ptr, group_tgb)
+                    m.next = "TABLE"
             with m.State("TABLE"):
                 m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), rom.load.eq(1)]
                 with m.If(rd_beat):
@@ -565,21 +567,19 @@ class Engine(wiring.Component):
                                 m.next = "WEIGHTS_REQ"
             # -- the passes of one band and one lane group ------------------------------------------------
             with m.State("RUN_START"):
-                m.d.comb += self.busy.eq(1)
-                # after an early exit the previous run's last pass may not be drained yet: the drain takes it
-                # with the old requant entries and the MAC array adds the old bias, so the table switches once
-                # it is taken (`wb.drained`), before this run's first step can reach the accumulate
-                with m.If(~wait_drain | wb.drained):
-                    m.d.comb += [inbuf.run.eq(~fetched), wb.run.eq(1), rom.load.eq(1)]
-                    m.d.sync += [running.eq(1), prefetched.eq(0), wait_drain.eq(0), fetched.eq(0)]
-                    with m.If(prefetched):  # the table read during the previous run
-                        m.d.sync += table.eq(table_next)
-                    with m.If(~resident):  # streamed: the group's weights are where the last fill put them
-                        m.d.sync += lane_base.eq(fill_base << lw_log)
-                    with m.If(d.prefetch & ~last_group):  # the next group's table, then weights into the other half
-                        read(table_ptr + group_table_bytes, group_tgb)
-                        m.d.sync += [pf_table.eq(1), prefetched.eq(1), fill_base.eq(group_words - fill_base)]
-                    m.next = "RUN"
+                m.d.comb += [self.busy.eq(1), start_run.eq(1), wb.run.eq(1), rom.load.eq(1)]
+                # (after an early exit the previous run's last pass may not be drained yet: write-back finishes it
+                # with the entries it copied, and copies this run's once it has)
+                with m.If(~fetched):
+                    m.d.comb += inbuf.run.eq(1)
+                m.d.sync += [running.eq(1), prefetched.eq(0), fetched.eq(0)]
+                with m.If(~resident):  # streamed: the group's weights are where the last fill put them
+                    m.d.sync += lane_base.eq(fill_base << lw_log)
+                with m.If(d.prefetch & ~last_group):  # the next group's table, then weights into the other half
+                    read(table_ptr + group_table_bytes, group_tgb)
+                    m.d.sync += [pf_table.eq(1), prefetched.eq(1), fill_base.eq(group_words - fill_base),
+                                 refetch.eq(overlap & ~d.residue_groups)]
+                m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 # the band's (tile's, resident set's) next group starts once this one's last pass is drained
@@ -591,13 +591,8 @@ class Engine(wiring.Component):
                           & ~pf_table & ~pf_weights):
                     with m.If(~overlap):
                         m.d.sync += running.eq(0)
-                    m.d.sync += wait_drain.eq(early)
-                    # the band's windows do not change between its groups: the input buffer fetches the next run's
-                    # first windows now, the MAC array holding them until RUN_START (a residue-grouped layer's
-                    # fetch needs the group's residue, stepped in RESIDUES: it starts at RUN_START)
-                    with m.If(early & ~d.residue_groups):
-                        m.d.comb += inbuf.run.eq(1)
-                        m.d.sync += fetched.eq(1)
+                    with m.If(prefetched):  # the table read during the run (write-back copied this run's)
+                        m.d.sync += table.eq(table_next)
                     next_group()
                     m.next = "RESIDUES"
                     with m.If(resident):
