@@ -125,8 +125,8 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         order. A run ends when the writer has sent its last row or, `overlapped` (a next group of the same band
         follows), when its last pass is drained (through the MAC array's cuts only), its last rows going out
         while the next group runs. `early` (overlapped, its successor's loads prefetched): the run ends the
-        cycle after its last step issues (the prefetch landed), the next group's residue step follows, then its
-        RUN_START: the run's cycles here count to that RUN_START; the next run's windows were fetched after this
+        cycle after its last step issues (the prefetch landed), stepping the next group's residues, and its
+        RUN_START follows: the run's cycles here count to that RUN_START; the next run's windows were fetched after this
         run's (a residue-grouped layer's fetch starts at RUN_START, after the residue step)."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
         passes = rows * ceil_div(cols, xl)
@@ -145,10 +145,10 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         if early:
             # the last step issues 4 + step cuts cycles before `end` (its accumulate, the take, `drained`, RUN's
             # exit); RUN exits the cycle after (`last_issued`), at the prefetch's last cycle, or the cycle after
-            # the writer has sent the rows of the runs before (it takes this run's group: `~pending`), then the
-            # residue step and RUN_START
+            # the writer has sent the rows of the runs before (it takes this run's group: `~pending`), stepping
+            # the next group's residues, then RUN_START (a residue-grouped layer's after RESIDUES)
             issued = end - len(params.step_cuts) - 4
-            t = max(issued + 1, prefetch() - 1, backlog + 1) + 2
+            t = max(issued + 1, prefetch() - 1, backlog + 1) + (2 if plan.residue_groups else 1)
         return (t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t),
                 early and not plan.residue_groups)
 

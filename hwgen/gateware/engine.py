@@ -117,6 +117,7 @@ class Engine(wiring.Component):
         last_tap = Signal(8)  # the layer's taps - 1: the MAC array's last step per channel
         last_channel = Signal(16)  # channels - 1
         last_m_group = Signal(16)  # m_groups - 1
+        penult_m_group = Signal(16)  # m_groups - 2
         last_band = Signal(16)  # bands - 1
         band_last_row = Signal(16)  # column tiles: the band's input rows - 1 (one read per row)
         # lane group state
@@ -293,7 +294,7 @@ class Engine(wiring.Component):
 
         def next_group():
             m.d.sync += [
-                group.eq(group + 1), lanes_left.eq(lanes_left - group_lanes),
+                group.eq(group + 1), last_group.eq(next_last_group), lanes_left.eq(lanes_left - group_lanes),
                 table_ptr.eq(table_ptr + group_table_bytes),
                 out_ptr.eq(out_ptr + (Mux(d.fold, lane_bytes * (2 * lanes), lane_bytes * lanes) if p.fold > 1
                                       else lane_bytes * lanes)), class_start.eq(0),
@@ -322,14 +323,17 @@ class Engine(wiring.Component):
         group_state = [group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start]
         # where the group, column tile, band and resident set loops end, as flip-flops beside their counters: a
         # counter changes at least a cycle before the RUN_START or RUN that reads its flag (RESIDUES, or a band's
-        # setup, lies between), so the compares are made ahead and a run's exit (the next state, the enables of
+        # setup, lies between; `last_group` is loaded with `group` from its lookahead, as an early exit goes to
+        # RUN_START directly), so the compares are made ahead and a run's exit (the next state, the enables of
         # the group and band registers) starts at registers (the 85.54 MHz path: `band == last_band` there)
         last_group = Signal()
+        next_last_group = Signal()  # the group after this one is the last
         last_col = Signal()
         last_tile = Signal()
         set_end = Signal()  # the resident set's last group (RUN; WEIGHTS compares `j` itself, a beat after SET_START)
         col_end = ~col_tiled | tile_last
-        m.d.sync += [last_group.eq(group == last_m_group), last_col.eq(col_end),
+        m.d.sync += [last_group.eq(group == last_m_group), next_last_group.eq(group == penult_m_group),
+                     last_col.eq(col_end),
                      last_tile.eq((band == last_band) & col_end), set_end.eq(j == set_last)]
         overlap = Mux(resident, ~set_end, ~last_group)  # RUN's exit goes to the next group of the same band
         if p.fold > 1:  # ... but not a folded layer's (docs/engine.md, "Overlapped run tails")
@@ -382,7 +386,7 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [
                     row_bytes.eq(d.out_row_beats * bb), last_tap.eq(d.taps - 1), last_channel.eq(d.channels - 1),
-                    last_m_group.eq(d.m_groups - 1), last_band.eq(d.bands - 1),
+                    last_m_group.eq(d.m_groups - 1), penult_m_group.eq(d.m_groups - 2), last_band.eq(d.bands - 1),
                     out_plane_beats.eq(d.out_height * d.out_row_beats),
                     in_plane_beats.eq(d.height * d.in_row_beats),
                     band_out_beats.eq(d.band_rows * d.out_row_beats),
@@ -595,6 +599,9 @@ class Engine(wiring.Component):
                         m.d.sync += table.eq(table_next)
                     next_group()
                     m.next = "RESIDUES"
+                    with m.If(early & ~d.residue_groups):  # the next group's residue step now, and its RUN_START
+                        m.d.comb += rom.group_step.eq(1)
+                        m.next = "RUN_START"
                     with m.If(resident):
                         m.d.sync += [j.eq(j + 1), lane_base.eq(lane_base + (group_words << lw_log))]
                         with m.If(set_end):
