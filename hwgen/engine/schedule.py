@@ -115,11 +115,12 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         return _load_cycles(tgb, latency) + _load_cycles(wgb, latency) + 2
 
     def run(lanes: list[int], rows: int, cols: int, overlapped: bool, backlog: int, early: bool = False,
-            fetched: bool = False) -> tuple[int, int, int, int, bool]:
+            fetched: bool = False, ahead: int = 0) -> tuple[int, int, int, int, bool]:
         """(cycles from RUN_START to the run's end, MAC-array pass cycles, its tap steps, the writer's backlog at
         the end, whether the next run's windows are fetched before its RUN_START) of one tile of `cols` output
         columns and one group. `fetched`: this run's windows were fetched during the run before (the MAC
-        array holding them until its RUN_START). `backlog`: the cycles from RUN_START until
+        array holding them until its RUN_START); else `ahead`: its fetch started that many cycles before its
+        RUN_START (a band's first run: at GROUPS). `backlog`: the cycles from RUN_START until
         the writer has sent the rows of the runs before (0 when it is idle). Row r reaches the writer after
         its passes, the drain of its last pass and the pipeline's register cuts; the writer sends the rows in
         order. A run ends when the writer has sent its last row or, `overlapped` (a next group of the same band
@@ -127,15 +128,16 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         while the next group runs. `early` (overlapped, its successor's loads prefetched): the run ends the
         cycle after its last step issues (the prefetch landed), stepping the next group's residues, and its
         RUN_START follows: the run's cycles here count to that RUN_START; the next run's windows were fetched after this
-        run's (a residue-grouped layer's fetch starts at RUN_START, after the residue step)."""
+        run's. A residue-grouped layer's fetch starts at RUN_START (it needs the group's residue)."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
         passes = rows * ceil_div(cols, xl)
         row_compute = ceil_div(cols, xl) * group_pass_cycles(plan, lanes[0], params.m_lanes,
                                                                           params.window_depth)
         # RUN_START, then the first window's fetch: one row read for a 1x1 kernel (the other kernels' count is
-        # a 3x3 window's three reads); windows fetched ahead: the first step issues the cycle after RUN_START (the
-        # issue comes `start` + the cuts before it - 1 cycles after RUN_START)
-        start = 2 - (len(params.mac_cuts) - len(params.step_cuts)) if fetched else 1 + (3 if plan.kernel1x1 else 5)
+        # a 3x3 window's three reads); windows fetched ahead: the first step issues the cycle after RUN_START at the
+        # soonest (the issue comes `start` + the cuts before it - 1 cycles after RUN_START)
+        soonest = 2 - (len(params.mac_cuts) - len(params.step_cuts))
+        start = soonest if fetched else max(1 + (3 if plan.kernel1x1 else 5) - ahead, soonest)
         drain = params.m_lanes * plan.fold  # a pass's drain: a folded lane's two channels in turn
         sent = backlog
         for r in range(rows):
@@ -150,7 +152,7 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
             issued = end - len(params.step_cuts) - 4
             t = max(issued + 1, prefetch() - 1, backlog + 1) + (2 if plan.residue_groups else 1)
         return (t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t),
-                early and not plan.residue_groups)
+                overlapped and not plan.residue_groups)
 
     cycles = 1 + _load_cycles(desc_beats, latency) + 2  # IDLE, the descriptor, SETUP, SETUP_BYTES
     compute = active = 0
@@ -185,8 +187,10 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                     else:
                         setup = group_start() + (0 if k else weights_load())
                     early = overlapped and tiling.prefetch
+                    # a band's first windows are fetched from GROUPS on, the cycle before the group's setup
+                    ahead = 0 if i or plan.residue_groups else setup + 1
                     t, steps, issued, left, fetched = run(lanes, rows, width, overlapped, max(0, backlog - setup), early,
-                                                          fetched)
+                                                          fetched, ahead)
                     if tiling.prefetch and i + 1 < len(members) and not early:  # the run reads the next group's loads
                         left = max(0, left - max(0, prefetch() - t))
                         t = max(t, prefetch())

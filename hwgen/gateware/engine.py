@@ -344,11 +344,13 @@ class Engine(wiring.Component):
         # its counter; from the last issue until the next RUN_START the MAC array holds (the windows waiting are
         # the next group's, whose residues and weights are not switched yet)
         early = overlap & prefetched
-        last_issued = Signal()  # the run's last pass has issued its last step
+        # the run's last pass has issued its last step (or no run has started yet)
+        last_issued = Signal(init=1)
         m.d.comb += mac.hold.eq(last_issued)
-        # the band's windows do not change between its groups: when the run will end early (residue groups aside:
-        # their fetch needs the group's residue), the input buffer fetches the next run's windows as soon as it
-        # has fetched this run's last (`refetch`, set at RUN_START), behind them in the window FIFO
+        # the band's windows do not change between its groups: the input buffer fetches a band's first windows as
+        # soon as its input is loaded (GROUPS), and when another group of the band follows the run, the next
+        # run's windows as soon as it has fetched this run's last (`refetch`, set at RUN_START), behind them in the
+        # window FIFO (residue groups aside: their fetch needs the group's residue, set in RESIDUES)
         refetch = Signal()
         fetched = Signal()  # the next run's windows are being fetched: its RUN_START does not start the fetch
         with m.If(refetch & ~inbuf.fetching):
@@ -528,6 +530,9 @@ class Engine(wiring.Component):
                     m.d.comb += rom.restore.eq(1)
                 with m.Else():
                     reset_groups()
+                with m.If(~d.residue_groups):
+                    m.d.comb += inbuf.run.eq(1)
+                    m.d.sync += fetched.eq(1)
                 m.next = "RESIDUES"
             # -- a lane group: its residues, bias/requant table (and streamed weights) -------------------
             with m.State("RESIDUES"):
@@ -576,13 +581,12 @@ class Engine(wiring.Component):
                 # with the entries it copied, and copies this run's once it has)
                 with m.If(~fetched):
                     m.d.comb += inbuf.run.eq(1)
-                m.d.sync += [running.eq(1), prefetched.eq(0), fetched.eq(0)]
+                m.d.sync += [running.eq(1), prefetched.eq(0), fetched.eq(0), refetch.eq(overlap & ~d.residue_groups)]
                 with m.If(~resident):  # streamed: the group's weights are where the last fill put them
                     m.d.sync += lane_base.eq(fill_base << lw_log)
                 with m.If(d.prefetch & ~last_group):  # the next group's table, then weights into the other half
                     read(table_ptr + group_table_bytes, group_tgb)
-                    m.d.sync += [pf_table.eq(1), prefetched.eq(1), fill_base.eq(group_words - fill_base),
-                                 refetch.eq(overlap & ~d.residue_groups)]
+                    m.d.sync += [pf_table.eq(1), prefetched.eq(1), fill_base.eq(group_words - fill_base)]
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
