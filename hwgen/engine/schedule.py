@@ -133,11 +133,11 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         passes = rows * ceil_div(cols, xl)
         row_compute = ceil_div(cols, xl) * group_pass_cycles(plan, lanes[0], params.m_lanes,
                                                                           params.window_depth)
-        # RUN_START, then the first window's fetch: one row read for a 1x1 kernel (the other kernels' count is
-        # a 3x3 window's three reads); windows fetched ahead: the first step issues the cycle after RUN_START at the
-        # soonest (the issue comes `start` + the cuts before it - 1 cycles after RUN_START)
+        # RUN_START, then the first window's fetch: a read per row of the first channel's window (`channel_rows`),
+        # the read and window registers; windows fetched ahead: the first step issues the cycle after RUN_START at
+        # the soonest (the issue comes `start` + the cuts before it - 1 cycles after RUN_START)
         soonest = 2 - (len(params.mac_cuts) - len(params.step_cuts))
-        start = soonest if fetched else max(1 + (3 if plan.kernel1x1 else 5) - ahead, soonest)
+        start = soonest if fetched else max(3 + plan.channel_rows(lanes[0], 0) - ahead, soonest)
         drain = params.m_lanes * plan.fold  # a pass's drain: a folded lane's two channels in turn
         sent = backlog
         for r in range(rows):
@@ -145,11 +145,11 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         end = start + rows * row_compute + len(params.mac_cuts)  # the cycle after the drain takes the last pass
         t = end if overlapped else sent
         if early:
-            # the last step issues 4 + step cuts cycles before `end` (its accumulate, the take, `drained`, RUN's
-            # exit); RUN exits the cycle after (`last_issued`), at the prefetch's last cycle, or the cycle after
+            # the last step issues 2 + step cuts cycles before `end` (the passes' first issue is `start` + the cuts
+            # before it - 1); RUN exits the cycle after (`last_issued`), at the prefetch's last cycle, or the cycle after
             # the writer has sent the rows of the runs before (it takes this run's group: `~pending`), stepping
             # the next group's residues, then RUN_START (a residue-grouped layer's after RESIDUES)
-            issued = end - len(params.step_cuts) - 4
+            issued = end - len(params.step_cuts) - 2
             t = max(issued + 1, prefetch() - 1, backlog + 1) + (2 if plan.residue_groups else 1)
         return (t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t),
                 overlapped and not plan.residue_groups)
