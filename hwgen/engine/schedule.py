@@ -139,11 +139,21 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         soonest = 2 - (len(params.mac_cuts) - len(params.step_cuts))
         start = soonest if fetched else max(3 + plan.channel_rows(lanes[0], 0) - ahead, soonest)
         drain = params.m_lanes * plan.fold  # a pass's drain: a folded lane's two channels in turn
-        sent = backlog
+        # per row, the cycle after the drain takes its last pass (`taken`) and the cycle the writer has sent it
+        # (`sent`): a row's passes are taken once the row buffer of its parity is free (the row two before
+        # sent), then one pass per pass time
+        xg = ceil_div(cols, xl)
+        taken, sent = [start + len(params.mac_cuts)], [backlog]
         for r in range(rows):
-            sent = max(start + (r + 1) * row_compute + drain + params.pipeline_latency, sent) + row_out
-        end = start + rows * row_compute + len(params.mac_cuts)  # the cycle after the drain takes the last pass
-        t = end if overlapped else sent
+            ready = taken[-1] + row_compute
+            if r >= 2:
+                ready = max(ready, sent[-2] + 2 + (xg - 1) * (row_compute // xg))
+            taken.append(ready)
+            sent.append(max(ready + drain + len(params.requant_cuts), sent[-1]) + row_out)
+        sent, end = sent[-1], taken[-1]
+        # an overlapped run's exit also waits for the writer to take its group (`~pending`): the cycle after it has
+        # sent the rows of the runs before
+        t = max(end, backlog + 1) if overlapped else sent
         if early:
             # the last step issues 2 + step cuts cycles before `end` (the passes' first issue is `start` + the cuts
             # before it - 1); RUN exits the cycle after (`last_issued`), at the prefetch's last cycle, or the cycle after
