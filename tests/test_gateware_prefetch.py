@@ -5,6 +5,8 @@ weight buffer (and falls back to single-buffered loads otherwise, with the sched
 either case); DRAM bytes do not change; whole layers stay bit-exact when the prefetch outlasts
 the run (reads slow), when the run outlasts it (writes slow) and under stalls everywhere, at the
 shallowest and the deepest pipeline; without stalls the cycles are within 1% of the schedule's.
+Resident lane groups prefetch too: a set's first tile reads each next group's weights into its slot
+behind the runs, and every tile each next group's table.
 """
 
 from __future__ import annotations
@@ -52,12 +54,12 @@ def test_schedule_predicts_both_cases_with_the_same_bytes():
     single = schedule.layer_schedule(plan, params, tiling=dataclasses.replace(double.tiling, prefetch=False))
     assert single.bytes == double.bytes
     # 4 groups, 3 of them prefetched: each saves its table load, WEIGHTS_REQ and its weight load; and the run
-    # before it ends at its last issue, its residue step in RUN's exit cycle: the step cuts, which a
-    # single-buffered run waits through to the drain's take, and its RESIDUES cycle (both runs' windows are
-    # fetched before RUN_START)
+    # before it ends at its last issue, its residue step in RUN's exit cycle: what a single-buffered run waits
+    # through to its exit at `drained` (the step cuts, the accumulate, the take and `drained`: step cuts + 2), and
+    # its RESIDUES cycle (both runs' windows are fetched before RUN_START)
     loads = (schedule._load_cycles(table_group_beats(params), schedule.DEFAULT_LATENCY)
              + 1 + schedule._load_cycles(weight_group_beats(plan, params), schedule.DEFAULT_LATENCY))
-    assert single.cycles - double.cycles == 3 * (loads + len(params.step_cuts) + 1)
+    assert single.cycles - double.cycles == 3 * (loads + len(params.step_cuts) + 3)
 
 
 # reads slow: the next group's loads outlast the run; writes slow: write-back paces the run
@@ -143,3 +145,36 @@ def test_early_exits_follow_the_schedule_at_every_depth(name):
         traffic, model = early_case(name, seed=1, stall=0.0, pipeline=pipeline)
         gaps.append(traffic.cycles - model.cycles)
     assert gaps == [gaps[0]] * len(gaps) and abs(gaps[0]) <= 2, gaps
+
+
+def resident_sets_case(**run):
+    """Resident lane groups in row bands: 5 groups in sets of 3 and 2 (the weight buffer holds 3), 5 bands of one
+    row of two passes at stride 2. SET_START reads a set's first group's weights; the runs of its first band read
+    the others'."""
+    graph = conv_graph(11, cin=4, cout=20, h=9, w=9, scheme="PS4_P4", stride=2)
+    plan = engine.plan_node(graph, graph.node("conv"), m_lanes=4)
+    words = tiling.group_buffer_words(plan, engine.fit_params([plan], m_lanes=4, x_lanes=4, bus_bits=64))
+    plan, params, traffic = run_case(graph, input_words=16, weight_words=3 * words, **run)
+    model = schedule.layer_schedule(plan, params)
+    t = model.tiling
+    assert (t.resident_groups, t.bands, t.prefetch, len(engine.group_channels(plan, params.m_lanes))) == (3, 5, True, 5)
+    assert (traffic.read_bytes, traffic.write_bytes) == (model.read_bytes, model.write_bytes)
+    return traffic, model
+
+
+@pytest.mark.parametrize("stall, pipeline", [("reads_slow", MAX_PIPELINE), ("writes_slow", 0),
+                                             ("everywhere", 0), ("everywhere", MAX_PIPELINE)])
+def test_resident_sets_prefetch_bit_exact_under_stalls(stall, pipeline):
+    resident_sets_case(seed=pipeline + len(stall), stall=STALLS[stall], pipeline=pipeline)
+
+
+def test_resident_sets_prefetch_follow_the_schedule():
+    """Without stalls: only each set's first group's weights are read before its bands (SET_START), and the RTL
+    follows the schedule within 1 % and by the same few cycles at every pipeline depth."""
+    gaps = []
+    for pipeline in range(MAX_PIPELINE + 1):
+        traffic, model = resident_sets_case(seed=1, stall=0.0, pipeline=pipeline)
+        gaps.append(traffic.cycles - model.cycles)
+    plan_loads = 1 + schedule._load_cycles(model.bytes["weights"] // 5 // 8, schedule.DEFAULT_LATENCY)
+    assert model.idle["set_weights"] == 2 * (1 + plan_loads)
+    assert gaps == [gaps[0]] * len(gaps) and abs(gaps[0]) <= 0.01 * traffic.cycles, gaps

@@ -43,7 +43,8 @@ LAYOUT = data.StructLayout({
     "in_signed": 1,
     "library": 1,  # a pattern library layer: lanes take their pattern from the kernel ids
     "residue_groups": 1,  # lane groups hold one residue class mod P each; steps follow each channel's pattern
-    "prefetch": 1,  # streamed weights, two lane groups in the weight buffer: a run reads the next group's loads
+    "prefetch": 1,  # two lane groups in the weight buffer: a run reads the next group's loads (resident: its table,
+    # and its weights in the set's first tile)
     "fold": 1,  # FOLD output channels per MAC lane, x_lanes / FOLD pixels per pass (`plan.can_fold`)
     "lo": signed(16),  # output clamp range (requant lo/hi)
     "hi": signed(16),

@@ -109,13 +109,14 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     def group_start() -> int:  # RESIDUES (one cycle), the table
         return 1 + _load_cycles(tgb, latency)
 
-    def prefetch() -> int:
+    def prefetch(weights: bool) -> int:
         """The shortest a run that prefetches lasts: the next group's table read from RUN_START, its weights'
-        read from the table's last beat, the cycle the last weight beat lands, and the run's last."""
-        return _load_cycles(tgb, latency) + _load_cycles(wgb, latency) + 2
+        (streamed, or a resident set's first tile) read from the table's last beat, and RUN's exit the cycle
+        after the last beat."""
+        return _load_cycles(tgb, latency) + (_load_cycles(wgb, latency) - 1 if weights else 0) + 1
 
     def run(lanes: list[int], rows: int, cols: int, overlapped: bool, backlog: int, early: bool = False,
-            fetched: bool = False, ahead: int = 0) -> tuple[int, int, int, int, bool]:
+            fetched: bool = False, ahead: int = 0, prefetched: int = 0) -> tuple[int, int, int, int, bool]:
         """(cycles from RUN_START to the run's end, MAC-array pass cycles, its tap steps, the writer's backlog at
         the end, whether the next run's windows are fetched before its RUN_START) of one tile of `cols` output
         columns and one group. `fetched`: this run's windows were fetched during the run before (the MAC
@@ -127,40 +128,48 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         follows), when its last pass is drained (through the MAC array's cuts only), its last rows going out
         while the next group runs. `early` (overlapped, its successor's loads prefetched): the run ends the
         cycle after its last step issues (the prefetch landed), stepping the next group's residues, and its
-        RUN_START follows: the run's cycles here count to that RUN_START; the next run's windows were fetched after this
-        run's. A residue-grouped layer's fetch starts at RUN_START (it needs the group's residue)."""
+        RUN_START follows: the run's cycles here count to that RUN_START; the next run's windows were fetched after
+        this run's. A residue-grouped layer's fetch starts at RUN_START (it needs the group's residue).
+        `prefetched`: the shortest the run lasts with its prefetch (`prefetch`)."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
-        passes = rows * ceil_div(cols, xl)
-        row_compute = ceil_div(cols, xl) * group_pass_cycles(plan, lanes[0], params.m_lanes,
-                                                                          params.window_depth)
+        xg = ceil_div(cols, xl)
+        passes = rows * xg
+        pass_cycles = group_pass_cycles(plan, lanes[0], params.m_lanes, params.window_depth)
+        row_compute = xg * pass_cycles
         # RUN_START, then the first window's fetch: a read per row of the first channel's window (`channel_rows`),
         # the read and window registers; windows fetched ahead: the first step issues the cycle after RUN_START at
         # the soonest (the issue comes `start` + the cuts before it - 1 cycles after RUN_START)
         soonest = 2 - (len(params.mac_cuts) - len(params.step_cuts))
         start = soonest if fetched else max(3 + plan.channel_rows(lanes[0], 0) - ahead, soonest)
         drain = params.m_lanes * plan.fold  # a pass's drain: a folded lane's two channels in turn
-        # per row, the cycle after the drain takes its last pass (`taken`) and the cycle the writer has sent it
-        # (`sent`): a row's passes are taken once the row buffer of its parity is free (the row two before
-        # sent), then one pass per pass time
-        xg = ceil_div(cols, xl)
-        taken, sent = [start + len(params.mac_cuts)], [backlog]
+        # the row buffers' parity is the row's: a run of odd rows puts its first row in the buffer of the run
+        # before's last, so the drain takes the run's first pass once the writer has sent the runs before
+        # (`backlog`). A one-pass run ends that much later; in a longer one the MAC array issues the next pass
+        # meanwhile, and only its last step waits for the take (it issues after the first pass's result is taken)
+        wait = max(0, backlog + 1 - (start + pass_cycles + len(params.mac_cuts))) if rows % 2 else 0
+        delay = wait if passes == 1 else max(0, wait + len(params.step_cuts) + 3 - pass_cycles)
+        # per row, the cycle the drain takes its last pass (`taken`) and the cycle the writer has sent it (`sent`):
+        # a row's passes are taken once the row buffer of its parity is free (the row two before sent), then one
+        # pass per pass time
+        taken, sent = [start + delay + len(params.mac_cuts)], [backlog]
         for r in range(rows):
             ready = taken[-1] + row_compute
             if r >= 2:
-                ready = max(ready, sent[-2] + 2 + (xg - 1) * (row_compute // xg))
+                ready = max(ready, sent[-2] + 2 + (xg - 1) * pass_cycles)
             taken.append(ready)
             sent.append(max(ready + drain + len(params.requant_cuts), sent[-1]) + row_out)
         sent, end = sent[-1], taken[-1]
-        # an overlapped run's exit also waits for the writer to take its group (`~pending`): the cycle after it has
-        # sent the rows of the runs before
-        t = max(end, backlog + 1) if overlapped else sent
+        # an overlapped run exits at `drained`, the cycle after the take, once the writer has taken its group
+        # (`~pending`): the cycle after it has sent the rows of the runs before
+        t = max(end + 2, backlog + 2) if overlapped else sent
         if early:
-            # the last step issues 2 + step cuts cycles before `end` (the passes' first issue is `start` + the cuts
-            # before it - 1); RUN exits the cycle after (`last_issued`), at the prefetch's last cycle, or the cycle after
-            # the writer has sent the rows of the runs before (it takes this run's group: `~pending`), stepping
-            # the next group's residues, then RUN_START (a residue-grouped layer's after RESIDUES)
-            issued = end - len(params.step_cuts) - 2
-            t = max(issued + 1, prefetch() - 1, backlog + 1) + (2 if plan.residue_groups else 1)
+            # the last step issues 2 + step cuts cycles before the take (its accumulate), a one-pass run's before
+            # the wait for that take; RUN exits the cycle after (`last_issued`), at the prefetch's last cycle, or
+            # the cycle after the writer has sent the rows of the runs before (it takes this run's group:
+            # `~pending`), stepping the next group's residues, then RUN_START (a residue-grouped layer's after
+            # RESIDUES)
+            issued = end - len(params.step_cuts) - 2 - (delay if passes == 1 else 0)
+            t = max(issued + 1, prefetched - 1, backlog + 1) + (2 if plan.residue_groups else 1)
         return (t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t),
                 overlapped and not plan.residue_groups)
 
@@ -176,14 +185,18 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     sets = [chans[i:i + k] for i in range(0, len(chans), k)] if k else [chans]
     for members in sets:
         if k:
-            loads = 1 + len(members) * weights_load()  # SET_START, the set's weights
+            # SET_START, the set's weights; prefetched, only its first group's: its first tile's runs read the others'
+            loads = 1 + (1 if tiling.prefetch else len(members)) * weights_load()
             cycles += loads
             idle["set_weights"] += loads
+        filling = True  # the runs' prefetch reads weights: every tile's when streamed, a resident set's first tile's
         for b, rows in bands:
             for beats, width in cols:
                 loads = band_load(*tiling.band_inputs[b], beats) + 1  # the tile's input, GROUPS
                 cycles += loads
                 idle["inputs" if idle["first_input"] else "first_input"] += loads
+                pf = prefetch(not k or filling)
+                filling = False
                 backlog = 0  # the writer's rows of the tile's runs before, left at a run's end
                 fetched = False
                 early = False  # the previous run ended at its last issue
@@ -200,10 +213,10 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                     # a band's first windows are fetched from GROUPS on, the cycle before the group's setup
                     ahead = 0 if i or plan.residue_groups else setup + 1
                     t, steps, issued, left, fetched = run(lanes, rows, width, overlapped, max(0, backlog - setup), early,
-                                                          fetched, ahead)
+                                                          fetched, ahead, pf)
                     if tiling.prefetch and i + 1 < len(members) and not early:  # the run reads the next group's loads
-                        left = max(0, left - max(0, prefetch() - t))
-                        t = max(t, prefetch())
+                        left = max(0, left - max(0, pf - t))
+                        t = max(t, pf)
                     cycles += setup + t
                     idle["group_loads"] += setup
                     idle["runs"] += t - steps

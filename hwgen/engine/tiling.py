@@ -41,9 +41,11 @@ class Tiling:
     group's weights and table once per tile); k > 0: k lane groups' weights stay in the weight
     buffer while every tile runs on them (weights read once, input rows once per k groups, tables
     once per tile).
-    `prefetch` (streamed weights only): the weight buffer holds two lane groups, so while a group
-    runs, the next group of the tile has its table and weights read into the other half (the same
-    bytes, read earlier); without it a group's loads wait for the previous group's run.
+    `prefetch`: the weight buffer holds two lane groups, so while a group runs, the next group of
+    the tile has its table and weights read into the other half (the same bytes, read earlier);
+    without it a group's loads wait for the previous group's run. In the resident nest the runs of a
+    set's first tile read the next group's weights into its slot (the set's first group's are read
+    before that tile), and every run the next group's table.
     """
 
     band_rows: int
@@ -161,7 +163,7 @@ def nests(plan: LayerPlan, params: EngineParams, band_rows: int, col_beats: int)
                       col_beats, cols, can_prefetch(plan, params))
     k = min(groups(plan, params), MAX_RESIDENT, 1 if plan.ids is not None else
             params.weight_mem_depth // group_buffer_words(plan, params))
-    return [streamed, dataclasses.replace(streamed, resident_groups=k, prefetch=False)]
+    return [streamed, dataclasses.replace(streamed, resident_groups=k)]
 
 
 def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = None) -> Tiling:

@@ -10,7 +10,10 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
        buffer's other half) while it computes, so the next group starts on its residue step;
      - resident lane groups (`resident_groups` = k): for every k lane groups, read their weights
        into the weight buffer side by side, then for every band read its input rows and run each
-       of the k groups (reading its table) on it; k = all groups reads weights and input once;
+       of the k groups (reading its table) on it; k = all groups reads weights and input once. With
+       `prefetch` only the set's first group's weights are read before its first band: each run of
+       that band (tile) reads the next group's weights into its slot behind it, and every run the next
+       group's table (into `table_next`), so the set's groups start on their residue steps;
   3. a band's input is read channel by channel: the rows its windows need (halo included, rows
      outside the tensor skipped) go into the input buffer; when the compiler split bands into
      column tiles (`col_beats`), each tile of a band (left to right) is read and run in turn,
@@ -199,6 +202,8 @@ class Engine(wiring.Component):
         pf_table = Signal()
         pf_weights = Signal()
         prefetched = Signal()  # the current run's RUN_START started a prefetch (the next group's loads)
+        # a resident set's first tile: its runs' prefetch also reads the next group's weights, into that group's slot
+        set_fill = Signal()
         got = Signal(32)  # data beats received in the current load
         got_last = Signal()  # the next beat is the load's last (loads of a descriptor-dependent length)
 
@@ -323,19 +328,22 @@ class Engine(wiring.Component):
         group_state = [group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start]
         # where the group, column tile, band and resident set loops end, as flip-flops beside their counters: a
         # counter changes at least a cycle before the RUN_START or RUN that reads its flag (RESIDUES, or a band's
-        # setup, lies between; `last_group` is loaded with `group` from its lookahead, as an early exit goes to
-        # RUN_START directly), so the compares are made ahead and a run's exit (the next state, the enables of
+        # setup, lies between; `last_group` and `set_end` are loaded with their counters from a lookahead, as an
+        # early exit goes to RUN_START directly), so the compares are made ahead and a run's exit (the next state, the enables of
         # the group and band registers) starts at registers (the 85.54 MHz path: `band == last_band` there)
         last_group = Signal()
         next_last_group = Signal()  # the group after this one is the last
         last_col = Signal()
         last_tile = Signal()
         set_end = Signal()  # the resident set's last group (RUN; WEIGHTS compares `j` itself, a beat after SET_START)
+        next_set_end = Signal()  # the group after this one is the set's last (loaded into `set_end` with `j`)
         col_end = ~col_tiled | tile_last
         m.d.sync += [last_group.eq(group == last_m_group), next_last_group.eq(group == penult_m_group),
                      last_col.eq(col_end),
-                     last_tile.eq((band == last_band) & col_end), set_end.eq(j == set_last)]
-        overlap = Mux(resident, ~set_end, ~last_group)  # RUN's exit goes to the next group of the same band
+                     last_tile.eq((band == last_band) & col_end), set_end.eq(j == set_last),
+                     next_set_end.eq(j + 1 == set_last)]
+        follows = Mux(resident, ~set_end, ~last_group)  # another group of the same band (tile, resident set) follows
+        overlap = follows  # RUN's exit goes to it
         if p.fold > 1:  # ... but not a folded layer's (docs/engine.md, "Overlapped run tails")
             overlap &= ~d.fold
         # a prefetched run of a band whose next group follows ends when its last pass is issued (`early`): the
@@ -420,7 +428,7 @@ class Engine(wiring.Component):
             with m.State("SET_START"):
                 m.d.comb += [self.busy.eq(1), rom.save.eq(1)]
                 m.d.sync += [sv.eq(v) for sv, v in zip(saved, group_state)]
-                m.d.sync += [j.eq(0), fill_base.eq(0),
+                m.d.sync += [j.eq(0), fill_base.eq(0), set_fill.eq(1),
                              set_size.eq(Mux(d.m_groups - group < d.resident_groups, d.m_groups - group,
                                              d.resident_groups))]
                 m.next = "WEIGHTS_REQ"
@@ -569,7 +577,8 @@ class Engine(wiring.Component):
                         with m.Else():
                             m.d.sync += [j.eq(j + 1), fill_base.eq(fill_base + group_words),
                                          weight_ptr.eq(weight_ptr + d.weight_group_beats * bb)]
-                            with m.If(j == set_last):
+                            # prefetched: the first group's, the set's first tile reads the others' behind its runs
+                            with m.If((j == set_last) | d.prefetch):
                                 reset_bands()
                                 m.next = "BAND"
                             with m.Else():
@@ -584,9 +593,13 @@ class Engine(wiring.Component):
                 m.d.sync += [running.eq(1), prefetched.eq(0), fetched.eq(0), refetch.eq(overlap & ~d.residue_groups)]
                 with m.If(~resident):  # streamed: the group's weights are where the last fill put them
                     m.d.sync += lane_base.eq(fill_base << lw_log)
-                with m.If(d.prefetch & ~last_group):  # the next group's table, then weights into the other half
+                # the next group's table, then (streamed, or a resident set's first tile) its weights: streamed
+                # into the other half, resident into its slot
+                with m.If(d.prefetch & follows):
                     read(table_ptr + group_table_bytes, group_tgb)
-                    m.d.sync += [pf_table.eq(1), prefetched.eq(1), fill_base.eq(group_words - fill_base)]
+                    m.d.sync += [pf_table.eq(1), prefetched.eq(1)]
+                    with m.If(~resident):
+                        m.d.sync += fill_base.eq(group_words - fill_base)
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
@@ -607,8 +620,10 @@ class Engine(wiring.Component):
                         m.d.comb += rom.group_step.eq(1)
                         m.next = "RUN_START"
                     with m.If(resident):
-                        m.d.sync += [j.eq(j + 1), lane_base.eq(lane_base + (group_words << lw_log))]
+                        m.d.sync += [j.eq(j + 1), set_end.eq(next_set_end),
+                                     lane_base.eq(lane_base + (group_words << lw_log))]
                         with m.If(set_end):
+                            m.d.sync += set_fill.eq(0)
                             with m.If(~last_tile):
                                 next_tile()
                                 m.next = "BAND"
@@ -632,9 +647,15 @@ class Engine(wiring.Component):
                 m.d.sync += table_next.eq(table_beat(table_next))
                 count_beat(group_tgb)
                 with m.If(got_last):
-                    m.d.sync += [pf_table.eq(0), pf_weights.eq(1)]
-                    m.d.comb += wbuf.fill_start.eq(1)
-                    read(weight_ptr + d.weight_group_beats * bb, d.weight_group_beats)
+                    m.d.sync += pf_table.eq(0)
+                    with m.If(~resident | set_fill):
+                        # a resident set's `weight_ptr` and `fill_base` are the next group's (its loads advance them)
+                        m.d.sync += pf_weights.eq(1)
+                        m.d.comb += wbuf.fill_start.eq(1)
+                        read(Mux(resident, weight_ptr, weight_ptr + d.weight_group_beats * bb), d.weight_group_beats)
+                        with m.If(resident):
+                            m.d.sync += [fill_base.eq(fill_base + group_words),
+                                         weight_ptr.eq(weight_ptr + d.weight_group_beats * bb)]
         with m.If(pf_weights):
             m.d.comb += [self.rd.ready.eq(1), wbuf.fill.valid.eq(self.rd.valid)]
             with m.If(rd_beat):
