@@ -118,24 +118,32 @@ def test_reader_splits_into_bursts(beats):
     simulate(dut, bench)
 
 
-def test_pattern_rom_lane_residues():
-    # two tables in the ROM: the layer uses the second (base 3, P = 4, one of one tap); 8 lanes share 4 selections
-    params = EngineParams(m_lanes=8, patterns=(0b111, 0b1, 0b10, 0b11, 0b100, 0b101, 0b1001), lane_period=4).validate()
+@pytest.mark.parametrize("period, shared", [(4, False), (3, False), (3, True)])
+def test_pattern_rom_lane_residues(period, shared):
+    """Two tables in the ROM: the layer uses the second (base 3, one pattern of one tap); 8 lanes share `period`
+    selections. A group's residues are set in one cycle: lane m's m % P at the first, + 8 % P (P = 3: a
+    wrapping step) at every later one; `shared` (residue groups), every lane at 0, then + 1."""
+    params = EngineParams(m_lanes=8, patterns=(0b111, 0b1, 0b10, 0b11, 0b100, 0b101, 0b1001),
+                          lane_period=period).validate()
     dut = PatternRom(params)
-    base, period, channels, groups = 3, 4, 5, 3
+    base, channels, groups = 3, 5, 4
     lanes = params.select_lanes
+
+    def residue(g, m):  # the group's residue of lane m, before the channel's
+        return g if shared else g * params.m_lanes + m
 
     async def bench(ctx):
         ctx.set(dut.table_base, base)
         ctx.set(dut.period, period)
+        ctx.set(dut.shared, shared)
         ctx.set(dut.group_clear, 1)
         await ctx.tick()
         ctx.set(dut.group_clear, 0)
         for g in range(groups):
-            for k in range(params.m_lanes):  # the engine's RESIDUES state
-                ctx.set(dut.group_step, sum(1 << m for m in range(lanes) if g or k < m))
+            if g:  # the engine's RESIDUES state: one step of m_lanes % P
+                ctx.set(dut.group_step, 1)
                 await ctx.tick()
-            ctx.set(dut.group_step, 0)
+                ctx.set(dut.group_step, 0)
             ctx.set(dut.load, 1)
             await ctx.tick()
             ctx.set(dut.load, 0)
@@ -145,12 +153,12 @@ def test_pattern_rom_lane_residues():
                     ctx.set(dut.chan_done, 1)
                     ctx.set(dut.pass_done, c == channels - 1)
                     # the MAC array's lookahead: lane 0's pattern on the next channel (the next pass's first)
-                    following = base + (g * params.m_lanes + (c + 1) % channels) % period
+                    following = base + (residue(g, 0) + (c + 1) % channels) % period
                     assert ctx.get(dut.next_one_step) == (bin(params.patterns[following]).count("1") == 1), (g, c)
                     await ctx.tick()
                     ctx.set(dut.issue, 0)
                     got = [ctx.get(dut.select[m]) for m in range(lanes)]
-                    assert got == [base + (g * params.m_lanes + m + c) % period for m in range(lanes)], (g, c)
+                    assert got == [base + (residue(g, m) + c) % period for m in range(lanes)], (g, c)
 
     simulate(dut, bench)
 
@@ -318,15 +326,15 @@ def test_activation_layout_round_trip(act_bits, signed, bus_bits):
     (2, 2, 32, 2, 19),  # four per byte, a row over two beats
 ])
 @pytest.mark.parametrize("pipeline", [0, MAX_PIPELINE])
-@pytest.mark.parametrize("gap", ["at_drained", "after_residues"])
+@pytest.mark.parametrize("gap", ["before_drained", "at_drained", "after_residues"])
 def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_width, pipeline, gap):
-    """Accumulators in, requantized rows out in the DRAM activation layout, under random back-pressure,
-    with the requantization in one cycle or in every register stage; two lane groups' runs overlap as
-    the engine runs them: the second starts (its table switched with it) in the cycle the first is
-    `drained`, the drain still holding the first's last pass (its `m_lanes` cycles; a run that ended at
-    its last issue), or
-    `m_lanes` cycles later (after the residue steps), while the writer may still send the first's rows
-    (the run then `pending`), and an odd number of rows puts the first's last row and the second's first
+    """Accumulators in, the bias added, requantized rows out in the DRAM activation layout, under random
+    back-pressure, with the requantization in one cycle or in every register stage; two lane groups' runs
+    overlap as the engine runs them: the second starts (its table switched just before) while the first's
+    last pass is not taken yet (a run that ended at its last issue: write-back finishes that pass with the
+    first's entries and biases), in the cycle the first is `drained`, the drain still holding the first's
+    last pass (its `m_lanes` cycles), or `m_lanes` cycles later, while the writer may still send the first's
+    rows (the run then `pending`), and an odd number of rows puts the first's last row and the second's first
     in one row buffer."""
     params = EngineParams(m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, act_bits=act_bits, acc_bits=20,
                           max_out_width=out_width, pipeline=pipeline).validate()
@@ -339,17 +347,18 @@ def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_w
     bb = params.beat_bytes
     row_bytes = row_beats * bb
     plane_bytes = rows * row_bytes
-    groups = []  # (lanes, first output address, multipliers, shifts, accumulators)
+    groups = []  # (lanes, first output address, multipliers, shifts, accumulators, biases)
     for lanes_valid, addr in ((m_lanes - (m_lanes > 2), 0), (m_lanes, m_lanes * plane_bytes)):
         groups.append((lanes_valid, addr, [rng.randrange(1 << 14, 1 << 15) for _ in range(m_lanes)],
                        [rng.randint(12, 16) for _ in range(m_lanes)],
-                       [[[rng.randrange(-(1 << 19), 1 << 19) for _ in range(m_lanes * x_lanes)] for _ in range(xg)]
-                        for _ in range(rows)]))
+                       [[[rng.randrange(-(1 << 18), 1 << 18) for _ in range(m_lanes * x_lanes)] for _ in range(xg)]
+                        for _ in range(rows)], [rng.randrange(-(1 << 18), 1 << 18) for _ in range(m_lanes)]))
     want = {}
-    for lanes_valid, addr, mults, shifts, accs in groups:
+    for lanes_valid, addr, mults, shifts, accs, biases in groups:
         for oy in range(rows):
             for lane in range(lanes_valid):
-                ys = [int(intmath.requantize(accs[oy][g][lane * x_lanes + j], mults[lane], shifts[lane], lo, hi))
+                ys = [int(intmath.requantize(accs[oy][g][lane * x_lanes + j] + biases[lane], mults[lane], shifts[lane],
+                                             lo, hi))
                       for g in range(xg) for j in range(x_lanes)][:out_width]
                 want[addr + lane * plane_bytes + oy * row_bytes] = packed_row(ys, act_bits, bb)
     dut = Writeback(params)
@@ -361,7 +370,7 @@ def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_w
                        (dut.plane_bytes, plane_bytes)):
             ctx.set(sig, v)
 
-        def start_group(g):  # the run's group (its table is switched in `m_lanes` cycles before)
+        def start_group(g):  # the run's group
             ctx.set(dut.lanes_valid, groups[g][0])
             ctx.set(dut.group_addr, groups[g][1])
             ctx.set(dut.run, 1)
@@ -370,6 +379,7 @@ def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_w
             for lane in range(m_lanes):
                 ctx.set(dut.multiplier[lane], groups[g][2][lane])
                 ctx.set(dut.shift[lane], groups[g][3][lane])
+                ctx.set(dut.bias[lane], groups[g][5][lane])
 
         table(0)
         start_group(0)
@@ -380,7 +390,9 @@ def test_writeback_packs_output_rows(m_lanes, x_lanes, bus_bits, act_bits, out_w
         group, next_run, pended = 0, None, False
         got, requests = {}, []
         for _ in range(8000):
-            results = queues[group]  # the run's results come from the cycle after it starts
+            results = queues[0] or queues[group]  # the run's results come from the cycle after it starts
+            if group == 0 and next_run is None and gap == "before_drained" and len(queues[0]) == 1:
+                next_run = 0
             if group == 0 and next_run is None and ctx.get(dut.drained):
                 assert not queues[0]
                 next_run = 0 if gap == "at_drained" else m_lanes

@@ -54,13 +54,12 @@ def test_schedule_predicts_both_cases_with_the_same_bytes():
     single = schedule.layer_schedule(plan, params, tiling=dataclasses.replace(double.tiling, prefetch=False))
     assert single.bytes == double.bytes
     # 4 groups, 3 of them prefetched: each saves its table load, WEIGHTS_REQ and its weight load; and the run
-    # before it ends at its last issue: its residue steps and RUN's exit cycle (m_lanes + 1) overlap the last
-    # pass's way through the MAC array's cuts to the drain (3 step cuts: no shorter), and the input buffer
-    # fetches its first windows from that exit, m_lanes + 1 cycles before its RUN_START
-    assert len(params.step_cuts) + 1 >= params.m_lanes
+    # before it ends at its last issue, its residue step in RUN's exit cycle: what a single-buffered run waits
+    # through to its exit at `drained` (the step cuts, the accumulate, the take and `drained`: step cuts + 2), and
+    # its RESIDUES cycle (both runs' windows are fetched before RUN_START)
     loads = (schedule._load_cycles(table_group_beats(params), schedule.DEFAULT_LATENCY)
              + 1 + schedule._load_cycles(weight_group_beats(plan, params), schedule.DEFAULT_LATENCY))
-    assert single.cycles - double.cycles == 3 * (loads + 2 * (params.m_lanes + 1))
+    assert single.cycles - double.cycles == 3 * (loads + len(params.step_cuts) + 3)
 
 
 # reads slow: the next group's loads outlast the run; writes slow: write-back paces the run
@@ -104,13 +103,13 @@ def test_prefetch_in_row_bands_and_column_tiles():
     assert (traffic.read_bytes, traffic.write_bytes) == (model.read_bytes, model.write_bytes)
 
 
-# Early exits: a prefetched run ends at its last issue, the next group's residue steps overlap the last pass's way
-# to the drain, and (residue groups aside) the input buffer fetches the next run's first windows meanwhile
+# Early exits: a prefetched run ends at its last issue, the next group's residue step and RUN_START overlap the last
+# pass's way to the drain, and (residue groups aside) the input buffer has fetched the next run's first windows
 EARLY = {
     # 4 groups of 3 rows x 3 pixel groups
     "ps4p4_rows": (dict(cin=5, cout=16, h=3, w=9, scheme="PS4_P4"), {}),
     # runs of one pass: the last issue is the first pass's; write-back paces the runs (each waits for the writer to
-    # take its group), which the schedule counts within 4 %
+    # take its group), which the schedule counts within 8 % (108 cycles, the schedule 100 at pipeline 5)
     "one_pass_runs": (dict(cin=3, cout=12, h=1, w=4, kernel=1), {}),
     # two lanes: the drain holds a pass two cycles
     "two_lanes_stride2": (dict(cin=4, cout=8, h=5, w=7, scheme="PS4_P4", stride=2), dict(m_lanes=2, bus_bits=32)),
@@ -139,13 +138,13 @@ def test_early_exits_are_bit_exact_under_stalls(name, pipeline, stall):
 
 @pytest.mark.parametrize("name", sorted(set(EARLY) - {"one_pass_runs"}))
 def test_early_exits_follow_the_schedule_at_every_depth(name):
-    """Without stalls the RTL's cycles exceed the schedule's by the same few cycles at every pipeline depth:
-    the model's run ends (the last issue, the drain's take, the residue steps, the fetch ahead) are exact."""
+    """Without stalls the RTL's cycles are within 2 of the schedule's, the same at every pipeline depth: the
+    model's run ends (the last issue, the residue step, RUN_START, the windows fetched ahead) are exact."""
     gaps = []
     for pipeline in range(MAX_PIPELINE + 1):
         traffic, model = early_case(name, seed=1, stall=0.0, pipeline=pipeline)
         gaps.append(traffic.cycles - model.cycles)
-    assert gaps == [gaps[0]] * len(gaps) and abs(gaps[0]) <= 0.03 * traffic.cycles, gaps
+    assert gaps == [gaps[0]] * len(gaps) and abs(gaps[0]) <= 2, gaps
 
 
 def resident_sets_case(**run):

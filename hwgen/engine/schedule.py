@@ -16,8 +16,9 @@ two. The pipeline's register cuts (`params.pipeline_latency`) delay the last row
 last run once; the other runs end when their last pass is drained (through the MAC array's cuts only), and the next
 group's run starts while their last rows go out. With
 `prefetch` a streamed group's table and weights are read during the previous group's run, which
-then lasts at least as long as those loads; such a run ends at its last issue, the next group's residue steps and
-first window fetch overlapping its last pass's way to the drain.
+then lasts at least as long as those loads; such a run ends at its last issue, the next group's residue
+step and RUN_START overlapping its last pass's way to the drain, and the next run's windows are fetched as soon as
+this run's last are.
 The model assumes memory that answers every request after `latency` cycles and never stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).
 """
 
@@ -38,10 +39,10 @@ DEFAULT_LATENCY = 1  # cycles from a request's acceptance to its first data beat
 
 # Where a layer's cycles outside its passes go (`LayerSchedule.idle`): the descriptor and setup states, the
 # layer's first tile's input load, the other tiles' input loads (bands, column tiles; again per resident set),
-# the resident sets' weight loads, each group's residue steps and the loads it waits for (table, streamed
+# the resident sets' weight loads, each group's residue step and the loads it waits for (table, streamed
 # weights), and each run's own (its start and first fetch, the MAC array's cuts, the wait for its rows'
 # writes or for a prefetch longer than the run; a run that ends at its last issue also counts the next group's
-# residue steps, which overlap its last pass).
+# residue step and RUN_START, which overlap its last pass).
 IDLE_CAUSES = ("descriptor", "first_input", "inputs", "set_weights", "group_loads", "runs")
 
 
@@ -105,8 +106,8 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
     def weights_load() -> int:  # WEIGHTS_REQ / SET_WEIGHTS_REQ, then the beats
         return 1 + _load_cycles(wgb, latency)
 
-    def group_start() -> int:  # RESIDUES, the table
-        return params.m_lanes + _load_cycles(tgb, latency)
+    def group_start() -> int:  # RESIDUES (one cycle), the table
+        return 1 + _load_cycles(tgb, latency)
 
     def prefetch(weights: bool) -> int:
         """The shortest a run that prefetches lasts: the next group's table read from RUN_START, its weights'
@@ -115,31 +116,31 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         return _load_cycles(tgb, latency) + (_load_cycles(wgb, latency) - 1 if weights else 0) + 1
 
     def run(lanes: list[int], rows: int, cols: int, overlapped: bool, backlog: int, early: bool = False,
-            ahead: int = 0, prefetched: int = 0) -> tuple[int, int, int, int, int]:
+            fetched: bool = False, ahead: int = 0, prefetched: int = 0) -> tuple[int, int, int, int, bool]:
         """(cycles from RUN_START to the run's end, MAC-array pass cycles, its tap steps, the writer's backlog at
-        the end, the cycles the next run's window fetch starts before its RUN_START) of one tile of `cols` output
-        columns and one group. `ahead`: this run's fetch started that many cycles before its RUN_START (the MAC
-        array holding its windows until then). `backlog`: the cycles from RUN_START until
+        the end, whether the next run's windows are fetched before its RUN_START) of one tile of `cols` output
+        columns and one group. `fetched`: this run's windows were fetched during the run before (the MAC
+        array holding them until its RUN_START); else `ahead`: its fetch started that many cycles before its
+        RUN_START (a band's first run: at GROUPS). `backlog`: the cycles from RUN_START until
         the writer has sent the rows of the runs before (0 when it is idle). Row r reaches the writer after
         its passes, the drain of its last pass and the pipeline's register cuts; the writer sends the rows in
         order. A run ends when the writer has sent its last row or, `overlapped` (a next group of the same band
         follows), when its last pass is drained (through the MAC array's cuts only), its last rows going out
         while the next group runs. `early` (overlapped, its successor's loads prefetched): the run ends the
-        cycle after its last step issues (the prefetch landed), the next group's residue steps follow, and its
-        RUN_START waits for the drain to take the last pass: the run's cycles here count to that RUN_START; the
-        next run's fetch starts at the exit (a residue-grouped layer's at RUN_START, after the residue steps).
+        cycle after its last step issues (the prefetch landed), stepping the next group's residues, and its
+        RUN_START follows: the run's cycles here count to that RUN_START; the next run's windows were fetched after
+        this run's. A residue-grouped layer's fetch starts at RUN_START (it needs the group's residue).
         `prefetched`: the shortest the run lasts with its prefetch (`prefetch`)."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
-        passes = rows * ceil_div(cols, xl)
+        xg = ceil_div(cols, xl)
+        passes = rows * xg
         pass_cycles = group_pass_cycles(plan, lanes[0], params.m_lanes, params.window_depth)
-        row_compute = ceil_div(cols, xl) * pass_cycles
-        # RUN_START, then the first window's fetch: one row read for a 1x1 kernel (the other kernels' count is
-        # a 3x3 window's three reads)
-        start = 1 + (3 if plan.kernel1x1 else 5)
-        # a fetch started ahead: the first step issues the cycle after RUN_START at the soonest (the issue comes
-        # `start` + the cuts before it - 1 cycles after the fetch's start)
-        pre_cuts = len(params.mac_cuts) - len(params.step_cuts)
-        start = max(start - ahead, 2 - pre_cuts)
+        row_compute = xg * pass_cycles
+        # RUN_START, then the first window's fetch: a read per row of the first channel's window (`channel_rows`),
+        # the read and window registers; windows fetched ahead: the first step issues the cycle after RUN_START at
+        # the soonest (the issue comes `start` + the cuts before it - 1 cycles after RUN_START)
+        soonest = 2 - (len(params.mac_cuts) - len(params.step_cuts))
+        start = soonest if fetched else max(3 + plan.channel_rows(lanes[0], 0) - ahead, soonest)
         drain = params.m_lanes * plan.fold  # a pass's drain: a folded lane's two channels in turn
         # the row buffers' parity is the row's: a run of odd rows puts its first row in the buffer of the run
         # before's last, so the drain takes the run's first pass once the writer has sent the runs before
@@ -147,23 +148,30 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         # meanwhile, and only its last step waits for the take (it issues after the first pass's result is taken)
         wait = max(0, backlog + 1 - (start + pass_cycles + len(params.mac_cuts))) if rows % 2 else 0
         delay = wait if passes == 1 else max(0, wait + len(params.step_cuts) + 3 - pass_cycles)
-        sent = backlog
+        # per row, the cycle the drain takes its last pass (`taken`) and the cycle the writer has sent it (`sent`):
+        # a row's passes are taken once the row buffer of its parity is free (the row two before sent), then one
+        # pass per pass time
+        taken, sent = [start + delay + len(params.mac_cuts)], [backlog]
         for r in range(rows):
-            sent = max(start + delay + (r + 1) * row_compute + drain + params.pipeline_latency, sent) + row_out
-        end = start + delay + rows * row_compute + len(params.mac_cuts)  # the drain takes the last pass
-        t = end + 2 if overlapped else sent  # RUN exits at `drained`, the cycle after the take
+            ready = taken[-1] + row_compute
+            if r >= 2:
+                ready = max(ready, sent[-2] + 2 + (xg - 1) * pass_cycles)
+            taken.append(ready)
+            sent.append(max(ready + drain + len(params.requant_cuts), sent[-1]) + row_out)
+        sent, end = sent[-1], taken[-1]
+        # an overlapped run exits at `drained`, the cycle after the take, once the writer has taken its group
+        # (`~pending`): the cycle after it has sent the rows of the runs before
+        t = max(end + 2, backlog + 2) if overlapped else sent
         if early:
             # the last step issues 2 + step cuts cycles before the take (its accumulate), a one-pass run's before
             # the wait for that take; RUN exits the cycle after (`last_issued`), at the prefetch's last cycle, or
             # the cycle after the writer has sent the rows of the runs before (it takes this run's group:
-            # `~pending`), then the residue steps, and RUN_START waits for `drained`
+            # `~pending`), stepping the next group's residues, then RUN_START (a residue-grouped layer's after
+            # RESIDUES)
             issued = end - len(params.step_cuts) - 2 - (delay if passes == 1 else 0)
-            exit_ = max(issued + 1, prefetched - 1, backlog + 1)
-            t = max(exit_ + 1 + params.m_lanes, end + 1)
-            ahead = 0 if plan.residue_groups else t - exit_
-        else:
-            ahead = 0
-        return t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t), ahead
+            t = max(issued + 1, prefetched - 1, backlog + 1) + (2 if plan.residue_groups else 1)
+        return (t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t),
+                overlapped and not plan.residue_groups)
 
     cycles = 1 + _load_cycles(desc_beats, latency) + 2  # IDLE, the descriptor, SETUP, SETUP_BYTES
     compute = active = 0
@@ -190,21 +198,22 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                 pf = prefetch(not k or filling)
                 filling = False
                 backlog = 0  # the writer's rows of the tile's runs before, left at a run's end
-                ahead = 0
+                fetched = False
                 early = False  # the previous run ended at its last issue
                 for i, lanes in enumerate(members):
-                    # a folded layer's groups do not overlap: the drain's 2 * m_lanes cycles on the last pass
-                    # outlast the next group's m_lanes residue steps
+                    # a folded layer's groups do not overlap (docs/engine.md, "Overlapped run tails")
                     overlapped = i + 1 < len(members) and plan.fold == 1
                     # this group's loads were read during the previous run (prefetch): RESIDUES only, or nothing
                     # when that run ended early (its cycles count them)
                     if tiling.prefetch and i:
-                        setup = 0 if early else params.m_lanes
+                        setup = 0 if early else 1
                     else:
                         setup = group_start() + (0 if k else weights_load())
                     early = overlapped and tiling.prefetch
-                    t, steps, issued, left, ahead = run(lanes, rows, width, overlapped, max(0, backlog - setup), early,
-                                                        ahead, pf)
+                    # a band's first windows are fetched from GROUPS on, the cycle before the group's setup
+                    ahead = 0 if i or plan.residue_groups else setup + 1
+                    t, steps, issued, left, fetched = run(lanes, rows, width, overlapped, max(0, backlog - setup), early,
+                                                          fetched, ahead, pf)
                     if tiling.prefetch and i + 1 < len(members) and not early:  # the run reads the next group's loads
                         left = max(0, left - max(0, pf - t))
                         t = max(t, pf)

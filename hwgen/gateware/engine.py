@@ -7,7 +7,7 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
      - streamed weights (`resident_groups` = 0): for every band, read its input rows, then for
        every lane group read its bias/requant table and weights and run the band; with `prefetch`
        a run reads the next group's table (into `table_next`) and weights (into the weight
-       buffer's other half) while it computes, so the next group starts on its residue steps;
+       buffer's other half) while it computes, so the next group starts on its residue step;
      - resident lane groups (`resident_groups` = k): for every k lane groups, read their weights
        into the weight buffer side by side, then for every band read its input rows and run each
        of the k groups (reading its table) on it; k = all groups reads weights and input once. With
@@ -22,9 +22,10 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
      (output row x lane group of pixels) while write-back streams finished rows out. When another
      group of the band (tile, resident set) follows, it starts once the run's last pass is drained
      (`wb.drained`): the write-back sends the run's last rows while the next group starts. With its
-     table and weights prefetched, the run ends at its last issue instead: the next group's residue
-     steps and (residue groups aside) its first windows' fetch overlap the last pass's way to the
-     drain, and its RUN_START waits for `wb.drained` (the table switches there). Groups are
+     table and weights prefetched, the run ends at its last issue instead (the table switches there:
+     write-back copied the run's entries and biases when it started it): the next group's residue step
+     and RUN_START overlap the last pass's way to the drain, and (residue groups aside) the input buffer
+     fetched the next group's first windows as soon as it had fetched this run's last. Groups are
      contiguous channels, or (`residue_groups`) channels `r + (k0 + m) * P` of one residue class
      `r` after the other: then every lane shares the residue and each channel steps its pattern's taps;
   4. one-cycle `done` after the last write beat is accepted.
@@ -35,7 +36,7 @@ array, input buffer and write-back run its passes of `x_lanes / 2` pixels.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -119,6 +120,7 @@ class Engine(wiring.Component):
         last_tap = Signal(8)  # the layer's taps - 1: the MAC array's last step per channel
         last_channel = Signal(16)  # channels - 1
         last_m_group = Signal(16)  # m_groups - 1
+        penult_m_group = Signal(16)  # m_groups - 2
         last_band = Signal(16)  # bands - 1
         band_last_row = Signal(16)  # column tiles: the band's input rows - 1 (one read per row)
         # lane group state
@@ -212,7 +214,6 @@ class Engine(wiring.Component):
         set_fill = Signal()
         got = Signal(32)  # data beats received in the current load
         got_last = Signal()  # the next beat is the load's last (loads of a descriptor-dependent length)
-        k = Signal(range(lanes + 1))
 
         rd_beat = self.rd.valid & self.rd.ready
 
@@ -248,7 +249,8 @@ class Engine(wiring.Component):
             mac.dense.eq(d.dense), mac.kernel1x1.eq(d.kernel1x1), mac.library.eq(d.library),
             wbuf.id_words.eq(d.id_words), wbuf.id_addr.eq(mac.id_addr), wbuf.id_en.eq(mac.id_en),
             mac.ids.eq(wbuf.ids),
-            rom.table_base.eq(d.table_base), rom.period.eq(d.period), rom.issue.eq(mac.issue),
+            rom.table_base.eq(d.table_base), rom.period.eq(d.period), rom.shared.eq(d.residue_groups),
+            rom.issue.eq(mac.issue),
             rom.chan_done.eq(mac.chan_done), rom.pass_done.eq(mac.pass_done), mac.select.eq(rom.select),
             wb.lo.eq(d.lo), wb.hi.eq(d.hi), wb.out_width.eq(tile_cols), wb.out_height.eq(band_rows_now),
             wb.x_groups.eq(tile_xg), wb.row_beats.eq(tile_out_beats), wb.row_bytes.eq(row_bytes),
@@ -260,7 +262,7 @@ class Engine(wiring.Component):
             m.d.comb += [mac.fold.eq(d.fold), inbuf.fold.eq(d.fold), wb.fold.eq(d.fold)]
         for lane in range(p.out_lanes):
             entry = table.word_select(lane, TABLE_ENTRY_BYTES * 8)
-            m.d.comb += [mac.bias[lane].eq(entry[0:32]), wb.multiplier[lane].eq(entry[32:47]),
+            m.d.comb += [wb.bias[lane].eq(entry[0:32]), wb.multiplier[lane].eq(entry[32:47]),
                          wb.shift[lane].eq(entry[48:54]), wb.half_even[lane].eq(entry[56])]
 
         # the request stream belongs to the reader, and from a run's start until its band's rows are written to
@@ -295,9 +297,15 @@ class Engine(wiring.Component):
         m.d.sync += next_class_lanes.eq(d.class_channels + (res_class + 1 < d.class_extra))
         # what a group's end (RUN's exit), its loads and its writer read of the group pointers, a cycle behind
         # them: the pointers change at a run's exit, a load's last beat or a band's setup, at least two cycles before
-        # the next RUN_START, exit or load reads these, so the exit's enables, the reader's address and the writer's
-        # row address meet flip-flops, not adds and compares (the out_ptr / class_ptr / lane_addr / reader address
-        # endpoints of main's runs)
+        # the next RUN_START, exit or load reads these (but an early exit's RUN_START, the next cycle: `next_group`
+        # loads what it reads along with the pointers), so the exit's enables, the reader's address and the
+        # writer's row address meet flip-flops, not adds and compares (the out_ptr / class_ptr / lane_addr / reader
+        # address endpoints of main's runs)
+        tile_out_off = Signal(ADDR_BITS)  # the band's and column tile's first output beat in a plane
+
+        def lanes_of(left):
+            return Mux(left < group_lanes, left, group_lanes)
+
         table_ptr_next = Signal.like(table_ptr)
         weight_ptr_next = Signal.like(weight_ptr)
         out_ptr_next = Signal.like(out_ptr)
@@ -310,28 +318,34 @@ class Engine(wiring.Component):
                                        else lane_bytes * lanes)),
             class_ptr_next.eq(class_ptr + plane_bytes),
             class_done.eq(d.residue_groups & (lanes_left <= lanes)),
-            group_addr.eq(out_ptr + band_out_off + (tile_ox0 >> be_log) * bb),
-            lanes_valid.eq(Mux(lanes_left < group_lanes, lanes_left, group_lanes)),
+            tile_out_off.eq(band_out_off + (tile_ox0 >> be_log) * bb),
+            group_addr.eq(out_ptr + tile_out_off), lanes_valid.eq(lanes_of(lanes_left)),
         ]
 
         def reset_groups():
             m.d.sync += [group.eq(0), weight_ptr.eq(d.weight_addr), table_ptr.eq(d.table_addr),
-                         out_ptr.eq(d.out_addr), res_class.eq(0), class_ptr.eq(d.out_addr), class_start.eq(0), k.eq(0),
+                         out_ptr.eq(d.out_addr), res_class.eq(0), class_ptr.eq(d.out_addr), class_start.eq(0),
                          lanes_left.eq(Mux(d.residue_groups, d.class_channels + (d.class_extra != 0), d.out_channels))]
             m.d.comb += rom.group_clear.eq(1)
 
         def next_group():
             m.d.sync += [
-                group.eq(group + 1), lanes_left.eq(lanes_left - group_lanes), k.eq(0),
+                group.eq(group + 1), last_group.eq(next_last_group), lanes_left.eq(lanes_left - group_lanes),
                 table_ptr.eq(table_ptr_next), out_ptr.eq(out_ptr_next), class_start.eq(0),
+                # an early exit goes to RUN_START directly, which reads these a cycle later: they are loaded
+                # with the pointers they follow, not a cycle behind them
+                table_ptr_next.eq(table_ptr_next + group_table_bytes),
+                group_addr.eq(out_ptr_next + tile_out_off), lanes_valid.eq(lanes_of(lanes_left - group_lanes)),
             ]
             with m.If(~resident):  # resident groups' weights were read when their set started
-                m.d.sync += weight_ptr.eq(weight_ptr_next)
+                m.d.sync += [weight_ptr.eq(weight_ptr_next),
+                             weight_ptr_next.eq(weight_ptr_next + d.weight_group_beats * bb)]
             with m.If(class_done):
                 m.d.sync += [
                     res_class.eq(res_class + 1), class_ptr.eq(class_ptr_next), out_ptr.eq(class_ptr_next),
                     class_start.eq(1),
                     lanes_left.eq(next_class_lanes),
+                    group_addr.eq(class_ptr_next + tile_out_off), lanes_valid.eq(lanes_of(next_class_lanes)),
                 ]
 
         def reset_bands():
@@ -349,34 +363,50 @@ class Engine(wiring.Component):
         group_state = [group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start]
         # where the group, column tile, band and resident set loops end, as flip-flops beside their counters: a
         # counter changes at least a cycle before the RUN_START or RUN that reads its flag (RESIDUES, or a band's
-        # setup, lies between), so the compares are made ahead and a run's exit (the next state, the enables of
-        # the group and band registers) starts at registers (the 85.54 MHz path: `band == last_band` there)
+        # setup, lies between; `last_group` and `set_end` are loaded with their counters from a lookahead, as an
+        # early exit goes to RUN_START directly), so the compares are made ahead and a run's exit (the next state,
+        # the enables of the group and band registers) starts at registers (the 85.54 MHz path: `band == last_band`
+        # there)
         last_group = Signal()
+        next_last_group = Signal()  # the group after this one is the last
         last_col = Signal()
         last_tile = Signal()
         set_end = Signal()  # the resident set's last group (RUN; WEIGHTS compares `j` itself, a beat after SET_START)
+        next_set_end = Signal()  # the group after this one is the set's last (loaded into `set_end` with `j`)
         col_end = ~col_tiled | tile_last
-        m.d.sync += [last_group.eq(group == last_m_group), last_col.eq(col_end),
-                     last_tile.eq((band == last_band) & col_end), set_end.eq(j == set_last)]
+        m.d.sync += [last_group.eq(group == last_m_group), next_last_group.eq(group == penult_m_group),
+                     last_col.eq(col_end),
+                     last_tile.eq((band == last_band) & col_end), set_end.eq(j == set_last),
+                     next_set_end.eq(j + 1 == set_last)]
         follows = Mux(resident, ~set_end, ~last_group)  # another group of the same band (tile, resident set) follows
         next_in_band = follows  # RUN's exit goes to it (`overlap`)
-        if p.fold > 1:  # ... but not a folded layer's: its drain's 2 * m_lanes cycles outlast RESIDUES
+        if p.fold > 1:  # ... but not a folded layer's (docs/engine.md, "Overlapped run tails")
             next_in_band &= ~d.fold
         # a prefetched run of a band whose next group follows ends when its last pass is issued (`early`): the
-        # next group's residue steps overlap the last pass's way through the MAC array's cuts and the drain,
-        # and its RUN_START waits for the drain to take that pass (`wait_drain`). The passes issued are counted
-        # like the drain counts them, each loop's last as a flag beside its counter. Both are registers set at
-        # RUN_START (the flags above are the run's by then), so RUN's exit and the fetch's `run` start at
-        # flip-flops
+        # next group's residue step and RUN_START overlap the last pass's way through the MAC array's cuts and
+        # the drain. The passes issued are counted like the drain counts them, each loop's last as a flag beside
+        # its counter; from the last issue until the next RUN_START the MAC array holds (the windows waiting are
+        # the next group's, whose residues and weights are not switched yet). `overlap` and `early` are
+        # registers set at RUN_START (the flags above are the run's by then), so RUN's exit and the fetch's
+        # `run` start at flip-flops
         overlap = Signal()
         early = Signal()
-        wait_drain = Signal()
-        fetched = Signal()  # the input buffer fetches this run's windows since the previous run's early exit
-        m.d.comb += mac.hold.eq(fetched)
-        last_issued = Signal()  # the run's last pass has issued its last step
+        # the run's last pass has issued its last step (or no run has started yet)
+        last_issued = Signal(init=1)
+        m.d.comb += mac.hold.eq(last_issued)
+        # the band's windows do not change between its groups: the input buffer fetches a band's first windows as
+        # soon as its input is loaded (GROUPS), and when another group of the band follows the run, the next
+        # run's windows as soon as it has fetched this run's last (`refetch`, set at RUN_START), behind them in the
+        # window FIFO (residue groups aside: their fetch needs the group's residue, set in RESIDUES)
+        refetch = Signal()
+        fetched = Signal()  # the next run's windows are being fetched: its RUN_START does not start the fetch
+        with m.If(refetch & ~inbuf.fetching):
+            m.d.comb += inbuf.run.eq(1)
+            m.d.sync += [refetch.eq(0), fetched.eq(1)]
+        start_run = Signal()  # RUN_START: the MAC array's run starts (its passes issued from the next cycle)
         i_xg, i_oy = Signal(16), Signal(16)
         i_xg_last, i_oy_last = Signal(), Signal()
-        with m.If(inbuf.run):
+        with m.If(start_run):
             m.d.sync += [i_xg.eq(0), i_oy.eq(0), i_xg_last.eq(tile_xg == 1), i_oy_last.eq(band_rows_now == 1),
                          last_issued.eq(0)]
         with m.Elif(mac.issue & mac.pass_done):
@@ -405,7 +435,7 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [
                     row_bytes.eq(d.out_row_beats * bb), last_tap.eq(d.taps - 1), last_channel.eq(d.channels - 1),
-                    last_m_group.eq(d.m_groups - 1), last_band.eq(d.bands - 1),
+                    last_m_group.eq(d.m_groups - 1), penult_m_group.eq(d.m_groups - 2), last_band.eq(d.bands - 1),
                     out_plane_beats.eq(d.out_height * d.out_row_beats),
                     in_plane_beats.eq(d.height * d.in_row_beats),
                     band_out_beats.eq(d.band_rows * d.out_row_beats),
@@ -544,29 +574,25 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(resident):
                     m.d.sync += [v.eq(sv) for v, sv in zip(group_state, saved)]
-                    m.d.sync += [j.eq(0), lane_base.eq(0), k.eq(0)]
+                    m.d.sync += [j.eq(0), lane_base.eq(0)]
                     m.d.comb += rom.restore.eq(1)
                 with m.Else():
                     reset_groups()
+                with m.If(~d.residue_groups):
+                    m.d.comb += inbuf.run.eq(1)
+                    m.d.sync += fetched.eq(1)
                 m.next = "RESIDUES"
             # -- a lane group: its residues, bias/requant table (and streamed weights) -------------------
             with m.State("RESIDUES"):
-                # lane m's group residue must become (group * lanes + m) % P: the first group
-                # steps lane m m times (a staircase), later groups step every lane `lanes` times;
-                # residue groups share one residue: every lane steps once when a group starts a class
-                m.d.comb += self.busy.eq(1)
-                sl = p.select_lanes
-                stair = Cat(Const(0, 1), *(k < lane for lane in range(1, sl)))
-                contiguous = Mux(group == 0, stair, (1 << sl) - 1)
-                m.d.comb += rom.group_step.eq(Mux(d.residue_groups, Mux(class_start & (k == 0), (1 << sl) - 1, 0),
-                                                  contiguous))
-                m.d.sync += k.eq(k + 1)
-                with m.If(k == lanes - 1):
-                    with m.If(prefetched):  # table and weights arrived during the previous run
-                        m.next = "RUN_START"
-                    with m.Else():
-                        read(table_ptr, group_tgb)
-                        m.next = "TABLE"
+                # lane m's group residue must become (group * lanes + m) % P: the first group's were set with
+                # `group_clear`, a later group's step by lanes % P at once; residue groups share one residue,
+                # stepped when a group starts a class
+                m.d.comb += [self.busy.eq(1), rom.group_step.eq(Mux(d.residue_groups, class_start, group != 0))]
+                with m.If(prefetched):  # table and weights arrived during the previous run
+                    m.next = "RUN_START"
+                with m.Else():
+                    read(table_ptr, group_tgb)
+                    m.next = "TABLE"
             with m.State("TABLE"):
                 m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), rom.load.eq(1)]
                 with m.If(rd_beat):
@@ -599,26 +625,23 @@ class Engine(wiring.Component):
                                 m.next = "WEIGHTS_REQ"
             # -- the passes of one band and one lane group ------------------------------------------------
             with m.State("RUN_START"):
-                m.d.comb += self.busy.eq(1)
-                # after an early exit the previous run's last pass may not be drained yet: the drain takes it
-                # with the old requant entries and the MAC array adds the old bias, so the table switches once
-                # it is taken (`wb.drained`), before this run's first step can reach the accumulate
-                with m.If(~wait_drain | wb.drained):
-                    m.d.comb += [inbuf.run.eq(~fetched), wb.run.eq(1), rom.load.eq(1)]
-                    m.d.sync += [running.eq(1), prefetched.eq(0), wait_drain.eq(0), fetched.eq(0),
-                                 overlap.eq(next_in_band), early.eq(0)]
-                    with m.If(prefetched):  # the table read during the previous run
-                        m.d.sync += table.eq(table_next)
-                    with m.If(~resident):  # streamed: the group's weights are where the last fill put them
-                        m.d.sync += lane_base.eq(fill_base << lw_log)
-                    # the next group's table, then (streamed, or a resident set's first tile) its weights: streamed
-                    # into the other half, resident into its slot
-                    with m.If(d.prefetch & follows):
-                        read(table_ptr_next, group_tgb)
-                        m.d.sync += [pf_table.eq(1), prefetched.eq(1), early.eq(next_in_band)]
-                        with m.If(~resident):
-                            m.d.sync += fill_base.eq(group_words - fill_base)
-                    m.next = "RUN"
+                m.d.comb += [self.busy.eq(1), start_run.eq(1), wb.run.eq(1), rom.load.eq(1)]
+                # (after an early exit the previous run's last pass may not be drained yet: write-back finishes it
+                # with the entries it copied, and copies this run's once it has)
+                with m.If(~fetched):
+                    m.d.comb += inbuf.run.eq(1)
+                m.d.sync += [running.eq(1), prefetched.eq(0), fetched.eq(0),
+                             refetch.eq(next_in_band & ~d.residue_groups), overlap.eq(next_in_band), early.eq(0)]
+                with m.If(~resident):  # streamed: the group's weights are where the last fill put them
+                    m.d.sync += lane_base.eq(fill_base << lw_log)
+                # the next group's table, then (streamed, or a resident set's first tile) its weights: streamed
+                # into the other half, resident into its slot
+                with m.If(d.prefetch & follows):
+                    read(table_ptr_next, group_tgb)
+                    m.d.sync += [pf_table.eq(1), prefetched.eq(1), early.eq(next_in_band)]
+                    with m.If(~resident):
+                        m.d.sync += fill_base.eq(group_words - fill_base)
+                m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.busy.eq(1)
                 # the band's (tile's, resident set's) next group starts once this one's last pass is drained
@@ -630,17 +653,16 @@ class Engine(wiring.Component):
                           & ~pf_table & ~pf_weights):
                     with m.If(~overlap):
                         m.d.sync += running.eq(0)
-                    m.d.sync += wait_drain.eq(early)
-                    # the band's windows do not change between its groups: the input buffer fetches the next run's
-                    # first windows now, the MAC array holding them until RUN_START (a residue-grouped layer's
-                    # fetch needs the group's residue, stepped in RESIDUES: it starts at RUN_START)
-                    with m.If(early & ~d.residue_groups):
-                        m.d.comb += inbuf.run.eq(1)
-                        m.d.sync += fetched.eq(1)
+                    with m.If(prefetched):  # the table read during the run (write-back copied this run's)
+                        m.d.sync += table.eq(table_next)
                     next_group()
                     m.next = "RESIDUES"
+                    with m.If(early & ~d.residue_groups):  # the next group's residue step now, and its RUN_START
+                        m.d.comb += rom.group_step.eq(1)
+                        m.next = "RUN_START"
                     with m.If(resident):
-                        m.d.sync += [j.eq(j + 1), lane_base.eq(lane_base + (group_words << lw_log))]
+                        m.d.sync += [j.eq(j + 1), set_end.eq(next_set_end),
+                                     lane_base.eq(lane_base + (group_words << lw_log))]
                         with m.If(set_end):
                             m.d.sync += set_fill.eq(0)
                             with m.If(~last_tile):

@@ -72,6 +72,7 @@ class InputBuffer(wiring.Component):
             "table_base": In(8),
             "period": In(8),
             "run": In(1),  # fetch every window of one lane group's passes
+            "fetching": Out(1),  # the walk of a run's windows has row reads left to issue
             "window": Out(stream.Signature(params.kernel_max * params.win_cols * a)),
             # k // 2 of the layer's k x k kernel (engines for 3x3 at most tell 1x1 by kernel1x1 alone)
             **({"kernel_half": In(2)} if params.kernel_max > 3 else {}),
@@ -136,6 +137,7 @@ class InputBuffer(wiring.Component):
 
         # -- fetch, stage A: walk (oy, x group, c, ky) and issue row reads -----------------------------
         active = Signal()
+        m.d.comb += self.fetching.eq(active)
         oy = Signal(16)
         xg = Signal(16)
         c = Signal(16)

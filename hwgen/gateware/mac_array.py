@@ -4,8 +4,9 @@ A pass computes the `m_lanes x x_lanes` outputs of one lane group at one output 
 input channel (one window from the input buffer) it runs `taps` steps; at each step every lane
 reads its packed weight from the weight-buffer word, its tap from the pattern ROM, and selects
 that tap's input pixel out of the window for each of its `x_lanes` pixels. All lanes of a
-periodic layer have the same number of taps, so no lane idles. The first step of a pass adds the
-bias; the last hands the accumulators to write-back on the `result` stream.
+periodic layer have the same number of taps, so no lane idles. The first step of a pass starts the
+accumulators from its products (write-back adds the bias); the last hands the accumulators to
+write-back on the `result` stream.
 
 Stages: issue (window taken, weight and ROM addresses); one cycle later, when the weight word
 and taps are out of their memories, each pixel lane's candidate pixels (one per ROM pattern);
@@ -20,8 +21,7 @@ The window is `kernel_max` rows of `win_cols` pixels; a k x k kernel sits in its
 (`EngineParams.window_tap`), and a dense layer's step `t` is its raster tap `t`.
 
 A folded layer (`fold`, `plan.can_fold`) runs passes of `x_lanes / 2` pixels: lane `m`'s upper
-pixel lanes take the lower ones' pixels and the step's second lane word (channel `m + m_lanes`),
-with that channel's bias.
+pixel lanes take the lower ones' pixels and the step's second lane word (channel `m + m_lanes`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ class MacArray(wiring.Component):
             # no step issues: the windows waiting are the next lane group's, whose residues, weights and table
             # are not switched yet (a register of the engine's)
             "hold": In(1),
-            "bias": In(data.ArrayLayout(signed(32), params.out_lanes)),
             # weight buffer and pattern ROM, read in the issue stage
             "weight_addr": Out(range(params.weight_depth * params.fold)),
             "weights": In(params.out_lanes * 8),
@@ -212,18 +211,11 @@ class MacArray(wiring.Component):
 
         with m.If(self.result.valid & self.result.ready):
             m.d.sync += self.result.valid.eq(0)
-        if p.fold > 1:
-            # the upper pixel lanes' bias (channel m + m_lanes's when folded) chosen a cycle ahead, so the
-            # accumulate path meets a register as before: the table is final cycles before a run's first step
-            fold_bias = [Signal(signed(32), name=f"fold_bias{lane}") for lane in range(lanes)]
-            m.d.sync += [fb.eq(Mux(self.fold, self.bias[lanes + lane], self.bias[lane]))
-                         for lane, fb in enumerate(fold_bias)]
         for lane in range(lanes):
             for j in range(xl):
                 acc = Signal(signed(p.acc_bits), name=f"acc_{lane}_{j}")
                 total = Signal(signed(p.acc_bits), name=f"sum_{lane}_{j}")
-                bias = fold_bias[lane] if p.fold > 1 and j >= half else self.bias[lane]
-                m.d.comb += total.eq(Mux(flags["first"], bias, acc) + v[f"p{lane}_{j}"])
+                m.d.comb += total.eq(Mux(flags["first"], 0, acc) + v[f"p{lane}_{j}"])
                 with m.If(flags["valid"]):
                     m.d.sync += acc.eq(total)
                     with m.If(flags["last"]):

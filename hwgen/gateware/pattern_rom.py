@@ -4,7 +4,9 @@ Lane `m` of lane group `g` on input channel `c` uses pattern `table[(g * m_lanes
 its `t`-th tap step visits the `t`-th tap of that pattern in raster order. Residues are kept per
 lane and stepped, never divided, as ROM indices (`table_base + residue`, wrapping at
 `table_base + P`, so no adder sits between residue and mux): `group_res` for `(g * m_lanes + m) % P`,
-`res` for the current channel's. `select` is a lane's `res` for the step being accumulated
+`res` for the current channel's. A lane group's residues are set in one cycle: the layer's first group
+(`group_clear`) loads lane `m`'s `m % P`, every later one (`group_step`) adds `m_lanes % P` to each
+(a constant per period, wrapping once at most). `select` is a lane's `res` for the step being accumulated
 (one cycle after issue). Lanes `m` and `m + lane_period` (the lcm of the checkpoint's periods)
 always hold the same residue, so only `select_lanes` residues and muxes are built.
 
@@ -44,8 +46,10 @@ class PatternRom(wiring.Component):
         super().__init__({
             "table_base": In(8),
             "period": In(8),
-            "group_clear": In(1),  # group_res <- 0
-            "group_step": In(lanes),  # per lane: group_res += 1 (mod P)
+            # the lanes share one residue (residue-grouped layers): the first group's is 0, later groups step by 1
+            "shared": In(1),
+            "group_clear": In(1),  # group_res <- m % P (shared: 0)
+            "group_step": In(1),  # group_res += m_lanes % P (shared: 1), mod P
             "save": In(1),  # saved <- group_res (the first group of resident lane groups)
             "restore": In(1),  # group_res <- saved (their next row band)
             "load": In(1),  # res <- group_res (start of a lane group)
@@ -70,6 +74,12 @@ class PatternRom(wiring.Component):
         def inc(r):
             return Mux(r + 1 == end, self.table_base, r + 1)
 
+        # the first group's lane residues and a group's step, constants per period (up to the ROM's entries)
+        periods = range(self.p.rom_entries + 1)
+        jump = Signal(bits)
+        m.d.comb += jump.eq(Mux(self.shared, 1, Array(Const(self.p.m_lanes % q if q else 0, bits) for q in periods)
+                                [self.period]))
+
         last_steps = Array(Const(bin(mask).count("1") - 1, 4) for mask in self.p.patterns)  # per ROM index
         one_step = Array(Const(bin(mask).count("1") == 1, 1) for mask in self.p.patterns)
         for lane in range(self.p.select_lanes):
@@ -78,12 +88,14 @@ class PatternRom(wiring.Component):
             saved = Signal(bits, name=f"saved{lane}")
             with m.If(self.save):
                 m.d.sync += saved.eq(group_res)
+            first = Mux(self.shared, 0, Array(Const(lane % q if q else 0, bits) for q in periods)[self.period])
+            stepped = group_res + jump
             with m.If(self.group_clear):
-                m.d.sync += group_res.eq(self.table_base)
+                m.d.sync += group_res.eq(self.table_base + first)
             with m.Elif(self.restore):
                 m.d.sync += group_res.eq(saved)
-            with m.Elif(self.group_step[lane]):
-                m.d.sync += group_res.eq(inc(group_res))
+            with m.Elif(self.group_step):
+                m.d.sync += group_res.eq(Mux(stepped >= end, stepped - self.period, stepped))
             with m.If(self.load | (self.issue & self.pass_done)):
                 m.d.sync += res.eq(group_res)
             with m.Elif(self.issue & self.chan_done):

@@ -1,7 +1,7 @@
 """Write-back: requantize each pass's accumulators into an output row buffer, write rows to DRAM.
 
 The drain takes one pass's `m_lanes x x_lanes` accumulators from the MAC array and, one lane per
-cycle, requantizes its `x_lanes` values (bias is already in) and writes them, in the DRAM
+cycle, adds the lane's bias, requantizes its `x_lanes` values and writes them, in the DRAM
 activation layout (`params.act_field_bits`-bit fields, several per byte at A <= 4), into the
 output row buffer, which holds two output rows of the lane group (double-buffered by row parity,
 so the MAC array keeps computing row `oy + 1` while row `oy` goes out). The writer sends each
@@ -17,22 +17,23 @@ send clears both.
 
 Runs overlap: `drained` rises the cycle after the drain takes a run's last pass, and the engine
 may then start the next lane group's run (`run`) while the writer still sends this one's last
-rows. So the drain takes, with each pass, a copy of its lanes' requant entries (the engine may
-switch its table right after `drained`), and the writer keeps its own copy of the group's output
+rows; a run whose next group's loads were prefetched ends at its last issue, and the next `run`
+may come before the drain has taken that pass. So the drain copies its run's requant entries and
+biases (`bias`, `multiplier`, `shift`, `half_even`) when it starts the run's row count (the bias
+travels with the pass: the MAC array accumulates the products alone, and the engine switches its
+table once the run has started), and the writer keeps its own copy of the group's output
 address and lane count: a `run` that finds the writer busy is `pending`, and the writer takes the
 new group's address and lanes (unchanged until the engine's next run) when it finishes the old
-group's last row. A run restarts the drain's row count; it comes after `drained` (or `done`), but
-the drain may still hold the last pass (a run that ended at its last issue: the next group's
-residue steps ran while that pass went through the MAC array), and then the restart waits for the
-hold's end, no pass taken before it (`restart`). The row buffers' parity is the row's, so when a
+group's last row. A run restarts the drain's row count, and when the drain has not yet taken the
+previous run's last pass (`owing`) or still holds it, the restart waits for the hold's end, no pass
+of the new run taken before it (`restart`). The row buffers' parity is the row's, so when a
 run has an odd number of rows, its last row and the next run's first share a buffer and the drain
 waits until the writer has sent it. `done`: every row of every run so far is written.
 
 A folded layer's group (`fold`) has `2 * m_lanes` channels of `x_lanes / 2` pixels per pass: the drain
 takes lane `m`'s lower pixel lanes (channel `m`), then its upper ones (channel `m + m_lanes`), each
 through the first `x_lanes / 2` requantizers, and the row buffer holds rows of `2 * m_lanes` channels.
-Its runs do not overlap (the engine waits for `done`): the drain's `2 * m_lanes` cycles on a last pass
-would outlast the next group's `m_lanes` residue steps.
+Its runs do not overlap (the engine waits for `done`; docs/engine.md, "Overlapped run tails").
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Writeback(wiring.Component):
         lanes, xl = params.m_lanes, params.x_lanes
         super().__init__({
             "result": In(stream.Signature(data.ArrayLayout(signed(params.acc_bits), lanes * xl))),
+            "bias": In(data.ArrayLayout(signed(32), params.out_lanes)),
             "multiplier": In(data.ArrayLayout(unsigned(intmath.MULT_BITS), params.out_lanes)),
             "shift": In(data.ArrayLayout(unsigned(SHIFT_BITS), params.out_lanes)),
             "half_even": In(data.ArrayLayout(unsigned(1), params.out_lanes)),
@@ -92,10 +94,11 @@ class Writeback(wiring.Component):
         # -- drain ----------------------------------------------------------------------------------
         holding = Signal()
         work = Signal(lanes * xl * p.acc_bits)
-        # the pass's lanes' requant entries (multiplier, shift, half-even flag), taken with it and
-        # shifted beside `work`: lane 0's entry is the one being requantized
-        entry_bits = intmath.MULT_BITS + SHIFT_BITS + 1
-        # (a folded pass's in drain order: channel m, then m + m_lanes, for each lane m)
+        # the run's lanes' bias and requant entries (multiplier, shift, half-even flag), copied when its row count
+        # starts and rotated a lane per drain cycle beside `work`: the first is the lane being requantized, and
+        # a pass's drain brings them back in place
+        entry_bits = 32 + intmath.MULT_BITS + SHIFT_BITS + 1
+        # (a folded run's in drain order: channel m, then m + m_lanes, for each lane m)
         entries = Signal(out_lanes * entry_bits)
         lane = Signal(range(lanes))
         xg = Signal(16)
@@ -105,19 +108,24 @@ class Writeback(wiring.Component):
         xg_last, oy_last = Signal(), Signal()
         buf = oy[0]
         row_free = (xg != 0) | ~full.bit_select(buf, 1)
-        restart = Signal()  # a run came while the drain held the previous run's last pass
-        m.d.comb += self.result.ready.eq(~holding & ~restart & row_free)
-        entry_of = [Cat(self.multiplier[i], self.shift[i], self.half_even[i]) for i in range(out_lanes)]
-        taken_entries = Cat(entry_of[:lanes])
+        restart = Signal()  # a run came before the drain had taken (or while it held) the previous run's last pass
+        owing = Signal()  # the run's last pass is not taken yet
+        # until the restart, the passes taken are the previous run's
+        m.d.comb += self.result.ready.eq(~holding & ~(restart & ~owing) & row_free)
+        entry_of = [Cat(self.bias[i], self.multiplier[i], self.shift[i], self.half_even[i]) for i in range(out_lanes)]
+        run_entries = Cat(entry_of[:lanes])
         if p.fold > 1:
-            taken_entries = Mux(self.fold, Cat(Cat(entry_of[i], entry_of[lanes + i]) for i in range(lanes)),
-                                taken_entries)
+            run_entries = Mux(self.fold, Cat(Cat(entry_of[i], entry_of[lanes + i]) for i in range(lanes)),
+                              run_entries)
         with m.If(self.result.valid & self.result.ready):
             m.d.sync += [holding.eq(1), lane.eq(0), work.eq(self.result.payload.as_value()),
-                         entries.eq(taken_entries),
-                         self.drained.eq(xg_last & oy_last)]
+                         self.drained.eq(xg_last & oy_last & ~restart)]
+            with m.If(xg_last & oy_last):
+                m.d.sync += owing.eq(0)
 
         entry = entries[:entry_bits]
+        bias = entry[:32].as_signed()
+        requant_entry = entry[32:]
         # a folded pass drains lane m's two halves in turn: channel m (pixel lanes 0 ..), then channel m + m_lanes
         # (pixel lanes x_lanes / 2 ..) through the first x_lanes / 2 requantizers
         half = xl // 2
@@ -130,9 +138,9 @@ class Writeback(wiring.Component):
             acc = work.word_select(j, p.acc_bits).as_signed()
             if p.fold > 1 and j < half:
                 acc = Mux(upper, work.word_select(half + j, p.acc_bits).as_signed(), acc)
-            m.d.comb += [rq.acc.eq(acc), rq.multiplier.eq(entry[:intmath.MULT_BITS]),
-                         rq.shift.eq(entry[intmath.MULT_BITS:intmath.MULT_BITS + SHIFT_BITS]),
-                         rq.half_even.eq(entry[-1]), rq.lo.eq(self.lo), rq.hi.eq(self.hi)]
+            m.d.comb += [rq.acc.eq(acc + bias), rq.multiplier.eq(requant_entry[:intmath.MULT_BITS]),
+                         rq.shift.eq(requant_entry[intmath.MULT_BITS:intmath.MULT_BITS + SHIFT_BITS]),
+                         rq.half_even.eq(requant_entry[-1]), rq.lo.eq(self.lo), rq.hi.eq(self.hi)]
             ys.append(rq.y[:f])
         latency = rq.latency
         slot = xg[:gshift] if gshift else 0
@@ -155,7 +163,11 @@ class Writeback(wiring.Component):
         ]
         with m.If(holding):
             m.d.comb += wr_en.eq(en)
-            m.d.sync += entries.eq(entries >> entry_bits)
+            rotated = entries.rotate_right(entry_bits)
+            if p.fold > 1:  # an unfolded run's entries are the low m_lanes
+                low = lanes * entry_bits
+                rotated = Mux(self.fold, rotated, Cat(entries[:low].rotate_right(entry_bits), entries[low:]))
+            m.d.sync += entries.eq(rotated)
             last_lane = lane == lanes - 1
             if p.fold == 1:
                 m.d.sync += [lane.eq(lane + 1), work.eq(work >> (xl * p.acc_bits))]
@@ -199,15 +211,15 @@ class Writeback(wiring.Component):
         cols = Cat((out_beat * be + e < self.out_width).replicate(f) for e in range(be))
         m.d.comb += self.wr.payload.eq(mem.rd_data & cols)
 
-        # a run restarts the drain's row count. The engine starts a run after `drained` or `done`, so the drain
-        # has taken the previous run's last pass but may still hold it: then the restart waits for the hold's
-        # end (`restart`; the hold's last lane still counts its row and marks its buffer full), and no pass is
-        # taken until it is done
+        # a run restarts the drain's row count and copies its entries. The engine may start a run before the drain
+        # has taken the previous run's last pass (`owing`) or while it holds it: then the restart waits until that
+        # pass is taken and its hold ends (`restart`; the hold's last lane still counts its row and marks its
+        # buffer full), and no pass of the new run is taken until it is done
         with m.If(self.run):
             m.d.sync += [self.drained.eq(0), self.done.eq(0)]
-        with m.If((self.run | restart) & ~holding):
+        with m.If((self.run | restart) & ~holding & ~owing):
             m.d.sync += [oy.eq(0), xg.eq(0), xg_last.eq(self.x_groups == 1), oy_last.eq(self.out_height == 1),
-                         restart.eq(0)]
+                         restart.eq(0), owing.eq(1), entries.eq(run_entries)]
         with m.Elif(self.run):
             m.d.sync += restart.eq(1)
         # the writer: a group's rows, in the drain's order; it takes a run's group when it has none or has just
