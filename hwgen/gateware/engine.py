@@ -109,12 +109,6 @@ class Engine(wiring.Component):
         lane_bytes = Signal(ADDR_BITS)  # output address stride between the lanes of a group
         in_plane_bytes = Signal(ADDR_BITS)  # input address stride between channels
         input_beats = Signal(32)  # the whole input tensor's beats
-        # its two 16 x 16 partial products (SETUP_BYTES), summed in the cycle after: BAND_ADDR, its only reader,
-        # comes at least four cycles later, and the 32 x 16 multiply with its sum in one cycle was the worst path
-        # (main's seeds 2 and 3, 2026-12-02: `in_plane_beats` -> `input_beats`, 5.1 ns of logic)
-        input_beats_lo = Signal(32)
-        input_beats_hi = Signal(16)
-        m.d.sync += input_beats.eq(input_beats_lo + (input_beats_hi << 16))
         band_out_step = Signal(ADDR_BITS)  # output address advance per band
         # their factors, one multiply per cycle (SETUP, then SETUP_BYTES): no multiplier chain in one cycle
         out_plane_beats = Signal(32)
@@ -463,8 +457,7 @@ class Engine(wiring.Component):
                     plane_bytes.eq(out_plane_beats * bb),
                     lane_bytes.eq(out_plane_beats * bb * lane_planes),
                     in_plane_bytes.eq(in_plane_beats * bb),
-                    input_beats_lo.eq(d.channels * in_plane_beats[:16]),
-                    input_beats_hi.eq(d.channels * in_plane_beats[16:]),
+                    input_beats.eq(d.channels * in_plane_beats),
                     band_out_step.eq(band_out_beats * bb),
                 ]
                 with m.If(resident):
