@@ -311,9 +311,10 @@ class Engine(wiring.Component):
         out_ptr_next = Signal.like(out_ptr)
         class_ptr_next = Signal.like(class_ptr)
         class_done = Signal()  # the group is its residue class's last: the next one starts the next class
+        weight_step = d.weight_group_beats * bb
         m.d.sync += [
             table_ptr_next.eq(table_ptr + group_table_bytes),
-            weight_ptr_next.eq(weight_ptr + d.weight_group_beats * bb),
+            weight_ptr_next.eq(weight_ptr + weight_step),
             out_ptr_next.eq(out_ptr + (Mux(d.fold, lane_bytes * (2 * lanes), lane_bytes * lanes) if p.fold > 1
                                        else lane_bytes * lanes)),
             class_ptr_next.eq(class_ptr + plane_bytes),
@@ -339,7 +340,7 @@ class Engine(wiring.Component):
             ]
             with m.If(~resident):  # resident groups' weights were read when their set started
                 m.d.sync += [weight_ptr.eq(weight_ptr_next),
-                             weight_ptr_next.eq(weight_ptr_next + d.weight_group_beats * bb)]
+                             weight_ptr_next.eq(weight_ptr_next + weight_step)]
             with m.If(class_done):
                 m.d.sync += [
                     res_class.eq(res_class + 1), class_ptr.eq(class_ptr_next), out_ptr.eq(class_ptr_next),
