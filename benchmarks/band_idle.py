@@ -7,12 +7,12 @@ the passes by cause (`schedule.IDLE_CAUSES`, summing to them): the descriptor, t
 tile's input load, the other tiles' input loads, the resident sets' weight loads, each group's
 residue steps and table (and streamed weights), each run's start, cuts and tail.
 
-Part 2, for each layer under `--target`: its candidate tilings (every band height up to the
-compiler's, both loop nests: `tiling.nests`) with their cycles, utilization and DRAM bytes, whether
-two such bands fit the input buffer (the condition for a double-buffered band input), and the
-utilization if every input load but the layer's first were hidden behind the runs (`cycles -
-idle["inputs"]`: an upper bound of what a double-buffered band input can give, as the loads then
-share the read port with the weights' and tables'). The compiler's choice is marked `*`.
+Part 2, for each layer under `--target`: its candidate tilings (every band height up to the tallest
+that fits, both loop nests, each single- and, where two bands fit, double-buffered, `2x`:
+`tiling.nests`) with their cycles, utilization and DRAM bytes, whether two such bands fit the input
+buffer, and the utilization if every input load but the layer's first were hidden behind the runs
+(`cycles - idle["inputs"]`: what a double-buffered tiling approaches, its reads sharing the port with
+the weights' and tables'). The compiler's choice is marked `*`.
 
     .venv/bin/python benchmarks/band_idle.py [--lanes 4x4] [--weight-kib 32] [--target 0.95]
 """
@@ -20,6 +20,7 @@ share the read port with the weights' and tables'). The compiler's choice is mar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from hwgen import engine
@@ -62,15 +63,17 @@ def main() -> int:
             continue
         print(f"\n{s.name} {plan.in_shape} k{plan.kernel} s{plan.stride}: band heights and nests "
               f"(input buffer {p.input_words} words)")
-        print(f"{'':2}{'band rows':>10}{'nest':>10}{'words':>7}{'2 fit':>7}{'cycles':>11}{'util':>7}"
+        print(f"{'':2}{'band rows':>10}{'nest':>13}{'words':>7}{'2 fit':>7}{'cycles':>11}{'util':>7}"
               f"{'DRAM B':>10}{'inputs hidden':>15}{'util':>7}")
-        for rows in range(1, s.tiling.band_rows + 1):
+        tallest = tiling.layer_tiling(plan, dataclasses.replace(p, double_bands=False)).band_rows
+        for rows in range(1, tallest + 1):
             for t in tiling.nests(plan, p, rows, 0):
                 alt = schedule.layer_schedule(plan, p, tiling=t)
                 words = tiling.band_words(plan, p, rows)
                 hidden = alt.cycles - alt.idle["inputs"]
-                nest = f"res {t.resident_groups}" if t.resident_groups else ("str pf" if t.prefetch else "str")
-                print(f"{'*' if t == s.tiling else '':2}{rows:>10}{nest:>10}{words:>7}"
+                nest = (f"res {t.resident_groups}" if t.resident_groups else ("str pf" if t.prefetch else "str")) \
+                    + (" 2x" if t.double else "")
+                print(f"{'*' if t == s.tiling else '':2}{rows:>10}{nest:>13}{words:>7}"
                       f"{'yes' if 2 * words <= p.input_words else 'no':>7}{alt.cycles:>11,}{alt.utilization:>7.1%}"
                       f"{sum(alt.bytes.values()):>10,}{hidden:>15,}"
                       f"{alt.effectual_macs / (hidden * p.mac_count):>7.1%}")

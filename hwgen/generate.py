@@ -201,6 +201,7 @@ def _layer_entry(graph, plan: engine.LayerPlan, regs: engine.LayerRegions, table
         "tiling": {"band_rows": sched.tiling.band_rows, "bands": sched.tiling.bands,
                    "chan_rows": sched.tiling.chan_rows, "rows_per_word": 1 << sched.tiling.slot_shift,
                    "resident_groups": sched.tiling.resident_groups, "prefetch": sched.tiling.prefetch,
+                   "double": sched.tiling.double,
                    "band_inputs": [list(r) for r in sched.tiling.band_inputs],
                    "col_beats": sched.tiling.col_beats, "col_tiles": sched.tiling.col_tiles,
                    "col_columns": sched.tiling.col_beats * params.beat_elems or plan.out_shape[2],

@@ -32,7 +32,9 @@ LAYOUT = data.StructLayout({
     "x_groups": 16,  # ceil(OW / x_lanes), folded: ceil(OW / (x_lanes / FOLD))
     "m_groups": 16,  # ceil(M / m_lanes), folded: ceil(M / (FOLD * m_lanes))
     "weight_group_beats": 16,  # beats of packed weights per lane group
-    "table_group_beats": 16,  # beats of bias/requant table per lane group
+    # 0: one row band in the input buffer; n: two, the second from word n, the next band's input read behind the runs
+    # (a table group's beats, which this field carried, are the engine's constant)
+    "second_word": 16,
     "id_words": 16,  # weight-buffer words of kernel ids before each group's weights (library layers)
     "taps": 8,  # tap steps per input channel (k * k dense, n for periodic)
     "period": 8,  # P (1 for dense layers)

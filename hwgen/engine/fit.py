@@ -69,6 +69,9 @@ def fit_params(plans: list[LayerPlan], *, m_lanes: int = 4, x_lanes: int = 4, bu
                              f"({params.max_channels} input channels): it needs {-(-least // 1024)} or more")
     for p in plans:
         layer_tiling(p, params, glb_kib)  # refuses a layer whose smallest band does not fit
+    doubled = dataclasses.replace(params, double_bands=True)
+    if any(layer_tiling(p, doubled).double for p in plans):  # build the second band's path where a layer takes it
+        params = doubled
     if not params.sparse and any(not p.dense for p in plans):
         raise HwgenError("a dense-only engine cannot run periodic layers; plan them with dense_only=True")
     return params

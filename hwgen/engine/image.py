@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from ..errors import HwgenError
 from . import descriptor
 from .memory_map import (activation_bytes, ceil_div, groups, id_words, pack_table, pack_weights, row_beats,
-                         table_group_beats, weight_group_beats)
+                         weight_group_beats)
 from .params import EngineParams
 from .plan import LayerPlan, rom_tables
-from .tiling import layer_tiling
+from .tiling import layer_tiling, second_word
 
 
 def pack_descriptor(plan: LayerPlan, params: EngineParams, *, in_addr: int, out_addr: int, weight_addr: int,
@@ -21,11 +21,12 @@ def pack_descriptor(plan: LayerPlan, params: EngineParams, *, in_addr: int, out_
     return descriptor.pack(
         band_rows=tiling.band_rows, bands=tiling.bands, chan_rows=tiling.chan_rows, slot_shift=tiling.slot_shift,
         resident_groups=tiling.resident_groups, col_beats=tiling.col_beats, prefetch=int(tiling.prefetch),
+        second_word=second_word(plan, tiling),
         in_addr=in_addr, out_addr=out_addr, weight_addr=weight_addr, table_addr=table_addr,
         channels=c, height=h, width=w, out_channels=m, out_height=oh, out_width=ow,
         in_row_beats=row_beats(w, params), out_row_beats=row_beats(ow, params),
         x_groups=ceil_div(ow, params.x_lanes // plan.fold), fold=int(plan.fold > 1), m_groups=groups(plan, params),
-        weight_group_beats=weight_group_beats(plan, params), table_group_beats=table_group_beats(params, plan.fold),
+        weight_group_beats=weight_group_beats(plan, params),
         taps=plan.taps, period=plan.period, table_base=table_base,
         id_words=id_words(plan, params), library=int(plan.ids is not None),
         stride2=int(plan.stride == 2), kernel1x1=int(plan.kernel1x1), kernel=plan.kernel, dense=int(plan.dense),

@@ -86,6 +86,7 @@ class EngineParams:
     pipeline: int = DEFAULT_PIPELINE  # register cuts per long path (MAC_CUTS, REQUANT_CUTS); 0: single-cycle
     residue_groups: bool = False  # some layer has residue-grouped lanes: a deeper window FIFO (`window_depth`)
     fold: int = 1  # FOLD: some layer folds its spare x lanes onto more output channels (`plan.can_fold`)
+    double_bands: bool = False  # some layer's row bands load behind the runs, in two input buffer halves (Tiling.double)
 
     # -- validation ------------------------------------------------------------------------------
     def validate(self) -> "EngineParams":

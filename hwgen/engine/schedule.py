@@ -99,9 +99,13 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         column tile, after TILE_COLS, TILE_SPAN, TILE_HI, TILE_BEATS and TILE_ROW_BEATS)."""
         if beats is not None:
             return 10 + c * (hi - lo) * _load_cycles(beats, latency)
+        return 5 + sum(band_reads(lo, hi))
+
+    def band_reads(lo: int, hi: int) -> list[int]:
+        """The cycles of each read of a band of full rows: one per channel, or one of every row of the tensor."""
         if (lo, hi) == (0, h) and tiling.chan_rows == h:
-            return 5 + _load_cycles(c * h * rbi, latency)
-        return 5 + c * _load_cycles((hi - lo) * rbi, latency)
+            return [_load_cycles(c * h * rbi, latency)]
+        return [_load_cycles((hi - lo) * rbi, latency)] * c
 
     def weights_load() -> int:  # WEIGHTS_REQ / SET_WEIGHTS_REQ, then the beats
         return 1 + _load_cycles(wgb, latency)
@@ -130,7 +134,8 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         cycle after its last step issues (the prefetch landed), stepping the next group's residues, and its
         RUN_START follows: the run's cycles here count to that RUN_START; the next run's windows were fetched after
         this run's. A residue-grouped layer's fetch starts at RUN_START (it needs the group's residue).
-        `prefetched`: the shortest the run lasts with its prefetch (`prefetch`)."""
+        `prefetched`: the shortest the run lasts with its prefetch (`prefetch`). Last, the cycle (from RUN_START)
+        its last step issues."""
         row_out = len(lanes) * (ceil_div(cols, params.beat_elems) + 2)
         xg = ceil_div(cols, xl)
         passes = rows * xg
@@ -159,19 +164,19 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
             taken.append(ready)
             sent.append(max(ready + drain + len(params.requant_cuts), sent[-1]) + row_out)
         sent, end = sent[-1], taken[-1]
+        # the last step issues 2 + step cuts cycles before the take (its accumulate), a one-pass run's before the
+        # wait for that take
+        issued = end - len(params.step_cuts) - 2 - (delay if passes == 1 else 0)
         # an overlapped run exits at `drained`, the cycle after the take, once the writer has taken its group
         # (`~pending`): the cycle after it has sent the rows of the runs before
         t = max(end + 2, backlog + 2) if overlapped else sent
         if early:
-            # the last step issues 2 + step cuts cycles before the take (its accumulate), a one-pass run's before
-            # the wait for that take; RUN exits the cycle after (`last_issued`), at the prefetch's last cycle, or
-            # the cycle after the writer has sent the rows of the runs before (it takes this run's group:
-            # `~pending`), stepping the next group's residues, then RUN_START (a residue-grouped layer's after
-            # RESIDUES)
-            issued = end - len(params.step_cuts) - 2 - (delay if passes == 1 else 0)
+            # RUN exits the cycle after the last issue (`last_issued`), at the prefetch's last cycle, or the cycle
+            # after the writer has sent the rows of the runs before (it takes this run's group: `~pending`),
+            # stepping the next group's residues, then RUN_START (a residue-grouped layer's after RESIDUES)
             t = max(issued + 1, prefetched - 1, backlog + 1) + (2 if plan.residue_groups else 1)
         return (t, rows * row_compute, passes * group_pass_steps(plan, lanes[0]), max(0, sent - t),
-                overlapped and not plan.residue_groups)
+                overlapped and not plan.residue_groups, issued)
 
     cycles = 1 + _load_cycles(desc_beats, latency) + 2  # IDLE, the descriptor, SETUP, SETUP_BYTES
     compute = active = 0
@@ -183,7 +188,10 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
             if tiling.col_beats else [(None, ow)])
     k = tiling.resident_groups
     sets = [chans[i:i + k] for i in range(0, len(chans), k)] if k else [chans]
-    for members in sets:
+    # double-buffered: the loads in order (resident: every band again per set), and the reads of the next one left
+    loads_order = [(s, b) for s in range(len(sets)) for b in range(tiling.bands)]
+    behind: list[int] = []
+    for si, members in enumerate(sets):
         if k:
             # SET_START, the set's weights; prefetched, only its first group's: its first tile's runs read the others'
             loads = 1 + (1 if tiling.prefetch else len(members)) * weights_load()
@@ -192,7 +200,18 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         filling = True  # the runs' prefetch reads weights: every tile's when streamed, a resident set's first tile's
         for b, rows in bands:
             for beats, width in cols:
-                loads = band_load(*tiling.band_inputs[b], beats) + 1  # the tile's input, GROUPS
+                if not tiling.double:
+                    loads = band_load(*tiling.band_inputs[b], beats) + 1  # the tile's input, GROUPS
+                else:
+                    # the layer's first band is read before its runs, then each band's behind the runs of the band
+                    # before; INPUT_WAIT reads what those left (one cycle at least), then the next band's setup
+                    # (BAND .. BAND_ADDR), GROUPS
+                    order = loads_order.index((si, b))
+                    loads = (band_load(*tiling.band_inputs[b], None) if order == 0 else 1 + sum(behind)) + 1
+                    behind = []
+                    if order + 1 < len(loads_order):
+                        behind = band_reads(*tiling.band_inputs[loads_order[order + 1][1]])
+                        loads += 5
                 cycles += loads
                 idle["inputs" if idle["first_input"] else "first_input"] += loads
                 pf = prefetch(not k or filling)
@@ -212,14 +231,27 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                     early = overlapped and tiling.prefetch
                     # a band's first windows are fetched from GROUPS on, the cycle before the group's setup
                     ahead = 0 if i or plan.residue_groups else setup + 1
-                    t, steps, issued, left, fetched = run(lanes, rows, width, overlapped, max(0, backlog - setup), early,
-                                                          fetched, ahead, pf)
-                    if tiling.prefetch and i + 1 < len(members) and not early:  # the run reads the next group's loads
+                    t, steps, issued, left, fetched, last = run(lanes, rows, width, overlapped,
+                                                                max(0, backlog - setup), early, fetched, ahead, pf)
+                    prefetching = tiling.prefetch and i + 1 < len(members)
+                    if prefetching and not early:  # the run reads the next group's loads
                         left = max(0, left - max(0, pf - t))
                         t = max(t, pf)
-                    cycles += setup + t
+                    waits = 0
+                    if behind:
+                        # the next band's reads, one at a time, while the run issues and the port is free (after its
+                        # prefetch); RUN exits once the read in flight has ended
+                        start = pf - 1 if prefetching else 1
+                        n = min(len(behind), max(0, ceil_div(last + 1 - start, behind[0])))
+                        if n:
+                            exit_at = t - 1 - (1 if early and plan.residue_groups else 0)
+                            waits = max(0, start + sum(behind[:n]) - exit_at)
+                            left = max(0, left - waits)
+                            behind = behind[n:]
+                    cycles += setup + t + waits
                     idle["group_loads"] += setup
                     idle["runs"] += t - steps
+                    idle["inputs"] += waits
                     backlog = left
                     compute += steps
                     active += issued

@@ -46,6 +46,9 @@ class Tiling:
     without it a group's loads wait for the previous group's run. In the resident nest the runs of a
     set's first tile read the next group's weights into its slot (the set's first group's are read
     before that tile), and every run the next group's table.
+    `double`: two bands fit the input buffer (full rows only), so while a band's runs go, the next band's
+    input (resident: the set's next band, or the next set's first after its last) is read into the other
+    half (`second_word`): only the layer's first input load waits; the reads share the port with the prefetch.
     """
 
     band_rows: int
@@ -56,6 +59,7 @@ class Tiling:
     col_beats: int = 0
     col_inputs: tuple[tuple[int, int], ...] = ()
     prefetch: bool = False
+    double: bool = False
 
     @property
     def bands(self) -> int:
@@ -143,6 +147,9 @@ def tiled_bytes(plan: LayerPlan, params: EngineParams, tiling: Tiling) -> dict:
     }
 
 
+# A double-buffered choice may move this much more than the fewest bytes (its shorter bands re-read halo rows
+# and, resident, the bands once per set)
+DOUBLE_BYTES_SLACK = 0.20
 MAX_RESIDENT = 255  # lane groups whose weights stay at once (the descriptor's 8-bit field)
 MAX_COL_BEATS = 255  # output beats of a column tile (the descriptor's 8-bit field)
 
@@ -155,15 +162,34 @@ def _tallest_band(plan: LayerPlan, params: EngineParams, col_beats: int) -> int 
                 None)
 
 
+def can_double(plan: LayerPlan, params: EngineParams, band_rows: int, col_beats: int) -> bool:
+    """Whether bands of `band_rows` rows can be double-buffered: an engine built for it, full rows, more than
+    one band, two bands in the input buffer, and the second band's first slot in 16 bits (the engine's register)."""
+    if not params.double_bands or col_beats or band_rows >= plan.out_shape[1]:
+        return False
+    words = band_words(plan, params, band_rows)
+    return 2 * words <= params.input_words and words << tile_slot_shift(plan, params, 0) < 1 << 16
+
+
+def second_word(plan: LayerPlan, tiling: Tiling) -> int:
+    """The input buffer word where a double-buffered layer's second band starts (after the first band's
+    words), or 0."""
+    return ceil_div(plan.in_shape[0] * tiling.chan_rows, 1 << tiling.slot_shift) if tiling.double else 0
+
+
 def nests(plan: LayerPlan, params: EngineParams, band_rows: int, col_beats: int) -> list[Tiling]:
-    """The streamed and the resident loop nest of a band size and column tile width, streamed first."""
+    """The streamed and the resident loop nest of a band size and column tile width, streamed first, each
+    single- then double-buffered where the bands can be (`can_double`)."""
     rows = tuple(band_inputs(plan, band_rows))
     cols = tuple(col_inputs(plan, params, col_beats)) if col_beats else ()
     streamed = Tiling(band_rows, max(hi - lo for lo, hi in rows), tile_slot_shift(plan, params, col_beats), 0, rows,
                       col_beats, cols, can_prefetch(plan, params))
     k = min(groups(plan, params), MAX_RESIDENT, 1 if plan.ids is not None else
             params.weight_mem_depth // group_buffer_words(plan, params))
-    return [streamed, dataclasses.replace(streamed, resident_groups=k)]
+    out = [streamed, dataclasses.replace(streamed, resident_groups=k)]
+    if can_double(plan, params, band_rows, col_beats):
+        out += [dataclasses.replace(t, double=True) for t in out]
+    return out
 
 
 def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = None) -> Tiling:
@@ -197,4 +223,17 @@ def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = No
         what = f"one output row of {c} channels" + (f", {params.beat_elems} columns" if least else "")
         raise HwgenError(f"layer '{plan.name}': its smallest tile ({what}) needs "
                          f"--glb-kib {ceil_div(need, 8 * 1024)} or more, got {glb_kib}")
-    return min(candidates, key=lambda t: sum(tiled_bytes(plan, params, t).values()))
+    def total(t: Tiling) -> int:
+        return sum(tiled_bytes(plan, params, t).values())
+
+    fewest = min((t for t in candidates if not t.double), key=total)
+    # a layer whose input fits whole keeps one band: splitting it to hide all but its first band's load moves more
+    # bytes for little (features.0 of ResNet-18 CIFAR: 0.1 %), and would double-buffer most small layers
+    if band_rows is None or band_rows >= plan.out_shape[1] or not params.double_bands:
+        return fewest
+    from .schedule import layer_schedule  # the schedule runs a tiling: it imports this module
+
+    budget = total(fewest) * (1 + DOUBLE_BYTES_SLACK)
+    doubled = [t for rows in range(1, band_rows + 1) for t in nests(plan, params, rows, 0)
+               if t.double and total(t) <= budget]
+    return min([fewest, *doubled], key=lambda t: (layer_schedule(plan, params, tiling=t).cycles, total(t)))

@@ -18,7 +18,9 @@ Sequence per layer (started by a one-cycle `start` with `desc_addr`):
      outside the tensor skipped) go into the input buffer; when the compiler split bands into
      column tiles (`col_beats`), each tile of a band (left to right) is read and run in turn,
      one read per row of the whole beats covering its columns (TILE_COLS, TILE_BEATS), and its
-     output rows are written from its first output beat; a run is every pass of the band
+     output rows are written from its first output beat; when two bands fit the input buffer the
+     compiler may double-buffer them (`second_word`): after the layer's first band, each band's input is
+     read into the other half while the band before runs (INPUT_WAIT reads what is left); a run is every pass of the band
      (output row x lane group of pixels) while write-back streams finished rows out. When another
      group of the band (tile, resident set) follows, it starts once the run's last pass is drained
      (`wb.drained`): the write-back sends the run's last rows while the next group starts. With its
@@ -212,6 +214,23 @@ class Engine(wiring.Component):
         prefetched = Signal()  # the current run's RUN_START started a prefetch (the next group's loads)
         # a resident set's first tile: its runs' prefetch also reads the next group's weights, into that group's slot
         set_fill = Signal()
+        # double-buffered row bands (`second_word`): the runs read their band from copies of the band registers
+        # (`band_ready`), while these set up the next band and read it into the input buffer's other half, one
+        # channel at a time whenever the read port is free (`load_port`)
+        if p.double_bands:
+            run_rows, run_top, run_slot = Signal(16), Signal(signed(18)), Signal(signed(18))
+            double = Signal()  # the layer double-buffers its bands
+            second_slot = Signal(16)  # the second band's first slot
+            band_base = Signal(16)  # the first slot of the half the band registers' band goes to
+            ahead = Signal()  # the band registers are a band ahead of the runs: its input is read behind them
+            band_pending = Signal()  # that band has channels left to read
+            pf_input = Signal()  # one of them is being read
+            load_last = Signal()  # the band registers' band is the layer's (a resident set's) last
+            last_set = Signal()  # the resident set is the layer's last
+            more = Signal()  # another band follows the one read behind the runs
+            load_port = Signal()  # the engine's state lets such a read start
+        else:
+            run_rows, run_top, run_slot = band_rows_now, win_top, win_slot
         got = Signal(32)  # data beats received in the current load
         got_last = Signal()  # the next beat is the load's last (loads of a descriptor-dependent length)
 
@@ -221,11 +240,11 @@ class Engine(wiring.Component):
         m.d.comb += [
             inbuf.fill.payload.eq(self.rd.payload), wbuf.fill.payload.eq(self.rd.payload),
             inbuf.row_beats.eq(tile_beats), inbuf.channels.eq(d.channels), inbuf.height.eq(d.height),
-            inbuf.width.eq(d.width), inbuf.out_height.eq(band_rows_now), inbuf.x_groups.eq(tile_xg),
+            inbuf.width.eq(d.width), inbuf.out_height.eq(run_rows), inbuf.x_groups.eq(tile_xg),
             inbuf.x_start.eq(Mux(d.stride2, tile_ox0 << 1, tile_ox0)), inbuf.col_origin.eq(tile_x_lo),
             inbuf.col_shift.eq(tile_x_lo[:be_log]), inbuf.col_flush.eq(tile_flush),
             inbuf.slot_shift.eq(d.slot_shift), inbuf.chan_rows.eq(d.chan_rows), inbuf.fill_slot.eq(slot_ptr + in_row),
-            inbuf.y_start.eq(win_top), inbuf.first_slot.eq(win_slot),
+            inbuf.y_start.eq(run_top), inbuf.first_slot.eq(run_slot),
             inbuf.stride2.eq(d.stride2), inbuf.kernel1x1.eq(d.kernel1x1), inbuf.residue_groups.eq(d.residue_groups),
             inbuf.group_index.eq(rom.group_index), inbuf.table_base.eq(d.table_base), inbuf.period.eq(d.period),
         ]
@@ -252,7 +271,7 @@ class Engine(wiring.Component):
             rom.table_base.eq(d.table_base), rom.period.eq(d.period), rom.shared.eq(d.residue_groups),
             rom.issue.eq(mac.issue),
             rom.chan_done.eq(mac.chan_done), rom.pass_done.eq(mac.pass_done), mac.select.eq(rom.select),
-            wb.lo.eq(d.lo), wb.hi.eq(d.hi), wb.out_width.eq(tile_cols), wb.out_height.eq(band_rows_now),
+            wb.lo.eq(d.lo), wb.hi.eq(d.hi), wb.out_width.eq(tile_cols), wb.out_height.eq(run_rows),
             wb.x_groups.eq(tile_xg), wb.row_beats.eq(tile_out_beats), wb.row_bytes.eq(row_bytes),
             wb.plane_bytes.eq(lane_bytes),
             wb.group_addr.eq(group_addr), wb.lanes_valid.eq(lanes_valid),
@@ -349,17 +368,40 @@ class Engine(wiring.Component):
                     group_addr.eq(class_ptr_next + tile_out_off), lanes_valid.eq(lanes_of(next_class_lanes)),
                 ]
 
-        def reset_bands():
-            m.d.sync += [band.eq(0), band_oy0.eq(0), band_y0.eq(kernel_top), band_out_off.eq(0), tile_ox0.eq(0)]
+        def next_channel():
+            """A channel of the band's input has arrived: the next channel's first row."""
+            m.d.sync += [in_c.eq(in_c + 1), in_row.eq(0), chan_ptr.eq(chan_ptr + in_plane_bytes),
+                         in_ptr.eq(chan_ptr + in_plane_bytes), slot_ptr.eq(slot_ptr + d.chan_rows)]
+
+        def reset_bands(loads=True):
+            """The first band and tile: of the runs, and unless `loads` is false, of the band registers."""
+            m.d.sync += band.eq(0)
+            if loads:
+                m.d.sync += [band_oy0.eq(0), band_y0.eq(kernel_top)]
+            m.d.sync += [band_out_off.eq(0), tile_ox0.eq(0)]
+
+        def next_load_band():
+            m.d.sync += [band_oy0.eq(band_oy0 + d.band_rows),
+                         band_y0.eq(band_y0 + Mux(d.stride2, d.band_rows << 1, d.band_rows))]
 
         def next_tile():
-            """The band's next column tile, or the next band's first."""
+            """The band's next column tile, or the next band's first (double-buffering engines advance the band
+            registers when a band's input has arrived: `band_loaded`)."""
             with m.If(last_col):
-                m.d.sync += [band.eq(band + 1), band_oy0.eq(band_oy0 + d.band_rows),
-                             band_y0.eq(band_y0 + Mux(d.stride2, d.band_rows << 1, d.band_rows)),
-                             band_out_off.eq(band_out_off + band_out_step), tile_ox0.eq(0)]
+                m.d.sync += band.eq(band + 1)
+                if not p.double_bands:
+                    next_load_band()
+                m.d.sync += [band_out_off.eq(band_out_off + band_out_step), tile_ox0.eq(0)]
             with m.Else():
                 m.d.sync += tile_ox0.eq(tile_ox0 + (d.col_beats << be_log))
+
+        def next_band_state():
+            """The next band: its setup and read, or, read behind the runs, the wait for its last read."""
+            m.next = "BAND"
+            if p.double_bands:
+                with m.If(ahead):
+                    band_ready()
+                    m.next = "INPUT_WAIT"
 
         group_state = [group, lanes_left, table_ptr, out_ptr, res_class, class_ptr, class_start]
         # where the group, column tile, band and resident set loops end, as flip-flops beside their counters: a
@@ -375,6 +417,23 @@ class Engine(wiring.Component):
         set_end = Signal()  # the resident set's last group (RUN; WEIGHTS compares `j` itself, a beat after SET_START)
         next_set_end = Signal()  # the group after this one is the set's last (loaded into `set_end` with `j`)
         col_end = ~col_tiled | tile_last
+
+        def band_ready():
+            """The band registers' band is the runs' next: copied once its setup is done and the runs before have
+            ended, at least two cycles before GROUPS (the input buffer and write-back register limits from them a
+            cycle behind)."""
+            m.d.sync += [run_rows.eq(band_rows_now), run_top.eq(win_top), run_slot.eq(win_slot)]
+
+        def band_loaded():
+            """A band's (column tile's) input has arrived: the band registers go on to the next band (the next
+            set's first after the last), into the other half. Returns whether another band follows."""
+            with m.If(col_end):
+                with m.If(load_last):
+                    m.d.sync += [band_oy0.eq(0), band_y0.eq(kernel_top)]
+                with m.Else():
+                    next_load_band()
+            m.d.sync += band_base.eq(second_slot - band_base)
+            return double & (~load_last | (resident & ~last_set))
         m.d.sync += [last_group.eq(group == last_m_group), next_last_group.eq(group == penult_m_group),
                      last_col.eq(col_end),
                      last_tile.eq((band == last_band) & col_end), set_end.eq(j == set_last),
@@ -408,13 +467,13 @@ class Engine(wiring.Component):
         i_xg, i_oy = Signal(16), Signal(16)
         i_xg_last, i_oy_last = Signal(), Signal()
         with m.If(start_run):
-            m.d.sync += [i_xg.eq(0), i_oy.eq(0), i_xg_last.eq(tile_xg == 1), i_oy_last.eq(band_rows_now == 1),
+            m.d.sync += [i_xg.eq(0), i_oy.eq(0), i_xg_last.eq(tile_xg == 1), i_oy_last.eq(run_rows == 1),
                          last_issued.eq(0)]
         with m.Elif(mac.issue & mac.pass_done):
             m.d.sync += [i_xg.eq(i_xg + 1), i_xg_last.eq(i_xg + 2 == tile_xg)]
             with m.If(i_xg_last):
                 m.d.sync += [i_xg.eq(0), i_xg_last.eq(tile_xg == 1), i_oy.eq(i_oy + 1),
-                             i_oy_last.eq(i_oy + 2 == band_rows_now)]
+                             i_oy_last.eq(i_oy + 2 == run_rows)]
                 with m.If(i_oy_last):
                     m.d.sync += last_issued.eq(1)
         bpw_log = wbuf.beats_per_word.bit_length() - 1
@@ -451,6 +510,9 @@ class Engine(wiring.Component):
                 ]
                 reset_groups()
                 reset_bands()
+                if p.double_bands:
+                    m.d.sync += [double.eq(d.second_word != 0), second_slot.eq(d.second_word << d.slot_shift),
+                                 band_base.eq(0), ahead.eq(0), band_pending.eq(0)]
                 m.next = "SETUP_BYTES"
             with m.State("SETUP_BYTES"):
                 m.d.comb += self.busy.eq(1)
@@ -469,6 +531,8 @@ class Engine(wiring.Component):
             with m.State("SET_START"):
                 m.d.comb += [self.busy.eq(1), rom.save.eq(1)]
                 m.d.sync += [sv.eq(v) for sv, v in zip(saved, group_state)]
+                if p.double_bands:
+                    m.d.sync += last_set.eq(d.m_groups - group <= d.resident_groups)
                 m.d.sync += [j.eq(0), fill_base.eq(0), set_fill.eq(1),
                              set_size.eq(Mux(d.m_groups - group < d.resident_groups, d.m_groups - group,
                                              d.resident_groups))]
@@ -480,6 +544,8 @@ class Engine(wiring.Component):
                                                   d.band_rows)),
                              band_top.eq(band_y0 + (kernel_rows - Mux(d.stride2, 2, 1))),
                              win_top.eq(Mux(d.stride2, band_oy0 << 1, band_oy0) - p.kernel_max // 2)]
+                if p.double_bands:
+                    m.d.sync += load_last.eq(d.out_height - band_oy0 <= d.band_rows)
                 m.next = "BAND_ROWS"
             with m.State("BAND_ROWS"):
                 m.d.comb += self.busy.eq(1)
@@ -535,7 +601,7 @@ class Engine(wiring.Component):
                     m.d.sync += tile_flush.eq((tile_x_lo[:be_log] != 0) & (tile_kept == tile_beats))
                 m.d.sync += [hi_beats.eq(band_hi.as_unsigned()[:16] * d.in_row_beats),
                              band_in_rows.eq((band_hi - band_lo).as_unsigned()[:16]),
-                             win_slot.eq(win_top - band_lo),
+                             win_slot.eq(win_top + band_base - band_lo if p.double_bands else win_top - band_lo),
                              lo_beats.eq(band_lo.as_unsigned()[:16] * d.in_row_beats)]
                 m.next = "BAND_ADDR"
             with m.State("BAND_ADDR"):
@@ -549,8 +615,14 @@ class Engine(wiring.Component):
                 m.d.sync += [chan_beats.eq(Mux(whole, input_beats, Mux(col_tiled, tile_beats, span_beats))),
                              band_last_row.eq(band_in_rows - 1),
                              in_ptr.eq(first), chan_ptr.eq(first), in_row.eq(0),
-                             slot_ptr.eq(0), in_c.eq(Mux(whole, d.channels - 1, 0))]
+                             slot_ptr.eq(band_base if p.double_bands else 0), in_c.eq(Mux(whole, d.channels - 1, 0))]
                 m.next = "INPUT_REQ"
+                if p.double_bands:  # the next band, read behind the runs of the band set up before it
+                    with m.If(ahead):
+                        m.d.sync += band_pending.eq(1)
+                        m.next = "GROUPS"
+                    with m.Else():
+                        band_ready()
             with m.State("INPUT_REQ"):
                 m.d.comb += [self.busy.eq(1), inbuf.fill_start.eq(1)]
                 read(in_ptr, chan_beats)
@@ -564,12 +636,24 @@ class Engine(wiring.Component):
                             m.d.sync += [in_row.eq(in_row + 1), in_ptr.eq(in_ptr + in_row_bytes)]
                             m.next = "INPUT_REQ"
                         with m.Else():
-                            m.d.sync += [in_c.eq(in_c + 1), in_row.eq(0), chan_ptr.eq(chan_ptr + in_plane_bytes),
-                                         in_ptr.eq(chan_ptr + in_plane_bytes), slot_ptr.eq(slot_ptr + d.chan_rows)]
+                            next_channel()
                             with m.If(in_c != last_channel):
                                 m.next = "INPUT_REQ"
                             with m.Else():
                                 m.next = "GROUPS"
+                                if p.double_bands:  # the next band's setup, then its read behind the runs
+                                    with m.If(band_loaded()):
+                                        m.d.sync += ahead.eq(1)
+                                        m.next = "BAND"
+            if p.double_bands:
+                with m.State("INPUT_WAIT"):
+                    # the band read behind the last runs: its last reads, then the next band's setup
+                    m.d.comb += [self.busy.eq(1), load_port.eq(1)]
+                    with m.If(~band_pending):
+                        m.next = "BAND"
+                        with m.If(~more):
+                            m.d.sync += ahead.eq(0)
+                            m.next = "GROUPS"
             with m.State("GROUPS"):
                 # the band's first lane group: the layer's first (streamed) or the resident set's first
                 m.d.comb += self.busy.eq(1)
@@ -620,8 +704,10 @@ class Engine(wiring.Component):
                                          weight_ptr.eq(weight_ptr_next)]
                             # prefetched: the first group's, the set's first tile reads the others' behind its runs
                             with m.If((j == set_last) | d.prefetch):
-                                reset_bands()
-                                m.next = "BAND"
+                                # (double-buffering engines' band registers went back to the first band when the
+                                # last band was read, and may have read it behind the last set's runs: `ahead`)
+                                reset_bands(loads=not p.double_bands)
+                                next_band_state()
                             with m.Else():
                                 m.next = "WEIGHTS_REQ"
             # -- the passes of one band and one lane group ------------------------------------------------
@@ -650,8 +736,14 @@ class Engine(wiring.Component):
                 # loads prefetched (`early`), once that pass has issued; the band's last group waits until its
                 # rows are written (the next band changes the writer's row shape). The exit waits for the
                 # writer to have taken this group (`~pending`): next_group changes its address and lanes
-                with m.If(Mux(early, last_issued & ~wb.pending, Mux(overlap, wb.drained & ~wb.pending, wb.done))
-                          & ~pf_table & ~pf_weights):
+                # a band read behind the runs starts before the last issue (no run exits before it), and the exit
+                # waits for the read in flight
+                exits = (Mux(early, last_issued & ~wb.pending, Mux(overlap, wb.drained & ~wb.pending, wb.done))
+                         & ~pf_table & ~pf_weights)
+                if p.double_bands:
+                    m.d.comb += load_port.eq(~last_issued)
+                    exits &= ~pf_input
+                with m.If(exits):
                     with m.If(~overlap):
                         m.d.sync += running.eq(0)
                     with m.If(prefetched):  # the table read during the run (write-back copied this run's)
@@ -668,14 +760,14 @@ class Engine(wiring.Component):
                             m.d.sync += set_fill.eq(0)
                             with m.If(~last_tile):
                                 next_tile()
-                                m.next = "BAND"
+                                next_band_state()
                             with m.Elif(last_group):
                                 m.next = "DONE"
                             with m.Else():
                                 m.next = "SET_START"
                     with m.Elif(last_group):
                         next_tile()
-                        m.next = "BAND"
+                        next_band_state()
                         with m.If(last_tile):
                             m.next = "DONE"
             with m.State("DONE"):
@@ -703,4 +795,19 @@ class Engine(wiring.Component):
                 count_beat(d.weight_group_beats)
                 with m.If(got_last):
                     m.d.sync += pf_weights.eq(0)
+        if p.double_bands:
+            # -- the next band's input, behind the runs: a channel at a time while the port is free ------------
+            with m.If(load_port & band_pending & ~pf_input & ~pf_table & ~pf_weights):
+                m.d.comb += inbuf.fill_start.eq(1)
+                m.d.sync += pf_input.eq(1)
+                read(in_ptr, chan_beats)
+            with m.If(pf_input):
+                m.d.comb += [self.rd.ready.eq(1), inbuf.fill.valid.eq(self.rd.valid)]
+                with m.If(rd_beat):
+                    count_beat(chan_beats)
+                    with m.If(got_last):
+                        m.d.sync += pf_input.eq(0)
+                        next_channel()
+                        with m.If(in_c == last_channel):
+                            m.d.sync += [band_pending.eq(0), more.eq(band_loaded())]
         return m
