@@ -18,7 +18,9 @@ group's run starts while their last rows go out. With
 `prefetch` a streamed group's table and weights are read during the previous group's run, which
 then lasts at least as long as those loads; such a run ends at its last issue, the next group's residue
 step and RUN_START overlapping its last pass's way to the drain, and the next run's windows are fetched as soon as
-this run's last are.
+this run's last are. With `double` a band's input is read behind the runs of the band before, a channel
+at a time while the port is free (from RUN's first cycle, or its prefetch's end, to its last issue; a read in
+flight delays the exit), the rest in INPUT_WAIT after the band's last run.
 The model assumes memory that answers every request after `latency` cycles and never stalls; the gateware tests check it against `amaranth.sim` (within 3%; typically a few cycles per layer).
 """
 
@@ -38,7 +40,8 @@ from .tiling import Tiling, group_buffer_words, layer_tiling, tiled_bytes
 DEFAULT_LATENCY = 1  # cycles from a request's acceptance to its first data beat (sim_memory's model)
 
 # Where a layer's cycles outside its passes go (`LayerSchedule.idle`): the descriptor and setup states, the
-# layer's first tile's input load, the other tiles' input loads (bands, column tiles; again per resident set),
+# layer's first tile's input load, the other tiles' input loads (bands, column tiles; again per resident set;
+# double-buffered: the runs' waits for a band read in flight, INPUT_WAIT and the next band's setup),
 # the resident sets' weight loads, each group's residue step and the loads it waits for (table, streamed
 # weights), and each run's own (its start and first fetch, the MAC array's cuts, the wait for its rows'
 # writes or for a prefetch longer than the run; a run that ends at its last issue also counts the next group's

@@ -201,7 +201,9 @@ def layer_tiling(plan: LayerPlan, params: EngineParams, glb_kib: int | None = No
     layers keep one group resident at most (the kernel-id buffer holds one group's ids). Only when
     not one output row of full width fits does a band run in column tiles: of every width from one
     output beat to one beat short of the row, with its tallest band and either nest, the fewest
-    bytes (ties: the wider tile).
+    bytes (ties: the wider tile). On an engine that double-buffers bands (`params.double_bands`), a layer
+    of full-row bands takes the fewest cycles (schedule) among that choice and every band height whose two
+    bands fit, double-buffered, in either nest, within DOUBLE_BYTES_SLACK more bytes.
     """
     k = plan.kernel
     if k > params.kernel_max:
