@@ -58,8 +58,8 @@ def test_fold_needs_room_and_fewer_cycles():
 
 FOLDED = {
     # name: (conv_graph kwargs, engine knobs); every one leaves half the x lanes idle unfolded, and the compiler
-    # folds it: the fold must save more than the unfolded groups' overlapped run tails (5 -> 12 channels at 4x8
-    # lanes, 16 -> 9 1x1, 16 -> 24 at 8x8 do not)
+    # folds it: the fold must save cycles (a 16 -> 24 1x1 layer at 8x8 lanes does not: its 16 steps a pass are no
+    # more than a folded pass's drain)
     "ps4p4_4wide": (dict(cin=5, cout=16, h=4, w=4, scheme="PS4_P4"), dict(m_lanes=4, x_lanes=8)),
     "ps4p4_stride2": (dict(cin=8, cout=16, h=8, w=8, scheme="PS4_P4", stride=2), dict(m_lanes=4, x_lanes=8)),
     "pointwise_stride2": (dict(cin=24, cout=9, h=8, w=8, kernel=1, stride=2), dict(m_lanes=4, x_lanes=8)),

@@ -201,8 +201,7 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                 fetched = False
                 early = False  # the previous run ended at its last issue
                 for i, lanes in enumerate(members):
-                    # a folded layer's groups do not overlap (docs/engine.md, "Overlapped run tails")
-                    overlapped = i + 1 < len(members) and plan.fold == 1
+                    overlapped = i + 1 < len(members)
                     # this group's loads were read during the previous run (prefetch): RESIDUES only, or nothing
                     # when that run ended early (its cycles count them)
                     if tiling.prefetch and i:
