@@ -46,8 +46,14 @@ def test_prefetch_only_where_two_groups_fit():
     assert plan.ids is not None and not tiling.layer_tiling(plan, params).prefetch
 
 
-def test_schedule_predicts_both_cases_with_the_same_bytes():
-    plan, params = compiled(conv_graph(2, cin=32, cout=16, h=4, w=4, scheme="PS4_P4"))
+@pytest.mark.parametrize("folded", [False, True])
+def test_schedule_predicts_both_cases_with_the_same_bytes(folded):
+    graph = conv_graph(2, cin=32, cout=32 if folded else 16, h=4, w=4, scheme="PS4_P4")
+    plan, params = compiled(graph, x_lanes=8 if folded else 4)
+    if folded:  # 4x4 outputs on 8 x lanes: groups of 8 channels, two of them in the weight buffer
+        (plan,) = engine.fold_plans([plan], dataclasses.replace(params, weight_words=256))
+        params = dataclasses.replace(engine.fit_params([plan], m_lanes=4, x_lanes=8), weight_words=256)
+        assert plan.fold == 2
     double = schedule.layer_schedule(plan, params)
     assert double.tiling.prefetch
     # the same layer single-buffered: same bytes, every group's loads before its run
@@ -56,8 +62,10 @@ def test_schedule_predicts_both_cases_with_the_same_bytes():
     # 4 groups, 3 of them prefetched: each saves its table load, WEIGHTS_REQ and its weight load; and the run
     # before it ends at its last issue, its residue step in RUN's exit cycle: what a single-buffered run waits
     # through to its exit at `drained` (the step cuts, the accumulate, the take and `drained`: step cuts + 2), and
-    # its RESIDUES cycle (both runs' windows are fetched before RUN_START)
-    loads = (schedule._load_cycles(table_group_beats(params), schedule.DEFAULT_LATENCY)
+    # its RESIDUES cycle (both runs' windows are fetched before RUN_START). A folded run ends so too: its drain's
+    # longer hold of the last pass is under the next run
+    assert len(engine.group_channels(plan, params.m_lanes)) == 4
+    loads = (schedule._load_cycles(table_group_beats(params, plan.fold), schedule.DEFAULT_LATENCY)
              + 1 + schedule._load_cycles(weight_group_beats(plan, params), schedule.DEFAULT_LATENCY))
     assert single.cycles - double.cycles == 3 * (loads + len(params.step_cuts) + 3)
 
@@ -116,6 +124,15 @@ EARLY = {
     # residue groups: the fetch waits for RUN_START (it needs the group's residue)
     "psd4p8_residue": (dict(cin=9, cout=12, h=2, w=4, scheme="PSD4_P8", weight_bits=4),
                        dict(m_lanes=2, bus_bits=32, weight_words=24)),
+    # folded (`plan.fold`: groups of 2 x m_lanes channels, passes of x_lanes / 2 pixels): the drain holds a pass
+    # 2 x m_lanes cycles, the next run's first pass waiting behind it; 4 groups of 3 one-pass rows ...
+    "folded_rows": (dict(cin=8, cout=32, h=3, w=4, scheme="PS4_P4"),
+                    dict(m_lanes=4, x_lanes=8, weight_words=96, folded=True)),
+    # ... runs of one pass ...
+    "folded_one_pass_runs": (dict(cin=32, cout=24, h=1, w=4, kernel=1), dict(m_lanes=4, x_lanes=8, folded=True)),
+    # ... and two lanes at stride 2 (runs of two rows)
+    "folded_two_lanes_stride2": (dict(cin=16, cout=16, h=4, w=4, kernel=1, stride=2),
+                                 dict(m_lanes=2, x_lanes=4, bus_bits=32, folded=True)),
 }
 
 

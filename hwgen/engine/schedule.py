@@ -150,12 +150,19 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         delay = wait if passes == 1 else max(0, wait + len(params.step_cuts) + 3 - pass_cycles)
         # per row, the cycle the drain takes its last pass (`taken`) and the cycle the writer has sent it (`sent`):
         # a row's passes are taken once the row buffer of its parity is free (the row two before sent), then one
-        # pass per pass time
-        taken, sent = [start + delay + len(params.mac_cuts)], [backlog]
+        # pass per pass time, issued from `issue` on. A run of one-pass rows takes its first row itself once the
+        # writer has sent the runs before (the MAC array issuing the next row meanwhile), and its second once the
+        # drain has let go of the first (a folded drain's 2 x m_lanes cycles outlast that row's issue)
+        issue = start + delay + len(params.mac_cuts)
+        taken, sent = [issue], [backlog]
         for r in range(rows):
-            ready = taken[-1] + row_compute
+            issue = ready = issue + row_compute
             if r >= 2:
-                ready = max(ready, sent[-2] + 2 + (xg - 1) * pass_cycles)
+                issue = ready = max(ready, sent[-2] + 2 + (xg - 1) * pass_cycles)
+            elif r == 0 and xg == 1 and rows % 2:
+                ready = max(ready, backlog + 1)
+            elif r == 1:
+                ready = max(ready, taken[-1] + drain + 1)
             taken.append(ready)
             sent.append(max(ready + drain + len(params.requant_cuts), sent[-1]) + row_out)
         sent, end = sent[-1], taken[-1]
@@ -201,8 +208,7 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
                 fetched = False
                 early = False  # the previous run ended at its last issue
                 for i, lanes in enumerate(members):
-                    # a folded layer's groups do not overlap (docs/engine.md, "Overlapped run tails")
-                    overlapped = i + 1 < len(members) and plan.fold == 1
+                    overlapped = i + 1 < len(members)
                     # this group's loads were read during the previous run (prefetch): RESIDUES only, or nothing
                     # when that run ended early (its cycles count them)
                     if tiling.prefetch and i:

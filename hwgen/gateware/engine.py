@@ -379,10 +379,8 @@ class Engine(wiring.Component):
                      last_col.eq(col_end),
                      last_tile.eq((band == last_band) & col_end), set_end.eq(j == set_last),
                      next_set_end.eq(j + 1 == set_last)]
-        follows = Mux(resident, ~set_end, ~last_group)  # another group of the same band (tile, resident set) follows
-        next_in_band = follows  # RUN's exit goes to it (`overlap`)
-        if p.fold > 1:  # ... but not a folded layer's (docs/engine.md, "Overlapped run tails")
-            next_in_band &= ~d.fold
+        # another group of the same band (tile, resident set) follows: RUN's exit goes to it (`overlap`)
+        follows = Mux(resident, ~set_end, ~last_group)
         # a prefetched run of a band whose next group follows ends when its last pass is issued (`early`): the
         # next group's residue step and RUN_START overlap the last pass's way through the MAC array's cuts and
         # the drain. The passes issued are counted like the drain counts them, each loop's last as a flag beside
@@ -632,14 +630,14 @@ class Engine(wiring.Component):
                 with m.If(~fetched):
                     m.d.comb += inbuf.run.eq(1)
                 m.d.sync += [running.eq(1), prefetched.eq(0), fetched.eq(0),
-                             refetch.eq(next_in_band & ~d.residue_groups), overlap.eq(next_in_band), early.eq(0)]
+                             refetch.eq(follows & ~d.residue_groups), overlap.eq(follows), early.eq(0)]
                 with m.If(~resident):  # streamed: the group's weights are where the last fill put them
                     m.d.sync += lane_base.eq(fill_base << lw_log)
                 # the next group's table, then (streamed, or a resident set's first tile) its weights: streamed
                 # into the other half, resident into its slot
                 with m.If(d.prefetch & follows):
                     read(table_ptr_next, group_tgb)
-                    m.d.sync += [pf_table.eq(1), prefetched.eq(1), early.eq(next_in_band)]
+                    m.d.sync += [pf_table.eq(1), prefetched.eq(1), early.eq(1)]
                     with m.If(~resident):
                         m.d.sync += fill_base.eq(group_words - fill_base)
                 m.next = "RUN"

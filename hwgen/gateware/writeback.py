@@ -33,7 +33,8 @@ waits until the writer has sent it. `done`: every row of every run so far is wri
 A folded layer's group (`fold`) has `2 * m_lanes` channels of `x_lanes / 2` pixels per pass: the drain
 takes lane `m`'s lower pixel lanes (channel `m`), then its upper ones (channel `m + m_lanes`), each
 through the first `x_lanes / 2` requantizers, and the row buffer holds rows of `2 * m_lanes` channels.
-Its runs do not overlap (the engine waits for `done`; docs/engine.md, "Overlapped run tails").
+Its runs overlap as the others do: the next run's `run` may come while the drain still holds the last
+pass (twice as long), and its restart waits for that hold as above.
 """
 
 from __future__ import annotations
