@@ -9,11 +9,15 @@ placement: the spread shows whether a change beats placement noise). Then the AS
 transistors, logic levels, SRAM bits) of the 4x4 engine. Each P&R takes minutes; `--jobs N` runs N
 of them at once (each synthesizes and places its own copy of the generated folder). `--pipeline N`
 generates with that many register cuts (default: the generator's; 0 is the single-cycle datapath).
+`--dsp ecp5` builds the multipliers as `hwgen generate --dsp ecp5` does (MULT18X18D cells with their
+own registers; ECP5 targets only; measured below main's default `fabric` on three seeds, docs/implement.md,
+"2026-12-02 (dspreg)"); the ASIC estimate is always of the `fabric` engine (it has no DSP cells).
 `--keep DIR` leaves each run's folder (`DIR/4x4-seed1/implement.json`, `implement.txt`, the Yosys and
 nextpnr logs) for reading the paths behind the worst one; without it they go to a temporary folder.
 
     .venv/bin/python benchmarks/implement_fmax.py [--engines 4x4,8x8] [--pipeline N] [--freq 150]
                                                   [--seeds 1[,2,3]] [--jobs 1] [--no-asic] [--keep DIR]
+                                                  [--dsp fabric|ecp5]
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from hwgen.checkpoint import load
-from hwgen.engine.params import DEFAULT_PIPELINE
+from hwgen.engine.params import DEFAULT_PIPELINE, DSPS
 from hwgen.generate import generate
 from hwgen.implement import implement
 
@@ -49,6 +53,7 @@ def main() -> None:
     ap.add_argument("--target", default="ecp5-85k")
     ap.add_argument("--no-asic", action="store_true", help="skip the ASIC estimate")
     ap.add_argument("--keep", type=Path, help="write the runs' folders here (not in a temporary folder)")
+    ap.add_argument("--dsp", choices=DSPS, default="fabric", help="the multipliers (hwgen generate --dsp)")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     graph = load(CHECKPOINT)
@@ -60,15 +65,19 @@ def main() -> None:
         for spec in specs:
             m, x = (int(v) for v in spec.split("x"))
             out = Path(tmp) / spec
-            generate(graph, out, m_lanes=m, x_lanes=x, bus_bits=64, pipeline=args.pipeline)
+            generate(graph, out, m_lanes=m, x_lanes=x, bus_bits=64, pipeline=args.pipeline, dsp=args.dsp)
             for seed in seeds:
                 copy = Path(tmp) / f"{spec}-seed{seed}"
                 shutil.copytree(out, copy, dirs_exist_ok=True)
                 runs[spec, seed] = pool.submit(place, copy, args.target, args.freq, seed)
         if "4x4" in specs and not args.no_asic:
-            asic = implement(Path(tmp) / "4x4", "asic")
+            out = Path(tmp) / "4x4"
+            if args.dsp != "fabric":  # the estimate has no DSP cells: the fabric engine
+                out = Path(tmp) / "4x4-asic"
+                generate(graph, out, m_lanes=4, x_lanes=4, bus_bits=64, pipeline=args.pipeline)
+            asic = implement(out, "asic")
         results = {key: f.result() for key, f in runs.items()}
-    print(f"digits engine (models/digits_ps4p4_w8a8.hwq), pipeline {args.pipeline}, {args.target}, "
+    print(f"digits engine (models/digits_ps4p4_w8a8.hwq), pipeline {args.pipeline}, dsp {args.dsp}, {args.target}, "
           f"target {args.freq:g} MHz; baseline 4x4 (single-cycle datapath): {BASELINE_MHZ} MHz")
     print(f"{'engine':<8}{'seed':>5}{'Fmax MHz':>10}{'vs base':>9}{'LUT':>8}{'FF':>8}{'DSP':>6}{'BRAM':>6}  critical path")
     for (spec, seed), r in results.items():

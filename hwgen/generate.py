@@ -15,6 +15,9 @@ and writes into `out_dir`:
                       model's terms (`hwgen analyze model.hwq --arch arch.yaml --mapping mapping.yaml`
                       predicts the DRAM bytes `hwgen simulate` measures);
   resource counts from Yosys go into the manifest with `synth=`.
+With `dsp="ecp5"` the multipliers are MULT18X18D instances (`hwgen.gateware.dsp`) and the folder also
+holds `hwgen_mult18x18d.v`, the cell's behavioural model for simulators (manifest `files.dsp_model`;
+synthesis uses the real cell, so it is not in the FuseSoC core's files).
 With `interface="axi"` the top is the AXI engine top instead (`hwgen.gateware.axi_top`, Amaranth:
 `m_axi_*`, `s_axil_*`, `irq`), and the register map is written as `registers.json`,
 `driver/hwgen_regs.h` and `driver/hwgen_regs.py` (`hwgen.engine.registers`); a graph with residual
@@ -38,6 +41,7 @@ from .engine.params import DEFAULT_PIPELINE
 from .analysis.engine import engine_compulsory
 from .analysis.workload import layer_from_node
 from .gateware.sram import MODULE as SRAM_MODULE
+from .gateware.dsp import MODEL as DSP_MODEL
 
 ENGINE_MODULE = "hwgen_engine"
 TOP_MODULE = "hwgen_top"
@@ -71,8 +75,11 @@ def engine_verilog(params: EngineParams) -> str:
     return verilog.convert(Engine(params), name=ENGINE_MODULE, emit_src=False)
 
 
-def _core(name: str) -> str:
+def _core(name: str, sim_models: tuple[str, ...] = ()) -> str:
+    """The FuseSoC core; `sim_models`: models of vendor cells the engine instantiates, for the lint
+    target (and simulators) only: synthesis gets the real cells."""
     files = "\n".join(f"      - {FILES[k]}" for k in ("sram", "engine", "top"))
+    models = "".join(f"      - {f}\n" for f in sim_models)
     return (
         "CAPI=2:\n"
         f"name: hwgen:generated:{name}:{__version__}\n"
@@ -86,13 +93,14 @@ def _core(name: str) -> str:
         "    files:\n"
         f"      - {FILES['waivers']}\n"
         "    file_type: vlt\n"
-        "targets:\n"
+        + (f"  sim_models:\n    files:\n{models}    file_type: verilogSource\n" if sim_models else "")
+        + "targets:\n"
         "  default:\n"
         "    filesets: [rtl]\n"
         f"    toplevel: {TOP_MODULE}\n"
         "  lint:\n"
         "    default_tool: verilator\n"
-        "    filesets: [rtl, waivers]\n"
+        f"    filesets: [rtl, {'sim_models, ' if sim_models else ''}waivers]\n"
         "    tools:\n"
         "      verilator:\n"
         "        mode: lint-only\n"
@@ -230,7 +238,7 @@ def build_manifest(b: EngineBuild, params: EngineParams, srams: dict) -> dict:
             "input_buffer_bytes": params.input_buffer_bytes,
             "patterns": list(params.patterns), "sparse": params.sparse, "library": params.library,
             "lane_period": params.lane_period, "weight_pack": params.weight_pack, "pipeline": params.pipeline,
-            "pipeline_latency": params.pipeline_latency, "fold": params.fold,
+            "pipeline_latency": params.pipeline_latency, "fold": params.fold, "dsp": params.dsp,
         },
         "widths": params.widths(),
         "srams": srams,
@@ -279,11 +287,11 @@ def sram_instances(params: EngineParams) -> dict:
 
 def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64, glb_kib: int | None = None,
              weight_kib: int | None = None, dense_only: bool = False, pipeline: int = DEFAULT_PIPELINE,
-             synth: str | None = None, interface: str = "stream", axi_id_bits: int = 4) -> dict:
+             synth: str | None = None, interface: str = "stream", axi_id_bits: int = 4, dsp: str = "fabric") -> dict:
     """Write the engine for `graph` (a quantized hwgen Graph) into `out_dir`; returns the manifest.
 
     `interface`: "stream" (the engine's own req/rd/wr bus, `hwgen_top.v` from the templates) or
-    "axi" (AXI4 master + AXI4-Lite registers, `axi_id_bits` wide IDs).
+    "axi" (AXI4 master + AXI4-Lite registers, `axi_id_bits` wide IDs). `dsp`: `EngineParams.dsp`.
     """
     from .engine import registers
 
@@ -293,9 +301,14 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
         registers.check_axi(bus_bits, axi_id_bits)
     b = engine.build(graph, EngineConfig(m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
                                          weight_kib=weight_kib, dense_only=dense_only, pipeline=pipeline))
-    params = dataclasses.replace(b.params, sram_cells=True)  # the Verilog instantiates the SRAM template
+    # the Verilog instantiates the SRAM template (and with dsp="ecp5" the DSP cells)
+    params = dataclasses.replace(b.params, sram_cells=True, dsp=dsp).validate()
+    if dsp == "ecp5" and synth not in (None, "ecp5"):
+        raise HwgenError(f"an engine with ECP5 DSP cells (dsp ecp5) synthesizes for ECP5 only, not {synth}")
     image = b.image
     manifest = build_manifest(b, params, sram_instances(params))
+    if dsp == "ecp5":
+        manifest["files"]["dsp_model"] = DSP_MODEL
     engine_text = engine_verilog(params)
     amaranth_files = [FILES["engine"]]
     texts, blobs = {}, {}  # the interface's files
@@ -334,10 +347,13 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
             (out / name).parent.mkdir(parents=True, exist_ok=True)
             (out / name).write_text(text, encoding="utf-8")
         (out / FILES["sram"]).write_text(templates.text(FILES["sram"]), encoding="utf-8")
+        if dsp == "ecp5":
+            (out / DSP_MODEL).write_text(templates.text(DSP_MODEL), encoding="utf-8")
         (out / FILES["image"]).write_bytes(image.data)
         for name, blob in blobs.items():
             (out / name).write_bytes(blob)
-        (out / FILES["core"]).write_text(_core(graph.name.replace(" ", "_").lower() or "engine"), encoding="utf-8")
+        (out / FILES["core"]).write_text(_core(graph.name.replace(" ", "_").lower() or "engine",
+                                                  (DSP_MODEL,) if dsp == "ecp5" else ()), encoding="utf-8")
         (out / FILES["waivers"]).write_text(_waivers(amaranth_files), encoding="utf-8")
         (out / FILES["checkpoint"]).write_bytes(checkpoint.to_bytes(graph))
         describe.write(b, out / FILES["arch"], out / FILES["mapping"])

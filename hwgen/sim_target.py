@@ -136,12 +136,12 @@ def _regions(layers: list[dict]) -> list[dict]:
 
 def from_graph(graph, out_dir: Path, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64,
                glb_kib: int | None = None, dense_only: bool = False, interface: str = "stream",
-               pipeline: int = DEFAULT_PIPELINE) -> EngineTarget:
+               pipeline: int = DEFAULT_PIPELINE, dsp: str = "fabric") -> EngineTarget:
     """`hwgen generate` for a quantized graph into `out_dir` (which saves the graph there too)."""
     from .generate import generate
 
     generate(graph, out_dir, m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
-             dense_only=dense_only, interface=interface, pipeline=pipeline)
+             dense_only=dense_only, interface=interface, pipeline=pipeline, dsp=dsp)
     return load_generated(out_dir)
 
 
@@ -180,7 +180,9 @@ def load_generated(gen_dir, checkpoint_path=None) -> EngineTarget:
                 raise FileNotFoundError(2, "missing", files[key])
         top = manifest["modules"]["top"]
         params = {k: int(params_j[k]) for k in ("m_lanes", "x_lanes", "bus_bits", "act_bits")}
-        sources = {files[k]: (gen_dir / files[k]).read_text() for k in ("sram", "engine", "top")}
+        # with the models of the vendor cells the engine instantiates (`hwgen generate --dsp ecp5`)
+        sources = {files[k]: (gen_dir / files[k]).read_text() for k in ("sram", "engine", "top", "dsp_model")
+                   if k in files}
         layers = [EngineLayer(lay["name"], int(lay["descriptor_addr"]), int(lay["input"]["addr"]),
                               int(lay["output"]["addr"]), {k: int(v) for k, v in lay["schedule"]["bytes"].items()},
                               int(lay["schedule"]["cycles"]),

@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 
-from ..engine.params import DEFAULT_PIPELINE, MAX_PIPELINE
+from ..engine.params import DEFAULT_PIPELINE, DSPS, MAX_PIPELINE
 from ..errors import HwgenError
 from ..gateware.synth import TARGETS as SYNTH_TARGETS
 
@@ -46,6 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"register cuts per long datapath path, 0 to {MAX_PIPELINE}: requantization and MAC array "
                         f"stages, each adding a cycle of latency per lane group run (default {DEFAULT_PIPELINE}; "
                         "0: the single-cycle datapath)")
+    p.add_argument("--dsp", choices=DSPS, default="fabric",
+                   help="the datapath's multipliers: fabric (a * b between register cuts, which synthesis maps onto DSP "
+                        "cells without their registers; default) or ecp5 (MULT18X18D cells whose own input and output "
+                        "registers are those cuts; for ECP5 targets, simulated with the model the folder holds)")
     p.add_argument("--synth", nargs="?", const="xilinx", choices=tuple(SYNTH_TARGETS),
                    help="run Yosys synthesis (synth_xilinx by default, synth_ice40 or synth_ecp5) and report resources")
     p.add_argument("--interface", choices=("stream", "axi"), default="stream",
@@ -66,7 +70,7 @@ def run(args) -> int:
         print(f"hwgen generate: synthesizing with Yosys (synth_{args.synth}), about a minute", file=sys.stderr)
     manifest = generate(graph, args.out, m_lanes=args.m_lanes, x_lanes=args.x_lanes, bus_bits=args.bus_bits,
                         glb_kib=args.glb_kib, weight_kib=args.weight_kib, dense_only=args.dense_only,
-                        pipeline=args.pipeline, synth=args.synth,
+                        pipeline=args.pipeline, synth=args.synth, dsp=args.dsp,
                         interface=args.interface, axi_id_bits=args.axi_id_bits)
     if args.json:
         print(json.dumps(manifest, indent=2))

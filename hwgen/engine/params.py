@@ -29,6 +29,10 @@ MAX_PIPELINE = max(len(MAC_CUTS), len(REQUANT_CUTS))
 # Output channels a MAC lane holds in a folded layer (`plan.can_fold`): x lanes / FOLD pixels per pass
 FOLD = 2
 DEFAULT_PIPELINE = MAX_PIPELINE  # what `hwgen generate` builds unless told otherwise
+# The datapath's multipliers: "fabric", `a * b` between the cuts (Yosys maps each onto a DSP cell without
+# its registers), or "ecp5", MULT18X18D cells whose own registers are the cuts around the multiply
+# (`gateware.dsp`: the MAC array's `operands` and `product`, the requantizer's `inputs` and `product`)
+DSPS = ("fabric", "ecp5")
 
 
 # Windows the `window` cut's FIFO holds. After a residue group's dense channel (9 steps) the
@@ -87,6 +91,7 @@ class EngineParams:
     residue_groups: bool = False  # some layer has residue-grouped lanes: a deeper window FIFO (`window_depth`)
     fold: int = 1  # FOLD: some layer folds its spare x lanes onto more output channels (`plan.can_fold`)
     double_bands: bool = False  # some layer's row bands load behind the runs, in two input buffer halves (Tiling.double)
+    dsp: str = "fabric"  # DSPS: how the datapath's multipliers are built
 
     # -- validation ------------------------------------------------------------------------------
     def validate(self) -> "EngineParams":
@@ -117,6 +122,11 @@ class EngineParams:
         if not isinstance(self.pipeline, int) or isinstance(self.pipeline, bool) \
                 or not 0 <= self.pipeline <= MAX_PIPELINE:
             raise HwgenError(f"pipeline must be an integer from 0 to {MAX_PIPELINE}, got {self.pipeline!r}")
+        if self.dsp not in DSPS:
+            raise HwgenError(f"dsp must be one of {', '.join(DSPS)}, got {self.dsp!r}")
+        if self.dsp != "fabric" and self.pipeline != MAX_PIPELINE:
+            raise HwgenError(f"dsp {self.dsp} registers the multipliers' operands and products in the DSP cells: "
+                             f"it needs pipeline {MAX_PIPELINE} (every cut), got {self.pipeline}")
         if self.fold not in (1, FOLD) or self.fold > self.x_lanes:
             raise HwgenError(f"fold must be 1 or {FOLD} (at most x-lanes), got {self.fold!r}")
         if len(self.patterns) > MAX_PERIOD * 4:

@@ -14,8 +14,9 @@ then each lane's choice among them, the multiply and the accumulate. `params.mac
 FIFO (`params.window_depth` windows) between the input buffer and the issue (`window`: the buffer's fetch sees a
 registered ready), and registers the path after the candidates (`candidates`), before the
 multiply (`operands`: the DSP input registers) and after it (`product`: the DSP output
-register); the step's flags (first, last) travel with it, so each cut delays a run by one cycle
-and costs no throughput.
+register; with `params.dsp == "ecp5"` both are the DSP cells' own registers, `gateware.dsp`); the
+step's flags (first, last) travel with it, so each cut delays a run by one cycle and costs no
+throughput.
 
 The window is `kernel_max` rows of `win_cols` pixels; a k x k kernel sits in its middle
 (`EngineParams.window_tap`), and a dense layer's step `t` is its raster tap `t`.
@@ -32,6 +33,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..engine.params import EngineParams
+from . import dsp
 from .pattern_rom import select_bits, tap_orders
 from .pipeline import cut
 
@@ -201,13 +203,19 @@ class MacArray(wiring.Component):
                     operands[f"x{sel}_{j}"] = chosen
                 else:  # one pattern (or a dense-only engine): nothing to choose per lane
                     operands[f"x{sel}_{j}"] = per_pattern[0]
-        v = stage("operands", **operands)
-
-        def weight(lane, j):
+        def weight(v, lane, j):
             return v[f"wf{lane}" if p.fold > 1 and j >= half else f"w{lane}"]
 
-        v = stage("product", **{f"p{lane}_{j}": weight(lane, j) * v[f"x{lane % sl}_{j}"]
-                                for lane in range(lanes) for j in range(xl)})
+        if p.dsp == "fabric":
+            v = stage("operands", **operands)
+            v = stage("product", **{f"p{lane}_{j}": weight(v, lane, j) * v[f"x{lane % sl}_{j}"]
+                                    for lane in range(lanes) for j in range(xl)})
+        else:  # each product's DSP cell registers its own operands (the `operands` cut) and the product (`product`)
+            stage("operands")
+            stage("product")
+            v = {f"p{lane}_{j}": dsp.product(m, weight(operands, lane, j), operands[f"x{lane % sl}_{j}"],
+                                             f"mult_{lane}_{j}")
+                 for lane in range(lanes) for j in range(xl)}
 
         with m.If(self.result.valid & self.result.ready):
             m.d.sync += self.result.valid.eq(0)

@@ -12,7 +12,8 @@ afterwards, so a cut can sit between the DSPs and their sum. `cuts` (a subset of
 `params.REQUANT_CUTS`) registers the path before the multiply (`inputs`), after the partial
 products (`product`: the DSP output registers), after their sum (`sum`), after the shift
 (`rounding`) and after the clamp (`output`). `y` follows the inputs `len(cuts)` cycles later
-(`latency`).
+(`latency`). With `dsp="ecp5"` the partial products are DSP cells whose own registers are the
+`inputs` and `product` cuts of the multiply's operands and products (`gateware.dsp`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import intmath
-from ..engine.params import REQUANT_CUTS
+from ..engine.params import DSPS, REQUANT_CUTS
+from . import dsp
 from .pipeline import cut
 
 SHIFT_BITS = 6  # holds S up to MAX_SHIFT = 47
@@ -32,11 +34,15 @@ PART_BITS = 17  # an unsigned 17-bit accumulator slice times the 15-bit M is one
 class Requant(wiring.Component):
     """`y` follows `acc`, `multiplier`, `shift`, `half_even`, `lo`, `hi` `latency` cycles later."""
 
-    def __init__(self, acc_bits: int, cuts: tuple[str, ...] = ()):
+    def __init__(self, acc_bits: int, cuts: tuple[str, ...] = (), dsp: str = "fabric"):
         unknown = set(cuts) - set(REQUANT_CUTS)
         if unknown:
             raise ValueError(f"unknown requantization cuts {sorted(unknown)}")
-        self.acc_bits, self.cuts = acc_bits, tuple(cuts)
+        if dsp not in DSPS:
+            raise ValueError(f"dsp must be one of {DSPS}, got {dsp!r}")
+        if dsp != "fabric" and not {"inputs", "product"} <= set(cuts):
+            raise ValueError(f"dsp {dsp}: the DSP cells' registers are the `inputs` and `product` cuts, got {cuts}")
+        self.acc_bits, self.cuts, self.dsp = acc_bits, tuple(cuts), dsp
         self.latency = len(self.cuts)
         super().__init__({
             "acc": In(signed(acc_bits)),
@@ -54,11 +60,18 @@ class Requant(wiring.Component):
         def stage(name, **values):  # the values past cut `name`
             return {k: cut(m, name in self.cuts, v, f"{name}_{k}") for k, v in values.items()}
 
-        v = stage("inputs", acc=self.acc, multiplier=self.multiplier, shift=self.shift, lo=self.lo, hi=self.hi,
-                  half_even=self.half_even)
+        ecp5 = self.dsp == "ecp5"  # the DSP cells register the multiply's operands and products themselves
+        operands = {} if ecp5 else {"acc": self.acc, "multiplier": self.multiplier}
+        v = stage("inputs", **operands, shift=self.shift, lo=self.lo, hi=self.hi, half_even=self.half_even)
+        acc, multiplier = (self.acc, self.multiplier) if ecp5 else (v["acc"], v["multiplier"])
         starts = range(0, self.acc_bits, PART_BITS)
-        slices = [v["acc"][lo:lo + PART_BITS] for lo in starts]
+        slices = [acc[lo:lo + PART_BITS] for lo in starts]
         slices[-1] = slices[-1].as_signed()  # the top slice carries the sign
+        if ecp5:  # each cell's input registers are the `inputs` cut, its output register the `product` cut
+            parts = {f"part{i}": dsp.product(m, piece, multiplier, f"part{i}") for i, piece in enumerate(slices)}
+            products = {}
+        else:
+            products = {f"part{i}": piece * multiplier for i, piece in enumerate(slices)}
         shift = v["shift"]
         width = self.acc_bits + intmath.MULT_BITS + 1  # the width of acc * M (M unsigned)
         # A tie is `product >> s1` (s1 = S - 1) odd with its bit 1 clear and every bit under s1 clear:
@@ -67,12 +80,14 @@ class Requant(wiring.Component):
         # subtractor), and the tie flag is one compare without the variable shift. At s1 >= width - 1
         # (S = 0 wraps s1 to 63) the arithmetic shift leaves two copies of the sign bit, never a tie.
         # (Mask bit 0, S >= 0, is a constant: Verilator's lint flags the compare.)
-        v = stage("product", **{f"part{i}": piece * v["multiplier"] for i, piece in enumerate(slices)},
+        v = stage("product", **products,
                   s1=(shift - 1)[:SHIFT_BITS], tie_mask=Cat(Const(1, 1), *(shift >= i for i in range(1, width))),
                   tie_bits=Cat(*(shift == i + 1 for i in range(width))),
                   half_even=v["half_even"] & (shift != 0) & (shift < width), lo=v["lo"], hi=v["hi"])
+        if not ecp5:
+            parts = v
         total = Signal(signed(width))
-        m.d.comb += total.eq(sum(v[f"part{i}"] << lo for i, lo in enumerate(starts)))
+        m.d.comb += total.eq(sum(parts[f"part{i}"] << lo for i, lo in enumerate(starts)))
         v = stage("sum", product=total, s1=v["s1"], tie_mask=v["tie_mask"], tie_bits=v["tie_bits"],
                   lo=v["lo"], hi=v["hi"], half_even=v["half_even"])
         product = v["product"]

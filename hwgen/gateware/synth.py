@@ -25,6 +25,11 @@ TARGETS = {
     "ecp5": "synth_ecp5 -top {top} -run :map_luts; techmap -map +/lattice/latches_map.v; abc -lut 4 -dress; "
             "clean; synth_ecp5 -top {top} -run map_cells:",
 }
+# Yosys 0.70 marks a cell of a module it has not read yet (the MULT18X18D black boxes of `--dsp ecp5`,
+# which synth_ecp5 reads) to re-read its module from the Verilog once that module appears; synth_ecp5's
+# last hierarchy check derives the parametrized black box again and so replaces the synthesized engine
+# by its unsynthesized source (write_json then fails on its processes). Without the mark the cells stay.
+NO_REREAD = "setattr -unset reprocess_after a:reprocess_after"
 GROUPS = {
     "LUT": ("LUT", "SB_LUT4", "MUXF", "CCU2C"),
     "FF": ("FD", "SB_DFF", "TRELLIS_FF"),
@@ -59,6 +64,7 @@ def synthesize(files, top: str, target: str = "xilinx", command: str | None = No
             names.append(Path(f).name)
         script = "; ".join([
             "read_verilog -sv " + " ".join(names),
+            NO_REREAD,
             (command or TARGETS[target]).format(top=top),
             "tee -q -o stat.json stat -json",
         ])

@@ -134,7 +134,7 @@ class Writeback(wiring.Component):
         out_lane = lane if p.fold == 1 else Cat(lane, upper)  # the output channel within the group
         ys = []
         for j in range(xl):
-            rq = Requant(p.acc_bits, p.requant_cuts)
+            rq = Requant(p.acc_bits, p.requant_cuts, p.dsp)
             m.submodules[f"requant{j}"] = rq
             acc = work.word_select(j, p.acc_bits).as_signed()
             if p.fold > 1 and j < half:

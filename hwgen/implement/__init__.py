@@ -67,9 +67,14 @@ def implement(out_dir, target: str, *, freq_mhz: float = 100.0, seed: int = 1, b
     src = Path(out_dir)
     manifest = load_manifest(src)
     p = manifest["params"]
+    dsp = p.get("dsp", "fabric")
+    if dsp == "ecp5" and tgt.family is not targets.ECP5:
+        raise HwgenError(f"{src} instantiates ECP5 DSP cells (generated with --dsp ecp5): implement it for an ECP5 "
+                         f"target, or generate it with --dsp fabric for {tgt.name}")
     head = {
         "target": tgt.name, "device": tgt.device,
-        "engine": {k: p.get(k) for k in ("m_lanes", "x_lanes", "bus_bits", "weight_bits", "act_bits", "acc_bits")},
+        "engine": {**{k: p.get(k) for k in ("m_lanes", "x_lanes", "bus_bits", "weight_bits", "act_bits", "acc_bits")},
+                   "dsp": dsp},
     }
     with tempfile.TemporaryDirectory(prefix="hwgen-implement-") as tmp:
         work = Path(tmp)

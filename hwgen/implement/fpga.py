@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import templates, tools
 from ..errors import HwgenError
-from ..gateware.synth import group_cells
+from ..gateware.synth import NO_REREAD, group_cells
 from .targets import Target
 
 WRAPPER_MODULE = "hwgen_pinlight"
@@ -165,7 +165,7 @@ def synthesize(src: Path, work: Path, manifest: dict, target: Target) -> tuple[d
                                               encoding="utf-8")
     synth, fallback = (cmd.format(top=WRAPPER_MODULE, netlist="netlist.json") for cmd in (fam.synth, fam.fallback))
     for attempt in (synth, fallback):
-        script = "; ".join(["read_verilog -sv " + " ".join(sources + [f"{WRAPPER_MODULE}.v"]), attempt,
+        script = "; ".join(["read_verilog -sv " + " ".join(sources + [f"{WRAPPER_MODULE}.v"]), NO_REREAD, attempt,
                             "tee -q -o stat.json stat -json"])
         try:
             tools.yosys_run(yosys, ["-p", script], work)

@@ -6,7 +6,8 @@ ENDPOINT_GROUPS = 12  # groups of failing endpoints the text shows
 
 
 def _engine(e: dict) -> str:
-    return f"{e['m_lanes']}x{e['x_lanes']} MACs, {e['bus_bits']}-bit bus, W{e['weight_bits']} A{e['act_bits']}"
+    return (f"{e['m_lanes']}x{e['x_lanes']} MACs, {e['bus_bits']}-bit bus, W{e['weight_bits']} A{e['act_bits']}"
+            + (", registered ECP5 DSP cells" if e.get("dsp") == "ecp5" else ""))
 
 
 def fpga_text(r: dict) -> list[str]:
