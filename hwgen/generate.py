@@ -37,7 +37,7 @@ from . import __version__, checkpoint, templates
 from .errors import HwgenError
 from . import engine
 from .engine import EngineBuild, EngineConfig, EngineParams, describe, descriptor, network
-from .engine.params import DEFAULT_PIPELINE, image_address_bits
+from .engine.params import DEFAULT_PIPELINE
 from .analysis.engine import engine_compulsory
 from .analysis.workload import layer_from_node
 from .gateware.sram import MODULE as SRAM_MODULE
@@ -239,7 +239,6 @@ def build_manifest(b: EngineBuild, params: EngineParams, srams: dict) -> dict:
             "patterns": list(params.patterns), "sparse": params.sparse, "library": params.library,
             "lane_period": params.lane_period, "weight_pack": params.weight_pack, "pipeline": params.pipeline,
             "pipeline_latency": params.pipeline_latency, "fold": params.fold, "dsp": params.dsp,
-            "addr_bits": params.addr_bits,
         },
         "widths": params.widths(),
         "srams": srams,
@@ -302,20 +301,11 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
         registers.check_axi(bus_bits, axi_id_bits)
     b = engine.build(graph, EngineConfig(m_lanes=m_lanes, x_lanes=x_lanes, bus_bits=bus_bits, glb_kib=glb_kib,
                                          weight_kib=weight_kib, dense_only=dense_only, pipeline=pipeline))
+    # the Verilog instantiates the SRAM template (and with dsp="ecp5" the DSP cells)
+    params = dataclasses.replace(b.params, sram_cells=True, dsp=dsp).validate()
     if dsp == "ecp5" and synth not in (None, "ecp5"):
         raise HwgenError(f"an engine with ECP5 DSP cells (dsp ecp5) synthesizes for ECP5 only, not {synth}")
     image = b.image
-    unit = net = net_error = None
-    if interface == "axi":
-        unit = network.netop_unit(graph, b.params)
-        try:
-            net = network.network_image(b, unit)
-        except HwgenError as e:
-            net_error = str(e)
-    # the Verilog instantiates the SRAM template (and with dsp="ecp5" the DSP cells); its address registers span
-    # the DRAM image (and the AXI top's network chain image)
-    addr_bits = image_address_bits(max(image.size, net.size if net else 0))
-    params = dataclasses.replace(b.params, sram_cells=True, dsp=dsp, addr_bits=addr_bits).validate()
     manifest = build_manifest(b, params, sram_instances(params))
     if dsp == "ecp5":
         manifest["files"]["dsp_model"] = DSP_MODEL
@@ -329,16 +319,18 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
         manifest["interface"] = {"kind": "axi", "id_bits": axi_id_bits, "lite_addr_bits": registers.ADDR_BITS,
                                  "lite_data_bits": registers.DATA_BITS, "build_id": bid}
         manifest["ports"] = _axi_ports(params.bus_bits, axi_id_bits)
+        unit = network.netop_unit(graph, params)
         manifest["interface"]["netops_chunk"] = unit.chunk if unit else None
         manifest["interface"]["netops"] = list(unit.ops) if unit else []
         config = registers.config_values(manifest["params"], unit.ops if unit else ())
         texts[FILES["top"]] = axi_top_verilog(params, id_bits=axi_id_bits, build=bid, config=config, unit=unit)
-        if net:
+        try:
+            net = network.network_image(b, unit)
             blobs[NETWORK_IMAGE] = net.data
             manifest["files"]["network_image"] = NETWORK_IMAGE
             manifest["network"] = network.manifest_entry(net)
-        else:
-            manifest["network"] = {"error": net_error}
+        except HwgenError as e:
+            manifest["network"] = {"error": str(e)}
         regmap = (bid, config, manifest["layers"])
         net_j = manifest["network"]
         texts[AXI_FILES["registers"]] = json.dumps(registers.as_json(*regmap, net_j), indent=2) + "\n"

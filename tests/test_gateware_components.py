@@ -90,7 +90,7 @@ def test_requant_refuses_unknown_cut():
 
 @pytest.mark.parametrize("beats", [0, 1, MAX_BURST - 1, MAX_BURST, MAX_BURST + 1, 2 * MAX_BURST, 2 * MAX_BURST + 77])
 def test_reader_splits_into_bursts(beats):
-    dut = Reader(beat_bytes=8, addr_bits=16, count_bits=13)
+    dut = Reader(beat_bytes=8)
     rng = random.Random(beats)
     want = []
     addr, left = 0x1000, beats

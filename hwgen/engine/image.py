@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import HwgenError
 from . import descriptor
 from .memory_map import (activation_bytes, ceil_div, groups, id_words, pack_table, pack_weights, row_beats,
                          weight_group_beats)
@@ -103,7 +104,8 @@ def dram_image(plans: list[LayerPlan], params: EngineParams) -> DramImage:
                                       table_addr=t_addr, table_base=bases[i])
         layers.append(LayerRegions(plan.name, desc, w_addr, w_len, t_addr, t_len, in_addr, in_bytes, out_addr,
                                    out_bytes))
-    params.check_image(cursor, "the DRAM image")
+    if cursor >= 1 << 32:
+        raise HwgenError(f"the DRAM image needs {cursor} bytes, more than the 32-bit address space")
     data = bytearray(static_end)
     for addr, blob in blobs.items():
         data[addr:addr + len(blob)] = blob

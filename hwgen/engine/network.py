@@ -130,7 +130,8 @@ def network_image(build, unit: NetopUnit | None) -> NetworkImage:
         cursor = _align(cursor + size)
     for name, src in alias.items():
         tensors[name] = tensors[src]
-    params.check_image(cursor, "the network's DRAM image")
+    if cursor >= 1 << 32:
+        raise HwgenError(f"the network's DRAM image needs {cursor} bytes, more than the 32-bit address space")
     _, bases = rom_tables(ordered)
     convs = {plan.name: (w, t, base) for (plan, w, _, t, _), base in zip(static, bases)}
     schedules = {plan.name: sched for plan, sched in zip(build.plans, build.schedules)}

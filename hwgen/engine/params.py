@@ -15,8 +15,7 @@ from ..errors import HwgenError
 MAX_PERIOD = 16  # longest pattern period the pattern ROM is built for
 MAX_BURST = 256  # beats per DRAM request (the AXI4 limit): the reader splits longer transfers
 LEN_BITS = 16  # width of the request's len field
-ADDR_BITS = 32  # the memory interface's byte addresses (ports, descriptor fields)
-MIN_ADDR_BITS = 12  # the narrowest `EngineParams.addr_bits`: a 4 KiB image
+ADDR_BITS = 32
 TAPS = 9  # a 3x3 pattern (periodic and pattern-library layers, the pattern ROM's masks)
 KERNEL_MAX = 7  # the largest kernel an engine can be built for
 # Register cuts of the two long paths, in the order `pipeline` depth adds them (docs/engine.md,
@@ -93,9 +92,6 @@ class EngineParams:
     fold: int = 1  # FOLD: some layer folds its spare x lanes onto more output channels (`plan.can_fold`)
     double_bands: bool = False  # some layer's row bands load behind the runs, in two input buffer halves (Tiling.double)
     dsp: str = "fabric"  # DSPS: how the datapath's multipliers are built
-    # the engine's address registers hold image offsets below 2**addr_bits (`image_address_bits`: the generator
-    # sizes it to the DRAM image); the ports and descriptors keep ADDR_BITS, zero-extended
-    addr_bits: int = ADDR_BITS
 
     # -- validation ------------------------------------------------------------------------------
     def validate(self) -> "EngineParams":
@@ -131,9 +127,6 @@ class EngineParams:
         if self.dsp != "fabric" and self.pipeline != MAX_PIPELINE:
             raise HwgenError(f"dsp {self.dsp} registers the multipliers' operands and products in the DSP cells: "
                              f"it needs pipeline {MAX_PIPELINE} (every cut), got {self.pipeline}")
-        if not isinstance(self.addr_bits, int) or isinstance(self.addr_bits, bool) \
-                or not MIN_ADDR_BITS <= self.addr_bits <= ADDR_BITS:
-            raise HwgenError(f"address bits must be an integer from {MIN_ADDR_BITS} to {ADDR_BITS}, got {self.addr_bits!r}")
         if self.fold not in (1, FOLD) or self.fold > self.x_lanes:
             raise HwgenError(f"fold must be 1 or {FOLD} (at most x-lanes), got {self.fold!r}")
         if len(self.patterns) > MAX_PERIOD * 4:
@@ -147,17 +140,6 @@ class EngineParams:
     @property
     def beat_bytes(self) -> int:
         return self.bus_bits // 8
-
-    @property
-    def count_bits(self) -> int:
-        """Bits of a beat count: a load (and every plane or band it is computed from) lies in the image."""
-        return self.addr_bits - _log2(self.beat_bytes)
-
-    def check_image(self, size: int, what: str) -> None:
-        """Refuse a DRAM image of `size` bytes whose addresses, one past its end included, do not fit addr_bits."""
-        if size >= 1 << self.addr_bits:
-            raise HwgenError(f"{what} needs {size} bytes, more than the engine's {self.addr_bits}-bit address space"
-                             + (" (generate the engine for this network)" if self.addr_bits < ADDR_BITS else ""))
 
     @property
     def act_pack(self) -> int:
@@ -327,8 +309,6 @@ class EngineParams:
         """The derived widths, for the manifest."""
         return {
             "accumulator": self.acc_bits,
-            "address": self.addr_bits,
-            "beat_count": self.count_bits,
             "product": self.weight_bits + self.act_bits + 1,
             "requant_product": intmath.product_bits(self.acc_bits),
             "beat_bytes": self.beat_bytes,
@@ -346,8 +326,3 @@ class EngineParams:
             "window_fifo_depth": self.window_depth,
             "requant_register_cuts": list(self.requant_cuts),
         }
-
-
-def image_address_bits(size: int) -> int:
-    """`EngineParams.addr_bits` for a DRAM image of `size` bytes: its offsets and its end."""
-    return max(size.bit_length(), MIN_ADDR_BITS)

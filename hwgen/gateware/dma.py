@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from ..engine.params import ADDR_BITS, LEN_BITS, MAX_BURST
 
 REQUEST = data.StructLayout({"addr": ADDR_BITS, "len": LEN_BITS, "write": 1})
+COUNT_BITS = 32
 
 
 class Reader(wiring.Component):
@@ -20,17 +21,12 @@ class Reader(wiring.Component):
     `beats != 0`, given by the caller from registers beside its lengths: the reader's `pending` loads
     from it, so no wide compare lies behind the caller's choice of length (docs/implement.md)."""
 
-    def __init__(self, beat_bytes: int, addr_bits: int, count_bits: int):
-        """`addr_bits` / `count_bits`: the caller's address and beat count widths (`EngineParams.addr_bits`,
-        `count_bits`); requests carry the address zero-extended to ADDR_BITS."""
-        if not 1 <= addr_bits <= ADDR_BITS or not 1 <= count_bits <= addr_bits:
-            raise ValueError(f"reader widths must be 1 <= count bits <= address bits <= {ADDR_BITS}, "
-                             f"got {count_bits} and {addr_bits}")
-        self.beat_bytes, self.count_bits = beat_bytes, count_bits
+    def __init__(self, beat_bytes: int):
+        self.beat_bytes = beat_bytes
         super().__init__({
             "start": In(1),
-            "addr": In(addr_bits),
-            "beats": In(count_bits),
+            "addr": In(ADDR_BITS),
+            "beats": In(COUNT_BITS),
             "nonzero": In(1),
             "busy": Out(1),
             "req": Out(stream.Signature(REQUEST)),
@@ -38,15 +34,15 @@ class Reader(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cursor = Signal.like(self.addr)  # the next burst's address
-        left = Signal(self.count_bits)
+        cursor = self.req.payload.addr  # registered: the next burst's address
+        left = Signal(COUNT_BITS)
         # `left != 0` as a register: the engine chooses the request stream's owner from it, and a 32-bit
         # compare in front of that choice was the engine's critical path (docs/implement.md)
         pending = Signal()
         burst = Signal(LEN_BITS)
         m.d.comb += [
             burst.eq(Mux(left < MAX_BURST, left, MAX_BURST)),
-            self.req.payload.addr.eq(cursor), self.req.payload.len.eq(burst),
+            self.req.payload.len.eq(burst),
             self.req.payload.write.eq(0),
             self.req.valid.eq(pending),
             self.busy.eq(pending),

@@ -73,7 +73,7 @@ class Engine(wiring.Component):
         m = Module()
         p = self.p
         lanes, bb = p.m_lanes, p.beat_bytes
-        m.submodules.reader = reader = Reader(bb, p.addr_bits, p.count_bits)
+        m.submodules.reader = reader = Reader(bb)
         m.submodules.inbuf = inbuf = InputBuffer(p)
         m.submodules.wbuf = wbuf = WeightBuffer(p)
         m.submodules.patterns = rom = PatternRom(p)
@@ -106,16 +106,16 @@ class Engine(wiring.Component):
             return Mux(d.fold, wide, narrow)
 
         # layer constants, computed once after the descriptor arrives
-        row_bytes = Signal(p.addr_bits)
-        plane_bytes = Signal(p.addr_bits)
-        lane_bytes = Signal(p.addr_bits)  # output address stride between the lanes of a group
-        in_plane_bytes = Signal(p.addr_bits)  # input address stride between channels
-        input_beats = Signal(p.count_bits)  # the whole input tensor's beats
-        band_out_step = Signal(p.addr_bits)  # output address advance per band
+        row_bytes = Signal(ADDR_BITS)
+        plane_bytes = Signal(ADDR_BITS)
+        lane_bytes = Signal(ADDR_BITS)  # output address stride between the lanes of a group
+        in_plane_bytes = Signal(ADDR_BITS)  # input address stride between channels
+        input_beats = Signal(32)  # the whole input tensor's beats
+        band_out_step = Signal(ADDR_BITS)  # output address advance per band
         # their factors, one multiply per cycle (SETUP, then SETUP_BYTES): no multiplier chain in one cycle
-        out_plane_beats = Signal(p.count_bits)
-        in_plane_beats = Signal(p.count_bits)
-        band_out_beats = Signal(p.count_bits)
+        out_plane_beats = Signal(32)
+        in_plane_beats = Signal(32)
+        band_out_beats = Signal(32)
         # the lanes' planes apart: the period in a residue-grouped layer, else 1; a register, so that the
         # descriptor's fields and this mux are not in front of lane_bytes' multiplier
         lane_planes = Signal(8)
@@ -128,16 +128,16 @@ class Engine(wiring.Component):
         # lane group state
         group = Signal(16)
         lanes_left = Signal(16)
-        weight_ptr = Signal(p.addr_bits)
-        table_ptr = Signal(p.addr_bits)
-        out_ptr = Signal(p.addr_bits)
+        weight_ptr = Signal(ADDR_BITS)
+        table_ptr = Signal(ADDR_BITS)
+        out_ptr = Signal(ADDR_BITS)
         # the writer's group: its first row (a column tile's from its first output beat) and output channels
         # (the last group's may be fewer), a cycle behind the registers they are computed from (below)
-        group_addr = Signal(p.addr_bits)
+        group_addr = Signal(ADDR_BITS)
         lanes_valid = Signal.like(wb.lanes_valid)
         # residue groups: the current class, its first output plane, and whether this group starts it
         res_class = Signal(8)
-        class_ptr = Signal(p.addr_bits)
+        class_ptr = Signal(ADDR_BITS)
         class_start = Signal()
         # row band state: first output row, its first window's top input row, output rows, the input
         # rows [lo, hi) it loads (row lo in each channel's first buffer slot), the channel being loaded
@@ -147,7 +147,7 @@ class Engine(wiring.Component):
         band_rows_now = Signal(16)
         band_lo = Signal(signed(18))
         band_hi = Signal(signed(18))
-        band_out_off = Signal(p.addr_bits)
+        band_out_off = Signal(ADDR_BITS)
         # the band's first window's top row + kernel rows - stride (BAND), then + its output rows * stride:
         # one past the last input row its windows read (BAND_ROWS), one add per cycle
         band_top = Signal(signed(18))
@@ -158,16 +158,16 @@ class Engine(wiring.Component):
         win_slot = Signal(signed(18))
         # beats before row hi and before row lo in a channel (BAND_BEATS: each a multiply of a register, no
         # subtraction in front of the multiplier), and the band's input rows hi - lo
-        hi_beats = Signal(p.count_bits)
-        lo_beats = Signal(p.count_bits)
+        hi_beats = Signal(32)
+        lo_beats = Signal(32)
         band_in_rows = Signal(16)
-        chan_beats = Signal(p.count_bits)
+        chan_beats = Signal(32)
         in_c = Signal(16)
-        in_ptr = Signal(p.addr_bits)
-        chan_ptr = Signal(p.addr_bits)  # the channel's first row to load
+        in_ptr = Signal(ADDR_BITS)
+        chan_ptr = Signal(ADDR_BITS)  # the channel's first row to load
         in_row = Signal(16)  # column tiles: the row being loaded (one read per row), from the band's first
         slot_ptr = Signal(32)
-        in_row_bytes = Signal(p.addr_bits)
+        in_row_bytes = Signal(ADDR_BITS)
         # the layer's nest, from descriptor fields, as registers (SETUP): their 8-bit ORs are not in front of RUN's
         # exit and the input buffer's `run` (main's 88.61 / 91.68 MHz paths, seeds 2 and 3: `resident_groups` ->
         # `overlap` -> the resets of the fetch's and the issue count's registers)
@@ -234,7 +234,7 @@ class Engine(wiring.Component):
         # data beats the current load has left to receive, counted down, and "the next beat is its last" beside
         # it: a load's end is a register in front of the state transition, loaded from a compare of the counter
         # with a constant (no adder, no compare of two wide values)
-        left_beats = Signal(p.count_bits)
+        left_beats = Signal(32)
         got_last = Signal()
         # the loads of a descriptor-dependent length, each with "not empty" and "one beat" flags registered
         # where the length is (or a cycle behind it, which is at least a cycle before a read starts): `read`
@@ -340,7 +340,7 @@ class Engine(wiring.Component):
         # loads what it reads along with the pointers), so the exit's enables, the reader's address and the
         # writer's row address meet flip-flops, not adds and compares (the out_ptr / class_ptr / lane_addr / reader
         # address endpoints of main's runs)
-        tile_out_off = Signal(p.addr_bits)  # the band's and column tile's first output beat in a plane
+        tile_out_off = Signal(ADDR_BITS)  # the band's and column tile's first output beat in a plane
 
         def lanes_of(left):
             return Mux(left < group_lanes, left, group_lanes)

@@ -87,7 +87,7 @@ class NetOps(wiring.Component):
         half = n_el // 2
         add, mx, avg, gap, lin = (name in self.ops for name in ("add", "maxpool2", "avgpool2", "gap", "linear"))
         pool = mx or avg
-        m.submodules.reader = reader = Reader(bb, p.addr_bits, p.count_bits)
+        m.submodules.reader = reader = Reader(bb)
         m.submodules.fifo = fifo = SyncFIFO(width=n_el * (vw if pool else fb), depth=self.chunk + 1)
         rq = []
         for i in range(n_el if add else half if avg else 0):

@@ -44,7 +44,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import intmath
-from ..engine.params import EngineParams
+from ..engine.params import ADDR_BITS, EngineParams
 from .dma import REQUEST
 from .pipeline import delay
 from .requant import SHIFT_BITS, Requant
@@ -67,10 +67,10 @@ class Writeback(wiring.Component):
             "out_height": In(16),
             "x_groups": In(16),
             "row_beats": In(16),
-            "row_bytes": In(params.addr_bits),
-            "plane_bytes": In(params.addr_bits),
+            "row_bytes": In(ADDR_BITS),
+            "plane_bytes": In(ADDR_BITS),
             "lanes_valid": In(range(params.out_lanes + 1)),  # output channels of this group (the last may be short)
-            "group_addr": In(params.addr_bits),  # address of row 0 of the group's first output channel
+            "group_addr": In(ADDR_BITS),  # address of row 0 of the group's first output channel
             "run": In(1),
             "done": Out(1),  # every row of every run has been written
             "drained": Out(1),  # the drain has taken the run's last pass
@@ -195,8 +195,8 @@ class Writeback(wiring.Component):
         # -- writer ---------------------------------------------------------------------------------
         wy = Signal(16)
         wlane = Signal(range(out_lanes + 1))
-        row_addr = Signal.like(self.group_addr)  # row wy of the group's first channel
-        lane_addr = Signal.like(self.group_addr)
+        row_addr = Signal(ADDR_BITS)  # row wy of the group's first channel
+        lane_addr = Signal(ADDR_BITS)
         beat = Signal(16)  # next beat to read
         out_beat = Signal(16)  # beat on the wr stream
         # out_beat, wlane and wy at their last values, as registers loaded beside them (no compare
