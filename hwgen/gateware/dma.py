@@ -17,9 +17,7 @@ COUNT_BITS = 32
 
 
 class Reader(wiring.Component):
-    """On `start`, requests `beats` beats from `addr` in bursts of at most MAX_BURST. `nonzero` is
-    `beats != 0`, given by the caller from registers beside its lengths: the reader's `pending` loads
-    from it, so no wide compare lies behind the caller's choice of length (docs/implement.md)."""
+    """On `start`, requests `beats` beats from `addr` in bursts of at most MAX_BURST."""
 
     def __init__(self, beat_bytes: int):
         self.beat_bytes = beat_bytes
@@ -27,7 +25,6 @@ class Reader(wiring.Component):
             "start": In(1),
             "addr": In(ADDR_BITS),
             "beats": In(COUNT_BITS),
-            "nonzero": In(1),
             "busy": Out(1),
             "req": Out(stream.Signature(REQUEST)),
         })
@@ -48,7 +45,7 @@ class Reader(wiring.Component):
             self.busy.eq(pending),
         ]
         with m.If(self.start):
-            m.d.sync += [cursor.eq(self.addr), left.eq(self.beats), pending.eq(self.nonzero)]
+            m.d.sync += [cursor.eq(self.addr), left.eq(self.beats), pending.eq(self.beats != 0)]
         with m.Elif(self.req.valid & self.req.ready):
             # left - burst != 0 exactly when more than one burst was left
             m.d.sync += [cursor.eq(cursor + burst * self.beat_bytes), left.eq(left - burst),

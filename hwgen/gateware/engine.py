@@ -231,22 +231,8 @@ class Engine(wiring.Component):
             load_port = Signal()  # the engine's state lets such a read start
         else:
             run_rows, run_top, run_slot = band_rows_now, win_top, win_slot
-        # data beats the current load has left to receive, counted down, and "the next beat is its last" beside
-        # it: a load's end is a register in front of the state transition, loaded from a compare of the counter
-        # with a constant (no adder, no compare of two wide values)
-        left_beats = Signal(32)
-        got_last = Signal()
-        # the loads of a descriptor-dependent length, each with "not empty" and "one beat" flags registered
-        # where the length is (or a cycle behind it, which is at least a cycle before a read starts): `read`
-        # loads the reader's pending request and `got_last` from a 1-bit mux, not from 32-bit compares behind
-        # the beat-count mux (the FSM state -> `beats != 0` -> the reader's `pending` path)
-        input_nz, input_one = Signal(), Signal()  # of input_beats
-        tile_nz, tile_one = Signal(), Signal()  # of tile_beats
-        row_one = Signal()  # d.in_row_beats == 1
-        chan_nz, chan_one = Signal(), Signal()  # of chan_beats
-        weights_nz, weights_one = Signal(), Signal()  # of d.weight_group_beats
-        m.d.sync += [input_nz.eq(input_beats != 0), input_one.eq(input_beats == 1),
-                     tile_nz.eq(tile_beats != 0), tile_one.eq(tile_beats == 1)]
+        got = Signal(32)  # data beats received in the current load
+        got_last = Signal()  # the next beat is the load's last (loads of a descriptor-dependent length)
 
         rd_beat = self.rd.valid & self.rd.ready
 
@@ -314,20 +300,14 @@ class Engine(wiring.Component):
             m.d.comb += [self.req.valid.eq(reader.req.valid), self.req.payload.eq(reader.req.payload),
                          reader.req.ready.eq(self.req.ready)]
 
-        def read(addr, length):
-            """Start a load of `length`: (beats, beats != 0, beats == 1)."""
-            beats, nonzero, one = length
-            m.d.comb += [reader.start.eq(1), reader.addr.eq(addr), reader.beats.eq(beats), reader.nonzero.eq(nonzero)]
-            m.d.sync += [left_beats.eq(beats), got_last.eq(one)]
+        def read(addr, beats):
+            m.d.comb += [reader.start.eq(1), reader.addr.eq(addr), reader.beats.eq(beats)]
+            m.d.sync += [got.eq(0), got_last.eq(beats == 1)]
 
-        def count_beat():
-            """A data beat of the load: `got_last` follows it one beat ahead."""
-            m.d.sync += [left_beats.eq(left_beats - 1), got_last.eq(left_beats == 2)]
-
-        desc_len = (desc_beats, 1, desc_beats == 1)
-        table_len = (group_tgb, 1, Mux(d.fold, tgb_wide == 1, tgb == 1) if p.fold > 1 else tgb == 1)
-        weights_len = (d.weight_group_beats, weights_nz, weights_one)
-        chan_len = (chan_beats, chan_nz, chan_one)
+        def count_beat(beats):
+            """A data beat of a load of `beats`: `got_last` follows it one beat ahead, so the load's end
+            is a register, not a compare, in front of the state transition."""
+            m.d.sync += [got.eq(got + 1), got_last.eq(got + 2 == beats)]
 
         # the next residue class's lanes, computed a cycle behind `res_class` (which changes at least two cycles
         # before a run's end reads this: RUN_START and RUN lie between), so that the class counter's add and
@@ -500,15 +480,14 @@ class Engine(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    read(self.desc_addr, desc_len)
+                    read(self.desc_addr, desc_beats)
                     m.next = "DESCRIPTOR"
             with m.State("DESCRIPTOR"):
                 m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1)]
                 with m.If(rd_beat):
-                    count_beat()
-                    m.d.sync += desc_raw.eq(Cat(desc_raw[p.bus_bits:], self.rd.payload)
-                                            if desc_beats > 1 else self.rd.payload)
-                    with m.If(got_last):
+                    m.d.sync += [got.eq(got + 1), desc_raw.eq(Cat(desc_raw[p.bus_bits:], self.rd.payload)
+                                                              if desc_beats > 1 else self.rd.payload)]
+                    with m.If(got == desc_beats - 1):
                         m.next = "SETUP"
             with m.State("SETUP"):
                 m.d.comb += self.busy.eq(1)
@@ -526,8 +505,6 @@ class Engine(wiring.Component):
                     col_tiled.eq(d.col_beats != 0), resident.eq(d.resident_groups != 0),
                     group_words.eq((d.weight_group_beats + (1 << bpw_log) - 1) >> bpw_log),
                     fill_base.eq(0), lane_base.eq(0), prefetched.eq(0),
-                    weights_nz.eq(d.weight_group_beats != 0), weights_one.eq(d.weight_group_beats == 1),
-                    row_one.eq(d.in_row_beats == 1),
                 ]
                 reset_groups()
                 reset_bands()
@@ -633,11 +610,7 @@ class Engine(wiring.Component):
                 whole = (band_lo == 0) & (band_hi == d.height) & (d.chan_rows == d.height) & ~col_tiled
                 first = d.in_addr + (lo_beats + tile_lo) * bb
                 span_beats = hi_beats - lo_beats  # the band's rows [lo, hi) of one channel
-                # (the span's flags: hi_beats - lo_beats = band_in_rows * in_row_beats, the band's rows being hi >= lo)
                 m.d.sync += [chan_beats.eq(Mux(whole, input_beats, Mux(col_tiled, tile_beats, span_beats))),
-                             chan_nz.eq(Mux(whole, input_nz, Mux(col_tiled, tile_nz, hi_beats != lo_beats))),
-                             chan_one.eq(Mux(whole, input_one, Mux(col_tiled, tile_one,
-                                                                   (band_in_rows == 1) & row_one))),
                              band_last_row.eq(band_in_rows - 1),
                              in_ptr.eq(first), chan_ptr.eq(first), in_row.eq(0),
                              slot_ptr.eq(band_base if p.double_bands else 0), in_c.eq(Mux(whole, d.channels - 1, 0))]
@@ -650,12 +623,12 @@ class Engine(wiring.Component):
                         band_ready()
             with m.State("INPUT_REQ"):
                 m.d.comb += [self.busy.eq(1), inbuf.fill_start.eq(1)]
-                read(in_ptr, chan_len)
+                read(in_ptr, chan_beats)
                 m.next = "INPUT"
             with m.State("INPUT"):
                 m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), inbuf.fill.valid.eq(self.rd.valid)]
                 with m.If(rd_beat):
-                    count_beat()
+                    count_beat(chan_beats)
                     with m.If(got_last):
                         with m.If(col_tiled & (in_row != band_last_row)):
                             m.d.sync += [in_row.eq(in_row + 1), in_ptr.eq(in_ptr + in_row_bytes)]
@@ -701,27 +674,26 @@ class Engine(wiring.Component):
                 with m.If(prefetched):  # table and weights arrived during the previous run
                     m.next = "RUN_START"
                 with m.Else():
-                    read(table_ptr, table_len)
+                    read(table_ptr, group_tgb)
                     m.next = "TABLE"
             with m.State("TABLE"):
                 m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), rom.load.eq(1)]
                 with m.If(rd_beat):
-                    count_beat()
-                    m.d.sync += table.eq(table_beat(table))
-                    with m.If(got_last):
+                    m.d.sync += [got.eq(got + 1), table.eq(table_beat(table))]
+                    with m.If(got == group_tgb - 1):
                         with m.If(resident):
                             m.next = "RUN_START"
                         with m.Else():
                             m.next = "WEIGHTS_REQ"
             with m.State("WEIGHTS_REQ"):
                 m.d.comb += [self.busy.eq(1), wbuf.fill_start.eq(1)]
-                read(weight_ptr, weights_len)
+                read(weight_ptr, d.weight_group_beats)
                 m.next = "WEIGHTS"
             with m.State("WEIGHTS"):
                 # streamed: the group's weights, then its run; resident: the set's groups side by side
                 m.d.comb += [self.busy.eq(1), self.rd.ready.eq(1), wbuf.fill.valid.eq(self.rd.valid)]
                 with m.If(rd_beat):
-                    count_beat()
+                    count_beat(d.weight_group_beats)
                     with m.If(got_last):
                         with m.If(~resident):
                             m.next = "RUN_START"
@@ -750,7 +722,7 @@ class Engine(wiring.Component):
                 # the next group's table, then (streamed, or a resident set's first tile) its weights: streamed
                 # into the other half, resident into its slot
                 with m.If(d.prefetch & follows):
-                    read(table_ptr_next, table_len)
+                    read(table_ptr_next, group_tgb)
                     m.d.sync += [pf_table.eq(1), prefetched.eq(1), early.eq(1)]
                     with m.If(~resident):
                         m.d.sync += fill_base.eq(group_words - fill_base)
@@ -805,20 +777,20 @@ class Engine(wiring.Component):
             m.d.comb += self.rd.ready.eq(1)
             with m.If(rd_beat):
                 m.d.sync += table_next.eq(table_beat(table_next))
-                count_beat()
+                count_beat(group_tgb)
                 with m.If(got_last):
                     m.d.sync += pf_table.eq(0)
                     with m.If(~resident | set_fill):
                         # a resident set's `weight_ptr` and `fill_base` are the next group's (its loads advance them)
                         m.d.sync += pf_weights.eq(1)
                         m.d.comb += wbuf.fill_start.eq(1)
-                        read(Mux(resident, weight_ptr, weight_ptr_next), weights_len)
+                        read(Mux(resident, weight_ptr, weight_ptr_next), d.weight_group_beats)
                         with m.If(resident):
                             m.d.sync += [fill_base.eq(fill_base + group_words), weight_ptr.eq(weight_ptr_next)]
         with m.If(pf_weights):
             m.d.comb += [self.rd.ready.eq(1), wbuf.fill.valid.eq(self.rd.valid)]
             with m.If(rd_beat):
-                count_beat()
+                count_beat(d.weight_group_beats)
                 with m.If(got_last):
                     m.d.sync += pf_weights.eq(0)
         if p.double_bands:
@@ -826,11 +798,11 @@ class Engine(wiring.Component):
             with m.If(load_port & band_pending & ~pf_input & ~pf_table & ~pf_weights):
                 m.d.comb += inbuf.fill_start.eq(1)
                 m.d.sync += pf_input.eq(1)
-                read(in_ptr, chan_len)
+                read(in_ptr, chan_beats)
             with m.If(pf_input):
                 m.d.comb += [self.rd.ready.eq(1), inbuf.fill.valid.eq(self.rd.valid)]
                 with m.If(rd_beat):
-                    count_beat()
+                    count_beat(chan_beats)
                     with m.If(got_last):
                         m.d.sync += pf_input.eq(0)
                         next_channel()

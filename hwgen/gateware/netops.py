@@ -146,7 +146,7 @@ class NetOps(wiring.Component):
             return s
 
         def read(addr, beats):
-            m.d.comb += [reader.start.eq(1), reader.addr.eq(addr), reader.beats.eq(beats), reader.nonzero.eq(beats != 0)]
+            m.d.comb += [reader.start.eq(1), reader.addr.eq(addr), reader.beats.eq(beats)]
             m.d.sync += got.eq(0)
 
         def masked(values, first_col, width_limit):
