@@ -118,9 +118,9 @@ class Writeback(wiring.Component):
         if p.fold > 1:
             run_entries = Mux(self.fold, Cat(Cat(entry_of[i], entry_of[lanes + i]) for i in range(lanes)),
                               run_entries)
-        take = self.result.valid & self.result.ready
-        with m.If(take):
-            m.d.sync += [holding.eq(1), lane.eq(0), self.drained.eq(xg_last & oy_last & ~restart)]
+        with m.If(self.result.valid & self.result.ready):
+            m.d.sync += [holding.eq(1), lane.eq(0), work.eq(self.result.payload.as_value()),
+                         self.drained.eq(xg_last & oy_last & ~restart)]
             with m.If(xg_last & oy_last):
                 m.d.sync += owing.eq(0)
 
@@ -162,32 +162,21 @@ class Writeback(wiring.Component):
             mem.wr_en.eq(delay(m, wr_en, latency, "wr_en")),
             mem.wr_data.eq(row_data),
         ]
-        # `work` and `entries` are wide: each loads through a mux that `holding` (a register) selects, under one
-        # enable, so no handshake or FSM term steers their data
-        lane_done = 1 if p.fold == 1 else ~self.fold | upper
-        with m.If(take | holding & lane_done):
-            m.d.sync += work.eq(Mux(holding, work >> (xl * p.acc_bits), self.result.payload.as_value()))
-        rotated = entries.rotate_right(entry_bits)
-        if p.fold > 1:  # an unfolded run's entries are the low m_lanes
-            low = lanes * entry_bits
-            rotated = Mux(self.fold, rotated, Cat(entries[:low].rotate_right(entry_bits), entries[low:]))
-        # a run's entries are copied from `copy`, a register set by its `run` (the engine's FSM state): the copy
-        # comes a cycle later, when the engine's table still holds them (RUN_START, the state of `run`, does not
-        # write it) and before the run's first pass can be taken (its MAC array starts with `run`); a restart's copy
-        # is at the restart, all registers here
-        copy = Signal()
-        m.d.sync += copy.eq(self.run & ~holding & ~owing)
-        with m.If(copy | restart & ~holding & ~owing | holding):
-            m.d.sync += entries.eq(Mux(holding, rotated, run_entries))
         with m.If(holding):
             m.d.comb += wr_en.eq(en)
+            rotated = entries.rotate_right(entry_bits)
+            if p.fold > 1:  # an unfolded run's entries are the low m_lanes
+                low = lanes * entry_bits
+                rotated = Mux(self.fold, rotated, Cat(entries[:low].rotate_right(entry_bits), entries[low:]))
+            m.d.sync += entries.eq(rotated)
             last_lane = lane == lanes - 1
             if p.fold == 1:
-                m.d.sync += lane.eq(lane + 1)
+                m.d.sync += [lane.eq(lane + 1), work.eq(work >> (xl * p.acc_bits))]
             else:
+                lane_done = ~self.fold | upper
                 m.d.sync += upper.eq(~lane_done)
                 with m.If(lane_done):
-                    m.d.sync += lane.eq(lane + 1)
+                    m.d.sync += [lane.eq(lane + 1), work.eq(work >> (xl * p.acc_bits))]
                 last_lane &= lane_done
             with m.If(last_lane):
                 m.d.sync += [holding.eq(0), xg.eq(xg + 1), xg_last.eq(xg + 2 == self.x_groups)]
@@ -231,7 +220,7 @@ class Writeback(wiring.Component):
             m.d.sync += [self.drained.eq(0), self.done.eq(0)]
         with m.If((self.run | restart) & ~holding & ~owing):
             m.d.sync += [oy.eq(0), xg.eq(0), xg_last.eq(self.x_groups == 1), oy_last.eq(self.out_height == 1),
-                         restart.eq(0), owing.eq(1)]
+                         restart.eq(0), owing.eq(1), entries.eq(run_entries)]
         with m.Elif(self.run):
             m.d.sync += restart.eq(1)
         # the writer: a group's rows, in the drain's order; it takes a run's group when it has none or has just
