@@ -10,7 +10,9 @@ against the reference) for its cycles. From those:
   still run on the host, issue 11);
 - effectual GOP/s = 2 x MACs with a nonzero weight per image x images/s, and per DSP;
 - dense-equivalent GOP/s = 2 x the dense network's MACs x images/s: what the sparse engine is
-  worth to a user who compares it with a dense accelerator.
+  worth to a user who compares it with a dense accelerator;
+- DRAM bytes per image as the RTL moved them, against the compulsory traffic (each tensor once in
+  its smallest format, from the analysis): the price of the compiler's tiling and banding.
 
 Each P&R takes minutes; `--fmax-mhz F` skips it and uses F for every engine (DSP: the engine's
 MAC count). Exits 1 when an image is not bit-exact.
@@ -51,6 +53,7 @@ def measure(scheme: str, tmp: Path, fmax_mhz: float | None, lanes: tuple[int, in
     t = report.totals()
     return {"scheme": scheme, "fmax": fmax, "dsp": dsp, "cycles": t["cycles"], "utilization": t["utilization"],
             "effectual_macs": sum(lr.effectual_macs for lr in report.layers), "passed": report.passed,
+            "dram_bytes": t["dram_bytes_measured"], "compulsory_bytes": t["dram_bytes_compulsory"],
             "lanes": report.layers[0].lanes, "layers": report.layers}
 
 
@@ -87,7 +90,7 @@ def main() -> int:
           f"{args.weight_kib} KiB weight buffers; "
           f"Fmax: {where}; cycles: 1 image in RTL (Verilator fast mode, ideal DRAM), conv layers")
     head = ("scheme", "Fmax MHz", "DSP", "cycles/image", "utilization", "images/s", "eff. GOP/s", "GOP/s/DSP",
-            "dense-eq GOP/s", "vs dense", "bit-exact")
+            "dense-eq GOP/s", "vs dense", "DRAM B/image", "/ compulsory", "bit-exact")
     print("".join(f"{h:>15}" for h in head))
     for r in rows:
         images_s = r["fmax"] * 1e6 / r["cycles"]
@@ -97,6 +100,7 @@ def main() -> int:
                  f"{images_s:,.1f}", f"{eff:.2f}", f"{eff / dsp:.3f}",
                  "" if dense is None else f"{2 * dense['effectual_macs'] * images_s / 1e9:.2f}",
                  "" if dense is None else f"{images_s / (dense['fmax'] * 1e6 / dense['cycles']):.2f}x",
+                 f"{r['dram_bytes']:,}", f"{r['dram_bytes'] / r['compulsory_bytes']:.3f}",
                  "yes" if r["passed"] else "NO")
         print("".join(f"{c:>15}" for c in cells))
     if args.fmax_mhz is None:

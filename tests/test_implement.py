@@ -16,6 +16,7 @@ from hwgen.errors import HwgenError
 from hwgen.gateware.synth import group_cells, synthesize
 from hwgen.generate import generate
 from hwgen.implement import REPORT_FILE, RESULT_FILE, fpga, implement, report, targets
+from hwgen.implement import synthesize as synthesize_for
 
 DATA = Path(__file__).resolve().parent / "data"
 ECP5_REPORT = DATA / "nextpnr_ecp5_digits4x4.json"  # nextpnr-ecp5 on the digits 4x4 engine, seed 1, 100 MHz
@@ -189,19 +190,32 @@ def test_asic_estimate_with_liberty(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_place_and_route_ecp5_deterministic(tiny, tmp_path):
-    """nextpnr-ecp5 on the small engine, twice with the same seed: identical results, a bitstream."""
+    """nextpnr-ecp5 on the small engine, twice with the same seed: identical results, a bitstream. The
+    second run is in a copy of the first one's folder: it reuses the netlist, and still equals it."""
     runs = []
-    for i in range(2):
+    first = tmp_path / "run0"
+    shutil.copytree(tiny, first)
+    for i, origin in enumerate((tiny, first)):
         folder = tmp_path / f"run{i}"
-        shutil.copytree(tiny, folder)
-        r = implement(folder, "ecp5-25k", freq_mhz=40, seed=3, bitstream=True, progress=lambda msg: None)
+        if i:
+            shutil.copytree(origin, folder)
+        said = []
+        r = implement(folder, "ecp5-25k", freq_mhz=40, seed=3, bitstream=True, progress=said.append)
+        assert any(m.startswith("reusing the synthesis") for m in said) == bool(i), said
         runs.append((r, (folder / REPORT_FILE).read_text(), (folder / r["bitstream"]).read_bytes()))
         assert (folder / r["bitstream"]).stat().st_size > 100_000
         assert r["fmax_mhz"] > 5 and r["resources"]["LUT"]["available"] > 20_000
         assert r["resources"]["FF"]["used"] >= fpga.wrapper_ff(32)
         assert r["critical_paths"] and r["critical_paths"][0]["start"] and r["critical_paths"][0]["end"]
-        assert r["flow"]["place_and_route"][-9:-7] == ["--placer-heap-timingweight", "30"]
+        flow = r["flow"]["place_and_route"]
+        assert flow[flow.index("--placer-heap-timingweight") + 1] == "30"
         assert r["endpoints"]["endpoints"] > 1000
     (a, ta, bit_a), (b, tb, bit_b) = runs
     a.pop("wall_seconds"), b.pop("wall_seconds")
     assert a == b and ta == tb and bit_a == bit_b
+    # an engine changed since (here by one comment) is synthesized again
+    engine = first / json.loads((first / "manifest.json").read_text())["files"]["engine"]
+    engine.write_text(engine.read_text() + "// changed\n")
+    said = []
+    assert synthesize_for(first, "ecp5-85k", progress=said.append) == a["cells"]
+    assert [m for m in said if "synthesi" in m] == ["synthesizing (synth_ecp5)"]

@@ -7,8 +7,11 @@ generic ASIC estimate of hwgen.implement.asic) and writes into the folder:
                       the device, critical paths (or kGE, transistors, logic levels, memory bits),
                       and, in the separate key `wall_seconds`, how long each step took;
   - `implement.txt`   the same as a readable report;
-  - `implement/`      the tools' logs and reports (and the bitstream with `bitstream=True`).
+  - `implement/`      the tools' logs and reports (and the bitstream with `bitstream=True`), and the
+                      FPGA netlist, which a later run of the same family reuses while the engine's
+                      sources, the scripts and Yosys are unchanged (a sweep over seeds synthesizes once).
 Everything except `wall_seconds` (and the logs) is the same for the same folder and options.
+`synthesize(out_dir, target)` runs only that synthesis, for copies of the folder to place in parallel.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import tempfile
 from pathlib import Path
 
 from ..errors import HwgenError
+from .. import tools
 from . import asic, fpga, report, targets
 
 RESULT_FILE = "implement.json"
 REPORT_FILE = "implement.txt"
 WORK_DIR = "implement"
 # what the flow leaves in DIR/implement/: logs, the tools' reports, the wrapper, a bitstream
-KEEP = ("yosys.log", "stat.json", "nextpnr.log", "pack.log", "nextpnr-report.json", "asic.ys", f"{fpga.WRAPPER_MODULE}.v")
+KEEP = (*fpga.SYNTHESIS_FILES, "nextpnr.log", "pack.log", "nextpnr-report.json", "asic.ys")
 
 
 def load_manifest(out_dir: Path) -> dict:
@@ -54,6 +58,37 @@ def _stderr(msg: str) -> None:
     print(f"hwgen implement: {msg}", file=sys.stderr, flush=True)
 
 
+def _check_dsp(src: Path, manifest: dict, tgt: targets.Target) -> str:
+    dsp = manifest["params"].get("dsp", "fabric")
+    if dsp != "fabric" and tgt.family is not targets.ECP5:
+        raise HwgenError(f"{src} instantiates ECP5 DSP cells (generated with --dsp {dsp}): implement it for an ECP5 "
+                         f"target, or generate it with --dsp fabric for {tgt.name}")
+    return dsp
+
+
+def synthesize(out_dir, target: str, *, progress=_stderr) -> dict:
+    """The synthesis `implement` runs for `target`'s family, into DIR/implement/; returns its cell counts."""
+    tgt = targets.get(target)
+    if tgt.family is None:
+        raise HwgenError(f"{target} is not an FPGA target")
+    src = Path(out_dir)
+    manifest = load_manifest(src)
+    _check_dsp(src, manifest, tgt)
+    keep = src / WORK_DIR
+    with tempfile.TemporaryDirectory(prefix="hwgen-synthesize-") as tmp:
+        work = Path(tmp)
+        yosys = tools.command("yosys", f"hwgen implement --target {tgt.name}")
+        cells, _ = fpga.synthesis(src, work, manifest, tgt, tools.version(yosys, "-V"), keep, progress)
+        try:
+            keep.mkdir(exist_ok=True)
+            for name in fpga.SYNTHESIS_FILES:
+                if (work / name).exists():
+                    shutil.copy(work / name, keep / name)
+        except OSError as e:
+            raise HwgenError(f"cannot write to {keep}: {e.strerror}") from None
+    return cells
+
+
 def implement(out_dir, target: str, *, freq_mhz: float = 100.0, seed: int = 1, bitstream: bool = False,
               liberty=None, progress=_stderr) -> dict:
     """Implement the engine generated in `out_dir` for `target`; returns what implement.json holds."""
@@ -67,10 +102,7 @@ def implement(out_dir, target: str, *, freq_mhz: float = 100.0, seed: int = 1, b
     src = Path(out_dir)
     manifest = load_manifest(src)
     p = manifest["params"]
-    dsp = p.get("dsp", "fabric")
-    if dsp == "ecp5" and tgt.family is not targets.ECP5:
-        raise HwgenError(f"{src} instantiates ECP5 DSP cells (generated with --dsp ecp5): implement it for an ECP5 "
-                         f"target, or generate it with --dsp fabric for {tgt.name}")
+    dsp = _check_dsp(src, manifest, tgt)
     head = {
         "target": tgt.name, "device": tgt.device,
         "engine": {**{k: p.get(k) for k in ("m_lanes", "x_lanes", "bus_bits", "weight_bits", "act_bits", "acc_bits")},
@@ -84,7 +116,7 @@ def implement(out_dir, target: str, *, freq_mhz: float = 100.0, seed: int = 1, b
         else:
             head.update(seed=seed, freq_mhz=float(freq_mhz))
             body, wall = fpga.implement(src, work, manifest, tgt, freq_mhz=float(freq_mhz), seed=seed,
-                                        bitstream=bitstream, progress=progress)
+                                        bitstream=bitstream, cache=src / WORK_DIR, progress=progress)
         keep = src / WORK_DIR
         try:
             shutil.rmtree(keep, ignore_errors=True)

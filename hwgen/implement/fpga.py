@@ -8,6 +8,7 @@ per clock, the utilization against the device and the critical paths.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -20,6 +21,10 @@ from ..gateware.synth import NO_REREAD, group_cells
 from .targets import Target
 
 WRAPPER_MODULE = "hwgen_pinlight"
+NETLIST = "netlist.json"
+# beside the netlist: its cell counts, the command that made it and the key of what it was made from
+SYNTHESIS = "synthesis.json"
+SYNTHESIS_FILES = (NETLIST, SYNTHESIS, "yosys.log", "stat.json", f"{WRAPPER_MODULE}.v")
 # Engine ports through the wrapper (hwgen_top): desc_addr 32, start, req_ready, rd_valid, wr_ready, rd_data
 # in; busy, done, req_valid, req_write, rd_ready, wr_valid, req_addr 32, req_len 16, mac_active, wr_data out.
 IN_FIXED_BITS, OUT_FIXED_BITS = 36, 55
@@ -163,7 +168,7 @@ def synthesize(src: Path, work: Path, manifest: dict, target: Target) -> tuple[d
         shutil.copy(src / name, work / name)
     (work / f"{WRAPPER_MODULE}.v").write_text(wrapper_verilog(manifest["modules"]["top"], manifest["params"]["bus_bits"]),
                                               encoding="utf-8")
-    synth, fallback = (cmd.format(top=WRAPPER_MODULE, netlist="netlist.json") for cmd in (fam.synth, fam.fallback))
+    synth, fallback = (cmd.format(top=WRAPPER_MODULE, netlist=NETLIST) for cmd in (fam.synth, fam.fallback))
     for attempt in (synth, fallback):
         script = "; ".join(["read_verilog -sv " + " ".join(sources + [f"{WRAPPER_MODULE}.v"]), NO_REREAD, attempt,
                             "tee -q -o stat.json stat -json"])
@@ -176,21 +181,58 @@ def synthesize(src: Path, work: Path, manifest: dict, target: Target) -> tuple[d
     stat = json.loads((work / "stat.json").read_text())
     design = stat.get("design") or next(iter(stat["modules"].values()))
     cells = {k: int(v) for k, v in sorted(design.get("num_cells_by_type", {}).items()) if not k.startswith("$scope")}
-    return cells, attempt.replace(" -json netlist.json", "")
+    return cells, attempt.replace(f" -json {NETLIST}", "")
+
+
+def synthesis_key(src: Path, manifest: dict, target: Target, yosys_version: str) -> str:
+    """What a synthesis is made from: the Yosys build, the family's scripts, the wrapper and the engine's
+    sources (not the device or the seed, which only place-and-route sees)."""
+    fam = target.family
+    h = hashlib.sha256()
+    for part in (yosys_version, fam.synth, fam.fallback, NO_REREAD,
+                 wrapper_verilog(manifest["modules"]["top"], manifest["params"]["bus_bits"])):
+        h.update(part.encode() + b"\0")
+    for key in ("sram", "engine", "top"):
+        h.update(manifest["files"][key].encode() + b"\0" + (src / manifest["files"][key]).read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def synthesis(src: Path, work: Path, manifest: dict, target: Target, yosys_version: str, cache: Path,
+              progress) -> tuple[dict, str]:
+    """`synthesize`, or the netlist a run before left in `cache` if it was made from the same sources,
+    scripts and Yosys: synthesis is deterministic, so a sweep over seeds or devices of one family
+    synthesizes once. Leaves the netlist and `SYNTHESIS_FILES` in `work`."""
+    key = synthesis_key(src, manifest, target, yosys_version)
+    try:
+        known = json.loads((cache / SYNTHESIS).read_text(encoding="utf-8"))
+        if known["key"] == key and (cache / NETLIST).is_file():
+            for name in SYNTHESIS_FILES:
+                if (cache / name).is_file():
+                    shutil.copy(cache / name, work / name)
+            progress(f"reusing the synthesis in {cache} (same sources, scripts and Yosys)")
+            return known["cells"], known["synthesis"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no synthesis before, or not one this run can use
+    progress(f"synthesizing ({target.family.synth.split(' -')[0]})")
+    cells, command = synthesize(src, work, manifest, target)
+    (work / SYNTHESIS).write_text(json.dumps({"key": key, "cells": cells, "synthesis": command}, indent=1) + "\n",
+                                  encoding="utf-8")
+    return cells, command
 
 
 def implement(src: Path, work: Path, manifest: dict, target: Target, *, freq_mhz: float, seed: int,
-              bitstream: bool, progress) -> tuple[dict, dict]:
-    """Run the flow in `work`; returns (deterministic result, wall seconds per step)."""
+              bitstream: bool, cache: Path, progress) -> tuple[dict, dict]:
+    """Run the flow in `work` (reusing a synthesis in `cache`); returns (deterministic result, wall
+    seconds per step)."""
     fam = target.family
     purpose = f"hwgen implement --target {target.name}"
     yosys = tools.command("yosys", purpose)
     pnr = tools.command(fam.pnr, purpose, f"yowasp-{fam.pnr}")
     pack = tools.command(fam.pack, "--bitstream", f"yowasp-{fam.pnr}") if bitstream else None
+    yosys_version = tools.version(yosys, "-V")
     wall = {}
     t0 = time.monotonic()
-    progress(f"synthesizing ({fam.synth.split(' -')[0]})")
-    cells, synth_cmd = synthesize(src, work, manifest, target)
+    cells, synth_cmd = synthesis(src, work, manifest, target, yosys_version, cache, progress)
     wall["synthesis"] = round(time.monotonic() - t0, 1)
     out = f"{WRAPPER_MODULE}.{'config' if fam.pack == 'ecppack' else 'asc'}"
     pnr_args = [*target.pnr_args, *fam.pnr_options, "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--timing-allow-fail"]
@@ -198,7 +240,7 @@ def implement(src: Path, work: Path, manifest: dict, target: Target, *, freq_mhz
         pnr_args.append("--pcf-allow-unconstrained")
     t0 = time.monotonic()
     progress(f"placing and routing ({fam.pnr} {' '.join(pnr_args)}), minutes")
-    tools.run(pnr + ["--json", "netlist.json", *[a.format(out=out) for a in fam.pnr_netlist],
+    tools.run(pnr + ["--json", NETLIST, *[a.format(out=out) for a in fam.pnr_netlist],
                     "--report", "nextpnr-report.json", "--detailed-timing-report", *pnr_args], work, fam.pnr, "nextpnr.log")
     wall["place_and_route"] = round(time.monotonic() - t0, 1)
     report = json.loads((work / "nextpnr-report.json").read_text())
@@ -206,7 +248,7 @@ def implement(src: Path, work: Path, manifest: dict, target: Target, *, freq_mhz
         "flow": {
             "wrapper": WRAPPER_MODULE, "wrapper_ff": wrapper_ff(manifest["params"]["bus_bits"]),
             "synthesis": synth_cmd, "place_and_route": [fam.pnr, *pnr_args],
-            "tools": {"yosys": tools.version(yosys, "-V"), fam.pnr: tools.version(pnr)},
+            "tools": {"yosys": yosys_version, fam.pnr: tools.version(pnr)},
         },
         **summarize(report, target, freq_mhz, cells),
         "cells": cells,
