@@ -6,14 +6,13 @@ the cuts the cells' registers replace. (The cells run in Verilator: tests/test_s
 
 from __future__ import annotations
 
-import gc
 import json
 import subprocess
-import warnings
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import Fragment, Signal, UnusedElaboratable, signed, unsigned
+from amaranth.hdl import Fragment, Signal, signed, unsigned
+from gateware_helpers import refused
 
 from hwgen import checkpoint, engine, intmath, tools
 from hwgen.engine.params import MAX_PIPELINE, EngineParams
@@ -36,16 +35,6 @@ def digits(tmp_path_factory):
         folder = tmp_path_factory.mktemp(f"digits-{kind}")
         out[kind] = folder, generate(graph, folder, dsp=kind)
     return out
-
-
-def refused(make, error, match):
-    """`make()` raises `error`. The component its constructor leaves half built is collected here: its
-    UnusedElaboratable warning is expected, and left to the collector would surface in some later test."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        with pytest.raises(error, match=match):
-            make()
-        gc.collect()
 
 
 def test_multiplier_operands_fit_the_cell():
