@@ -29,7 +29,7 @@ from . import asic, fpga, report, targets
 RESULT_FILE = "implement.json"
 REPORT_FILE = "implement.txt"
 WORK_DIR = "implement"
-# what the flow leaves in DIR/implement/: logs, the tools' reports, the wrapper, a bitstream
+# what the flow leaves in DIR/implement/: the netlist a later run reuses, logs, the tools' reports, the wrapper, a bitstream
 KEEP = (*fpga.SYNTHESIS_FILES, "nextpnr.log", "pack.log", "nextpnr-report.json", "asic.ys")
 
 
