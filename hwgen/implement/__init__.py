@@ -42,7 +42,7 @@ def load_manifest(out_dir: Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise HwgenError(f"{path}: not a readable manifest ({e})") from None
     try:
-        names = [manifest["files"][key] for key in ("sram", "engine", "top")]
+        names = [manifest["files"][key] for key in fpga.SOURCES]
         ok = isinstance(manifest["modules"]["top"], str) and isinstance(manifest["params"]["bus_bits"], int)
     except (KeyError, TypeError):
         ok = False
@@ -56,6 +56,17 @@ def load_manifest(out_dir: Path) -> dict:
 
 def _stderr(msg: str) -> None:
     print(f"hwgen implement: {msg}", file=sys.stderr, flush=True)
+
+
+def _keep(work: Path, keep: Path, names, *, fresh: bool) -> None:
+    """What of `names` a run left in `work`, into DIR/implement/ (emptied first when `fresh`)."""
+    try:
+        if fresh:
+            shutil.rmtree(keep, ignore_errors=True)
+        keep.mkdir(parents=True, exist_ok=True)
+        fpga.copy_present(names, work, keep)
+    except OSError as e:
+        raise HwgenError(f"cannot write to {keep}: {e.strerror}") from None
 
 
 def _check_dsp(src: Path, manifest: dict, tgt: targets.Target) -> str:
@@ -79,13 +90,7 @@ def synthesize(out_dir, target: str, *, progress=_stderr) -> dict:
         work = Path(tmp)
         yosys = tools.command("yosys", f"hwgen implement --target {tgt.name}")
         cells, _ = fpga.synthesis(src, work, manifest, tgt, tools.version(yosys, "-V"), keep, progress)
-        try:
-            keep.mkdir(exist_ok=True)
-            for name in fpga.SYNTHESIS_FILES:
-                if (work / name).exists():
-                    shutil.copy(work / name, keep / name)
-        except OSError as e:
-            raise HwgenError(f"cannot write to {keep}: {e.strerror}") from None
+        _keep(work, keep, fpga.SYNTHESIS_FILES, fresh=False)
     return cells
 
 
@@ -117,15 +122,7 @@ def implement(out_dir, target: str, *, freq_mhz: float = 100.0, seed: int = 1, b
             head.update(seed=seed, freq_mhz=float(freq_mhz))
             body, wall = fpga.implement(src, work, manifest, tgt, freq_mhz=float(freq_mhz), seed=seed,
                                         bitstream=bitstream, cache=src / WORK_DIR, progress=progress)
-        keep = src / WORK_DIR
-        try:
-            shutil.rmtree(keep, ignore_errors=True)
-            keep.mkdir(parents=True)
-            for name in KEEP + ((body["bitstream"],) if "bitstream" in body else ()):
-                if (work / name).exists():
-                    shutil.copy(work / name, keep / name)
-        except OSError as e:
-            raise HwgenError(f"cannot write to {keep}: {e.strerror}") from None
+        _keep(work, src / WORK_DIR, KEEP + ((body["bitstream"],) if "bitstream" in body else ()), fresh=True)
     result = {**head, **body, "wall_seconds": wall}
     if "bitstream" in result:
         result["bitstream"] = f"{WORK_DIR}/{result['bitstream']}"

@@ -25,6 +25,7 @@ NETLIST = "netlist.json"
 # beside the netlist: its cell counts, the command that made it and the key of what it was made from
 SYNTHESIS = "synthesis.json"
 SYNTHESIS_FILES = (NETLIST, SYNTHESIS, "yosys.log", "stat.json", f"{WRAPPER_MODULE}.v")
+SOURCES = ("sram", "engine", "top")  # the manifest's files the FPGA synthesis reads
 # Engine ports through the wrapper (hwgen_top): desc_addr 32, start, req_ready, rd_valid, wr_ready, rd_data
 # in; busy, done, req_valid, req_write, rd_ready, wr_valid, req_addr 32, req_len 16, mac_active, wr_data out.
 IN_FIXED_BITS, OUT_FIXED_BITS = 36, 55
@@ -163,7 +164,7 @@ def synthesize(src: Path, work: Path, manifest: dict, target: Target) -> tuple[d
     fam = target.family
     yosys = tools.command("yosys", f"hwgen implement --target {target.name}")
     files = manifest["files"]
-    sources = [files["sram"], files["engine"], files["top"]]
+    sources = [files[key] for key in SOURCES]
     for name in sources:
         shutil.copy(src / name, work / name)
     (work / f"{WRAPPER_MODULE}.v").write_text(wrapper_verilog(manifest["modules"]["top"], manifest["params"]["bus_bits"]),
@@ -184,6 +185,13 @@ def synthesize(src: Path, work: Path, manifest: dict, target: Target) -> tuple[d
     return cells, attempt.replace(f" -json {NETLIST}", "")
 
 
+def copy_present(names, src: Path, dst: Path) -> None:
+    """Copy those of the files `names` that are in `src` into `dst`."""
+    for name in names:
+        if (src / name).is_file():
+            shutil.copy(src / name, dst / name)
+
+
 def synthesis_key(src: Path, manifest: dict, target: Target, yosys_version: str) -> str:
     """What a synthesis is made from: the Yosys build, the family's scripts, the wrapper and the engine's
     sources (not the device or the seed, which only place-and-route sees)."""
@@ -192,7 +200,7 @@ def synthesis_key(src: Path, manifest: dict, target: Target, yosys_version: str)
     for part in (yosys_version, fam.synth, fam.fallback, NO_REREAD,
                  wrapper_verilog(manifest["modules"]["top"], manifest["params"]["bus_bits"])):
         h.update(part.encode() + b"\0")
-    for key in ("sram", "engine", "top"):
+    for key in SOURCES:
         h.update(manifest["files"][key].encode() + b"\0" + (src / manifest["files"][key]).read_bytes() + b"\0")
     return h.hexdigest()
 
@@ -206,9 +214,7 @@ def synthesis(src: Path, work: Path, manifest: dict, target: Target, yosys_versi
     try:
         known = json.loads((cache / SYNTHESIS).read_text(encoding="utf-8"))
         if known["key"] == key and (cache / NETLIST).is_file():
-            for name in SYNTHESIS_FILES:
-                if (cache / name).is_file():
-                    shutil.copy(cache / name, work / name)
+            copy_present(SYNTHESIS_FILES, cache, work)
             progress(f"reusing the synthesis in {cache} (same sources, scripts and Yosys)")
             return known["cells"], known["synthesis"]
     except (OSError, ValueError, KeyError, TypeError):
