@@ -23,9 +23,6 @@ KERNEL_MAX = 7  # the largest kernel an engine can be built for
 # InputBuffer -> MacArray: a window FIFO before the issue, DSP inputs, DSP output, per-pattern pixels,
 # the input buffer's read data before the window shifter
 MAC_CUTS = ("window", "operands", "product", "candidates", "read")
-# Registers (cycles) per MAC cut where not one: the input buffer's `read` cut registers its read data and then the
-# row cut out of it (the BRAM's slow clock-to-out, then the shifter, each before a flip-flop)
-MAC_CUT_CYCLES = {"read": 2}
 # Requant: after the partial products, the shift, their sum, the clamp; before the multiply
 REQUANT_CUTS = ("product", "rounding", "sum", "output", "inputs")
 MAX_PIPELINE = max(len(MAC_CUTS), len(REQUANT_CUTS))
@@ -291,11 +288,6 @@ class EngineParams:
         return tuple(c for c in self.mac_cuts if c not in ("window", "read"))
 
     @property
-    def mac_latency(self) -> int:
-        """Cycles the MAC array's cuts add to a run: their registers (`MAC_CUT_CYCLES`)."""
-        return sum(MAC_CUT_CYCLES.get(c, 1) for c in self.mac_cuts)
-
-    @property
     def requant_cuts(self) -> tuple[str, ...]:
         """The write-back requantization's register cuts at this pipeline depth."""
         return REQUANT_CUTS[:self.pipeline]
@@ -307,7 +299,7 @@ class EngineParams:
     @property
     def pipeline_latency(self) -> int:
         """Cycles the cuts add between a pass's last tap step and its outputs in the row buffer."""
-        return self.mac_latency + len(self.requant_cuts)
+        return len(self.mac_cuts) + len(self.requant_cuts)
 
     @property
     def mac_count(self) -> int:

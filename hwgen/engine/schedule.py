@@ -147,21 +147,21 @@ def layer_schedule(plan: LayerPlan, params: EngineParams, latency: int = DEFAULT
         # RUN_START, then the first window's fetch: a read per row of the first channel's window (`channel_rows`),
         # the read and window registers; windows fetched ahead: the first step issues the cycle after RUN_START at
         # the soonest (the issue comes `start` + the cuts before it - 1 cycles after RUN_START)
-        soonest = 2 - (params.mac_latency - len(params.step_cuts))
+        soonest = 2 - (len(params.mac_cuts) - len(params.step_cuts))
         start = soonest if fetched else max(3 + plan.channel_rows(lanes[0], 0) - ahead, soonest)
         drain = params.m_lanes * plan.fold  # a pass's drain: a folded lane's two channels in turn
         # the row buffers' parity is the row's: a run of odd rows puts its first row in the buffer of the run
         # before's last, so the drain takes the run's first pass once the writer has sent the runs before
         # (`backlog`). A one-pass run ends that much later; in a longer one the MAC array issues the next pass
         # meanwhile, and only its last step waits for the take (it issues after the first pass's result is taken)
-        wait = max(0, backlog + 1 - (start + pass_cycles + params.mac_latency)) if rows % 2 else 0
+        wait = max(0, backlog + 1 - (start + pass_cycles + len(params.mac_cuts))) if rows % 2 else 0
         delay = wait if passes == 1 else max(0, wait + len(params.step_cuts) + 3 - pass_cycles)
         # per row, the cycle the drain takes its last pass (`taken`) and the cycle the writer has sent it (`sent`):
         # a row's passes are taken once the row buffer of its parity is free (the row two before sent), then one
         # pass per pass time, issued from `issue` on. A run of one-pass rows takes its first row itself once the
         # writer has sent the runs before (the MAC array issuing the next row meanwhile), and its second once the
         # drain has let go of the first (a folded drain's 2 x m_lanes cycles outlast that row's issue)
-        issue = start + delay + params.mac_latency
+        issue = start + delay + len(params.mac_cuts)
         taken, sent = [issue], [backlog]
         for r in range(rows):
             issue = ready = issue + row_compute

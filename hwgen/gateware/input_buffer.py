@@ -206,11 +206,7 @@ class InputBuffer(wiring.Component):
         # inside the row (column x + j - kernel_max // 2; outside 0 .. width-1 it is padding or a
         # neighbouring slot), registered beside the read data so that they meet only a shifter and an AND
         right = self.width if half_max == 1 else self.width + (half_max - 1)
-        # wide enough that an offset whose window keeps a column (its element in 0 .. row_elems - 1, so the offset in
-        # kernel_max // 2 - win_cols + 1 .. row_elems + kernel_max // 2 - 1) is exact or, negative, wraps past the
-        # data (2**bits >= row_elems + win_cols): the shifter then selects zeros as before, with 17 bits of offset
-        # it had 13 more to test for zero (main's seed 1: the window row -1.86 ns at 150 MHz)
-        c_offset = Signal(range(p.row_elems + cols))
+        c_offset = Signal(range(p.row_elems + (1 << 16)))
         c_keep = Signal(cols)
 
         def place(slot, row, x):
@@ -236,6 +232,7 @@ class InputBuffer(wiring.Component):
             c_place = place(rd_slot, y, x_base)
         with m.If(advance):
             m.d.sync += [c_offset.eq(c_place[0]), c_keep.eq(c_place[1])]
+        m.d.comb += stall.eq(c_valid & c_last & self.window.valid & ~self.window.ready)
 
         x_step = Mux(self.stride2, 2 * p.x_lanes, p.x_lanes)
         if p.fold > 1:
@@ -278,30 +275,21 @@ class InputBuffer(wiring.Component):
         segment = padded.bit_select(c_offset * a, cols * a)
         cut = Signal(cols * a)
         m.d.comb += cut.eq(Cat(Mux(c_keep[j], segment.word_select(j, a), 0) for j in range(cols)))
-        if "read" in p.mac_cuts:
-            # the `read` cut's second register (`params.MAC_CUT_CYCLES`): stage D, the row cut out, so the shifter
-            # and the window's assembly are in two cycles (main's seed 1: -2.21 ns at 150 MHz through both)
-            d_valid, d_ky, d_last, d_row = Signal(), Signal.like(ky), Signal(), Signal(cols * a)
-            with m.If(advance):
-                m.d.sync += [d_valid.eq(c_valid), d_ky.eq(c_ky), d_last.eq(c_last), d_row.eq(cut)]
-        else:
-            d_valid, d_ky, d_last, d_row = c_valid, c_ky, c_last, cut
-        m.d.comb += stall.eq(d_valid & d_last & self.window.valid & ~self.window.ready)
         rows = [Signal(cols * a, name=f"row{i}") for i in range(kmax - 1)]
         with m.If(self.window.valid & self.window.ready):
             m.d.sync += self.window.valid.eq(0)
-        with m.If(advance & d_valid):
-            with m.If(d_last):
+        with m.If(advance & c_valid):
+            with m.If(c_last):
                 m.d.sync += [
                     self.window.valid.eq(1),
                     self.window.payload.eq(Mux(self.kernel1x1,
-                                               Cat(Const(0, half_max * cols * a), d_row, Const(0, half_max * cols * a)),
-                                               Cat(*(Mux(d_ky == i, d_row, rows[i]) for i in range(kmax - 1)),
-                                                   Mux(d_ky == kmax - 1, d_row, 0)))),
+                                               Cat(Const(0, half_max * cols * a), cut, Const(0, half_max * cols * a)),
+                                               Cat(*(Mux(c_ky == i, cut, rows[i]) for i in range(kmax - 1)),
+                                                   Mux(c_ky == kmax - 1, cut, 0)))),
                 ]
             for i in range(kmax - 2):
-                with m.Elif(d_ky == i):
-                    m.d.sync += rows[i].eq(d_row)
+                with m.Elif(c_ky == i):
+                    m.d.sync += rows[i].eq(cut)
             with m.Else():
-                m.d.sync += rows[kmax - 2].eq(d_row)
+                m.d.sync += rows[kmax - 2].eq(cut)
         return m

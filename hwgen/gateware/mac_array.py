@@ -10,10 +10,7 @@ write-back on the `result` stream.
 
 Stages: issue (window taken, weight and ROM addresses); one cycle later, when the weight word
 and taps are out of their memories, each pixel lane's candidate pixels (one per ROM pattern);
-then each lane's choice among them, the multiply and the accumulate. The window is taken into
-registers as each pixel lane's pixel per window position (the stride-2, fold and sign muxes on
-the way in), and the step's dense/1x1 window position and override flag are registered at the
-issue, so the candidates are tap selections of flip-flops. `params.mac_cuts` puts a
+then each lane's choice among them, the multiply and the accumulate. `params.mac_cuts` puts a
 FIFO (`params.window_depth` windows) between the input buffer and the issue (`window`: the buffer's fetch sees a
 registered ready), and registers the path after the candidates (`candidates`), before the
 multiply (`operands`: the DSP input registers) and after it (`product`: the DSP output
@@ -107,6 +104,7 @@ class MacArray(wiring.Component):
         else:
             next_valid, next_window, take = self.window.valid, self.window.payload, self.window.ready
         can_issue = ~self.hold & (~first_t | next_valid) & (~last_step | ~(self.result.valid | last_in_flight))
+        window = Signal(kmax * cols * a)
 
         m.d.comb += [
             take.eq(can_issue & first_t),
@@ -120,44 +118,15 @@ class MacArray(wiring.Component):
         s2_step = Signal(range(p.window_taps + 1))
         m.d.sync += [s2_valid.eq(can_issue), s2_first.eq(can_issue & first_t & (c == 0)),
                      s2_last.eq(can_issue & last_step), s2_step.eq(t)]
-        # the dense / 1x1 step's window position and that it overrides the patterns, registered beside the step, so
-        # the candidates' muxes start at flip-flops (main's seed 1: -3.15 ns at 150 MHz through these compares)
-        if kmax > 3:  # step t of a dense k x k kernel: its raster tap t, centred in the window
-            fixed_tap = Array(Array(Const(p.window_tap(2 * h + 1, s), range(p.window_taps))
-                                    for s in range((2 * h + 1) ** 2))
-                              for h in range(kmax // 2 + 1))[self.kernel_half][t]
-        else:
-            fixed_tap = Mux(self.kernel1x1, p.window_tap(1, 0), t)
-        s2_fixed_tap, s2_fixed = Signal(range(p.window_taps)), Signal()
-        m.d.sync += [s2_fixed_tap.eq(fixed_tap), s2_fixed.eq(self.dense | self.kernel1x1)]
         with m.If(can_issue):
             m.d.sync += [first_t.eq(last_t), last_t.eq(Mux(last_t, self.next_one_step, t + 1 == self.last_step))]
             with m.If(last_t):
                 m.d.sync += last_c.eq(Mux(last_c, self.last_channel == 0, c + 1 == self.last_channel))
         with m.Else():
             m.d.sync += [last_t.eq(t == self.last_step), last_c.eq(c == self.last_channel)]
-        # the window as the steps read it: per pixel lane j and window position, its pixel after the stride-2,
-        # fold and sign muxes, so a step's candidates are tap selections of flip-flops. They load whenever the next
-        # step is a channel's first (`first_t`, a flip-flop, not the issue decision, enables the ~300 of them):
-        # the step before has read them in its stage 2 by then, and the load in the issue's cycle takes the window
-        # issued (what loads while no step issues is never read)
-        def pixel(ky, col):
-            return next_window.word_select(ky * cols + col, a)
-
-        half = xl // 2  # pixel lanes of a folded pass
-        at_tap = []
-        for j in range(xl):
-            at_tap.append([])
-            for pos in range(p.window_taps):
-                ky, kx = divmod(pos, kmax)
-                px = Mux(self.stride2, pixel(ky, 2 * j + kx), pixel(ky, j + kx))
-                if p.fold > 1 and j >= half:  # folded: the pixel of lane j - x_lanes / 2
-                    px = Mux(self.fold, Mux(self.stride2, pixel(ky, 2 * (j - half) + kx), pixel(ky, j - half + kx)), px)
-                tap = Signal(signed(a + 1), name=f"window_px{j}_{pos}")
-                with m.If(first_t):
-                    m.d.sync += tap.eq(Mux(self.in_signed, px.as_signed(), px))
-                at_tap[j].append(tap)
         with m.If(can_issue):
+            with m.If(first_t):
+                m.d.sync += window.eq(next_window)
             # a folded step reads two lane words
             m.d.sync += [t.eq(t + 1), waddr.eq(waddr + (Mux(self.fold, 2, 1) if p.fold > 1 else 1))]
             with m.If(last_t):
@@ -166,19 +135,36 @@ class MacArray(wiring.Component):
                 m.d.sync += [c.eq(0), waddr.eq(0)]
 
         # -- accumulate ----------------------------------------------------------------------------
-        # Per pixel lane j, shared by all lanes: the dense/1x1 step's pixel, and for every ROM pattern the pixel at
-        # its step-th tap (dense layers override them all).
+        def pixel(ky, col):
+            return window.word_select(ky * cols + col, a)
+
+        # Per pixel lane j, shared by all lanes: the pixel at each window position, the dense/1x1
+        # tap, and for every ROM pattern the pixel at its step-th tap (dense layers override them all).
+        if kmax > 3:  # step t of a dense k x k kernel: its raster tap t, centred in the window
+            fixed_tap = Array(Array(Const(p.window_tap(2 * h + 1, t), range(p.window_taps))
+                                    for t in range((2 * h + 1) ** 2))
+                              for h in range(kmax // 2 + 1))[self.kernel_half][s2_step]
+        else:
+            fixed_tap = Mux(self.kernel1x1, p.window_tap(1, 0), s2_step)
         orders = tap_orders(p.patterns) if p.sparse else []
         candidates = []
+        half = xl // 2  # pixel lanes of a folded pass
         for j in range(xl):
+            at_tap = []
+            for pos in range(p.window_taps):
+                ky, kx = divmod(pos, kmax)
+                px = Mux(self.stride2, pixel(ky, 2 * j + kx), pixel(ky, j + kx))
+                if p.fold > 1 and j >= half:  # folded: the pixel of lane j - x_lanes / 2
+                    px = Mux(self.fold, Mux(self.stride2, pixel(ky, 2 * (j - half) + kx), pixel(ky, j - half + kx)), px)
+                at_tap.append(Mux(self.in_signed, px.as_signed(), px))
             fixed = Signal(signed(a + 1), name=f"fixed_px{j}")
-            m.d.comb += fixed.eq(Array(at_tap[j])[s2_fixed_tap])
+            m.d.comb += fixed.eq(Array(at_tap)[fixed_tap])
             per_pattern = []
             for r, order in enumerate(orders):
                 px = Signal(signed(a + 1), name=f"pattern{r}_px{j}")
-                taps = [at_tap[j][p.window_tap(3, tap)] for tap in order]
+                taps = [at_tap[p.window_tap(3, tap)] for tap in order]
                 steps = Array(taps) if len(order) > 1 else None
-                m.d.comb += px.eq(Mux(s2_fixed, fixed, steps[s2_step] if steps else taps[0]))
+                m.d.comb += px.eq(Mux(self.dense | self.kernel1x1, fixed, steps[s2_step] if steps else taps[0]))
                 per_pattern.append(px)
             candidates.append((fixed, per_pattern))
 
