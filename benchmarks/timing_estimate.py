@@ -39,6 +39,10 @@ def show(name: str, module: dict, freq: float) -> None:
     e = estimate.estimate(module, freq, block=fpga.block, signal=fpga.signal, top=SOURCES_SHOWN)
     print(f"{name}: estimated at {freq:g} MHz ({e['period_ns']:.2f} ns): {e['failing']} of {e['endpoints']} "
           f"endpoints miss, total negative slack {e['tns_ns']:.1f} ns, worst arrival {e['worst_ns']:.2f} ns")
+    w = e["worst_path"]
+    if w:
+        print("  worst path: " + " -> ".join(f"{fpga.block(c['cell'])}.{fpga.signal(c['cell']) or '$'} "
+                                            f"({c['arrival_ns']:.2f})" for c in w["cells"]) + f" -> {w['end']}")
     print(f"{'failing':>9}{'worst ns':>10}  the register the paths start from")
     for s in e["sources"]:
         print(f"{s['failing']:>9}{s['worst_ns']:>10.2f}  {s['block']}{'.' + s['signal'] if s['signal'] else ''}")

@@ -55,6 +55,11 @@ def test_arrivals_through_luts_and_a_carry_chain():
     assert t == pytest.approx(C_ARRIVAL) and src == "core.engine.a_TRELLIS_FF_Q"
     t, src = ends["core.engine.d_TRELLIS_FF_Q", "DI"]
     assert t == pytest.approx(D_ARRIVAL) and src == "core.engine.a_TRELLIS_FF_Q"
+    # the latest path into c, cell by cell, with the arrival at each output
+    path = next(e[4] for e in est.arrivals(MODULE, paths=True) if e[:2] == ("core.engine.c_TRELLIS_FF_Q", "DI"))
+    assert [c for c, _ in path] == ["core.engine.a_TRELLIS_FF_Q", "core.engine.x_LUT4_Z", "core.engine.y_LUT4_Z"]
+    assert [t for _, t in path] == pytest.approx([est.FF_CLK_TO_Q, est.FF_CLK_TO_Q + route(2) + est.LUT,
+                                                  C_ARRIVAL - route(1)], abs=1e-3)
     # a constant enable or reset is no path
     assert ("core.engine.c_TRELLIS_FF_Q", "CE") not in ends and ("core.engine.c_TRELLIS_FF_Q", "LSR") not in ends
 
@@ -65,6 +70,7 @@ def test_summary_at_a_frequency_between_the_two_arrivals():
     assert e["failing"] == 1 and e["tns_ns"] == pytest.approx(period - C_ARRIVAL, abs=1e-3)
     assert e["worst_ns"] == pytest.approx(C_ARRIVAL, abs=1e-3)
     assert e["sources"] == [{"block": "core.engine", "signal": "a", "failing": 1, "worst_ns": round(C_ARRIVAL, 3)}]
+    assert e["worst_path"]["end"] == "core.engine.c_TRELLIS_FF_Q.DI" and len(e["worst_path"]["cells"]) == 3
     assert est.estimate(MODULE, 1000 / (C_ARRIVAL + 0.01), block=fpga.block, signal=fpga.signal)["failing"] == 0
 
 

@@ -7,8 +7,9 @@ with placement, more than most single register cuts gain; a cut that shortens ma
 the seed noise while the worst path moves elsewhere. This estimate takes seconds after synthesis, is
 deterministic, and on the 4x4 digits engine correlates r = 0.915 with nextpnr's routed arrival times at
 its ~20,000 endpoints (two placement seeds of one netlist: r = 0.949), so it ranks where paths are long
-and which registers they start from. It is not an Fmax: the delays are magnitudes for an ECP5 speed 6,
-fitted to that one engine's routed report (`compare` gives r for any netlist and its report).
+and which registers they start from. It is not an Fmax, and it does not rank two builds (placement
+moves more between netlists than the logic does: docs/implement.md): the delays are magnitudes for an
+ECP5 speed 6, fitted to that one engine's routed report (`compare` gives r for any netlist and its report).
 
 Timing graph: flip-flop Q, block-RAM DO (unregistered output mode) and undriven bits start paths;
 LUT4, PFUMX, L6MUX21, CCU2C, MULT18X18D (without registers) and the distributed RAM's read port pass
@@ -59,10 +60,11 @@ def _arcs(cell: dict) -> list[tuple[str, str, float]]:
     return []
 
 
-def arrivals(module: dict) -> list[tuple[str, str, float, str | None]]:
+def arrivals(module: dict, *, paths: bool = False) -> list[tuple]:
     """(cell, port, arrival ns, source cell) of every path end in a flattened netlist module: the latest
     arrival at the port and the register (or block RAM) its latest path starts from (None: a constant or
-    a top-level input)."""
+    a top-level input). With `paths`, a fifth item: the latest path's cells from its source on, each with
+    the arrival at its output."""
     cells = module["cells"]
     driver, fanout = {}, collections.Counter()
     for name, cell in cells.items():
@@ -82,9 +84,9 @@ def arrivals(module: dict) -> list[tuple[str, str, float, str | None]]:
         return ROUTE_BASE + ROUTE_PER_FANOUT_DOUBLING * math.log2(max(1, fanout[bit]))
 
     arcs_by_output: dict = {}
-    known: dict = {}  # bit -> (arrival at the driver's output, source)
+    known: dict = {}  # bit -> (arrival at the driver's output, source, the input bit it came through)
 
-    def at(bit: int) -> tuple[float, str | None]:
+    def at(bit: int) -> tuple[float, str | None, int | None]:
         # iterative depth-first walk: the engine's cones are thousands of cells deep in total
         stack = [bit]
         while stack:
@@ -93,13 +95,13 @@ def arrivals(module: dict) -> list[tuple[str, str, float, str | None]]:
                 stack.pop()
                 continue
             if b not in driver:
-                known[b] = (0.0, None)
+                known[b] = (0.0, None, None)
                 stack.pop()
                 continue
             name, port = driver[b]
             cell = cells[name]
             if cell["type"] in STARTS:
-                known[b] = (STARTS[cell["type"]], name)
+                known[b] = (STARTS[cell["type"]], name, None)
                 stack.pop()
                 continue
             key = (name, port)
@@ -110,14 +112,21 @@ def arrivals(module: dict) -> list[tuple[str, str, float, str | None]]:
             if pending:
                 stack.extend(pending)
                 continue
-            best = (0.0, None)
+            best = (0.0, None, None)
             for ib, delay in arcs_by_output[key]:
                 t = known[ib][0] + route(ib) + delay
                 if t > best[0]:
-                    best = (t, known[ib][1])
+                    best = (t, known[ib][1], ib)
             known[b] = best
             stack.pop()
         return known[bit]
+
+    def path(bit: int) -> list[tuple[str, float]]:
+        cells_on = []
+        while bit is not None and bit in driver:
+            cells_on.append((driver[bit][0], round(known[bit][0], 3)))
+            bit = known[bit][2]
+        return cells_on[::-1]
 
     ends = []
     for name, cell in cells.items():
@@ -129,21 +138,23 @@ def arrivals(module: dict) -> list[tuple[str, str, float, str | None]]:
         for port in ports:
             for bit in cell["connections"].get(port, ()):
                 if isinstance(bit, int):
-                    t, source = at(bit)
-                    ends.append((name, port, t + route(bit), source))
+                    t, source, _ = at(bit)
+                    end = (name, port, t + route(bit), source)
+                    ends.append(end + (path(bit),) if paths else end)
     return ends
 
 
 def estimate(module: dict, freq_mhz: float, *, block, signal, top: int = 20) -> dict:
     """The estimate's summary at `freq_mhz`: endpoints, how many miss the period, their total negative
-    slack, the worst arrival, and the `top` registers the most missing paths start from (named by
-    `block` and `signal`, hwgen.implement.fpga's, as the nextpnr endpoint groups are)."""
+    slack, the worst arrival and its path (the cells from its source register on, with the arrival at
+    each output), and the `top` registers the most missing paths start from (named by `block` and
+    `signal`, hwgen.implement.fpga's, as the nextpnr endpoint groups are)."""
     period = 1000.0 / freq_mhz
-    ends = arrivals(module)
+    ends = arrivals(module, paths=True)
     sources: dict = {}
     tns = 0.0
     failing = 0
-    for _, _, t, source in ends:
+    for _, _, t, source, _ in ends:
         if t <= period:
             continue
         failing += 1
@@ -153,8 +164,11 @@ def estimate(module: dict, freq_mhz: float, *, block, signal, top: int = 20) -> 
         s["failing"] += 1
         s["worst_ns"] = max(s["worst_ns"], round(t, 3))
     ranked = sorted(sources.values(), key=lambda s: (-s["failing"], -s["worst_ns"], s["block"], s["signal"]))
+    worst = max(ends, key=lambda e: e[2], default=None)
     return {"period_ns": round(period, 3), "endpoints": len(ends), "failing": failing, "tns_ns": round(tns, 3),
-            "worst_ns": round(max((t for _, _, t, _ in ends), default=0.0), 3), "sources": ranked[:top]}
+            "worst_ns": round(worst[2], 3) if worst else 0.0, "sources": ranked[:top],
+            "worst_path": {"end": f"{worst[0]}.{worst[1]}", "cells": [{"cell": c, "arrival_ns": t} for c, t in worst[4]]}
+            if worst else None}
 
 
 def compare(module: dict, report: dict) -> dict:
