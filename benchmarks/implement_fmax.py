@@ -3,8 +3,9 @@
 Generates the digits engine (models/digits_ps4p4_w8a8.hwq) at 4x4 and 8x8 MACs (64-bit bus), runs
 `hwgen implement --target ecp5-85k` (LFE5U-85F speed 6, 150 MHz target) on each, for each placement
 seed, and prints Fmax against the 38.7 MHz baseline of the first engine before the pipeline (the
-one-cycle requantization in the write-back), LUT / FF / DSP / BRAM use and the critical path; with
-more than one seed also the min / median / max Fmax of each engine (one seed's Fmax is one
+one-cycle requantization in the write-back), LUT / FF / DSP / BRAM use, the critical path and the
+endpoints that miss the target (how many, and their total negative slack: what is left to cut when a
+change moves the worst path but not Fmax); with more than one seed also the min / median / max Fmax of each engine (one seed's Fmax is one
 placement: the spread shows whether a change beats placement noise). Then the ASIC estimate (kGE,
 transistors, logic levels, SRAM bits) of the 4x4 engine. Each engine is synthesized once; each P&R
 takes minutes, and `--jobs N` runs N of them at once (each in its own copy of the synthesized folder). `--pipeline N`
@@ -100,6 +101,9 @@ def main() -> None:
               f"{res['FF']['used']:>8}{res['DSP']['used']:>6}{res['BRAM']['used']:>6}  "
               f"{path['delay_ns']:.2f} ns (routing {path['routing_ns']:.2f}): {via}")
         print(f"{'':<13}from {path['start']}\n{'':<13}to   {path['end']}")
+        ends = r["endpoints"]
+        print(f"{'':<13}failing endpoints at {args.freq:g} MHz: {ends['failing']} of {ends['endpoints']}, "
+              f"total negative slack {ends['tns_ns']:.1f} ns")
         print(f"{'':<13}P&R wall time {r['wall_seconds']['place_and_route']:.0f} s, "
               f"synthesis (once for the engine's seeds) {synthesis_s[spec]:.0f} s")
     if len(seeds) > 1:

@@ -287,11 +287,13 @@ def sram_instances(params: EngineParams) -> dict:
 
 def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: int = 64, glb_kib: int | None = None,
              weight_kib: int | None = None, dense_only: bool = False, pipeline: int = DEFAULT_PIPELINE,
-             synth: str | None = None, interface: str = "stream", axi_id_bits: int = 4, dsp: str = "fabric") -> dict:
+             synth: str | None = None, interface: str = "stream", axi_id_bits: int = 4, dsp: str = "fabric",
+             progress=lambda line: None) -> dict:
     """Write the engine for `graph` (a quantized hwgen Graph) into `out_dir`; returns the manifest.
 
     `interface`: "stream" (the engine's own req/rd/wr bus, `hwgen_top.v` from the templates) or
     "axi" (AXI4 master + AXI4-Lite registers, `axi_id_bits` wide IDs). `dsp`: `EngineParams.dsp`.
+    `progress` is told a line before the long step (the synthesis), once every check has passed.
     """
     from .engine import registers
 
@@ -359,6 +361,8 @@ def generate(graph, out_dir, *, m_lanes: int = 4, x_lanes: int = 4, bus_bits: in
         describe.write(b, out / FILES["arch"], out / FILES["mapping"])
         if synth:
             from .gateware.synth import synthesize
+
+            progress(f"synthesizing with Yosys (synth_{synth}), about a minute")
 
             # The stream top is wiring only; the AXI top adds the adapters and registers, counted with it.
             parts, module = (("sram", "engine", "top"), TOP_MODULE) if interface == "axi" else (("sram", "engine"), ENGINE_MODULE)

@@ -20,6 +20,7 @@ from hwgen.errors import HwgenError
 from hwgen.gateware import dsp
 from hwgen.gateware.requant import PART_BITS, Requant
 from hwgen.gateware.synth import NO_REREAD
+from hwgen.cli import main
 from hwgen.generate import FILES, generate
 from hwgen.implement import fpga, implement, targets
 from hwgen.layercases import conv_graph
@@ -82,13 +83,17 @@ def test_model_refuses_registers_it_does_not_model(tmp_path):
     assert proc.returncode != 0 and "MULT18X18D_model_supports_only_NONE_or_CLK0_registers" in proc.stderr
 
 
-def test_ecp5_engine_is_refused_where_there_is_no_ecp5(digits, tmp_path):
+def test_ecp5_engine_is_refused_where_there_is_no_ecp5(digits, tmp_path, capsys):
     folder, _ = digits["ecp5"]
     for target in ("asic", "ice40-up5k"):
         with pytest.raises(HwgenError, match="ECP5 DSP cells"):
             implement(folder, target)
     with pytest.raises(HwgenError, match="synthesizes for ECP5 only"):
         generate(checkpoint.load(DIGITS), tmp_path, dsp="ecp5", synth="xilinx")
+    # the CLI's one line is the refusal, with no "synthesizing" line before it
+    assert main(["generate", str(DIGITS), "--out", str(tmp_path / "cli"), "--dsp", "ecp5", "--synth", "xilinx"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "synthesizes for ECP5 only, not xilinx" in err[0]
 
 
 def cut_bits(p: EngineParams) -> int:

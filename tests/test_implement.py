@@ -83,6 +83,7 @@ def test_failing_endpoints_by_block_and_signal():
                for e in n["endpoints"]]
     assert ends["period_ns"] == round(1000 / 150, 3) and ends["endpoints"] == len(clocked)
     assert 0 < ends["failing"] == sum(d > 1000 / 150 for d in clocked) < len(clocked)
+    assert abs(ends["tns_ns"] - sum(min(0.0, 1000 / 150 - d) for d in clocked)) < 0.01 and ends["tns_ns"] < 0
     assert sum(g["failing"] for g in ends["groups"]) == ends["failing"]
     assert [g["failing"] for g in ends["groups"]] == sorted((g["failing"] for g in ends["groups"]), reverse=True)
     # the worst endpoint is where the critical path ends (its setup time is 0), its slack target - Fmax period
@@ -91,7 +92,8 @@ def test_failing_endpoints_by_block_and_signal():
     assert (worst["block"], worst["signal"]) == ("core.engine.wb.requant2", "rounding_tie_to_even")
     assert worst["worst"] == r["critical_paths"][0]["end"]
     text = report.text({**ecp5_summary(150.0), "endpoints": ends})
-    assert f"endpoints missing the 6.67 ns period: {ends['failing']} of {ends['endpoints']}" in text
+    assert (f"endpoints missing the 6.67 ns period: {ends['failing']} of {ends['endpoints']}, "
+            f"total negative slack {ends['tns_ns']:.1f} ns") in text
     assert "core.engine.wb.requant2.rounding_tie_to_even" in text
     assert "endpoints" not in ecp5_summary(150.0)  # a report without the detailed timing has no such section
 

@@ -66,12 +66,11 @@ def run(args) -> int:
     graph = load_model(args.checkpoint)
     if any(n.quant is None for n in graph.nodes):
         raise HwgenError(f"{args.checkpoint}: the model is not quantized; run `hwgen quantize` first")
-    if args.synth:
-        print(f"hwgen generate: synthesizing with Yosys (synth_{args.synth}), about a minute", file=sys.stderr)
     manifest = generate(graph, args.out, m_lanes=args.m_lanes, x_lanes=args.x_lanes, bus_bits=args.bus_bits,
                         glb_kib=args.glb_kib, weight_kib=args.weight_kib, dense_only=args.dense_only,
                         pipeline=args.pipeline, synth=args.synth, dsp=args.dsp,
-                        interface=args.interface, axi_id_bits=args.axi_id_bits)
+                        interface=args.interface, axi_id_bits=args.axi_id_bits,
+                        progress=lambda line: print(f"hwgen generate: {line}", file=sys.stderr))
     if args.json:
         print(json.dumps(manifest, indent=2))
         return 0

@@ -102,11 +102,14 @@ def endpoint_slack(report: dict, freq_mhz: float) -> dict:
     Every register-to-register timing endpoint (a flip-flop, DSP or block-RAM input) with its arrival
     time after the clock edge; its slack is the target period minus that arrival (nextpnr-ecp5's
     flip-flop setup time is 0, the DSP and block-RAM inputs' setup is left out). Grouped by the block
-    and signal of the endpoint's cell, the groups with the most failing endpoints first.
+    and signal of the endpoint's cell, the groups with the most failing endpoints first. `tns_ns`, the
+    total negative slack (the failing endpoints' slacks summed), shows how much is left to cut when a
+    change moves the worst path without moving Fmax.
     """
     period = 1000.0 / freq_mhz
     groups: dict = {}
     total = 0
+    tns = 0.0
     for net in report.get("detailed_net_timings", []):
         launch = net.get("event", "")
         for ep in net["endpoints"]:
@@ -116,6 +119,7 @@ def endpoint_slack(report: dict, freq_mhz: float) -> dict:
             slack = period - max(ep["delay"]) if isinstance(ep["delay"], list) else period - float(ep["delay"])
             if slack >= 0:
                 continue
+            tns += slack
             key = (block(ep["cell"]), signal(ep["cell"]))
             g = groups.setdefault(key, {"block": key[0], "signal": key[1], "failing": 0, "worst_slack_ns": 0.0,
                                         "worst": ""})
@@ -124,7 +128,7 @@ def endpoint_slack(report: dict, freq_mhz: float) -> dict:
                 g["worst_slack_ns"], g["worst"] = round(slack, 3), f"{ep['cell']}.{ep['port']}"
     ranked = sorted(groups.values(), key=lambda g: (-g["failing"], g["worst_slack_ns"], g["block"], g["signal"]))
     return {"period_ns": round(period, 3), "endpoints": total, "failing": sum(g["failing"] for g in ranked),
-            "groups": ranked}
+            "tns_ns": round(tns, 3), "groups": ranked}
 
 
 def summarize(report: dict, target: Target, freq_mhz: float, yosys_cells: dict) -> dict:

@@ -32,7 +32,7 @@ def fpga_text(r: dict) -> list[str]:
     ends = r.get("endpoints")
     if ends and ends["failing"]:
         lines += ["", f"endpoints missing the {ends['period_ns']:.2f} ns period: {ends['failing']} of {ends['endpoints']}"
-                  f" (the {ENDPOINT_GROUPS} blocks and signals with the most; implement.json has all)",
+                  f", total negative slack {ends['tns_ns']:.1f} ns (the {ENDPOINT_GROUPS} blocks and signals with the most; implement.json has all)",
                   f"{'failing':>8}{'worst ns':>10}  block.signal"]
         for g in ends["groups"][:ENDPOINT_GROUPS]:
             lines.append(f"{g['failing']:>8}{g['worst_slack_ns']:>10.2f}  {g['block']}{'.' + g['signal'] if g['signal'] else ''}")
