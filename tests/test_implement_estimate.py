@@ -64,6 +64,18 @@ def test_arrivals_through_luts_and_a_carry_chain():
     assert ("core.engine.c_TRELLIS_FF_Q", "CE") not in ends and ("core.engine.c_TRELLIS_FF_Q", "LSR") not in ends
 
 
+def test_a_combinational_loop_is_cut_not_followed_forever():
+    module = {"cells": dict([
+        ff("core.engine.a_TRELLIS_FF_Q", q=2),
+        cell("core.engine.p_LUT4_Z", "LUT4", {"A": [2], "B": [5], "C": ["0"], "D": ["0"]}, {"Z": [4]}),
+        cell("core.engine.q_LUT4_Z", "LUT4", {"A": [4], "B": ["0"], "C": ["0"], "D": ["0"]}, {"Z": [5]}),
+        ff("core.engine.c_TRELLIS_FF_Q", di=5),
+    ])}
+    (name, port, t, src, path), = [e for e in est.arrivals(module, paths=True) if e[1] == "DI"]
+    # a -> p -> q, the loop's way back into p counted once, at the walk's cut
+    assert src == "core.engine.a_TRELLIS_FF_Q" and [c for c, _ in path][0] == src and t > est.FF_CLK_TO_Q + 2 * est.LUT
+
+
 def test_summary_at_a_frequency_between_the_two_arrivals():
     period = (C_ARRIVAL + D_ARRIVAL) / 2
     e = est.estimate(MODULE, 1000 / period, block=fpga.block, signal=fpga.signal)

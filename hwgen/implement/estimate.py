@@ -87,8 +87,10 @@ def arrivals(module: dict, *, paths: bool = False) -> list[tuple]:
     known: dict = {}  # bit -> (arrival at the driver's output, source, the input bit it came through)
 
     def at(bit: int) -> tuple[float, str | None, int | None]:
-        # iterative depth-first walk: the engine's cones are thousands of cells deep in total
+        # iterative depth-first walk: the engine's cones are thousands of cells deep in total; a
+        # combinational loop (`visiting`) is cut where the walk meets it again
         stack = [bit]
+        visiting = set()
         while stack:
             b = stack[-1]
             if b in known:
@@ -108,22 +110,24 @@ def arrivals(module: dict, *, paths: bool = False) -> list[tuple]:
             if key not in arcs_by_output:
                 arcs_by_output[key] = [(ib, delay) for ip, op, delay in _arcs(cell) if op == port
                                        for ib in cell["connections"].get(ip, ()) if isinstance(ib, int)]
-            pending = [ib for ib, _ in arcs_by_output[key] if ib not in known]
-            if pending:
+            pending = [ib for ib, _ in arcs_by_output[key] if ib not in known and ib not in visiting]
+            if pending and b not in visiting:
+                visiting.add(b)
                 stack.extend(pending)
                 continue
             best = (0.0, None, None)
             for ib, delay in arcs_by_output[key]:
-                t = known[ib][0] + route(ib) + delay
+                arrived, source, _ = known.get(ib, (0.0, None, None))  # not known: the loop's cut
+                t = arrived + route(ib) + delay
                 if t > best[0]:
-                    best = (t, known[ib][1], ib)
+                    best = (t, source, ib)
             known[b] = best
             stack.pop()
         return known[bit]
 
     def path(bit: int) -> list[tuple[str, float]]:
         cells_on = []
-        while bit is not None and bit in driver:
+        while bit is not None and bit in driver and bit in known and len(cells_on) <= len(known):
             cells_on.append((driver[bit][0], round(known[bit][0], 3)))
             bit = known[bit][2]
         return cells_on[::-1]
