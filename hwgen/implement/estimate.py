@@ -22,6 +22,8 @@ from __future__ import annotations
 import collections
 import math
 
+from . import fpga
+
 # delays in ns (ECP5 speed 6 magnitudes; the routing pair fitted to nextpnr's report of the digits engine)
 FF_CLK_TO_Q = 0.55
 BRAM_CLK_TO_DO = 4.0  # DP16KD without its output register
@@ -187,8 +189,7 @@ def compare(module: dict, report: dict) -> dict:
             # nextpnr names a flip-flop's direct data input M, the LUT-fed one DI
             key = (ep["cell"], "DI" if ep["port"] == "M" else ep["port"])
             if key in est and ep.get("event", "").startswith("posedge"):
-                routed = max(ep["delay"]) if isinstance(ep["delay"], list) else float(ep["delay"])
-                pairs.append((est[key], routed))
+                pairs.append((est[key], fpga.arrival(ep)))
     n = len(pairs)
     if n < 2:
         return {"matched": n, "r": None}

@@ -96,6 +96,12 @@ def signal(cell: str) -> str:
     return name if re.fullmatch(r"[a-z0-9_]+", name) else ""
 
 
+def arrival(endpoint: dict) -> float:
+    """An endpoint's arrival time in nextpnr's report: the latest of its [min, max] pair (or one number)."""
+    delay = endpoint["delay"]
+    return max(delay) if isinstance(delay, list) else float(delay)
+
+
 def endpoint_slack(report: dict, freq_mhz: float) -> dict:
     """Where the endpoints that miss the target are, from nextpnr's `--detailed-timing-report`.
 
@@ -116,7 +122,7 @@ def endpoint_slack(report: dict, freq_mhz: float) -> dict:
             if not launch.startswith("posedge") or ep.get("event") != launch:
                 continue  # the wrapper's pins (async) and any cross-clock pair
             total += 1
-            slack = period - max(ep["delay"]) if isinstance(ep["delay"], list) else period - float(ep["delay"])
+            slack = period - arrival(ep)
             if slack >= 0:
                 continue
             tns += slack
